@@ -1,0 +1,204 @@
+"""Actions: the named effects a transition runs. Each one is real code that builds commands
+for the edge, the media process or the application, or updates session fields.
+
+A command is only data; the worker emits it after the transition is stored. Commands carry
+everything the receiver needs (call ids, tags, URIs, SDP) so an edge or media process that
+restarted can still execute them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sessiond.vocabulary import SESSION_FIELDS
+
+if TYPE_CHECKING:
+    from sessiond.engine import Context
+
+ArgCheck = Callable[[Any], str | None]
+
+# Session fields every SIP command carries, so the edge needs no state of its own.
+_DIALOG_FIELDS = (
+    "call_id",
+    "local_tag",
+    "remote_tag",
+    "local_uri",
+    "remote_uri",
+    "remote_target",
+    "route_set",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    fn: Callable[[Context, Any], None]
+    check: ArgCheck
+    doc: str
+
+
+def _no_args(args: Any) -> str | None:
+    return None if args is None else "takes no arguments"
+
+
+def _dialog(ctx: Context) -> dict[str, Any]:
+    return {name: ctx.get(name) for name in _DIALOG_FIELDS}
+
+
+def _next_cseq(ctx: Context) -> int:
+    cseq = int(ctx.get("local_cseq") or "0") + 1
+    ctx.set("local_cseq", str(cseq))
+    return cseq
+
+
+# --- SIP ---------------------------------------------------------------------------------
+
+
+def _check_respond(args: Any) -> str | None:
+    if not isinstance(args, dict) or set(args) - {"code", "reason", "sdp"}:
+        return "expects {code: N, reason: text?, sdp: bool?}"
+    code = args.get("code")
+    if code != "from_event" and not (
+        isinstance(code, int) and not isinstance(code, bool) and 101 <= code <= 699
+    ):
+        return "code must be 101-699 or 'from_event'"
+    if "sdp" in args and not isinstance(args["sdp"], bool):
+        return "sdp must be true or false"
+    return None
+
+
+def sip_respond(ctx: Context, args: Any) -> None:
+    """Answer the pending INVITE (the server transaction in ``txn``)."""
+    code = args["code"]
+    if code == "from_event":
+        code = ctx.event.data.get("code", 603)
+    data: dict[str, Any] = {"code": code, "txn": ctx.get("txn"), **_dialog(ctx)}
+    if "reason" in args:
+        data["reason"] = args["reason"]
+    if args.get("sdp"):
+        data["sdp"] = ctx.get("local_sdp")
+    ctx.command("edge", "respond", data)
+
+
+def _check_reply(args: Any) -> str | None:
+    if not isinstance(args, dict) or set(args) - {"code", "reason"}:
+        return "expects {code: N, reason: text?}"
+    code = args.get("code")
+    if not (isinstance(code, int) and not isinstance(code, bool) and 200 <= code <= 699):
+        return "code must be a final status 200-699"
+    return None
+
+
+def sip_reply(ctx: Context, args: Any) -> None:
+    """Answer the request that is this event (e.g. BYE), through the event's transaction."""
+    data: dict[str, Any] = {
+        "code": args["code"],
+        "txn": ctx.event.data.get("txn", ""),
+        **_dialog(ctx),
+    }
+    if "reason" in args:
+        data["reason"] = args["reason"]
+    ctx.command("edge", "respond", data)
+
+
+def sip_invite(ctx: Context, args: Any) -> None:
+    """Send the initial INVITE with our SDP offer."""
+    cseq = _next_cseq(ctx)
+    ctx.set("invite_cseq", str(cseq))
+    ctx.command("edge", "invite", {"cseq": cseq, "sdp": ctx.get("local_sdp"), **_dialog(ctx)})
+
+
+def sip_ack(ctx: Context, args: Any) -> None:
+    """ACK a 2xx (and each retransmission of it): same CSeq number as the INVITE."""
+    ctx.command("edge", "ack", {"cseq": int(ctx.get("invite_cseq") or "1"), **_dialog(ctx)})
+
+
+def sip_cancel(ctx: Context, args: Any) -> None:
+    """CANCEL our pending INVITE (RFC 3261 section 9.1)."""
+    ctx.command("edge", "cancel", {"cseq": int(ctx.get("invite_cseq") or "1"), **_dialog(ctx)})
+
+
+def sip_bye(ctx: Context, args: Any) -> None:
+    """End the dialog with BYE."""
+    ctx.command("edge", "bye", {"cseq": _next_cseq(ctx), **_dialog(ctx)})
+
+
+# --- media -------------------------------------------------------------------------------
+
+
+def _check_media_create(args: Any) -> str | None:
+    if args in ({"mode": "offer"}, {"mode": "answer"}):
+        return None
+    return "expects {mode: offer} or {mode: answer}"
+
+
+def media_create(ctx: Context, args: Any) -> None:
+    """Ask any media node for an RTP session: an offer, or the answer to the remote SDP."""
+    data = {"media_id": ctx.get("media_id"), "mode": args["mode"]}
+    if args["mode"] == "answer":
+        data["remote_sdp"] = ctx.get("remote_sdp")
+    ctx.command("media-pool", "create", data)
+
+
+def media_update(ctx: Context, args: Any) -> None:
+    """Give the media node the remote SDP (answer to our offer, or a new offer)."""
+    data = {"media_id": ctx.get("media_id"), "remote_sdp": ctx.get("remote_sdp")}
+    ctx.command("media", "update", data)
+
+
+def media_destroy(ctx: Context, args: Any) -> None:
+    """Free the RTP session (ports, files). Harmless if media was never created."""
+    ctx.command("media", "destroy", {"media_id": ctx.get("media_id")})
+
+
+# --- session fields ----------------------------------------------------------------------
+
+
+def _check_save(args: Any) -> str | None:
+    if not isinstance(args, dict) or not args:
+        return "expects {session_field: event_field, ...}"
+    unknown = sorted(k for k in args if k not in SESSION_FIELDS)
+    if unknown:
+        return f"unknown session field(s) {', '.join(unknown)}"
+    if not all(isinstance(v, str) for v in args.values()):
+        return "event field names must be strings"
+    return None
+
+
+def save(ctx: Context, args: Any) -> None:
+    """Copy event data into session fields; absent event fields leave the session unchanged."""
+    for session_field, event_field in args.items():
+        value = ctx.event.data.get(event_field)
+        if value is not None and value != "":
+            ctx.set(session_field, str(value))
+
+
+def _check_end(args: Any) -> str | None:
+    if not isinstance(args, dict) or set(args) - {"code", "reason"}:
+        return "expects {code: N|from_event, reason: text}"
+    return None
+
+
+def record_end(ctx: Context, args: Any) -> None:
+    """Record why the call ended (``end_code``/``end_reason``), for ctl and for Ended events."""
+    code = args.get("code", "from_event")
+    if code == "from_event":
+        code = ctx.event.data.get("code", "")
+    ctx.set("end_code", str(code))
+    ctx.set("end_reason", str(args.get("reason", ctx.event.data.get("reason", ctx.event.type))))
+
+
+ACTIONS: dict[str, ActionSpec] = {
+    "sip.respond": ActionSpec(sip_respond, _check_respond, "answer the pending INVITE"),
+    "sip.reply": ActionSpec(sip_reply, _check_reply, "answer the request in this event"),
+    "sip.invite": ActionSpec(sip_invite, _no_args, "send the initial INVITE"),
+    "sip.ack": ActionSpec(sip_ack, _no_args, "ACK a 2xx response"),
+    "sip.cancel": ActionSpec(sip_cancel, _no_args, "CANCEL the pending INVITE"),
+    "sip.bye": ActionSpec(sip_bye, _no_args, "send BYE"),
+    "media.create": ActionSpec(media_create, _check_media_create, "create an RTP session"),
+    "media.update": ActionSpec(media_update, _no_args, "give the media node the remote SDP"),
+    "media.destroy": ActionSpec(media_destroy, _no_args, "free the RTP session"),
+    "save": ActionSpec(save, _check_save, "copy event data into session fields"),
+    "end": ActionSpec(record_end, _check_end, "record the end code and reason"),
+}

@@ -1,0 +1,262 @@
+"""The decision engine: a pure function of (table, session snapshot, event, now).
+
+Theory of operation
+-------------------
+A session is a flat ``str -> str`` mapping (the Redis hash). ``decide`` looks up the entry
+for (role, state, event) in the table, picks the first alternative whose guards hold, runs
+its actions against a working copy of the session, applies condition updates, and moves to
+the next state. Actions never do I/O: they append :class:`Command` objects and set fields.
+
+Follow-up events (a trigger whose conditions all became true, or an alternative's
+``raise:``) go on a FIFO queue and are processed in order after the current step, against the
+updated working copy, never by recursion. The result is one :class:`Decision`: the field
+updates, the commands (including timer arm/cancel and application events), and the steps for
+the history stream. The store applies it atomically; nothing here touches Redis.
+
+Timers: entering a state with a ``timeout`` arms a timer tagged with the session's new
+``epoch`` (the version the transition produces); leaving it cancels that timer. A timeout
+event whose epoch is not the session's current epoch is stale and ignored, so a timer that
+escaped cancellation can never fire into a later state.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sessiond.errors import EngineError
+from sessiond.table.model import Alternative, Table
+
+MAX_STEPS = 32
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to a session: from the edge, media, app, a timer or a trigger."""
+
+    id: str
+    type: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    sid: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An effect to emit after the transition is stored. ``id`` is deterministic."""
+
+    id: str
+    target: str  # "edge" | "media" | "media-pool" | "app" | "timer"
+    name: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    from_state: str
+    event: str
+    to_state: str
+    actions: tuple[str, ...]
+
+
+class Outcome(StrEnum):
+    TRANSITION = "transition"
+    IGNORED = "ignored"
+    NO_TRANSITION = "no_transition"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    outcome: Outcome
+    reason: str
+    state: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    commands: tuple[Command, ...] = ()
+    steps: tuple[Step, ...] = ()
+    terminal: bool = False
+
+
+class Context:
+    """What an action sees: the working session, the event, and where to put effects."""
+
+    __slots__ = ("_view", "event", "now", "_commands")
+
+    def __init__(self, view: dict[str, str], event: Event, now: float, commands: list[Command]):
+        self._view = view
+        self.event = event
+        self.now = now
+        self._commands = commands
+
+    def get(self, name: str) -> str:
+        return self._view.get(name, "")
+
+    def set(self, name: str, value: str) -> None:
+        self._view[name] = value
+
+    def command(self, target: str, name: str, data: Mapping[str, Any]) -> None:
+        cid = f"{self._view.get('_event_id', '')}/{len(self._commands)}"
+        self._commands.append(Command(cid, target, name, data))
+
+
+def decide(table: Table, session: Mapping[str, str], event: Event, now: float) -> Decision:
+    """Decide what ``event`` does to ``session``. Pure: no I/O, no clock, no randomness."""
+    state = session["state"]
+    role = session["role"]
+    if event.type in table.timeout_events and "epoch" in event.data:
+        if str(event.data["epoch"]) != session.get("epoch", ""):
+            return Decision(
+                Outcome.IGNORED, "stale timer (state changed since it was armed)", state
+            )
+    entry = table.lookup(role, state, event.type)
+    if entry is None:
+        return Decision(
+            Outcome.NO_TRANSITION, f"no entry for ({role}, {state}, {event.type})", state
+        )
+    if entry.ignore is not None:
+        return Decision(Outcome.IGNORED, entry.ignore, state)
+    alt = _choose(entry.alternatives, session, event)
+    if alt is None:
+        return Decision(Outcome.NO_TRANSITION, f"no guard matched at line {entry.line}", state)
+    return _run(table, session, event, alt, now)
+
+
+def _choose(
+    alternatives: tuple[Alternative, ...], session: Mapping[str, str], event: Event
+) -> Alternative | None:
+    for alt in alternatives:
+        if all(g.fn(session, event, g.args) != g.negate for g in alt.guards):
+            return alt
+    return None
+
+
+def _run(
+    table: Table, session: Mapping[str, str], first: Event, alt: Alternative, now: float
+) -> Decision:
+    view = dict(session)
+    view["_event_id"] = first.id
+    commands: list[Command] = []
+    steps: list[Step] = []
+    queue: deque[tuple[Event, Alternative | None]] = deque([(first, alt)])
+    role = session["role"]
+    while queue:
+        if len(steps) >= MAX_STEPS:
+            raise EngineError(f"more than {MAX_STEPS} follow-up steps for event {first.type}")
+        event, chosen = queue.popleft()
+        state = view["state"]
+        if chosen is None:
+            entry = table.lookup(role, state, event.type)
+            if entry is None or entry.ignore is not None:
+                steps.append(Step(state, event.type, state, ("(not handled here)",)))
+                continue
+            chosen = _choose(entry.alternatives, view, event)
+            if chosen is None:
+                steps.append(Step(state, event.type, state, ("(no guard matched)",)))
+                continue
+        _apply(table, view, event, chosen, now, commands, steps, queue)
+    return _finish(table, session, view, first, now, commands, steps)
+
+
+def _apply(
+    table: Table,
+    view: dict[str, str],
+    event: Event,
+    alt: Alternative,
+    now: float,
+    commands: list[Command],
+    steps: list[Step],
+    queue: deque[tuple[Event, Alternative | None]],
+) -> None:
+    state = view["state"]
+    ctx = Context(view, event, now, commands)
+    for action in alt.actions:
+        action.fn(ctx, action.args)
+    before = _met(table, view)
+    for name, value in alt.conditions:
+        view[f"cond.{name}"] = "1" if value else "0"
+    nxt = alt.next or state
+    view["state"] = nxt
+    for published in alt.publish:
+        ctx.command("app", published, _app_data(view, event))
+    steps.append(Step(state, event.type, nxt, tuple(str(a) for a in alt.actions)))
+    n = len(steps)
+    for raised in alt.raises:
+        queue.append((Event(f"{event.id}#{n}{raised}", raised, {}, view.get("sid", "")), None))
+    after = _met(table, view)
+    for i, trig in enumerate(table.triggers):
+        if after[i] and not before[i]:
+            queue.append((Event(f"{event.id}#{n}{trig.event}", trig.event, {}, ""), None))
+
+
+def _met(table: Table, view: Mapping[str, str]) -> list[bool]:
+    return [all(view.get(f"cond.{c}") == "1" for c in t.conditions) for t in table.triggers]
+
+
+def _app_data(view: Mapping[str, str], event: Event) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "sid": view.get("sid", ""),
+        "state": view["state"],
+        "call_id": view.get("call_id", ""),
+        "local_uri": view.get("local_uri", ""),
+        "remote_uri": view.get("remote_uri", ""),
+    }
+    for key in ("code", "reason"):
+        if key in event.data:
+            data[key] = event.data[key]
+    for key in ("end_code", "end_reason"):
+        if view.get(key):
+            data[key] = view[key]
+    return data
+
+
+def _finish(
+    table: Table,
+    session: Mapping[str, str],
+    view: dict[str, str],
+    first: Event,
+    now: float,
+    commands: list[Command],
+    steps: list[Step],
+) -> Decision:
+    view.pop("_event_id", None)
+    old_state, new_state = session["state"], view["state"]
+    changed = any(s.from_state != s.to_state for s in steps)
+    if changed:
+        epoch = str(int(session.get("version", "0")) + 1)
+        _timer_commands(table, session, old_state, new_state, epoch, now, first.id, commands)
+        view["epoch"] = epoch
+        view["entered_state_at"] = f"{now:.3f}"
+    view["updated_at"] = f"{now:.3f}"
+    fields = {k: v for k, v in view.items() if session.get(k) != v}
+    terminal = table.states[new_state].terminal
+    reason = " -> ".join([steps[0].from_state, *(s.to_state for s in steps)])
+    return Decision(
+        Outcome.TRANSITION, reason, new_state, fields, tuple(commands), tuple(steps), terminal
+    )
+
+
+def _timer_commands(
+    table: Table,
+    session: Mapping[str, str],
+    old_state: str,
+    new_state: str,
+    epoch: str,
+    now: float,
+    event_id: str,
+    commands: list[Command],
+) -> None:
+    sid = session.get("sid", "")
+    old = table.states[old_state].timeout
+    if old is not None:
+        data = {"sid": sid, "event": old.event, "epoch": session.get("epoch", "")}
+        commands.append(Command(f"{event_id}/{len(commands)}", "timer", "cancel", data))
+    new = table.states[new_state].timeout
+    if new is not None:
+        data2: dict[str, Any] = {
+            "sid": sid,
+            "event": new.event,
+            "epoch": epoch,
+            "due": now + new.seconds,
+        }
+        commands.append(Command(f"{event_id}/{len(commands)}", "timer", "arm", data2))

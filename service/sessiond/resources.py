@@ -1,0 +1,33 @@
+"""Find the bundled state tables and Lua scripts, installed or in a source checkout.
+
+A wheel carries them inside the package (``sessiond/_bundled``); a source checkout keeps them
+at the repository's top level (``state_tables/``, ``lua/``), two levels above this file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent
+
+
+def _bundled(name: str) -> Path:
+    installed = _PKG / "_bundled" / name
+    if installed.is_dir():
+        return installed
+    checkout = _PKG.parent.parent / name
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(f"bundled directory {name!r} not found next to {_PKG}")
+
+
+def lua_dir() -> Path:
+    return _bundled("lua")
+
+
+def tables_dir() -> Path:
+    return _bundled("state_tables")
+
+
+def default_table_path() -> Path:
+    return tables_dir() / "default.yaml"

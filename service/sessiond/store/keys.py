@@ -1,0 +1,113 @@
+"""Every Redis key name sessiond uses, built in this one module.
+
+Cluster safety: a session's keys (hash, history, applied events, registry entries) share the
+hash tag ``{T}``, where T is derived from the call's Call-ID, so each Lua script touches one
+slot. Stream partitions carry their own tag ``{pN}`` so a partition's events stream and its
+timer set also share a slot. Session ids embed T (``T-random``), so the keys of a session can
+be computed from its id alone.
+
+    sessiond:{T}:session:<sid>           hash    the session (plain text fields)
+    sessiond:{T}:history:<sid>           stream  transitions, capped
+    sessiond:{T}:applied:<sid>           hash    event id -> outbox (duplicate refusal)
+    sessiond:{T}:dialog:<local_tag>:<call_id>     string  -> sid (in-dialog traffic)
+    sessiond:{T}:initial:<remote_tag>:<call_id>   string  -> sid (UAS, before our To tag)
+    sessiond:{T}:media:<media_id>        string  -> sid
+    sessiond:{pN}:events                 stream  event partition N (consumer group "workers")
+    sessiond:{pN}:timers                 zset    due timers of partition N, score = due time
+    sessiond:{edge:NAME}:commands        stream  commands for one edge
+    sessiond:{media:NAME}:commands       stream  commands for one media node
+    sessiond:{media}:commands            stream  commands any media node may take
+    sessiond:{app}:events                stream  events for applications
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+TAG_LEN = 10
+
+
+def call_tag(call_id: str) -> str:
+    """The hash tag shared by all keys of the sessions of one Call-ID."""
+    return hashlib.blake2b(call_id.encode("utf-8", "surrogateescape"), digest_size=5).hexdigest()
+
+
+def new_sid(call_id: str) -> str:
+    return f"{call_tag(call_id)}-{secrets.token_hex(6)}"
+
+
+def sid_tag(sid: str) -> str:
+    tag = sid[:TAG_LEN]
+    if len(sid) <= TAG_LEN + 1 or sid[TAG_LEN] != "-":
+        raise ValueError(f"not a session id: {sid!r}")
+    return tag
+
+
+class Keys:
+    """Key names under one namespace (default ``sessiond``)."""
+
+    def __init__(self, namespace: str = "sessiond", partitions: int = 16) -> None:
+        self.ns = namespace
+        self.partitions = partitions
+
+    # -- per session ------------------------------------------------------------------------
+    def session(self, sid: str) -> str:
+        return f"{self.ns}:{{{sid_tag(sid)}}}:session:{sid}"
+
+    def history(self, sid: str) -> str:
+        return f"{self.ns}:{{{sid_tag(sid)}}}:history:{sid}"
+
+    def applied(self, sid: str) -> str:
+        return f"{self.ns}:{{{sid_tag(sid)}}}:applied:{sid}"
+
+    def session_keys(self, sid: str) -> list[str]:
+        return [self.session(sid), self.history(sid), self.applied(sid)]
+
+    # -- registry ---------------------------------------------------------------------------
+    def dialog(self, call_id: str, local_tag: str) -> str:
+        return f"{self.ns}:{{{call_tag(call_id)}}}:dialog:{local_tag}:{call_id}"
+
+    def initial(self, call_id: str, remote_tag: str) -> str:
+        return f"{self.ns}:{{{call_tag(call_id)}}}:initial:{remote_tag}:{call_id}"
+
+    def media(self, media_id: str) -> str:
+        return f"{self.ns}:{{{sid_tag(media_id)}}}:media:{media_id}"
+
+    def registry_keys(self, session: dict[str, str]) -> list[str]:
+        """The registry entries that map to this session, computed from its fields."""
+        call_id = session.get("call_id", "")
+        keys = [self.dialog(call_id, session.get("local_tag", ""))]
+        if session.get("role") == "UAS":
+            keys.append(self.initial(call_id, session.get("remote_tag", "")))
+        if session.get("media_id"):
+            keys.append(self.media(session["media_id"]))
+        return keys
+
+    # -- streams and timers -----------------------------------------------------------------
+    def partition_of(self, sid_or_media_id: str) -> int:
+        return int(sid_or_media_id[:TAG_LEN], 16) % self.partitions
+
+    def partition_of_call(self, call_id: str) -> int:
+        return int(call_tag(call_id), 16) % self.partitions
+
+    def events(self, partition: int) -> str:
+        return f"{self.ns}:{{p{partition}}}:events"
+
+    def timers(self, partition: int) -> str:
+        return f"{self.ns}:{{p{partition}}}:timers"
+
+    def edge_commands(self, edge: str) -> str:
+        return f"{self.ns}:{{edge:{edge}}}:commands"
+
+    def media_commands(self, node: str) -> str:
+        return f"{self.ns}:{{media:{node}}}:commands"
+
+    def media_pool(self) -> str:
+        return f"{self.ns}:{{media}}:commands"
+
+    def app_events(self) -> str:
+        return f"{self.ns}:{{app}}:events"
+
+    def table_source(self, name: str, rev: str) -> str:
+        return f"{self.ns}:table:{name}:{rev}"

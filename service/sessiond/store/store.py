@@ -1,0 +1,250 @@
+"""Typed wrappers over the Lua scripts, plus the plain reads and writes around them.
+
+The store never decides anything: it reads sessions, applies decisions the engine made
+(compare-and-set on ``version``), keeps each transition's outbox with it, and emits outboxes.
+Destinations are resolved when the outbox is built, so a re-emitted outbox (after a worker
+died between the transition and the emission) goes exactly where the first one would have.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import msgpack
+
+from sessiond.engine import Command, Decision, Event
+from sessiond.errors import StoreError
+from sessiond.store.keys import Keys
+from sessiond.store.scripts import register
+
+ApplyStatus = Literal["OK", "DUPLICATE", "CONFLICT", "MISSING"]
+
+
+@dataclass(frozen=True, slots=True)
+class ApplyResult:
+    status: ApplyStatus
+    version: int = 0
+    outbox: bytes = b""
+
+
+@dataclass(frozen=True, slots=True)
+class CreateResult:
+    created: bool
+    sid: str  # the new session, or the one that already owns the dialog
+    outbox: bytes = b""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else value
+
+
+def decode_hash(raw: Mapping[bytes, bytes]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in raw.items()}
+
+
+class Store:
+    """Session store on one Redis client (redis-py asyncio, or fakeredis for the embedded
+    store). The client must be created with ``decode_responses=False``."""
+
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys | None = None,
+        *,
+        worker: str = "worker",
+        ttl: int = 6 * 3600,
+        ended_ttl: int = 3600,
+        history_maxlen: int = 200,
+        stream_maxlen: int = 100_000,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys or Keys()
+        self.worker = worker
+        self.ttl = ttl
+        self.ended_ttl = ended_ttl
+        self.history_maxlen = history_maxlen
+        self.stream_maxlen = stream_maxlen
+        self.scripts = register(redis)
+
+    # -- reads ------------------------------------------------------------------------------
+    async def get(self, sid: str) -> dict[str, str] | None:
+        raw = await self.redis.hgetall(self.keys.session(sid))
+        return decode_hash(raw) if raw else None
+
+    async def read(self, sid: str, event_id: str) -> tuple[dict[str, str] | None, bytes | None]:
+        """The session, and the stored outbox if ``event_id`` was already applied to it."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hgetall(self.keys.session(sid))
+        pipe.hget(self.keys.applied(sid), event_id)
+        raw, outbox = await pipe.execute()
+        return (decode_hash(raw) if raw else None), outbox
+
+    async def lookup(self, registry_key: str) -> str | None:
+        """Registry lookup. A single GET is atomic already; it needs no script."""
+        value = await self.redis.get(registry_key)
+        return _text(value) if value is not None else None
+
+    async def history(self, sid: str, count: int = 100) -> list[dict[str, str]]:
+        entries = await self.redis.xrange(self.keys.history(sid), count=count)
+        return [{"id": _text(eid), **decode_hash(fields)} for eid, fields in entries]
+
+    # -- writes -----------------------------------------------------------------------------
+    async def create(
+        self, fields: Mapping[str, str], registry: Sequence[str], event: Event, decision: Decision
+    ) -> CreateResult:
+        """Create session ``fields['sid']`` with its first transition already applied."""
+        sid = fields["sid"]
+        view = {**fields, **decision.fields}
+        outbox = self.build_outbox(view, decision.commands)
+        args = self._args("0", event.id, decision, outbox, sid, view)
+        keys = [*self.keys.session_keys(sid), *registry]
+        status, value = await self.scripts.create(keys=keys, args=args)
+        if status == b"CREATED":
+            return CreateResult(True, sid, outbox)
+        if status == b"EXISTS":
+            return CreateResult(False, _text(value))
+        raise StoreError(f"create.lua returned {status!r}")
+
+    async def apply(
+        self, session: Mapping[str, str], event_id: str, decision: Decision
+    ) -> ApplyResult:
+        """Compare-and-set ``decision`` onto ``session`` (as read, at its ``version``)."""
+        sid = session["sid"]
+        view = {**session, **decision.fields}
+        outbox = self.build_outbox(view, decision.commands)
+        args = self._args(session["version"], event_id, decision, outbox, sid, decision.fields)
+        keys = [*self.keys.session_keys(sid), *self.keys.registry_keys(view)]
+        status, value = await self.scripts.transition(keys=keys, args=args)
+        if status == b"OK":
+            return ApplyResult("OK", int(value), outbox)
+        if status == b"DUPLICATE":
+            return ApplyResult("DUPLICATE", 0, bytes(value))
+        if status == b"CONFLICT":
+            return ApplyResult("CONFLICT", int(value))
+        if status == b"MISSING":
+            return ApplyResult("MISSING")
+        raise StoreError(f"transition.lua returned {status!r}")
+
+    def _args(
+        self,
+        expected: str,
+        event_id: str,
+        decision: Decision,
+        outbox: bytes,
+        sid: str,
+        fields: Mapping[str, str],
+    ) -> list[Any]:
+        ttl = self.ended_ttl if decision.terminal else self.ttl
+        args: list[Any] = [
+            expected,
+            event_id,
+            ttl,
+            self.history_maxlen,
+            outbox,
+            self.worker,
+            f"{time.time():.3f}",
+            "1" if decision.terminal else "0",
+            sid,
+            len(fields),
+        ]
+        for name, value in fields.items():
+            args += (name, value)
+        args.append(len(decision.steps))
+        for step in decision.steps:
+            args += (step.from_state, step.event, step.to_state, ", ".join(step.actions))
+        return args
+
+    async def unmap(self, sid: str, registry: Sequence[str]) -> int:
+        return int(await self.scripts.unmap(keys=list(registry), args=[sid]))
+
+    async def pop_timers(self, partition: int, now: float, limit: int = 256) -> int:
+        keys = [self.keys.timers(partition), self.keys.events(partition)]
+        return int(await self.scripts.pop_timers(keys=keys, args=[now, limit, self.stream_maxlen]))
+
+    async def publish(self, partition: int, event: Event) -> bytes:
+        """Append an event to its partition's stream (what the edge, media and app do)."""
+        fields = encode_event(event)
+        key = self.keys.events(partition)
+        return bytes(await self.redis.xadd(key, fields, maxlen=self.stream_maxlen))
+
+    # -- the outbox -------------------------------------------------------------------------
+    def build_outbox(self, view: Mapping[str, str], commands: Iterable[Command]) -> bytes:
+        """Resolve each command's destination now, and pack the lot."""
+        ops = [self._resolve(view, c) for c in commands]
+        return msgpack.packb(ops) if ops else b""
+
+    def _resolve(self, view: Mapping[str, str], cmd: Command) -> list[Any]:
+        keys = self.keys
+        if cmd.target == "timer":
+            sid = str(cmd.data["sid"])
+            member = f"{sid}|{cmd.data['event']}|{cmd.data['epoch']}"
+            zset = keys.timers(keys.partition_of(sid))
+            if cmd.name == "arm":
+                return ["zadd", zset, member, float(cmd.data["due"])]
+            return ["zrem", zset, member]
+        if cmd.target == "edge":
+            stream = (
+                keys.edge_commands(view["edge"]) if view.get("edge") else keys.edge_commands("any")
+            )
+        elif cmd.target == "media":
+            node = view.get("media_node")
+            stream = keys.media_commands(node) if node else keys.media_pool()
+        elif cmd.target == "media-pool":
+            stream = keys.media_pool()
+        elif cmd.target == "app":
+            stream = keys.app_events()
+        else:
+            raise StoreError(f"command {cmd.id} has unknown target {cmd.target!r}")
+        sid = view.get("sid", "")
+        return ["xadd", stream, cmd.id, cmd.name, sid, msgpack.packb(dict(cmd.data))]
+
+    async def emit(self, outbox: bytes) -> int:
+        """Send an outbox's commands in one pipeline. Receivers drop repeated command ids."""
+        if not outbox:
+            return 0
+        ops = msgpack.unpackb(outbox)
+        pipe = self.redis.pipeline(transaction=False)
+        for op in ops:
+            if op[0] == "xadd":
+                _, stream, cid, name, sid, data = op
+                fields = {"id": cid, "type": name, "sid": sid, "data": data}
+                pipe.xadd(stream, fields, maxlen=self.stream_maxlen, approximate=True)
+            elif op[0] == "zadd":
+                pipe.zadd(op[1], {op[2]: op[3]})
+            elif op[0] == "zrem":
+                pipe.zrem(op[1], op[2])
+        await pipe.execute()
+        return len(ops)
+
+
+def encode_event(event: Event) -> dict[str, Any]:
+    fields: dict[str, Any] = {"id": event.id, "type": event.type}
+    if event.sid:
+        fields["sid"] = event.sid
+    if event.data:
+        fields["data"] = msgpack.packb(dict(event.data))
+    return fields
+
+
+def decode_event(fields: Mapping[bytes, bytes]) -> Event:
+    """Read an event stream entry: msgpack ``data`` plus any plain fields (timers)."""
+    data: dict[str, Any] = {}
+    event_id = event_type = sid = ""
+    for k, v in fields.items():
+        key = _text(k)
+        if key == "data":
+            data.update(msgpack.unpackb(v))
+        elif key == "id":
+            event_id = _text(v)
+        elif key == "type":
+            event_type = _text(v)
+        elif key == "sid":
+            sid = _text(v)
+        else:
+            data[key] = _text(v)
+    if not event_id or not event_type:
+        raise StoreError("event entry without id or type")
+    return Event(event_id, event_type, data, sid)

@@ -1,0 +1,68 @@
+"""The events each component produces, and the events published to applications.
+
+A state table may only react to an event listed here (or one it raises itself through a
+trigger, a timeout or ``raise:``), so a typo in a table is a load error, not a call that hangs.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# event type -> the component that produces it
+PRODUCED: Final[dict[str, str]] = {
+    # SIP edge: requests received and responses to our requests
+    "Invite": "edge: initial INVITE received (data: sdp, from, to, txn)",
+    "Ack": "edge: ACK for our 2xx",
+    "Cancel": "edge: CANCEL matching a pending INVITE (the edge already answered it 200)",
+    "Bye": "edge: BYE received in the dialog",
+    "Provisional": "edge: 101-199 response to our INVITE (data: code, sdp, to_tag)",
+    "Answered": "edge: 2xx response to our INVITE (data: code, sdp, to_tag, contact)",
+    "Rejected": "edge: 3xx-6xx response to our INVITE (data: code, reason)",
+    "ByeDone": "edge: final response to our BYE (data: code)",
+    "TransactionTimeout": "edge: timer B/F/H fired for one of our transactions (data: method)",
+    # media process
+    "MediaReady": "media: RTP session created or updated (data: sdp, media_node)",
+    "MediaFailed": "media: could not create or update the RTP session (data: code, reason)",
+    "RtpTimeout": "media: no RTP received for the inactivity period",
+    # application (API commands)
+    "MakeCall": "app: place a call (data: target, from, to)",
+    "AcceptCall": "app: answer the ringing call",
+    "RejectCall": "app: reject the ringing call (data: code)",
+    "Hangup": "app: end the call, whatever its state",
+}
+
+# Events a table may publish to the application stream.
+PUBLISHABLE: Final[frozenset[str]] = frozenset(
+    {
+        "IncomingCall",
+        "Ringing",
+        "Answered",
+        "Established",
+        "MediaReady",
+        "Ended",
+        "Failed",
+    }
+)
+
+# Fields of the session hash a table may write with ``save``/``set`` (besides ``cond.*``).
+SESSION_FIELDS: Final[frozenset[str]] = frozenset(
+    {
+        "call_id",
+        "local_tag",
+        "remote_tag",
+        "local_uri",
+        "remote_uri",
+        "remote_target",
+        "route_set",
+        "local_cseq",
+        "remote_cseq",
+        "local_sdp",
+        "remote_sdp",
+        "media_id",
+        "media_node",
+        "edge",
+        "txn",
+        "end_code",
+        "end_reason",
+    }
+)
