@@ -1,0 +1,43 @@
+"""Errors of the media core (SDP, offer/answer, RTP/RTCP, codecs, files).
+
+All derive from :class:`MediaError`, itself a :class:`~sessiond.errors.SessiondError`, so the one
+boundary that turns protocol errors into SIP responses can catch them by type.
+"""
+
+from __future__ import annotations
+
+from sessiond.errors import SessiondError
+
+
+class MediaError(SessiondError):
+    """Root of every error the media core raises on purpose."""
+
+
+class SdpError(MediaError):
+    """An SDP body does not follow RFC 8866 (or cannot be used at all)."""
+
+
+class OfferAnswerError(MediaError):
+    """An RFC 3264 offer or answer cannot be accepted.
+
+    ``sip_status`` is the SIP response the signalling boundary should send (488 Not Acceptable
+    Here unless a subclass says otherwise).
+    """
+
+    sip_status: int = 488
+
+
+class NoCommonCodec(OfferAnswerError):
+    """No offered audio stream shares a codec with us (RFC 3264 section 6: answer with 488)."""
+
+
+class RtpError(MediaError):
+    """An RTP or RTCP packet is malformed (RFC 3550 section 5.1 / 6.4)."""
+
+
+class CodecError(MediaError):
+    """A codec is unknown, unavailable, or was fed a frame of the wrong size."""
+
+
+class WavError(MediaError):
+    """A WAV file is malformed or uses an encoding we do not read."""

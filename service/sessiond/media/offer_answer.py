@@ -1,0 +1,304 @@
+"""The offer/answer model (RFC 3264) for one audio stream, sans-I/O.
+
+Theory of operation: a :class:`MediaNegotiator` is one side of one call leg. It owns the local
+SDP origin (session id fixed for the leg, version bumped whenever the body we send changes:
+RFC 3264 section 8) and produces either an offer (:meth:`create_offer`, then
+:meth:`process_answer`) or an answer (:meth:`create_answer`). Either way the result is a
+:class:`NegotiatedStream`: the codec to send, the payload types to expect, the remote transport
+address, ptime, telephone-event payload type and directions. The media process builds its RTP
+session from that and nothing else.
+
+We carry one audio stream. Further audio streams, video, T.38 (``m=image ... udptl t38``) and
+SRTP profiles are answered as rejected streams (port 0), one answer line per offered line, in
+order (RFC 3264 section 6). An offer whose every audio stream lacks a common codec raises
+:class:`~sessiond.media.errors.NoCommonCodec`, which maps to SIP 488.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sessiond.media.errors import NoCommonCodec, OfferAnswerError
+from sessiond.media.sdp import (
+    Codec,
+    Connection,
+    Direction,
+    Line,
+    MediaDescription,
+    Origin,
+    SessionDescription,
+    attribute_line,
+)
+
+TELEPHONE_EVENT = "telephone-event"
+DEFAULT_PTIME_MS = 20
+# Profiles we can carry: plain RTP, and AVPF which is AVP plus feedback we may ignore.
+SUPPORTED_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
+
+DEFAULT_CODECS: tuple[Codec, ...] = (
+    Codec(0, "PCMU", 8000),
+    Codec(8, "PCMA", 8000),
+    Codec(111, "opus", 48000, 2, "useinbandfec=1"),
+    Codec(101, TELEPHONE_EVENT, 8000, 1, "0-16"),
+)
+
+
+def is_telephone_event(codec: Codec) -> bool:
+    """True for RFC 4733 ``telephone-event`` payload formats."""
+    return codec.name.lower() == TELEPHONE_EVENT
+
+
+def _same_codec(a: Codec, b: Codec) -> bool:
+    # RFC 7587 section 7: opus is always "opus/48000/2"; tolerate peers that omit the "/2".
+    if a.name.lower() == "opus" and b.name.lower() == "opus":
+        return a.clock_rate == b.clock_rate
+    # telephone-event runs at the clock of the audio codec it goes with (RFC 4733 section 2.1):
+    # we accept it at any rate and keep only rates of accepted audio codecs.
+    if is_telephone_event(a) and is_telephone_event(b):
+        return True
+    return a.same_format(b)
+
+
+@dataclass(frozen=True, slots=True)
+class NegotiatedStream:
+    """The outcome of one offer/answer exchange for our audio stream.
+
+    ``codec`` is what we send (with the payload type the peer expects); ``codecs`` are all
+    audio formats both sides accepted (the peer may switch among them); ``direction`` is what
+    *we* do (sendonly means we send and do not expect media); ``remote_hold`` is True when the
+    peer put us on hold (sendonly/inactive, or the RFC 2543 ``c=0.0.0.0`` form).
+    """
+
+    index: int
+    codec: Codec
+    codecs: tuple[Codec, ...]
+    telephone_event: Codec | None
+    remote_address: str
+    remote_port: int
+    remote_rtcp_port: int
+    rtcp_mux: bool
+    ptime_ms: int
+    direction: Direction
+    remote_hold: bool
+
+    def codec_for(self, payload_type: int) -> Codec | None:
+        """The accepted codec (audio or telephone-event) with this payload type."""
+        candidates = self.codecs + ((self.telephone_event,) if self.telephone_event else ())
+        return next((c for c in candidates if c.payload_type == payload_type), None)
+
+
+def _remote_direction(sdp: SessionDescription, section: MediaDescription) -> Direction:
+    """The peer's direction, with the RFC 2543 ``c=0.0.0.0`` hold read as "does not receive".
+
+    RFC 3264 section 8.4: an offerer may still use the old form of hold (connection address
+    0.0.0.0); an answerer must treat it as if the stream were marked sendonly.
+    """
+    direction = sdp.media_direction(section)
+    if sdp.media_connection(section).is_null:
+        direction = Direction.from_flags(sends=direction.sends, receives=False)
+    return direction
+
+
+def _rtcp_port(section: MediaDescription, mux: bool) -> int:
+    """``a=rtcp:<port>`` (RFC 3605 section 2.1), else RTP port + 1 (RFC 3550 section 11)."""
+    if mux:
+        return section.port
+    value = section.attribute("rtcp")
+    if value is not None and value.split()[0].isdigit():
+        return int(value.split()[0])
+    return section.port + 1
+
+
+def _rejected(section: MediaDescription) -> MediaDescription:
+    """RFC 3264 section 6: a rejected stream has port 0 and keeps the offered formats."""
+    return MediaDescription(section.media, 0, section.proto, section.formats)
+
+
+class MediaNegotiator:
+    """One side of the SDP offer/answer for one call leg (RFC 3264)."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        codecs: Sequence[Codec] = DEFAULT_CODECS,
+        *,
+        session_id: int | None = None,
+        username: str = "sessiond",
+        ptime_ms: int = DEFAULT_PTIME_MS,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.address = address
+        self.port = port
+        self.codecs = tuple(codecs)
+        self.ptime_ms = ptime_ms
+        rng = rng or random.Random()
+        sid = session_id if session_id is not None else rng.randrange(1, 2**62)
+        self._origin = Origin(username, sid, sid, "IN", _addrtype(address), address)
+        self._last_body: str | None = None
+        self._pending_offer: SessionDescription | None = None
+        self.local: SessionDescription | None = None
+
+    @property
+    def origin(self) -> Origin:
+        """The ``o=`` line of the last SDP we produced (or will produce next)."""
+        return self._origin
+
+    # -- offerer ------------------------------------------------------------------------------
+
+    def create_offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
+        """An offer (initial, or a re-offer: hold with ``SENDONLY``, resume with ``SENDRECV``).
+
+        The re-offer keeps the session id and increments the version when anything changed.
+        """
+        section = self._audio_section(self.port, "RTP/AVP", self.codecs, direction, mux=False)
+        offer = self._finish(section_list=[section])
+        self._pending_offer = offer
+        return offer
+
+    def process_answer(self, answer: SessionDescription) -> NegotiatedStream:
+        """Apply the answer to our pending offer and return what was agreed."""
+        offer = self._pending_offer
+        if offer is None:
+            raise OfferAnswerError("received an answer but no offer is pending")
+        if len(answer.media) != len(offer.media):
+            raise OfferAnswerError(
+                f"answer has {len(answer.media)} m= lines, offer had {len(offer.media)} "
+                "(RFC 3264 section 6)"
+            )
+        self._pending_offer = None
+        offered_dir = offer.media_direction(offer.media[0])
+        section = answer.media[0]
+        if section.rejected or section.media != "audio":
+            raise NoCommonCodec("the answer rejected our audio stream")
+        accepted = [c for c in section.codecs() if any(_same_codec(c, o) for o in self.codecs)]
+        audio = [c for c in accepted if not is_telephone_event(c)]
+        if not audio:
+            raise NoCommonCodec("the answer contains none of the codecs we offered")
+        remote_dir = _remote_direction(answer, section)
+        ours = Direction.from_flags(
+            sends=offered_dir.sends and remote_dir.receives,
+            receives=offered_dir.receives and remote_dir.sends,
+        )
+        return self._negotiated(answer, 0, audio, accepted, ours, remote_dir)
+
+    # -- answerer -----------------------------------------------------------------------------
+
+    def create_answer(
+        self, offer: SessionDescription, direction: Direction = Direction.SENDRECV
+    ) -> tuple[SessionDescription, NegotiatedStream]:
+        """Answer an offer: one m= line per offered m= line, our audio in the offerer's order.
+
+        ``direction`` is what we want (SENDONLY to put the peer on hold while answering); the
+        answer direction is that intersected with the reverse of the offer's (RFC 3264
+        section 6.1: sendonly is answered recvonly, inactive inactive).
+        """
+        sections: list[MediaDescription] = []
+        result: NegotiatedStream | None = None
+        for index, offered in enumerate(offer.media):
+            accepted = self._acceptable(offered) if result is None else []
+            audio = [c for c in accepted if not is_telephone_event(c)]
+            if not audio:
+                sections.append(_rejected(offered))
+                continue
+            remote_dir = _remote_direction(offer, offered)
+            ours = Direction.from_flags(
+                sends=direction.sends and remote_dir.receives,
+                receives=direction.receives and remote_dir.sends,
+            )
+            mux = offered.has_attribute("rtcp-mux")
+            sections.append(self._audio_section(self.port, offered.proto, accepted, ours, mux))
+            result = self._negotiated(offer, index, audio, accepted, ours, remote_dir)
+        if result is None:
+            raise NoCommonCodec("no offered audio stream has a codec in common with us")
+        return self._finish(sections), result
+
+    def _acceptable(self, offered: MediaDescription) -> list[Codec]:
+        """Offered codecs we support, in the offerer's order, with the offerer's payload types.
+
+        RFC 3264 section 6.1: the answer lists a subset of the offered formats and uses the
+        offerer's payload type numbers. telephone-event is kept only at a clock rate of an
+        accepted audio codec (RFC 4733 section 2.1).
+        """
+        if offered.rejected or offered.media != "audio" or offered.proto not in SUPPORTED_PROFILES:
+            return []
+        common: list[Codec] = []
+        for codec in offered.codecs():
+            local = next((c for c in self.codecs if _same_codec(c, codec)), None)
+            if local is not None:
+                fmtp = codec.fmtp if is_telephone_event(codec) else local.fmtp
+                common.append(dataclasses.replace(codec, fmtp=fmtp))
+        rates = {c.clock_rate for c in common if not is_telephone_event(c)}
+        return [c for c in common if not is_telephone_event(c) or c.clock_rate in rates]
+
+    # -- shared -------------------------------------------------------------------------------
+
+    def _negotiated(
+        self,
+        sdp: SessionDescription,
+        index: int,
+        audio: list[Codec],
+        accepted: list[Codec],
+        ours: Direction,
+        remote_dir: Direction,
+    ) -> NegotiatedStream:
+        section = sdp.media[index]
+        events = [c for c in accepted if is_telephone_event(c)]
+        event = next((e for e in events if e.clock_rate == audio[0].clock_rate), None)
+        mux = section.has_attribute("rtcp-mux")
+        return NegotiatedStream(
+            index=index,
+            codec=audio[0],
+            codecs=tuple(audio),
+            telephone_event=event,
+            remote_address=sdp.media_connection(section).host,
+            remote_port=section.port,
+            remote_rtcp_port=_rtcp_port(section, mux),
+            rtcp_mux=mux,
+            ptime_ms=section.ptime or DEFAULT_PTIME_MS,
+            direction=ours,
+            remote_hold=not remote_dir.receives,
+        )
+
+    def _audio_section(
+        self, port: int, proto: str, codecs: Sequence[Codec], direction: Direction, mux: bool
+    ) -> MediaDescription:
+        lines: list[Line] = []
+        for codec in codecs:
+            lines.append(attribute_line("rtpmap", codec.rtpmap))
+            if codec.fmtp:
+                lines.append(attribute_line("fmtp", f"{codec.payload_type} {codec.fmtp}"))
+        lines.append(attribute_line("ptime", str(self.ptime_ms)))
+        if mux:
+            lines.append(attribute_line("rtcp-mux"))
+        lines.append(attribute_line(direction.value))
+        formats = tuple(str(c.payload_type) for c in codecs)
+        return MediaDescription("audio", port, proto, formats, tuple(lines))
+
+    def _finish(self, section_list: list[MediaDescription]) -> SessionDescription:
+        """Wrap media sections in session lines; bump o= version if the body changed."""
+        conn = Connection("IN", _addrtype(self.address), self.address)
+        origin = dataclasses.replace(self._origin, addrtype=conn.addrtype, address=self.address)
+        session = (
+            Line("v", "0"),
+            Line("o", str(origin)),
+            Line("s", "-"),
+            Line("c", str(conn)),
+            Line("t", "0 0"),
+        )
+        sdp = SessionDescription(session, tuple(section_list))
+        body = str(sdp).split("\r\n", 2)[2]
+        if self._last_body is not None and body != self._last_body:
+            origin = dataclasses.replace(origin, version=origin.version + 1)
+            sdp = sdp.with_origin(origin)
+        self._last_body = body
+        self._origin = origin
+        self.local = sdp
+        return sdp
+
+
+def _addrtype(address: str) -> str:
+    return "IP6" if ":" in address else "IP4"
