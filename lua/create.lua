@@ -12,10 +12,11 @@
 -- ARGV[4]   history MAXLEN (approximate trimming)
 -- ARGV[5]   outbox of the first transition
 -- ARGV[6]   worker name (history)
--- ARGV[7]   now, unix seconds as text (history, created_at)
+-- ARGV[7]   now, unix seconds as text (history)
 -- ARGV[8]   unused
 -- ARGV[9]   session id
--- ARGV[10]  n, then n field/value pairs: the whole initial session, after its first step
+-- ARGV[10]  n, then n field/value pairs: the whole initial session (sid and created_at
+--           included), after its first step
 -- then      m, then m quads (from, event, to, actions) for the history
 -- Returns:
 --   {"CREATED", "1"}        new session at version 1
@@ -40,7 +41,7 @@ if n > 0 then
   redis.call('HSET', session, unpack(ARGV, pos, pos + 2 * n - 1))
 end
 pos = pos + 2 * n
-redis.call('HSET', session, 'version', '1', 'sid', sid, 'created_at', ARGV[7])
+redis.call('HSET', session, 'version', '1')
 
 local m = tonumber(ARGV[pos])
 pos = pos + 1

@@ -221,7 +221,8 @@ def _finish(
 ) -> Decision:
     view.pop("_event_id", None)
     old_state, new_state = session["state"], view["state"]
-    changed = any(s.from_state != s.to_state for s in steps)
+    # A new session (version 0) enters its first state even if its first step is a self-loop.
+    changed = session.get("version", "0") == "0" or any(s.from_state != s.to_state for s in steps)
     if changed:
         epoch = str(int(session.get("version", "0")) + 1)
         _timer_commands(table, session, old_state, new_state, epoch, now, first.id, commands)
@@ -248,7 +249,7 @@ def _timer_commands(
 ) -> None:
     sid = session.get("sid", "")
     old = table.states[old_state].timeout
-    if old is not None:
+    if old is not None and session.get("version", "0") != "0":
         data = {"sid": sid, "event": old.event, "epoch": session.get("epoch", "")}
         commands.append(Command(f"{event_id}/{len(commands)}", "timer", "cancel", data))
     new = table.states[new_state].timeout

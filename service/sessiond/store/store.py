@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import msgpack
+from redis.exceptions import NoScriptError
 
 from sessiond.engine import Command, Decision, Event
 from sessiond.errors import StoreError
@@ -92,41 +93,91 @@ class Store:
         return [{"id": _text(eid), **decode_hash(fields)} for eid, fields in entries]
 
     # -- writes -----------------------------------------------------------------------------
+    async def read_many(
+        self, pairs: Sequence[tuple[str, str]]
+    ) -> list[tuple[dict[str, str] | None, bytes | None]]:
+        """``read`` for many (sid, event id) pairs in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for sid, event_id in pairs:
+            pipe.hgetall(self.keys.session(sid))
+            pipe.hget(self.keys.applied(sid), event_id)
+        raw = await pipe.execute()
+        return [
+            ((decode_hash(raw[i]) if raw[i] else None), raw[i + 1]) for i in range(0, len(raw), 2)
+        ]
+
     async def create(
         self, fields: Mapping[str, str], registry: Sequence[str], event: Event, decision: Decision
     ) -> CreateResult:
         """Create session ``fields['sid']`` with its first transition already applied."""
-        sid = fields["sid"]
-        view = {**fields, **decision.fields}
-        outbox = self.build_outbox(view, decision.commands)
-        args = self._args("0", event.id, decision, outbox, sid, view)
-        keys = [*self.keys.session_keys(sid), *registry]
-        status, value = await self.scripts.create(keys=keys, args=args)
-        if status == b"CREATED":
-            return CreateResult(True, sid, outbox)
-        if status == b"EXISTS":
-            return CreateResult(False, _text(value))
-        raise StoreError(f"create.lua returned {status!r}")
+        return (await self.create_many([(fields, registry, event, decision)]))[0]
+
+    async def create_many(
+        self, items: Sequence[tuple[Mapping[str, str], Sequence[str], Event, Decision]]
+    ) -> list[CreateResult]:
+        calls, outboxes = [], []
+        for fields, registry, event, decision in items:
+            sid = fields["sid"]
+            view = {**fields, **decision.fields}
+            outbox = self.build_outbox(view, decision.commands)
+            args = self._args("0", event.id, decision, outbox, sid, view)
+            calls.append(([*self.keys.session_keys(sid), *registry], args))
+            outboxes.append(outbox)
+        out = []
+        for (fields, *_), outbox, (status, value) in zip(
+            items, outboxes, await self._eval_many(self.scripts.create, calls), strict=True
+        ):
+            if status == b"CREATED":
+                out.append(CreateResult(True, fields["sid"], outbox))
+            elif status == b"EXISTS":
+                out.append(CreateResult(False, _text(value)))
+            else:
+                raise StoreError(f"create.lua returned {status!r}")
+        return out
 
     async def apply(
         self, session: Mapping[str, str], event_id: str, decision: Decision
     ) -> ApplyResult:
         """Compare-and-set ``decision`` onto ``session`` (as read, at its ``version``)."""
-        sid = session["sid"]
-        view = {**session, **decision.fields}
-        outbox = self.build_outbox(view, decision.commands)
-        args = self._args(session["version"], event_id, decision, outbox, sid, decision.fields)
-        keys = [*self.keys.session_keys(sid), *self.keys.registry_keys(view)]
-        status, value = await self.scripts.transition(keys=keys, args=args)
-        if status == b"OK":
-            return ApplyResult("OK", int(value), outbox)
-        if status == b"DUPLICATE":
-            return ApplyResult("DUPLICATE", 0, bytes(value))
-        if status == b"CONFLICT":
-            return ApplyResult("CONFLICT", int(value))
-        if status == b"MISSING":
-            return ApplyResult("MISSING")
-        raise StoreError(f"transition.lua returned {status!r}")
+        return (await self.apply_many([(session, event_id, decision)]))[0]
+
+    async def apply_many(
+        self, items: Sequence[tuple[Mapping[str, str], str, Decision]]
+    ) -> list[ApplyResult]:
+        """``apply`` for many sessions in one round trip (at most one item per session)."""
+        calls, outboxes = [], []
+        for session, event_id, decision in items:
+            sid = session["sid"]
+            view = {**session, **decision.fields}
+            outbox = self.build_outbox(view, decision.commands)
+            args = self._args(session["version"], event_id, decision, outbox, sid, decision.fields)
+            calls.append(([*self.keys.session_keys(sid), *self.keys.registry_keys(view)], args))
+            outboxes.append(outbox)
+        replies = await self._eval_many(self.scripts.transition, calls)
+        return [
+            _apply_result(reply, outbox) for reply, outbox in zip(replies, outboxes, strict=True)
+        ]
+
+    async def _eval_many(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        """EVALSHA each call in one pipeline; on NOSCRIPT (Redis restarted or failed over),
+        load the script and run the calls that missed it again."""
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        replies = await pipe.execute(raise_on_error=False)
+        missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+        if missed:
+            await self.redis.script_load(script.script)
+            pipe = self.redis.pipeline(transaction=False)
+            for i in missed:
+                keys, args = calls[i]
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+            for i, reply in zip(missed, await pipe.execute(raise_on_error=False), strict=True):
+                replies[i] = reply
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise StoreError(f"script failed: {reply}") from reply
+        return list(replies)
 
     def _args(
         self,
@@ -202,22 +253,42 @@ class Store:
         return ["xadd", stream, cmd.id, cmd.name, sid, msgpack.packb(dict(cmd.data))]
 
     async def emit(self, outbox: bytes) -> int:
-        """Send an outbox's commands in one pipeline. Receivers drop repeated command ids."""
-        if not outbox:
-            return 0
-        ops = msgpack.unpackb(outbox)
+        """Send an outbox's commands. Receivers drop repeated command ids."""
+        return await self.emit_many([outbox])
+
+    async def emit_many(self, outboxes: Iterable[bytes]) -> int:
+        """Send several outboxes, in order, in one pipeline."""
         pipe = self.redis.pipeline(transaction=False)
-        for op in ops:
-            if op[0] == "xadd":
-                _, stream, cid, name, sid, data = op
-                fields = {"id": cid, "type": name, "sid": sid, "data": data}
-                pipe.xadd(stream, fields, maxlen=self.stream_maxlen, approximate=True)
-            elif op[0] == "zadd":
-                pipe.zadd(op[1], {op[2]: op[3]})
-            elif op[0] == "zrem":
-                pipe.zrem(op[1], op[2])
-        await pipe.execute()
-        return len(ops)
+        count = 0
+        for outbox in outboxes:
+            if not outbox:
+                continue
+            for op in msgpack.unpackb(outbox):
+                count += 1
+                if op[0] == "xadd":
+                    _, stream, cid, name, sid, data = op
+                    fields = {"id": cid, "type": name, "sid": sid, "data": data}
+                    pipe.xadd(stream, fields, maxlen=self.stream_maxlen, approximate=True)
+                elif op[0] == "zadd":
+                    pipe.zadd(op[1], {op[2]: op[3]})
+                elif op[0] == "zrem":
+                    pipe.zrem(op[1], op[2])
+        if count:
+            await pipe.execute()
+        return count
+
+
+def _apply_result(reply: Any, outbox: bytes) -> ApplyResult:
+    status, value = reply
+    if status == b"OK":
+        return ApplyResult("OK", int(value), outbox)
+    if status == b"DUPLICATE":
+        return ApplyResult("DUPLICATE", 0, bytes(value))
+    if status == b"CONFLICT":
+        return ApplyResult("CONFLICT", int(value))
+    if status == b"MISSING":
+        return ApplyResult("MISSING")
+    raise StoreError(f"transition.lua returned {status!r}")
 
 
 def encode_event(event: Event) -> dict[str, Any]:

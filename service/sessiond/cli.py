@@ -1,0 +1,85 @@
+"""The ``sessiond`` command line: one entry point for every process and tool."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+from sessiond.errors import TableError
+from sessiond.table import load_table
+from sessiond.table.graph import dot, mermaid
+
+
+def _table_check(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            table = load_table(path)
+        except TableError as exc:
+            failed += 1
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            continue
+        print(
+            f"{path}: ok (table {table.name} v{table.version}, rev {table.rev}, "
+            f"{len(table.states)} states, {len(table.entries)} entries)"
+        )
+    return 1 if failed else 0
+
+
+def _table_graph(args: argparse.Namespace) -> int:
+    try:
+        table = load_table(args.file)
+    except TableError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return 1
+    sys.stdout.write(mermaid(table) if args.format == "mermaid" else dot(table))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from sessiond import bench
+
+    if args.what == "transitions":
+        return asyncio.run(bench.transitions(args.redis, args.seconds, args.batch))
+    raise AssertionError(args.what)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sessiond", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    table = sub.add_parser("table", help="check or draw state tables")
+    tsub = table.add_subparsers(dest="table_command", required=True)
+    check = tsub.add_parser("check", help="validate tables; exit 1 with file:line messages")
+    check.add_argument("files", nargs="+")
+    check.set_defaults(func=_table_check)
+    graph = tsub.add_parser("graph", help="draw a table")
+    graph.add_argument("file")
+    graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
+    graph.set_defaults(func=_table_graph)
+
+    bench = sub.add_parser("bench", help="measure throughput")
+    bench.add_argument("what", choices=["transitions"])
+    bench.add_argument(
+        "--redis",
+        default="redis://127.0.0.1:6379/15",
+        help="Redis URL, or 'embedded' for the in-process store",
+    )
+    bench.add_argument("--seconds", type=float, default=5.0)
+    bench.add_argument("--batch", type=int, default=64, help="sessions per pipeline round")
+    bench.set_defaults(func=_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

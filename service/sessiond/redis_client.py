@@ -1,0 +1,62 @@
+"""Open the Redis the processes share: a real server by URL, or the embedded store.
+
+The embedded store is fakeredis with Lua (lupa): the same scripts, the same commands, in
+process, so ``sessiond run`` works on a machine with no Redis server.
+
+For a real server, the connection packs commands with hiredis' C serializer: redis-py's
+asyncio client packs in pure Python, which was the largest single cost of a transition
+(measured with ``sessiond bench transitions``); its sync client already does this.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.connection import Connection, SSLConnection
+
+EMBEDDED = "embedded"
+
+try:
+    from hiredis import pack_command as _hiredis_pack
+except ImportError:  # pragma: no cover - hiredis is a declared dependency
+    _hiredis_pack = None  # type: ignore[assignment]
+
+
+class _FastPack:
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if _hiredis_pack is None or isinstance(args[0], str) and " " in args[0]:
+            return super().pack_command(*args)  # type: ignore[misc,no-any-return]
+        return [_hiredis_pack(args)]
+
+
+class FastConnection(_FastPack, Connection):
+    pass
+
+
+class FastSSLConnection(_FastPack, SSLConnection):
+    pass
+
+
+def connect(url: str | None, **kwargs: Any) -> Any:
+    """An asyncio Redis client with ``decode_responses=False``."""
+    if url in (None, "", EMBEDDED):
+        import fakeredis
+
+        return fakeredis.FakeAsyncRedis()
+    # No per-read socket timeout: reads are pipelined or blocking (XREADGROUP BLOCK), and a
+    # per-reply timeout context costs more than the reply. A dead server is found by TCP
+    # keepalive and the periodic health check instead.
+    options: dict[str, Any] = {
+        "decode_responses": False,
+        "socket_timeout": None,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "health_check_interval": 15,
+        **kwargs,
+    }
+    if not url.startswith("unix:"):
+        options["connection_class"] = (
+            FastSSLConnection if url.startswith("rediss:") else FastConnection
+        )
+    return aioredis.from_url(url, **options)
