@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up everything the tests need on a fresh Debian machine, then run the checks and tests.
+# Installs: the package (non-editable) with its dev extras, sipp, and a Redis server if none
+# answers on 127.0.0.1:6379. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+apt_install() {
+  if [ -z "${_APT_UPDATED:-}" ]; then apt-get update -qq; _APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+if ! redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+  command -v redis-server >/dev/null || apt_install redis-server redis-tools
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --logfile /tmp/sessiond-test-redis.log
+  for _ in $(seq 50); do redis-cli -p 6379 ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+fi
+command -v sipp >/dev/null || apt_install sip-tester
+
+python3 -m pip install -q --disable-pip-version-check ".[dev,codecs]"
+
+# The installed (non-editable) package must find its bundled tables and scripts.
+( cd /tmp && sessiond table check "$(python3 -c \
+    'from sessiond.resources import default_table_path; print(default_table_path())')" )
+( cd /tmp && python3 -c 'from sessiond.resources import lua_dir; \
+    assert (lua_dir() / "transition.lua").is_file(), lua_dir()' )
+
+sessiond table check state_tables/*.yaml
+ruff check service tests
+ruff format --check service tests
+mypy
+python3 -m pytest "$@"
