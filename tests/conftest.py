@@ -16,6 +16,7 @@ import pytest
 from sessiond.redis_client import connect
 from sessiond.resources import default_table_path
 from sessiond.store import Keys, Store
+from sessiond.store.store import delete_namespace
 from sessiond.table import Table, load_table
 
 REDIS_URL = os.environ.get("SESSIOND_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -37,16 +38,6 @@ def counter_table() -> Table:
     return load_table(TABLES / "counter.yaml")
 
 
-async def _cleanup(redis: Any, namespace: str) -> None:
-    cursor = 0
-    while True:
-        cursor, keys = await redis.scan(cursor, match=f"{namespace}:*", count=1000)
-        if keys:
-            await redis.delete(*keys)
-        if cursor == 0:
-            return
-
-
 @pytest.fixture(params=["redis", "embedded"])
 async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, Any, Keys]]:
     """(url, client, keys) on a real Redis and on the embedded store, isolated by namespace."""
@@ -54,7 +45,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[str, An
     client = connect(url)
     keys = Keys(f"t{uuid.uuid4().hex[:8]}")
     yield url, client, keys
-    await _cleanup(client, keys.ns)
+    await delete_namespace(client, keys.ns)
     await client.aclose()
 
 

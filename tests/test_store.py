@@ -14,6 +14,7 @@ import pytest
 from sessiond.applier import Applier, Work
 from sessiond.engine import Event, decide
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.store import decode_event, delete_namespace
 from sessiond.table import Table
 from sessiond.tables import TableSet
 
@@ -240,13 +241,7 @@ def test_two_os_processes_apply_every_event_exactly_once(
                 ids = [h["event_id"] for h in await store.history(sid, count=500)]
                 assert len(ids) == len(set(ids)) == 81
         finally:
-            cursor = 0
-            while True:
-                cursor, found = await redis.scan(cursor, match=f"{keys.ns}:*", count=1000)
-                if found:
-                    await redis.delete(*found)
-                if cursor == 0:
-                    break
+            await delete_namespace(redis, keys.ns)
             await redis.aclose()
 
     keys, sids = asyncio.run(setup())
@@ -276,8 +271,6 @@ async def test_timers_fire_exactly_once_with_many_pollers(
     assert sum(counts) == 1
     events = await store.redis.xrange(store.keys.events(partition))
     assert len(events) == 1
-    from sessiond.store.store import decode_event
-
     event = decode_event(events[0][1])
     assert (event.type, event.sid, event.data["epoch"]) == ("Expired", sid, "1")
     result = await applier.handle(event.sid, event)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
 
 from sessiond.applier import Applier, NewSession, Work
 from sessiond.engine import Event
 from sessiond.redis_client import connect
 from sessiond.resources import default_table_path
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.store import delete_namespace
 from sessiond.table import load_table
 from sessiond.tables import TableSet
 
@@ -105,16 +105,6 @@ async def _raw(store: Store, seconds: float, batch: int) -> float:
     return version * batch / (time.perf_counter() - start)
 
 
-async def _cleanup(redis: Any) -> None:
-    cursor = 0
-    while True:
-        cursor, keys = await redis.scan(cursor, match=f"{NAMESPACE}:*", count=1000)
-        if keys:
-            await redis.unlink(*keys)
-        if cursor == 0:
-            return
-
-
 async def transitions(url: str, seconds: float, batch: int) -> int:
     with contextlib.suppress(ImportError):
         import uvloop
@@ -125,11 +115,11 @@ async def transitions(url: str, seconds: float, batch: int) -> int:
     store = Store(redis, keys, worker="bench", ttl=600, ended_ttl=60, stream_maxlen=10_000)
     applier = Applier(store, TableSet([load_table(default_table_path())], redis, keys))
     try:
-        await _cleanup(redis)
+        await delete_namespace(redis, NAMESPACE)
         raw = await _raw(store, seconds, batch)
         full = await _full(applier, seconds, batch)
     finally:
-        await _cleanup(redis)
+        await delete_namespace(redis, NAMESPACE)
         await redis.aclose()
     print(f"store: {url}  batch: {batch} sessions per pipeline  seconds each: {seconds:g}")
     print(f"transition.lua alone : {raw:10.0f} calls/s")

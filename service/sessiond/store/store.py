@@ -291,6 +291,17 @@ def _apply_result(reply: Any, outbox: bytes) -> ApplyResult:
     raise StoreError(f"transition.lua returned {status!r}")
 
 
+async def delete_namespace(redis: Any, namespace: str) -> int:
+    """Delete every key under ``namespace:`` (benchmarks and tests clean up with this)."""
+    cursor, deleted = 0, 0
+    while True:
+        cursor, keys = await redis.scan(cursor, match=f"{namespace}:*", count=1000)
+        if keys:
+            deleted += int(await redis.delete(*keys))
+        if cursor == 0:
+            return deleted
+
+
 def encode_event(event: Event) -> dict[str, Any]:
     fields: dict[str, Any] = {"id": event.id, "type": event.type}
     if event.sid:
