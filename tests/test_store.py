@@ -15,7 +15,7 @@ from sessiond.applier import Applier, Work
 from sessiond.engine import Event, decide
 from sessiond.store import Keys, Store, new_sid
 from sessiond.store.store import decode_event, delete_namespace
-from sessiond.table import Table
+from sessiond.table import Table, load_table_text
 from sessiond.tables import TableSet
 
 pytestmark = pytest.mark.redis
@@ -302,3 +302,25 @@ async def test_session_keys_share_one_hash_tag(store: Store) -> None:
     keys = [*store.keys.session_keys(fields["sid"]), *store.keys.registry_keys(fields)]
     tags = {k[k.index("{") + 1 : k.index("}")] for k in keys}
     assert len(tags) == 1
+
+
+async def test_call_in_progress_keeps_its_table_revision(
+    store: Store, counter_table: Table
+) -> None:
+    old = TableSet([counter_table], store.redis, store.keys)
+    await old.publish()
+    fields = uas_fields(store.keys, "rev@h")
+    created = await Applier(store, old).create(
+        fields, store.keys.registry_keys(fields), Event("c", "Hangup"), "counter"
+    )
+    # the file changes (a different end reason), so its revision differs
+    changed = load_table_text(
+        counter_table.source.replace("reason: tick", "reason: tock"), "counter.yaml"
+    )
+    assert changed.rev != counter_table.rev
+    worker = Applier(store, TableSet([changed], store.redis, store.keys))  # a restarted worker
+    await worker.handle(created.sid, Event("h", "Hangup"))
+    session = await store.get(created.sid)
+    assert session is not None
+    assert session["table_rev"] == counter_table.rev
+    assert session["end_reason"] == "tick"  # decided by the revision the call started on
