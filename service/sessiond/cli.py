@@ -48,6 +48,12 @@ def _bench(args: argparse.Namespace) -> int:
     raise AssertionError(args.what)
 
 
+def _worker(args: argparse.Namespace) -> int:
+    from sessiond import processes
+
+    return processes.run_worker(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessiond", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +67,25 @@ def build_parser() -> argparse.ArgumentParser:
     graph.add_argument("file")
     graph.add_argument("--format", choices=["mermaid", "dot"], default="mermaid")
     graph.set_defaults(func=_table_graph)
+
+    worker = sub.add_parser("worker", help="apply events from the Redis streams (stateless)")
+    worker.add_argument("--redis", required=True, help="Redis URL")
+    worker.add_argument("--concurrency", type=int, default=1, help="reader loops in this process")
+    worker.add_argument(
+        "--answer",
+        choices=["auto", "reject", "app"],
+        default="app",
+        help="what to do with a new incoming call (app: ask the application)",
+    )
+    worker.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        help="state table file (repeatable; default: the bundled default)",
+    )
+    worker.add_argument("--partitions", type=int, default=16)
+    worker.add_argument("--name", default=None)
+    worker.set_defaults(func=_worker)
 
     bench = sub.add_parser("bench", help="measure throughput")
     bench.add_argument("what", choices=["transitions"])

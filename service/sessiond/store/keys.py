@@ -18,6 +18,9 @@ be computed from its id alone.
     sessiond:{media:NAME}:commands       stream  commands for one media node
     sessiond:{media}:commands            stream  commands any media node may take
     sessiond:{app}:events                stream  events for applications
+    sessiond:process:<kind>:<name>       string  heartbeat of a live process (TTL)
+    sessiond:processes:<kind>            zset    process name -> last heartbeat time
+    sessiond:drain:<name>                string  present: that process should drain and exit
 """
 
 from __future__ import annotations
@@ -108,6 +111,15 @@ class Keys:
 
     def app_events(self) -> str:
         return f"{self.ns}:{{app}}:events"
+
+    def heartbeat(self, kind: str, name: str) -> str:
+        return f"{self.ns}:process:{kind}:{name}"
+
+    def processes(self, kind: str) -> str:
+        return f"{self.ns}:processes:{kind}"
+
+    def drain(self, name: str) -> str:
+        return f"{self.ns}:drain:{name}"
 
     def table_source(self, name: str, rev: str) -> str:
         return f"{self.ns}:table:{name}:{rev}"

@@ -1,0 +1,110 @@
+"""Which session an event belongs to, and what a new call becomes. Pure: no I/O.
+
+Edge events describe a SIP message with plain fields (see docs/architecture.md, "Edge
+events"): ``kind`` (request/response), ``call_id``, ``from_tag``, ``to_tag`` and so on.
+For a request from the far end our tag is the To tag; for a response to our request it is
+the From tag. A request without a To tag (an initial INVITE, its retransmissions, CANCEL)
+is matched on the far end's From tag through the ``initial`` registry entry.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from sessiond.applier import NewSession
+from sessiond.engine import Event
+from sessiond.store.keys import Keys, new_sid
+
+AnswerMode = Literal["auto", "reject", "app"]
+
+# Requests the far end expects an answer to, when no session can take them.
+NO_ANSWER_NEEDED = frozenset({"Ack", "Cancel"})  # the edge answers CANCEL itself
+
+
+def registry_candidates(keys: Keys, event: Event) -> list[str]:
+    """Registry entries that may map this event to its session, best first."""
+    data = event.data
+    call_id = data.get("call_id")
+    if not isinstance(call_id, str) or not call_id:
+        return []
+    if "media_id" in data and not event.sid:
+        return [keys.media(str(data["media_id"]))]
+    if data.get("kind") == "response":
+        return [keys.dialog(call_id, str(data.get("from_tag", "")))]
+    if data.get("to_tag"):
+        return [keys.dialog(call_id, str(data["to_tag"]))]
+    return [keys.initial(call_id, str(data.get("from_tag", "")))]
+
+
+def new_uas(keys: Keys, event: Event, table: str = "default") -> NewSession | None:
+    """A UAS session for an initial INVITE, or None for anything else."""
+    data = event.data
+    if event.type != "Invite" or data.get("to_tag"):
+        return None
+    call_id = str(data["call_id"])
+    sid = new_sid(call_id)
+    fields = {
+        "sid": sid,
+        "role": "UAS",
+        "call_id": call_id,
+        "local_tag": secrets.token_hex(5),
+        "remote_tag": str(data.get("from_tag", "")),
+        "local_uri": str(data.get("to", "")),
+        "remote_uri": str(data.get("from", "")),
+        "remote_target": str(data.get("contact", "")),
+        "route_set": str(data.get("record_route", "")),
+        "remote_cseq": str(data.get("cseq", "")),
+        "media_id": f"{sid}.m",
+        "edge": str(data.get("edge", "")),
+    }
+    return NewSession(fields, keys.registry_keys(fields), table)
+
+
+def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | None:
+    """A UAC session for a MakeCall command (the client chose sid, Call-ID and tag)."""
+    data = event.data
+    if event.type != "MakeCall" or not event.sid:
+        return None
+    target = str(data.get("target", ""))
+    fields = {
+        "sid": event.sid,
+        "role": "UAC",
+        "call_id": str(data["call_id"]),
+        "local_tag": str(data["local_tag"]),
+        "local_uri": str(data.get("from", "")),
+        "remote_uri": str(data.get("to", target)),
+        "remote_target": target,
+        "local_cseq": "0",
+        "media_id": f"{event.sid}.m",
+        "edge": str(data.get("edge", "")),
+    }
+    return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
+
+
+def answer_event(mode: AnswerMode, invite: Event, sid: str) -> Event | None:
+    """The decision the built-in handler takes on a new incoming call, as an event."""
+    if mode == "auto":
+        return Event(f"{invite.id}:answer", "AcceptCall", {}, sid)
+    if mode == "reject":
+        return Event(f"{invite.id}:answer", "RejectCall", {"code": 603}, sid)
+    return None
+
+
+def fallback_response(event: Event, status: str, state: str) -> dict[str, Any] | None:
+    """The edge command answering a request no session took (481 or 500), or None."""
+    data: Mapping[str, Any] = event.data
+    if data.get("kind") != "request" or event.type in NO_ANSWER_NEEDED or not data.get("txn"):
+        return None
+    if status == "missing":
+        code, reason = 481, "Call/Transaction Does Not Exist"
+    else:
+        code, reason = 500, f"No transition for {event.type} in {state or 'this state'}"
+    return {
+        "code": code,
+        "reason": reason,
+        "txn": data["txn"],
+        "call_id": data.get("call_id", ""),
+        "local_tag": data.get("to_tag") or secrets.token_hex(5),
+    }

@@ -1,0 +1,345 @@
+"""The stateless worker: consumer-group reader of the event partitions.
+
+Theory of operation
+-------------------
+Every worker joins the consumer group ``workers`` on every partition stream and reads
+batches with one XREADGROUP over all partitions. For each entry it finds the session (the
+event's ``sid``, or a registry lookup, or a new session for an initial INVITE / MakeCall),
+hands the batch to the :class:`~sessiond.applier.Applier` (which keeps one session's events
+in order), answers requests no session took (481/500 to the edge), and XACKs only after the
+applier has stored every transition and emitted every outbox. A worker that dies leaves its
+entries pending; live workers take them over with XAUTOCLAIM once they have been idle for
+``claim_idle_ms``, and process them as redeliveries (the applied-event check makes that
+harmless). Timers are popped into the streams by whichever worker polls first.
+
+Shutdown (SIGTERM, or ``ctl drain``): stop reading, finish the batch in hand, ack, exit.
+Redis errors: back off (0.1 s doubling to 5 s) and carry on; consumer groups are recreated if
+Redis lost them; scripts are reloaded on NOSCRIPT by the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sessiond.applier import Applier, Handled, Work
+from sessiond.engine import Event
+from sessiond.router import (
+    AnswerMode,
+    answer_event,
+    fallback_response,
+    new_uac,
+    new_uas,
+    registry_candidates,
+)
+from sessiond.store import Store
+from sessiond.store.store import decode_event
+
+log = logging.getLogger("sessiond.worker")
+GROUP = "workers"
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+
+
+def default_name(kind: str) -> str:
+    return f"{kind}-{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class WorkerStats:
+    events: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    reclaimed: int = 0
+    timers: int = 0
+    errors: int = 0
+
+    def count(self, handled: Handled) -> None:
+        self.events += 1
+        self.by_status[handled.status] = self.by_status.get(handled.status, 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    partition: int
+    entry_id: bytes
+    event: Event | None  # None: an entry we could not decode (acked and counted)
+    redelivered: bool
+
+
+class Worker:
+    def __init__(
+        self,
+        applier: Applier,
+        *,
+        name: str | None = None,
+        answer: AnswerMode = "auto",
+        batch: int = 256,
+        block_ms: int = 100,
+        claim_idle_ms: int = 1500,
+        heartbeat_ttl: int = 5,
+    ) -> None:
+        self.applier = applier
+        self.store: Store = applier.store
+        self.redis: Any = applier.store.redis
+        self.keys = applier.store.keys
+        self.name = name or default_name("worker")
+        self.answer = answer
+        self.batch = batch
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.heartbeat_ttl = heartbeat_ttl
+        self.stats = WorkerStats()
+        self.stopping = asyncio.Event()
+        self._streams = [self.keys.events(p) for p in range(self.keys.partitions)]
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Run until :meth:`stop` (or a drain request); then finish in-flight work."""
+        await self._retrying(self.ensure_groups)
+        await self._retrying(self.applier.tables.publish)
+        loops = [self._consume(), self._reclaim_loop(), self._timer_loop(), self._heartbeat()]
+        tasks = [asyncio.create_task(loop) for loop in loops]
+        await self.stopping.wait()
+        # the consume loop finishes its batch and returns; the others are only waiting
+        await asyncio.wait({tasks[0]}, timeout=30)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(*RETRYABLE):
+            await self.redis.delete(self.keys.heartbeat("worker", self.name))
+            await self.redis.zrem(self.keys.processes("worker"), self.name)
+        log.info("worker %s stopped: %s", self.name, self.stats)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def ensure_groups(self) -> None:
+        for stream in self._streams:
+            try:
+                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _retrying(self, step: Any) -> Any:
+        delay = 0.1
+        while not self.stopping.is_set():
+            try:
+                return await step()
+            except RETRYABLE as exc:
+                self.stats.errors += 1
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                delay = min(delay * 2, 5.0)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.ensure_groups()  # Redis restarted without its data
+        return None
+
+    # -- the loops ------------------------------------------------------------------------
+    async def _consume(self) -> None:
+        while not self.stopping.is_set():
+            await self._retrying(self.consume_once)
+
+    async def consume_once(self) -> int:
+        """Read one batch of new entries, process it, ack it. Returns the entry count."""
+        reply = await self.redis.xreadgroup(
+            GROUP,
+            self.name,
+            {s: ">" for s in self._streams},
+            count=self.batch,
+            block=self.block_ms,
+        )
+        entries = [
+            Entry(self._partition(stream), eid, _decode(fields), False)
+            for stream, items in reply or []
+            for eid, fields in items
+        ]
+        await self.process(entries)
+        return len(entries)
+
+    async def _reclaim_loop(self) -> None:
+        while not self.stopping.is_set():
+            await self._retrying(self.reclaim_once)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.claim_idle_ms / 2000)
+
+    async def reclaim_once(self) -> int:
+        """Take over entries another consumer left pending too long (it probably died)."""
+        total = 0
+        for partition, stream in enumerate(self._streams):
+            start = "0-0"
+            while True:
+                reply = await self.redis.xautoclaim(
+                    stream, GROUP, self.name, self.claim_idle_ms, start, count=self.batch
+                )
+                start, claimed = reply[0], reply[1]
+                entries = [
+                    Entry(partition, eid, _decode(fields), True)
+                    for eid, fields in claimed
+                    if fields is not None
+                ]
+                if entries:
+                    total += len(entries)
+                    await self.process(entries)
+                if start in (b"0-0", "0-0") or not claimed:
+                    break
+        self.stats.reclaimed += total
+        return total
+
+    async def _timer_loop(self) -> None:
+        while not self.stopping.is_set():
+            await self._retrying(self.timers_once)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.1)
+
+    async def timers_once(self) -> int:
+        now = time.time()
+        fired = 0
+        for partition in range(self.keys.partitions):
+            fired += await self.store.pop_timers(partition, now)
+        self.stats.timers += fired
+        return fired
+
+    async def _heartbeat(self) -> None:
+        while not self.stopping.is_set():
+            await self._retrying(self.heartbeat_once)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 1.0)
+
+    async def heartbeat_once(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.heartbeat("worker", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
+        pipe.zadd(self.keys.processes("worker"), {self.name: time.time()})
+        pipe.exists(self.keys.drain(self.name))
+        *_, drain = await pipe.execute()
+        if drain:
+            log.info("worker %s: drain requested", self.name)
+            await self.redis.delete(self.keys.drain(self.name))
+            self.stop()
+        await self._forget_dead_consumers()
+
+    async def _forget_dead_consumers(self) -> None:
+        """Remove consumers with nothing pending whose process no longer heartbeats."""
+        for stream in self._streams[:1]:  # every worker joins every partition: one suffices
+            for consumer in await self.redis.xinfo_consumers(stream, GROUP):
+                name = _text(consumer["name"])
+                if name == self.name or int(consumer["pending"]) > 0:
+                    continue
+                if await self.redis.exists(self.keys.heartbeat("worker", name)):
+                    continue
+                if int(consumer.get("idle", 0)) < 60_000:
+                    continue
+                for s in self._streams:
+                    await self.redis.xgroup_delconsumer(s, GROUP, name)
+                await self.redis.zrem(self.keys.processes("worker"), name)
+
+    # -- one batch ------------------------------------------------------------------------
+    async def process(self, entries: Sequence[Entry]) -> list[Handled]:
+        work = await self._route(entries)
+        handled = await self.applier.run(work) if work else []
+        await self._after(work, handled)
+        await self._ack(entries)
+        for h in handled:
+            self.stats.count(h)
+        return handled
+
+    async def _route(self, entries: Sequence[Entry]) -> list[Work]:
+        """Turn entries into work: find each event's session, or make a new one."""
+        pending: list[tuple[int, Event, list[str]]] = []
+        work: list[Work | None] = []
+        for entry in entries:
+            event = entry.event
+            if event is None:
+                work.append(None)
+            elif event.sid:
+                new = new_uac(self.keys, event)
+                work.append(Work(event.sid, event, new, entry.redelivered))
+            else:
+                work.append(None)
+                pending.append((len(work) - 1, event, registry_candidates(self.keys, event)))
+        if pending:
+            pipe = self.redis.pipeline(transaction=False)
+            for _, _, candidates in pending:
+                pipe.get(candidates[0] if candidates else "")
+            owners = await pipe.execute()
+            for (i, event, _), owner in zip(pending, owners, strict=True):
+                redelivered = entries[i].redelivered
+                if owner is not None:
+                    work[i] = Work(_text(owner), event, None, redelivered)
+                elif (new := new_uas(self.keys, event)) is not None:
+                    work[i] = Work(new.fields["sid"], event, new, redelivered)
+                else:
+                    await self._fallback(event, "missing", "")
+        return [w for w in work if w is not None]
+
+    async def _after(self, work: Sequence[Work], handled: Sequence[Handled]) -> None:
+        """Built-in answer decisions for new calls; fallback answers to orphan requests."""
+        for item, result in zip(work, handled, strict=True):
+            event = item.event
+            if (
+                event.type == "Invite"
+                and item.new is not None
+                and result.status in ("created", "duplicate")
+            ):
+                decision = answer_event(self.answer, event, result.sid)
+                if decision is not None:
+                    await self.store.publish(self.keys.partition_of(result.sid), decision)
+            elif result.status in ("missing", "no_transition"):
+                await self._fallback(event, result.status, result.state)
+
+    async def _fallback(self, event: Event, status: str, state: str) -> None:
+        data = fallback_response(event, status, state)
+        if data is None:
+            log.info("dropped %s %s: %s", event.type, event.id, status)
+            return
+        edge = self.keys.edge_commands(str(event.data.get("edge", "any")))
+        fields = {
+            "id": f"{event.id}/fallback",
+            "type": "respond",
+            "sid": "",
+            "data": msgpack.packb(data),
+        }
+        await self.redis.xadd(edge, fields, maxlen=self.store.stream_maxlen, approximate=True)
+
+    async def _ack(self, entries: Sequence[Entry]) -> None:
+        by_partition: dict[int, list[bytes]] = {}
+        for entry in entries:
+            by_partition.setdefault(entry.partition, []).append(entry.entry_id)
+        if not by_partition:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for partition, ids in by_partition.items():
+            pipe.xack(self._streams[partition], GROUP, *ids)
+        await pipe.execute()
+
+    def _partition(self, stream: bytes | str) -> int:
+        name = _text(stream)
+        return int(name[name.index("{p") + 2 : name.index("}")])
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _decode(fields: Any) -> Event | None:
+    try:
+        return decode_event(fields)
+    except Exception:  # a malformed entry must not stop the partition
+        log.warning("undecodable stream entry: %r", fields)
+        return None
