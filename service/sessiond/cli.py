@@ -54,6 +54,12 @@ def _worker(args: argparse.Namespace) -> int:
     return processes.run_worker(args)
 
 
+def _ctl(args: argparse.Namespace) -> int:
+    from sessiond.ctl import ctl
+
+    return asyncio.run(ctl(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessiond", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -86,6 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--partitions", type=int, default=16)
     worker.add_argument("--name", default=None)
     worker.set_defaults(func=_worker)
+
+    from sessiond.ctl import add_parser as add_ctl
+
+    add_ctl(sub)
+    sub.choices["ctl"].set_defaults(func=_ctl)
 
     bench = sub.add_parser("bench", help="measure throughput")
     bench.add_argument("what", choices=["transitions"])

@@ -1,0 +1,141 @@
+"""``sessiond ctl``: look at and act on live sessions and processes, through Redis only."""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import time
+from typing import Any
+
+from sessiond.engine import Event
+from sessiond.redis_client import connect
+from sessiond.resources import default_table_path
+from sessiond.store import Keys, Store
+from sessiond.table import load_table
+from sessiond.tables import TableSet
+from sessiond.worker import GROUP
+
+LIST_FIELDS = ("sid", "role", "state", "call_id", "remote_uri", "entered_state_at")
+
+
+async def ctl(args: argparse.Namespace) -> int:
+    redis = connect(args.redis)
+    keys = Keys(args.namespace, partitions=args.partitions)
+    try:
+        handler = {
+            "list": _list,
+            "show": _show,
+            "hangup": _hangup,
+            "drain": _drain,
+            "workers": _workers,
+        }[args.ctl_command]
+        return await handler(redis, keys, args)
+    finally:
+        await redis.aclose()
+
+
+async def _list(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    now = time.time()
+    rows = []
+    async for key in redis.scan_iter(match=f"{keys.ns}:*:session:*", count=1000):
+        values = await redis.hmget(key, *LIST_FIELDS)
+        row = dict(zip(LIST_FIELDS, (v.decode() if v else "" for v in values), strict=True))
+        if args.state and row["state"] != args.state:
+            continue
+        rows.append(row)
+    rows.sort(key=lambda r: r["entered_state_at"])
+    print(f"{'SESSION':24} {'ROLE':4} {'STATE':12} {'IN STATE':>9}  CALL-ID / REMOTE")
+    for r in rows:
+        age = now - float(r["entered_state_at"] or now)
+        print(
+            f"{r['sid']:24} {r['role']:4} {r['state']:12} {age:8.1f}s  "
+            f"{r['call_id']} {r['remote_uri']}"
+        )
+    print(f"{len(rows)} session(s)")
+    return 0
+
+
+async def _show(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    store = Store(redis, keys)
+    session = await store.get(args.sid)
+    if session is None:
+        print(f"no session {args.sid}")
+        return 1
+    width = max(len(k) for k in session)
+    for name in sorted(session):
+        value = session[name].replace("\r\n", "\\r\\n")
+        print(f"{name:>{width}}  {value[:200]}")
+    entered = float(session.get("entered_state_at") or time.time())
+    print(f"\ntime in state: {time.time() - entered:.1f}s")
+    try:
+        tables = TableSet([load_table(default_table_path())], redis, keys)
+        table = await tables.for_session(session)
+        print(
+            "possible next events:", ", ".join(table.events_from(session["role"], session["state"]))
+        )
+    except Exception as exc:  # the history below is still worth printing
+        print(f"table not available: {exc}")
+    print("\nhistory:")
+    for h in await store.history(args.sid, count=1000):
+        print(
+            f"  {h['at']}  v{h['version']:>3}  {h['from']} --{h['event']}--> {h['to']}"
+            f"  [{h['actions']}]  ({h['worker']})"
+        )
+    return 0
+
+
+async def _hangup(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    store = Store(redis, keys)
+    if await store.get(args.sid) is None:
+        print(f"no session {args.sid}")
+        return 1
+    event = Event(f"ctl:hangup:{secrets.token_hex(6)}", "Hangup", {"by": "ctl"}, args.sid)
+    await store.publish(keys.partition_of(args.sid), event)
+    print(f"hangup requested for {args.sid} (event {event.id})")
+    return 0
+
+
+async def _drain(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    await redis.set(keys.drain(args.worker), "1", ex=60)
+    print(f"drain requested for {args.worker}: it stops reading, finishes its batch and exits")
+    return 0
+
+
+async def _workers(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    pending: dict[str, int] = {}
+    for p in range(keys.partitions):
+        try:
+            consumers = await redis.xinfo_consumers(keys.events(p), GROUP)
+        except Exception:  # no stream or group yet
+            continue
+        for c in consumers:
+            name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
+            pending[name] = pending.get(name, 0) + int(c["pending"])
+    now = time.time()
+    seen = await redis.zrange(keys.processes("worker"), 0, -1, withscores=True)
+    print(f"{'WORKER':40} {'STATUS':6} {'LAST SEEN':>9} {'PENDING':>8}")
+    for raw, score in seen:
+        name = raw.decode()
+        alive = await redis.exists(keys.heartbeat("worker", name))
+        print(
+            f"{name:40} {'alive' if alive else 'dead':6} {now - score:8.1f}s "
+            f"{pending.get(name, 0):8}"
+        )
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    ctl_parser = sub.add_parser("ctl", help="inspect and control live sessions and processes")
+    ctl_parser.add_argument("--redis", required=True)
+    ctl_parser.add_argument("--partitions", type=int, default=16)
+    ctl_parser.add_argument("--namespace", default="sessiond", help="key prefix")
+    csub = ctl_parser.add_subparsers(dest="ctl_command", required=True)
+    lst = csub.add_parser("list", help="sessions, oldest state first")
+    lst.add_argument("--state", default=None)
+    show = csub.add_parser("show", help="fields, history, possible next events")
+    show.add_argument("sid")
+    hangup = csub.add_parser("hangup", help="end a call (sends it a Hangup event)")
+    hangup.add_argument("sid")
+    drain = csub.add_parser("drain", help="ask a worker to finish its work and exit")
+    drain.add_argument("worker")
+    csub.add_parser("workers", help="live and dead workers, with pending entries")

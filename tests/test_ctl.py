@@ -1,0 +1,80 @@
+"""``sessiond ctl`` against a real Redis: list, show, hangup, drain, workers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+
+from sessiond.applier import Applier
+from sessiond.cli import main
+from sessiond.engine import Event
+from sessiond.redis_client import connect
+from sessiond.store import Keys, Store, new_sid
+from sessiond.store.store import decode_event, delete_namespace
+from sessiond.table import Table
+from sessiond.tables import TableSet
+
+pytestmark = pytest.mark.redis
+
+
+def test_ctl_commands(
+    redis_url: str, default_table: Table, capsys: pytest.CaptureFixture[str]
+) -> None:
+    keys = Keys(f"tc{uuid.uuid4().hex[:8]}")
+    sid = new_sid("ctl@h")
+
+    async def setup() -> None:
+        redis = connect(redis_url)
+        applier = Applier(Store(redis, keys), TableSet([default_table], redis, keys))
+        fields = {
+            "sid": sid,
+            "role": "UAS",
+            "call_id": "ctl@h",
+            "local_tag": "l",
+            "remote_tag": "r",
+            "remote_uri": "sip:alice@127.0.0.1",
+            "media_id": f"{sid}.m",
+        }
+        await applier.create(
+            fields, keys.registry_keys(fields), Event("i", "Invite", {"sdp": "v=0", "txn": "t"})
+        )
+        await redis.aclose()
+
+    asyncio.run(setup())
+    base = ["ctl", "--redis", redis_url, "--namespace", keys.ns]
+    try:
+        assert main([*base, "list"]) == 0
+        out = capsys.readouterr().out
+        assert sid in out
+        assert "Ringing" in out
+        assert "1 session(s)" in out
+        assert main([*base, "list", "--state", "Established"]) == 0
+        assert "0 session(s)" in capsys.readouterr().out
+        assert main([*base, "show", sid]) == 0
+        out = capsys.readouterr().out
+        assert "Idle --Invite--> Ringing" in out
+        assert "possible next events: AcceptCall," in out
+        assert main([*base, "show", new_sid("nope")]) == 1
+        assert main([*base, "hangup", sid]) == 0
+        assert main([*base, "drain", "w-x"]) == 0
+        assert main([*base, "workers"]) == 0
+
+        async def check() -> None:
+            redis = connect(redis_url)
+            entries = await redis.xrange(keys.events(keys.partition_of(sid)))
+            events = [decode_event(fields) for _, fields in entries]
+            assert [(e.type, e.sid) for e in events] == [("Hangup", sid)]
+            assert await redis.exists(keys.drain("w-x")) == 1
+            await redis.aclose()
+
+        asyncio.run(check())
+    finally:
+
+        async def cleanup() -> None:
+            redis = connect(redis_url)
+            await delete_namespace(redis, keys.ns)
+            await redis.aclose()
+
+        asyncio.run(cleanup())
