@@ -1,0 +1,120 @@
+"""Message framing on the wire: start line, header section, body (RFC 3261 7, 18.3).
+
+::
+
+    generic-message = start-line *message-header CRLF [ message-body ]
+    message-header  = field-name HCOLON field-value CRLF   ; HCOLON = *( SP / HTAB ) ":" SWS
+
+7.3.1: a header line starting with SP/HTAB continues the previous one (folding); the fold
+is equivalent to one SP.  7.5: CRLFs before the start line are ignored.  18.3: on a stream
+the body length is given by Content-Length (mandatory); on a datagram a body shorter than
+Content-Length is an error and bytes after it are discarded; without Content-Length the
+body runs to the end of the datagram.
+"""
+
+from __future__ import annotations
+
+import re
+
+from sessiond.sip.cseq import parse_digits
+from sessiond.sip.errors import SipParseError
+from sessiond.sip.headers import COMPACT_FORMS, HeaderField
+
+# field-name = token; HCOLON = *( SP / HTAB ) ":" SWS.  All names are checked in one pass.
+_NAME = r"[A-Za-z0-9\-.!%*_+`'~]+[ \t]*"
+NAMES_RE = re.compile(_NAME + r"(?:\x01" + _NAME + r")*")
+FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
+MAX_CONTENT_LENGTH = 2**31 - 1
+
+
+def is_keepalive(data: bytes) -> bool:
+    """True for a CRLF keep-alive datagram (RFC 5626 4.4.1): nothing but CR and LF."""
+    return not data.strip(b"\r\n")
+
+
+def decode_head(data: bytes) -> str:
+    """Decode header bytes; UTF-8 as RFC 3261 says, other bytes survive a round trip."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def split_message(data: bytes, *, stream: bool = False) -> tuple[str, list[HeaderField], bytes]:
+    """Split a complete message into start line, header fields and body."""
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")
+    end = data.find(b"\r\n\r\n")
+    if end < 0:
+        if not data:
+            raise SipParseError(400, "Empty message")
+        if not data.endswith(b"\r\n"):
+            raise SipParseError(400, "Missing empty line after header section")
+        end = len(data) - 2  # header section ends the datagram (body-less, lenient)
+    head = decode_head(data[:end])
+    crlf = head.count("\r\n")
+    if head.count("\r") != crlf or head.count("\n") != crlf:
+        raise SipParseError(400, "Bare CR or LF in header section")
+    start, _, rest = head.partition("\r\n")
+    fields = parse_fields(rest) if rest else []
+    body = _body(data, end + 4, fields, stream)
+    return start, fields, body
+
+
+def parse_fields(text: str) -> list[HeaderField]:
+    """Parse the header lines of a section (without the start line)."""
+    if "\r\n " in text or "\r\n\t" in text or text[:1] in (" ", "\t"):
+        return _parse_lines(_logical_lines(text.split("\r\n")))
+    return _parse_lines(text.split("\r\n"))
+
+
+def _parse_lines(lines: list[str]) -> list[HeaderField]:
+    out: list[HeaderField] = []
+    names: list[str] = []
+    compact = COMPACT_FORMS
+    for raw in lines:
+        name, colon, value = raw.partition(":")
+        if not colon:
+            raise SipParseError(400, "Malformed header line")
+        names.append(name)
+        if "\r\n" in value:
+            value = FOLD_RE.sub(" ", value)
+        name = name.rstrip(" \t")
+        key = name.lower()
+        out.append((compact.get(key, key), name, value.strip(" \t"), raw))
+    # field-name = token, checked for all lines in one regex pass.
+    if NAMES_RE.fullmatch("\x01".join(names)) is None:
+        raise SipParseError(400, "Malformed header name")
+    return out
+
+
+def _logical_lines(lines: list[str]) -> list[str]:
+    out: list[str] = []
+    for line in lines:
+        if line[:1] in (" ", "\t"):
+            if not out:
+                raise SipParseError(400, "Continuation line without header")
+            out[-1] = out[-1] + "\r\n" + line
+        else:
+            out.append(line)
+    return out
+
+
+def content_length(fields: list[HeaderField]) -> int | None:
+    """The Content-Length value; several differing values are an error (RFC 4475 3.1.4.9)."""
+    found: int | None = None
+    for f in fields:
+        if f[0] == "content-length":
+            value = parse_digits(f[2], "Content-Length", MAX_CONTENT_LENGTH)
+            if found is not None:
+                raise SipParseError(400, "Multiple Content-Length values")
+            found = value
+    return found
+
+
+def _body(data: bytes, start: int, fields: list[HeaderField], stream: bool) -> bytes:
+    length = content_length(fields)
+    if length is None:
+        if stream:
+            raise SipParseError(400, "Missing Content-Length on stream transport")
+        return data[start:]
+    if len(data) - start < length:
+        raise SipParseError(400, "Content-Length larger than message")
+    return data[start : start + length]
