@@ -40,6 +40,8 @@ class Handled:
     reason: str = ""
     commands: int = 0
     conflicts: int = 0
+    previous: str = ""  # the state before (empty for a new session)
+    terminal: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +162,12 @@ class Applier:
                 self._remember(result.sid, session, decision, 1)
                 outboxes.append(result.outbox)
                 results[i] = Handled(
-                    "created", result.sid, decision.state, decision.reason, len(decision.commands)
+                    "created",
+                    result.sid,
+                    decision.state,
+                    decision.reason,
+                    len(decision.commands),
+                    terminal=decision.terminal,
                 )
             else:  # another worker won: this event now goes to the session that exists
                 items[i] = replace(items[i], sid=result.sid, new=None)
@@ -240,8 +247,16 @@ class Applier:
                 else:
                     status = "duplicate"
                     self._cache.pop(sid, None)
-                n = len(decision.commands)
-                results[i] = Handled(status, sid, decision.state, decision.reason, n, conflicts[i])
+                results[i] = Handled(
+                    status,
+                    sid,
+                    decision.state,
+                    decision.reason,
+                    len(decision.commands),
+                    conflicts[i],
+                    session["state"],
+                    decision.terminal,
+                )
 
     def _remember(
         self, sid: str, session: Mapping[str, str], decision: Decision, version: int

@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--partitions", type=int, default=16)
     worker.add_argument("--name", default=None)
+    worker.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics")
     worker.set_defaults(func=_worker)
 
     from sessiond.ctl import add_parser as add_ctl

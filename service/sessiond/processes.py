@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from sessiond import metrics
 from sessiond.applier import Applier
 from sessiond.errors import TableError
 from sessiond.redis_client import connect
@@ -57,6 +58,8 @@ def run_worker(args: argparse.Namespace) -> int:
     tables = load_tables(args.table)
     if tables is None:
         return 2
+
+    metrics.serve(args.metrics_port)
 
     async def main() -> int:
         redis = connect(args.redis)

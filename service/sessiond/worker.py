@@ -34,6 +34,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from sessiond import metrics
 from sessiond.applier import Applier, Handled, Work
 from sessiond.engine import Event
 from sessiond.router import (
@@ -64,9 +65,27 @@ class WorkerStats:
     timers: int = 0
     errors: int = 0
 
-    def count(self, handled: Handled) -> None:
+    def count(self, handled: Handled, event_type: str, seconds: float) -> None:
         self.events += 1
         self.by_status[handled.status] = self.by_status.get(handled.status, 0) + 1
+        metrics.EVENTS.labels(event_type, handled.status).inc()
+        metrics.TRANSITION_SECONDS.observe(seconds)
+        if handled.conflicts:
+            metrics.CONFLICTS.inc(handled.conflicts)
+        if handled.status == "duplicate":
+            metrics.DUPLICATES.inc()
+        if handled.status not in ("created", "applied") or handled.previous == handled.state:
+            return
+        if handled.previous:
+            metrics.SESSIONS.labels(handled.previous).dec()
+        else:
+            metrics.CALLS.labels("started").inc()
+        if handled.terminal:
+            metrics.CALLS.labels("ended").inc()
+        else:
+            metrics.SESSIONS.labels(handled.state).inc()
+        if handled.state == "Established":
+            metrics.CALLS.labels("answered").inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +219,7 @@ class Worker:
                 if start in (b"0-0", "0-0") or not claimed:
                     break
         self.stats.reclaimed += total
+        metrics.RECLAIMED.inc(total)
         return total
 
     async def _timer_loop(self) -> None:
@@ -214,6 +234,7 @@ class Worker:
         for partition in range(self.keys.partitions):
             fired += await self.store.pop_timers(partition, now)
         self.stats.timers += fired
+        metrics.TIMERS.inc(fired)
         return fired
 
     async def _heartbeat(self) -> None:
@@ -233,6 +254,17 @@ class Worker:
             await self.redis.delete(self.keys.drain(self.name))
             self.stop()
         await self._forget_dead_consumers()
+        await self._sample_streams()
+
+    async def _sample_streams(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        for stream in self._streams:
+            pipe.xinfo_groups(stream)
+        for stream, groups in zip(self._streams, await pipe.execute(), strict=True):
+            for group in groups:
+                if _text(group["name"]) == GROUP:
+                    metrics.STREAM_LAG.labels(stream).set(int(group.get("lag") or 0))
+                    metrics.STREAM_PENDING.labels(stream).set(int(group["pending"]))
 
     async def _forget_dead_consumers(self) -> None:
         """Remove consumers with nothing pending whose process no longer heartbeats."""
@@ -251,12 +283,14 @@ class Worker:
 
     # -- one batch ------------------------------------------------------------------------
     async def process(self, entries: Sequence[Entry]) -> list[Handled]:
+        started = time.perf_counter()
         work = await self._route(entries)
         handled = await self.applier.run(work) if work else []
         await self._after(work, handled)
         await self._ack(entries)
-        for h in handled:
-            self.stats.count(h)
+        elapsed = time.perf_counter() - started
+        for item, h in zip(work, handled, strict=True):
+            self.stats.count(h, item.event.type, elapsed)
         return handled
 
     async def _route(self, entries: Sequence[Entry]) -> list[Work]:

@@ -1,0 +1,39 @@
+"""Prometheus metrics of every sessiond process, served over HTTP by ``serve()``.
+
+Counters are per process; Prometheus sums them. ``sessiond_sessions`` is a gauge moved up
+when a worker moves a session into a state and down when one moves it out: summed over all
+workers it is the number of sessions per state, exact as long as no worker restarts (a
+restart loses that worker's share; ``sessiond ctl list`` counts from Redis).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+EVENTS = Counter("sessiond_events_total", "Events handled by workers", ["type", "status"])
+TRANSITION_SECONDS = Histogram(
+    "sessiond_transition_seconds",
+    "From reading an event batch to having stored and emitted it, per event",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+CONFLICTS = Counter("sessiond_cas_conflicts_total", "Compare-and-set conflicts (re-decided)")
+DUPLICATES = Counter("sessiond_duplicates_total", "Events refused as already applied")
+RECLAIMED = Counter("sessiond_reclaimed_total", "Stream entries taken over from dead workers")
+TIMERS = Counter("sessiond_timers_fired_total", "Timers moved into the event streams")
+STREAM_LAG = Gauge("sessiond_stream_lag", "Entries not yet delivered to the group", ["stream"])
+STREAM_PENDING = Gauge("sessiond_stream_pending", "Entries delivered, not acked", ["stream"])
+SESSIONS = Gauge("sessiond_sessions", "Sessions per state (sum over workers)", ["state"])
+CALLS = Counter("sessiond_calls_total", "Calls by outcome", ["outcome"])
+SIP_MESSAGES = Counter(
+    "sessiond_sip_messages_total", "SIP messages at the edge", ["direction", "kind"]
+)
+SIP_DROPPED = Counter("sessiond_sip_dropped_total", "Unparseable or refused datagrams", ["why"])
+
+# published application events -> call outcome
+OUTCOMES = {"IncomingCall": "started", "Answered": "answered", "Failed": "failed", "Ended": "ended"}
+
+
+def serve(port: int, address: str = "127.0.0.1") -> None:
+    """Serve /metrics in a background thread (port 0: do not serve)."""
+    if port:
+        start_http_server(port, addr=address)
