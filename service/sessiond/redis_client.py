@@ -30,6 +30,11 @@ class _FastPack:
         return [_hiredis_pack(args)]
 
 
+def is_embedded(client: Any) -> bool:
+    """The embedded store answers blocking reads at once (it cannot block): poll instead."""
+    return type(client).__module__.startswith("fakeredis")
+
+
 class FastConnection(_FastPack, Connection):
     pass
 
@@ -38,12 +43,19 @@ class FastSSLConnection(_FastPack, SSLConnection):
     pass
 
 
+_EMBEDDED_SERVER: Any = None
+
+
 def connect(url: str | None, **kwargs: Any) -> Any:
-    """An asyncio Redis client with ``decode_responses=False``."""
+    """An asyncio Redis client with ``decode_responses=False``. Every embedded client in one
+    process talks to the same in-process server, so in-process components share one store."""
+    global _EMBEDDED_SERVER
     if url in (None, "", EMBEDDED):
         import fakeredis
 
-        return fakeredis.FakeAsyncRedis()
+        if _EMBEDDED_SERVER is None:
+            _EMBEDDED_SERVER = fakeredis.FakeServer()
+        return fakeredis.FakeAsyncRedis(server=_EMBEDDED_SERVER)
     # No per-read socket timeout: reads are pipelined or blocking (XREADGROUP BLOCK), and a
     # per-reply timeout context costs more than the reply. A dead server is found by TCP
     # keepalive and the periodic health check instead.

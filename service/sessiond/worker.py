@@ -37,6 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sessiond import metrics
 from sessiond.applier import Applier, Handled, Work
 from sessiond.engine import Event
+from sessiond.redis_client import is_embedded
 from sessiond.router import (
     AnswerMode,
     answer_event,
@@ -121,6 +122,7 @@ class Worker:
         self.stats = WorkerStats()
         self.stopping = asyncio.Event()
         self._streams = [self.keys.events(p) for p in range(self.keys.partitions)]
+        self._poll = 0.002 if is_embedded(self.redis) else 0.0
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -189,7 +191,10 @@ class Worker:
             for stream, items in reply or []
             for eid, fields in items
         ]
-        await self.process(entries)
+        if entries:
+            await self.process(entries)
+        elif self._poll:  # the embedded store does not block: poll at a short interval
+            await asyncio.sleep(self._poll)
         return len(entries)
 
     async def _reclaim_loop(self) -> None:

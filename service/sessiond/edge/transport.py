@@ -1,0 +1,203 @@
+"""UDP and TCP transports for SIP (RFC 3261 18), IPv4 and IPv6, on asyncio.
+
+Each listener hands complete messages to ``on_message(data, transport, source)``: a UDP
+datagram as it came, a TCP byte stream cut into messages by the sans-I/O
+:class:`~sessiond.sip.framing.StreamFramer` (Content-Length framing, bounded buffers).
+Sending over TCP reuses the connection the peer opened (responses go back on it) or opens one.
+Connections idle for ``idle_timeout`` seconds are closed; at most ``max_connections`` are kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sessiond.sip.errors import SipParseError
+from sessiond.sip.framing import StreamFramer
+
+log = logging.getLogger("sessiond.edge.transport")
+Address = tuple[str, int]
+OnMessage = Callable[[bytes, str, Address], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenSpec:
+    transport: str  # "UDP" or "TCP"
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> ListenSpec:
+        """``udp:127.0.0.1:5060``, ``tcp:[::1]:5060``."""
+        proto, _, rest = text.partition(":")
+        if proto.lower() not in ("udp", "tcp") or not rest:
+            raise ValueError(f"listen address must be udp:HOST:PORT or tcp:HOST:PORT: {text!r}")
+        host, _, port = rest.rpartition(":")
+        host = host.strip("[]")
+        if not host or not port.isdigit():
+            raise ValueError(f"listen address must be udp:HOST:PORT or tcp:HOST:PORT: {text!r}")
+        return cls(proto.upper(), host, int(port))
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, on_message: OnMessage) -> None:
+        self.on_message = on_message
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
+        self.on_message(data, "UDP", (str(addr[0]), int(addr[1])))
+
+    def error_received(self, exc: Exception) -> None:  # ICMP unreachable and the like
+        log.debug("udp error: %s", exc)
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, owner: Transports) -> None:
+        self.owner = owner
+        self.framer = StreamFramer()
+        self.transport: asyncio.Transport | None = None
+        self.peer: Address = ("", 0)
+        self.last_seen = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.peer = (str(peer[0]), int(peer[1]))
+        self.owner.register(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_seen = time.monotonic()
+        try:
+            messages = self.framer.feed(data)
+        except SipParseError as exc:  # oversize or unframeable: the stream is lost
+            log.info("closing TCP %s: %s", self.peer, exc.reason)
+            self.owner.dropped("tcp-framing")
+            if self.transport is not None:
+                self.transport.close()
+            return
+        for message in messages:
+            self.owner.on_message(message, "TCP", self.peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner.unregister(self)
+
+
+class Transports:
+    """The edge's sockets. ``send`` never blocks; failures are logged and counted."""
+
+    def __init__(
+        self,
+        on_message: OnMessage,
+        *,
+        idle_timeout: float = 300.0,
+        max_connections: int = 10_000,
+        on_drop: Callable[[str], None] | None = None,
+    ) -> None:
+        self.on_message = on_message
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
+        self._on_drop = on_drop
+        self._udp: dict[int, asyncio.DatagramTransport] = {}  # address family -> socket
+        self._tcp: dict[Address, _TcpConnection] = {}
+        self._servers: list[asyncio.base_events.Server] = []
+        self.specs: list[ListenSpec] = []
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def listen(self, spec: ListenSpec) -> ListenSpec:
+        """Open a listener; returns the spec with the real port (when 0 was asked)."""
+        loop = asyncio.get_running_loop()
+        family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
+        if spec.transport == "UDP":
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(self.on_message), local_addr=(spec.host, spec.port), family=family
+            )
+            sock = transport.get_extra_info("socket")
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+            self._udp[family] = transport
+            port = int(transport.get_extra_info("sockname")[1])
+        else:
+            server = await loop.create_server(
+                lambda: _TcpConnection(self),
+                spec.host,
+                spec.port,
+                family=family,
+                reuse_address=True,
+            )
+            self._servers.append(server)
+            port = int(server.sockets[0].getsockname()[1])
+        bound = ListenSpec(spec.transport, spec.host, port)
+        self.specs.append(bound)
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap())
+        return bound
+
+    def register(self, conn: _TcpConnection) -> None:
+        if len(self._tcp) >= self.max_connections and conn.transport is not None:
+            self.dropped("tcp-limit")
+            conn.transport.close()
+            return
+        self._tcp[conn.peer] = conn
+
+    def unregister(self, conn: _TcpConnection) -> None:
+        if self._tcp.get(conn.peer) is conn:
+            del self._tcp[conn.peer]
+
+    def dropped(self, why: str) -> None:
+        if self._on_drop is not None:
+            self._on_drop(why)
+
+    def send(self, transport: str, addr: Address, data: bytes) -> None:
+        if transport == "TCP":
+            conn = self._tcp.get(addr)
+            if conn is not None and conn.transport is not None:
+                conn.transport.write(data)
+                return
+            asyncio.get_running_loop().create_task(self._connect_and_send(addr, data))
+            return
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        udp = self._udp.get(family)
+        if udp is None:
+            log.warning("no UDP socket for %s", addr)
+            self.dropped("no-socket")
+            return
+        udp.sendto(data, addr)
+
+    async def _connect_and_send(self, addr: Address, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            transport, conn = await loop.create_connection(lambda: _TcpConnection(self), *addr)
+        except OSError as exc:
+            log.info("TCP connect to %s failed: %s", addr, exc)
+            self.dropped("tcp-connect")
+            return
+        transport.write(data)
+
+    async def _reap(self) -> None:
+        while True:
+            await asyncio.sleep(min(30.0, self.idle_timeout / 2))
+            cutoff = time.monotonic() - self.idle_timeout
+            for conn in [c for c in self._tcp.values() if c.last_seen < cutoff]:
+                if conn.transport is not None:
+                    conn.transport.close()
+
+    def close(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for udp in self._udp.values():
+            udp.close()
+        for server in self._servers:
+            server.close()
+        for conn in list(self._tcp.values()):
+            if conn.transport is not None:
+                conn.transport.close()
