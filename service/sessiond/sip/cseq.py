@@ -35,10 +35,11 @@ class CSeq:
         m = CSEQ_RE.fullmatch(text)
         if m is None:
             raise SipParseError(400, "Malformed CSeq")
-        digits = m.group(1)
-        if len(digits) > 10 or int(digits) > MAX_CSEQ:
+        digits, method = m.groups()
+        seq = int(digits) if len(digits) <= 10 else MAX_CSEQ + 1
+        if seq > MAX_CSEQ:
             raise SipParseError(400, "CSeq number too large")
-        return cls(int(digits), m.group(2))
+        return cls(seq, method)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"

@@ -53,11 +53,11 @@ class Via:
         """Parse one via-parm (already split at top-level commas)."""
         fast = VIA_FAST_RE.fullmatch(text)
         if fast is not None:
-            port_text = fast.group(3)
+            transport, host, port_text, ptext = fast.groups()
             port_fast = int(port_text) if port_text else None
             if port_fast is None or port_fast <= 65535:
-                params_fast = split_simple_params(fast.group(4)) if fast.group(4) else ()
-                return cls(fast.group(1).upper(), fast.group(2), port_fast, params_fast)
+                params_fast = split_simple_params(ptext) if ptext else ()
+                return cls(transport.upper(), host, port_fast, params_fast)
         m = VIA_RE.match(text)
         if m is None:
             raise SipParseError(400, "Malformed Via header")

@@ -1,0 +1,206 @@
+"""Server transactions (RFC 3261 17.2; RFC 6026 for the INVITE "Accepted" state).
+
+Theory of operation
+-------------------
+A server transaction owns one incoming request. :meth:`start` returns what happens on
+arrival (the request for the TU, and for INVITE an immediate ``100 Trying``: we do not
+wait 200 ms for the TU as 17.2.1 allows, since our TU is a remote worker). The TU answers
+through :meth:`respond`; retransmitted requests and ACKs come in through
+:meth:`receive_request` and are absorbed, or answered with the last response.
+
+INVITE (17.2.1, Figure 7 + RFC 6026)::
+
+    Proceeding --1xx--> Proceeding
+       |--2xx--> Accepted --Timer L--> Terminated     (2xx retransmission: the dialog's job)
+       \\--300-699--> Completed --ACK--> Confirmed --Timer I--> Terminated
+                        |--Timer G: resend final (T1 doubling to T2, unreliable only)
+                        \\--Timer H (64*T1): TimedOut, Terminated
+
+Non-INVITE (17.2.2, Figure 8)::
+
+    Trying --1xx--> Proceeding --final--> Completed --Timer J--> Terminated
+      \\--final--> Completed
+
+The TU answering in a state that does not allow it raises :class:`TransactionError`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sessiond.sip.actions import Action, Peer, RequestReceived, Send, Terminated, TimedOut
+from sessiond.sip.errors import TransactionError
+from sessiond.sip.message import SipRequest, SipResponse, make_response
+from sessiond.sip.timers import Deadlines, TimerConfig
+
+
+class ServerState(StrEnum):
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+class ServerTransaction:
+    """Common machinery of both server transaction kinds."""
+
+    def __init__(
+        self,
+        key: str,
+        request: SipRequest,
+        peer: Peer,
+        reliable: bool,
+        timers: TimerConfig,
+        cancels: str | None = None,
+    ) -> None:
+        self.key = key
+        self.request = request
+        self.peer = peer
+        self.reliable = reliable
+        self.timers = timers
+        self.cancels = cancels
+        self.state = ServerState.TRYING
+        self.last_response: SipResponse | None = None
+        self._deadlines = Deadlines()
+        self._interval = timers.t1
+
+    @property
+    def terminated(self) -> bool:
+        """True once the transaction may be forgotten."""
+        return self.state is ServerState.TERMINATED
+
+    @property
+    def final_sent(self) -> bool:
+        """True once a final response went out (CANCEL then no longer applies)."""
+        return self.last_response is not None and self.last_response.status >= 200
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called (``None``: no timer runs)."""
+        return self._deadlines.next()
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Fire every timer due at ``now``."""
+        out: list[Action] = []
+        while (name := self._deadlines.pop_due(now)) is not None:
+            out += self._fire(name, now)
+        return out
+
+    def start(self, now: float) -> list[Action]:
+        """Handle the request's first arrival."""
+        raise NotImplementedError
+
+    def receive_request(self, request: SipRequest, now: float) -> list[Action]:
+        """Handle a retransmission (or, for INVITE, the ACK of a non-2xx response)."""
+        raise NotImplementedError
+
+    def respond(self, response: SipResponse, now: float) -> list[Action]:
+        """Send a response from the TU."""
+        raise NotImplementedError
+
+    def _fire(self, name: str, now: float) -> list[Action]:
+        raise NotImplementedError
+
+    def _send(self, response: SipResponse) -> Send:
+        self.last_response = response
+        return Send(response, self.peer, self.key)
+
+    def _resend(self) -> list[Action]:
+        if self.last_response is None:
+            return []
+        return [Send(self.last_response, self.peer, self.key)]
+
+    def _terminate(self) -> list[Action]:
+        self.state = ServerState.TERMINATED
+        self._deadlines.clear()
+        return [Terminated(self.key)]
+
+    def _linger(self, name: str, now: float, delay: float) -> list[Action]:
+        if self.reliable:
+            return self._terminate()
+        self._deadlines.arm(name, now + delay)
+        return []
+
+    def _check_response(self, response: SipResponse) -> None:
+        if response.cseq != self.request.cseq or response.branch != self.request.branch:
+            raise TransactionError("response does not belong to this transaction")
+
+
+class InviteServerTransaction(ServerTransaction):
+    """RFC 3261 17.2.1 with the RFC 6026 Accepted state."""
+
+    def start(self, now: float) -> list[Action]:
+        """Enter Proceeding: send 100 Trying at once and hand the INVITE to the TU."""
+        self.state = ServerState.PROCEEDING
+        trying = make_response(self.request, 100)
+        return [self._send(trying), RequestReceived(self.key, self.request, self.peer)]
+
+    def receive_request(self, request: SipRequest, now: float) -> list[Action]:
+        """A retransmitted INVITE, or the ACK for a non-2xx final response (17.2.3)."""
+        if request.method == "ACK":
+            if self.state is not ServerState.COMPLETED:
+                return []  # Confirmed absorbs ACK retransmissions
+            self.state = ServerState.CONFIRMED
+            self._deadlines.cancel("G", "H")
+            return self._linger("I", now, self.timers.t4)
+        if self.state in (ServerState.PROCEEDING, ServerState.COMPLETED):
+            return self._resend()
+        return []  # Accepted / Confirmed: absorbed
+
+    def respond(self, response: SipResponse, now: float) -> list[Action]:
+        """Send a response from the TU (17.2.1)."""
+        self._check_response(response)
+        if self.state is ServerState.ACCEPTED and 200 <= response.status < 300:
+            return [self._send(response)]  # a 2xx retransmission by the dialog layer
+        if self.state is not ServerState.PROCEEDING:
+            raise TransactionError(f"cannot send {response.status} in state {self.state}")
+        if response.status < 200:
+            return [self._send(response)]
+        if response.status < 300:
+            self.state = ServerState.ACCEPTED
+            self._deadlines.arm("L", now + self.timers.timeout)
+            return [self._send(response)]
+        self.state = ServerState.COMPLETED
+        if not self.reliable:
+            self._deadlines.arm("G", now + self.timers.t1)
+        self._deadlines.arm("H", now + self.timers.timeout)
+        return [self._send(response)]
+
+    def _fire(self, name: str, now: float) -> list[Action]:
+        if name == "G":
+            self._interval = min(self._interval * 2, self.timers.t2)
+            self._deadlines.arm("G", now + self._interval)
+            return self._resend()
+        if name == "H":
+            return [TimedOut(self.key, "H"), *self._terminate()]
+        return self._terminate()  # I or L
+
+
+class NonInviteServerTransaction(ServerTransaction):
+    """RFC 3261 17.2.2."""
+
+    def start(self, now: float) -> list[Action]:
+        """Enter Trying and hand the request to the TU."""
+        self.state = ServerState.TRYING
+        return [RequestReceived(self.key, self.request, self.peer, self.cancels)]
+
+    def receive_request(self, request: SipRequest, now: float) -> list[Action]:
+        """A retransmission: absorbed in Trying, answered with the last response later."""
+        if self.state in (ServerState.PROCEEDING, ServerState.COMPLETED):
+            return self._resend()
+        return []
+
+    def respond(self, response: SipResponse, now: float) -> list[Action]:
+        """Send a response from the TU (17.2.2)."""
+        self._check_response(response)
+        if self.state not in (ServerState.TRYING, ServerState.PROCEEDING):
+            raise TransactionError(f"cannot send {response.status} in state {self.state}")
+        if response.status < 200:
+            self.state = ServerState.PROCEEDING
+            return [self._send(response)]
+        self.state = ServerState.COMPLETED
+        return [self._send(response), *self._linger("J", now, self.timers.timeout)]
+
+    def _fire(self, name: str, now: float) -> list[Action]:
+        return self._terminate()  # J
