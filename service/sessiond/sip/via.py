@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, replace
 
 from sessiond.sip.errors import SipParseError
@@ -116,3 +117,8 @@ class Via:
 def is_rfc3261_branch(branch: str | None) -> bool:
     """True when ``branch`` carries the RFC 3261 magic cookie *and* an identifier."""
     return branch is not None and branch.startswith(MAGIC_COOKIE) and len(branch) > 7
+
+
+def new_branch() -> str:
+    """A fresh RFC 3261 branch: magic cookie + 64 random bits (8.1.1.7)."""
+    return MAGIC_COOKIE + secrets.token_hex(8)
