@@ -48,6 +48,12 @@ def _bench(args: argparse.Namespace) -> int:
     raise AssertionError(args.what)
 
 
+def _edge(args: argparse.Namespace) -> int:
+    from sessiond import processes
+
+    return processes.run_edge(args)
+
+
 def _worker(args: argparse.Namespace) -> int:
     from sessiond import processes
 
@@ -98,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ctl(sub)
     sub.choices["ctl"].set_defaults(func=_ctl)
+
+    edge = sub.add_parser("edge", help="the SIP edge: sockets and transactions")
+    edge.add_argument("--redis", required=True, help="Redis URL")
+    edge.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        help="udp:HOST:PORT or tcp:HOST:PORT (repeatable; default udp:127.0.0.1:5060)",
+    )
+    edge.add_argument("--name", default=None, help="edge name (commands are addressed to it)")
+    edge.add_argument("--partitions", type=int, default=16)
+    edge.add_argument("--metrics-port", type=int, default=0)
+    edge.set_defaults(func=_edge)
 
     bench = sub.add_parser("bench", help="measure throughput")
     bench.add_argument("what", choices=["transitions"])

@@ -23,7 +23,7 @@ from sessiond.resources import default_table_path
 from sessiond.store import Keys, Store
 from sessiond.table import Table, load_table
 from sessiond.tables import TableSet
-from sessiond.worker import Worker
+from sessiond.worker import Worker, default_name
 
 
 def setup_logging() -> None:
@@ -51,6 +51,31 @@ def on_signals(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+
+
+def run_edge(args: argparse.Namespace) -> int:
+    from sessiond.edge.process import Edge
+    from sessiond.edge.transport import ListenSpec
+
+    setup_logging()
+    try:
+        specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
+    except ValueError as exc:
+        print(f"sessiond edge: {exc}", file=sys.stderr)
+        return 2
+    metrics.serve(args.metrics_port)
+
+    async def main() -> int:
+        redis = connect(args.redis)
+        edge = Edge(
+            redis, Keys(partitions=args.partitions), args.name or default_name("edge"), specs
+        )
+        on_signals(edge.stop)
+        await edge.run()
+        await redis.aclose()
+        return 0
+
+    return run_async(main)
 
 
 def run_worker(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.framing import StreamFramer
@@ -50,8 +51,7 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop: not a subclass
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
         self.on_message(data, "UDP", (str(addr[0]), int(addr[1])))
@@ -69,8 +69,7 @@ class _TcpConnection(asyncio.Protocol):
         self.last_seen = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self.peer = (str(peer[0]), int(peer[1]))
         self.owner.register(self)

@@ -1,0 +1,437 @@
+"""The edge process: SIP on the wire, events and commands on Redis.
+
+Theory of operation
+-------------------
+Inbound, each datagram or framed TCP message is parsed; bad input gets a stateless error
+response (or is dropped when nothing can be answered) and never reaches the workers. Valid
+messages go through the sans-I/O :class:`~sessiond.sip.transaction.TransactionLayer`,
+which absorbs retransmissions, sends 100 Trying, and hands new requests and responses to
+this process (the transaction user). Those become events on the partition stream of their
+Call-ID, published by one flusher task so one call's events keep their order.
+
+Outbound, commands from the state tables arrive on this edge's command stream (and the
+shared ``any`` stream) and become requests and responses. A response whose server
+transaction is gone (this edge restarted) is sent statelessly to the address recorded in
+the session's ``txn``. Command ids seen recently are dropped, so a re-emitted outbox does
+not send twice.
+
+The dialog duties the transaction layer leaves to the TU are kept here, in memory and short
+lived: a 2xx we sent to an INVITE is retransmitted (T1 doubling to T2) until its ACK arrives
+or 64*T1 pass (RFC 3261 13.3.1.4), and an ACK we sent for a 2xx is sent again for each 2xx
+retransmission (13.2.2.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+from redis.exceptions import ResponseError
+
+from sessiond import metrics
+from sessiond.edge.mapping import (
+    Local,
+    build_request,
+    build_response,
+    parse_txn,
+    request_destination,
+    request_event,
+    response_event,
+    timeout_event,
+)
+from sessiond.edge.transport import Address, ListenSpec, Transports
+from sessiond.engine import Event
+from sessiond.redis_client import is_embedded
+from sessiond.sip.actions import (
+    Action,
+    RequestReceived,
+    ResponseReceived,
+    Send,
+    StrayMessage,
+    Terminated,
+    TimedOut,
+)
+from sessiond.sip.errors import SipError, SipParseError
+from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
+from sessiond.sip.stateless import error_response
+from sessiond.sip.timers import TimerConfig
+from sessiond.sip.transaction import TransactionLayer, server_key
+from sessiond.sip.validate import validate_request
+from sessiond.store.keys import Keys
+from sessiond.store.store import encode_event
+
+log = logging.getLogger("sessiond.edge")
+GROUP = "edge"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+MAX_MESSAGE = 65_535
+
+
+@dataclass
+class _Retransmit:
+    data: bytes
+    transport: str
+    peer: Address
+    next_at: float
+    interval: float
+    deadline: float
+
+
+@dataclass(frozen=True, slots=True)
+class _ClientInfo:
+    call_id: str
+    local_tag: str
+    method: str
+    cseq: int
+    transport: str
+
+
+class Edge:
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        name: str,
+        listen: list[ListenSpec],
+        *,
+        timers: TimerConfig | None = None,
+        command_batch: int = 256,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.name = name
+        self.listen = listen
+        self.timers = timers or TimerConfig()
+        self.layer = TransactionLayer(self.timers)
+        self.transports = Transports(self.on_message, on_drop=self._dropped)
+        self.command_batch = command_batch
+        self.locals: dict[str, Local] = {}
+        self.stopping = asyncio.Event()
+        self._done: OrderedDict[str, None] = OrderedDict()  # recent command ids
+        self._key_transport: dict[str, str] = {}
+        self._clients: dict[str, _ClientInfo] = {}
+        self._ok_retx: dict[tuple[str, int], _Retransmit] = {}
+        self._acks: dict[tuple[str, int], _Retransmit] = {}
+        self._outbox: list[tuple[str, dict[str, Any]]] = []
+        self._wake = asyncio.Event()
+        self._poll = 0.002 if is_embedded(redis) else 0.0
+        self._streams = [keys.edge_commands(name), keys.edge_commands("any")]
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        for spec in self.listen:
+            bound = await self.transports.listen(spec)
+            self.locals.setdefault(
+                bound.transport, Local(bound.host, bound.port, bound.transport, self.name)
+            )
+            log.info(
+                "edge %s listening on %s:%s:%s",
+                self.name,
+                bound.transport.lower(),
+                bound.host,
+                bound.port,
+            )
+        for stream in self._streams:
+            with contextlib.suppress(ResponseError):
+                await self.redis.xgroup_create(stream, GROUP, id="$", mkstream=True)
+
+    async def run(self) -> None:
+        await self.start()
+        loops = [self._commands(), self._flusher(), self._timers(), self._heartbeat()]
+        tasks = [asyncio.create_task(loop) for loop in loops]
+        await self.stopping.wait()
+        await asyncio.sleep(0.05)  # let the flusher publish what is queued
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.transports.close()
+        with contextlib.suppress(Exception):
+            await self.redis.delete(self.keys.heartbeat("edge", self.name))
+            await self.redis.zrem(self.keys.processes("edge"), self.name)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    @property
+    def address(self) -> Local:
+        return self.locals.get("UDP") or next(iter(self.locals.values()))
+
+    # -- inbound --------------------------------------------------------------------------
+    def on_message(self, data: bytes, transport: str, source: Address) -> None:
+        if len(data) > MAX_MESSAGE:
+            self._stateless_error(data, transport, source, SipParseError(513, "Message Too Large"))
+            return
+        try:
+            msg = parse_message(data, stream=transport == "TCP")
+        except SipParseError as exc:
+            self._stateless_error(data, transport, source, exc)
+            return
+        if isinstance(msg, SipRequest):
+            try:
+                validate_request(msg)
+            except SipParseError as exc:
+                self._stateless_error(data, transport, source, exc)
+                return
+        metrics.SIP_MESSAGES.labels("in", _kind(msg)).inc()
+        actions = self.layer.receive(msg, source, time.monotonic(), reliable=transport == "TCP")
+        self.execute(actions, transport)
+
+    def _stateless_error(
+        self, data: bytes, transport: str, source: Address, exc: SipParseError
+    ) -> None:
+        response = error_response(data, exc)
+        if response is None:
+            self._dropped("unparseable")
+            return
+        metrics.SIP_MESSAGES.labels("out", f"{exc.status}").inc()
+        self.transports.send(transport, source, response)
+
+    def execute(self, actions: list[Action], transport: str = "UDP") -> None:
+        for action in actions:
+            if isinstance(action, Send):
+                via = self._key_transport.get(action.key, transport)
+                metrics.SIP_MESSAGES.labels("out", _kind(action.message)).inc()
+                self.transports.send(via, action.peer, bytes(action.message))
+            elif isinstance(action, RequestReceived):
+                self._key_transport[action.key] = transport
+                self._on_request(action, transport)
+            elif isinstance(action, ResponseReceived):
+                self._on_response(action.response)
+            elif isinstance(action, StrayMessage):
+                self._on_stray(action.message, transport)
+            elif isinstance(action, TimedOut):
+                self._on_timeout(action.key)
+            elif isinstance(action, Terminated):
+                self._key_transport.pop(action.key, None)
+                self._clients.pop(action.key, None)
+
+    def _on_request(self, action: RequestReceived, transport: str) -> None:
+        req = action.request
+        now = time.monotonic()
+        if req.method == "CANCEL":
+            target = self.layer.cancel_target(action.key)
+            code = 200 if target is not None else 481
+            self.execute(self.layer.respond(action.key, make_response(req, code), now), transport)
+            if target is None:
+                return
+            req = target.request  # the Cancel event carries the INVITE's identity
+        elif req.method == "OPTIONS":
+            ok = make_response(req, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
+            self.execute(self.layer.respond(action.key, ok, now), transport)
+            return
+        event = request_event(req, transport, action.peer, self.name)
+        if event is None:
+            resp = make_response(req, 405, headers=[("Allow", ALLOW)])
+            self.execute(self.layer.respond(action.key, resp, now), transport)
+            return
+        if action.request.method == "CANCEL":
+            event = Event(f"{event.id}:cancel", "Cancel", event.data)
+        self._publish(event)
+
+    def _on_response(self, resp: SipResponse) -> None:
+        if resp.method == "INVITE" and 200 <= resp.status < 300 and self._reack(resp):
+            return
+        event = response_event(resp, self.name)
+        if event is not None:
+            self._publish(event)
+
+    def _on_stray(self, msg: SipRequest | SipResponse, transport: str) -> None:
+        if isinstance(msg, SipRequest):  # an ACK for a 2xx
+            if msg.call_id and msg.cseq:
+                self._ok_retx.pop((msg.call_id, msg.cseq.seq), None)
+            event = request_event(msg, transport, ("", 0), self.name)
+            if event is not None:
+                self._publish(event)
+        elif msg.method == "INVITE" and 200 <= msg.status < 300 and not self._reack(msg):
+            event = response_event(msg, self.name)
+            if event is not None:
+                self._publish(event)
+
+    def _reack(self, resp: SipResponse) -> bool:
+        """A 2xx retransmission whose ACK we sent: send the ACK again (13.2.2.4)."""
+        ack = self._acks.get((resp.call_id or "", resp.cseq.seq if resp.cseq else -1))
+        if ack is None:
+            return False
+        self.transports.send(ack.transport, ack.peer, ack.data)
+        return True
+
+    def _on_timeout(self, key: str) -> None:
+        info = self._clients.pop(key, None)
+        if info is not None and info.method in ("INVITE", "BYE"):
+            self._publish(
+                timeout_event(info.call_id, info.local_tag, info.method, info.cseq, self.name)
+            )
+
+    def _publish(self, event: Event) -> None:
+        call_id = str(event.data.get("call_id", ""))
+        stream = self.keys.events(self.keys.partition_of_call(call_id))
+        self._outbox.append((stream, encode_event(event)))
+        self._wake.set()
+
+    def _dropped(self, why: str) -> None:
+        metrics.SIP_DROPPED.labels(why).inc()
+
+    # -- outbound -------------------------------------------------------------------------
+    async def execute_command(self, cid: str, kind: str, data: Mapping[str, Any]) -> None:
+        if cid in self._done:
+            return
+        self._done[cid] = None
+        if len(self._done) > 50_000:
+            self._done.popitem(last=False)
+        try:
+            if kind == "respond":
+                self._respond(data)
+            elif kind in ("invite", "bye", "cancel"):
+                await self._request(kind.upper(), data)
+            elif kind == "ack":
+                await self._ack(data)
+            else:
+                log.warning("unknown edge command %s (%s)", kind, cid)
+        except (SipError, ValueError, KeyError, OSError) as exc:
+            log.warning("command %s %s failed: %s", kind, cid, exc)
+
+    def _respond(self, data: Mapping[str, Any]) -> None:
+        local = self.locals.get(parse_txn(str(data["txn"]))[0]) or self.address
+        transport, dest, resp = build_response(data, local)
+        _, _, req = parse_txn(str(data["txn"]))
+        key = server_key(req)
+        now = time.monotonic()
+        if key in self.layer.servers:
+            self.execute(self.layer.respond(key, resp, now), transport)
+        else:  # the transaction is gone (we restarted): answer statelessly
+            self.transports.send(transport, dest, bytes(resp))
+        if req.method == "INVITE" and 200 <= resp.status < 300 and transport == "UDP":
+            t1 = self.timers.t1
+            self._ok_retx[(resp.call_id or "", resp.cseq.seq if resp.cseq else 0)] = _Retransmit(
+                bytes(resp), transport, dest, now + t1, t1, now + self.timers.timeout
+            )
+
+    async def _resolve(self, req: SipRequest) -> tuple[str, Address]:
+        transport, host, port = request_destination(req)
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # SOCK_DGRAM
+        return transport, (str(infos[0][4][0]), int(infos[0][4][1]))
+
+    async def _request(self, method: str, data: Mapping[str, Any]) -> None:
+        local = self.address
+        req = build_request(data, method, local)
+        transport, peer = await self._resolve(req)
+        key, actions = self.layer.send_request(
+            req, peer, time.monotonic(), reliable=transport == "TCP"
+        )
+        self._key_transport[key] = transport
+        self._clients[key] = _ClientInfo(
+            str(data["call_id"]), str(data["local_tag"]), method, int(data["cseq"]), transport
+        )
+        self.execute(actions, transport)
+
+    async def _ack(self, data: Mapping[str, Any]) -> None:
+        req = build_request(data, "ACK", self.address)
+        transport, peer = await self._resolve(req)
+        raw = bytes(req)
+        metrics.SIP_MESSAGES.labels("out", "ACK").inc()
+        self.transports.send(transport, peer, raw)
+        now = time.monotonic()
+        self._acks[(str(data["call_id"]), int(data["cseq"]))] = _Retransmit(
+            raw, transport, peer, now, 0, now + self.timers.timeout
+        )
+
+    # -- loops ----------------------------------------------------------------------------
+    async def _commands(self) -> None:
+        delay = 0.1
+        while not self.stopping.is_set():
+            try:
+                await self._commands_once()
+                delay = 0.1
+            except (ConnectionError, OSError, ResponseError) as exc:
+                log.warning("edge command stream: %s; retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
+                    await self.start_groups()
+
+    async def start_groups(self) -> None:
+        for stream in self._streams:
+            with contextlib.suppress(ResponseError):
+                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+
+    async def _commands_once(self) -> None:
+        reply = await self.redis.xreadgroup(
+            GROUP, self.name, {s: ">" for s in self._streams}, count=self.command_batch, block=50
+        )
+        if not reply:
+            if self._poll:
+                await asyncio.sleep(self._poll)
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, entries in reply:
+            ids = []
+            for entry_id, fields in entries:
+                ids.append(entry_id)
+                cmd = {k.decode(): v for k, v in fields.items()}
+                data = msgpack.unpackb(cmd["data"]) if "data" in cmd else {}
+                await self.execute_command(cmd["id"].decode(), cmd["type"].decode(), data)
+            pipe.xack(stream, GROUP, *ids)
+        await pipe.execute()
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._outbox = self._outbox, []
+            if not batch:
+                continue
+            delay = 0.1
+            while True:
+                try:
+                    pipe = self.redis.pipeline(transaction=False)
+                    for stream, fields in batch:
+                        pipe.xadd(stream, fields, maxlen=100_000, approximate=True)
+                    await pipe.execute()
+                    break
+                except (ConnectionError, OSError) as exc:
+                    log.warning("publishing %d events failed: %s", len(batch), exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+
+    async def _timers(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            now = time.monotonic()
+            due = self.layer.get_timer()
+            if due is not None and due <= now:
+                self.execute(self.layer.handle_timer(now))
+            for key, retx in list(self._ok_retx.items()):
+                if now >= retx.deadline:
+                    del self._ok_retx[key]
+                elif now >= retx.next_at:
+                    self.transports.send(retx.transport, retx.peer, retx.data)
+                    retx.interval = min(retx.interval * 2, self.timers.t2)
+                    retx.next_at = now + retx.interval
+            for key in [k for k, a in self._acks.items() if now >= a.deadline]:
+                del self._acks[key]
+
+    async def _heartbeat(self) -> None:
+        while True:
+            with contextlib.suppress(ConnectionError, OSError):
+                pipe = self.redis.pipeline(transaction=False)
+                pipe.set(self.keys.heartbeat("edge", self.name), str(os.getpid()), ex=5)
+                pipe.zadd(self.keys.processes("edge"), {self.name: time.time()})
+                pipe.exists(self.keys.drain(self.name))
+                *_, drain = await pipe.execute()
+                if drain:
+                    await self.redis.delete(self.keys.drain(self.name))
+                    self.stop()
+            await asyncio.sleep(1.0)
+
+
+def _kind(msg: SipRequest | SipResponse) -> str:
+    return msg.method if isinstance(msg, SipRequest) else str(msg.status)

@@ -1,0 +1,202 @@
+"""The edge over real UDP sockets and a real Redis: bad input, OPTIONS, retransmissions,
+CANCEL, and the commands a state table sends."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import msgpack
+import pytest
+
+from sessiond.edge.process import Edge
+from sessiond.edge.transport import ListenSpec
+from sessiond.store import Keys
+from sessiond.store.store import decode_event
+
+pytestmark = pytest.mark.redis
+
+
+class Peer:
+    """A far end made of one UDP socket."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+
+    async def send(self, data: bytes, port: int) -> None:
+        self.sock.sendto(data, ("127.0.0.1", port))
+
+    async def recv(self, timeout: float = 2.0) -> str:
+        loop = asyncio.get_running_loop()
+        data = await asyncio.wait_for(loop.sock_recv(self.sock, 65535), timeout)
+        return data.decode()
+
+    async def expect(self, status: str, timeout: float = 2.0) -> str:
+        """Skip provisional responses until one whose status line starts with ``status``."""
+        while True:
+            msg = await self.recv(timeout)
+            if msg.startswith(f"SIP/2.0 {status}") or msg.startswith(status):
+                return msg
+
+
+@pytest.fixture
+def peer() -> Any:
+    far = Peer()
+    yield far
+    far.sock.close()
+
+
+def invite(peer: Peer, call_id: str, branch: str = "z9hG4bK-i1", extra: str = "") -> bytes:
+    sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    return (
+        f"INVITE sip:bob@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch={branch};rport\r\n"
+        f"From: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:bob@127.0.0.1>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+        f"Contact: <sip:alice@127.0.0.1:{peer.port}>\r\n{extra}"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+    ).encode()
+
+
+@pytest.fixture
+async def edge(backend: tuple[str, Any, Keys]) -> AsyncIterator[Edge]:
+    _, client, keys = backend
+    e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)])
+    task = asyncio.create_task(e.run())
+    for _ in range(100):
+        if e.locals:
+            break
+        await asyncio.sleep(0.01)
+    yield e
+    e.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def events(edge: Edge, call_id: str, wait: float = 0.3) -> list[Any]:
+    await asyncio.sleep(wait)
+    stream = edge.keys.events(edge.keys.partition_of_call(call_id))
+    return [decode_event(f) for _, f in await edge.redis.xrange(stream)]
+
+
+async def command(edge: Edge, kind: str, data: dict[str, Any], cid: str) -> None:
+    fields = {"id": cid, "type": kind, "sid": "", "data": msgpack.packb(data)}
+    await edge.redis.xadd(edge.keys.edge_commands("e1"), fields)
+
+
+async def test_garbage_is_dropped_and_bad_requests_get_400(edge: Edge, peer: Peer) -> None:
+    port = edge.address.port
+    await peer.send(b"\x00\x01garbage", port)
+    no_call_id = invite(peer, "x").replace(b"Call-ID: x\r\n", b"")
+    await peer.send(no_call_id, port)
+    reply = await peer.recv()
+    assert reply.startswith("SIP/2.0 400")
+    assert "Call-ID" in reply.split("\r\n")[0]
+
+
+async def test_options_answered_by_the_edge(edge: Edge, peer: Peer) -> None:
+    options = (
+        f"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bK-o1"
+        f"\r\nFrom: <sip:a@127.0.0.1>;tag=o\r\nTo: <sip:127.0.0.1>\r\nCall-ID: opt1\r\n"
+        f"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    await peer.send(options, edge.address.port)
+    reply = await peer.recv()
+    assert reply.startswith("SIP/2.0 200")
+    assert "Allow: INVITE, ACK, CANCEL, BYE, OPTIONS" in reply
+
+
+async def test_invite_published_once_retransmission_absorbed(edge: Edge, peer: Peer) -> None:
+    port = edge.address.port
+    await peer.send(invite(peer, "inv1@h"), port)
+    assert (await peer.recv()).startswith("SIP/2.0 100")
+    await peer.send(invite(peer, "inv1@h"), port)  # retransmission
+    assert (await peer.recv()).startswith("SIP/2.0 100")  # last response sent again
+    found = await events(edge, "inv1@h")
+    assert [(e.type, e.data["call_id"], e.data["from_tag"]) for e in found] == [
+        ("Invite", "inv1@h", "a1")
+    ]
+    txn = found[0].data["txn"]
+    assert txn.startswith(f"UDP 127.0.0.1 {peer.port}\n")
+    # the table answers through a command; the response goes back with our tag
+    await command(edge, "respond", {"code": 180, "txn": txn, "local_tag": "ours"}, "c1")
+    ringing = await peer.expect("180")
+    assert "tag=ours" in ringing
+    # the same command id again (a re-emitted outbox) is not executed twice
+    await command(edge, "respond", {"code": 180, "txn": txn, "local_tag": "ours"}, "c1")
+    with pytest.raises(asyncio.TimeoutError):
+        await peer.recv(0.5)
+
+
+async def test_cancel_answered_and_published(edge: Edge, peer: Peer) -> None:
+    port = edge.address.port
+    await peer.send(invite(peer, "can1@h", "z9hG4bK-c1"), port)
+    await peer.expect("100")
+    cancel = (
+        f"CANCEL sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{peer.port};"
+        f"branch=z9hG4bK-c1;rport\r\nFrom: <sip:alice@127.0.0.1>;tag=a1\r\n"
+        f"To: <sip:bob@127.0.0.1>\r\nCall-ID: can1@h\r\nCSeq: 1 CANCEL\r\nMax-Forwards: 70\r\n"
+        f"Content-Length: 0\r\n\r\n"
+    ).encode()
+    await peer.send(cancel, port)
+    ok = await peer.expect("200")
+    assert "CSeq: 1 CANCEL" in ok
+    found = await events(edge, "can1@h")
+    assert [e.type for e in found] == ["Invite", "Cancel"]
+    await command(
+        edge, "respond", {"code": 487, "txn": found[1].data["txn"], "local_tag": "t"}, "c2"
+    )
+    terminated = await peer.expect("487")
+    assert "CSeq: 1 INVITE" in terminated
+
+
+async def test_bye_for_unknown_call_is_published_for_the_worker(edge: Edge, peer: Peer) -> None:
+    bye = (
+        f"BYE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{peer.port};branch=z9hG4bK-b"
+        f"\r\nFrom: <sip:a@127.0.0.1>;tag=x\r\nTo: <sip:b@127.0.0.1>;tag=y\r\nCall-ID: bye1@h\r\n"
+        f"CSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    await peer.send(bye, edge.address.port)
+    found = await events(edge, "bye1@h")
+    assert [(e.type, e.data["to_tag"]) for e in found] == [("Bye", "y")]
+
+
+async def test_uac_invite_retransmitted_then_timeout_event(
+    backend: tuple[str, Any, Keys], peer: Peer
+) -> None:
+    from sessiond.sip.timers import TimerConfig
+
+    _, client, keys = backend
+    e = Edge(
+        client,
+        keys,
+        "e1",
+        [ListenSpec("UDP", "127.0.0.1", 0)],
+        timers=TimerConfig(t1=0.05, t2=0.2, t4=0.25),
+    )
+    task = asyncio.create_task(e.run())
+    await asyncio.sleep(0.1)
+    silent = peer  # never answers
+    cmd = {
+        "call_id": "uac1@h",
+        "local_tag": "lt",
+        "local_uri": "sip:alice@127.0.0.1",
+        "remote_uri": f"sip:bob@127.0.0.1:{silent.port}",
+        "remote_target": f"sip:bob@127.0.0.1:{silent.port}",
+        "cseq": 1,
+        "sdp": "v=0\r\n",
+    }
+    await command(e, "invite", cmd, "u1")
+    first = await silent.recv()
+    again = await silent.recv()
+    assert first == again
+    assert first.startswith(f"INVITE sip:bob@127.0.0.1:{silent.port} SIP/2.0")
+    await asyncio.sleep(64 * 0.05 + 0.3)
+    found = await events(e, "uac1@h", 0)
+    assert [(ev.type, ev.data["from_tag"]) for ev in found] == [("TransactionTimeout", "lt")]
+    e.stop()
+    await asyncio.wait_for(task, 5)
