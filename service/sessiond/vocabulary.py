@@ -24,6 +24,9 @@ PRODUCED: Final[dict[str, str]] = {
     "MediaReady": "media: RTP session created or updated (data: sdp, media_node)",
     "MediaFailed": "media: could not create or update the RTP session (data: code, reason)",
     "RtpTimeout": "media: no RTP received for the inactivity period",
+    "DtmfReceived": "media: a DTMF digit arrived, RFC 4733 (data: digit, media_id)",
+    "PlayFinished": "media: a play ended (data: media_id, reason: done/stopped/failed, error)",
+    "RecordingStopped": "media: a recording was closed (data: media_id, path, seconds, reason)",
     # application (API commands)
     "MakeCall": "app: place a call (data: target, from, to)",
     "AcceptCall": "app: answer the ringing call",

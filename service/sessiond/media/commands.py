@@ -1,0 +1,301 @@
+"""Media commands: decoding a stream entry, and executing it against this node's legs.
+
+Each command returns the events it caused (published by the node before the entry is acked);
+their ids derive from the command id, so a command executed twice yields the same event ids and
+the worker refuses the repeats. ``create`` is idempotent per media id: a second create for a
+leg that exists re-publishes the first MediaReady instead of allocating again; ``destroy`` of
+an unknown leg does nothing.
+
+Failures of ``create``/``update`` become ``MediaFailed`` (488 for SDP/offer-answer problems,
+503 when no port is free, 500 otherwise); a failed play or record ends with its
+``PlayFinished``/``RecordingStopped`` carrying ``reason: "failed"``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from sessiond.engine import Event
+from sessiond.media.errors import MediaError, OfferAnswerError, SdpError
+from sessiond.media.leg import Emit, Leg
+from sessiond.media.offer_answer import MediaNegotiator
+from sessiond.media.playback import Player, Recorder
+from sessiond.media.ports import NoFreePort, PortAllocator
+from sessiond.media.sdp import Codec, SessionDescription
+from sessiond.media.wav import read_wav
+
+log = logging.getLogger("sessiond.media")
+
+
+class CommandError(MediaError):
+    """A command entry is malformed or names something that does not exist."""
+
+
+@dataclass(frozen=True, slots=True)
+class MediaCommand:
+    """One decoded command stream entry."""
+
+    id: str
+    type: str
+    sid: str
+    data: Mapping[str, Any]
+
+
+def decode_command(fields: Mapping[bytes, bytes]) -> MediaCommand:
+    """Decode an entry (``id``, ``type``, ``sid``, msgpack ``data``); CommandError if bad."""
+    try:
+        text = {k.decode(): v for k, v in fields.items() if k != b"data"}
+        cid, ctype = text["id"].decode(), text["type"].decode()
+        sid = text.get("sid", b"").decode()
+        data = msgpack.unpackb(fields[b"data"]) if b"data" in fields else {}
+    except Exception as exc:  # anything a garbage entry can raise
+        raise CommandError(f"undecodable command entry: {exc!r}") from exc
+    if not cid or not ctype or not isinstance(data, dict):
+        raise CommandError("command entry without id, type or a map as data")
+    return MediaCommand(cid, ctype, sid, data)
+
+
+def _text(data: Mapping[str, Any], name: str) -> str:
+    value = data.get(name)
+    if not isinstance(value, str) or not value:
+        raise CommandError(f"field {name!r} must be a non-empty string")
+    return value
+
+
+def failed_event(cmd: MediaCommand, media_id: str, code: int, reason: str) -> Event:
+    data = {"code": code, "reason": reason, "media_id": media_id}
+    return Event(f"{cmd.id}:failed", "MediaFailed", data, cmd.sid)
+
+
+class Executor:
+    """This node's legs, and the commands that create, change and end them."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        sdp_address: str,
+        ports: PortAllocator,
+        codecs: tuple[Codec, ...],
+        emit: Emit,
+        clock: Callable[[], float],
+        inactivity_timeout: float | None = 30.0,
+        files_dir: str | None = None,
+    ) -> None:
+        self.name = name
+        self.sdp_address = sdp_address
+        self.ports = ports
+        self.codecs = codecs
+        self.emit = emit
+        self.clock = clock
+        self.inactivity_timeout = inactivity_timeout
+        self.files_dir = Path(files_dir).resolve() if files_dir else None
+        self.legs: dict[str, Leg] = {}
+        self.received = 0  # datagrams of legs already ended (for the packet counters)
+        self.sent = 0
+        self._handlers: dict[str, Callable[[MediaCommand], Awaitable[list[Event]]]] = {
+            "create": self.create,
+            "update": self.update,
+            "destroy": self.destroy,
+            "play": self.play,
+            "stop_play": self.stop_play,
+            "record": self.record,
+            "stop_record": self.stop_record,
+            "send_dtmf": self.send_dtmf,
+            "bridge": self.bridge,
+            "unbridge": self.unbridge,
+        }
+
+    async def execute(self, cmd: MediaCommand) -> list[Event]:
+        """Run one command; the events it caused. CommandError for unknown types/bad fields."""
+        handler = self._handlers.get(cmd.type)
+        if handler is None:
+            raise CommandError(f"unknown media command {cmd.type!r}")
+        return await handler(cmd)
+
+    def _leg(self, cmd: MediaCommand) -> Leg:
+        media_id = _text(cmd.data, "media_id")
+        leg = self.legs.get(media_id)
+        if leg is None:
+            raise CommandError(f"no media session {media_id!r} on {self.name}")
+        return leg
+
+    def _path(self, value: str) -> Path:
+        path = Path(value)
+        if self.files_dir is None:
+            return path
+        path = (self.files_dir / path).resolve()
+        if not path.is_relative_to(self.files_dir):
+            raise CommandError(f"{value!r} is outside the media files directory")
+        return path
+
+    # -- life of a leg ------------------------------------------------------------------------
+
+    async def create(self, cmd: MediaCommand) -> list[Event]:
+        """Allocate a port pair, make the offer or the answer, publish MediaReady."""
+        media_id = _text(cmd.data, "media_id")
+        existing = self.legs.get(media_id)
+        if existing is not None:
+            return [existing.ready] if existing.ready else []
+        mode = cmd.data.get("mode")
+        if mode not in ("offer", "answer"):
+            return [
+                failed_event(cmd, media_id, 500, f"create mode must be offer or answer: {mode!r}")
+            ]
+        try:
+            pair = self.ports.allocate()
+        except NoFreePort as exc:
+            return [failed_event(cmd, media_id, 503, str(exc))]
+        negotiator = MediaNegotiator(self.sdp_address, pair.port, self.codecs)
+        leg = Leg(
+            media_id,
+            cmd.sid,
+            negotiator,
+            pair,
+            self.emit,
+            self.clock,
+            inactivity_timeout=self.inactivity_timeout,
+            cname=f"{self.name}/{media_id}",
+        )
+        self.legs[media_id] = leg
+        try:
+            if mode == "offer":
+                sdp = negotiator.create_offer()
+                leg.awaiting_answer = True
+            else:
+                offer = SessionDescription.parse(_text(cmd.data, "remote_sdp"))
+                sdp, result = negotiator.create_answer(offer)
+                leg.negotiated(result)
+            await leg.open()
+        except Exception as exc:
+            self.end(leg, cmd.id)
+            return [self._failure(cmd, media_id, exc)]
+        leg.ready = self._ready(cmd, leg, sdp)
+        return [leg.ready]
+
+    def _ready(self, cmd: MediaCommand, leg: Leg, sdp: SessionDescription) -> Event:
+        data = {"sdp": str(sdp), "media_node": self.name, "media_id": leg.media_id}
+        return Event(f"{cmd.id}:ready", "MediaReady", data, leg.sid or cmd.sid)
+
+    def _failure(self, cmd: MediaCommand, media_id: str, exc: Exception) -> Event:
+        if isinstance(exc, OfferAnswerError | SdpError):
+            return failed_event(cmd, media_id, 488, str(exc))
+        if isinstance(exc, CommandError):
+            return failed_event(cmd, media_id, 500, str(exc))
+        log.exception("%s %s failed", cmd.type, media_id)
+        return failed_event(cmd, media_id, 500, f"{type(exc).__name__}: {exc}")
+
+    async def update(self, cmd: MediaCommand) -> list[Event]:
+        """Apply the answer to our offer, or answer a new offer (MediaReady with the new SDP)."""
+        media_id = _text(cmd.data, "media_id")
+        try:
+            leg = self._leg(cmd)
+            remote = SessionDescription.parse(_text(cmd.data, "remote_sdp"))
+            if leg.awaiting_answer:
+                leg.negotiated(leg.negotiator.process_answer(remote))
+                leg.awaiting_answer = False
+                return []
+            sdp, result = leg.negotiator.create_answer(remote)
+            leg.negotiated(result)
+        except Exception as exc:
+            return [self._failure(cmd, media_id, exc)]
+        leg.ready = self._ready(cmd, leg, sdp)
+        return [leg.ready]
+
+    async def destroy(self, cmd: MediaCommand) -> list[Event]:
+        """End a leg and free its port and files; an unknown media id is a no-op."""
+        leg = self.legs.get(_text(cmd.data, "media_id"))
+        if leg is not None:
+            self.end(leg, cmd.id)
+        return []
+
+    def end(self, leg: Leg, command_id: str) -> None:
+        """Close a leg and free its port pair, whatever happens while closing."""
+        self.legs.pop(leg.media_id, None)
+        try:
+            leg.close(command_id)
+        finally:
+            self.ports.release(leg.port)
+            self.received += leg.received
+            self.sent += leg.sent
+
+    def close_all(self, reason: str) -> None:
+        """End every leg (node shutdown)."""
+        for leg in list(self.legs.values()):
+            self.end(leg, f"{self.name}:{reason}:{leg.media_id}")
+
+    # -- audio --------------------------------------------------------------------------------
+
+    async def play(self, cmd: MediaCommand) -> list[Event]:
+        """Play a tone (``tone``: Hz) or a WAV file (``file``); PlayFinished when it ends."""
+        leg, data = self._leg(cmd), cmd.data
+        seconds, loop = data.get("seconds"), bool(data.get("loop", False))
+        if seconds is not None and not isinstance(seconds, int | float):
+            raise CommandError("seconds must be a number")
+        tone = data.get("tone")
+        try:
+            if isinstance(tone, int | float) and 0 < tone < 4000:
+                leg.play(Player(f"{cmd.id}:played", tone=tone, seconds=seconds, loop=loop))
+                return []
+            path = self._path(_text(data, "file"))
+            frames = await asyncio.get_running_loop().run_in_executor(None, read_wav, path)
+        except (MediaError, OSError) as exc:
+            failed = {"media_id": leg.media_id, "reason": "failed", "error": str(exc)}
+            return [Event(f"{cmd.id}:played", "PlayFinished", failed, leg.sid)]
+        if self.legs.get(leg.media_id) is leg:  # not destroyed while the file was read
+            leg.play(Player(f"{cmd.id}:played", frames=frames, seconds=seconds, loop=loop))
+        return []
+
+    async def stop_play(self, cmd: MediaCommand) -> list[Event]:
+        """End the current play early (its PlayFinished says ``stopped``)."""
+        self._leg(cmd).stop_play("stopped")
+        return []
+
+    async def record(self, cmd: MediaCommand) -> list[Event]:
+        """Record to a WAV file (8 kHz PCM16); ``direction`` in, out or both (default)."""
+        leg = self._leg(cmd)
+        try:
+            path = self._path(_text(cmd.data, "path"))
+            recorder = Recorder(path, str(cmd.data.get("direction", "both")))
+        except (ValueError, OSError, CommandError) as exc:
+            failed = {"media_id": leg.media_id, "reason": "failed", "error": str(exc)}
+            return [Event(f"{cmd.id}:recorded", "RecordingStopped", failed, leg.sid)]
+        leg.record(recorder, cmd.id)
+        return []
+
+    async def stop_record(self, cmd: MediaCommand) -> list[Event]:
+        """Close the recording; RecordingStopped {path, seconds}."""
+        self._leg(cmd).stop_record(cmd.id)
+        return []
+
+    async def send_dtmf(self, cmd: MediaCommand) -> list[Event]:
+        """Send digits as RFC 4733 events (in-band tones if the peer has no telephone-event)."""
+        duration = cmd.data.get("duration_ms", 100)
+        if not isinstance(duration, int) or not 40 <= duration <= 5000:
+            raise CommandError("duration_ms must be an integer from 40 to 5000")
+        try:
+            self._leg(cmd).send_dtmf(_text(cmd.data, "digits"), duration)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        return []
+
+    async def bridge(self, cmd: MediaCommand) -> list[Event]:
+        """Relay audio between ``media_id`` and ``other``, both on this node."""
+        leg = self._leg(cmd)
+        other = self.legs.get(_text(cmd.data, "other"))
+        if other is None or other is leg:
+            raise CommandError(f"cannot bridge {leg.media_id} to {cmd.data.get('other')!r}")
+        leg.bridge(other)
+        return []
+
+    async def unbridge(self, cmd: MediaCommand) -> list[Event]:
+        """Stop relaying audio; each leg goes back to silence."""
+        self._leg(cmd).unbridge()
+        return []

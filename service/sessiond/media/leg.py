@@ -1,0 +1,247 @@
+"""One RTP leg of the media node: a negotiated :class:`MediaStream` bound to a UDP port pair.
+
+The leg is the thin I/O adapter around the sans-I/O core. It feeds datagrams from its two
+sockets (RTP, RTCP) into the stream as they arrive, and the node calls :meth:`Leg.tick` every
+20 ms for every leg. On a tick the leg chooses the frame to send (the player's, the bridged
+peer's last decoded frame, or silence so latching peers and NATs see our RTP), lets the stream
+packetise it, sends the datagrams, feeds the recorder and runs the stream's timers (RTCP,
+inactivity). Media-caused events (digits, RTP timeout, end of a play) go out through the
+``emit`` callback the node gave it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from typing import Any
+
+from sessiond.engine import Event
+from sessiond.media.codecs import SILENCE
+from sessiond.media.dtmf import DtmfDigit
+from sessiond.media.errors import MediaError
+from sessiond.media.offer_answer import MediaNegotiator, NegotiatedStream
+from sessiond.media.playback import Player, Recorder, inband_dtmf
+from sessiond.media.ports import PortPair
+from sessiond.media.rtp_session import Address, RtpTimeout, SourceLatched, Transmit
+from sessiond.media.stream import MediaStream
+
+log = logging.getLogger("sessiond.media")
+Emit = Callable[[Event], None]
+
+
+class _Receiver(asyncio.DatagramProtocol):
+    """Hands every datagram of one socket to its leg, with the arrival time."""
+
+    def __init__(self, leg: Leg) -> None:
+        self.leg = leg
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.leg.receive(data, (addr[0], addr[1]))
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable for what we sent: the peer is not listening (yet).
+        self.leg.send_errors += 1
+
+
+class Leg:
+    """A call leg's media: negotiator, stream, sockets, player, recorder, bridge peer."""
+
+    def __init__(
+        self,
+        media_id: str,
+        sid: str,
+        negotiator: MediaNegotiator,
+        ports: PortPair,
+        emit: Emit,
+        clock: Callable[[], float],
+        *,
+        inactivity_timeout: float | None,
+        cname: str,
+    ) -> None:
+        self.media_id = media_id
+        self.sid = sid
+        self.negotiator = negotiator
+        self.ports = ports
+        self.emit = emit
+        self.clock = clock
+        self.inactivity_timeout = inactivity_timeout
+        self.cname = cname
+        self.stream: MediaStream | None = None
+        self.awaiting_answer = False
+        self.ready: Event | None = None  # the MediaReady published for the last offer/answer
+        self.player: Player | None = None
+        self.recorder: Recorder | None = None
+        self.peer: Leg | None = None
+        self.heard = SILENCE  # last frame decoded from the peer (what a bridge relays)
+        self.received = 0
+        self.sent = 0
+        self.send_errors = 0
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self._digits = 0
+        self._timeouts = 0
+
+    @property
+    def port(self) -> int:
+        """Our RTP port."""
+        return self.ports.port
+
+    async def open(self) -> None:
+        """Start receiving on both sockets."""
+        loop = asyncio.get_running_loop()
+        self._rtp, _ = await loop.create_datagram_endpoint(
+            lambda: _Receiver(self), sock=self.ports.rtp
+        )
+        self._rtcp, _ = await loop.create_datagram_endpoint(
+            lambda: _Receiver(self), sock=self.ports.rtcp
+        )
+
+    def negotiated(self, result: NegotiatedStream) -> None:
+        """Start sending/receiving per an offer/answer outcome (first, or a re-negotiation)."""
+        stream = self.stream
+        if stream is not None and stream.negotiated.codec == result.codec:
+            stream.update(result)
+            return
+        self.stream = MediaStream(
+            result,
+            now=self.clock(),
+            rng=random.Random(),
+            cname=self.cname,
+            inactivity_timeout=self.inactivity_timeout,
+        )
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def receive(self, data: bytes, source: Address) -> None:
+        """One datagram from either socket (RTCP is told apart by its payload type)."""
+        stream = self.stream
+        if stream is None:
+            return  # our offer is not answered yet: we do not know what to expect
+        self.received += 1
+        try:
+            events = stream.receive(data, source, self.clock())
+        except MediaError as exc:  # e.g. a malformed telephone-event payload
+            log.debug("%s: dropped datagram from %s: %s", self.media_id, source, exc)
+            return
+        for event in events:
+            if isinstance(event, DtmfDigit):
+                self._digits += 1
+                self._emit(
+                    f"{self.media_id}:dtmf:{self._digits}", "DtmfReceived", digit=event.digit
+                )
+            elif isinstance(event, SourceLatched):
+                log.info("%s: latched to %s", self.media_id, event.address)
+
+    # -- the 20 ms tick -----------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Send one frame, record one frame, run the stream's timers."""
+        stream = self.stream
+        if stream is None:
+            return
+        pcm = self._outgoing()
+        self.heard, out = stream.tick(pcm, now)
+        for transmit in out:
+            self._send(self._rtp, transmit)
+        if self.recorder is not None:
+            self.recorder.write(self.heard, pcm)
+        if now >= stream.get_timer():
+            for event in stream.handle_timer(now):
+                if isinstance(event, Transmit):
+                    self._send(self._rtcp if stream.rtp.remote_rtcp else self._rtp, event)
+                elif isinstance(event, RtpTimeout):
+                    self._timeouts += 1
+                    self._emit(f"{self.media_id}:timeout:{self._timeouts}", "RtpTimeout")
+
+    def _outgoing(self) -> bytes:
+        player = self.player
+        if player is not None:
+            frame = player.next_frame()
+            if frame is not None:
+                return frame
+            self.stop_play("done")
+        if self.peer is not None:
+            return self.peer.heard
+        return SILENCE
+
+    def _send(self, transport: asyncio.DatagramTransport | None, transmit: Transmit) -> None:
+        if transport is None or transport.is_closing():
+            return
+        self.sent += 1
+        transport.sendto(transmit.data, transmit.address)
+
+    def _emit(self, event_id: str, event_type: str, **data: Any) -> None:
+        self.emit(Event(event_id, event_type, {"media_id": self.media_id, **data}, self.sid))
+
+    # -- play, record, DTMF -------------------------------------------------------------------
+
+    def play(self, player: Player) -> None:
+        """Start a play, ending the current one (its PlayFinished says ``stopped``)."""
+        self.stop_play("stopped")
+        self.player = player
+
+    def stop_play(self, reason: str) -> None:
+        """End the current play, if any, and publish its PlayFinished."""
+        player, self.player = self.player, None
+        if player is not None and player.event_id is not None:
+            self._emit(player.event_id, "PlayFinished", reason=reason)
+
+    def send_dtmf(self, digits: str, duration_ms: int) -> None:
+        """RFC 4733 events if the peer accepted telephone-event, else in-band tones."""
+        stream = self.stream
+        if stream is None:
+            raise MediaError("no negotiated stream yet")
+        if stream.negotiated.telephone_event is not None:
+            stream.send_dtmf(digits, duration_ms)
+        else:
+            self.play(Player(None, frames=inband_dtmf(digits, duration_ms)))
+
+    def record(self, recorder: Recorder, command_id: str) -> None:
+        """Start recording (a recording in progress is stopped first)."""
+        self.stop_record(command_id)
+        self.recorder = recorder
+
+    def stop_record(self, command_id: str) -> None:
+        """Close the recording, if any, and publish RecordingStopped."""
+        recorder, self.recorder = self.recorder, None
+        if recorder is None:
+            return
+        seconds = recorder.close()
+        self._emit(
+            f"{command_id}:recorded",
+            "RecordingStopped",
+            path=recorder.path,
+            seconds=seconds,
+            reason="stopped",
+        )
+
+    # -- bridge and end -----------------------------------------------------------------------
+
+    def bridge(self, other: Leg) -> None:
+        """Relay audio both ways between this leg and ``other`` (each side encodes its own)."""
+        self.unbridge()
+        other.unbridge()
+        self.peer, other.peer = other, self
+
+    def unbridge(self) -> None:
+        """Stop relaying (both directions)."""
+        peer, self.peer = self.peer, None
+        if peer is not None and peer.peer is self:
+            peer.peer = None
+
+    def close(self, command_id: str) -> None:
+        """Stop everything: RTCP BYE, recording closed, sockets closed. The port is then free."""
+        self.unbridge()
+        self.stop_play("stopped")
+        self.stop_record(command_id)
+        stream = self.stream
+        if stream is not None:
+            bye = stream.close(self.clock())
+            self._send(self._rtcp if stream.rtp.remote_rtcp else self._rtp, bye)
+        for transport, sock in ((self._rtp, self.ports.rtp), (self._rtcp, self.ports.rtcp)):
+            if transport is None:
+                sock.close()
+            else:
+                transport.close()

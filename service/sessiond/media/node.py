@@ -1,0 +1,355 @@
+"""The media process: RTP legs driven by commands from Redis streams.
+
+Theory of operation
+-------------------
+A node reads two command streams through the consumer group ``media``: the pool stream (any
+node may take a ``create``) and its own stream (``update``, ``destroy``, ``play``... for legs it
+owns, routed there by the ``media_node`` the session saved from MediaReady). The two are read by
+separate loops because their keys live in different cluster slots. Commands run one at a time
+(:class:`~sessiond.media.commands.Executor`); the events a command causes are published with ids
+derived from the command id, then the entry is acked. Command ids already executed are dropped
+(an LRU), so a re-emitted outbox does nothing twice. Entries nobody acked (a node died) are
+taken over from the pool with XAUTOCLAIM; ``create`` entries older than ``max_create_age`` are
+dropped rather than executed for a call that has long given up.
+
+Audio runs on ONE timer loop per node: every 20 ms it ticks every leg (send the player's,
+bridge's or a silence frame, record, run RTCP/inactivity timers). Datagrams are handled as they
+arrive, by the socket callbacks, without a task per leg. The schedule is absolute (start +
+k * 20 ms) so timing errors do not accumulate; after a stall of more than ``max_catch_up`` ticks
+the node skips ahead instead of bursting. Media-caused events (DtmfReceived, RtpTimeout,
+PlayFinished, RecordingStopped) go through a queue to a publisher task, so the tick never waits
+for Redis.
+
+Heartbeat every second (``process:media:NAME`` with a TTL, ``processes:media``). Drain (SIGTERM,
+or the ``drain:NAME`` key): stop reading the pool, keep serving existing legs until they are
+destroyed or ``drain_timeout`` passes, then close every leg (RTCP BYE, files closed, ports
+freed) and exit. A second SIGTERM skips the wait. Redis errors back off (0.1 s doubling to 5 s);
+consumer groups are recreated on NOGROUP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any, TypeVar
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from sessiond.engine import Event
+from sessiond.media import node_metrics as metrics
+from sessiond.media.codecs import create_codec
+from sessiond.media.commands import CommandError, Executor, decode_command, failed_event
+from sessiond.media.errors import CodecError
+from sessiond.media.offer_answer import DEFAULT_CODECS
+from sessiond.media.ports import PortAllocator
+from sessiond.media.sdp import Codec
+from sessiond.store import Keys
+from sessiond.store.store import encode_event
+
+log = logging.getLogger("sessiond.media")
+GROUP = "media"
+TICK = 0.02
+RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
+T = TypeVar("T")
+
+
+def available_codecs() -> tuple[Codec, ...]:
+    """The default codecs this installation can actually run (Opus needs PyAV)."""
+    usable = []
+    for codec in DEFAULT_CODECS:
+        try:
+            if codec.name != "telephone-event":
+                create_codec(codec)
+        except (CodecError, ImportError):
+            continue
+        usable.append(codec)
+    return tuple(usable)
+
+
+class MediaNode:
+    """One media process: command consumers, the 20 ms tick, heartbeat, event publisher."""
+
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        executor_args: dict[str, Any],
+        *,
+        name: str,
+        ports: PortAllocator,
+        block_ms: int = 200,
+        claim_idle_ms: int = 5000,
+        heartbeat_ttl: int = 5,
+        drain_timeout: float = 300.0,
+        max_create_age: float = 30.0,
+        stream_maxlen: int = 100_000,
+        max_catch_up: int = 5,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.name = name
+        self.ports = ports
+        self.block_ms = block_ms
+        self.claim_idle_ms = claim_idle_ms
+        self.heartbeat_ttl = heartbeat_ttl
+        self.drain_timeout = drain_timeout
+        self.max_create_age = max_create_age
+        self.stream_maxlen = stream_maxlen
+        self.max_catch_up = max_catch_up
+        self.draining = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.ticks = 0
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._lock = asyncio.Lock()
+        self._pool = keys.media_pool()
+        self._own = keys.media_commands(name)
+        self._packets = (0, 0)
+        loop = asyncio.get_running_loop()
+        self.executor = Executor(
+            name=name, ports=ports, emit=self._queue.put_nowait, clock=loop.time, **executor_args
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """First call: drain. Second call: stop now (legs are closed either way)."""
+        if self.draining.is_set():
+            self.stopping.set()
+        self.draining.set()
+
+    async def run(self) -> None:
+        """Serve until drained or stopped; then close every leg and publish what is left."""
+        await self._retrying(self.ensure_groups)
+        own = asyncio.create_task(self._consume(self._own, self.stopping))
+        pool = asyncio.create_task(self._consume(self._pool, self.draining))
+        helpers = [
+            asyncio.create_task(loop)
+            for loop in (self._reclaim_loop(), self._heartbeat(), self._publisher(), self._ticker())
+        ]
+        await self.draining.wait()
+        log.info("media node %s draining: %d legs", self.name, len(self.executor.legs))
+        await asyncio.wait({pool}, timeout=5)
+        deadline = time.monotonic() + self.drain_timeout
+        while self.executor.legs and not self.stopping.is_set() and time.monotonic() < deadline:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 0.1)
+        self.stopping.set()
+        await asyncio.wait({own}, timeout=5)
+        for task in [own, pool, *helpers]:
+            task.cancel()
+        for task in [own, pool, *helpers]:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.executor.close_all("shutdown")
+        await self._final_flush()
+        log.info("media node %s stopped after %d ticks", self.name, self.ticks)
+
+    async def _final_flush(self) -> None:
+        events = []
+        while not self._queue.empty():
+            events.append(self._queue.get_nowait())
+        with contextlib.suppress(*RETRYABLE):
+            await self.publish(events)
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(self.keys.heartbeat("media", self.name))
+            pipe.zrem(self.keys.processes("media"), self.name)
+            await pipe.execute()
+        self._update_gauges()
+
+    async def ensure_groups(self) -> None:
+        """Create the ``media`` group on both command streams (from the start of each)."""
+        for stream in (self._pool, self._own):
+            try:
+                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T | None:
+        delay = 0.1
+        while not self.stopping.is_set():
+            try:
+                return await step()
+            except RETRYABLE as exc:
+                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), delay)
+                delay = min(delay * 2, 5.0)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                await self.ensure_groups()  # Redis restarted without its data
+        return None
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def _consume(self, stream: str, stop: asyncio.Event) -> None:
+        backlog = True  # first, entries delivered to this consumer name before and never acked
+        while not stop.is_set():
+            start = "0" if backlog else ">"
+            count = await self._retrying(partial(self.consume_once, stream, start))
+            backlog = backlog and bool(count)
+
+    async def consume_once(self, stream: str, start: str = ">") -> int:
+        """Read one batch from ``stream``, execute it, ack it. Returns the entry count."""
+        reply = await self.redis.xreadgroup(
+            GROUP, self.name, {stream: start}, count=64, block=self.block_ms
+        )
+        entries = [item for _, items in reply or [] for item in items]
+        await self.process(stream, entries)
+        return len(entries)
+
+    async def process(self, stream: str, entries: list[tuple[bytes, Any]]) -> None:
+        """Execute entries in order, publish what they caused, then ack them."""
+        if not entries:
+            return
+        async with self._lock:
+            for entry_id, fields in entries:
+                await self._handle(entry_id, fields)
+        await self.redis.xack(stream, GROUP, *(eid for eid, _ in entries))
+
+    async def _handle(self, entry_id: bytes, fields: Any) -> None:
+        try:
+            cmd = decode_command(fields or {})
+        except CommandError as exc:
+            log.warning("skipped command entry %r: %s", entry_id, exc)
+            metrics.COMMANDS.labels("?", "garbage").inc()
+            return
+        if cmd.id in self._done:
+            metrics.COMMANDS.labels(cmd.type, "duplicate").inc()
+            return
+        status = "ok"
+        try:
+            events = await self._execute(entry_id, cmd)
+        except CommandError as exc:
+            log.warning("command %s %s refused: %s", cmd.type, cmd.id, exc)
+            events, status = [], "refused"
+        except Exception:
+            log.exception("command %s %s failed", cmd.type, cmd.id)
+            events, status = [], "error"
+        self._done[cmd.id] = None
+        while len(self._done) > 50_000:
+            self._done.popitem(last=False)
+        metrics.COMMANDS.labels(cmd.type, status).inc()
+        await self._retrying(lambda: self.publish(events))
+
+    async def _execute(self, entry_id: bytes, cmd: Any) -> list[Event]:
+        if cmd.type == "create" and cmd.data.get("media_id") not in self.executor.legs:
+            age = time.time() - int(entry_id.split(b"-")[0]) / 1000
+            if age > self.max_create_age:
+                log.warning("dropped create %s: %.0f s old", cmd.id, age)
+                return []
+            if self.draining.is_set():
+                return [failed_event(cmd, str(cmd.data.get("media_id")), 503, "draining")]
+        return await self.executor.execute(cmd)
+
+    async def _reclaim_loop(self) -> None:
+        while not self.stopping.is_set():
+            if not self.draining.is_set():
+                await self._retrying(self.reclaim_once)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.claim_idle_ms / 2000)
+
+    async def reclaim_once(self) -> int:
+        """Take over pool entries another node left pending too long (it probably died)."""
+        reply = await self.redis.xautoclaim(
+            self._pool, GROUP, self.name, self.claim_idle_ms, "0-0", count=64
+        )
+        entries = [(eid, fields) for eid, fields in reply[1] if fields is not None]
+        await self.process(self._pool, entries)
+        return len(entries)
+
+    # -- events ---------------------------------------------------------------------------
+
+    async def publish(self, events: list[Event]) -> None:
+        """XADD events to their sessions' partition streams, in one pipeline."""
+        if not events:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for event in events:
+            try:
+                stream = self.keys.events(self.keys.partition_of(event.sid))
+            except ValueError:
+                log.warning("dropped %s %s: no session id", event.type, event.id)
+                continue
+            fields = encode_event(event)
+            pipe.xadd(stream, fields, maxlen=self.stream_maxlen, approximate=True)
+            metrics.EVENTS.labels(event.type).inc()
+        await pipe.execute()
+
+    async def _publisher(self) -> None:
+        while True:
+            events = [await self._queue.get()]
+            while not self._queue.empty():
+                events.append(self._queue.get_nowait())
+            await self._retrying(partial(self.publish, events))
+
+    # -- the tick -------------------------------------------------------------------------
+
+    async def _ticker(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while True:
+            now = loop.time()
+            behind = now - due
+            if behind > self.max_catch_up * TICK:
+                skipped = int(behind / TICK)
+                metrics.TICKS_SKIPPED.inc(skipped)
+                due += skipped * TICK
+            elif behind > TICK:
+                metrics.TICKS_LATE.inc()
+            self.tick(now)
+            metrics.TICK_SECONDS.observe(loop.time() - now)
+            due += TICK
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+    def tick(self, now: float) -> None:
+        """Tick every leg once (one leg's failure must not stop the others)."""
+        self.ticks += 1
+        for leg in list(self.executor.legs.values()):
+            try:
+                leg.tick(now)
+            except Exception:
+                log.exception("%s: tick failed; closing the leg", leg.media_id)
+                with contextlib.suppress(Exception):
+                    self.executor.end(leg, f"{self.name}:error:{leg.media_id}")
+
+    # -- heartbeat ------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        while not self.stopping.is_set():
+            await self._retrying(self.heartbeat_once)
+            self._update_gauges()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), 1.0)
+
+    async def heartbeat_once(self) -> None:
+        """Announce this node; start draining if ``drain:NAME`` was set."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.heartbeat("media", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
+        pipe.zadd(self.keys.processes("media"), {self.name: time.time()})
+        pipe.exists(self.keys.drain(self.name))
+        *_, drain = await pipe.execute()
+        if drain and not self.draining.is_set():
+            log.info("media node %s: drain requested", self.name)
+            await self.redis.delete(self.keys.drain(self.name))
+            self.draining.set()
+
+    def _update_gauges(self) -> None:
+        legs = self.executor.legs.values()
+        metrics.LEGS.set(len(legs))
+        metrics.PORTS_FREE.set(self.ports.capacity - self.ports.in_use)
+        received = self.executor.received + sum(leg.received for leg in legs)
+        sent = self.executor.sent + sum(leg.sent for leg in legs)
+        metrics.PACKETS.labels("in").inc(max(0, received - self._packets[0]))
+        metrics.PACKETS.labels("out").inc(max(0, sent - self._packets[1]))
+        self._packets = (received, sent)

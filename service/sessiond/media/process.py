@@ -1,0 +1,78 @@
+"""``sessiond media``: the command line of the media process.
+
+sessiond media --redis URL --rtp-ports 20000-20999 --address 127.0.0.1
+               [--name NAME] [--metrics-port N] [--sdp-address ADDR] [--rtp-timeout S]
+               [--drain-timeout S] [--files-dir DIR] [--partitions N] [--namespace NS]
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sessiond.media.node import MediaNode, available_codecs
+from sessiond.media.ports import PortAllocator, parse_range
+from sessiond.metrics import serve
+from sessiond.processes import on_signals, run_async, setup_logging
+from sessiond.redis_client import connect
+from sessiond.store import Keys
+from sessiond.worker import default_name
+
+
+def run_media(args: argparse.Namespace) -> int:
+    """Run one media node until SIGTERM (drain) or a drain request."""
+    setup_logging()
+    first, last = parse_range(args.rtp_ports)
+    ports = PortAllocator(args.address, first, last)
+
+    async def main() -> int:
+        redis = connect(args.redis)
+        keys = Keys(args.namespace, partitions=args.partitions)
+        executor_args = {
+            "sdp_address": args.sdp_address or args.address,
+            "codecs": available_codecs(),
+            "inactivity_timeout": args.rtp_timeout or None,
+            "files_dir": args.files_dir,
+        }
+        node = MediaNode(
+            redis,
+            keys,
+            executor_args,
+            name=args.name or default_name("media"),
+            ports=ports,
+            drain_timeout=args.drain_timeout,
+        )
+        if args.metrics_port:
+            serve(args.metrics_port)
+        on_signals(node.stop)
+        try:
+            await node.run()
+        finally:
+            await redis.aclose()
+        return 0
+
+    return run_async(main)
+
+
+def add_parser(sub: Any) -> None:
+    """Register ``media`` on an argparse subparsers object (sets ``func``)."""
+    media = sub.add_parser("media", help="run a media node (RTP, codecs, play, record, DTMF)")
+    media.add_argument("--redis", required=True, help="Redis URL, or 'embedded'")
+    media.add_argument("--rtp-ports", required=True, help="UDP port range, e.g. 20000-20999")
+    media.add_argument("--address", required=True, help="IP address to bind RTP sockets to")
+    media.add_argument("--sdp-address", default=None, help="address put in our SDP (NAT)")
+    media.add_argument("--name", default=None, help="node name (default: media-HOST-PID)")
+    media.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here")
+    media.add_argument(
+        "--rtp-timeout",
+        type=float,
+        default=30.0,
+        help="RtpTimeout after this many s without RTP (0: off)",
+    )
+    media.add_argument(
+        "--drain-timeout", type=float, default=300.0, help="longest wait for legs when draining"
+    )
+    media.add_argument("--files-dir", default=None, help="play/record paths must be inside")
+    media.add_argument("--partitions", type=int, default=16, help="event stream partitions")
+    media.add_argument("--namespace", default="sessiond", help="Redis key prefix")
+    media.set_defaults(func=run_media)
