@@ -48,6 +48,12 @@ def _bench(args: argparse.Namespace) -> int:
     raise AssertionError(args.what)
 
 
+def _run(args: argparse.Namespace) -> int:
+    from sessiond import processes
+
+    return processes.run_all(args)
+
+
 def _edge(args: argparse.Namespace) -> int:
     from sessiond import processes
 
@@ -104,6 +110,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_ctl(sub)
     sub.choices["ctl"].set_defaults(func=_ctl)
+
+    run = sub.add_parser("run", help="edge, workers and media in one process")
+    run.add_argument("--redis", default=None, help="Redis URL (default: the embedded store)")
+    run.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        help="udp:HOST:PORT or tcp:HOST:PORT (repeatable; default udp:127.0.0.1:5060)",
+    )
+    run.add_argument("--workers", type=int, default=1)
+    run.add_argument("--answer", choices=["auto", "reject", "app"], default="auto")
+    run.add_argument("--rtp-ports", default="20000-20999")
+    run.add_argument("--address", default="127.0.0.1", help="RTP address (bind and SDP)")
+    run.add_argument("--rtp-timeout", type=float, default=30.0)
+    run.add_argument("--table", action="append", default=[])
+    run.add_argument("--partitions", type=int, default=16)
+    run.add_argument("--metrics-port", type=int, default=0)
+    run.set_defaults(func=_run)
+
+    from sessiond.media.process import add_parser as add_media
+
+    add_media(sub)
 
     edge = sub.add_parser("edge", help="the SIP edge: sockets and transactions")
     edge.add_argument("--redis", required=True, help="Redis URL")

@@ -10,7 +10,7 @@ from typing import Any
 from sessiond.engine import Event
 from sessiond.redis_client import connect
 from sessiond.resources import default_table_path
-from sessiond.store import Keys, Store
+from sessiond.store import Keys, Store, new_sid
 from sessiond.table import load_table
 from sessiond.tables import TableSet
 from sessiond.worker import GROUP
@@ -28,6 +28,7 @@ async def ctl(args: argparse.Namespace) -> int:
             "hangup": _hangup,
             "drain": _drain,
             "workers": _workers,
+            "call": _call,
         }[args.ctl_command]
         return await handler(redis, keys, args)
     finally:
@@ -95,6 +96,34 @@ async def _hangup(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
     return 0
 
 
+async def live(redis: Any, keys: Keys, kind: str) -> list[str]:
+    """Names of the processes of ``kind`` whose heartbeat is alive."""
+    names = [n.decode() for n in await redis.zrange(keys.processes(kind), 0, -1)]
+    alive = [n for n in names if await redis.exists(keys.heartbeat(kind, n))]
+    return alive
+
+
+async def _call(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    edges = [args.edge] if args.edge else await live(redis, keys, "edge")
+    if not edges:
+        print("no live edge to place the call through (start one, or pass --edge)")
+        return 1
+    call_id = f"{secrets.token_hex(8)}@sessiond"
+    sid = new_sid(call_id)
+    data = {
+        "target": args.target,
+        "to": args.target,
+        "from": args.from_uri,
+        "call_id": call_id,
+        "local_tag": secrets.token_hex(5),
+        "edge": edges[0],
+    }
+    event = Event(f"ctl:call:{sid}", "MakeCall", data, sid)
+    await Store(redis, keys).publish(keys.partition_of(sid), event)
+    print(sid)
+    return 0
+
+
 async def _drain(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
     await redis.set(keys.drain(args.worker), "1", ex=60)
     print(f"drain requested for {args.worker}: it stops reading, finishes its batch and exits")
@@ -139,3 +168,7 @@ def add_parser(sub: Any) -> None:
     drain = csub.add_parser("drain", help="ask a worker to finish its work and exit")
     drain.add_argument("worker")
     csub.add_parser("workers", help="live and dead workers, with pending entries")
+    call = csub.add_parser("call", help="place a call; prints the new session id")
+    call.add_argument("target", help="SIP URI to call, e.g. sip:bob@127.0.0.1:5062")
+    call.add_argument("--from", dest="from_uri", default="sip:sessiond@127.0.0.1")
+    call.add_argument("--edge", default=None, help="edge to use (default: any live one)")

@@ -108,3 +108,64 @@ def run_worker(args: argparse.Namespace) -> int:
         return 0
 
     return run_async(main)
+
+
+def run_all(args: argparse.Namespace) -> int:
+    """``sessiond run``: edge, workers and a media node in one process (one event loop).
+
+    Without ``--redis`` everything runs on the embedded store: nothing else to install."""
+    from sessiond.edge.process import Edge
+    from sessiond.edge.transport import ListenSpec
+    from sessiond.media.node import MediaNode, available_codecs
+    from sessiond.media.ports import PortAllocator, parse_range
+
+    setup_logging()
+    tables = load_tables(args.table)
+    if tables is None:
+        return 2
+    try:
+        specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
+        first, last = parse_range(args.rtp_ports)
+    except ValueError as exc:
+        print(f"sessiond run: {exc}", file=sys.stderr)
+        return 2
+    metrics.serve(args.metrics_port)
+
+    async def main() -> int:
+        redis = connect(args.redis)
+        keys = Keys(partitions=args.partitions)
+        base = default_name("run")
+        edge = Edge(redis, keys, f"{base}-edge", specs)
+        workers = []
+        for n in range(args.workers):
+            store = Store(redis, keys, worker=f"{base}-w{n}")
+            applier = Applier(store, TableSet(tables, redis, keys))
+            workers.append(Worker(applier, name=f"{base}-w{n}", answer=args.answer))
+        executor_args = {
+            "sdp_address": args.address,
+            "codecs": available_codecs(),
+            "inactivity_timeout": args.rtp_timeout or None,
+            "files_dir": None,
+        }
+        ports = PortAllocator(args.address, first, last)
+        media = MediaNode(
+            redis, keys, executor_args, name=f"{base}-media", ports=ports, drain_timeout=5.0
+        )
+
+        def stop() -> None:
+            edge.stop()
+            media.stop()
+            media.stop()  # second call: do not wait for legs
+            for w in workers:
+                w.stop()
+
+        on_signals(stop)
+        store_name = args.redis or "the embedded store"
+        logging.getLogger("sessiond").info(
+            "sessiond run: %d worker(s), answer=%s, on %s", args.workers, args.answer, store_name
+        )
+        await asyncio.gather(edge.run(), media.run(), *(w.run() for w in workers))
+        await redis.aclose()
+        return 0
+
+    return run_async(main)
