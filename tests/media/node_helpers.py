@@ -217,9 +217,7 @@ class Harness:
 
     async def event(self, sid: str, event_type: str, timeout: float = 5.0) -> Event:
         """The first event of ``event_type`` for ``sid`` (waiting for it)."""
-        events = await self.wait_for(
-            sid, lambda es: any(e.type == event_type for e in es), timeout
-        )
+        events = await self.wait_for(sid, lambda es: any(e.type == event_type for e in es), timeout)
         return next(e for e in events if e.type == event_type)
 
     async def stop(self) -> None:

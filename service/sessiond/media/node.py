@@ -210,23 +210,28 @@ class MediaNode:
 
     async def process(self, stream: str, entries: list[tuple[bytes, Any]]) -> None:
         """Execute entries in order, publish what they caused, then ack them."""
-        if not entries:
-            return
+        handled = []
         async with self._lock:
             for entry_id, fields in entries:
-                await self._handle(entry_id, fields)
-        await self.redis.xack(stream, GROUP, *(eid for eid, _ in entries))
+                if await self._handle(stream, entry_id, fields):
+                    handled.append(entry_id)
+        if handled:
+            await self.redis.xack(stream, GROUP, *handled)
 
-    async def _handle(self, entry_id: bytes, fields: Any) -> None:
+    async def _handle(self, stream: str, entry_id: bytes, fields: Any) -> bool:
+        """Execute one entry; False to leave it pending (for another node to claim)."""
         try:
             cmd = decode_command(fields or {})
         except CommandError as exc:
             log.warning("skipped command entry %r: %s", entry_id, exc)
             metrics.COMMANDS.labels("?", "garbage").inc()
-            return
+            return True
         if cmd.id in self._done:
             metrics.COMMANDS.labels(cmd.type, "duplicate").inc()
-            return
+            return True
+        if stream == self._pool and self.draining.is_set() and cmd.type == "create":
+            log.info("draining: left create %s for another node", cmd.id)
+            return False
         status = "ok"
         try:
             events = await self._execute(entry_id, cmd)
@@ -240,7 +245,8 @@ class MediaNode:
         while len(self._done) > 50_000:
             self._done.popitem(last=False)
         metrics.COMMANDS.labels(cmd.type, status).inc()
-        await self._retrying(lambda: self.publish(events))
+        await self._retrying(partial(self.publish, events))
+        return True
 
     async def _execute(self, entry_id: bytes, cmd: Any) -> list[Event]:
         if cmd.type == "create" and cmd.data.get("media_id") not in self.executor.legs:
