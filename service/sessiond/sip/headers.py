@@ -98,10 +98,12 @@ def make_field(name: str, value: str) -> HeaderField:
 class Headers:
     """An immutable, ordered collection of header fields."""
 
-    __slots__ = ("fields",)
+    __slots__ = ("_text", "fields")
 
-    def __init__(self, fields: Iterable[HeaderField] = ()) -> None:
+    def __init__(self, fields: Iterable[HeaderField] = (), text: str | None = None) -> None:
         self.fields: tuple[HeaderField, ...] = tuple(fields)
+        # The header block as received (raw lines joined by CRLF), when known.
+        self._text = text
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
@@ -156,6 +158,12 @@ class Headers:
     def raw_lines(self) -> list[str]:
         """The fields as they will be written (without CRLF)."""
         return [f[3] for f in self.fields]
+
+    def raw_text(self) -> str:
+        """The header block as it will be written: raw lines joined by CRLF."""
+        if self._text is None:
+            self._text = "\r\n".join([f[3] for f in self.fields])
+        return self._text
 
     def add(self, name: str, value: str, *, first: bool = False) -> Headers:
         """Return a copy with a new field appended (or inserted first)."""

@@ -33,6 +33,10 @@ from sessiond.sip.wire import split_message
 
 VERSION_RE = re.compile(r"SIP/[0-9]+\.[0-9]+", re.IGNORECASE)
 METHOD_RE = re.compile(TOKEN)
+KNOWN_METHODS = frozenset(
+    "INVITE ACK BYE CANCEL OPTIONS REGISTER PRACK SUBSCRIBE NOTIFY PUBLISH INFO REFER "
+    "MESSAGE UPDATE".split()
+)
 EAGER = frozenset({"via", "from", "to", "call-id", "cseq"})
 _Eager = tuple[tuple[Via, ...], NameAddr | None, NameAddr | None, str | None, CSeq | None]
 
@@ -55,10 +59,9 @@ class SipMessage:
         raise NotImplementedError
 
     def __bytes__(self) -> bytes:
-        lines = self.headers.raw_lines()
-        lines.insert(0, self.start_line())
-        lines.append("\r\n")
-        return "\r\n".join(lines).encode("utf-8", "surrogateescape") + self.body
+        head = self.headers.raw_text()
+        text = f"{self.start_line()}\r\n{head}\r\n\r\n" if head else f"{self.start_line()}\r\n\r\n"
+        return text.encode("utf-8", "surrogateescape") + self.body
 
     # -- accessors -------------------------------------------------------------------
     @property
@@ -213,9 +216,9 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipRequest | SipRespo
 
     ``stream`` selects RFC 3261 18.3 stream rules (Content-Length mandatory).
     """
-    start, fields, body = split_message(data, stream=stream)
+    start, text, fields, body = split_message(data, stream=stream)
     eager = eager_fields(fields)
-    headers = Headers(fields)
+    headers = Headers(fields, text)
     if start[:4].upper() == "SIP/":
         version, status, reason = _status_line(start)
         return SipResponse(headers, body, *eager, version, status, reason)
@@ -229,13 +232,15 @@ def _request_line(line: str) -> tuple[str, str, str]:
     if len(parts) != 3:
         raise SipParseError(400, "Malformed Request-Line")
     method, uri, version = parts
-    if METHOD_RE.fullmatch(method) is None:
+    if method not in KNOWN_METHODS and METHOD_RE.fullmatch(method) is None:
         raise SipParseError(400, "Malformed method")
     if SCHEME_RE.match(uri) is None or "<" in uri or "\t" in uri:
         raise SipParseError(400, "Malformed Request-URI")
-    if VERSION_RE.fullmatch(version) is None:
-        raise SipParseError(400, "Malformed SIP-Version")
-    return method, uri, version.upper()
+    if version != "SIP/2.0":
+        if VERSION_RE.fullmatch(version) is None:
+            raise SipParseError(400, "Malformed SIP-Version")
+        version = version.upper()
+    return method, uri, version
 
 
 def _status_line(line: str) -> tuple[str, int, str]:

@@ -20,11 +20,8 @@ from sessiond.sip.cseq import parse_digits
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.headers import COMPACT_FORMS, HeaderField
 
-# field-name = token; HCOLON = *( SP / HTAB ) ":" SWS.  All names are checked in one pass.
-_NAME = r"[A-Za-z0-9\-.!%*_+`'~]+[ \t]*"
-NAMES_RE = re.compile(_NAME + r"(?:\x01" + _NAME + r")*")
-_STRICT = r"[A-Za-z0-9\-.!%*_+`'~]+"
-STRICT_NAMES_RE = re.compile(_STRICT + r"(?:\x01" + _STRICT + r")*")
+# field-name = token; HCOLON = *( SP / HTAB ) ":" SWS
+HEADER_NAME_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+[ \t]*")
 FOLD_RE = re.compile(r"[ \t]*\r\n[ \t]+")
 MAX_CONTENT_LENGTH = 2**31 - 1
 
@@ -39,8 +36,10 @@ def decode_head(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
 
 
-def split_message(data: bytes, *, stream: bool = False) -> tuple[str, list[HeaderField], bytes]:
-    """Split a complete message into start line, header fields and body."""
+def split_message(
+    data: bytes, *, stream: bool = False
+) -> tuple[str, str, list[HeaderField], bytes]:
+    """Split a complete message into start line, header text, header fields and body."""
     if data[:1] in (b"\r", b"\n"):
         data = data.lstrip(b"\r\n")
     end = data.find(b"\r\n\r\n")
@@ -57,48 +56,54 @@ def split_message(data: bytes, *, stream: bool = False) -> tuple[str, list[Heade
     start, _, rest = head.partition("\r\n")
     fields = parse_fields(rest) if rest else []
     body = _body(data, end + 4, fields, stream)
-    return start, fields, body
+    return start, rest, fields, body
 
 
 def parse_fields(text: str) -> list[HeaderField]:
     """Parse the header lines of a section (without the start line)."""
     if "\r\n " in text or "\r\n\t" in text or text[:1] in (" ", "\t"):
         return _parse_lines(_logical_lines(text.split("\r\n")))
-    # Fast path: no folding. Names are validated all at once afterwards; a name with
-    # whitespace before the colon ("To :") fails the strict check and takes the slow path.
-    lines = text.split("\r\n")
+    # Fast path (no folding): names seen before map straight to their canonical key.
     out: list[HeaderField] = []
     append = out.append
-    get = COMPACT_FORMS.get
-    try:
-        for raw in lines:
-            name, value = raw.split(":", 1)
-            key = name.lower()
-            append((get(key, key), name, value.strip(" \t"), raw))
-    except ValueError:
-        raise SipParseError(400, "Malformed header line") from None
-    if STRICT_NAMES_RE.fullmatch("\x01".join([f[1] for f in out])) is None:
-        return _parse_lines(lines)
+    known = _NAME_KEYS.get
+    for raw in text.split("\r\n"):
+        name, colon, value = raw.partition(":")
+        key = known(name)
+        if key is None or not colon:
+            return _parse_lines(text.split("\r\n"))
+        append((key, name, value.strip(" \t"), raw))
     return out
+
+
+# field-name (as written) -> canonical key, for names already validated as tokens. Bounded,
+# so hostile traffic with endless new names cannot grow it; unknown names use the slow path.
+_NAME_KEYS: dict[str, str] = {}
+_NAME_KEYS_MAX = 4096
+
+
+def _remember(name: str, key: str) -> None:
+    if len(_NAME_KEYS) < _NAME_KEYS_MAX:
+        _NAME_KEYS[name] = key
 
 
 def _parse_lines(lines: list[str]) -> list[HeaderField]:
     out: list[HeaderField] = []
-    names: list[str] = []
     compact = COMPACT_FORMS
     for raw in lines:
         name, colon, value = raw.partition(":")
         if not colon:
             raise SipParseError(400, "Malformed header line")
-        names.append(name)
+        if HEADER_NAME_RE.fullmatch(name) is None:
+            raise SipParseError(400, "Malformed header name")
         if "\r\n" in value:
             value = FOLD_RE.sub(" ", value)
         name = name.rstrip(" \t")
         key = name.lower()
-        out.append((compact.get(key, key), name, value.strip(" \t"), raw))
-    # field-name = token, checked for all lines in one regex pass.
-    if NAMES_RE.fullmatch("\x01".join(names)) is None:
-        raise SipParseError(400, "Malformed header name")
+        key = compact.get(key, key)
+        if name == raw[: len(name)] and raw[len(name)] == ":":
+            _remember(name, key)
+        out.append((key, name, value.strip(" \t"), raw))
     return out
 
 
@@ -116,14 +121,12 @@ def _logical_lines(lines: list[str]) -> list[str]:
 
 def content_length(fields: list[HeaderField]) -> int | None:
     """The Content-Length value; several differing values are an error (RFC 4475 3.1.4.9)."""
-    found: int | None = None
-    for f in fields:
-        if f[0] == "content-length":
-            value = parse_digits(f[2], "Content-Length", MAX_CONTENT_LENGTH)
-            if found is not None:
-                raise SipParseError(400, "Multiple Content-Length values")
-            found = value
-    return found
+    values = [f[2] for f in fields if f[0] == "content-length"]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise SipParseError(400, "Multiple Content-Length values")
+    return parse_digits(values[0], "Content-Length", MAX_CONTENT_LENGTH)
 
 
 def _body(data: bytes, start: int, fields: list[HeaderField], stream: bool) -> bytes:
