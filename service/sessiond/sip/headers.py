@@ -178,11 +178,13 @@ class Headers:
     def replace(self, name: str, value: str | list[str]) -> Headers:
         """Return a copy where ``name`` has exactly the given value(s).
 
-        The new lines take the position of the first old one, or go last.
+        The new lines take the position (and the name spelling) of the first old one,
+        or go last.
         """
         key = canonical_key(name)
         values = [value] if isinstance(value, str) else value
-        new = [make_field(name, v) for v in values]
+        spelling = next((f[1] for f in self.fields if f[0] == key), name)
+        new = [make_field(spelling, v) for v in values]
         out: list[HeaderField] = []
         placed = False
         for f in self.fields:

@@ -316,6 +316,8 @@ def make_response(
             resp_headers = resp_headers.add("To", str(to.with_tag(to_tag)))
         else:
             resp_headers = resp_headers.add("To", request.headers.get("to") or str(to))
+    if status == 100 and (stamp := request.headers.get("timestamp")) is not None:
+        resp_headers = resp_headers.add("Timestamp", stamp)  # 8.2.6.1
     for name, value in headers:
         resp_headers = resp_headers.add(name, value)
     resp_headers = resp_headers.replace("Content-Length", str(len(body)))
