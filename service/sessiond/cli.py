@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="state table file (repeatable; default: the bundled default)",
     )
     worker.add_argument("--partitions", type=int, default=16)
+    worker.add_argument("--namespace", default="sessiond", help="Redis key prefix")
     worker.add_argument("--name", default=None)
     worker.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics")
     worker.set_defaults(func=_worker)
@@ -126,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rtp-timeout", type=float, default=30.0)
     run.add_argument("--table", action="append", default=[])
     run.add_argument("--partitions", type=int, default=16)
+    run.add_argument("--namespace", default="sessiond", help="Redis key prefix")
     run.add_argument("--metrics-port", type=int, default=0)
     run.set_defaults(func=_run)
 
@@ -143,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     edge.add_argument("--name", default=None, help="edge name (commands are addressed to it)")
     edge.add_argument("--partitions", type=int, default=16)
+    edge.add_argument("--namespace", default="sessiond", help="Redis key prefix")
     edge.add_argument("--metrics-port", type=int, default=0)
     edge.set_defaults(func=_edge)
 

@@ -68,7 +68,10 @@ def run_edge(args: argparse.Namespace) -> int:
     async def main() -> int:
         redis = connect(args.redis)
         edge = Edge(
-            redis, Keys(partitions=args.partitions), args.name or default_name("edge"), specs
+            redis,
+            Keys(args.namespace, partitions=args.partitions),
+            args.name or default_name("edge"),
+            specs,
         )
         on_signals(edge.stop)
         await edge.run()
@@ -88,7 +91,7 @@ def run_worker(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         redis = connect(args.redis)
-        keys = Keys(partitions=args.partitions)
+        keys = Keys(args.namespace, partitions=args.partitions)
         workers = []
         for n in range(args.concurrency):
             store = Store(redis, keys, worker=args.name or "")
@@ -133,7 +136,7 @@ def run_all(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         redis = connect(args.redis)
-        keys = Keys(partitions=args.partitions)
+        keys = Keys(args.namespace, partitions=args.partitions)
         base = default_name("run")
         edge = Edge(redis, keys, f"{base}-edge", specs)
         workers = []

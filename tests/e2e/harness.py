@@ -1,0 +1,165 @@
+"""Real processes for end-to-end tests: sessiond processes and sipp, on loopback only.
+
+Every run uses its own key namespace on the test Redis and free ports; every process is
+bounded in time and killed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import redis as sync_redis
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def free_rtp_range(size: int = 200) -> str:
+    base = 22000 + (os.getpid() % 200) * 100
+    return f"{base}-{base + size}"
+
+
+class Cluster:
+    """sessiond processes started with ``sessiond ...`` in subprocesses."""
+
+    def __init__(self, redis_url: str, tmp: Path) -> None:
+        self.redis_url = redis_url
+        self.namespace = f"e2e{uuid.uuid4().hex[:8]}"
+        self.tmp = tmp
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[Any] = []
+        self._redis: Any = None
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop_all
+        self._logs.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sessiond", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+            cwd=self.tmp,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def common(self) -> list[str]:
+        return ["--redis", self.redis_url, "--namespace", self.namespace]
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        self.procs[name].send_signal(sig)
+        self.procs[name].wait(timeout=30)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for log in self._logs:
+            log.close()
+
+    def redis(self) -> Any:
+        if self._redis is None:
+            self._redis = sync_redis.Redis.from_url(self.redis_url)
+        return self._redis
+
+    def sessions(self) -> list[dict[str, str]]:
+        r = self.redis()
+        out = []
+        for key in r.scan_iter(match=f"{self.namespace}:*:session:*", count=1000):
+            raw = r.hgetall(key)
+            out.append({k.decode(): v.decode() for k, v in raw.items()})
+        return out
+
+    def cleanup(self) -> None:
+        r = self.redis()
+        keys = list(r.scan_iter(match=f"{self.namespace}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            r.delete(*keys[i : i + 500])
+        r.close()
+        self._redis = None
+
+
+def sipp(tmp: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run sipp in the foreground (bounded in time); statistics go to the log files."""
+    cmd = [
+        "sipp",
+        "-buff_size",
+        "4194304",
+        "-nostdin",
+        "-trace_err",
+        "-trace_stat",
+        "-error_file",
+        str(tmp / "sipp_errors.log"),
+        "-stf",
+        str(tmp / "sipp_stat.csv"),
+        *args,
+    ]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, cwd=tmp, check=False
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, every: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return False
+
+
+def wait_listening(port: int, timeout: float = 15.0) -> None:
+    """Wait until something answers SIP OPTIONS on 127.0.0.1:port (UDP)."""
+    msg = (
+        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-w"
+        f"\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe\r\n"
+        f"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        msg = msg.replace(b"127.0.0.1:9;", f"127.0.0.1:{s.getsockname()[1]};".encode())
+        s.settimeout(0.3)
+        while time.monotonic() < deadline:
+            s.sendto(msg, ("127.0.0.1", port))
+            try:
+                if s.recv(4096).startswith(b"SIP/2.0 200"):
+                    return
+            except OSError:
+                pass
+        raise TimeoutError(f"nothing answers SIP on udp 127.0.0.1:{port}")
+
+
+def stats(result: subprocess.CompletedProcess[str]) -> tuple[int, int]:
+    """(successful, failed) from sipp's final screen."""
+    ok = failed = -1
+    for line in result.stdout.splitlines():
+        if "Successful call" in line:
+            ok = int(line.split("|")[2].split()[0])
+        elif "Failed call" in line:
+            failed = int(line.split("|")[2].split()[0])
+    return ok, failed

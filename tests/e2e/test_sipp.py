@@ -1,0 +1,261 @@
+"""End to end: real sessiond processes, a real Redis, sipp as the far end (UDP and TCP)."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .harness import Cluster, free_port, free_rtp_range, sipp, stats, wait_for, wait_listening
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
+]
+
+
+@pytest.fixture
+def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(redis_url, tmp_path)
+    yield c
+    c.stop_all()
+    c.cleanup()
+
+
+def run_all_in_one(cluster: Cluster, *extra: str, embedded: bool = False) -> int:
+    port = free_port()
+    store = [] if embedded else cluster.common()
+    cluster.start(
+        "run",
+        "run",
+        *store,
+        "--listen",
+        f"udp:127.0.0.1:{port}",
+        "--rtp-ports",
+        free_rtp_range(),
+        *extra,
+    )
+    wait_listening(port)
+    return port
+
+
+def test_run_on_embedded_store_answers_sipp(cluster: Cluster, tmp_path: Path) -> None:
+    port = run_all_in_one(cluster, embedded=True)
+    result = sipp(
+        tmp_path,
+        "-sn",
+        "uac",
+        f"127.0.0.1:{port}",
+        "-m",
+        "20",
+        "-r",
+        "20",
+        "-d",
+        "500",
+        "-mp",
+        str(free_port()),
+        "-p",
+        str(free_port()),
+    )
+    assert stats(result) == (20, 0), result.stdout[-2000:]
+    assert result.returncode == 0
+
+
+def test_separate_processes_200_calls(cluster: Cluster, tmp_path: Path) -> None:
+    port = free_port()
+    cluster.start(
+        "edge", "edge", *cluster.common(), "--listen", f"udp:127.0.0.1:{port}", "--name", "edge1"
+    )
+    for n in range(2):
+        cluster.start(
+            f"worker{n}", "worker", *cluster.common(), "--answer", "auto", "--name", f"w{n}"
+        )
+    cluster.start(
+        "media",
+        "media",
+        *cluster.common(),
+        "--rtp-ports",
+        free_rtp_range(600),
+        "--address",
+        "127.0.0.1",
+        "--name",
+        "m1",
+    )
+    wait_listening(port)
+    result = sipp(
+        tmp_path,
+        "-sn",
+        "uac",
+        f"127.0.0.1:{port}",
+        "-m",
+        "200",
+        "-r",
+        "50",
+        "-l",
+        "100",
+        "-d",
+        "200",
+        "-mp",
+        str(free_port()),
+        "-p",
+        str(free_port()),
+    )
+    assert stats(result) == (200, 0), result.stdout[-2000:]
+    assert wait_for(lambda: len(cluster.sessions()) == 200)
+    assert wait_for(lambda: all(s["state"] == "Terminated" for s in cluster.sessions()))
+    session = cluster.sessions()[0]
+    # readable with plain HGETALL: no decoder needed
+    assert session["role"] == "UAS"
+    assert session["end_reason"] == "remote hangup"
+    assert session["remote_sdp"].startswith("v=0")
+    assert session["media_node"] == "m1"
+    r = cluster.redis()
+    history_key = f"{cluster.namespace}:{{{session['sid'][:10]}}}:history:{session['sid']}"
+    steps = [
+        (f[b"from"].decode(), f[b"event"].decode(), f[b"to"].decode())
+        for _, f in r.xrange(history_key)
+    ]
+    assert steps[0] == ("Idle", "Invite", "Ringing")
+    assert steps[-2:] == [("Answering", "Ack", "Established"), ("Established", "Bye", "Terminated")]
+    assert ("Ringing", "ReadyToAnswer", "Answering") in steps
+
+
+def test_sessiond_calls_sipp_uas_and_hangs_up(cluster: Cluster, tmp_path: Path) -> None:
+    run_all_in_one(cluster)
+    uas_port = free_port()
+    uas = subprocess.Popen(
+        [
+            "sipp",
+            "-sn",
+            "uas",
+            "-p",
+            str(uas_port),
+            "-mp",
+            str(free_port()),
+            "-m",
+            "1",
+            "-buff_size",
+            "4194304",
+            "-nostdin",
+            "-timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        from sessiond.cli import main
+
+        assert main(["ctl", *cluster.common(), "call", f"sip:service@127.0.0.1:{uas_port}"]) == 0
+        assert wait_for(lambda: [s["state"] for s in cluster.sessions()] == ["Established"])
+        sid = cluster.sessions()[0]["sid"]
+        assert main(["ctl", *cluster.common(), "hangup", sid]) == 0
+        assert wait_for(lambda: cluster.sessions()[0]["state"] == "Terminated")
+        out, _ = uas.communicate(timeout=30)
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait()
+    assert uas.returncode == 0, out[-2000:]
+    assert cluster.sessions()[0]["end_reason"] == "local hangup"
+
+
+def test_tcp_transport(cluster: Cluster, tmp_path: Path) -> None:
+    udp, tcp = free_port(), free_port()
+    cluster.start(
+        "run",
+        "run",
+        *cluster.common(),
+        "--listen",
+        f"udp:127.0.0.1:{udp}",
+        "--listen",
+        f"tcp:127.0.0.1:{tcp}",
+        "--rtp-ports",
+        free_rtp_range(),
+    )
+    wait_listening(udp)
+    result = sipp(
+        tmp_path,
+        "-sn",
+        "uac",
+        "-t",
+        "t1",
+        f"127.0.0.1:{tcp}",
+        "-m",
+        "10",
+        "-r",
+        "10",
+        "-d",
+        "200",
+        "-mp",
+        str(free_port()),
+        "-p",
+        str(free_port()),
+    )
+    assert stats(result) == (10, 0), result.stdout[-2000:]
+
+
+def test_kill_a_worker_mid_call(cluster: Cluster, tmp_path: Path) -> None:
+    """Two workers; calls that last 4 s; kill -9 one worker while they are up."""
+    port = free_port()
+    cluster.start("edge", "edge", *cluster.common(), "--listen", f"udp:127.0.0.1:{port}")
+    for n in range(2):
+        cluster.start(
+            f"worker{n}", "worker", *cluster.common(), "--answer", "auto", "--name", f"k{n}"
+        )
+    cluster.start(
+        "media",
+        "media",
+        *cluster.common(),
+        "--rtp-ports",
+        free_rtp_range(600),
+        "--address",
+        "127.0.0.1",
+    )
+    wait_listening(port)
+    caller = subprocess.Popen(
+        [
+            "sipp",
+            "-sn",
+            "uac",
+            f"127.0.0.1:{port}",
+            "-m",
+            "40",
+            "-r",
+            "20",
+            "-d",
+            "4000",
+            "-buff_size",
+            "4194304",
+            "-nostdin",
+            "-mp",
+            str(free_port()),
+            "-p",
+            str(free_port()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert wait_for(
+            lambda: sum(s["state"] == "Established" for s in cluster.sessions()) >= 20, timeout=15
+        )
+        cluster.kill("worker0", signal.SIGKILL)
+        out, _ = caller.communicate(timeout=120)
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+    ok, failed = stats(subprocess.CompletedProcess([], 0, out, ""))
+    assert (ok, failed) == (40, 0), out[-2000:]
+    assert wait_for(lambda: all(s["state"] == "Terminated" for s in cluster.sessions()), timeout=15)
+    assert len(cluster.sessions()) == 40
