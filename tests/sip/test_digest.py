@@ -14,6 +14,7 @@ from sessiond.sip.digest import (
     parse_auth,
 )
 from sessiond.sip.errors import AuthError
+from sessiond.sip.message import SipRequest, make_response
 
 RFC7616_CHALLENGE = (
     'Digest realm="http-auth@example.org", qop="auth, auth-int", algorithm={alg}, '
@@ -108,3 +109,34 @@ def test_parse_auth_handles_commas_in_quotes_and_rejects_garbage() -> None:
         DigestClient("u", "p").authorize(
             Challenge("r", "n", qop=("auth-int",)), "INVITE", "sip:x@y"
         )
+
+
+def test_client_answers_401_and_407_with_the_right_header() -> None:
+    req = SipRequest.create(
+        "REGISTER",
+        "sip:example.org",
+        [
+            ("Via", "SIP/2.0/UDP h;branch=z9hG4bKr"),
+            ("From", "<sip:alice@example.org>;tag=1"),
+            ("To", "<sip:alice@example.org>"),
+            ("Call-ID", "reg"),
+            ("CSeq", "1 REGISTER"),
+        ],
+    )
+    server = DigestServer("example.org", b"s" * 16)
+    client = DigestClient("alice", "pw")
+    ha1 = {"alice": compute_ha1("SHA-256", "alice", "example.org", "pw")}
+    for status, challenge_name, answer_name in [
+        (401, "WWW-Authenticate", "Authorization"),
+        (407, "Proxy-Authenticate", "Proxy-Authorization"),
+    ]:
+        resp = make_response(
+            req, status, to_tag="t", headers=[(challenge_name, str(server.challenge(0.0)))]
+        )
+        name, value = client.answer(resp, "REGISTER", "sip:example.org")
+        assert name == answer_name
+        assert server.verify(value, "REGISTER", 1.0, ha1.get).ok
+    with pytest.raises(AuthError):
+        client.answer(make_response(req, 200, to_tag="t"), "REGISTER", "sip:example.org")
+    with pytest.raises(AuthError):
+        client.answer(make_response(req, 401, to_tag="t"), "REGISTER", "sip:example.org")

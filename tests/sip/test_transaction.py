@@ -268,3 +268,27 @@ def test_send_request_rejects_ack_and_missing_branch() -> None:
         uac.layer.send_request(request("ACK"), ("127.0.0.1", UAS_PORT), 0.0)
     with pytest.raises(TransactionError):
         uac.layer.send_request(request("OPTIONS", branch="old"), ("127.0.0.1", UAS_PORT), 0.0)
+
+
+def test_transport_error_terminates_and_reports() -> None:
+    link, uac, _ = pair()
+    link.drop = lambda node, msg: True
+    key = start(link, uac, request("INVITE"))
+    assert uac.layer.transport_error(key) == [TimedOut(key, "transport"), Terminated(key)]
+    assert uac.layer.get_timer() is None
+    assert uac.layer.transport_error(key) == []
+
+
+def test_ack_reusing_the_invite_branch_after_2xx_goes_to_the_tu() -> None:
+    link, uac, uas = pair()
+    invite = request("INVITE")
+    start(link, uac, invite)
+    answer(link, uas, 200)
+    ack = SipRequest.create(
+        "ACK",
+        invite.uri,
+        [(n, v) for n, v in invite.headers if n not in ("CSeq", "To")]
+        + [("To", "<sip:bob@example.com>;tag=b1"), ("CSeq", "1 ACK")],
+    )
+    actions = uas.layer.receive(ack, uac.addr, link.now)
+    assert actions == [StrayMessage(ack, uac.addr)]

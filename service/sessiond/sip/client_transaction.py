@@ -99,6 +99,11 @@ class ClientTransaction:
         """True once the transaction may be forgotten."""
         return self.state is ClientState.TERMINATED
 
+    def abort(self) -> None:
+        """Terminate at once (transport failure): no more timers or transmissions."""
+        self.state = ClientState.TERMINATED
+        self._deadlines.clear()
+
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (``None``: no timer runs)."""
         return self._deadlines.next()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 from sessiond.sip.errors import AuthError
 from sessiond.sip.grammar import quote, unquote
+from sessiond.sip.message import SipResponse
 
 HASHES: dict[str, Callable[[bytes], str]] = {
     "MD5": lambda b: hashlib.md5(b).hexdigest(),
@@ -184,6 +185,23 @@ class DigestClient:
         self.username = username
         self.password = password
         self._nc: dict[str, int] = {}
+
+    def answer(self, response: SipResponse, method: str, uri: str) -> tuple[str, str]:
+        """Header (name, value) answering a 401 or 407 (RFC 3261 22.2, 22.3).
+
+        The caller re-sends the request with this header, a new branch and CSeq + 1.
+        """
+        if response.status == 401:
+            challenge_header, answer_header = "WWW-Authenticate", "Authorization"
+        elif response.status == 407:
+            challenge_header, answer_header = "Proxy-Authenticate", "Proxy-Authorization"
+        else:
+            raise AuthError(f"{response.status} is not a challenge")
+        for value in response.headers.get_all(challenge_header):
+            if value.strip().lower().startswith("digest"):
+                challenge = Challenge.parse(value)
+                return answer_header, str(self.authorize(challenge, method, uri))
+        raise AuthError(f"no Digest {challenge_header} in {response.status}")
 
     def authorize(
         self, challenge: Challenge, method: str, uri: str, cnonce: str | None = None

@@ -22,13 +22,26 @@ Non-INVITE (17.2.2, Figure 8)::
       \\--final--> Completed
 
 The TU answering in a state that does not allow it raises :class:`TransactionError`.
+
+Responses go back to the address the request came from (the ``peer``; over the same
+connection when reliable). That is RFC 3581 symmetric response routing, which is what
+NAT traversal needs; the Via ``received``/``rport`` bookkeeping is left to the edge
+(:meth:`Via.with_received`).
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
 
-from sessiond.sip.actions import Action, Peer, RequestReceived, Send, Terminated, TimedOut
+from sessiond.sip.actions import (
+    Action,
+    Peer,
+    RequestReceived,
+    Send,
+    StrayMessage,
+    Terminated,
+    TimedOut,
+)
 from sessiond.sip.errors import TransactionError
 from sessiond.sip.message import SipRequest, SipResponse, make_response
 from sessiond.sip.timers import Deadlines, TimerConfig
@@ -75,6 +88,11 @@ class ServerTransaction:
     def final_sent(self) -> bool:
         """True once a final response went out (CANCEL then no longer applies)."""
         return self.last_response is not None and self.last_response.status >= 200
+
+    def abort(self) -> None:
+        """Terminate at once (transport failure): no more timers or transmissions."""
+        self.state = ServerState.TERMINATED
+        self._deadlines.clear()
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (``None``: no timer runs)."""
@@ -139,6 +157,8 @@ class InviteServerTransaction(ServerTransaction):
     def receive_request(self, request: SipRequest, now: float) -> list[Action]:
         """A retransmitted INVITE, or the ACK for a non-2xx final response (17.2.3)."""
         if request.method == "ACK":
+            if self.state is ServerState.ACCEPTED:
+                return [StrayMessage(request, self.peer)]  # RFC 6026 7.1: ACK to the TU
             if self.state is not ServerState.COMPLETED:
                 return []  # Confirmed absorbs ACK retransmissions
             self.state = ServerState.CONFIRMED

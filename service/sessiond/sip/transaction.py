@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 
-from sessiond.sip.actions import Action, Peer, StrayMessage, Terminated
+from sessiond.sip.actions import Action, Peer, StrayMessage, Terminated, TimedOut
 from sessiond.sip.client_transaction import (
     ClientTransaction,
     InviteClientTransaction,
@@ -136,6 +136,23 @@ class TransactionLayer:
             tx = NonInviteServerTransaction(key, request, peer, reliable, self.timers, cancels)
         self.servers[key] = tx
         return self._track(tx, tx.start(now), now)
+
+    def transport_error(self, key: str) -> list[Action]:
+        """The adapter could not send for transaction ``key`` (17.1.4 / 17.2.4).
+
+        The transaction is terminated; a client transaction reports ``TimedOut(key,
+        "transport")`` so the TU treats it like a 503.
+        """
+        tx = self._lookup(key)
+        if tx is None:
+            return []
+        self.clients.pop(key, None)
+        self.servers.pop(key, None)
+        tx.abort()
+        out: list[Action] = []
+        if isinstance(tx, ClientTransaction):
+            out.append(TimedOut(key, "transport"))
+        return [*out, Terminated(key)]
 
     # -- timers ----------------------------------------------------------------------
     def get_timer(self) -> float | None:
