@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sessiond.engine import Event
-from sessiond.media.codecs import SILENCE
+from sessiond.media.codecs import SILENCE, AudioCodec, G711Codec
 from sessiond.media.dtmf import DtmfDigit
 from sessiond.media.errors import MediaError
 from sessiond.media.offer_answer import MediaNegotiator, NegotiatedStream
@@ -43,6 +43,27 @@ class _Receiver(asyncio.DatagramProtocol):
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable for what we sent: the peer is not listening (yet).
         self.leg.send_errors += 1
+
+
+class _SilenceCache:
+    """A stateless codec (G.711) that encodes the shared SILENCE frame once, not every tick.
+
+    Most legs send silence most of the time; encoding it was a quarter of a leg's tick.
+    """
+
+    def __init__(self, codec: AudioCodec) -> None:
+        self.codec = codec
+        self.name = codec.name
+        self.clock_rate = codec.clock_rate
+        self.payload_type = codec.payload_type
+        self.samples_per_frame = codec.samples_per_frame
+        self._silence = codec.encode(SILENCE)
+
+    def encode(self, pcm: bytes) -> bytes:
+        return self._silence if pcm is SILENCE else self.codec.encode(pcm)
+
+    def decode(self, payload: bytes) -> bytes:
+        return self.codec.decode(payload)
 
 
 class Leg:
@@ -111,6 +132,8 @@ class Leg:
             cname=self.cname,
             inactivity_timeout=self.inactivity_timeout,
         )
+        if isinstance(self.stream.codec, G711Codec):
+            self.stream.codec = _SilenceCache(self.stream.codec)
 
     # -- receiving ----------------------------------------------------------------------------
 
