@@ -6,6 +6,7 @@ import pytest
 
 from sessiond.sip import (
     Headers,
+    SipError,
     SipParseError,
     SipRequest,
     SipResponse,
@@ -231,3 +232,31 @@ def test_bench_parse_reports_a_rate() -> None:
     result = bench_parse(0.05)
     assert result["messages_per_s"] > 1000
     assert result["bytes"] == len(BENCH_INVITE)
+
+
+def test_with_source_stamps_only_the_top_via() -> None:
+    req = SipRequest.parse(
+        crlf(
+            "OPTIONS sip:a@b SIP/2.0\n"
+            "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;rport, SIP/2.0/UDP p;branch=z9hG4bKb\n"
+            "Call-ID: c\n\n"
+        )
+    )
+    stamped = req.with_source("198.51.100.4", 61000)
+    assert [v.received for v in stamped.vias] == ["198.51.100.4", None]
+    assert stamped.vias[0].rport == 61000
+    assert stamped.header("Via") == (
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKa;received=198.51.100.4;rport=61000, "
+        "SIP/2.0/UDP p;branch=z9hG4bKb"
+    )
+    assert make_response(stamped, 200, to_tag="x").vias[0].rport == 61000
+    same = SipRequest.parse(crlf("OPTIONS sip:a@b SIP/2.0\nVia: SIP/2.0/UDP h;branch=z9hG4bKa\n\n"))
+    assert same.with_source("h") is same
+
+
+def test_header_injection_is_refused() -> None:
+    req = SipRequest.parse(GOLDEN[2])
+    with pytest.raises(SipError):
+        req.with_header("Subject", "hi\r\nVia: evil")
+    with pytest.raises(SipError):
+        req.add_header("Bad Name", "x")

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 
-from sessiond.sip.grammar import split_commas
+from sessiond.sip.errors import SipError
+from sessiond.sip.grammar import TOKEN_RE, split_commas
+
+_NAME_RE = TOKEN_RE
 
 HeaderField = tuple[str, str, str, str]
 
@@ -91,7 +94,13 @@ def display_name(key: str) -> str:
 
 
 def make_field(name: str, value: str) -> HeaderField:
-    """Build a field as code writes it: ``Name: value``."""
+    """Build a field as code writes it: ``Name: value``.
+
+    Raises :class:`SipError` for a name that is not a token or a value holding CR or LF
+    (which would inject header lines).
+    """
+    if not _NAME_RE.fullmatch(name) or "\r" in value or "\n" in value:
+        raise SipError(f"invalid header field {name!r}")
     return (canonical_key(name), name, value, f"{name}: {value}")
 
 
@@ -169,6 +178,20 @@ class Headers:
         """Return a copy with a new field appended (or inserted first)."""
         field = make_field(name, value)
         return Headers((field, *self.fields) if first else (*self.fields, field))
+
+    def replace_first_value(self, name: str, value: str) -> Headers:
+        """Return a copy where the first element of header ``name`` is ``value``.
+
+        Used to rewrite the top Via, which may share its line with other Via values.
+        """
+        key = canonical_key(name)
+        out = list(self.fields)
+        for i, f in enumerate(out):
+            if f[0] == key:
+                rest = split_commas(f[2])[1:]
+                out[i] = make_field(f[1], ", ".join([value, *rest]))
+                return Headers(out)
+        return Headers([*out, make_field(name, value)])
 
     def remove(self, name: str) -> Headers:
         """Return a copy without any field called ``name``."""

@@ -43,7 +43,11 @@ _Eager = tuple[tuple[Via, ...], NameAddr | None, NameAddr | None, str | None, CS
 
 @dataclass(slots=True, eq=False)
 class SipMessage:
-    """What requests and responses share: header fields, body and the eager fields."""
+    """What requests and responses share: header fields, body and the eager fields.
+
+    Treat instances as immutable: the dataclasses are not ``frozen`` only because frozen
+    construction costs a third of the parse time; every edit method returns a copy.
+    """
 
     headers: Headers
     body: bytes
@@ -176,6 +180,19 @@ class SipRequest(SipMessage):
 
     def start_line(self) -> str:
         return f"{self.method} {self.uri} {self.version}"
+
+    def with_source(self, host: str, port: int | None = None) -> SipRequest:
+        """Stamp the top Via as the receiving transport must (18.2.1, RFC 3581).
+
+        Adds ``received`` when ``host`` differs from the sent-by host, and fills ``rport``
+        when the client asked for it. Responses built afterwards copy the stamped Via.
+        """
+        if not self.vias:
+            return self
+        top = self.vias[0].with_received(host, port)
+        if top == self.vias[0]:
+            return self
+        return self.with_headers(self.headers.replace_first_value("via", str(top)))
 
     def request_uri(self) -> Uri:
         """Parse the Request-URI (RFC 3261 19.1)."""
