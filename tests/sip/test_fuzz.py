@@ -67,3 +67,47 @@ def test_framer_never_crashes(seed: bytes, cut: int, junk: bytes) -> None:
     except SipParseError as exc:
         error = exc
     assert error is None or error.status in (400, 513)
+
+
+TOKEN_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+tokens = st.text(alphabet=TOKEN_CHARS, min_size=1, max_size=12)
+values = st.text(
+    alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x2FF, exclude_characters=","),
+    max_size=20,
+)
+
+
+@st.composite
+def extension_lines(draw: st.DrawFn) -> tuple[str, str, str]:
+    """(name, value, raw line) with optional space before the colon and folding."""
+    name = "X-" + draw(tokens)
+    words = draw(st.lists(values.filter(bool), min_size=1, max_size=3))
+    gap = draw(st.sampled_from(["", " ", "\t "]))
+    separators = [draw(st.sampled_from([" ", "\r\n ", "\r\n\t", " \r\n  "])) for _ in words[1:]]
+    raw_value = words[0] + "".join(s + w for s, w in zip(separators, words[1:], strict=True))
+    return name, " ".join(words), f"{name}{gap}: {raw_value}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(tokens, st.lists(extension_lines(), max_size=6), st.binary(max_size=40))
+def test_generated_requests_round_trip_and_unfold(
+    method: str, lines: list[tuple[str, str, str]], body: bytes
+) -> None:
+    head = [
+        f"{method} sip:user@example.com SIP/2.0",
+        "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKgen",
+        "From: <sip:a@example.com>;tag=1",
+        "To: <sip:b@example.com>",
+        "Call-ID: gen@example.com",
+        f"CSeq: 1 {method}",
+        *(raw for _, _, raw in lines),
+        f"Content-Length: {len(body)}",
+    ]
+    data = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+    msg = parse_message(data)
+    assert bytes(msg) == data
+    assert isinstance(msg, SipRequest)
+    assert msg.method == method
+    assert msg.body == body
+    for name, value, _ in lines:
+        assert value in msg.headers.get_all(name)
