@@ -77,11 +77,12 @@ async def test_rtp_timeout_fires_once(node: Harness) -> None:
     try:
         sid, media_id = node.new_session()
         offer = await offer_from(far)
-        await node.command(
+        cid = await node.command(
             "create", sid, pool=True, media_id=media_id, mode="answer", remote_sdp=offer
         )
         timeout = await node.event(sid, "RtpTimeout", timeout=3)
         assert timeout.data == {"media_id": media_id}
+        assert timeout.id == f"{cid}:timeout:1"  # unique per leg, even if media is re-created
         await asyncio.sleep(0.8)
         assert sum(e.type == "RtpTimeout" for e in await node.events(sid)) == 1
     finally:

@@ -163,6 +163,7 @@ class Executor:
             self.clock,
             inactivity_timeout=self.inactivity_timeout,
             cname=f"{self.name}/{media_id}",
+            origin=cmd.id,
         )
         self.legs[media_id] = leg
         try:

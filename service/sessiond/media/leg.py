@@ -80,8 +80,13 @@ class Leg:
         *,
         inactivity_timeout: float | None,
         cname: str,
+        origin: str,
     ) -> None:
         self.media_id = media_id
+        # Media-caused event ids start with the id of the create command: unique per leg even
+        # when a session re-creates media under the same media id (the worker would refuse a
+        # repeated id as a duplicate), and still deterministic.
+        self.origin = origin
         self.sid = sid
         self.negotiator = negotiator
         self.ports = ports
@@ -151,9 +156,7 @@ class Leg:
         for event in events:
             if isinstance(event, DtmfDigit):
                 self._digits += 1
-                self._emit(
-                    f"{self.media_id}:dtmf:{self._digits}", "DtmfReceived", digit=event.digit
-                )
+                self._emit(f"{self.origin}:dtmf:{self._digits}", "DtmfReceived", digit=event.digit)
             elif isinstance(event, SourceLatched):
                 log.info("%s: latched to %s", self.media_id, event.address)
 
@@ -176,7 +179,7 @@ class Leg:
                     self._send(self._rtcp if stream.rtp.remote_rtcp else self._rtp, event)
                 elif isinstance(event, RtpTimeout):
                     self._timeouts += 1
-                    self._emit(f"{self.media_id}:timeout:{self._timeouts}", "RtpTimeout")
+                    self._emit(f"{self.origin}:timeout:{self._timeouts}", "RtpTimeout")
 
     def _outgoing(self) -> bytes:
         player = self.player
