@@ -318,6 +318,119 @@ UNKSM2 = crlf(
     "\n"
 )
 
+# 3.1.4.6 Unknown Content-Type (valid; a UAS answers 415)
+_INVUT_BODY = '<audio>\n <pcmu port="443"/>\n</audio>\n'
+INVUT = crlf(
+    "INVITE sip:user@example.com SIP/2.0\n"
+    "Contact: <sip:caller@host5.example.net>\n"
+    "To: sip:j.user@example.com\n"
+    "From: sip:caller@example.net;tag=8392034\n"
+    "Max-Forwards: 70\n"
+    "Call-ID: invut.0ha0isndaksdjadsfij34n23d\n"
+    "CSeq: 235448 INVITE\n"
+    "Via: SIP/2.0/UDP somehost.example.com;branch=z9hG4bKkdjuw\n"
+    "Content-Type: application/unknownformat\n"
+    f"Content-Length: {len(crlf(_INVUT_BODY))}\n"
+    "\n" + _INVUT_BODY
+)
+
+# 3.1.4.7 Unknown Authorization Scheme
+REGAUT01 = crlf(
+    "REGISTER sip:example.com SIP/2.0\n"
+    "To: sip:j.user@example.com\n"
+    "From: sip:j.user@example.com;tag=87321hj23128\n"
+    "Max-Forwards: 8\n"
+    "Call-ID: regaut01.0ha0isndaksdj\n"
+    "CSeq: 9338 REGISTER\n"
+    "Via: SIP/2.0/TCP 192.0.2.253;branch=z9hG4bKkdjuw\n"
+    "Authorization: NoOneKnowsThisScheme opaque-data=here\n"
+    "Content-Length:0\n"
+    "\n"
+)
+
+# 3.1.4.10 200 OK Response with Broadcast Via Header Field Value
+BCAST = crlf(
+    "SIP/2.0 200 OK\n"
+    "Via: SIP/2.0/UDP 192.0.2.198;branch=z9hG4bK1324923\n"
+    "Via: SIP/2.0/UDP 255.255.255.255;branch=z9hG4bK1saber23\n"
+    "Call-ID: bcast.0384840201234ksdfak3j2erwedfsASdf\n"
+    "CSeq: 35 INVITE\n"
+    "From: sip:user@example.com;tag=11141343\n"
+    "To: sip:user@example.edu;tag=2229\n"
+    "Content-Length: 154\n"
+    "Content-Type: application/sdp\n"
+    "Contact: <sip:user@host28.example.com>\n"
+    "\n" + sdp("192.0.2.198")
+)
+
+# 3.1.4.11 Max-Forwards of Zero
+ZEROMF = crlf(
+    "OPTIONS sip:user@example.com SIP/2.0\n"
+    "To: sip:user@example.com\n"
+    "From: sip:caller@example.net;tag=3ghsd41\n"
+    "Call-ID: zeromf.jfasdlfnm2o2l43r5u0asdfas\n"
+    "CSeq: 39234321 OPTIONS\n"
+    "Via: SIP/2.0/UDP host1.example.com;branch=z9hG4bKkdjuw2349i\n"
+    "Max-Forwards: 0\n"
+    "Content-Length: 0\n"
+    "\n"
+)
+
+# 3.1.4.12 REGISTER with a Contact Header Parameter
+CPARAM01 = crlf(
+    "REGISTER sip:example.com SIP/2.0\n"
+    "Via: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw\n"
+    "Max-Forwards: 70\n"
+    "From: sip:watson@example.com;tag=DkfVgjkrtMwaerKKpe\n"
+    "To: sip:watson@example.com\n"
+    "Call-ID: cparam01.70710@saturn.example.com\n"
+    "CSeq: 2 REGISTER\n"
+    "Contact: sip:+19725552222@gw1.example.net;unknownparam\n"
+    "l: 0\n"
+    "\n"
+)
+
+# 3.1.4.13 REGISTER with a url-parameter
+CPARAM02 = crlf(
+    "REGISTER sip:example.com SIP/2.0\n"
+    "Via: SIP/2.0/UDP saturn.example.com:5060;branch=z9hG4bKkdjuw\n"
+    "Max-Forwards: 70\n"
+    "From: sip:watson@example.com;tag=838293\n"
+    "To: sip:watson@example.com\n"
+    "Call-ID: cparam02.70710@saturn.example.com\n"
+    "CSeq: 3 REGISTER\n"
+    "Contact: <sip:+19725552222@gw1.example.net;unknownparam>\n"
+    "l: 0\n"
+    "\n"
+)
+
+# 3.1.4.14 REGISTER with a URL Escaped Header
+REGESCRT = crlf(
+    "REGISTER sip:example.com SIP/2.0\n"
+    "To: sip:user@example.com\n"
+    "From: sip:user@example.com;tag=8\n"
+    "Max-Forwards: 70\n"
+    "Call-ID: regescrt.k345asrl3fdbv@192.0.2.1\n"
+    "CSeq: 14398234 REGISTER\n"
+    "Via: SIP/2.0/UDP host5.example.com;branch=z9hG4bKkdjuw\n"
+    "M: <sip:user@example.com?Route=%3Csip:sip.example.com%3E>\n"
+    "L:0\n"
+    "\n"
+)
+
+# 3.2.1 INVITE with RFC 2543 Syntax (no branch cookie, no From tag, no Max-Forwards)
+INV2543 = crlf(
+    "INVITE sip:UserB@example.com SIP/2.0\n"
+    "Via: SIP/2.0/UDP iftgw.example.com\n"
+    "From: <sip:+13035551111@ift.client.example.net;user=phone>\n"
+    "Record-Route: <sip:UserB@example.com;maddr=ss1.example.com>\n"
+    "To: sip:+16505552222@ss1.example.net;user=phone\n"
+    "Call-ID: inv2543.1717@ift.client.example.com\n"
+    "CSeq: 56 INVITE\n"
+    "Content-Type: application/sdp\n"
+    "\n" + sdp("192.0.2.5")
+)
+
 VALID = {
     "wsinv": WSINV,
     "intmeth": INTMETH,
@@ -333,4 +446,12 @@ VALID = {
     "unreason": UNREASON,
     "noreason": NOREASON,
     "unksm2": UNKSM2,
+    "invut": INVUT,
+    "regaut01": REGAUT01,
+    "bcast": BCAST,
+    "zeromf": ZEROMF,
+    "cparam01": CPARAM01,
+    "cparam02": CPARAM02,
+    "regescrt": REGESCRT,
+    "inv2543": INV2543,
 }

@@ -11,20 +11,25 @@ from sessiond.sip.uri import AbsoluteUri, SipUri
 from sessiond.sip.validate import validate_request
 
 from .rfc4475 import (
+    CPARAM01,
+    CPARAM02,
     DBLREQ,
     DBLREQ_FIRST,
     ESC01,
     ESC02,
     INTMETH,
+    INV2543,
     LONGREQ,
     MPART01,
     NOREASON,
+    REGESCRT,
     SEMIURI,
     TRANSPORTS,
     UNKSM2,
     UNREASON,
     VALID,
     WSINV,
+    ZEROMF,
 )
 from .rfc4475_invalid import INVALID
 
@@ -35,7 +40,7 @@ def test_valid_messages_parse_and_round_trip(name: str) -> None:
     msg = parse_message(data)
     expected = DBLREQ_FIRST if name == "dblreq" else data
     assert bytes(msg) == expected
-    if isinstance(msg, SipRequest) and name != "unksm2":
+    if isinstance(msg, SipRequest) and name not in ("unksm2", "inv2543"):
         validate_request(msg)
 
 
@@ -191,3 +196,21 @@ def test_invalid_requests_get_a_stateless_answer(name: str) -> None:
         to_lines = [line for line in rest.split(b"\r\n") if line.startswith(b"To:")]
         assert to_lines
         assert all(b";tag=" in line for line in to_lines)
+
+
+def test_semantic_cases_of_section_3_1_4() -> None:
+    (c1,) = SipRequest.parse(CPARAM01).contacts()
+    assert (c1.uri, c1.params) == ("sip:+19725552222@gw1.example.net", (("unknownparam", None),))
+    (c2,) = SipRequest.parse(CPARAM02).contacts()
+    assert c2.sip_uri().params == (("unknownparam", None),)
+    (c3,) = SipRequest.parse(REGESCRT).contacts()
+    assert c3.sip_uri().headers == (("Route", "%3Csip:sip.example.com%3E"),)
+    zeromf = SipRequest.parse(ZEROMF)
+    assert zeromf.max_forwards == 0
+    validate_request(zeromf, proxy=True)  # OPTIONS may be answered by the proxy itself
+    old = SipRequest.parse(INV2543)
+    assert old.branch is None
+    assert old.from_tag is None
+    with pytest.raises(SipParseError) as exc:
+        validate_request(old)
+    assert exc.value.problem == "Missing Max-Forwards"

@@ -14,8 +14,10 @@ from sessiond.sip.actions import (
 from sessiond.sip.client_transaction import build_cancel
 from sessiond.sip.errors import TransactionError
 from sessiond.sip.message import SipRequest, SipResponse, make_response
+from sessiond.sip.transaction import server_key
 
 from .link import Link, Node, events_of
+from .rfc4475 import INV2543
 
 UAS_PORT = 5060
 UAC_PORT = 5070
@@ -292,3 +294,20 @@ def test_ack_reusing_the_invite_branch_after_2xx_goes_to_the_tu() -> None:
     )
     actions = uas.layer.receive(ack, uac.addr, link.now)
     assert actions == [StrayMessage(ack, uac.addr)]
+
+
+def test_rfc2543_requests_match_by_their_fields() -> None:
+    invite = SipRequest.parse(INV2543)
+    key = server_key(invite)
+    assert key.startswith("s2543|")
+    ack = SipRequest.create(
+        "ACK",
+        invite.uri,
+        [(n, v) for n, v in invite.headers if n not in ("CSeq", "Content-Type", "Record-Route")]
+        + [("CSeq", "56 ACK")],
+    )
+    assert server_key(ack) == key
+    _, _, uas = pair()
+    actions = uas.layer.receive(invite, ("192.0.2.9", 5060), 0.0)
+    assert [type(a).__name__ for a in actions] == ["Send", "RequestReceived"]
+    assert uas.layer.receive(ack, ("192.0.2.9", 5060), 0.0) == []  # Proceeding: absorbed

@@ -38,6 +38,8 @@ from sessiond.sip.timers import Deadlines, TimerConfig
 
 
 class ClientState(StrEnum):
+    """States of Figures 5 and 6 (plus Accepted from RFC 6026)."""
+
     CALLING = "calling"
     TRYING = "trying"
     PROCEEDING = "proceeding"

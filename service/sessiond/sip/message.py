@@ -179,6 +179,7 @@ class SipRequest(SipMessage):
         return SipRequest(hdrs, body, *eager_fields(hdrs.fields), "SIP/2.0", method, uri)
 
     def start_line(self) -> str:
+        """``Method SP Request-URI SP SIP-Version``."""
         return f"{self.method} {self.uri} {self.version}"
 
     def with_source(self, host: str, port: int | None = None) -> SipRequest:
@@ -215,6 +216,7 @@ class SipResponse(SipMessage):
         return msg
 
     def start_line(self) -> str:
+        """``SIP-Version SP Status-Code SP Reason-Phrase``."""
         return f"{self.version} {self.status} {self.reason}"
 
     @property

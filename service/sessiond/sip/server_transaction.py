@@ -48,6 +48,8 @@ from sessiond.sip.timers import Deadlines, TimerConfig
 
 
 class ServerState(StrEnum):
+    """States of Figures 7 and 8 (plus Accepted from RFC 6026)."""
+
     TRYING = "trying"
     PROCEEDING = "proceeding"
     ACCEPTED = "accepted"
