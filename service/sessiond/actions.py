@@ -152,6 +152,50 @@ def media_destroy(ctx: Context, args: Any) -> None:
     ctx.command("media", "destroy", {"media_id": ctx.get("media_id")})
 
 
+def _media_command(name: str, keys: tuple[str, ...]) -> Callable[[Context, Any], None]:
+    """An action that sends ``name`` to the session's media node. Its arguments come from
+    the table (``{tone: 440}``) or, with no arguments, from the event (an app command)."""
+
+    def action(ctx: Context, args: Any) -> None:
+        source = args if isinstance(args, dict) else ctx.event.data
+        data: dict[str, Any] = {"media_id": ctx.get("media_id")}
+        for key in keys:
+            if key in source:
+                value = source[key]
+                if isinstance(value, str):
+                    value = value.replace("{sid}", ctx.get("sid"))
+                data[key] = value
+        ctx.command("media", name, data)
+
+    action.__doc__ = f"media {name}: " + ", ".join(keys)
+    return action
+
+
+def _check_keys(allowed: tuple[str, ...], required: tuple[str, ...] = ()) -> ArgCheck:
+    def check(args: Any) -> str | None:
+        if args is None:
+            return None  # taken from the event at run time
+        if not isinstance(args, dict) or set(args) - set(allowed):
+            return f"expects {{{', '.join(allowed)}}} or no arguments"
+        missing = [k for k in required if k not in args]
+        return f"needs {', '.join(missing)}" if missing else None
+
+    return check
+
+
+def _check_play(args: Any) -> str | None:
+    error = _check_keys(("tone", "file", "seconds", "loop"))(args)
+    if error or args is None:
+        return error
+    if ("tone" in args) == ("file" in args):
+        return "needs exactly one of tone (Hz) or file (a WAV path)"
+    return None
+
+
+_PLAY = ("tone", "file", "seconds", "loop")
+_RECORD = ("path", "direction")
+_DTMF = ("digits", "duration_ms")
+
 # --- session fields ----------------------------------------------------------------------
 
 
@@ -199,6 +243,17 @@ ACTIONS: dict[str, ActionSpec] = {
     "media.create": ActionSpec(media_create, _check_media_create, "create an RTP session"),
     "media.update": ActionSpec(media_update, _no_args, "give the media node the remote SDP"),
     "media.destroy": ActionSpec(media_destroy, _no_args, "free the RTP session"),
+    "media.play": ActionSpec(_media_command("play", _PLAY), _check_play, "play a tone or WAV"),
+    "media.stop_play": ActionSpec(_media_command("stop_play", ()), _no_args, "stop playing"),
+    "media.record": ActionSpec(
+        _media_command("record", _RECORD), _check_keys(_RECORD, ("path",)), "record to WAV"
+    ),
+    "media.stop_record": ActionSpec(
+        _media_command("stop_record", ()), _no_args, "close the recording"
+    ),
+    "media.send_dtmf": ActionSpec(
+        _media_command("send_dtmf", _DTMF), _check_keys(_DTMF, ("digits",)), "send DTMF"
+    ),
     "save": ActionSpec(save, _check_save, "copy event data into session fields"),
     "end": ActionSpec(record_end, _check_end, "record the end code and reason"),
 }

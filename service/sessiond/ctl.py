@@ -29,6 +29,9 @@ async def ctl(args: argparse.Namespace) -> int:
             "drain": _drain,
             "workers": _workers,
             "call": _call,
+            "play": _play,
+            "record": _record,
+            "dtmf": _dtmf,
         }[args.ctl_command]
         return await handler(redis, keys, args)
     finally:
@@ -85,15 +88,39 @@ async def _show(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _hangup(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+async def _send(redis: Any, keys: Keys, sid: str, kind: str, data: dict[str, Any]) -> int:
+    """Publish an application command for one session, as the Client API does."""
     store = Store(redis, keys)
-    if await store.get(args.sid) is None:
-        print(f"no session {args.sid}")
+    if await store.get(sid) is None:
+        print(f"no session {sid}")
         return 1
-    event = Event(f"ctl:hangup:{secrets.token_hex(6)}", "Hangup", {"by": "ctl"}, args.sid)
-    await store.publish(keys.partition_of(args.sid), event)
-    print(f"hangup requested for {args.sid} (event {event.id})")
+    event = Event(f"ctl:{kind}:{secrets.token_hex(6)}", kind, data, sid)
+    await store.publish(keys.partition_of(sid), event)
+    print(f"{kind} sent to {sid} (event {event.id})")
     return 0
+
+
+async def _hangup(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    return await _send(redis, keys, args.sid, "Hangup", {"by": "ctl"})
+
+
+async def _play(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    data: dict[str, Any] = {"tone": args.tone} if args.tone else {"file": args.file}
+    if args.seconds:
+        data["seconds"] = args.seconds
+    return await _send(redis, keys, args.sid, "Play", data)
+
+
+async def _record(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    if args.stop:
+        return await _send(redis, keys, args.sid, "StopRecord", {})
+    return await _send(
+        redis, keys, args.sid, "Record", {"path": args.path, "direction": args.direction}
+    )
+
+
+async def _dtmf(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    return await _send(redis, keys, args.sid, "SendDtmf", {"digits": args.digits})
 
 
 async def live(redis: Any, keys: Keys, kind: str) -> list[str]:
@@ -168,6 +195,20 @@ def add_parser(sub: Any) -> None:
     drain = csub.add_parser("drain", help="ask a worker to finish its work and exit")
     drain.add_argument("worker")
     csub.add_parser("workers", help="live and dead workers, with pending entries")
+    play = csub.add_parser("play", help="play a tone or a WAV file on a call")
+    play.add_argument("sid")
+    what = play.add_mutually_exclusive_group(required=True)
+    what.add_argument("--tone", type=float, help="frequency in Hz")
+    what.add_argument("--file", help="WAV file path (on the media node)")
+    play.add_argument("--seconds", type=float, default=None)
+    record = csub.add_parser("record", help="record a call to a WAV file (on the media node)")
+    record.add_argument("sid")
+    record.add_argument("path", nargs="?", default="/tmp/sessiond-{sid}.wav")
+    record.add_argument("--direction", choices=["in", "out", "both"], default="both")
+    record.add_argument("--stop", action="store_true", help="close the recording")
+    dtmf = csub.add_parser("dtmf", help="send DTMF digits on a call")
+    dtmf.add_argument("sid")
+    dtmf.add_argument("digits")
     call = csub.add_parser("call", help="place a call; prints the new session id")
     call.add_argument("target", help="SIP URI to call, e.g. sip:bob@127.0.0.1:5062")
     call.add_argument("--from", dest="from_uri", default="sip:sessiond@127.0.0.1")

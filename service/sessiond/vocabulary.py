@@ -32,6 +32,11 @@ PRODUCED: Final[dict[str, str]] = {
     "AcceptCall": "app: answer the ringing call",
     "RejectCall": "app: reject the ringing call (data: code)",
     "Hangup": "app: end the call, whatever its state",
+    "Play": "app: play a tone or WAV file on the call (data: tone | file, seconds, loop)",
+    "StopPlay": "app: stop playing",
+    "Record": "app: record the call to a WAV file (data: path, direction in/out/both)",
+    "StopRecord": "app: close the recording",
+    "SendDtmf": "app: send DTMF digits (data: digits, duration_ms)",
 }
 
 # Events a table may publish to the application stream.
@@ -44,6 +49,9 @@ PUBLISHABLE: Final[frozenset[str]] = frozenset(
         "MediaReady",
         "Ended",
         "Failed",
+        "DtmfReceived",
+        "PlayFinished",
+        "RecordingStopped",
     }
 )
 
