@@ -58,9 +58,9 @@ class NameAddr:
         """Parse one ``name-addr`` or ``addr-spec`` followed by header parameters."""
         fast = FAST_RE.fullmatch(text)
         if fast is not None:
-            tag = fast.group(4)
+            quoted, tokens, uri, tag = fast.groups()
             params: Params = (("tag", tag),) if tag else ()
-            return cls(fast.group(3), fast.group(1) or fast.group(2), params)
+            return cls(uri, quoted or tokens, params)
         m = NAME_ADDR_RE.match(text)
         if m is not None:
             uri = m.group(3)

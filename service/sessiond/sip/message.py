@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import Self
+from typing import NoReturn, Self
 
 from sessiond.sip.address import NameAddr
 from sessiond.sip.cseq import CSeq, parse_digits
@@ -276,7 +276,9 @@ def _status_line(line: str) -> tuple[str, int, str]:
 def eager_fields(fields: Iterable[HeaderField]) -> _Eager:
     """Parse Via, From, To, Call-ID and CSeq; single-valued ones must appear once."""
     vias: list[Via] = []
-    single: dict[str, str] = {}
+    frm = to = None
+    call_id = None
+    cseq = None
     for key, _, value, _ in fields:
         if key not in EAGER:
             continue
@@ -285,32 +287,26 @@ def eager_fields(fields: Iterable[HeaderField]) -> _Eager:
                 vias.extend([Via.parse(v) for v in split_commas(value)])
             else:
                 vias.append(Via.parse(value))
-        elif key in single:
-            raise SipParseError(400, f"Multiple {_NAMES[key]} headers")
+        elif key == "from":
+            frm = NameAddr.parse(value, "From") if frm is None else _duplicate("From")
+        elif key == "to":
+            to = NameAddr.parse(value, "To") if to is None else _duplicate("To")
+        elif key == "cseq":
+            cseq = CSeq.parse(value) if cseq is None else _duplicate("CSeq")
         else:
-            single[key] = value
-    return (tuple(vias), *_single_fields(single))
+            call_id = _call_id(value) if call_id is None else _duplicate("Call-ID")
+    return (tuple(vias), frm, to, call_id, cseq)
 
 
-_NAMES = {"from": "From", "to": "To", "call-id": "Call-ID", "cseq": "CSeq"}
+def _duplicate(name: str) -> NoReturn:
+    raise SipParseError(400, f"Multiple {name} headers")
 
 
-def _single_fields(
-    single: dict[str, str],
-) -> tuple[NameAddr | None, NameAddr | None, str | None, CSeq | None]:
-    frm = single.get("from")
-    to = single.get("to")
-    call_id = single.get("call-id")
-    cseq = single.get("cseq")
+def _call_id(value: str) -> str:
     # Call-ID = word [ "@" word ]: no whitespace inside.
-    if call_id is not None and (not call_id or len(call_id.split()) != 1):
+    if not value or " " in value or "\t" in value:
         raise SipParseError(400, "Malformed Call-ID")
-    return (
-        None if frm is None else NameAddr.parse(frm, "From"),
-        None if to is None else NameAddr.parse(to, "To"),
-        call_id,
-        None if cseq is None else CSeq.parse(cseq),
-    )
+    return value
 
 
 def make_response(

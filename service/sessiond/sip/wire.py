@@ -49,29 +49,34 @@ def split_message(
         if not data.endswith(b"\r\n"):
             raise SipParseError(400, "Missing empty line after header section")
         end = len(data) - 2  # header section ends the datagram (body-less, lenient)
-    head = decode_head(data[:end])
-    crlf = head.count("\r\n")
-    if head.count("\r") != crlf or head.count("\n") != crlf:
-        raise SipParseError(400, "Bare CR or LF in header section")
+    head = data[:end].decode("utf-8", "surrogateescape")  # as decode_head, inlined
     start, _, rest = head.partition("\r\n")
-    fields = parse_fields(rest) if rest else []
+    lines = rest.split("\r\n") if rest else []
+    # Every CR and LF must be part of a CRLF: one after the start line, one between lines.
+    if head.count("\r") != len(lines) or head.count("\n") != len(lines):
+        raise SipParseError(400, "Bare CR or LF in header section")
+    fields = _fields(rest, lines) if rest else []
     body = _body(data, end + 4, fields, stream)
     return start, rest, fields, body
 
 
 def parse_fields(text: str) -> list[HeaderField]:
     """Parse the header lines of a section (without the start line)."""
+    return _fields(text, text.split("\r\n"))
+
+
+def _fields(text: str, lines: list[str]) -> list[HeaderField]:
     if "\r\n " in text or "\r\n\t" in text or text[:1] in (" ", "\t"):
-        return _parse_lines(_logical_lines(text.split("\r\n")))
+        return _parse_lines(_logical_lines(lines))
     # Fast path (no folding): names seen before map straight to their canonical key.
     out: list[HeaderField] = []
     append = out.append
     known = _NAME_KEYS.get
-    for raw in text.split("\r\n"):
+    for raw in lines:
         name, colon, value = raw.partition(":")
         key = known(name)
         if key is None or not colon:
-            return _parse_lines(text.split("\r\n"))
+            return _parse_lines(lines)
         append((key, name, value.strip(" \t"), raw))
     return out
 
@@ -126,7 +131,10 @@ def content_length(fields: list[HeaderField]) -> int | None:
         return None
     if len(values) > 1:
         raise SipParseError(400, "Multiple Content-Length values")
-    return parse_digits(values[0], "Content-Length", MAX_CONTENT_LENGTH)
+    value = values[0]
+    if len(value) < 10 and value.isascii() and value.isdigit():
+        return int(value)
+    return parse_digits(value, "Content-Length", MAX_CONTENT_LENGTH)
 
 
 def _body(data: bytes, start: int, fields: list[HeaderField], stream: bool) -> bytes:
