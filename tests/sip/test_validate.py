@@ -75,3 +75,15 @@ def test_missing_max_forwards_and_via() -> None:
     with pytest.raises(SipParseError) as exc:
         validate_request(req)
     assert exc.value.problem == "Missing Via, Max-Forwards"
+
+
+def test_duplicate_max_forwards_and_malformed_values() -> None:
+    with pytest.raises(SipParseError) as exc:
+        validate_request(invite(("Max-Forwards", "69")))
+    assert exc.value.problem == "Multiple Max-Forwards headers"
+    with pytest.raises(SipParseError) as exc:
+        validate_request(invite().with_header("Max-Forwards", "256"))
+    assert exc.value.problem == "Malformed Max-Forwards"
+    with pytest.raises(SipParseError) as exc:
+        validate_request(invite(("Contact", "<sip:a@b;x=\x01>")))
+    assert exc.value.status == 400

@@ -7,7 +7,9 @@ A :class:`Dialog` is created by a UAC from a 1xx-with-tag or 2xx response to its
 12.1: Call-ID, local and remote tags, local and remote URIs, remote target, route set,
 local and remote CSeq, and the secure flag. :meth:`Dialog.to_fields` /
 :meth:`Dialog.from_fields` map it to a flat ``str -> str`` dict (the session hash) and
-back, so any worker can build the next in-dialog request.
+back, so any worker can build the next in-dialog request. Field names are those of the
+session hash (``call_id``, ``local_tag``, ``route_set``...); the ones that would collide
+with session fields carry a ``dialog_`` prefix (``dialog_state``, ``dialog_role``).
 
 In-dialog requests (12.2.1.1) take their Request-URI and Route from the remote target and
 route set (loose or strict routing); :meth:`Dialog.create_ack` builds the ACK for a 2xx
@@ -40,9 +42,9 @@ FIELDS = (
     "local_cseq",
     "remote_cseq",
     "local_contact",
-    "role",
+    "dialog_role",
     "dialog_state",
-    "secure",
+    "dialog_secure",
 )
 # Methods whose requests carry a Contact and refresh the remote target (12.2, RFC 3311/6665).
 TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})
@@ -238,9 +240,9 @@ class Dialog:
             "local_cseq": str(self.local_cseq),
             "remote_cseq": "" if self.remote_cseq is None else str(self.remote_cseq),
             "local_contact": self.local_contact,
-            "role": self.role,
+            "dialog_role": self.role,
             "dialog_state": self.dialog_state,
-            "secure": "1" if self.secure else "0",
+            "dialog_secure": "1" if self.secure else "0",
         }
 
     @classmethod
@@ -267,9 +269,9 @@ class Dialog:
             local_cseq=local_cseq,
             remote_cseq=remote_cseq,
             local_contact=fields["local_contact"],
-            role=fields["role"],
+            role=fields["dialog_role"],
             dialog_state=fields["dialog_state"],
-            secure=fields["secure"] == "1",
+            secure=fields["dialog_secure"] == "1",
         )
 
 
