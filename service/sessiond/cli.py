@@ -45,6 +45,11 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.what == "transitions":
         return asyncio.run(bench.transitions(args.redis, args.seconds, args.batch))
+    if args.what == "cps":
+        from sessiond.bench_cps import DEFAULT_RATES, cps
+
+        rates = [int(r) for r in args.rates.split(",")] if args.rates else list(DEFAULT_RATES)
+        return cps(args.redis, args.workers or [1, 2], rates, args.seconds)
     raise AssertionError(args.what)
 
 
@@ -150,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge.set_defaults(func=_edge)
 
     bench = sub.add_parser("bench", help="measure throughput")
-    bench.add_argument("what", choices=["transitions"])
+    bench.add_argument("what", choices=["transitions", "cps"])
     bench.add_argument(
         "--redis",
         default="redis://127.0.0.1:6379/15",
@@ -158,6 +163,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--seconds", type=float, default=5.0)
     bench.add_argument("--batch", type=int, default=64, help="sessions per pipeline round")
+    bench.add_argument(
+        "--workers",
+        type=int,
+        action="append",
+        default=[],
+        help="cps: worker counts to measure (repeatable; default 1 and 2)",
+    )
+    bench.add_argument("--rates", default="", help="cps: comma-separated calls/s steps")
     bench.set_defaults(func=_bench)
     return parser
 

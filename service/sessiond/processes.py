@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import subprocess
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -139,8 +140,9 @@ def run_all(args: argparse.Namespace) -> int:
         keys = Keys(args.namespace, partitions=args.partitions)
         base = default_name("run")
         edge = Edge(redis, keys, f"{base}-edge", specs)
-        workers = []
-        for n in range(args.workers):
+        workers: list[Worker] = []
+        children = _spawn_workers(args, base) if args.redis else []
+        for n in range(0 if children else args.workers):
             store = Store(redis, keys, worker=f"{base}-w{n}")
             applier = Applier(store, TableSet(tables, redis, keys))
             workers.append(Worker(applier, name=f"{base}-w{n}", answer=args.answer))
@@ -167,8 +169,45 @@ def run_all(args: argparse.Namespace) -> int:
         logging.getLogger("sessiond").info(
             "sessiond run: %d worker(s), answer=%s, on %s", args.workers, args.answer, store_name
         )
-        await asyncio.gather(edge.run(), media.run(), *(w.run() for w in workers))
+        try:
+            await asyncio.gather(edge.run(), media.run(), *(w.run() for w in workers))
+        finally:
+            _stop_children(children)
         await redis.aclose()
         return 0
 
     return run_async(main)
+
+
+def _spawn_workers(args: argparse.Namespace, base: str) -> list[subprocess.Popen[bytes]]:
+    """With a Redis server, workers run as processes of their own (they scale across cores;
+    the embedded store lives in this process, so there they run in-process)."""
+    command = [
+        sys.executable,
+        "-m",
+        "sessiond",
+        "worker",
+        "--redis",
+        args.redis,
+        "--namespace",
+        args.namespace,
+        "--partitions",
+        str(args.partitions),
+        "--answer",
+        args.answer,
+    ]
+    for table in args.table:
+        command += ["--table", table]
+    return [subprocess.Popen([*command, "--name", f"{base}-w{n}"]) for n in range(args.workers)]
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=35)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()

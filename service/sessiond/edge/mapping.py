@@ -178,10 +178,10 @@ def timeout_event(call_id: str, local_tag: str, method: str, cseq: int, edge: st
 
 
 def build_response(
-    cmd: Mapping[str, Any], local: Local
+    cmd: Mapping[str, Any], local: Local, txn: tuple[str, tuple[str, int], SipRequest] | None = None
 ) -> tuple[str, tuple[str, int], SipResponse]:
     """A ``respond`` command -> (transport, destination, response)."""
-    transport, source, req = parse_txn(str(cmd["txn"]))
+    transport, source, req = txn or parse_txn(str(cmd["txn"]))
     extra: list[tuple[str, str]] = []
     code = int(cmd["code"])
     if req.method == "INVITE" and 101 <= code < 300:

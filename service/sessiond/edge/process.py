@@ -300,9 +300,10 @@ class Edge:
             log.warning("command %s %s failed: %s", kind, cid, exc)
 
     def _respond(self, data: Mapping[str, Any]) -> None:
-        local = self.locals.get(parse_txn(str(data["txn"]))[0]) or self.address
-        transport, dest, resp = build_response(data, local)
-        _, _, req = parse_txn(str(data["txn"]))
+        txn = parse_txn(str(data["txn"]))
+        req = txn[2]
+        local = self.locals.get(txn[0]) or self.address
+        transport, dest, resp = build_response(data, local, txn)
         key = server_key(req)
         now = time.monotonic()
         if key in self.layer.servers:

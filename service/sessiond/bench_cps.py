@@ -1,0 +1,215 @@
+"""``sessiond bench cps``: the highest call rate ``sessiond run --redis`` sustains with 0
+failed calls, driven by sipp's built-in ``uac`` on loopback, all on this one machine.
+
+For each rate (calls/s) sipp places ``rate * seconds`` calls (INVITE, 180, 200 with SDP from
+the media node, ACK, then BYE at once). A step passes when every call succeeds and the
+achieved rate is within 10% of the target. Reported per step: achieved rate, failed calls,
+sessiond CPU per call (user+system time of the sessiond process, from /proc), and setup
+latency percentiles (sipp's response time 1: INVITE sent -> 200 received, per call).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis as sync_redis
+
+DEFAULT_RATES = (50, 100, 200, 300, 400, 600, 800, 1000, 1200)
+
+
+def _free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User+system CPU of ``pid`` and its live children (``run`` spawns worker processes)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(stat.parent.name) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _wait_sip(port: int, timeout: float = 20.0) -> None:
+    probe = (
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{p};branch=z9hG4bK-bench\r\n"
+        "From: <sip:bench@127.0.0.1>;tag=b\r\nTo: <sip:127.0.0.1>\r\nCall-ID: bench-probe\r\n"
+        "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    )
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.3)
+        data = probe.format(p=s.getsockname()[1]).encode()
+        while time.monotonic() < deadline:
+            s.sendto(data, ("127.0.0.1", port))
+            try:
+                if s.recv(2048).startswith(b"SIP/2.0 200"):
+                    return
+            except OSError:
+                continue
+    raise TimeoutError("sessiond run did not come up")
+
+
+def _sipp_step(port: int, rate: int, seconds: float, work: Path) -> dict[str, float]:
+    for old in work.glob("*"):
+        old.unlink()
+    calls = int(rate * seconds)
+    cmd = [
+        "sipp",
+        "-sn",
+        "uac",
+        f"127.0.0.1:{port}",
+        "-m",
+        str(calls),
+        "-r",
+        str(rate),
+        "-l",
+        str(max(rate * 4, 100)),
+        "-d",
+        "0",
+        "-nostdin",
+        "-buff_size",
+        "4194304",
+        "-trace_rtt",
+        "-rtt_freq",
+        "50",
+        "-p",
+        str(_free_udp_port()),
+        "-mp",
+        str(_free_udp_port()),
+        "-timeout",
+        str(int(seconds * 3 + 30)),
+        "-timeout_error",
+    ]
+    started = time.monotonic()
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=work, check=False, timeout=seconds * 3 + 60
+    ).stdout
+    elapsed = time.monotonic() - started
+    ok = failed = 0
+    for line in out.splitlines():
+        if "Successful call" in line:
+            ok = int(line.split("|")[2].split()[0])
+        elif "Failed call" in line:
+            failed = int(line.split("|")[2].split()[0])
+    rtts: list[float] = []
+    for rtt in work.glob("*_rtt.csv"):
+        for line in rtt.read_text().splitlines()[1:]:
+            parts = line.split(";")
+            if len(parts) >= 2:
+                rtts.append(float(parts[1]))
+    return {
+        "calls": calls,
+        "ok": ok,
+        "failed": calls - ok if failed == 0 else failed,
+        "elapsed": elapsed,
+        "p50": _percentile(rtts, 0.5),
+        "p90": _percentile(rtts, 0.9),
+        "p99": _percentile(rtts, 0.99),
+    }
+
+
+def _run_workers(redis_url: str, workers: int, rates: list[int], seconds: float) -> int:
+    namespace = f"bench{uuid.uuid4().hex[:6]}"
+    port = _free_udp_port()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent)
+        + os.pathsep
+        + os.environ.get("PYTHONPATH", ""),
+    }
+    work = Path(tempfile.mkdtemp(prefix="sessiond-cps-"))
+    log = open(work.parent / f"{work.name}.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sessiond",
+            "run",
+            "--redis",
+            redis_url,
+            "--namespace",
+            namespace,
+            "--workers",
+            str(workers),
+            "--listen",
+            f"udp:127.0.0.1:{port}",
+            "--rtp-ports",
+            "30000-39999",
+            "--rtp-timeout",
+            "0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    best = 0
+    try:
+        _wait_sip(port)
+        print(f"\nsessiond run --workers {workers} (pid {proc.pid}), {seconds:g} s per step")
+        print(
+            f"{'target':>7} {'achieved':>9} {'failed':>7} {'cpu/call':>9} "
+            f"{'p50':>6} {'p90':>6} {'p99':>6}   (setup latency, ms)"
+        )
+        for rate in rates:
+            cpu0 = _cpu_seconds(proc.pid)
+            step = _sipp_step(port, rate, seconds, work)
+            cpu = _cpu_seconds(proc.pid) - cpu0
+            achieved = step["ok"] / step["elapsed"] if step["elapsed"] else 0.0
+            per_call = 1000 * cpu / max(1, step["ok"])
+            print(
+                f"{rate:7d} {achieved:9.1f} {int(step['failed']):7d} {per_call:8.2f}ms "
+                f"{step['p50']:6.0f} {step['p90']:6.0f} {step['p99']:6.0f}"
+            )
+            if step["failed"] or step["ok"] < step["calls"] or achieved < 0.9 * rate:
+                break
+            best = rate
+            time.sleep(1.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        shutil.rmtree(work, ignore_errors=True)
+        client = sync_redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+        client.close()
+    print(f"highest rate with 0 failed calls: {best} calls/s ({workers} worker(s))")
+    return best
+
+
+def cps(redis_url: str, workers: list[int], rates: list[int], seconds: float) -> int:
+    if shutil.which("sipp") is None:
+        print("sessiond bench cps needs sipp (Debian package sip-tester)", file=sys.stderr)
+        return 2
+    results = {n: _run_workers(redis_url, n, rates, seconds) for n in workers}
+    print("\nsummary: " + ", ".join(f"{n} worker(s): {r} calls/s" for n, r in results.items()))
+    return 0
