@@ -14,8 +14,20 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.connection import Connection, SSLConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 EMBEDDED = "embedded"
+
+# What a process waits out and retries: the server went away, is restarting, or is loading
+# its data (BusyLoadingError is a ConnectionError). redis-py's ConnectionError is NOT the
+# builtin one, so both are listed.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    OSError,
+)
 
 try:
     from hiredis import pack_command as _hiredis_pack

@@ -30,14 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessiond import metrics
 from sessiond.applier import Applier, Handled, Work
 from sessiond.engine import Event
-from sessiond.redis_client import is_embedded
+from sessiond.redis_client import RETRYABLE, is_embedded
 from sessiond.router import (
     AnswerMode,
     answer_event,
@@ -51,7 +49,6 @@ from sessiond.store.store import decode_event
 
 log = logging.getLogger("sessiond.worker")
 GROUP = "workers"
-RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 
 
 def default_name(kind: str) -> str:

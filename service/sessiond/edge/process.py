@@ -49,7 +49,7 @@ from sessiond.edge.mapping import (
 )
 from sessiond.edge.transport import Address, ListenSpec, Transports
 from sessiond.engine import Event
-from sessiond.redis_client import is_embedded
+from sessiond.redis_client import RETRYABLE, is_embedded
 from sessiond.sip.actions import (
     Action,
     RequestReceived,
@@ -72,6 +72,7 @@ log = logging.getLogger("sessiond.edge")
 GROUP = "edge"
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 MAX_MESSAGE = 65_535
+_COMMAND_ERRORS: tuple[type[BaseException], ...] = (*RETRYABLE, ResponseError)
 
 
 @dataclass
@@ -352,7 +353,7 @@ class Edge:
             try:
                 await self._commands_once()
                 delay = 0.1
-            except (ConnectionError, OSError, ResponseError) as exc:
+            except _COMMAND_ERRORS as exc:
                 log.warning("edge command stream: %s; retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -398,7 +399,7 @@ class Edge:
                         pipe.xadd(stream, fields, maxlen=100_000, approximate=True)
                     await pipe.execute()
                     break
-                except (ConnectionError, OSError) as exc:
+                except RETRYABLE as exc:
                     log.warning("publishing %d events failed: %s", len(batch), exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
@@ -422,7 +423,7 @@ class Edge:
 
     async def _heartbeat(self) -> None:
         while True:
-            with contextlib.suppress(ConnectionError, OSError):
+            with contextlib.suppress(*RETRYABLE):
                 pipe = self.redis.pipeline(transaction=False)
                 pipe.set(self.keys.heartbeat("edge", self.name), str(os.getpid()), ex=5)
                 pipe.zadd(self.keys.processes("edge"), {self.name: time.time()})

@@ -39,9 +39,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from sessiond.engine import Event
 from sessiond.media import node_metrics as metrics
@@ -51,13 +49,13 @@ from sessiond.media.errors import CodecError
 from sessiond.media.offer_answer import DEFAULT_CODECS
 from sessiond.media.ports import PortAllocator
 from sessiond.media.sdp import Codec
+from sessiond.redis_client import RETRYABLE
 from sessiond.store import Keys
 from sessiond.store.store import encode_event
 
 log = logging.getLogger("sessiond.media")
 GROUP = "media"
 TICK = 0.02
-RETRYABLE = (RedisConnectionError, RedisTimeoutError, ConnectionError, OSError)
 T = TypeVar("T")
 
 

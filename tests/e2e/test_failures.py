@@ -1,0 +1,338 @@
+"""Failure tests with real processes: a timer whose owner died, Redis restarting mid-call,
+a worker drained under load, sessiond hanging up after a worker was killed."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from sessiond.resources import default_table_path
+
+from .harness import Cluster, free_port, free_rtp_range, stats, wait_for, wait_listening
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
+]
+
+# A caller that expects the call to be refused with 480 (no one answered in time).
+UAC_480 = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uac expecting 480">
+  <send retrans="500"><![CDATA[
+INVITE sip:service@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:service@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="480"/>
+  <send><![CDATA[
+ACK sip:service@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:service@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+
+@pytest.fixture
+def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(redis_url, tmp_path)
+    yield c
+    c.stop_all()
+    c.cleanup()
+
+
+def start_split(cluster: Cluster, *worker_args: str, workers: int = 2) -> int:
+    port = free_port()
+    cluster.start(
+        "edge", "edge", *cluster.common(), "--listen", f"udp:127.0.0.1:{port}", "--name", "edge1"
+    )
+    for n in range(workers):
+        cluster.start(f"w{n}", "worker", *cluster.common(), "--name", f"w{n}", *worker_args)
+    cluster.start(
+        "media",
+        "media",
+        *cluster.common(),
+        "--rtp-ports",
+        free_rtp_range(400),
+        "--address",
+        "127.0.0.1",
+        "--name",
+        "m1",
+    )
+    wait_listening(port)
+    return port
+
+
+def history(cluster: Cluster, sid: str) -> list[dict[str, str]]:
+    r = cluster.redis()
+    key = f"{cluster.namespace}:{{{sid[:10]}}}:history:{sid}"
+    return [{k.decode(): v.decode() for k, v in f.items()} for _, f in r.xrange(key)]
+
+
+def test_timer_of_a_killed_worker_fires_exactly_once(cluster: Cluster, tmp_path: Path) -> None:
+    table = tmp_path / "short_ring.yaml"
+    text = default_table_path().read_text()
+    table.write_text(
+        text.replace("{after: 180, event: RingTimeout}", "{after: 3, event: RingTimeout}")
+    )
+    port = start_split(cluster, "--answer", "app", "--table", str(table))
+    (tmp_path / "uac_480.xml").write_text(UAC_480)
+    caller = subprocess.Popen(
+        [
+            "sipp",
+            "-sf",
+            "uac_480.xml",
+            f"127.0.0.1:{port}",
+            "-m",
+            "1",
+            "-nostdin",
+            "-buff_size",
+            "4194304",
+            "-mp",
+            str(free_port()),
+            "-p",
+            str(free_port()),
+            "-timeout",
+            "30",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert wait_for(lambda: [s.get("state") for s in cluster.sessions()] == ["Ringing"])
+        sid = cluster.sessions()[0]["sid"]
+        owner = history(cluster, sid)[0]["worker"]
+        cluster.kill(owner, signal.SIGKILL)  # the worker that armed the timer dies
+        out, _ = caller.communicate(timeout=40)
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+    assert caller.returncode == 0, out[-2000:]
+    session = cluster.sessions()[0]
+    assert (session["state"], session["end_code"]) == ("Terminated", "480")
+    fired = [h for h in history(cluster, sid) if h["event"] == "RingTimeout"]
+    assert len(fired) == 1
+    assert fired[0]["worker"] != owner
+    r = cluster.redis()
+    sent = [
+        msgpack.unpackb(f[b"data"])["code"]
+        for _, f in r.xrange(f"{cluster.namespace}:{{edge:edge1}}:commands")
+    ]
+    assert sent.count(480) == 1
+
+
+def test_redis_restart_mid_call(tmp_path: Path) -> None:
+    """A Redis of our own with AOF on: shut it down while calls are up, start it again."""
+    rport = free_port(kind=1)  # SOCK_STREAM
+    data = tmp_path / "redis"
+    data.mkdir()
+    server = [
+        "redis-server",
+        "--port",
+        str(rport),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        str(data),
+    ]
+    redis_proc = subprocess.Popen(server, stdout=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{rport}/0"
+    cluster = Cluster(url, tmp_path)
+    caller = None
+    try:
+        import redis as sync_redis
+
+        probe = sync_redis.Redis(port=rport)
+        assert wait_for(lambda: _pings(probe))
+        port = start_split(cluster, "--answer", "auto", workers=1)
+        caller = subprocess.Popen(
+            [
+                "sipp",
+                "-sn",
+                "uac",
+                f"127.0.0.1:{port}",
+                "-m",
+                "10",
+                "-r",
+                "10",
+                "-d",
+                "6000",
+                "-nostdin",
+                "-buff_size",
+                "4194304",
+                "-mp",
+                str(free_port()),
+                "-p",
+                str(free_port()),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=tmp_path,
+        )
+        assert wait_for(
+            lambda: sum(s["state"] == "Established" for s in cluster.sessions()) == 10, timeout=15
+        )
+        probe.shutdown(nosave=False)  # AOF is fsynced on every write
+        cluster._redis = None
+        time.sleep(1.0)
+        redis_proc.wait(timeout=10)
+        redis_proc = subprocess.Popen(server, stdout=subprocess.DEVNULL)
+        assert wait_for(lambda: _pings(sync_redis.Redis(port=rport)))
+        out, _ = caller.communicate(timeout=60)
+        assert stats(subprocess.CompletedProcess([], 0, out, "")) == (10, 0), out[-2000:]
+        assert wait_for(
+            lambda: all(s["state"] == "Terminated" for s in cluster.sessions()), timeout=15
+        )
+        assert len(cluster.sessions()) == 10
+        probe.close()
+    finally:
+        if caller is not None and caller.poll() is None:
+            caller.kill()
+            caller.wait()
+        cluster.stop_all()
+        redis_proc.terminate()
+        redis_proc.wait(timeout=10)
+
+
+def _pings(client: object) -> bool:
+    try:
+        return bool(client.ping())  # type: ignore[attr-defined]
+    except Exception:
+        return False
+
+
+def test_sigterm_drains_a_worker_under_load(cluster: Cluster, tmp_path: Path) -> None:
+    port = start_split(cluster, "--answer", "auto")
+    caller = subprocess.Popen(
+        [
+            "sipp",
+            "-sn",
+            "uac",
+            f"127.0.0.1:{port}",
+            "-m",
+            "100",
+            "-r",
+            "25",
+            "-d",
+            "1000",
+            "-nostdin",
+            "-buff_size",
+            "4194304",
+            "-mp",
+            str(free_port()),
+            "-p",
+            str(free_port()),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        assert wait_for(lambda: len(cluster.sessions()) >= 30, timeout=15)
+        cluster.procs["w0"].send_signal(signal.SIGTERM)
+        assert cluster.procs["w0"].wait(timeout=30) == 0
+        out, _ = caller.communicate(timeout=90)
+    finally:
+        if caller.poll() is None:
+            caller.kill()
+            caller.wait()
+    assert stats(subprocess.CompletedProcess([], 0, out, "")) == (100, 0), out[-2000:]
+    assert wait_for(lambda: all(s["state"] == "Terminated" for s in cluster.sessions()))
+    r = cluster.redis()
+    for p in range(16):
+        stream = f"{cluster.namespace}:{{p{p}}}:events"
+        for consumer in r.xinfo_consumers(stream, "workers"):
+            if consumer["name"] == b"w0":
+                assert consumer["pending"] == 0  # the drained worker left nothing behind
+
+
+def test_sessiond_hangs_up_after_a_worker_was_killed(cluster: Cluster, tmp_path: Path) -> None:
+    start_split(cluster, "--answer", "auto")
+    uas_port = free_port()
+    uas = subprocess.Popen(
+        [
+            "sipp",
+            "-sn",
+            "uas",
+            "-p",
+            str(uas_port),
+            "-mp",
+            str(free_port()),
+            "-m",
+            "10",
+            "-buff_size",
+            "4194304",
+            "-nostdin",
+            "-timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    from sessiond.cli import main
+
+    try:
+        for _ in range(10):
+            assert (
+                main(["ctl", *cluster.common(), "call", f"sip:service@127.0.0.1:{uas_port}"]) == 0
+            )
+        assert wait_for(
+            lambda: [s["state"] for s in cluster.sessions()].count("Established") == 10, timeout=20
+        )
+        cluster.kill("w1", signal.SIGKILL)
+        for session in cluster.sessions():
+            assert main(["ctl", *cluster.common(), "hangup", session["sid"]]) == 0
+        assert wait_for(
+            lambda: all(s["state"] == "Terminated" for s in cluster.sessions()), timeout=20
+        )
+        out, _ = uas.communicate(timeout=30)
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait()
+    assert uas.returncode == 0, out[-2000:]
+    assert {s["end_reason"] for s in cluster.sessions()} == {"local hangup"}
