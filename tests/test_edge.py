@@ -66,7 +66,7 @@ def invite(peer: Peer, call_id: str, branch: str = "z9hG4bK-i1", extra: str = ""
 @pytest.fixture
 async def edge(backend: tuple[str, Any, Keys]) -> AsyncIterator[Edge]:
     _, client, keys = backend
-    e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)])
+    e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)], max_message=8192)
     task = asyncio.create_task(e.run())
     for _ in range(100):
         if e.locals:
@@ -200,3 +200,76 @@ async def test_uac_invite_retransmitted_then_timeout_event(
     assert [(ev.type, ev.data["from_tag"]) for ev in found] == [("TransactionTimeout", "lt")]
     e.stop()
     await asyncio.wait_for(task, 5)
+
+
+def request(
+    peer: Peer,
+    *,
+    method: str = "INVITE",
+    uri: str = "sip:bob@127.0.0.1",
+    version: str = "SIP/2.0",
+    extra: str = "",
+    body: str = "",
+    branch: str = "z9hG4bK-x",
+    call_id: str = "bad@h",
+) -> bytes:
+    return (
+        f"{method} {uri} {version}\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{peer.port};branch={branch};rport\r\n"
+        f"From: <sip:alice@127.0.0.1>;tag=a1\r\nTo: <sip:bob@127.0.0.1>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\n{extra}"
+        f"Content-Length: {len(body)}\r\n\r\n{body}"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "phrase"),
+    [
+        ({"version": "SIP/3.0"}, "505", "Version Not Supported"),
+        ({"uri": "mailto:bob@127.0.0.1"}, "416", "Unsupported URI Scheme"),
+        ({"extra": "Require: foo-bar\r\n"}, "420", "Bad Extension"),
+        ({"body": "x" * 9_000}, "513", "Message Too Large"),
+        ({"extra": "CSeq: 2 INVITE\r\n"}, "400", "Bad Request"),
+    ],
+    ids=["505-version", "416-scheme", "420-require", "513-size", "400-two-cseq"],
+)
+async def test_invalid_requests_answered_statelessly(
+    edge: Edge, peer: Peer, kwargs: dict[str, str], status: str, phrase: str
+) -> None:
+    await peer.send(request(peer, **kwargs), edge.address.port)
+    reply = await peer.recv()
+    first = reply.split("\r\n")[0]
+    assert first.startswith(f"SIP/2.0 {status} {phrase}"), first
+    if status == "420":
+        assert "Unsupported: foo-bar" in reply
+    # nothing reached the workers
+    assert await events(edge, "bad@h", 0.1) == []
+
+
+async def test_loop_detected(edge: Edge, peer: Peer) -> None:
+    ours = f"Via: SIP/2.0/UDP 127.0.0.1:{edge.address.port};branch=z9hG4bK-old\r\n"
+    await peer.send(request(peer, extra=ours, call_id="loop@h"), edge.address.port)
+    assert (await peer.recv()).startswith("SIP/2.0 482")
+
+
+async def test_invite_flood_from_one_source_gets_503(
+    backend: tuple[str, Any, Keys], peer: Peer
+) -> None:
+    _, client, keys = backend
+    e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)], rate_limit=5, rate_burst=5)
+    task = asyncio.create_task(e.run())
+    await asyncio.sleep(0.1)
+    try:
+        for n in range(8):
+            await peer.send(
+                request(peer, branch=f"z9hG4bK-f{n}", call_id=f"flood{n}@h"), e.address.port
+            )
+        replies = [(await peer.recv()).split("\r\n") for _ in range(8)]
+        codes = sorted(r[0].split()[1] for r in replies)
+        assert codes.count("100") == 5
+        assert codes.count("503") == 3
+        busy = next(r for r in replies if r[0].startswith("SIP/2.0 503"))
+        assert any(line.startswith("Retry-After: ") for line in busy)
+    finally:
+        e.stop()
+        await asyncio.wait_for(task, 5)

@@ -133,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--table", action="append", default=[])
     run.add_argument("--partitions", type=int, default=16)
     run.add_argument("--namespace", default="sessiond", help="Redis key prefix")
+    run.add_argument(
+        "--rate-limit",
+        type=float,
+        default=50.0,
+        help="new requests/s admitted per source address (then 503)",
+    )
+    run.add_argument("--rate-burst", type=float, default=100.0)
     run.add_argument("--metrics-port", type=int, default=0)
     run.set_defaults(func=_run)
 
@@ -151,6 +158,13 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--name", default=None, help="edge name (commands are addressed to it)")
     edge.add_argument("--partitions", type=int, default=16)
     edge.add_argument("--namespace", default="sessiond", help="Redis key prefix")
+    edge.add_argument(
+        "--rate-limit",
+        type=float,
+        default=50.0,
+        help="new requests/s admitted per source address (then 503)",
+    )
+    edge.add_argument("--rate-burst", type=float, default=100.0)
     edge.add_argument("--metrics-port", type=int, default=0)
     edge.set_defaults(func=_edge)
 

@@ -73,6 +73,8 @@ def run_edge(args: argparse.Namespace) -> int:
             Keys(args.namespace, partitions=args.partitions),
             args.name or default_name("edge"),
             specs,
+            rate_limit=args.rate_limit,
+            rate_burst=args.rate_burst,
         )
         on_signals(edge.stop)
         await edge.run()
@@ -139,7 +141,14 @@ def run_all(args: argparse.Namespace) -> int:
         redis = connect(args.redis)
         keys = Keys(args.namespace, partitions=args.partitions)
         base = default_name("run")
-        edge = Edge(redis, keys, f"{base}-edge", specs)
+        edge = Edge(
+            redis,
+            keys,
+            f"{base}-edge",
+            specs,
+            rate_limit=args.rate_limit,
+            rate_burst=args.rate_burst,
+        )
         workers: list[Worker] = []
         children = _spawn_workers(args, base) if args.redis else []
         for n in range(0 if children else args.workers):

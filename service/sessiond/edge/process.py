@@ -47,6 +47,7 @@ from sessiond.edge.mapping import (
     response_event,
     timeout_event,
 )
+from sessiond.edge.ratelimit import SourceRateLimiter
 from sessiond.edge.transport import Address, ListenSpec, Transports
 from sessiond.engine import Event
 from sessiond.redis_client import RETRYABLE, is_embedded
@@ -64,7 +65,7 @@ from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_m
 from sessiond.sip.stateless import error_response
 from sessiond.sip.timers import TimerConfig
 from sessiond.sip.transaction import TransactionLayer, server_key
-from sessiond.sip.validate import validate_request
+from sessiond.sip.validate import check_loop, validate_request
 from sessiond.store.keys import Keys
 from sessiond.store.store import encode_event
 
@@ -104,7 +105,11 @@ class Edge:
         *,
         timers: TimerConfig | None = None,
         command_batch: int = 256,
+        rate_limit: float = 50.0,
+        rate_burst: float = 100.0,
+        max_message: int = MAX_MESSAGE,
     ) -> None:
+        self.max_message = max_message
         self.redis = redis
         self.keys = keys
         self.name = name
@@ -112,6 +117,7 @@ class Edge:
         self.timers = timers or TimerConfig()
         self.layer = TransactionLayer(self.timers)
         self.transports = Transports(self.on_message, on_drop=self._dropped)
+        self.limiter = SourceRateLimiter(rate_limit, rate_burst)
         self.command_batch = command_batch
         self.locals: dict[str, Local] = {}
         self.stopping = asyncio.Event()
@@ -168,7 +174,7 @@ class Edge:
 
     # -- inbound --------------------------------------------------------------------------
     def on_message(self, data: bytes, transport: str, source: Address) -> None:
-        if len(data) > MAX_MESSAGE:
+        if len(data) > self.max_message:
             self._stateless_error(data, transport, source, SipParseError(513, "Message Too Large"))
             return
         try:
@@ -176,15 +182,32 @@ class Edge:
         except SipParseError as exc:
             self._stateless_error(data, transport, source, exc)
             return
-        if isinstance(msg, SipRequest):
-            try:
-                validate_request(msg)
-            except SipParseError as exc:
-                self._stateless_error(data, transport, source, exc)
-                return
+        if isinstance(msg, SipRequest) and not self._admit(msg, data, transport, source):
+            return
         metrics.SIP_MESSAGES.labels("in", _kind(msg)).inc()
         actions = self.layer.receive(msg, source, time.monotonic(), reliable=transport == "TCP")
         self.execute(actions, transport)
+
+    def _admit(self, req: SipRequest, data: bytes, transport: str, source: Address) -> bool:
+        """Validation (RFC 3261 8.2), loop detection (482) and the per-source rate limit for
+        requests that would start something new. Refusals are answered statelessly."""
+        try:
+            validate_request(req, max_size=self.max_message, size=len(data))
+            check_loop(req, [(local.host, local.port) for local in self.locals.values()])
+        except SipParseError as exc:
+            self._stateless_error(data, transport, source, exc)
+            return False
+        starts = req.method == "INVITE" and not req.to_tag or req.method in ("OPTIONS", "REGISTER")
+        if starts and server_key(req) not in self.layer.servers:
+            if not self.limiter.allow(source[0], time.monotonic()):
+                self._dropped("rate-limit")
+                retry = str(self.limiter.retry_after(source[0]))
+                busy = SipParseError(
+                    503, "Too many requests from your address", (("Retry-After", retry),)
+                )
+                self._stateless_error(data, transport, source, busy)
+                return False
+        return True
 
     def _stateless_error(
         self, data: bytes, transport: str, source: Address, exc: SipParseError

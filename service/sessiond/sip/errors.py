@@ -19,6 +19,7 @@ DEFAULT_REASONS: dict[int, str] = {
     483: "Too Many Hops",
     505: "Version Not Supported",
     513: "Message Too Large",
+    503: "Service Unavailable",
 }
 
 
