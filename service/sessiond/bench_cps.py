@@ -161,6 +161,10 @@ def _run_workers(redis_url: str, workers: int, rates: list[int], seconds: float)
             "30000-39999",
             "--rtp-timeout",
             "0",
+            "--rate-limit",  # sipp is one source address
+            "1000000",
+            "--rate-burst",
+            "1000000",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
