@@ -104,6 +104,11 @@ def test_bundled_tables_are_valid(path: Path) -> None:
             "terminal state Done has a transition on Bye",
         ),
         (
+            GOOD + "  - role: UAS\n    state: Done\n    event: Bye\n    actions: [sip.bye]\n",
+            34,
+            "only 'publish' (a notification) is allowed",
+        ),
+        (
             replace("  Done: {terminal: true}\n", "  Done: {}\n"),
             10,
             "non-terminal state Done has no",
@@ -139,6 +144,7 @@ def test_bundled_tables_are_valid(path: Path) -> None:
         "unknown-next",
         "duplicate-entry",
         "terminal-with-exit",
+        "terminal-with-action",
         "no-exit",
         "unreachable",
         "raise-produced-event",

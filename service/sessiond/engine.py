@@ -31,6 +31,9 @@ from sessiond.errors import EngineError
 from sessiond.table.model import Alternative, Table
 
 MAX_STEPS = 32
+# Fields of the triggering event an application event carries along (the rest stay internal:
+# txn, sdp...).
+APP_EVENT_FIELDS = ("code", "reason", "digit", "path", "seconds", "error", "media_id", "method")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +204,7 @@ def _app_data(view: Mapping[str, str], event: Event) -> dict[str, Any]:
         "local_uri": view.get("local_uri", ""),
         "remote_uri": view.get("remote_uri", ""),
     }
-    for key in ("code", "reason"):
+    for key in APP_EVENT_FIELDS:
         if key in event.data:
             data[key] = event.data[key]
     for key in ("end_code", "end_reason"):

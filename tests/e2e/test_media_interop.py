@@ -266,18 +266,12 @@ def test_sipp_pcap_several_digits_each_once(cluster: Cluster, tmp_path: Path) ->
     assert len(stopped) == 1, events
     data = stopped[0]["data"]
     assert data["reason"] == "stopped"
-    if "path" in data or "seconds" in data:  # both absent: the bug the xfail test below shows
+    if "path" in data or "seconds" in data:
         assert data["path"] == str(wav)
         assert abs(data["seconds"] - seconds) < 0.05, (stopped, seconds)
 
 
 @NEEDS_SIPP
-@pytest.mark.xfail(
-    strict=True,
-    reason="sessiond bug: the RecordingStopped caused by media.destroy arrives after the "
-    "session is Terminated; the table's 'state: Any' entry never matches a terminal state, so "
-    "the worker drops it (no_transition) and the application never hears the recording ended",
-)
 def test_recording_closed_by_hangup_is_reported(cluster: Cluster, tmp_path: Path) -> None:
     from sessiond.cli import main
 
@@ -311,12 +305,6 @@ def test_recording_closed_by_hangup_is_reported(cluster: Cluster, tmp_path: Path
 
 
 @NEEDS_SIPP
-@pytest.mark.xfail(
-    strict=True,
-    reason="sessiond bug: engine._app_data copies only code/reason from the event, so the "
-    "DtmfReceived published to the application stream has no 'digit' (nor RecordingStopped "
-    "its path/seconds)",
-)
 def test_app_dtmf_event_carries_the_digit(cluster: Cluster, tmp_path: Path) -> None:
     scenario = _multi_digit_scenario(tmp_path, ["dtmf_2833_7.pcap"], audio_ms=500)
     sid, _, _ = _sipp_pcap_call(

@@ -19,13 +19,14 @@ the target without lasting growth:
   a new timestamp base) the buffer re-primes on the next packet; a timestamp jump beyond
   ``idle_frames`` frames does the same.
 
-Packets must carry one frame (``samples_per_frame`` timestamp units) each.
+Packets must carry one frame (``samples_per_frame`` timestamp units) each; :class:`AudioPlayout`
+feeds it 10 ms slices of decoded audio, so peers may send any multiple of 10 ms per packet.
 """
 
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sessiond.media.codecs import SILENCE, AudioCodec
 from sessiond.media.errors import CodecError
@@ -172,10 +173,10 @@ class JitterBuffer:
 class Concealer:
     """Packet loss concealment on PCM16 frames: repeat the last frame, fading, then silence."""
 
-    def __init__(self, gain: float = 0.5, max_repeats: int = 3) -> None:
+    def __init__(self, gain: float = 0.5, max_repeats: int = 3, silence: bytes = SILENCE) -> None:
         self.gain = gain
         self.max_repeats = max_repeats
-        self._last = SILENCE
+        self._last = silence
         self._repeats = 0
 
     def good(self, pcm: bytes) -> bytes:
@@ -194,12 +195,19 @@ class Concealer:
         return faded.tobytes()
 
 
-class AudioPlayout:
-    """Jitter buffer + decoder + concealment: push packets, pop one PCM frame per tick.
+SLICE_BYTES = len(SILENCE) // 2  # 10 ms of 8 kHz PCM16
+_SILENT_SLICE = bytes(SLICE_BYTES)
 
-    ``decoders`` maps payload type to codec (all must share one RTP clock); packets of other
-    payload types (telephone-event, comfort noise) are refused by :meth:`push` and should be
-    routed elsewhere by the caller.
+
+class AudioPlayout:
+    """Jitter buffer + decoder + concealment: push packets, pop one 20 ms PCM frame per tick.
+
+    Packets are decoded when they arrive and cut into 10 ms slices, which the jitter buffer
+    orders and times (two per tick). So any packet duration that is a multiple of 10 ms
+    (ptime 10, 20, 30, 40, 60...) plays at the right speed, and a frame always holds exactly
+    20 ms. ``decoders`` maps payload type to codec (all must share one RTP clock); packets of
+    other payload types (telephone-event, comfort noise) are refused by :meth:`push` and should
+    be routed elsewhere by the caller.
     """
 
     def __init__(self, decoders: dict[int, AudioCodec], target_frames: int = 3) -> None:
@@ -207,24 +215,44 @@ class AudioPlayout:
         if len(spf) != 1:
             raise CodecError("all decoders of one playout must share one frame size")
         self.decoders = decoders
-        self.buffer = JitterBuffer(spf.pop(), target_frames=target_frames)
-        self.concealer = Concealer()
+        self._step = spf.pop() // 2  # RTP clock units per 10 ms slice
+        self.buffer = JitterBuffer(
+            self._step,
+            frame_time=0.01,
+            target_frames=2 * target_frames,
+            trim_after=20,
+            idle_frames=100,
+        )
+        self.concealer = Concealer(silence=_SILENT_SLICE)
 
     def push(self, packet: RtpPacket, arrival: float) -> bool:
-        """Buffer an audio packet; False for a foreign payload type, late or duplicate."""
-        if packet.payload_type not in self.decoders:
+        """Buffer an audio packet; False for a foreign payload type, a packet that does not
+        decode (its slots are concealed), or one that is late or a duplicate."""
+        codec = self.decoders.get(packet.payload_type)
+        if codec is None:
             return False
-        return self.buffer.push(packet, arrival)
+        try:
+            pcm = codec.decode(packet.payload)
+        except CodecError:
+            return False
+        accepted = False
+        for i in range(len(pcm) // SLICE_BYTES):
+            piece = replace(
+                packet,
+                timestamp=(packet.timestamp + i * self._step) & 0xFFFFFFFF,
+                payload=pcm[i * SLICE_BYTES : (i + 1) * SLICE_BYTES],
+            )
+            accepted = self.buffer.push(piece, arrival) or accepted
+        return accepted
 
     def pop(self, now: float) -> bytes:
         """Exactly one 20 ms PCM16 frame: decoded, concealed, or silence."""
+        return self._slice(now) + self._slice(now)
+
+    def _slice(self, now: float) -> bytes:
         item = self.buffer.pop(now)
         if isinstance(item, Played):
-            try:
-                pcm = self.decoders[item.packet.payload_type].decode(item.packet.payload)
-            except CodecError:
-                return self.concealer.conceal()
-            return self.concealer.good(pcm)
+            return self.concealer.good(item.packet.payload)
         if isinstance(item, Missing):
             return self.concealer.conceal()
-        return SILENCE
+        return _SILENT_SLICE

@@ -64,8 +64,20 @@ def _check_terminals(table: Table, add: Report) -> None:
         if state.timeout is not None:
             add(state.line, f"terminal state {state.name} has a timeout (an exit)")
         for entry in table.entries.values():
-            if entry.state == state.name and entry.ignore is None:
-                add(entry.line, f"terminal state {state.name} has a transition on {entry.event}")
+            if entry.state != state.name or entry.ignore is not None:
+                continue
+            for alt in entry.alternatives:
+                if (
+                    alt.actions
+                    or alt.raises
+                    or alt.conditions
+                    or alt.next not in (None, state.name)
+                ):
+                    add(
+                        alt.line,
+                        f"terminal state {state.name} has a transition on "
+                        f"{entry.event}: only 'publish' (a notification) is allowed there",
+                    )
 
 
 def _successors(table: Table, state: str) -> set[str]:
