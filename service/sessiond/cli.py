@@ -45,6 +45,14 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.what == "transitions":
         return asyncio.run(bench.transitions(args.redis, args.seconds, args.batch))
+    if args.what == "media":
+        from sessiond.media.bench_cli import bench_media
+
+        return bench_media(args.seconds)
+    if args.what == "sip":
+        from sessiond.bench_sip import bench_sip
+
+        return bench_sip(args.redis, args.seconds, args.calls, args.rate)
     if args.what == "cps":
         from sessiond.bench_cps import DEFAULT_RATES, cps
 
@@ -169,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge.set_defaults(func=_edge)
 
     bench = sub.add_parser("bench", help="measure throughput")
-    bench.add_argument("what", choices=["transitions", "cps"])
+    bench.add_argument("what", choices=["transitions", "cps", "sip", "media"])
     bench.add_argument(
         "--redis",
         default="redis://127.0.0.1:6379/15",
@@ -185,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="cps: worker counts to measure (repeatable; default 1 and 2)",
     )
     bench.add_argument("--rates", default="", help="cps: comma-separated calls/s steps")
+    bench.add_argument("--calls", type=int, default=1000, help="sip: calls for the CPU figure")
+    bench.add_argument("--rate", type=int, default=100, help="sip: calls/s for the CPU figure")
     bench.set_defaults(func=_bench)
     return parser
 
