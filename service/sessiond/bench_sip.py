@@ -1,0 +1,132 @@
+"""``sessiond bench sip``: the SIP parser's parse+serialize rate for a realistic INVITE with
+SDP, and the CPU each process spends per call (edge, worker, media as separate processes on
+a real Redis), with sipp's ``uac`` placing calls at a fixed rate on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import redis as sync_redis
+
+from sessiond.bench_cps import _cpu_seconds, _free_udp_port, _wait_sip
+from sessiond.sip.bench import bench_parse
+
+
+def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = open(log, "wb")  # noqa: SIM115 - the child owns it; closed at exit
+    return subprocess.Popen(
+        [sys.executable, "-m", "sessiond", *args], stdout=out, stderr=subprocess.STDOUT, env=env
+    )
+
+
+def per_call_cpu(redis_url: str, calls: int, rate: int) -> dict[str, float]:
+    ns = f"benchsip{uuid.uuid4().hex[:6]}"
+    common = ["--redis", redis_url, "--namespace", ns]
+    port = _free_udp_port()
+    work = Path(tempfile.mkdtemp(prefix="sessiond-bench-sip-"))
+    procs = {
+        "edge": _start(
+            [
+                "edge",
+                *common,
+                "--listen",
+                f"udp:127.0.0.1:{port}",
+                "--rate-limit",
+                "1000000",
+                "--rate-burst",
+                "1000000",
+            ],
+            work / "edge.log",
+        ),
+        "worker": _start(["worker", *common, "--answer", "auto"], work / "worker.log"),
+        "media": _start(
+            [
+                "media",
+                *common,
+                "--rtp-ports",
+                "40000-49999",
+                "--address",
+                "127.0.0.1",
+                "--rtp-timeout",
+                "0",
+            ],
+            work / "media.log",
+        ),
+    }
+    try:
+        _wait_sip(port)
+        before = {name: _cpu_seconds(p.pid) for name, p in procs.items()}
+        sipp = subprocess.run(
+            [
+                "sipp",
+                "-sn",
+                "uac",
+                f"127.0.0.1:{port}",
+                "-m",
+                str(calls),
+                "-r",
+                str(rate),
+                "-d",
+                "0",
+                "-nostdin",
+                "-buff_size",
+                "4194304",
+                "-p",
+                str(_free_udp_port()),
+                "-mp",
+                str(_free_udp_port()),
+                "-timeout",
+                str(calls // rate + 60),
+            ],
+            capture_output=True,
+            text=True,
+            cwd=work,
+            check=False,
+            timeout=calls // rate + 90,
+        )
+        time.sleep(1.0)
+        after = {name: _cpu_seconds(p.pid) for name, p in procs.items()}
+        ok = 0
+        for line in sipp.stdout.splitlines():
+            if "Successful call" in line:
+                ok = int(line.split("|")[2].split()[0])
+        result = {f"{n}_ms": 1000 * (after[n] - before[n]) / max(1, ok) for n in procs}
+        result["calls_ok"] = ok
+        return result
+    finally:
+        for p in procs.values():
+            p.send_signal(signal.SIGTERM)
+        for p in procs.values():
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        client = sync_redis.Redis.from_url(redis_url)
+        keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+        for i in range(0, len(keys), 1000):
+            client.delete(*keys[i : i + 1000])
+        client.close()
+
+
+def bench_sip(redis_url: str, seconds: float, calls: int, rate: int) -> int:
+    parse = bench_parse(seconds)
+    print(
+        f"parse+serialize of an {int(parse['bytes'])}-byte INVITE with SDP: "
+        f"{parse['messages_per_s']:,.0f} msg/s (best round), "
+        f"{parse['mean_messages_per_s']:,.0f} msg/s (whole run)   goal >= 50,000"
+    )
+    cpu = per_call_cpu(redis_url, calls, rate)
+    print(
+        f"{int(cpu['calls_ok'])}/{calls} calls at {rate}/s through separate processes; "
+        f"CPU per call: edge {cpu['edge_ms']:.2f} ms, worker {cpu['worker_ms']:.2f} ms, "
+        f"media {cpu['media_ms']:.2f} ms"
+    )
+    return 0 if cpu["calls_ok"] == calls else 1
