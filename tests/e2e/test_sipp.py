@@ -259,3 +259,58 @@ def test_kill_a_worker_mid_call(cluster: Cluster, tmp_path: Path) -> None:
     assert (ok, failed) == (40, 0), out[-2000:]
     assert wait_for(lambda: all(s["state"] == "Terminated" for s in cluster.sessions()), timeout=15)
     assert len(cluster.sessions()) == 40
+
+
+def test_sessiond_calls_sipp_uas_over_tcp(cluster: Cluster, tmp_path: Path) -> None:
+    udp, tcp = free_port(), free_port(1)
+    cluster.start(
+        "run",
+        "run",
+        *cluster.common(),
+        "--listen",
+        f"udp:127.0.0.1:{udp}",
+        "--listen",
+        f"tcp:127.0.0.1:{tcp}",
+        "--rtp-ports",
+        free_rtp_range(),
+    )
+    wait_listening(udp)
+    uas_port = free_port(1)
+    uas = subprocess.Popen(
+        [
+            "sipp",
+            "-sn",
+            "uas",
+            "-t",
+            "t1",
+            "-p",
+            str(uas_port),
+            "-mp",
+            str(free_port()),
+            "-m",
+            "1",
+            "-buff_size",
+            "4194304",
+            "-nostdin",
+            "-timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp_path,
+    )
+    try:
+        from sessiond.cli import main
+
+        target = f"sip:service@127.0.0.1:{uas_port};transport=tcp"
+        assert main(["ctl", *cluster.common(), "call", target]) == 0
+        assert wait_for(lambda: [s["state"] for s in cluster.sessions()] == ["Established"])
+        assert main(["ctl", *cluster.common(), "hangup", cluster.sessions()[0]["sid"]]) == 0
+        assert wait_for(lambda: cluster.sessions()[0]["state"] == "Terminated")
+        out, _ = uas.communicate(timeout=30)
+    finally:
+        if uas.poll() is None:
+            uas.kill()
+            uas.wait()
+    assert uas.returncode == 0, out[-2000:]

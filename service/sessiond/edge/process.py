@@ -345,9 +345,17 @@ class Edge:
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # SOCK_DGRAM
         return transport, (str(infos[0][4][0]), int(infos[0][4][1]))
 
+    def _build(self, data: Mapping[str, Any], method: str) -> SipRequest:
+        """Build with the Via/Contact of the transport the request will leave on."""
+        req = build_request(data, method, self.address)
+        transport = request_destination(req)[0]
+        local = self.locals.get(transport)
+        if local is not None and local is not self.address:
+            req = build_request(data, method, local)
+        return req
+
     async def _request(self, method: str, data: Mapping[str, Any]) -> None:
-        local = self.address
-        req = build_request(data, method, local)
+        req = self._build(data, method)
         transport, peer = await self._resolve(req)
         key, actions = self.layer.send_request(
             req, peer, time.monotonic(), reliable=transport == "TCP"
@@ -359,7 +367,7 @@ class Edge:
         self.execute(actions, transport)
 
     async def _ack(self, data: Mapping[str, Any]) -> None:
-        req = build_request(data, "ACK", self.address)
+        req = self._build(data, "ACK")
         transport, peer = await self._resolve(req)
         raw = bytes(req)
         metrics.SIP_MESSAGES.labels("out", "ACK").inc()
