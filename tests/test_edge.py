@@ -273,3 +273,40 @@ async def test_invite_flood_from_one_source_gets_503(
     finally:
         e.stop()
         await asyncio.wait_for(task, 5)
+
+
+async def test_restarted_edge_answers_a_retransmission_as_before(
+    backend: tuple[str, Any, Keys], peer: Peer
+) -> None:
+    _, client, keys = backend
+
+    async def start() -> tuple[Edge, asyncio.Task[None]]:
+        e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)])
+        task = asyncio.create_task(e.run())
+        for _ in range(100):
+            if e.locals:
+                break
+            await asyncio.sleep(0.01)
+        return e, task
+
+    first, task = await start()
+    await peer.send(invite(peer, "rst@h", "z9hG4bK-rst"), first.address.port)
+    await peer.expect("100")
+    found = await events(first, "rst@h")
+    await command(
+        first, "respond", {"code": 486, "txn": found[0].data["txn"], "local_tag": "t1"}, "c-rst"
+    )
+    busy = await peer.expect("486")
+    await asyncio.sleep(0.2)  # the record of the answer is flushed to Redis
+    first.stop()
+    await asyncio.wait_for(task, 5)
+    # a new edge process (new transaction layer, nothing in memory) gets the retransmission
+    second, task = await start()
+    try:
+        await peer.send(invite(peer, "rst@h", "z9hG4bK-rst"), second.address.port)
+        again = await peer.expect("486")
+        assert again.split("\r\n")[:5] == busy.split("\r\n")[:5]
+        assert len(await events(second, "rst@h")) == 1  # not started a second time
+    finally:
+        second.stop()
+        await asyncio.wait_for(task, 5)

@@ -126,7 +126,9 @@ class Edge:
         self._clients: dict[str, _ClientInfo] = {}
         self._ok_retx: dict[tuple[str, int], _Retransmit] = {}
         self._acks: dict[tuple[str, int], _Retransmit] = {}
-        self._outbox: list[tuple[str, dict[str, Any]]] = []
+        # ("xadd", stream, fields) events, ("set", key, value) answered-request records
+        self._outbox: list[tuple[str, str, Any]] = []
+        self.started = time.monotonic()
         self._wake = asyncio.Event()
         self._poll = 0.002 if is_embedded(redis) else 0.0
         self._streams = [keys.edge_commands(name), keys.edge_commands("any")]
@@ -223,6 +225,8 @@ class Edge:
         for action in actions:
             if isinstance(action, Send):
                 via = self._key_transport.get(action.key, transport)
+                if isinstance(action.message, SipResponse) and action.message.status >= 200:
+                    self._remember_answer(action.message)
                 metrics.SIP_MESSAGES.labels("out", _kind(action.message)).inc()
                 self.transports.send(via, action.peer, bytes(action.message))
             elif isinstance(action, RequestReceived):
@@ -238,7 +242,52 @@ class Edge:
                 self._key_transport.pop(action.key, None)
                 self._clients.pop(action.key, None)
 
+    def _remember_answer(self, resp: SipResponse) -> None:
+        """Keep our final response to a request in Redis for 64*T1, so an edge that restarts
+        (any edge: the key does not name one) still recognises the request's retransmissions
+        and answers them the same way instead of starting the request again."""
+        if resp.cseq is None or resp.cseq.method == "ACK":
+            return
+        key = self._answer_key(resp)
+        if key and (not self._outbox or self._outbox[-1][1] != key):
+            self._outbox.append(("set", key, bytes(resp)))
+            self._wake.set()
+
+    def _answer_key(self, msg: SipRequest | SipResponse) -> str:
+        via, cseq = msg.top_via, msg.cseq
+        if via is None or cseq is None or not msg.branch:
+            return ""
+        host, port = via.sent_by
+        return self.keys.answered(f"{host}:{port or ''}", msg.branch, cseq.method)
+
     def _on_request(self, action: RequestReceived, transport: str) -> None:
+        if time.monotonic() - self.started < self.timers.timeout and action.request.method not in (
+            "ACK",
+            "CANCEL",
+        ):  # soon after a (re)start: this may retransmit a request answered before it
+            asyncio.get_running_loop().create_task(self._replay_or_handle(action, transport))
+            return
+        self._handle_request(action, transport)
+
+    async def _replay_or_handle(self, action: RequestReceived, transport: str) -> None:
+        stored = None
+        key = self._answer_key(action.request)
+        if key:
+            with contextlib.suppress(*RETRYABLE):
+                stored = await self.redis.get(key)
+        if stored is None:
+            self._handle_request(action, transport)
+            return
+        try:
+            resp = parse_message(stored)
+        except SipParseError:
+            self._handle_request(action, transport)
+            return
+        assert isinstance(resp, SipResponse)
+        metrics.SIP_MESSAGES.labels("in", "retransmission-after-restart").inc()
+        self.execute(self.layer.respond(action.key, resp, time.monotonic()), transport)
+
+    def _handle_request(self, action: RequestReceived, transport: str) -> None:
         req = action.request
         now = time.monotonic()
         if req.method == "CANCEL":
@@ -298,7 +347,7 @@ class Edge:
     def _publish(self, event: Event) -> None:
         call_id = str(event.data.get("call_id", ""))
         stream = self.keys.events(self.keys.partition_of_call(call_id))
-        self._outbox.append((stream, encode_event(event)))
+        self._outbox.append(("xadd", stream, encode_event(event)))
         self._wake.set()
 
     def _dropped(self, why: str) -> None:
@@ -426,8 +475,11 @@ class Edge:
             while True:
                 try:
                     pipe = self.redis.pipeline(transaction=False)
-                    for stream, fields in batch:
-                        pipe.xadd(stream, fields, maxlen=100_000, approximate=True)
+                    for op, key, value in batch:
+                        if op == "xadd":
+                            pipe.xadd(key, value, maxlen=100_000, approximate=True)
+                        else:
+                            pipe.set(key, value, ex=int(self.timers.timeout) + 1)
                     await pipe.execute()
                     break
                 except RETRYABLE as exc:

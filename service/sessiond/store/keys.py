@@ -21,6 +21,7 @@ be computed from its id alone.
     sessiond:process:<kind>:<name>       string  heartbeat of a live process (TTL)
     sessiond:processes:<kind>            zset    process name -> last heartbeat time
     sessiond:drain:<name>                string  present: that process should drain and exit
+    sessiond:answered:<sent-by>:<branch>:<method>  string  our final response (edge, 32 s)
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ class Keys:
 
     def app_events(self) -> str:
         return f"{self.ns}:{{app}}:events"
+
+    def answered(self, sent_by: str, branch: str, method: str) -> str:
+        """An edge's final response to one request (64*T1), for retransmissions that reach
+        an edge restarted since it answered."""
+        return f"{self.ns}:answered:{sent_by}:{branch}:{method}"
 
     def heartbeat(self, kind: str, name: str) -> str:
         return f"{self.ns}:process:{kind}:{name}"
