@@ -66,6 +66,32 @@ class _SilenceCache:
         return self.codec.decode(payload)
 
 
+class AudioTap:
+    """In-process audio for one leg (SimplePeer): 20 ms PCM16 8 kHz mono frames (320 bytes).
+
+    Each tick the leg sends the next frame of ``source`` (when there is no play; silence when
+    the queue is empty) and puts the frame it played out (decoded from the far end, silence
+    when nothing arrived) into ``sink``, dropping the oldest frame when ``sink`` is full.
+    """
+
+    def __init__(self, maxsize: int = 50) -> None:
+        self.source: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
+        self.sink: asyncio.Queue[bytes] = asyncio.Queue(maxsize)
+
+    def next_frame(self) -> bytes | None:
+        """The next frame to send, or None when the application has queued none."""
+        try:
+            return self.source.get_nowait()
+        except asyncio.QueueEmpty:
+            return None
+
+    def deliver(self, frame: bytes) -> None:
+        """Hand a played-out frame to the application (the oldest is dropped when full)."""
+        if self.sink.full():
+            self.sink.get_nowait()
+        self.sink.put_nowait(frame)
+
+
 class Leg:
     """A call leg's media: negotiator, stream, sockets, player, recorder, bridge peer."""
 
@@ -100,6 +126,7 @@ class Leg:
         self.player: Player | None = None
         self.recorder: Recorder | None = None
         self.peer: Leg | None = None
+        self.tap: AudioTap | None = None
         self.heard = SILENCE  # last frame decoded from the peer (what a bridge relays)
         self.received = 0
         self.sent = 0
@@ -173,6 +200,8 @@ class Leg:
             self._send(self._rtp, transmit)
         if self.recorder is not None:
             self.recorder.write(self.heard, pcm)
+        if self.tap is not None:
+            self.tap.deliver(self.heard)
         if now >= stream.get_timer():
             for event in stream.handle_timer(now):
                 if isinstance(event, Transmit):
@@ -188,6 +217,10 @@ class Leg:
             if frame is not None:
                 return frame
             self.stop_play("done")
+        if self.tap is not None:
+            frame = self.tap.next_frame()
+            if frame is not None:
+                return frame
         if self.peer is not None:
             return self.peer.heard
         return SILENCE
@@ -200,6 +233,10 @@ class Leg:
 
     def _emit(self, event_id: str, event_type: str, **data: Any) -> None:
         self.emit(Event(event_id, event_type, {"media_id": self.media_id, **data}, self.sid))
+
+    def attach_audio(self, tap: AudioTap | None) -> None:
+        """Exchange audio with this process through ``tap`` (None detaches it)."""
+        self.tap = tap
 
     # -- play, record, DTMF -------------------------------------------------------------------
 

@@ -1,0 +1,239 @@
+"""``Client``: call control for the distributed service, through Redis only.
+
+Commands are events published to the session's partition stream (what ``sessiond ctl`` does);
+application events are read from ``{app}:events`` through a consumer group, so several
+application instances with the same ``group`` share the work and each event is delivered
+once per group (see :class:`EventStream` for acknowledgement and crash recovery).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import time
+from collections.abc import Collection
+from types import TracebackType
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from sessiond.api.errors import CallFailed, CallTimeout, SessionNotFound
+from sessiond.api.stream import EventStream
+from sessiond.engine import Event
+from sessiond.redis_client import connect
+from sessiond.store import Keys, Store, new_sid
+
+DEFAULT_FROM = "sip:sessiond@127.0.0.1"
+
+
+class Client:
+    """Control calls and receive their events on a sessiond cluster.
+
+    ``redis_url`` is a Redis URL, or ``None``/``"embedded"`` for the in-process store (only
+    useful in the process that runs sessiond). ``group`` is the consumer group on the app
+    events stream: instances sharing it share the events. ``consumer`` names this instance
+    in the group (default: host and pid plus a random suffix). ``claim_idle`` is how long
+    (seconds) an event may stay unacknowledged by another consumer before this one takes it
+    over (that consumer is presumed dead). ``start`` is where a *new* group starts reading:
+    ``"$"`` (only events published from now on) or ``"0"`` (the whole stream).
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        namespace: str = "sessiond",
+        group: str = "app",
+        consumer: str | None = None,
+        partitions: int = 16,
+        claim_idle: float = 10.0,
+        start: str = "$",
+    ) -> None:
+        self.redis: Any = connect(redis_url)
+        self.keys = Keys(namespace, partitions=partitions)
+        self.store = Store(self.redis, self.keys, worker="client")
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+        self.claim_idle = claim_idle
+        self.start = start
+        self._group_ready = False
+
+    async def __aenter__(self) -> Client:
+        await self.ensure_group()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the Redis connection."""
+        await self.redis.aclose()
+
+    async def ensure_group(self) -> None:
+        """Create the consumer group (from ``start``) unless it exists. Idempotent."""
+        if self._group_ready:
+            return
+        try:
+            await self.redis.xgroup_create(
+                self.keys.app_events(), self.group, id=self.start, mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    # -- placing calls ----------------------------------------------------------------------
+
+    async def live_edges(self) -> list[str]:
+        """Names of the edges whose heartbeat is alive."""
+        names = [n.decode() for n in await self.redis.zrange(self.keys.processes("edge"), 0, -1)]
+        return [n for n in names if await self.redis.exists(self.keys.heartbeat("edge", n))]
+
+    async def make_call(
+        self,
+        target: str,
+        *,
+        from_uri: str = DEFAULT_FROM,
+        to: str | None = None,
+        edge: str | None = None,
+    ) -> str:
+        """Place a call to ``target`` (a SIP URI) through ``edge`` (default: any live edge).
+
+        Returns the new session id at once; follow the call with :meth:`events` or
+        :meth:`wait_for_state`; a call that cannot be set up ends with a ``Failed`` event.
+        :class:`CallFailed` (503) when no edge is alive."""
+        if edge is None:
+            edges = await self.live_edges()
+            if not edges:
+                raise CallFailed(503, "no live edge to place the call through")
+            edge = edges[0]
+        call_id = f"{secrets.token_hex(8)}@sessiond"
+        sid = new_sid(call_id)
+        data = {
+            "target": target,
+            "to": to or target,
+            "from": from_uri,
+            "call_id": call_id,
+            "local_tag": secrets.token_hex(5),
+            "edge": edge,
+        }
+        await self.store.publish(
+            self.keys.partition_of(sid), Event(f"app:call:{sid}", "MakeCall", data, sid)
+        )
+        return sid
+
+    # -- commands on a session --------------------------------------------------------------
+
+    async def send(self, sid: str, kind: str, data: dict[str, Any] | None = None) -> str:
+        """Publish the application command ``kind`` to session ``sid``; the event id.
+
+        :class:`SessionNotFound` if the session does not exist (or has expired)."""
+        if not await self.redis.exists(self._session_key(sid)):
+            raise SessionNotFound(f"no session {sid}")
+        event = Event(f"app:{kind}:{secrets.token_hex(8)}", kind, data or {}, sid)
+        await self.store.publish(self.keys.partition_of(sid), event)
+        return event.id
+
+    def _session_key(self, sid: str) -> str:
+        try:
+            return self.keys.session(sid)
+        except ValueError as exc:
+            raise SessionNotFound(str(exc)) from exc
+
+    async def accept(self, sid: str) -> None:
+        """Answer a ringing incoming call (with ``--answer app``)."""
+        await self.send(sid, "AcceptCall")
+
+    async def reject(self, sid: str, code: int = 486) -> None:
+        """Refuse a ringing incoming call with the SIP ``code`` (400-699)."""
+        if not 400 <= code <= 699:
+            raise ValueError(f"a rejection code is 400-699, not {code}")
+        await self.send(sid, "RejectCall", {"code": code})
+
+    async def hangup(self, sid: str) -> None:
+        """End the call, whatever its state (CANCEL, BYE, or 603 while ringing)."""
+        await self.send(sid, "Hangup", {"by": "app"})
+
+    async def play(
+        self,
+        sid: str,
+        *,
+        tone: float | None = None,
+        file: str | None = None,
+        seconds: float | None = None,
+        loop: bool = False,
+    ) -> None:
+        """Play a tone (Hz) or a WAV file (a path on the media node) on an answered call."""
+        if (tone is None) == (file is None):
+            raise ValueError("play needs exactly one of tone= and file=")
+        data: dict[str, Any] = {"tone": tone} if tone is not None else {"file": file}
+        if seconds is not None:
+            data["seconds"] = seconds
+        if loop:
+            data["loop"] = True
+        await self.send(sid, "Play", data)
+
+    async def stop_play(self, sid: str) -> None:
+        """Stop the current play (its PlayFinished says ``stopped``)."""
+        await self.send(sid, "StopPlay")
+
+    async def record(self, sid: str, path: str, direction: str = "both") -> None:
+        """Record the call to a WAV file on the media node; ``direction``: in, out or both."""
+        if direction not in ("in", "out", "both"):
+            raise ValueError(f"direction must be in, out or both, not {direction!r}")
+        await self.send(sid, "Record", {"path": path, "direction": direction})
+
+    async def stop_record(self, sid: str) -> None:
+        """Close the recording (RecordingStopped follows)."""
+        await self.send(sid, "StopRecord")
+
+    async def send_dtmf(self, sid: str, digits: str) -> None:
+        """Send DTMF digits (RFC 4733, or in-band when the far end has no telephone-event)."""
+        await self.send(sid, "SendDtmf", {"digits": digits})
+
+    # -- reading ----------------------------------------------------------------------------
+
+    async def session(self, sid: str) -> dict[str, str]:
+        """The session hash (fields as text); :class:`SessionNotFound` if there is none."""
+        raw = await self.redis.hgetall(self._session_key(sid))
+        if not raw:
+            raise SessionNotFound(f"no session {sid}")
+        return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+
+    async def history(self, sid: str, count: int = 100) -> list[dict[str, str]]:
+        """The session's transitions, oldest first (event, from, to, actions...)."""
+        return await self.store.history(sid, count=count)
+
+    async def wait_for_state(
+        self, sid: str, *states: str, timeout: float = 30.0, every: float = 0.05
+    ) -> dict[str, str]:
+        """Poll the session until its state is one of ``states``; the session hash.
+
+        :class:`CallTimeout` after ``timeout`` seconds. (Polling reads the hash only; use
+        :meth:`events` to react to every change.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            session = await self.session(sid)
+            if session.get("state") in states:
+                return session
+            if time.monotonic() > deadline:
+                raise CallTimeout(f"{sid} is {session.get('state')}, not {'/'.join(states)}")
+            await asyncio.sleep(every)
+
+    def events(self, types: Collection[str] | None = None) -> EventStream:
+        """Every application event for this group, as an async iterator (see EventStream).
+
+        With ``types``, events of other types are acknowledged and skipped: give them to
+        another group if something else must see them."""
+        return EventStream(self, types=frozenset(types) if types else None)
+
+    def incoming_calls(self) -> EventStream:
+        """``IncomingCall`` events only (others are acknowledged and skipped)."""
+        return self.events(types=("IncomingCall",))
