@@ -1,0 +1,219 @@
+"""``Call`` and ``Invitation``: one call of a :class:`~sessiond.api.peer.SimplePeer`.
+
+A call is driven by application commands (through the peer's :class:`Client`) and followed
+through its application events, which the peer routes to it by session id. Audio frames are
+exchanged with the in-process media leg through an :class:`~sessiond.media.leg.AudioTap`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sessiond.api.errors import (
+    CallEnded,
+    CallFailed,
+    CallRejected,
+    CallTimeout,
+    SessionNotFound,
+)
+from sessiond.api.events import CallEvent, Ended, Established, Failed, RecordingStopped
+from sessiond.media.codecs import FRAME_BYTES
+from sessiond.media.leg import AudioTap
+
+if TYPE_CHECKING:
+    from sessiond.api.peer import SimplePeer
+
+AUDIO_QUEUE = 50  # frames (1 s) each way
+
+
+class Call:
+    """A call placed or answered by a SimplePeer. Every event it got is in :attr:`events`."""
+
+    def __init__(self, peer: SimplePeer, sid: str) -> None:
+        self.peer = peer
+        self.sid = sid
+        #: every application event of this call so far, oldest first
+        self.events: list[CallEvent] = []
+        self._queue: asyncio.Queue[CallEvent] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        self._established: asyncio.Future[CallEvent] = loop.create_future()
+        self._ended: asyncio.Future[CallEvent] = loop.create_future()
+        self._tap: AudioTap | None = None
+
+    def __repr__(self) -> str:
+        return f"<Call {self.sid} {self.state}>"
+
+    @property
+    def state(self) -> str:
+        """The session state as of the last event received (``""`` before any)."""
+        return self.events[-1].state if self.events else ""
+
+    @property
+    def ended(self) -> bool:
+        """True once an Ended or Failed event arrived."""
+        return self._ended.done()
+
+    def deliver(self, event: CallEvent) -> None:
+        """Take one event (called by the peer's dispatcher)."""
+        self.events.append(event)
+        self._queue.put_nowait(event)
+        if isinstance(event, Established) and not self._established.done():
+            self._established.set_result(event)
+        if isinstance(event, Ended | Failed) and not self._ended.done():
+            self._ended.set_result(event)
+            self._detach()
+
+    # -- waiting --------------------------------------------------------------------------
+
+    async def next_event(self, timeout: float | None = None) -> CallEvent:
+        """The next event not yet returned by next_event/wait_for (TimeoutError after
+        ``timeout`` seconds)."""
+        async with asyncio.timeout(timeout):
+            return await self._queue.get()
+
+    async def wait_for(self, kind: type[CallEvent], timeout: float | None = 10.0) -> CallEvent:
+        """Skip events until one of class ``kind``; return it (TimeoutError after ``timeout``)."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self._queue.get()
+                if isinstance(event, kind):
+                    return event
+
+    async def wait_ended(self, timeout: float | None = None) -> CallEvent:
+        """Wait for the end of the call; its Ended (or Failed) event."""
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(self._ended)
+
+    async def wait_established(self, timeout: float | None = 30.0) -> None:
+        """Wait until the call is Established. If it ends first: CallRejected when the far end
+        refused it, CallTimeout when nothing or nobody answered in time, else CallFailed.
+        If ``timeout`` passes first, the call is hung up and CallTimeout raised."""
+        done, _ = await asyncio.wait(
+            {self._established, self._ended}, timeout=timeout, return_when="FIRST_COMPLETED"
+        )
+        if self._established.done():
+            self._attach()
+            return
+        if not done:
+            with contextlib.suppress(SessionNotFound):
+                await self.peer.client.hangup(self.sid)
+            raise CallTimeout(f"call {self.sid} not established within {timeout} s")
+        raise await self._failure(self._ended.result())
+
+    async def _failure(self, event: CallEvent) -> Exception:
+        code = event.code if isinstance(event, Ended | Failed) else 0
+        reason = event.reason if isinstance(event, Ended | Failed) else ""
+        steps = {h.get("event") for h in await self.peer.client.history(self.sid)}
+        if "Rejected" in steps:
+            return CallRejected(code, reason)
+        if {"NoAnswer", "TransactionTimeout", "RingTimeout"} & steps:
+            return CallTimeout(f"call {self.sid}: {code} {reason}")
+        return CallFailed(code, reason)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def hangup(self, timeout: float | None = 10.0) -> CallEvent:
+        """End the call (BYE, or CANCEL/603 before it is answered); its Ended event."""
+        if not self.ended:
+            await self.peer.client.hangup(self.sid)
+        return await self.wait_ended(timeout)
+
+    async def send_dtmf(self, digits: str) -> None:
+        """Send DTMF digits (RFC 4733)."""
+        await self.peer.client.send_dtmf(self.sid, digits)
+
+    async def play(
+        self,
+        *,
+        wav: str | Path | None = None,
+        tone: float | None = None,
+        seconds: float | None = None,
+        loop: bool = False,
+    ) -> None:
+        """Play a WAV file (8 kHz mono PCM16) or a tone in Hz; PlayFinished when done."""
+        file = str(Path(wav).resolve()) if wav is not None else None
+        await self.peer.client.play(self.sid, tone=tone, file=file, seconds=seconds, loop=loop)
+
+    async def stop_play(self) -> None:
+        """Stop the current play."""
+        await self.peer.client.stop_play(self.sid)
+
+    async def record(self, wav: str | Path, direction: str = "both") -> None:
+        """Record the call to a WAV file (``direction``: in, out or both)."""
+        await self.peer.client.record(self.sid, str(Path(wav).resolve()), direction)
+
+    async def stop_record(self) -> CallEvent:
+        """Close the recording; its RecordingStopped event."""
+        await self.peer.client.stop_record(self.sid)
+        return await self.wait_for(RecordingStopped)
+
+    # -- audio ----------------------------------------------------------------------------
+
+    def _attach(self) -> None:
+        leg = self.peer.leg(self.sid)
+        if leg is not None and self._tap is None and not self.ended:
+            self._tap = AudioTap(AUDIO_QUEUE)
+            leg.attach_audio(self._tap)
+
+    def _detach(self) -> None:
+        leg = self.peer.leg(self.sid)
+        if leg is not None and leg.tap is self._tap:
+            leg.attach_audio(None)
+
+    async def send_audio(self, frame: bytes, timeout: float = 1.0) -> None:
+        """Queue one 20 ms frame (320 bytes: PCM16 8 kHz mono) to send. Waits while 1 s of
+        audio is queued, so a loop of send_audio runs at real time. CallEnded after the end."""
+        if len(frame) != FRAME_BYTES:
+            raise ValueError(
+                f"a frame is {FRAME_BYTES} bytes (20 ms PCM16 8 kHz), not {len(frame)}"
+            )
+        if self._tap is None or self.ended:
+            raise CallEnded(f"call {self.sid} has no audio (ended, or not established)")
+        await asyncio.wait_for(self._tap.source.put(frame), timeout)
+
+    async def recv_audio(self, timeout: float = 1.0) -> bytes:
+        """The next 20 ms frame played out (silence while nothing arrives): one per 20 ms.
+        After the end, the frames still queued, then CallEnded."""
+        tap = self._tap
+        if tap is None:
+            raise CallEnded(f"call {self.sid} has no audio (not established)")
+        if self.ended and tap.sink.empty():
+            raise CallEnded(f"call {self.sid} has ended")
+        return await asyncio.wait_for(tap.sink.get(), timeout)
+
+
+class Invitation:
+    """An incoming call that rings until :meth:`accept` or :meth:`reject`."""
+
+    def __init__(self, call: Call, event: CallEvent) -> None:
+        self.call = call
+        self.event = event  #: the IncomingCall event
+
+    @property
+    def sid(self) -> str:
+        """The session id."""
+        return self.call.sid
+
+    @property
+    def remote_uri(self) -> str:
+        """Who calls."""
+        return self.event.remote_uri
+
+    @property
+    def local_uri(self) -> str:
+        """Whom they call (the To URI)."""
+        return self.event.local_uri
+
+    async def accept(self, timeout: float | None = 30.0) -> Call:
+        """Answer; the Call once Established (the caller's ACK arrived)."""
+        await self.call.peer.client.accept(self.sid)
+        await self.call.wait_established(timeout)
+        return self.call
+
+    async def reject(self, code: int = 486) -> CallEvent:
+        """Refuse the call with SIP ``code``; the Ended event."""
+        await self.call.peer.client.reject(self.sid, code)
+        return await self.call.wait_ended(10.0)
