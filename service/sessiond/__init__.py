@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         PlayFinished,
         RecordingStopped,
         Ringing,
+        SessiondError,
         SessionNotFound,
         SimplePeer,
     )
@@ -58,6 +59,7 @@ __all__ = [
     "RecordingStopped",
     "Ringing",
     "SessionNotFound",
+    "SessiondError",
     "SimplePeer",
 ]
 _API = frozenset(__all__)

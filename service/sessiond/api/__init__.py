@@ -9,6 +9,7 @@ from sessiond.api.errors import (
     CallFailed,
     CallRejected,
     CallTimeout,
+    SessiondError,
     SessionNotFound,
 )
 from sessiond.api.events import (
@@ -49,5 +50,6 @@ __all__ = [
     "RecordingStopped",
     "Ringing",
     "SessionNotFound",
+    "SessiondError",
     "SimplePeer",
 ]

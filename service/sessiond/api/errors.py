@@ -11,6 +11,7 @@ __all__ = [
     "CallRejected",
     "CallTimeout",
     "SessionNotFound",
+    "SessiondError",
 ]
 
 
