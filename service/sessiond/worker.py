@@ -25,12 +25,11 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
-from redis.exceptions import ResponseError
 
 from sessiond import metrics
 from sessiond.applier import Applier, Handled, Work
@@ -46,9 +45,11 @@ from sessiond.router import (
 )
 from sessiond.store import Store
 from sessiond.store.store import decode_event
+from sessiond.streams import ensure_groups, retrying
 
 log = logging.getLogger("sessiond.worker")
 GROUP = "workers"
+T = TypeVar("T")
 
 
 def default_name(kind: str) -> str:
@@ -145,29 +146,19 @@ class Worker:
         self.stopping.set()
 
     async def ensure_groups(self) -> None:
-        for stream in self._streams:
-            try:
-                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await ensure_groups(self.redis, self._streams, GROUP)
 
-    async def _retrying(self, step: Any) -> Any:
-        delay = 0.1
-        while not self.stopping.is_set():
-            try:
-                return await step()
-            except RETRYABLE as exc:
-                self.stats.errors += 1
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), delay)
-                delay = min(delay * 2, 5.0)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self.ensure_groups()  # Redis restarted without its data
-        return None
+    async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T | None:
+        def count() -> None:
+            self.stats.errors += 1
+
+        return await retrying(
+            step,
+            stopping=self.stopping,
+            recreate_groups=self.ensure_groups,
+            log=log,
+            on_error=count,
+        )
 
     # -- the loops ------------------------------------------------------------------------
     async def _consume(self) -> None:

@@ -34,9 +34,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from redis.exceptions import ResponseError
 
 from sessiond import metrics
+from sessiond.edge.duties import DialogDuties
 from sessiond.edge.mapping import (
     Local,
     build_request,
@@ -68,22 +68,12 @@ from sessiond.sip.transaction import TransactionLayer, server_key
 from sessiond.sip.validate import check_loop, validate_request
 from sessiond.store.keys import Keys
 from sessiond.store.store import encode_event
+from sessiond.streams import ensure_groups, retrying
 
 log = logging.getLogger("sessiond.edge")
 GROUP = "edge"
 ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
 MAX_MESSAGE = 65_535
-_COMMAND_ERRORS: tuple[type[BaseException], ...] = (*RETRYABLE, ResponseError)
-
-
-@dataclass
-class _Retransmit:
-    data: bytes
-    transport: str
-    peer: Address
-    next_at: float
-    interval: float
-    deadline: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +114,12 @@ class Edge:
         self._done: OrderedDict[str, None] = OrderedDict()  # recent command ids
         self._key_transport: dict[str, str] = {}
         self._clients: dict[str, _ClientInfo] = {}
-        self._ok_retx: dict[tuple[str, int], _Retransmit] = {}
-        self._acks: dict[tuple[str, int], _Retransmit] = {}
+        self.duties = DialogDuties(self.timers)
         # ("xadd", stream, fields) events, ("set", key, value) answered-request records
         self._outbox: list[tuple[str, str, Any]] = []
         self.started = time.monotonic()
+        self._early: asyncio.Queue[tuple[RequestReceived, str]] = asyncio.Queue()
+        self._early_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._poll = 0.002 if is_embedded(redis) else 0.0
         self._streams = [keys.edge_commands(name), keys.edge_commands("any")]
@@ -147,9 +138,9 @@ class Edge:
                 bound.host,
                 bound.port,
             )
-        for stream in self._streams:
-            with contextlib.suppress(ResponseError):
-                await self.redis.xgroup_create(stream, GROUP, id="$", mkstream=True)
+        await retrying(
+            self.start_groups, stopping=self.stopping, recreate_groups=self.start_groups, log=log
+        )
 
     async def run(self) -> None:
         await self.start()
@@ -157,6 +148,8 @@ class Edge:
         tasks = [asyncio.create_task(loop) for loop in loops]
         await self.stopping.wait()
         await asyncio.sleep(0.05)  # let the flusher publish what is queued
+        if self._early_task is not None:
+            tasks.append(self._early_task)
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -261,31 +254,42 @@ class Edge:
         return self.keys.answered(f"{host}:{port or ''}", msg.branch, cseq.method)
 
     def _on_request(self, action: RequestReceived, transport: str) -> None:
-        if time.monotonic() - self.started < self.timers.timeout and action.request.method not in (
-            "ACK",
-            "CANCEL",
-        ):  # soon after a (re)start: this may retransmit a request answered before it
-            asyncio.get_running_loop().create_task(self._replay_or_handle(action, transport))
+        """Soon after a (re)start a request may retransmit one answered before: until 64*T1
+        have passed (and the queue is empty), requests go through one ordered queue that
+        looks their answer up in Redis first, so no request overtakes another."""
+        early = time.monotonic() - self.started < self.timers.timeout
+        if early or not self._early.empty():
+            self._early.put_nowait((action, transport))
+            if self._early_task is None:
+                self._early_task = asyncio.get_running_loop().create_task(self._early_loop())
             return
         self._handle_request(action, transport)
 
-    async def _replay_or_handle(self, action: RequestReceived, transport: str) -> None:
-        stored = None
+    async def _early_loop(self) -> None:
+        while True:
+            action, transport = await self._early.get()
+            if action.request.method in ("ACK", "CANCEL") or not await self._replayed(
+                action, transport
+            ):
+                self._handle_request(action, transport)
+
+    async def _replayed(self, action: RequestReceived, transport: str) -> bool:
         key = self._answer_key(action.request)
+        stored = None
         if key:
             with contextlib.suppress(*RETRYABLE):
                 stored = await self.redis.get(key)
         if stored is None:
-            self._handle_request(action, transport)
-            return
+            return False
         try:
             resp = parse_message(stored)
         except SipParseError:
-            self._handle_request(action, transport)
-            return
-        assert isinstance(resp, SipResponse)
+            return False
+        if not isinstance(resp, SipResponse):
+            return False
         metrics.SIP_MESSAGES.labels("in", "retransmission-after-restart").inc()
         self.execute(self.layer.respond(action.key, resp, time.monotonic()), transport)
+        return True
 
     def _handle_request(self, action: RequestReceived, transport: str) -> None:
         req = action.request
@@ -320,7 +324,7 @@ class Edge:
     def _on_stray(self, msg: SipRequest | SipResponse, transport: str) -> None:
         if isinstance(msg, SipRequest):  # an ACK for a 2xx
             if msg.call_id and msg.cseq:
-                self._ok_retx.pop((msg.call_id, msg.cseq.seq), None)
+                self.duties.acknowledged((msg.call_id, msg.cseq.seq))
             event = request_event(msg, transport, ("", 0), self.name)
             if event is not None:
                 self._publish(event)
@@ -331,7 +335,7 @@ class Edge:
 
     def _reack(self, resp: SipResponse) -> bool:
         """A 2xx retransmission whose ACK we sent: send the ACK again (13.2.2.4)."""
-        ack = self._acks.get((resp.call_id or "", resp.cseq.seq if resp.cseq else -1))
+        ack = self.duties.ack_for((resp.call_id or "", resp.cseq.seq if resp.cseq else -1))
         if ack is None:
             return False
         self.transports.send(ack.transport, ack.peer, ack.data)
@@ -383,11 +387,9 @@ class Edge:
             self.execute(self.layer.respond(key, resp, now), transport)
         else:  # the transaction is gone (we restarted): answer statelessly
             self.transports.send(transport, dest, bytes(resp))
-        if req.method == "INVITE" and 200 <= resp.status < 300 and transport == "UDP":
-            t1 = self.timers.t1
-            self._ok_retx[(resp.call_id or "", resp.cseq.seq if resp.cseq else 0)] = _Retransmit(
-                bytes(resp), transport, dest, now + t1, t1, now + self.timers.timeout
-            )
+        if req.method == "INVITE" and 200 <= resp.status < 300:
+            dialog = (resp.call_id or "", resp.cseq.seq if resp.cseq else 0)
+            self.duties.answered(dialog, bytes(resp), transport, dest, now)
 
     async def _resolve(self, req: SipRequest) -> tuple[str, Address]:
         transport, host, port = request_destination(req)
@@ -421,29 +423,22 @@ class Edge:
         raw = bytes(req)
         metrics.SIP_MESSAGES.labels("out", "ACK").inc()
         self.transports.send(transport, peer, raw)
-        now = time.monotonic()
-        self._acks[(str(data["call_id"]), int(data["cseq"]))] = _Retransmit(
-            raw, transport, peer, now, 0, now + self.timers.timeout
-        )
+        key = (str(data["call_id"]), int(data["cseq"]))
+        self.duties.sent_ack(key, raw, transport, peer, time.monotonic())
 
     # -- loops ----------------------------------------------------------------------------
     async def _commands(self) -> None:
-        delay = 0.1
         while not self.stopping.is_set():
-            try:
-                await self._commands_once()
-                delay = 0.1
-            except _COMMAND_ERRORS as exc:
-                log.warning("edge command stream: %s; retrying in %.1fs", exc, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                if isinstance(exc, ResponseError) and "NOGROUP" in str(exc):
-                    await self.start_groups()
+            await retrying(
+                self._commands_once,
+                stopping=self.stopping,
+                recreate_groups=self.start_groups,
+                log=log,
+            )
 
     async def start_groups(self) -> None:
-        for stream in self._streams:
-            with contextlib.suppress(ResponseError):
-                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        """Groups start at the stream's end: commands older than any edge are stale."""
+        await ensure_groups(self.redis, self._streams, GROUP, start="$")
 
     async def _commands_once(self) -> None:
         reply = await self.redis.xreadgroup(
@@ -494,15 +489,8 @@ class Edge:
             due = self.layer.get_timer()
             if due is not None and due <= now:
                 self.execute(self.layer.handle_timer(now))
-            for key, retx in list(self._ok_retx.items()):
-                if now >= retx.deadline:
-                    del self._ok_retx[key]
-                elif now >= retx.next_at:
-                    self.transports.send(retx.transport, retx.peer, retx.data)
-                    retx.interval = min(retx.interval * 2, self.timers.t2)
-                    retx.next_at = now + retx.interval
-            for key in [k for k, a in self._acks.items() if now >= a.deadline]:
-                del self._acks[key]
+            for retx in self.duties.due(now):
+                self.transports.send(retx.transport, retx.peer, retx.data)
 
     async def _heartbeat(self) -> None:
         while True:

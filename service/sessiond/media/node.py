@@ -39,8 +39,6 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from redis.exceptions import ResponseError
-
 from sessiond.engine import Event
 from sessiond.media import node_metrics as metrics
 from sessiond.media.codecs import create_codec
@@ -52,6 +50,7 @@ from sessiond.media.sdp import Codec
 from sessiond.redis_client import RETRYABLE
 from sessiond.store import Keys
 from sessiond.store.store import encode_event
+from sessiond.streams import ensure_groups, retrying
 
 log = logging.getLogger("sessiond.media")
 GROUP = "media"
@@ -165,28 +164,12 @@ class MediaNode:
 
     async def ensure_groups(self) -> None:
         """Create the ``media`` group on both command streams (from the start of each)."""
-        for stream in (self._pool, self._own):
-            try:
-                await self.redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await ensure_groups(self.redis, [self._pool, self._own], GROUP)
 
     async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T | None:
-        delay = 0.1
-        while not self.stopping.is_set():
-            try:
-                return await step()
-            except RETRYABLE as exc:
-                log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self.stopping.wait(), delay)
-                delay = min(delay * 2, 5.0)
-            except ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self.ensure_groups()  # Redis restarted without its data
-        return None
+        return await retrying(
+            step, stopping=self.stopping, recreate_groups=self.ensure_groups, log=log
+        )
 
     # -- commands -------------------------------------------------------------------------
 

@@ -1,0 +1,76 @@
+"""The dialog duties the transaction layer leaves to the edge (sans-I/O, injected clock).
+
+* A 2xx we sent to an INVITE is retransmitted, T1 doubling up to T2, until its ACK arrives or
+  64*T1 pass (RFC 3261 13.3.1.4). Only over UDP: a reliable transport does not lose it.
+* An ACK we sent for a 2xx is kept for 64*T1 and sent again for every retransmission of that
+  2xx (13.2.2.4), without bothering the workers.
+
+Keys are (Call-ID, CSeq number). Everything here is short lived and in memory: after an edge
+restart the far end's retransmissions reach the workers instead, which re-emit their commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sessiond.sip.timers import TimerConfig
+
+Address = tuple[str, int]
+DialogKey = tuple[str, int]
+
+
+@dataclass
+class Retransmit:
+    """Bytes to (re)send to ``peer`` over ``transport``."""
+
+    data: bytes
+    transport: str
+    peer: Address
+    next_at: float
+    interval: float
+    deadline: float
+
+
+class DialogDuties:
+    def __init__(self, timers: TimerConfig) -> None:
+        self.timers = timers
+        self._answers: dict[DialogKey, Retransmit] = {}
+        self._acks: dict[DialogKey, Retransmit] = {}
+
+    def answered(
+        self, key: DialogKey, data: bytes, transport: str, peer: Address, now: float
+    ) -> None:
+        """We sent a 2xx to an INVITE: retransmit it until acknowledged (UDP only)."""
+        if transport == "UDP":
+            t1 = self.timers.t1
+            self._answers[key] = Retransmit(
+                data, transport, peer, now + t1, t1, now + self.timers.timeout
+            )
+
+    def acknowledged(self, key: DialogKey) -> None:
+        """The ACK for our 2xx arrived."""
+        self._answers.pop(key, None)
+
+    def sent_ack(
+        self, key: DialogKey, data: bytes, transport: str, peer: Address, now: float
+    ) -> None:
+        """We ACKed a 2xx: remember the ACK for the 2xx's retransmissions."""
+        self._acks[key] = Retransmit(data, transport, peer, now, 0.0, now + self.timers.timeout)
+
+    def ack_for(self, key: DialogKey) -> Retransmit | None:
+        """The ACK to send again for a retransmitted 2xx, if we sent one."""
+        return self._acks.get(key)
+
+    def due(self, now: float) -> list[Retransmit]:
+        """What to send now; forgets what has expired."""
+        out = []
+        for key, retx in list(self._answers.items()):
+            if now >= retx.deadline:
+                del self._answers[key]
+            elif now >= retx.next_at:
+                out.append(retx)
+                retx.interval = min(retx.interval * 2, self.timers.t2)
+                retx.next_at = now + retx.interval
+        for key in [k for k, a in self._acks.items() if now >= a.deadline]:
+            del self._acks[key]
+        return out

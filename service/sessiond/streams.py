@@ -1,0 +1,57 @@
+"""What every stream consumer process shares: consumer groups and riding out Redis outages.
+
+A step that fails because Redis went away (restart, failover, loading its data) is retried
+with backoff (0.1 s doubling to 5 s) until it succeeds or the process stops. NOGROUP means
+Redis came back without its data: the consumer groups are created again and the step retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from redis.exceptions import ResponseError
+
+from sessiond.redis_client import RETRYABLE
+
+T = TypeVar("T")
+
+
+async def ensure_groups(redis: Any, streams: list[str], group: str, start: str = "0") -> None:
+    """Create ``group`` on each stream (and the stream), if it is not there yet."""
+    for stream in streams:
+        try:
+            await redis.xgroup_create(stream, group, id=start, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+
+async def retrying(
+    step: Callable[[], Awaitable[T]],
+    *,
+    stopping: asyncio.Event,
+    recreate_groups: Callable[[], Awaitable[None]],
+    log: logging.Logger,
+    on_error: Callable[[], None] | None = None,
+) -> T | None:
+    """Run ``step`` until it succeeds (its result) or ``stopping`` is set (None)."""
+    delay = 0.1
+    while not stopping.is_set():
+        try:
+            return await step()
+        except RETRYABLE as exc:
+            if on_error is not None:
+                on_error()
+            log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, 5.0)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            await recreate_groups()  # Redis restarted without its data
+    return None

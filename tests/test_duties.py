@@ -1,0 +1,35 @@
+"""2xx retransmission until ACK and re-ACK of retransmitted 2xx, on a fake clock."""
+
+from __future__ import annotations
+
+from sessiond.edge.duties import DialogDuties
+from sessiond.sip.timers import TimerConfig
+
+
+def test_2xx_retransmitted_doubling_to_t2_until_acked() -> None:
+    duties = DialogDuties(TimerConfig(t1=0.5, t2=4.0))
+    duties.answered(("c", 1), b"200", "UDP", ("127.0.0.1", 5060), 0.0)
+    sent = [t for t in (x / 10 for x in range(0, 200)) if duties.due(t)]
+    # T1 doubling, capped at T2: 0.5, 1.5, 3.5, 7.5, 11.5, 15.5...
+    assert sent[:6] == [0.5, 1.5, 3.5, 7.5, 11.5, 15.5]
+    duties.acknowledged(("c", 1))
+    assert duties.due(100.0) == []
+
+
+def test_2xx_retransmission_gives_up_after_64_t1_and_not_on_tcp() -> None:
+    duties = DialogDuties(TimerConfig(t1=0.5))
+    duties.answered(("c", 1), b"200", "UDP", ("h", 1), 0.0)
+    duties.answered(("c", 2), b"200", "TCP", ("h", 1), 0.0)
+    assert duties.due(32.0) == []
+    assert duties.due(40.0) == []
+
+
+def test_ack_kept_for_retransmitted_2xx() -> None:
+    duties = DialogDuties(TimerConfig(t1=0.5))
+    duties.sent_ack(("c", 1), b"ACK", "UDP", ("h", 1), 0.0)
+    ack = duties.ack_for(("c", 1))
+    assert ack is not None
+    assert ack.data == b"ACK"
+    assert duties.ack_for(("c", 2)) is None
+    duties.due(33.0)
+    assert duties.ack_for(("c", 1)) is None
