@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 
 def free_udp_port() -> int:
@@ -10,3 +16,133 @@ def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
+
+# A caller that expects its call to be refused with 486 Busy Here.
+UAC_486 = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="uac expecting 486">
+  <send retrans="500"><![CDATA[
+INVITE sip:service@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:service@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="486"/>
+  <send><![CDATA[
+ACK sip:service@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:service@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+
+
+class Service:
+    """``sessiond run --redis URL --namespace NS --answer app`` as a subprocess."""
+
+    def __init__(self, redis_url: str, namespace: str, tmp: Path) -> None:
+        self.port = free_udp_port()
+        self.tmp = tmp
+        self._log = open(tmp / "sessiond.log", "wb")  # noqa: SIM115 - closed in stop()
+        base = 23000 + (os.getpid() % 100) * 50
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sessiond", "run", "--redis", redis_url]
+            + ["--namespace", namespace, "--answer", "app", "--rtp-ports", f"{base}-{base + 49}"]
+            + ["--listen", f"udp:127.0.0.1:{self.port}", "--rate-limit", "1000"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+            cwd=tmp,
+        )
+        wait_listening(self.port)
+
+    def log(self) -> str:
+        return (self.tmp / "sessiond.log").read_text(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+def wait_listening(port: int, timeout: float = 15.0) -> None:
+    """Wait until something answers SIP OPTIONS on udp 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        msg = (
+            f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{s.getsockname()[1]};branch=z9hG4bK-w\r\n"
+            "From: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe\r\n"
+            "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+        s.settimeout(0.3)
+        while time.monotonic() < deadline:
+            s.sendto(msg, ("127.0.0.1", port))
+            try:
+                if s.recv(4096).startswith(b"SIP/2.0 200"):
+                    return
+            except OSError:
+                pass
+    raise TimeoutError(f"nothing answers SIP on udp 127.0.0.1:{port}")
+
+
+def sipp_command(tmp: Path, *args: str, port: int = 0) -> list[str]:
+    """A bounded sipp run on loopback, on SIP ``port`` (default: a free one)."""
+    return [
+        "sipp",
+        "-buff_size",
+        "4194304",
+        "-nostdin",
+        "-timeout",
+        "25",
+        "-p",
+        str(port or free_udp_port()),
+        "-mp",
+        str(free_udp_port()),
+        "-trace_err",
+        "-error_file",
+        str(tmp / "sipp_errors.log"),
+        *args,
+    ]
+
+
+def sipp_stats(stdout: str) -> tuple[int, int]:
+    """(successful, failed) calls from sipp's final screen."""
+    ok = failed = -1
+    for line in stdout.splitlines():
+        if "Successful call" in line:
+            ok = int(line.split("|")[2].split()[0])
+        elif "Failed call" in line:
+            failed = int(line.split("|")[2].split()[0])
+    return ok, failed

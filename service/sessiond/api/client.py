@@ -9,6 +9,7 @@ once per group (see :class:`EventStream` for acknowledgement and crash recovery)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -216,15 +217,19 @@ class Client:
     ) -> dict[str, str]:
         """Poll the session until its state is one of ``states``; the session hash.
 
-        :class:`CallTimeout` after ``timeout`` seconds. (Polling reads the hash only; use
-        :meth:`events` to react to every change.)"""
+        :class:`CallTimeout` after ``timeout`` seconds (a session that does not exist yet is
+        waited for: ``make_call`` returns before the worker created it). Polling reads the
+        hash only; use :meth:`events` to react to every change."""
         deadline = time.monotonic() + timeout
+        state = "absent"
         while True:
-            session = await self.session(sid)
-            if session.get("state") in states:
-                return session
+            with contextlib.suppress(SessionNotFound):  # a new call's session may not exist yet
+                session = await self.session(sid)
+                if session.get("state") in states:
+                    return session
+                state = session.get("state", "")
             if time.monotonic() > deadline:
-                raise CallTimeout(f"{sid} is {session.get('state')}, not {'/'.join(states)}")
+                raise CallTimeout(f"{sid} is {state}, not {'/'.join(states)}")
             await asyncio.sleep(every)
 
     def events(self, types: Collection[str] | None = None) -> EventStream:
