@@ -6,6 +6,7 @@ bounded in time and killed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,29 @@ class Cluster:
         )
         self.procs[name] = proc
         return proc
+
+    def start_split(self, *worker_args: str, workers: int = 2) -> int:
+        """edge (``edge1``), ``workers`` workers (``w0``...) and a media node (``m1``) as
+        separate processes; returns the edge's UDP port once it answers."""
+        port = free_port()
+        self.start(
+            "edge", "edge", *self.common(), "--listen", f"udp:127.0.0.1:{port}", "--name", "edge1"
+        )
+        for n in range(workers):
+            self.start(f"w{n}", "worker", *self.common(), "--name", f"w{n}", *worker_args)
+        self.start(
+            "media",
+            "media",
+            *self.common(),
+            "--rtp-ports",
+            free_rtp_range(600),
+            "--address",
+            "127.0.0.1",
+            "--name",
+            "m1",
+        )
+        wait_listening(port)
+        return port
 
     def common(self) -> list[str]:
         return ["--redis", self.redis_url, "--namespace", self.namespace]
@@ -163,3 +188,27 @@ def stats(result: subprocess.CompletedProcess[str]) -> tuple[int, int]:
         elif "Failed call" in line:
             failed = int(line.split("|")[2].split()[0])
     return ok, failed
+
+
+@contextlib.contextmanager
+def background_sipp(tmp: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """sipp running while the test acts on sessiond; killed at the end if still running.
+    Read its final screen with ``proc.communicate(timeout=...)``."""
+    proc = subprocess.Popen(
+        ["sipp", *args, "-buff_size", "4194304", "-nostdin", "-mp", str(free_port())],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=tmp,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def finished(out: str) -> tuple[int, int]:
+    """(successful, failed) from a sipp final screen."""
+    return stats(subprocess.CompletedProcess([], 0, out, ""))

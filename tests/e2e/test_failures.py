@@ -15,7 +15,7 @@ import pytest
 
 from sessiond.resources import default_table_path
 
-from .harness import Cluster, free_port, free_rtp_range, stats, wait_for, wait_listening
+from .harness import Cluster, background_sipp, finished, free_port, wait_for
 
 pytestmark = [
     pytest.mark.redis,
@@ -72,28 +72,6 @@ def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     c.cleanup()
 
 
-def start_split(cluster: Cluster, *worker_args: str, workers: int = 2) -> int:
-    port = free_port()
-    cluster.start(
-        "edge", "edge", *cluster.common(), "--listen", f"udp:127.0.0.1:{port}", "--name", "edge1"
-    )
-    for n in range(workers):
-        cluster.start(f"w{n}", "worker", *cluster.common(), "--name", f"w{n}", *worker_args)
-    cluster.start(
-        "media",
-        "media",
-        *cluster.common(),
-        "--rtp-ports",
-        free_rtp_range(400),
-        "--address",
-        "127.0.0.1",
-        "--name",
-        "m1",
-    )
-    wait_listening(port)
-    return port
-
-
 def history(cluster: Cluster, sid: str) -> list[dict[str, str]]:
     r = cluster.redis()
     key = f"{cluster.namespace}:{{{sid[:10]}}}:history:{sid}"
@@ -106,57 +84,39 @@ def test_timer_of_a_killed_worker_fires_exactly_once(cluster: Cluster, tmp_path:
     table.write_text(
         text.replace("{after: 180, event: RingTimeout}", "{after: 3, event: RingTimeout}")
     )
-    port = start_split(cluster, "--answer", "app", "--table", str(table))
+    port = cluster.start_split("--answer", "app", "--table", str(table))
     (tmp_path / "uac_480.xml").write_text(UAC_480)
-    caller = subprocess.Popen(
-        [
-            "sipp",
-            "-sf",
-            "uac_480.xml",
-            f"127.0.0.1:{port}",
-            "-m",
-            "1",
-            "-nostdin",
-            "-buff_size",
-            "4194304",
-            "-mp",
-            str(free_port()),
-            "-p",
-            str(free_port()),
-            "-timeout",
-            "30",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
-    try:
+    with background_sipp(
+        tmp_path,
+        "-sf",
+        "uac_480.xml",
+        f"127.0.0.1:{port}",
+        "-m",
+        "1",
+        "-p",
+        str(free_port()),
+        "-timeout",
+        "30",
+    ) as caller:
         assert wait_for(lambda: [s.get("state") for s in cluster.sessions()] == ["Ringing"])
         sid = cluster.sessions()[0]["sid"]
         owner = history(cluster, sid)[0]["worker"]
         cluster.kill(owner, signal.SIGKILL)  # the worker that armed the timer dies
         out, _ = caller.communicate(timeout=40)
-    finally:
-        if caller.poll() is None:
-            caller.kill()
-            caller.wait()
     assert caller.returncode == 0, out[-2000:]
     session = cluster.sessions()[0]
     assert (session["state"], session["end_code"]) == ("Terminated", "480")
     fired = [h for h in history(cluster, sid) if h["event"] == "RingTimeout"]
     assert len(fired) == 1
     assert fired[0]["worker"] != owner
-    r = cluster.redis()
-    sent = [
-        msgpack.unpackb(f[b"data"])["code"]
-        for _, f in r.xrange(f"{cluster.namespace}:{{edge:edge1}}:commands")
-    ]
-    assert sent.count(480) == 1
+    commands = cluster.redis().xrange(f"{cluster.namespace}:{{edge:edge1}}:commands")
+    assert [msgpack.unpackb(f[b"data"])["code"] for _, f in commands].count(480) == 1
 
 
 def test_redis_restart_mid_call(tmp_path: Path) -> None:
     """A Redis of our own with AOF on: shut it down while calls are up, start it again."""
+    import redis as sync_redis
+
     rport = free_port(kind=1)  # SOCK_STREAM
     data = tmp_path / "redis"
     data.mkdir()
@@ -176,60 +136,43 @@ def test_redis_restart_mid_call(tmp_path: Path) -> None:
         str(data),
     ]
     redis_proc = subprocess.Popen(server, stdout=subprocess.DEVNULL)
-    url = f"redis://127.0.0.1:{rport}/0"
-    cluster = Cluster(url, tmp_path)
-    caller = None
+    cluster = Cluster(f"redis://127.0.0.1:{rport}/0", tmp_path)
+    probe = sync_redis.Redis(port=rport)
     try:
-        import redis as sync_redis
-
-        probe = sync_redis.Redis(port=rport)
         assert wait_for(lambda: _pings(probe))
-        port = start_split(cluster, "--answer", "auto", workers=1)
-        caller = subprocess.Popen(
-            [
-                "sipp",
-                "-sn",
-                "uac",
-                f"127.0.0.1:{port}",
-                "-m",
-                "10",
-                "-r",
-                "10",
-                "-d",
-                "6000",
-                "-nostdin",
-                "-buff_size",
-                "4194304",
-                "-mp",
-                str(free_port()),
-                "-p",
-                str(free_port()),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            cwd=tmp_path,
-        )
-        assert wait_for(
-            lambda: sum(s["state"] == "Established" for s in cluster.sessions()) == 10, timeout=15
-        )
-        probe.shutdown(nosave=False)  # AOF is fsynced on every write
-        cluster._redis = None
-        time.sleep(1.0)
-        redis_proc.wait(timeout=10)
-        redis_proc = subprocess.Popen(server, stdout=subprocess.DEVNULL)
-        assert wait_for(lambda: _pings(sync_redis.Redis(port=rport)))
-        out, _ = caller.communicate(timeout=60)
-        assert stats(subprocess.CompletedProcess([], 0, out, "")) == (10, 0), out[-2000:]
+        port = cluster.start_split("--answer", "auto", workers=1)
+        with background_sipp(
+            tmp_path,
+            "-sn",
+            "uac",
+            f"127.0.0.1:{port}",
+            "-m",
+            "10",
+            "-r",
+            "10",
+            "-d",
+            "6000",
+            "-p",
+            str(free_port()),
+        ) as caller:
+            assert wait_for(
+                lambda: sum(s["state"] == "Established" for s in cluster.sessions()) == 10,
+                timeout=15,
+            )
+            probe.shutdown(nosave=False)  # AOF is fsynced on every write
+            cluster._redis = None
+            time.sleep(1.0)
+            redis_proc.wait(timeout=10)
+            redis_proc = subprocess.Popen(server, stdout=subprocess.DEVNULL)
+            assert wait_for(lambda: _pings(probe))
+            out, _ = caller.communicate(timeout=60)
+        assert finished(out) == (10, 0), out[-2000:]
         assert wait_for(
             lambda: all(s["state"] == "Terminated" for s in cluster.sessions()), timeout=15
         )
         assert len(cluster.sessions()) == 10
-        probe.close()
     finally:
-        if caller is not None and caller.poll() is None:
-            caller.kill()
-            caller.wait()
+        probe.close()
         cluster.stop_all()
         redis_proc.terminate()
         redis_proc.wait(timeout=10)
@@ -243,42 +186,26 @@ def _pings(client: object) -> bool:
 
 
 def test_sigterm_drains_a_worker_under_load(cluster: Cluster, tmp_path: Path) -> None:
-    port = start_split(cluster, "--answer", "auto")
-    caller = subprocess.Popen(
-        [
-            "sipp",
-            "-sn",
-            "uac",
-            f"127.0.0.1:{port}",
-            "-m",
-            "100",
-            "-r",
-            "25",
-            "-d",
-            "1000",
-            "-nostdin",
-            "-buff_size",
-            "4194304",
-            "-mp",
-            str(free_port()),
-            "-p",
-            str(free_port()),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
-    try:
+    port = cluster.start_split("--answer", "auto")
+    with background_sipp(
+        tmp_path,
+        "-sn",
+        "uac",
+        f"127.0.0.1:{port}",
+        "-m",
+        "100",
+        "-r",
+        "25",
+        "-d",
+        "1000",
+        "-p",
+        str(free_port()),
+    ) as caller:
         assert wait_for(lambda: len(cluster.sessions()) >= 30, timeout=15)
         cluster.procs["w0"].send_signal(signal.SIGTERM)
         assert cluster.procs["w0"].wait(timeout=30) == 0
         out, _ = caller.communicate(timeout=90)
-    finally:
-        if caller.poll() is None:
-            caller.kill()
-            caller.wait()
-    assert stats(subprocess.CompletedProcess([], 0, out, "")) == (100, 0), out[-2000:]
+    assert finished(out) == (100, 0), out[-2000:]
     assert wait_for(lambda: all(s["state"] == "Terminated" for s in cluster.sessions()))
     r = cluster.redis()
     for p in range(16):
@@ -289,37 +216,16 @@ def test_sigterm_drains_a_worker_under_load(cluster: Cluster, tmp_path: Path) ->
 
 
 def test_sessiond_hangs_up_after_a_worker_was_killed(cluster: Cluster, tmp_path: Path) -> None:
-    start_split(cluster, "--answer", "auto")
-    uas_port = free_port()
-    uas = subprocess.Popen(
-        [
-            "sipp",
-            "-sn",
-            "uas",
-            "-p",
-            str(uas_port),
-            "-mp",
-            str(free_port()),
-            "-m",
-            "10",
-            "-buff_size",
-            "4194304",
-            "-nostdin",
-            "-timeout",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
     from sessiond.cli import main
 
-    try:
+    cluster.start_split("--answer", "auto")
+    uas_port = free_port()
+    with background_sipp(
+        tmp_path, "-sn", "uas", "-p", str(uas_port), "-m", "10", "-timeout", "60"
+    ) as uas:
         for _ in range(10):
-            assert (
-                main(["ctl", *cluster.common(), "call", f"sip:service@127.0.0.1:{uas_port}"]) == 0
-            )
+            target = f"sip:service@127.0.0.1:{uas_port}"
+            assert main(["ctl", *cluster.common(), "call", target]) == 0
         assert wait_for(
             lambda: [s["state"] for s in cluster.sessions()].count("Established") == 10, timeout=20
         )
@@ -330,9 +236,5 @@ def test_sessiond_hangs_up_after_a_worker_was_killed(cluster: Cluster, tmp_path:
             lambda: all(s["state"] == "Terminated" for s in cluster.sessions()), timeout=20
         )
         out, _ = uas.communicate(timeout=30)
-    finally:
-        if uas.poll() is None:
-            uas.kill()
-            uas.wait()
     assert uas.returncode == 0, out[-2000:]
     assert {s["end_reason"] for s in cluster.sessions()} == {"local hangup"}

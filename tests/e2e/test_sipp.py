@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import shutil
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from .harness import Cluster, free_port, free_rtp_range, sipp, stats, wait_for, wait_listening
+from .harness import (
+    Cluster,
+    background_sipp,
+    finished,
+    free_port,
+    free_rtp_range,
+    sipp,
+    stats,
+    wait_for,
+    wait_listening,
+)
 
 pytestmark = [
     pytest.mark.redis,
@@ -126,43 +135,19 @@ def test_separate_processes_200_calls(cluster: Cluster, tmp_path: Path) -> None:
 
 
 def test_sessiond_calls_sipp_uas_and_hangs_up(cluster: Cluster, tmp_path: Path) -> None:
+    from sessiond.cli import main
+
     run_all_in_one(cluster)
     uas_port = free_port()
-    uas = subprocess.Popen(
-        [
-            "sipp",
-            "-sn",
-            "uas",
-            "-p",
-            str(uas_port),
-            "-mp",
-            str(free_port()),
-            "-m",
-            "1",
-            "-buff_size",
-            "4194304",
-            "-nostdin",
-            "-timeout",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
-    try:
-        from sessiond.cli import main
-
+    with background_sipp(
+        tmp_path, "-sn", "uas", "-p", str(uas_port), "-m", "1", "-timeout", "60"
+    ) as uas:
         assert main(["ctl", *cluster.common(), "call", f"sip:service@127.0.0.1:{uas_port}"]) == 0
         assert wait_for(lambda: [s["state"] for s in cluster.sessions()] == ["Established"])
         sid = cluster.sessions()[0]["sid"]
         assert main(["ctl", *cluster.common(), "hangup", sid]) == 0
         assert wait_for(lambda: cluster.sessions()[0]["state"] == "Terminated")
         out, _ = uas.communicate(timeout=30)
-    finally:
-        if uas.poll() is None:
-            uas.kill()
-            uas.wait()
     assert uas.returncode == 0, out[-2000:]
     assert cluster.sessions()[0]["end_reason"] == "local hangup"
 
@@ -204,64 +189,34 @@ def test_tcp_transport(cluster: Cluster, tmp_path: Path) -> None:
 
 def test_kill_a_worker_mid_call(cluster: Cluster, tmp_path: Path) -> None:
     """Two workers; calls that last 4 s; kill -9 one worker while they are up."""
-    port = free_port()
-    cluster.start("edge", "edge", *cluster.common(), "--listen", f"udp:127.0.0.1:{port}")
-    for n in range(2):
-        cluster.start(
-            f"worker{n}", "worker", *cluster.common(), "--answer", "auto", "--name", f"k{n}"
-        )
-    cluster.start(
-        "media",
-        "media",
-        *cluster.common(),
-        "--rtp-ports",
-        free_rtp_range(600),
-        "--address",
-        "127.0.0.1",
-    )
-    wait_listening(port)
-    caller = subprocess.Popen(
-        [
-            "sipp",
-            "-sn",
-            "uac",
-            f"127.0.0.1:{port}",
-            "-m",
-            "40",
-            "-r",
-            "20",
-            "-d",
-            "4000",
-            "-buff_size",
-            "4194304",
-            "-nostdin",
-            "-mp",
-            str(free_port()),
-            "-p",
-            str(free_port()),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
-    try:
+    port = cluster.start_split("--answer", "auto")
+    with background_sipp(
+        tmp_path,
+        "-sn",
+        "uac",
+        f"127.0.0.1:{port}",
+        "-m",
+        "40",
+        "-r",
+        "20",
+        "-d",
+        "4000",
+        "-p",
+        str(free_port()),
+    ) as caller:
         assert wait_for(
             lambda: sum(s["state"] == "Established" for s in cluster.sessions()) >= 20, timeout=15
         )
-        cluster.kill("worker0", signal.SIGKILL)
+        cluster.kill("w0", signal.SIGKILL)
         out, _ = caller.communicate(timeout=120)
-    finally:
-        if caller.poll() is None:
-            caller.kill()
-            caller.wait()
-    ok, failed = stats(subprocess.CompletedProcess([], 0, out, ""))
-    assert (ok, failed) == (40, 0), out[-2000:]
+    assert finished(out) == (40, 0), out[-2000:]
     assert wait_for(lambda: all(s["state"] == "Terminated" for s in cluster.sessions()), timeout=15)
     assert len(cluster.sessions()) == 40
 
 
 def test_sessiond_calls_sipp_uas_over_tcp(cluster: Cluster, tmp_path: Path) -> None:
+    from sessiond.cli import main
+
     udp, tcp = free_port(), free_port(1)
     cluster.start(
         "run",
@@ -276,41 +231,13 @@ def test_sessiond_calls_sipp_uas_over_tcp(cluster: Cluster, tmp_path: Path) -> N
     )
     wait_listening(udp)
     uas_port = free_port(1)
-    uas = subprocess.Popen(
-        [
-            "sipp",
-            "-sn",
-            "uas",
-            "-t",
-            "t1",
-            "-p",
-            str(uas_port),
-            "-mp",
-            str(free_port()),
-            "-m",
-            "1",
-            "-buff_size",
-            "4194304",
-            "-nostdin",
-            "-timeout",
-            "60",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        cwd=tmp_path,
-    )
-    try:
-        from sessiond.cli import main
-
+    with background_sipp(
+        tmp_path, "-sn", "uas", "-t", "t1", "-p", str(uas_port), "-m", "1", "-timeout", "60"
+    ) as uas:
         target = f"sip:service@127.0.0.1:{uas_port};transport=tcp"
         assert main(["ctl", *cluster.common(), "call", target]) == 0
         assert wait_for(lambda: [s["state"] for s in cluster.sessions()] == ["Established"])
         assert main(["ctl", *cluster.common(), "hangup", cluster.sessions()[0]["sid"]]) == 0
         assert wait_for(lambda: cluster.sessions()[0]["state"] == "Terminated")
         out, _ = uas.communicate(timeout=30)
-    finally:
-        if uas.poll() is None:
-            uas.kill()
-            uas.wait()
     assert uas.returncode == 0, out[-2000:]
