@@ -22,13 +22,14 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal
+from typing import Any, Literal
 
 from sessiond.engine import Decision, Event, Outcome, decide
 from sessiond.errors import ConflictRetriesExhausted
 from sessiond.store import Store
 from sessiond.tables import TableSet
 
+Tail = Callable[[Any, list["Handled"]], int]  # (pipeline, results) -> commands added
 Status = Literal["applied", "created", "duplicate", "ignored", "no_transition", "missing"]
 
 
@@ -97,22 +98,25 @@ class Applier:
         work = Work(fields["sid"], event, NewSession(fields, registry, table_name))
         return (await self.run([work]))[0]
 
-    async def run(self, batch: Sequence[Work]) -> list[Handled]:
-        """Handle a batch; results in batch order. Per session, events keep batch order."""
+    async def run(self, batch: Sequence[Work], tail: Tail | None = None) -> list[Handled]:
+        """Handle a batch; results in batch order. Per session, events keep batch order.
+
+        Every stored transition's outbox is emitted at the end, in order, in one pipeline,
+        followed by whatever ``tail(pipe, results)`` adds (the worker's XACKs): a crash
+        before that pipeline leaves the entries pending, and their redelivery re-emits."""
         items = list(batch)
         results: list[Handled | None] = [None] * len(items)
         queues: dict[str, deque[int]] = {}
         for i, work in enumerate(items):
             queues.setdefault(work.sid, deque()).append(i)
         conflicts = [0] * len(items)
+        outboxes: list[bytes] = []
         while queues:
             heads = [q[0] for q in queues.values()]
-            outboxes: list[bytes] = []
             await self._creates([i for i in heads if items[i].new], items, results, outboxes)
             await self._events(
                 [i for i in heads if not items[i].new], items, results, outboxes, conflicts
             )
-            await self.store.emit_many(outboxes)
             lost = max(
                 (conflicts[q[0]] for q in queues.values() if results[q[0]] is None), default=0
             )
@@ -124,7 +128,14 @@ class Applier:
                     queue.popleft()
                     if not queue:
                         del queues[sid]
-        return [r for r in results if r is not None]
+        done = [r for r in results if r is not None]
+        pipe = self.store.redis.pipeline(transaction=False)
+        queued = self.store.queue_outboxes(pipe, outboxes)
+        if tail is not None:
+            queued += tail(pipe, done)
+        if queued:
+            await pipe.execute()
+        return done
 
     async def _creates(
         self,

@@ -44,7 +44,7 @@ from sessiond.router import (
     registry_candidates,
 )
 from sessiond.store import Store
-from sessiond.store.store import decode_event
+from sessiond.store.store import decode_event, encode_event
 from sessiond.streams import ensure_groups, retrying
 
 log = logging.getLogger("sessiond.worker")
@@ -121,6 +121,7 @@ class Worker:
         self.stopping = asyncio.Event()
         self._streams = [self.keys.events(p) for p in range(self.keys.partitions)]
         self._poll = 0.002 if is_embedded(self.redis) else 0.0
+        self._routes: dict[str, str] = {}  # registry key -> sid (immutable while it exists)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -222,10 +223,7 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), 0.1)
 
     async def timers_once(self) -> int:
-        now = time.time()
-        fired = 0
-        for partition in range(self.keys.partitions):
-            fired += await self.store.pop_timers(partition, now)
+        fired = await self.store.pop_all_timers(time.time())
         self.stats.timers += fired
         metrics.TIMERS.inc(fired)
         return fired
@@ -276,47 +274,77 @@ class Worker:
 
     # -- one batch ------------------------------------------------------------------------
     async def process(self, entries: Sequence[Entry]) -> list[Handled]:
+        """Route, apply, then one pipeline: the outboxes, the built-in answers and fallback
+        responses, and the XACKs, in that order."""
         started = time.perf_counter()
-        work = await self._route(entries)
-        handled = await self.applier.run(work) if work else []
-        await self._after(work, handled)
-        await self._ack(entries)
+        orphans: list[tuple[Event, str, str]] = []
+        work = await self._route(entries, orphans)
+
+        def tail(pipe: Any, handled: list[Handled]) -> int:
+            return self._tail(pipe, entries, work, handled, orphans)
+
+        handled = await self.applier.run(work, tail)
         elapsed = time.perf_counter() - started
         for item, h in zip(work, handled, strict=True):
             self.stats.count(h, item.event.type, elapsed)
         return handled
 
-    async def _route(self, entries: Sequence[Entry]) -> list[Work]:
-        """Turn entries into work: find each event's session, or make a new one."""
-        pending: list[tuple[int, Event, list[str]]] = []
+    async def _route(
+        self, entries: Sequence[Entry], orphans: list[tuple[Event, str, str]]
+    ) -> list[Work]:
+        """Turn entries into work: find each event's session, or make a new one. Registry
+        entries never change while they exist, so found mappings are cached."""
+        pending: list[tuple[int, Event, str]] = []
         work: list[Work | None] = []
         for entry in entries:
             event = entry.event
+            work.append(None)
             if event is None:
-                work.append(None)
-            elif event.sid:
+                continue
+            if event.sid:
                 new = new_uac(self.keys, event)
-                work.append(Work(event.sid, event, new, entry.redelivered))
+                work[-1] = Work(event.sid, event, new, entry.redelivered)
+                continue
+            candidates = registry_candidates(self.keys, event)
+            key = candidates[0] if candidates else ""
+            cached = self._routes.get(key)
+            if cached is not None:
+                work[-1] = Work(cached, event, None, entry.redelivered)
             else:
-                work.append(None)
-                pending.append((len(work) - 1, event, registry_candidates(self.keys, event)))
+                pending.append((len(work) - 1, event, key))
         if pending:
             pipe = self.redis.pipeline(transaction=False)
-            for _, _, candidates in pending:
-                pipe.get(candidates[0] if candidates else "")
+            for _, _, key in pending:
+                pipe.get(key)
             owners = await pipe.execute()
-            for (i, event, _), owner in zip(pending, owners, strict=True):
+            for (i, event, key), owner in zip(pending, owners, strict=True):
                 redelivered = entries[i].redelivered
                 if owner is not None:
-                    work[i] = Work(_text(owner), event, None, redelivered)
+                    work[i] = Work(
+                        self._remember_route(key, _text(owner)), event, None, redelivered
+                    )
                 elif (new := new_uas(self.keys, event)) is not None:
                     work[i] = Work(new.fields["sid"], event, new, redelivered)
                 else:
-                    await self._fallback(event, "missing", "")
+                    orphans.append((event, "missing", ""))
         return [w for w in work if w is not None]
 
-    async def _after(self, work: Sequence[Work], handled: Sequence[Handled]) -> None:
-        """Built-in answer decisions for new calls; fallback answers to orphan requests."""
+    def _remember_route(self, key: str, sid: str) -> str:
+        self._routes[key] = sid
+        if len(self._routes) > 50_000:
+            self._routes.pop(next(iter(self._routes)))
+        return sid
+
+    def _tail(
+        self,
+        pipe: Any,
+        entries: Sequence[Entry],
+        work: Sequence[Work],
+        handled: Sequence[Handled],
+        orphans: list[tuple[Event, str, str]],
+    ) -> int:
+        """Built-in answers for new calls, fallback answers to orphan requests, and acks."""
+        added = 0
         for item, result in zip(work, handled, strict=True):
             event = item.event
             if (
@@ -326,15 +354,31 @@ class Worker:
             ):
                 decision = answer_event(self.answer, event, result.sid)
                 if decision is not None:
-                    await self.store.publish(self.keys.partition_of(result.sid), decision)
+                    stream = self.keys.events(self.keys.partition_of(result.sid))
+                    pipe.xadd(
+                        stream,
+                        encode_event(decision),
+                        maxlen=self.store.stream_maxlen,
+                        approximate=True,
+                    )
+                    added += 1
             elif result.status in ("missing", "no_transition"):
-                await self._fallback(event, result.status, result.state)
+                orphans.append((event, result.status, result.state))
+        for event, status, state in orphans:
+            added += self._fallback(pipe, event, status, state)
+        by_partition: dict[int, list[bytes]] = {}
+        for entry in entries:
+            by_partition.setdefault(entry.partition, []).append(entry.entry_id)
+        for partition, ids in by_partition.items():
+            pipe.xack(self._streams[partition], GROUP, *ids)
+            added += 1
+        return added
 
-    async def _fallback(self, event: Event, status: str, state: str) -> None:
+    def _fallback(self, pipe: Any, event: Event, status: str, state: str) -> int:
         data = fallback_response(event, status, state)
         if data is None:
             log.info("dropped %s %s: %s", event.type, event.id, status)
-            return
+            return 0
         edge = self.keys.edge_commands(str(event.data.get("edge", "any")))
         fields = {
             "id": f"{event.id}/fallback",
@@ -342,18 +386,8 @@ class Worker:
             "sid": "",
             "data": msgpack.packb(data),
         }
-        await self.redis.xadd(edge, fields, maxlen=self.store.stream_maxlen, approximate=True)
-
-    async def _ack(self, entries: Sequence[Entry]) -> None:
-        by_partition: dict[int, list[bytes]] = {}
-        for entry in entries:
-            by_partition.setdefault(entry.partition, []).append(entry.entry_id)
-        if not by_partition:
-            return
-        pipe = self.redis.pipeline(transaction=False)
-        for partition, ids in by_partition.items():
-            pipe.xack(self._streams[partition], GROUP, *ids)
-        await pipe.execute()
+        pipe.xadd(edge, fields, maxlen=self.store.stream_maxlen, approximate=True)
+        return 1
 
     def _partition(self, stream: bytes | str) -> int:
         name = _text(stream)

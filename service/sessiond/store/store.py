@@ -215,6 +215,14 @@ class Store:
         keys = [self.keys.timers(partition), self.keys.events(partition)]
         return int(await self.scripts.pop_timers(keys=keys, args=[now, limit, self.stream_maxlen]))
 
+    async def pop_all_timers(self, now: float, limit: int = 256) -> int:
+        """:meth:`pop_timers` for every partition, in one round trip."""
+        calls = [
+            ([self.keys.timers(p), self.keys.events(p)], [now, limit, self.stream_maxlen])
+            for p in range(self.keys.partitions)
+        ]
+        return sum(int(n) for n in await self._eval_many(self.scripts.pop_timers, calls))
+
     async def publish(self, partition: int, event: Event) -> bytes:
         """Append an event to its partition's stream (what the edge, media and app do)."""
         fields = encode_event(event)
@@ -259,6 +267,13 @@ class Store:
     async def emit_many(self, outboxes: Iterable[bytes]) -> int:
         """Send several outboxes, in order, in one pipeline."""
         pipe = self.redis.pipeline(transaction=False)
+        count = self.queue_outboxes(pipe, outboxes)
+        if count:
+            await pipe.execute()
+        return count
+
+    def queue_outboxes(self, pipe: Any, outboxes: Iterable[bytes]) -> int:
+        """Add the commands of ``outboxes`` to ``pipe`` (in order); returns how many."""
         count = 0
         for outbox in outboxes:
             if not outbox:
@@ -273,8 +288,6 @@ class Store:
                     pipe.zadd(op[1], {op[2]: op[3]})
                 elif op[0] == "zrem":
                     pipe.zrem(op[1], op[2])
-        if count:
-            await pipe.execute()
         return count
 
 
