@@ -84,19 +84,28 @@ class Decision:
 class Context:
     """What an action sees: the working session, the event, and where to put effects."""
 
-    __slots__ = ("_view", "event", "now", "_commands")
+    __slots__ = ("_view", "event", "now", "_commands", "_touched")
 
-    def __init__(self, view: dict[str, str], event: Event, now: float, commands: list[Command]):
+    def __init__(
+        self,
+        view: dict[str, str],
+        event: Event,
+        now: float,
+        commands: list[Command],
+        touched: set[str],
+    ):
         self._view = view
         self.event = event
         self.now = now
         self._commands = commands
+        self._touched = touched
 
     def get(self, name: str) -> str:
         return self._view.get(name, "")
 
     def set(self, name: str, value: str) -> None:
         self._view[name] = value
+        self._touched.add(name)
 
     def command(self, target: str, name: str, data: Mapping[str, Any]) -> None:
         cid = f"{self._view.get('_event_id', '')}/{len(self._commands)}"
@@ -141,6 +150,7 @@ def _run(
     view["_event_id"] = first.id
     commands: list[Command] = []
     steps: list[Step] = []
+    touched: set[str] = {"state", "updated_at"}
     queue: deque[tuple[Event, Alternative | None]] = deque([(first, alt)])
     role = session["role"]
     while queue:
@@ -157,8 +167,8 @@ def _run(
             if chosen is None:
                 steps.append(Step(state, event.type, state, ("(no guard matched)",)))
                 continue
-        _apply(table, view, event, chosen, now, commands, steps, queue)
-    return _finish(table, session, view, first, now, commands, steps)
+        _apply(table, view, event, chosen, now, commands, steps, queue, touched)
+    return _finish(table, session, view, first, now, commands, steps, touched)
 
 
 def _apply(
@@ -170,26 +180,30 @@ def _apply(
     commands: list[Command],
     steps: list[Step],
     queue: deque[tuple[Event, Alternative | None]],
+    touched: set[str],
 ) -> None:
     state = view["state"]
-    ctx = Context(view, event, now, commands)
+    ctx = Context(view, event, now, commands, touched)
     for action in alt.actions:
         action.fn(ctx, action.args)
-    before = _met(table, view)
+    before = _met(table, view) if alt.conditions else []
     for name, value in alt.conditions:
-        view[f"cond.{name}"] = "1" if value else "0"
+        key = f"cond.{name}"
+        view[key] = "1" if value else "0"
+        touched.add(key)
     nxt = alt.next or state
     view["state"] = nxt
     for published in alt.publish:
         ctx.command("app", published, _app_data(view, event))
-    steps.append(Step(state, event.type, nxt, tuple(str(a) for a in alt.actions)))
+    steps.append(Step(state, event.type, nxt, alt.action_text))
     n = len(steps)
     for raised in alt.raises:
         queue.append((Event(f"{event.id}#{n}{raised}", raised, {}, view.get("sid", "")), None))
-    after = _met(table, view)
-    for i, trig in enumerate(table.triggers):
-        if after[i] and not before[i]:
-            queue.append((Event(f"{event.id}#{n}{trig.event}", trig.event, {}, ""), None))
+    if alt.conditions:  # triggers fire only when a condition changed in this step
+        after = _met(table, view)
+        for i, trig in enumerate(table.triggers):
+            if after[i] and not before[i]:
+                queue.append((Event(f"{event.id}#{n}{trig.event}", trig.event, {}, ""), None))
 
 
 def _met(table: Table, view: Mapping[str, str]) -> list[bool]:
@@ -221,6 +235,7 @@ def _finish(
     now: float,
     commands: list[Command],
     steps: list[Step],
+    touched: set[str],
 ) -> Decision:
     view.pop("_event_id", None)
     old_state, new_state = session["state"], view["state"]
@@ -231,8 +246,9 @@ def _finish(
         _timer_commands(table, session, old_state, new_state, epoch, now, first.id, commands)
         view["epoch"] = epoch
         view["entered_state_at"] = f"{now:.3f}"
+        touched.update(("epoch", "entered_state_at"))
     view["updated_at"] = f"{now:.3f}"
-    fields = {k: v for k, v in view.items() if session.get(k) != v}
+    fields = {k: view[k] for k in touched if session.get(k) != view[k]}
     terminal = table.states[new_state].terminal
     reason = " -> ".join([steps[0].from_state, *(s.to_state for s in steps)])
     return Decision(

@@ -322,7 +322,8 @@ class _EntryContext:
                     f"unknown application event {name!r}; known: " + ", ".join(sorted(PUBLISHABLE)),
                 )
         raises = self.names(raw, "raise")
-        return Alternative(guards, actions, nxt, conds, publish, raises, line)
+        text = tuple(str(a) for a in actions)
+        return Alternative(guards, actions, nxt, conds, publish, raises, line, text)
 
     def names(self, raw: LineDict, key: str) -> tuple[str, ...]:
         value = raw.get(key, [])

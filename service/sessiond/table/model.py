@@ -52,6 +52,7 @@ class Alternative:
     publish: tuple[str, ...]
     raises: tuple[str, ...]
     line: int
+    action_text: tuple[str, ...] = ()  # how the history shows the actions (built at load)
 
 
 @dataclass(frozen=True, slots=True)
