@@ -85,6 +85,47 @@ def _ctl(args: argparse.Namespace) -> int:
     return asyncio.run(ctl(args))
 
 
+def _store_options(parser: argparse.ArgumentParser, *, redis_required: bool) -> None:
+    if redis_required:
+        parser.add_argument("--redis", required=True, help="Redis URL")
+    else:
+        parser.add_argument("--redis", default=None, help="Redis URL (default: embedded store)")
+    parser.add_argument("--partitions", type=int, default=16, help="event stream partitions")
+    parser.add_argument("--namespace", default="sessiond", help="Redis key prefix")
+    parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics")
+
+
+def _edge_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--listen",
+        action="append",
+        default=[],
+        help="udp:HOST:PORT or tcp:HOST:PORT (repeatable; default udp:127.0.0.1:5060)",
+    )
+    parser.add_argument(
+        "--rate-limit",
+        type=float,
+        default=50.0,
+        help="new requests/s admitted per source address (then 503)",
+    )
+    parser.add_argument("--rate-burst", type=float, default=100.0)
+
+
+def _worker_options(parser: argparse.ArgumentParser, *, answer: str) -> None:
+    parser.add_argument(
+        "--answer",
+        choices=["auto", "reject", "app"],
+        default=answer,
+        help="a new incoming call: answer it, reject it, or ask the application",
+    )
+    parser.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        help="state table file (repeatable; default: the bundled default)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sessiond", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,24 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     graph.set_defaults(func=_table_graph)
 
     worker = sub.add_parser("worker", help="apply events from the Redis streams (stateless)")
-    worker.add_argument("--redis", required=True, help="Redis URL")
+    _store_options(worker, redis_required=True)
     worker.add_argument("--concurrency", type=int, default=1, help="reader loops in this process")
-    worker.add_argument(
-        "--answer",
-        choices=["auto", "reject", "app"],
-        default="app",
-        help="what to do with a new incoming call (app: ask the application)",
-    )
-    worker.add_argument(
-        "--table",
-        action="append",
-        default=[],
-        help="state table file (repeatable; default: the bundled default)",
-    )
-    worker.add_argument("--partitions", type=int, default=16)
-    worker.add_argument("--namespace", default="sessiond", help="Redis key prefix")
+    _worker_options(worker, answer="app")
     worker.add_argument("--name", default=None)
-    worker.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics")
     worker.set_defaults(func=_worker)
 
     from sessiond.ctl import add_parser as add_ctl
@@ -126,29 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.choices["ctl"].set_defaults(func=_ctl)
 
     run = sub.add_parser("run", help="edge, workers and media in one process")
-    run.add_argument("--redis", default=None, help="Redis URL (default: the embedded store)")
-    run.add_argument(
-        "--listen",
-        action="append",
-        default=[],
-        help="udp:HOST:PORT or tcp:HOST:PORT (repeatable; default udp:127.0.0.1:5060)",
-    )
+    _store_options(run, redis_required=False)
+    _edge_options(run)
+    _worker_options(run, answer="auto")
     run.add_argument("--workers", type=int, default=1)
-    run.add_argument("--answer", choices=["auto", "reject", "app"], default="auto")
     run.add_argument("--rtp-ports", default="20000-20999")
     run.add_argument("--address", default="127.0.0.1", help="RTP address (bind and SDP)")
     run.add_argument("--rtp-timeout", type=float, default=30.0)
-    run.add_argument("--table", action="append", default=[])
-    run.add_argument("--partitions", type=int, default=16)
-    run.add_argument("--namespace", default="sessiond", help="Redis key prefix")
-    run.add_argument(
-        "--rate-limit",
-        type=float,
-        default=50.0,
-        help="new requests/s admitted per source address (then 503)",
-    )
-    run.add_argument("--rate-burst", type=float, default=100.0)
-    run.add_argument("--metrics-port", type=int, default=0)
     run.set_defaults(func=_run)
 
     from sessiond.media.process import add_parser as add_media
@@ -156,24 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_media(sub)
 
     edge = sub.add_parser("edge", help="the SIP edge: sockets and transactions")
-    edge.add_argument("--redis", required=True, help="Redis URL")
-    edge.add_argument(
-        "--listen",
-        action="append",
-        default=[],
-        help="udp:HOST:PORT or tcp:HOST:PORT (repeatable; default udp:127.0.0.1:5060)",
-    )
+    _store_options(edge, redis_required=True)
+    _edge_options(edge)
     edge.add_argument("--name", default=None, help="edge name (commands are addressed to it)")
-    edge.add_argument("--partitions", type=int, default=16)
-    edge.add_argument("--namespace", default="sessiond", help="Redis key prefix")
-    edge.add_argument(
-        "--rate-limit",
-        type=float,
-        default=50.0,
-        help="new requests/s admitted per source address (then 503)",
-    )
-    edge.add_argument("--rate-burst", type=float, default=100.0)
-    edge.add_argument("--metrics-port", type=int, default=0)
     edge.set_defaults(func=_edge)
 
     bench = sub.add_parser("bench", help="measure throughput")
