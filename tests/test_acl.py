@@ -1,0 +1,132 @@
+"""The least-privilege Redis users of ops/redis-acl.conf, on the real Redis: a worker and an
+edge running as their users handle a call; commands outside their rules are refused."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+from redis.exceptions import NoPermissionError
+
+from sessiond.applier import Applier
+from sessiond.edge.process import Edge
+from sessiond.edge.transport import ListenSpec
+from sessiond.redis_client import connect
+from sessiond.store import Keys, Store
+from sessiond.store.store import delete_namespace
+from sessiond.table import Table
+from sessiond.tables import TableSet
+from sessiond.worker import Worker
+
+pytestmark = pytest.mark.redis
+ACL_FILE = Path(__file__).resolve().parent.parent / "ops" / "redis-acl.conf"
+
+
+def acl_rules() -> dict[str, list[str]]:
+    """user name -> its rules (without 'user NAME', the password and the key pattern)."""
+    out = {}
+    for line in ACL_FILE.read_text().splitlines():
+        if line.startswith("user "):
+            _, name, *rules = line.split()
+            out[name] = [r for r in rules if not r.startswith((">", "~"))]
+    return out
+
+
+@pytest.fixture
+async def users(redis_url: str) -> AsyncIterator[tuple[Keys, dict[str, str]]]:
+    """ACL users for this test, limited to a namespace of their own; their Redis URLs."""
+    admin = aioredis.from_url(redis_url)
+    keys = Keys(f"acl{uuid.uuid4().hex[:8]}")
+    urls = {}
+    names = []
+    for kind, rules in acl_rules().items():
+        name = f"{kind}-{keys.ns}"
+        password = secrets.token_hex(8)
+        await admin.execute_command(
+            "ACL", "SETUSER", name, "reset", *rules, f">{password}", f"~{keys.ns}:*"
+        )
+        names.append(name)
+        urls[kind] = redis_url.replace("redis://", f"redis://{name}:{password}@")
+    yield keys, urls
+    for name in names:
+        await admin.execute_command("ACL", "DELUSER", name)
+    await delete_namespace(admin, keys.ns)
+    await admin.aclose()
+
+
+def test_acl_file_defines_a_user_per_process() -> None:
+    assert set(acl_rules()) == {
+        "sessiond-worker",
+        "sessiond-edge",
+        "sessiond-media",
+        "sessiond-ctl",
+    }
+
+
+async def test_worker_and_edge_work_as_least_privilege_users(
+    users: tuple[Keys, dict[str, str]], default_table: Table
+) -> None:
+    keys, urls = users
+    worker_redis = connect(urls["sessiond-worker"])
+    edge_redis = connect(urls["sessiond-edge"])
+    applier = Applier(Store(worker_redis, keys), TableSet([default_table], worker_redis, keys))
+    worker = Worker(applier, name="acl-w", answer="reject", block_ms=10)
+    edge = Edge(edge_redis, keys, "acl-e", [ListenSpec("UDP", "127.0.0.1", 0)])
+    tasks = [asyncio.create_task(worker.run()), asyncio.create_task(edge.run())]
+    loop = asyncio.get_running_loop()
+    sock = __import__("socket").socket(2, 2)  # AF_INET, SOCK_DGRAM
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    try:
+        for _ in range(100):
+            if edge.locals:
+                break
+            await asyncio.sleep(0.01)
+        port = sock.getsockname()[1]
+        invite = (
+            f"INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};"
+            f"branch=z9hG4bK-acl;rport\r\nFrom: <sip:a@127.0.0.1>;tag=a\r\n"
+            f"To: <sip:bob@127.0.0.1>\r\nCall-ID: acl@h\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+            f"Content-Type: application/sdp\r\nContent-Length: 4\r\n\r\nv=0\n"
+        ).encode()
+        sock.sendto(invite, ("127.0.0.1", edge.address.port))
+        codes = []
+        while "603" not in codes:  # 100 from the edge, 180 and 603 from the table
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65535), 5)
+            codes.append(data.split(b" ")[1].decode())
+        assert codes[-1] == "603"
+        assert "180" in codes
+        # outside the rules: refused
+        with pytest.raises(NoPermissionError):
+            await worker_redis.flushall()
+        with pytest.raises(NoPermissionError):
+            await edge_redis.get("some-other-application:key")
+        with pytest.raises(NoPermissionError):
+            await edge_redis.evalsha("0" * 40, 0)
+    finally:
+        sock.close()
+        worker.stop()
+        edge.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        await worker_redis.aclose()
+        await edge_redis.aclose()
+
+
+async def test_ctl_user_reads_but_cannot_run_scripts(users: tuple[Keys, dict[str, str]]) -> None:
+    keys, urls = users
+    ctl: Any = connect(urls["sessiond-ctl"])
+    try:
+        assert [k async for k in ctl.scan_iter(match=f"{keys.ns}:*:session:*")] == []
+        await ctl.xadd(keys.events(0), {"id": "x", "type": "Hangup", "sid": "s"})
+        with pytest.raises(NoPermissionError):
+            await ctl.evalsha("0" * 40, 0)
+        with pytest.raises(NoPermissionError):
+            await ctl.hset(f"{keys.ns}:{{t}}:session:x", "state", "Hacked")
+    finally:
+        await ctl.aclose()
