@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import logging
 import math
 import wave
 from array import array
 from pathlib import Path
 
-from sessiond import Call, SimplePeer
+from sessiond import Call, CallEnded, SimplePeer
 
 RATE, FRAME = 8000, 160  # 20 ms frames of PCM16 mono
 
@@ -52,8 +54,9 @@ async def talk(call: Call, hz: float, seconds: float) -> tuple[list[bytes], list
             await call.send_audio(frame)
 
     async def receive() -> None:
-        for _ in range(len(sent) + 25):  # the tone, plus 0.5 s for the far end's delay
-            received.append(await call.recv_audio())
+        with contextlib.suppress(CallEnded):  # the other side may hang up first
+            for _ in range(len(sent) + 25):  # the tone, plus 0.5 s for the far end's delay
+                received.append(await call.recv_audio())
 
     await asyncio.gather(send(), receive())
     return sent, received
@@ -74,7 +77,7 @@ async def main(out: Path, alice_port: int, bob_port: int, seconds: float) -> Non
             return result
 
         bob_task = asyncio.create_task(bob_side())
-        call = await alice.call(f"sip:bob@127.0.0.1:{bob_port}")
+        call = await alice.call(f"sip:bob@127.0.0.1:{bob_port}", timeout=10)
         alice_sent, alice_received = await talk(call, 440.0, seconds)
         await call.hangup()
         bob_sent, bob_received = await bob_task
@@ -95,4 +98,5 @@ if __name__ == "__main__":
     parser.add_argument("--bob-port", type=int, default=5071)
     parser.add_argument("--seconds", type=float, default=3.0)
     args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
     asyncio.run(main(args.out, args.alice_port, args.bob_port, args.seconds))

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sessiond.api.errors import (
     CallEnded,
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
     from sessiond.api.peer import SimplePeer
 
 AUDIO_QUEUE = 50  # frames (1 s) each way
+FIRST = asyncio.FIRST_COMPLETED
+T = TypeVar("T")
 
 
 class Call:
@@ -92,7 +95,7 @@ class Call:
         refused it, CallTimeout when nothing or nobody answered in time, else CallFailed.
         If ``timeout`` passes first, the call is hung up and CallTimeout raised."""
         done, _ = await asyncio.wait(
-            {self._established, self._ended}, timeout=timeout, return_when="FIRST_COMPLETED"
+            {self._established, self._ended}, timeout=timeout, return_when=FIRST
         )
         if self._established.done():
             self._attach()
@@ -165,24 +168,40 @@ class Call:
 
     async def send_audio(self, frame: bytes, timeout: float = 1.0) -> None:
         """Queue one 20 ms frame (320 bytes: PCM16 8 kHz mono) to send. Waits while 1 s of
-        audio is queued, so a loop of send_audio runs at real time. CallEnded after the end."""
+        audio is queued, so a loop of send_audio runs at real time. CallEnded once the call has
+        ended; TimeoutError if the queue stays full for ``timeout`` seconds."""
         if len(frame) != FRAME_BYTES:
             raise ValueError(
                 f"a frame is {FRAME_BYTES} bytes (20 ms PCM16 8 kHz), not {len(frame)}"
             )
         if self._tap is None or self.ended:
             raise CallEnded(f"call {self.sid} has no audio (ended, or not established)")
-        await asyncio.wait_for(self._tap.source.put(frame), timeout)
+        await self._unless_ended(self._tap.source.put(frame), timeout)
 
     async def recv_audio(self, timeout: float = 1.0) -> bytes:
         """The next 20 ms frame played out (silence while nothing arrives): one per 20 ms.
-        After the end, the frames still queued, then CallEnded."""
+        After the end, the frames still queued, then CallEnded; TimeoutError if no frame comes
+        within ``timeout`` (the media node is not ticking)."""
         tap = self._tap
         if tap is None:
             raise CallEnded(f"call {self.sid} has no audio (not established)")
-        if self.ended and tap.sink.empty():
+        if not tap.sink.empty() or not self.ended:
+            return await self._unless_ended(tap.sink.get(), timeout)
+        raise CallEnded(f"call {self.sid} has ended")
+
+    async def _unless_ended(self, step: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run ``step``; CallEnded if the call ends first, TimeoutError after ``timeout``."""
+        task = asyncio.ensure_future(step)
+        waiting: set[asyncio.Future[Any]] = {task, self._ended}
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=FIRST)
+        if task in done:
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        if done:
             raise CallEnded(f"call {self.sid} has ended")
-        return await asyncio.wait_for(tap.sink.get(), timeout)
+        raise TimeoutError(f"no audio exchanged with call {self.sid} for {timeout} s")
 
 
 class Invitation:

@@ -150,8 +150,9 @@ class SimplePeer:
         for call in live:
             with contextlib.suppress(SessionNotFound):
                 await self.client.hangup(call.sid)
-        if live:
-            await asyncio.wait([asyncio.ensure_future(c.wait_ended()) for c in live], timeout=2)
+        waits = [asyncio.ensure_future(c.wait_ended()) for c in live]
+        if waits:
+            await asyncio.wait(waits, timeout=2)
         for component in (self._edge, self._worker, self._media):
             if component is not None:
                 component.stop()
@@ -160,11 +161,13 @@ class SimplePeer:
         running = self._tasks[:3]
         if running:
             await asyncio.wait(running, timeout=timeout)
-        for task in self._tasks:
+        for task in [*waits, *self._tasks]:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        leftovers = [*waits, *self._tasks]
+        if leftovers:
+            _, stuck = await asyncio.wait(leftovers, timeout=timeout)
+            if stuck:
+                log.warning("%s: %d task(s) did not stop: %s", self.name, len(stuck), stuck)
         self._tasks = []
         if self._client is not None:
             await delete_namespace(self._client.redis, self.namespace)
