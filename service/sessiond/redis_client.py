@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -58,9 +59,16 @@ class FastSSLConnection(_FastPack, SSLConnection):
 _EMBEDDED_SERVER: Any = None
 
 
+def is_cluster(client: Any) -> bool:
+    return isinstance(client, RedisCluster)
+
+
 def connect(url: str | None, **kwargs: Any) -> Any:
     """An asyncio Redis client with ``decode_responses=False``. Every embedded client in one
-    process talks to the same in-process server, so in-process components share one store."""
+    process talks to the same in-process server, so in-process components share one store.
+
+    ``redis-cluster://host:port`` (or ``rediss-cluster://``) connects to a Redis Cluster
+    through any of its nodes."""
     global _EMBEDDED_SERVER
     if url in (None, "", EMBEDDED):
         import fakeredis
@@ -79,6 +87,10 @@ def connect(url: str | None, **kwargs: Any) -> Any:
         "health_check_interval": 15,
         **kwargs,
     }
+    if url.startswith(("redis-cluster://", "rediss-cluster://")):
+        plain = url.replace("-cluster://", "://", 1)
+        options.pop("health_check_interval")
+        return RedisCluster.from_url(plain, **options)
     if not url.startswith("unix:"):
         options["connection_class"] = (
             FastSSLConnection if url.startswith("rediss:") else FastConnection

@@ -20,6 +20,14 @@ from sessiond.redis_client import RETRYABLE
 T = TypeVar("T")
 
 
+async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them to end. Unlike awaiting each one under
+    ``suppress(CancelledError)``, a cancellation of the caller itself still propagates."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
 async def ensure_groups(redis: Any, streams: list[str], group: str, start: str = "0") -> None:
     """Create ``group`` on each stream (and the stream), if it is not there yet."""
     for stream in streams:

@@ -45,7 +45,7 @@ from sessiond.router import (
 )
 from sessiond.store import Store
 from sessiond.store.store import decode_event, encode_event
-from sessiond.streams import ensure_groups, retrying
+from sessiond.streams import cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.worker")
 GROUP = "workers"
@@ -128,16 +128,20 @@ class Worker:
         """Run until :meth:`stop` (or a drain request); then finish in-flight work."""
         await self._retrying(self.ensure_groups)
         await self._retrying(self.applier.tables.publish)
-        loops = [self._consume(), self._reclaim_loop(), self._timer_loop(), self._heartbeat()]
-        tasks = [asyncio.create_task(loop) for loop in loops]
-        await self.stopping.wait()
-        # the consume loop finishes its batch and returns; the others are only waiting
-        await asyncio.wait({tasks[0]}, timeout=30)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # One reader over all partitions; in a Redis Cluster, where one XREADGROUP cannot
+        # span slots, one reader per partition.
+        groups = [[s] for s in self._streams] if self.store.cluster else [self._streams]
+        readers = [asyncio.create_task(self._consume(streams)) for streams in groups]
+        helpers = [
+            asyncio.create_task(loop)
+            for loop in (self._reclaim_loop(), self._timer_loop(), self._heartbeat())
+        ]
+        try:
+            await self.stopping.wait()
+            # the readers finish the batch in hand and return; the helpers are only waiting
+            await asyncio.wait(readers, timeout=30)
+        finally:
+            await cancel_and_wait(readers + helpers)
         with contextlib.suppress(*RETRYABLE):
             await self.redis.delete(self.keys.heartbeat("worker", self.name))
             await self.redis.zrem(self.keys.processes("worker"), self.name)
@@ -162,16 +166,16 @@ class Worker:
         )
 
     # -- the loops ------------------------------------------------------------------------
-    async def _consume(self) -> None:
+    async def _consume(self, streams: list[str]) -> None:
         while not self.stopping.is_set():
-            await self._retrying(self.consume_once)
+            await self._retrying(lambda: self.consume_once(streams))
 
-    async def consume_once(self) -> int:
+    async def consume_once(self, streams: list[str] | None = None) -> int:
         """Read one batch of new entries, process it, ack it. Returns the entry count."""
         reply = await self.redis.xreadgroup(
             GROUP,
             self.name,
-            {s: ">" for s in self._streams},
+            {s: ">" for s in streams or self._streams},
             count=self.batch,
             block=self.block_ms,
         )

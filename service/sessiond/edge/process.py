@@ -68,7 +68,7 @@ from sessiond.sip.transaction import TransactionLayer, server_key
 from sessiond.sip.validate import check_loop, validate_request
 from sessiond.store.keys import Keys
 from sessiond.store.store import encode_event
-from sessiond.streams import ensure_groups, retrying
+from sessiond.streams import cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.edge")
 GROUP = "edge"
@@ -144,18 +144,22 @@ class Edge:
 
     async def run(self) -> None:
         await self.start()
-        loops = [self._commands(), self._flusher(), self._timers(), self._heartbeat()]
+        # one command reader per stream: the two streams live in different cluster slots
+        loops = [
+            *(self._commands(s) for s in self._streams),
+            self._flusher(),
+            self._timers(),
+            self._heartbeat(),
+        ]
         tasks = [asyncio.create_task(loop) for loop in loops]
-        await self.stopping.wait()
-        await asyncio.sleep(0.05)  # let the flusher publish what is queued
-        if self._early_task is not None:
-            tasks.append(self._early_task)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self.transports.close()
+        try:
+            await self.stopping.wait()
+            await asyncio.sleep(0.05)  # let the flusher publish what is queued
+        finally:
+            if self._early_task is not None:
+                tasks.append(self._early_task)
+            await cancel_and_wait(tasks)
+            self.transports.close()
         with contextlib.suppress(Exception):
             await self.redis.delete(self.keys.heartbeat("edge", self.name))
             await self.redis.zrem(self.keys.processes("edge"), self.name)
@@ -427,10 +431,10 @@ class Edge:
         self.duties.sent_ack(key, raw, transport, peer, time.monotonic())
 
     # -- loops ----------------------------------------------------------------------------
-    async def _commands(self) -> None:
+    async def _commands(self, stream: str) -> None:
         while not self.stopping.is_set():
             await retrying(
-                self._commands_once,
+                lambda: self._commands_once(stream),
                 stopping=self.stopping,
                 recreate_groups=self.start_groups,
                 log=log,
@@ -440,9 +444,9 @@ class Edge:
         """Groups start at the stream's end: commands older than any edge are stale."""
         await ensure_groups(self.redis, self._streams, GROUP, start="$")
 
-    async def _commands_once(self) -> None:
+    async def _commands_once(self, stream: str) -> None:
         reply = await self.redis.xreadgroup(
-            GROUP, self.name, {s: ">" for s in self._streams}, count=self.command_batch, block=50
+            GROUP, self.name, {stream: ">"}, count=self.command_batch, block=50
         )
         if not reply:
             if self._poll:

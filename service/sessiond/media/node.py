@@ -50,7 +50,7 @@ from sessiond.media.sdp import Codec
 from sessiond.redis_client import RETRYABLE
 from sessiond.store import Keys
 from sessiond.store.store import encode_event
-from sessiond.streams import ensure_groups, retrying
+from sessiond.streams import cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.media")
 GROUP = "media"
@@ -132,20 +132,18 @@ class MediaNode:
             asyncio.create_task(loop)
             for loop in (self._reclaim_loop(), self._heartbeat(), self._publisher(), self._ticker())
         ]
-        await self.draining.wait()
-        log.info("media node %s draining: %d legs", self.name, len(self.executor.legs))
-        await asyncio.wait({pool}, timeout=5)
-        deadline = time.monotonic() + self.drain_timeout
-        while self.executor.legs and not self.stopping.is_set() and time.monotonic() < deadline:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), 0.1)
-        self.stopping.set()
-        await asyncio.wait({own}, timeout=5)
-        for task in [own, pool, *helpers]:
-            task.cancel()
-        for task in [own, pool, *helpers]:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        try:
+            await self.draining.wait()
+            log.info("media node %s draining: %d legs", self.name, len(self.executor.legs))
+            await asyncio.wait({pool}, timeout=5)
+            deadline = time.monotonic() + self.drain_timeout
+            while self.executor.legs and not self.stopping.is_set() and time.monotonic() < deadline:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), 0.1)
+            self.stopping.set()
+            await asyncio.wait({own}, timeout=5)
+        finally:
+            await cancel_and_wait([own, pool, *helpers])
         self.executor.close_all("shutdown")
         await self._final_flush()
         log.info("media node %s stopped after %d ticks", self.name, self.ticks)

@@ -8,6 +8,7 @@ died between the transition and the emission) goes exactly where the first one w
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from redis.exceptions import NoScriptError
 
 from sessiond.engine import Command, Decision, Event
 from sessiond.errors import StoreError
+from sessiond.redis_client import is_cluster
 from sessiond.store.keys import Keys
 from sessiond.store.scripts import register
 
@@ -69,6 +71,7 @@ class Store:
         self.history_maxlen = history_maxlen
         self.stream_maxlen = stream_maxlen
         self.scripts = register(redis)
+        self.cluster = is_cluster(redis)
 
     # -- reads ------------------------------------------------------------------------------
     async def get(self, sid: str) -> dict[str, str] | None:
@@ -159,20 +162,16 @@ class Store:
         ]
 
     async def _eval_many(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """EVALSHA each call in one pipeline; on NOSCRIPT (Redis restarted or failed over),
-        load the script and run the calls that missed it again."""
-        pipe = self.redis.pipeline(transaction=False)
-        for keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        replies = await pipe.execute(raise_on_error=False)
+        """EVALSHA each call in one pipeline (in a Redis Cluster, where pipelines may not
+        carry scripts, as concurrent requests, each to the node of its slot); on NOSCRIPT
+        (Redis restarted or failed over), load the script and run the calls that missed it
+        again."""
+        replies = await self._evalsha(script, calls)
         missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missed:
             await self.redis.script_load(script.script)
-            pipe = self.redis.pipeline(transaction=False)
-            for i in missed:
-                keys, args = calls[i]
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
-            for i, reply in zip(missed, await pipe.execute(raise_on_error=False), strict=True):
+            again = await self._evalsha(script, [calls[i] for i in missed])
+            for i, reply in zip(missed, again, strict=True):
                 replies[i] = reply
         for reply in replies:
             if isinstance(reply, Exception):
@@ -214,6 +213,19 @@ class Store:
     async def pop_timers(self, partition: int, now: float, limit: int = 256) -> int:
         keys = [self.keys.timers(partition), self.keys.events(partition)]
         return int(await self.scripts.pop_timers(keys=keys, args=[now, limit, self.stream_maxlen]))
+
+    async def _evalsha(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+        if self.cluster:
+            return list(
+                await asyncio.gather(
+                    *(self.redis.evalsha(script.sha, len(k), *k, *a) for k, a in calls),
+                    return_exceptions=True,
+                )
+            )
+        pipe = self.redis.pipeline(transaction=False)
+        for keys, args in calls:
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+        return list(await pipe.execute(raise_on_error=False))
 
     async def pop_all_timers(self, now: float, limit: int = 256) -> int:
         """:meth:`pop_timers` for every partition, in one round trip."""
@@ -306,13 +318,11 @@ def _apply_result(reply: Any, outbox: bytes) -> ApplyResult:
 
 async def delete_namespace(redis: Any, namespace: str) -> int:
     """Delete every key under ``namespace:`` (benchmarks and tests clean up with this)."""
-    cursor, deleted = 0, 0
-    while True:
-        cursor, keys = await redis.scan(cursor, match=f"{namespace}:*", count=1000)
-        if keys:
-            deleted += int(await redis.delete(*keys))
-        if cursor == 0:
-            return deleted
+    keys = [k async for k in redis.scan_iter(match=f"{namespace}:*", count=1000)]
+    deleted = 0
+    for i in range(0, len(keys), 1000):
+        deleted += int(await redis.delete(*keys[i : i + 1000]))
+    return deleted
 
 
 def encode_event(event: Event) -> dict[str, Any]:
