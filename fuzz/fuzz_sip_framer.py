@@ -3,21 +3,8 @@ byte seeds the cut sizes), every framed message parsed. Usage as the other targe
 
 from __future__ import annotations
 
-import random
-
 from _target import contracts, main
-
-
-def chunks_of(data: bytes) -> list[bytes]:
-    if not data:
-        return []
-    rng = random.Random(data[0])
-    rest, out, pos = data[1:], [], 0
-    while pos < len(rest):
-        size = rng.choice((1, 2, 3, 7, 64, 500, 4096))
-        out.append(rest[pos : pos + size])
-        pos += size
-    return out
+from fuzz_sip_framer_chunks import chunks_of
 
 
 def test_one_input(data: bytes) -> None:

@@ -98,6 +98,9 @@ class Edge:
         rate_limit: float = 50.0,
         rate_burst: float = 100.0,
         max_message: int = MAX_MESSAGE,
+        tcp_idle_timeout: float = 300.0,
+        tcp_message_timeout: float = 32.0,
+        max_connections: int = 10_000,
     ) -> None:
         self.max_message = max_message
         self.redis = redis
@@ -106,7 +109,13 @@ class Edge:
         self.listen = listen
         self.timers = timers or TimerConfig()
         self.layer = TransactionLayer(self.timers)
-        self.transports = Transports(self.on_message, on_drop=self._dropped)
+        self.transports = Transports(
+            self.on_message,
+            idle_timeout=tcp_idle_timeout,
+            message_timeout=tcp_message_timeout,
+            max_connections=max_connections,
+            on_drop=self._dropped,
+        )
         self.limiter = SourceRateLimiter(rate_limit, rate_burst)
         self.command_batch = command_batch
         self.locals: dict[str, Local] = {}
@@ -193,6 +202,9 @@ class Edge:
         try:
             validate_request(req, max_size=self.max_message, size=len(data))
             check_loop(req, [(local.host, local.port) for local in self.locals.values()])
+            if req.method == "INVITE" and req.body and req.content_type != "application/sdp":
+                # 8.2.3: a body we cannot read is refused, not taken for an offerless INVITE
+                raise SipParseError(415, "Only application/sdp", (("Accept", "application/sdp"),))
         except SipParseError as exc:
             self._stateless_error(data, transport, source, exc)
             return False

@@ -4,7 +4,10 @@ Each listener hands complete messages to ``on_message(data, transport, source)``
 datagram as it came, a TCP byte stream cut into messages by the sans-I/O
 :class:`~sessiond.sip.framing.StreamFramer` (Content-Length framing, bounded buffers).
 Sending over TCP reuses the connection the peer opened (responses go back on it) or opens one.
-Connections idle for ``idle_timeout`` seconds are closed; at most ``max_connections`` are kept.
+Connections idle for ``idle_timeout`` seconds are closed, and so are connections that hold a
+partial message for longer than ``message_timeout`` seconds however slowly they trickle bytes
+(a slow sender cannot pin a connection with one byte per idle period); at most
+``max_connections`` are kept, never more than the open-file limit leaves room for.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import socket
 import time
 from collections.abc import Callable
@@ -67,6 +71,7 @@ class _TcpConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
         self.last_seen = time.monotonic()
+        self.partial_since: float | None = None  # when the buffered partial message began
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -84,6 +89,10 @@ class _TcpConnection(asyncio.Protocol):
             if self.transport is not None:
                 self.transport.close()
             return
+        if not self.framer.buffered:
+            self.partial_since = None
+        elif self.partial_since is None or messages:
+            self.partial_since = self.last_seen
         for message in messages:
             self.owner.on_message(message, "TCP", self.peer)
 
@@ -99,12 +108,14 @@ class Transports:
         on_message: OnMessage,
         *,
         idle_timeout: float = 300.0,
+        message_timeout: float = 32.0,
         max_connections: int = 10_000,
         on_drop: Callable[[str], None] | None = None,
     ) -> None:
         self.on_message = on_message
         self.idle_timeout = idle_timeout
-        self.max_connections = max_connections
+        self.message_timeout = message_timeout
+        self.max_connections = min(max_connections, _connection_room())
         self._on_drop = on_drop
         self._udp: dict[int, asyncio.DatagramTransport] = {}  # address family -> socket
         self._tcp: dict[Address, _TcpConnection] = {}
@@ -184,11 +195,20 @@ class Transports:
 
     async def _reap(self) -> None:
         while True:
-            await asyncio.sleep(min(30.0, self.idle_timeout / 2))
-            cutoff = time.monotonic() - self.idle_timeout
-            for conn in [c for c in self._tcp.values() if c.last_seen < cutoff]:
-                if conn.transport is not None:
+            await asyncio.sleep(min(30.0, self.idle_timeout / 2, self.message_timeout / 2))
+            now = time.monotonic()
+            for conn in list(self._tcp.values()):
+                idle = conn.last_seen < now - self.idle_timeout
+                started = conn.partial_since
+                slow = started is not None and started < now - self.message_timeout
+                if (idle or slow) and conn.transport is not None:
+                    self.dropped("tcp-idle" if idle else "tcp-slow")
                     conn.transport.close()
+
+    @property
+    def connections(self) -> int:
+        """TCP connections open now."""
+        return len(self._tcp)
 
     def close(self) -> None:
         if self._reaper is not None:
@@ -200,3 +220,13 @@ class Transports:
         for conn in list(self._tcp.values()):
             if conn.transport is not None:
                 conn.transport.close()
+
+
+def _connection_room(reserve: int = 256) -> int:
+    """Connections the open-file limit leaves room for, after ``reserve`` descriptors for the
+    listeners, Redis, logs and outbound connections (accept() failing with EMFILE would
+    also stop new Redis connections)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 30
+    return max(16, soft - reserve)

@@ -13,6 +13,7 @@ from sessiond.errors import SessiondError
 DEFAULT_REASONS: dict[int, str] = {
     400: "Bad Request",
     413: "Request Entity Too Large",
+    415: "Unsupported Media Type",
     416: "Unsupported URI Scheme",
     420: "Bad Extension",
     482: "Loop Detected",

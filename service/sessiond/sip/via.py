@@ -86,7 +86,9 @@ class Via:
     def rport(self) -> int | None:
         """The ``rport`` value (RFC 3581); ``None`` when absent or valueless."""
         value = get_param(self.params, "rport")
-        return int(value) if value and value.isdigit() else None
+        # isdigit() alone admits "²" and 5000-digit strings, which int() refuses (ValueError)
+        ok = value is not None and 0 < len(value) <= 5 and value.isascii() and value.isdigit()
+        return int(value) if ok else None
 
     @property
     def wants_rport(self) -> bool:
