@@ -188,17 +188,20 @@ class MediaNode:
         return len(entries)
 
     async def process(self, stream: str, entries: list[tuple[bytes, Any]]) -> None:
-        """Execute entries in order, publish what they caused, then ack them."""
-        handled = []
+        """Execute entries in order; then, in one pipeline, publish what they caused and ack
+        them (a node that dies before that leaves them pending for another to claim)."""
+        handled: list[bytes] = []
+        events: list[Event] = []
         async with self._lock:
             for entry_id, fields in entries:
-                if await self._handle(stream, entry_id, fields):
+                if await self._handle(stream, entry_id, fields, events):
                     handled.append(entry_id)
-        if handled:
-            await self.redis.xack(stream, GROUP, *handled)
+        if handled or events:
+            await self._retrying(partial(self.publish, events, (stream, handled)))
 
-    async def _handle(self, stream: str, entry_id: bytes, fields: Any) -> bool:
-        """Execute one entry; False to leave it pending (for another node to claim)."""
+    async def _handle(self, stream: str, entry_id: bytes, fields: Any, events: list[Event]) -> bool:
+        """Execute one entry, adding the events it caused to ``events``; False to leave it
+        pending (for another node to claim)."""
         try:
             cmd = decode_command(fields or {})
         except CommandError as exc:
@@ -212,19 +215,20 @@ class MediaNode:
             log.info("draining: left create %s for another node", cmd.id)
             return False
         status = "ok"
+        caused: list[Event] = []
         try:
-            events = await self._execute(entry_id, cmd)
+            caused = await self._execute(entry_id, cmd)
         except CommandError as exc:
             log.warning("command %s %s refused: %s", cmd.type, cmd.id, exc)
-            events, status = [], "refused"
+            status = "refused"
         except Exception:
             log.exception("command %s %s failed", cmd.type, cmd.id)
-            events, status = [], "error"
+            status = "error"
         self._done[cmd.id] = None
         while len(self._done) > 50_000:
             self._done.popitem(last=False)
         metrics.COMMANDS.labels(cmd.type, status).inc()
-        await self._retrying(partial(self.publish, events))
+        events.extend(caused)
         return True
 
     async def _execute(self, entry_id: bytes, cmd: Any) -> list[Event]:
@@ -255,9 +259,12 @@ class MediaNode:
 
     # -- events ---------------------------------------------------------------------------
 
-    async def publish(self, events: list[Event]) -> None:
-        """XADD events to their sessions' partition streams, in one pipeline."""
-        if not events:
+    async def publish(
+        self, events: list[Event], ack: tuple[str, list[bytes]] | None = None
+    ) -> None:
+        """XADD events to their sessions' partition streams, then (optionally) XACK command
+        entries, in one pipeline."""
+        if not events and not (ack and ack[1]):
             return
         pipe = self.redis.pipeline(transaction=False)
         for event in events:
@@ -269,6 +276,8 @@ class MediaNode:
             fields = encode_event(event)
             pipe.xadd(stream, fields, maxlen=self.stream_maxlen, approximate=True)
             metrics.EVENTS.labels(event.type).inc()
+        if ack and ack[1]:
+            pipe.xack(ack[0], GROUP, *ack[1])
         await pipe.execute()
 
     async def _publisher(self) -> None:
