@@ -56,8 +56,13 @@ def _next_cseq(ctx: Context) -> int:
 
 
 def _check_respond(args: Any) -> str | None:
-    if not isinstance(args, dict) or set(args) - {"code", "reason", "sdp"}:
-        return "expects {code: N, reason: text?, sdp: bool?}"
+    if not isinstance(args, dict) or set(args) - {"code", "reason", "sdp", "contacts"}:
+        return "expects {code: N, reason: text?, sdp: bool?, contacts: from_event|[URI]?}"
+    contacts = args.get("contacts", "from_event")
+    if contacts != "from_event" and not (
+        isinstance(contacts, list) and contacts and all(isinstance(c, str) for c in contacts)
+    ):
+        return "contacts must be 'from_event' or a list of URIs"
     code = args.get("code")
     if code != "from_event" and not (
         isinstance(code, int) and not isinstance(code, bool) and 101 <= code <= 699
@@ -78,6 +83,13 @@ def sip_respond(ctx: Context, args: Any) -> None:
         data["reason"] = args["reason"]
     if args.get("sdp"):
         data["sdp"] = ctx.get("local_sdp")
+    if "contacts" in args:
+        contacts = args["contacts"]
+        if contacts == "from_event":
+            contacts = ctx.event.data.get("contacts") or []
+        if isinstance(contacts, str):
+            contacts = [contacts]
+        data["contacts"] = [str(c) for c in contacts]
     ctx.command("edge", "respond", data)
 
 
@@ -192,6 +204,29 @@ def _check_play(args: Any) -> str | None:
     return None
 
 
+def media_play_saved(ctx: Context, args: Any) -> None:
+    """Play what the session saved (``play_tone`` Hz or ``play_file``, ``play_seconds``):
+    the play-and-hang-up handler stores it on the decision and starts it once answered."""
+    data: dict[str, Any] = {"media_id": ctx.get("media_id")}
+    tone, file, seconds = ctx.get("play_tone"), ctx.get("play_file"), ctx.get("play_seconds")
+    if tone:
+        data["tone"] = float(tone)
+    else:
+        data["file"] = file
+    if seconds:
+        data["seconds"] = float(seconds)
+    ctx.command("media", "play", data)
+
+
+def media_bridge(ctx: Context, args: Any) -> None:
+    """Relay audio between this session's leg and ``other`` (a media id, from the event);
+    both legs must live on the same media node."""
+    other = str(ctx.event.data.get("other", ""))
+    if other and not other.endswith(".m"):
+        other = f"{other}.m"  # a session id: its leg is <sid>.m
+    ctx.command("media", "bridge", {"media_id": ctx.get("media_id"), "other": other})
+
+
 _PLAY = ("tone", "file", "seconds", "loop")
 _RECORD = ("path", "direction")
 _DTMF = ("digits", "duration_ms")
@@ -254,6 +289,11 @@ ACTIONS: dict[str, ActionSpec] = {
     "media.send_dtmf": ActionSpec(
         _media_command("send_dtmf", _DTMF), _check_keys(_DTMF, ("digits",)), "send DTMF"
     ),
+    "media.play_saved": ActionSpec(
+        media_play_saved, _no_args, "play the tone or file saved by play-and-hang-up"
+    ),
+    "media.bridge": ActionSpec(media_bridge, _no_args, "relay audio with the event's other leg"),
+    "media.unbridge": ActionSpec(_media_command("unbridge", ()), _no_args, "stop relaying"),
     "save": ActionSpec(save, _check_save, "copy event data into session fields"),
     "end": ActionSpec(record_end, _check_end, "record the end code and reason"),
 }

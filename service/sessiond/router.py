@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sessiond.applier import NewSession
 from sessiond.engine import Event
+from sessiond.handlers import builtin, decide_event
 from sessiond.store.keys import Keys, new_sid
 
 AnswerMode = Literal["auto", "reject", "app"]
@@ -84,12 +85,9 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
 
 
 def answer_event(mode: AnswerMode, invite: Event, sid: str) -> Event | None:
-    """The decision the built-in handler takes on a new incoming call, as an event."""
-    if mode == "auto":
-        return Event(f"{invite.id}:answer", "AcceptCall", {}, sid)
-    if mode == "reject":
-        return Event(f"{invite.id}:answer", "RejectCall", {"code": 603}, sid)
-    return None
+    """The decision the built-in handler ``mode`` takes on a new incoming call, as an event
+    (see :mod:`sessiond.handlers` for custom handlers and the routing file)."""
+    return decide_event(builtin(mode), invite, sid)
 
 
 def fallback_response(event: Event, status: str, state: str) -> dict[str, Any] | None:

@@ -37,6 +37,12 @@ PRODUCED: Final[dict[str, str]] = {
     "Record": "app: record the call to a WAV file (data: path, direction in/out/both)",
     "StopRecord": "app: close the recording",
     "SendDtmf": "app: send DTMF digits (data: digits, duration_ms)",
+    "Bridge": "app: relay audio with another session's leg (data: other = its media id)",
+    "Unbridge": "app: stop relaying audio",
+    # signaling handler (the worker, on a new incoming call)
+    "DeferCall": "handler: ask the application, 480 after the Deferred state's timeout",
+    "RedirectCall": "handler: answer 302 (data: contacts, a list of SIP URIs)",
+    "PlayAndHangup": "handler: answer, play, hang up (data: tone | file, seconds)",
 }
 
 # Events a table may publish to the application stream.
@@ -75,5 +81,8 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "txn",
         "end_code",
         "end_reason",
+        "play_tone",
+        "play_file",
+        "play_seconds",
     }
 )

@@ -35,9 +35,9 @@ from sessiond import metrics
 from sessiond.applier import Applier, Handled, Work
 from sessiond.engine import Event
 from sessiond.redis_client import RETRYABLE, is_embedded
+from sessiond.handlers import CallHandler, Reject, builtin, decide_event, decision_event
 from sessiond.router import (
     AnswerMode,
-    answer_event,
     fallback_response,
     new_uac,
     new_uas,
@@ -102,6 +102,7 @@ class Worker:
         *,
         name: str | None = None,
         answer: AnswerMode = "auto",
+        handler: CallHandler | None = None,
         batch: int = 256,
         block_ms: int = 100,
         claim_idle_ms: int = 1500,
@@ -113,6 +114,8 @@ class Worker:
         self.keys = applier.store.keys
         self.name = name or default_name("worker")
         self.answer = answer
+        #: decides every new incoming call (default: the built-in handler for ``answer``)
+        self.handler: CallHandler = handler or builtin(answer)
         self.batch = batch
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
@@ -356,7 +359,7 @@ class Worker:
                 and item.new is not None
                 and result.status in ("created", "duplicate")
             ):
-                decision = answer_event(self.answer, event, result.sid)
+                decision = self._decide(event, result.sid)
                 if decision is not None:
                     stream = self.keys.events(self.keys.partition_of(result.sid))
                     pipe.xadd(
@@ -377,6 +380,15 @@ class Worker:
             pipe.xack(self._streams[partition], GROUP, *ids)
             added += 1
         return added
+
+    def _decide(self, invite: Event, sid: str) -> Event | None:
+        """The handler's decision on a new call, as an event; a handler that raises (or
+        returns something else than a decision) rejects the call with 500."""
+        try:
+            return decide_event(self.handler, invite, sid)
+        except Exception:
+            log.exception("handler %r failed on %s: answering 500", self.handler, invite.id)
+            return decision_event(Reject(500), invite, sid)
 
     def _fallback(self, pipe: Any, event: Event, status: str, state: str) -> int:
         data = fallback_response(event, status, state)

@@ -186,6 +186,9 @@ def build_response(
     code = int(cmd["code"])
     if req.method == "INVITE" and 101 <= code < 300:
         extra.append(("Contact", local.contact()))
+    contacts = cmd.get("contacts")
+    if 300 <= code < 400 and isinstance(contacts, list) and contacts:
+        extra.append(("Contact", ", ".join(_name_addr(str(c)) for c in contacts)))
     body = str(cmd.get("sdp") or "").encode()
     if body:
         extra.append(("Content-Type", "application/sdp"))
