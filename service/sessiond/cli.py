@@ -118,6 +118,17 @@ def _worker_options(parser: argparse.ArgumentParser, *, answer: str) -> None:
         default=answer,
         help="a new incoming call: answer it, reject it, or ask the application",
     )
+    decide = parser.add_mutually_exclusive_group()
+    decide.add_argument(
+        "--handler",
+        default=None,
+        help="a custom signaling handler class, package.module:ClassName (replaces --answer)",
+    )
+    decide.add_argument(
+        "--routes",
+        default=None,
+        help="a YAML routing file (rules on To/From/headers; its default, else --answer)",
+    )
     parser.add_argument(
         "--table",
         action="append",

@@ -19,8 +19,10 @@ from typing import Any
 from sessiond import metrics
 from sessiond.applier import Applier
 from sessiond.errors import TableError
+from sessiond.handlers import CallHandler, builtin, load_handler
 from sessiond.redis_client import connect
 from sessiond.resources import default_table_path
+from sessiond.routes import RoutesError, load_routes
 from sessiond.store import Keys, Store
 from sessiond.table import Table, load_table
 from sessiond.tables import TableSet
@@ -52,6 +54,38 @@ def on_signals(stop: Callable[[], None]) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop)
+
+
+def load_handler_option(args: argparse.Namespace, tables: list[Table]) -> CallHandler | None:
+    """The signaling handler from ``--handler``/``--routes`` (``--answer`` otherwise); None
+    after printing the problems (an import error, ``file:line`` messages of the routes)."""
+    fallback = builtin(args.answer)
+    try:
+        if getattr(args, "handler", None):
+            return load_handler(args.handler)
+        if getattr(args, "routes", None):
+            routes = load_routes(args.routes, fallback)
+            problems = [p for table in tables[:1] for p in routes.check_table(table)]
+            if problems:
+                raise RoutesError(problems)
+            return routes
+    except RoutesError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return None
+    except ValueError as exc:
+        print(f"sessiond: --handler: {exc}", file=sys.stderr)
+        return None
+    return fallback
+
+
+def _handler_args(args: argparse.Namespace) -> list[str]:
+    """``--handler``/``--routes`` again, for worker subprocesses."""
+    if getattr(args, "handler", None):
+        return ["--handler", args.handler]
+    if getattr(args, "routes", None):
+        return ["--routes", args.routes]
+    return []
 
 
 def run_edge(args: argparse.Namespace) -> int:
@@ -89,6 +123,9 @@ def run_worker(args: argparse.Namespace) -> int:
     tables = load_tables(args.table)
     if tables is None:
         return 2
+    handler = load_handler_option(args, tables)
+    if handler is None:
+        return 2
 
     metrics.serve(args.metrics_port)
 
@@ -100,7 +137,7 @@ def run_worker(args: argparse.Namespace) -> int:
             store = Store(redis, keys, worker=args.name or "")
             applier = Applier(store, TableSet(tables, redis, keys))
             name = f"{args.name}-{n}" if args.name and args.concurrency > 1 else args.name
-            workers.append(Worker(applier, name=name, answer=args.answer))
+            workers.append(Worker(applier, name=name, answer=args.answer, handler=handler))
         for w in workers:
             w.store.worker = w.name
 
@@ -129,6 +166,9 @@ def run_all(args: argparse.Namespace) -> int:
     tables = load_tables(args.table)
     if tables is None:
         return 2
+    handler = load_handler_option(args, tables)
+    if handler is None:
+        return 2
     try:
         specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
         first, last = parse_range(args.rtp_ports)
@@ -154,7 +194,9 @@ def run_all(args: argparse.Namespace) -> int:
         for n in range(0 if children else args.workers):
             store = Store(redis, keys, worker=f"{base}-w{n}")
             applier = Applier(store, TableSet(tables, redis, keys))
-            workers.append(Worker(applier, name=f"{base}-w{n}", answer=args.answer))
+            workers.append(
+                Worker(applier, name=f"{base}-w{n}", answer=args.answer, handler=handler)
+            )
         executor_args = {
             "sdp_address": args.address,
             "codecs": available_codecs(),
@@ -204,6 +246,7 @@ def _spawn_workers(args: argparse.Namespace, base: str) -> list[subprocess.Popen
         str(args.partitions),
         "--answer",
         args.answer,
+        *_handler_args(args),
     ]
     for table in args.table:
         command += ["--table", table]

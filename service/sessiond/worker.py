@@ -34,8 +34,8 @@ import msgpack
 from sessiond import metrics
 from sessiond.applier import Applier, Handled, Work
 from sessiond.engine import Event
-from sessiond.redis_client import RETRYABLE, is_embedded
 from sessiond.handlers import CallHandler, Reject, builtin, decide_event, decision_event
+from sessiond.redis_client import RETRYABLE, is_embedded
 from sessiond.router import (
     AnswerMode,
     fallback_response,

@@ -1,0 +1,329 @@
+"""The routing file: a signaling handler for the common cases, written in YAML.
+
+.. code-block:: yaml
+
+    rules:                                  # first match wins
+      - match: {to: "sip:busy@*"}           # glob (fnmatch, case-insensitive) ...
+        do: {reject: 486}
+      - match: {from: "re:^sip:vip-", headers: {contact: "*10.0.0.*"}}   # ... or re:REGEX
+        do: accept
+      - match: {to: "sip:old@*"}
+        do: {redirect: ["sip:new@example.com", "sip:backup@example.com"]}
+      - match: {to: "sip:closed@*"}
+        do: {play: {file: closed.wav}}      # play-and-hang-up; or {tone: 440, seconds: 2}
+      - match: {to: "sip:desk@*"}
+        do: {defer: 20}                     # must equal the table's Deferred timeout
+    default: ring                           # optional; without it the --answer mode decides
+
+``to`` and ``from`` match the URI inside the header (``sip:user@host``, no display name or
+tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``contact``,
+``source``). All conditions of a rule must hold. Actions: ``accept``, ``ring`` (the app
+answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
+``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``.
+
+A defer's time is a state timeout, fixed per table: ``{defer: N}`` is checked against the
+table's ``Deferred`` state when the worker starts (:meth:`Routes.check_table`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sessiond.errors import SessiondError
+from sessiond.handlers import (
+    Accept,
+    CallHandler,
+    Decision,
+    Defer,
+    IncomingCallInfo,
+    PlayAndHangup,
+    Redirect,
+    Reject,
+    Ring,
+)
+from sessiond.table.model import Table
+from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
+
+HEADER_NAMES = frozenset({"from", "to", "contact", "source"})
+_MATCH_KEYS = frozenset({"to", "from", "headers"})
+
+
+class RoutesError(SessiondError):
+    """A routing file is invalid. ``problems`` holds one ``file:line: message`` each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+Matcher = Callable[[str], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One rule: every matcher must accept its field; then ``decision``."""
+
+    line: int
+    matchers: tuple[tuple[str, str, Matcher], ...]  # (field, pattern text, matcher)
+    decision: Decision
+    defer_seconds: float | None = None
+
+    def matches(self, call: IncomingCallInfo) -> bool:
+        """True when every condition of the rule holds for ``call``."""
+        return all(fn(_field(call, name)) for name, _, fn in self.matchers)
+
+
+def uri_of(text: str) -> str:
+    """The URI in a From/To/Contact value: inside <...>, else up to the first ';'."""
+    if "<" in text and ">" in text:
+        return text[text.index("<") + 1 : text.index(">")].strip()
+    return text.split(";", 1)[0].strip()
+
+
+def _field(call: IncomingCallInfo, name: str) -> str:
+    if name == "to":
+        return uri_of(call.to_uri)
+    if name == "from":
+        return uri_of(call.from_uri)
+    return call.headers.get(name.removeprefix("header:"), "")
+
+
+class Routes:
+    """A :class:`~sessiond.handlers.CallHandler` from a routing file: the first matching
+    rule decides; else the file's ``default``; else ``fallback`` (the ``--answer`` mode)."""
+
+    def __init__(
+        self,
+        rules: list[Rule],
+        default: Decision | None = None,
+        fallback: CallHandler | None = None,
+        *,
+        path: str = "<routes>",
+        default_defer: tuple[int, float] | None = None,
+    ) -> None:
+        self.rules = rules
+        self.default = default
+        self.fallback = fallback
+        self.path = path
+        self._default_defer = default_defer  # (line, seconds) of a `default: {defer: N}`
+
+    def decide(self, call: IncomingCallInfo) -> Decision:
+        """The decision of the first rule that matches ``call``."""
+        for rule in self.rules:
+            if rule.matches(call):
+                return rule.decision
+        if self.default is not None:
+            return self.default
+        return self.fallback.decide(call) if self.fallback is not None else Ring()
+
+    def check_table(self, table: Table) -> list[str]:
+        """Problems (``file:line: message``) of ``{defer: N}`` against ``table``."""
+        defers = [(r.line, r.defer_seconds) for r in self.rules if r.defer_seconds is not None]
+        if self._default_defer is not None:
+            defers.append(self._default_defer)
+        uses_defer = any(isinstance(r.decision, Defer) for r in self.rules) or isinstance(
+            self.default, Defer
+        )
+        state = table.states.get("Deferred")
+        timeout = state.timeout if state is not None else None
+        if timeout is None:
+            if uses_defer:
+                return [f"{self.path}:1: table {table.name} has no Deferred state with a timeout"]
+            return []
+        return [
+            f"{self.path}:{line}: defer {seconds:g} s, but table {table.name} defers "
+            f"{timeout.seconds:g} s (its Deferred state's timeout)"
+            for line, seconds in defers
+            if seconds != timeout.seconds
+        ]
+
+
+def load_routes(path: str | Path, fallback: CallHandler | None = None) -> Routes:
+    """Load and validate a routing file; :class:`RoutesError` lists every problem."""
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RoutesError([f"{name}:1: cannot read: {exc.strerror}"]) from exc
+    return parse_routes(text, name, fallback)
+
+
+def parse_routes(text: str, name: str = "<routes>", fallback: CallHandler | None = None) -> Routes:
+    """Parse routing-file text (see the module docstring)."""
+    try:
+        doc = load_yaml(text)
+    except YamlSourceError as exc:
+        raise RoutesError([f"{name}:{exc.line}: {exc.message}"]) from exc
+    problems: list[str] = []
+
+    def problem(line: int, message: str) -> None:
+        problems.append(f"{name}:{line}: {message}")
+
+    if not isinstance(doc, LineDict):
+        raise RoutesError([f"{name}:1: expected a mapping with rules: and default:"])
+    for key in sorted(set(doc) - {"rules", "default"}, key=str):
+        problem(doc.line_of(key), f"unknown key {key!r} (rules, default)")
+    rules: list[Rule] = []
+    raw_rules = doc.get("rules", [])
+    if not isinstance(raw_rules, LineList):
+        problem(doc.line_of("rules"), "rules must be a list")
+        raw_rules = LineList()
+    for index, raw in enumerate(raw_rules):
+        rule = _rule(raw, raw_rules.line_of(index), problem)
+        if rule is not None:
+            rules.append(rule)
+    default: Decision | None = None
+    default_defer: tuple[int, float] | None = None
+    if "default" in doc:
+        line = doc.line_of("default")
+        parsed = _decision(doc["default"], line, problem)
+        if parsed is not None:
+            default = parsed[0]
+            if parsed[1] is not None:
+                default_defer = (line, parsed[1])
+    if problems:
+        raise RoutesError(problems)
+    return Routes(rules, default, fallback, path=name, default_defer=default_defer)
+
+
+Problem = Callable[[int, str], None]
+
+
+def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
+    if not isinstance(raw, LineDict):
+        problem(line, "a rule is a mapping with match: and do:")
+        return None
+    for key in sorted(set(raw) - {"match", "do"}, key=str):
+        problem(raw.line_of(key), f"unknown rule key {key!r} (match, do)")
+    if "do" not in raw:
+        problem(line, "rule has no do:")
+        return None
+    matchers = _matchers(raw.get("match", LineDict()), raw.line_of("match"), problem)
+    parsed = _decision(raw["do"], raw.line_of("do"), problem)
+    if matchers is None or parsed is None:
+        return None
+    return Rule(line, tuple(matchers), parsed[0], parsed[1])
+
+
+def _matchers(raw: Any, line: int, problem: Problem) -> list[tuple[str, str, Matcher]] | None:
+    if not isinstance(raw, LineDict) or not raw:
+        problem(line, "match: is a mapping of to / from / headers to patterns")
+        return None
+    out: list[tuple[str, str, Matcher]] = []
+    ok = True
+    for key, value in raw.items():
+        at = raw.line_of(key)
+        if key not in _MATCH_KEYS:
+            problem(at, f"cannot match on {key!r} (to, from, headers)")
+            ok = False
+        elif key == "headers":
+            if not isinstance(value, LineDict) or not value:
+                problem(at, "headers: is a mapping of header name to pattern")
+                ok = False
+                continue
+            for header, pattern in value.items():
+                hname = str(header).lower()
+                if hname not in HEADER_NAMES:
+                    problem(
+                        value.line_of(header),
+                        f"header {header!r} is not published by "
+                        f"the edge (one of {', '.join(sorted(HEADER_NAMES))})",
+                    )
+                    ok = False
+                    continue
+                fn = _pattern(pattern, value.line_of(header), problem)
+                ok = ok and fn is not None
+                if fn is not None:
+                    out.append((f"header:{hname}", str(pattern), fn))
+        else:
+            fn = _pattern(value, at, problem)
+            ok = ok and fn is not None
+            if fn is not None:
+                out.append((str(key), str(value), fn))
+    return out if ok else None
+
+
+def _pattern(value: Any, line: int, problem: Problem) -> Matcher | None:
+    if not isinstance(value, str) or not value:
+        problem(line, "a pattern is a non-empty string (a glob, or re:REGEX)")
+        return None
+    if value.startswith("re:"):
+        try:
+            regex = re.compile(value[3:])
+        except re.error as exc:
+            problem(line, f"bad regular expression {value[3:]!r}: {exc}")
+            return None
+        return lambda text: regex.search(text) is not None
+    glob = value.lower()
+    return lambda text: fnmatch.fnmatchcase(text.lower(), glob)
+
+
+def _decision(raw: Any, line: int, problem: Problem) -> tuple[Decision, float | None] | None:
+    """(decision, defer seconds if given) or None after reporting the problem."""
+    simple: dict[str, Decision] = {"accept": Accept(), "ring": Ring(), "defer": Defer()}
+    if isinstance(raw, str) and raw in simple:
+        return simple[raw], None
+    if not isinstance(raw, Mapping) or len(raw) != 1:
+        problem(
+            line,
+            "do: is accept, ring, defer, or one of {reject: CODE}, {defer: SECONDS}, "
+            "{redirect: URIS}, {play: {...}}",
+        )
+        return None
+    ((kind, arg),) = raw.items()
+    builders: dict[str, Callable[[Any], tuple[Decision, float | None]]] = {
+        "reject": lambda a: (Reject(_int(a)), None),
+        "defer": lambda a: (Defer(), _seconds(a)),
+        "redirect": lambda a: (Redirect(_uris(a)), None),
+        "play": lambda a: (_play(a), None),
+    }
+    build = builders.get(str(kind))
+    if build is None:
+        problem(line, f"unknown action {kind!r} (accept, ring, defer, reject, redirect, play)")
+        return None
+    try:
+        return build(arg)
+    except (TypeError, ValueError) as exc:
+        problem(line, f"{kind}: {exc}")
+        return None
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a SIP code (400-699), not {value!r}")
+    return value
+
+
+def _seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ValueError(f"expected a positive number of seconds, not {value!r}")
+    return float(value)
+
+
+def _uris(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(
+        isinstance(u, str) and u.startswith(("sip:", "sips:", "tel:")) for u in items
+    ):
+        raise ValueError("expected a SIP URI or a list of them (sip:, sips:, tel:)")
+    return tuple(items)
+
+
+def _play(value: Any) -> PlayAndHangup:
+    if not isinstance(value, Mapping) or set(value) - {"tone", "file", "seconds"}:
+        raise ValueError("expected {tone: HZ, seconds: S} or {file: PATH, seconds: S?}")
+    tone, file, seconds = value.get("tone"), value.get("file"), value.get("seconds")
+    if tone is not None and (isinstance(tone, bool) or not isinstance(tone, int | float)):
+        raise ValueError("tone is a frequency in Hz")
+    if file is not None and not isinstance(file, str):
+        raise ValueError("file is a WAV path")
+    return PlayAndHangup(
+        tone=float(tone) if tone is not None else None,
+        file=str(Path(file).resolve()) if file is not None else None,
+        seconds=_seconds(seconds) if seconds is not None else None,
+    )
