@@ -291,19 +291,17 @@ def test_header_repeated_thousands_of_times(service: Service) -> None:
         return got
 
     got = under_attack(service, attack)
-    assert (
-        got
-        == {
-            "unknown": [200],
-            "via": [200],
-            "route": [200],
-            "max-forwards": [400],  # Multiple Max-Forwards headers
-            # 2,500 Contacts: the edge accepts it (100 Trying) and the process stays up, but no
-            # final answer comes within a second (see docs/security.md, "Not yet defended")
-            "contact": got.get("contact", [])[:1] or [0],
-        }
-    )
-    assert got["contact"][0] == 100
+    contact = got.pop("contact", [])
+    assert got == {
+        "unknown": [200],
+        "via": [200],
+        "route": [200],
+        "max-forwards": [400],  # Multiple Max-Forwards headers
+    }
+    # 2,500 Contacts: a call like any other; its 200 may come after the second we listen
+    # when the machine is loaded, so only what came is checked
+    assert contact[:1] == [100]
+    assert set(contact) <= {100, 180, 200}
 
 
 def test_invite_flood_from_one_source_gets_503_retry_after(service: Service) -> None:
