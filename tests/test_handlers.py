@@ -1,0 +1,356 @@
+"""Every signaling-handler decision over real SIP: ``sessiond run --redis`` with a routing
+file (or a custom handler class), sipp as the caller, and a Client as the application.
+
+One service per module serves the routing-file tests: rules by To user pick the decision
+(busy -> 486, desk -> defer, old -> redirect, closed -> play-and-hang-up, default accept).
+Its table is the default one with a 2 s Deferred timeout, so the routes say ``defer: 2``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from sessiond import Client
+from sessiond.redis_client import connect
+from sessiond.resources import default_table_path
+from sessiond.store.store import delete_namespace
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.timeout(45),
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
+DEFER_SECONDS = 2
+
+ROUTES = f"""
+rules:
+  - match: {{to: "sip:busy@*"}}
+    do: {{reject: 486}}
+  - match: {{to: "re:^sip:desk@"}}
+    do: {{defer: {DEFER_SECONDS}}}
+  - match: {{to: "sip:old@*", headers: {{contact: "*sipp*"}}}}
+    do: {{redirect: ["sip:new@example.com", "sip:backup@example.org"]}}
+  - match: {{to: "sip:closed@*"}}
+    do: {{play: {{tone: 440, seconds: 1}}}}
+default: accept
+"""
+
+HANDLER_MODULE = '''
+from sessiond.handlers import Accept, Reject
+
+
+class VipOnly:
+    """Accept calls to vip@..., refuse the others with 403."""
+
+    def decide(self, call):
+        return Accept() if call.to_uri.split("@")[0].endswith("vip") else Reject(403)
+'''
+
+INVITE = """  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: sip:sipp@[local_ip]:[local_port]
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+"""
+
+ACK = """  <send><![CDATA[
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+"""
+
+
+def refused(code: int, check: str = "") -> str:
+    """A caller that expects a final ``code`` (``check``: actions run on that response)."""
+    recv = f'  <recv response="{code}"/>\n'
+    if check:  # sipp refuses a variable that is assigned but never referenced
+        recv = f'  <recv response="{code}">{check}</recv>\n  <Reference variables="c"/>\n'
+    return f'<?xml version="1.0"?>\n<scenario name="uac {code}">\n{INVITE}{recv}{ACK}</scenario>\n'
+
+
+# The 302 must carry both contacts in its Contact header.
+REDIRECT_CHECK = (
+    '<action><ereg regexp="sip:new@example.com.*sip:backup@example.org" search_in="hdr" '
+    'header="Contact:" check_it="true" assign_to="c"/></action>'
+)
+
+# A caller that is answered, then receives a BYE from the service (play-and-hang-up).
+ANSWERED_THEN_BYE = (
+    '<?xml version="1.0"?>\n<scenario name="answered then BYE">\n'
+    + INVITE
+    + '  <recv response="200" rtd="true"/>\n'
+    + ACK
+    + """  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"""
+)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Service:
+    """``sessiond run --redis URL`` with the given decision options, in a subprocess."""
+
+    def __init__(self, redis_url: str, tmp: Path, *options: str) -> None:
+        self.namespace = f"h{uuid.uuid4().hex[:8]}"
+        self.redis_url = redis_url
+        self.port = free_port()
+        self.tmp = tmp
+        self._log = open(tmp / "sessiond.log", "wb")  # noqa: SIM115 - closed in stop()
+        base = 24000 + (os.getpid() % 100) * 40
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "sessiond", "run", "--redis", redis_url, *options]
+            + ["--namespace", self.namespace, "--rtp-ports", f"{base}-{base + 39}"]
+            + ["--listen", f"udp:127.0.0.1:{self.port}", "--rate-limit", "1000"],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+            cwd=tmp,
+        )
+        self._wait_listening()
+
+    def _wait_listening(self, timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            msg = (
+                f"OPTIONS sip:127.0.0.1:{self.port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{s.getsockname()[1]};branch=z9hG4bK-w\r\n"
+                "From: <sip:p@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe\r\n"
+                "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+            s.settimeout(0.3)
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                s.sendto(msg, ("127.0.0.1", self.port))
+                try:
+                    if s.recv(4096).startswith(b"SIP/2.0 200"):
+                        return
+                except OSError:
+                    pass
+        raise RuntimeError(f"sessiond run did not start:\n{self.log()}")
+
+    def log(self) -> str:
+        return (self.tmp / "sessiond.log").read_text(errors="replace")[-3000:]
+
+    def client(self, group: str) -> Client:
+        return Client(self.redis_url, namespace=self.namespace, group=group)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self._log.close()
+
+
+async def sipp(service: Service, user: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """One sipp call to ``user`` at the service (bounded); args: the scenario options."""
+    command = ["sipp", "-nostdin", "-timeout", "25", "-p", str(free_port())]
+    command += ["-mp", str(free_port()), "-m", "1", "-s", user, *args]
+    command += [f"127.0.0.1:{service.port}"]
+    return await asyncio.to_thread(
+        subprocess.run,
+        command,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=service.tmp,
+        check=False,
+    )
+
+
+def succeeded(result: subprocess.CompletedProcess[str]) -> bool:
+    return result.returncode == 0 and "Successful call" in result.stdout
+
+
+async def scenario(service: Service, user: str, text: str) -> subprocess.CompletedProcess[str]:
+    path = service.tmp / f"{user}-{uuid.uuid4().hex[:6]}.xml"
+    path.write_text(text)
+    return await sipp(service, user, "-sf", str(path))
+
+
+async def ended_session(service: Service, to_user: str) -> dict[str, str]:
+    """The one ended session whose local URI names ``to_user``."""
+    redis = connect(service.redis_url)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            async for key in redis.scan_iter(match=f"{service.namespace}:*:session:*"):
+                raw = await redis.hgetall(key)
+                session = {k.decode(): v.decode() for k, v in raw.items()}
+                if (
+                    f"{to_user}@" in session.get("local_uri", "")
+                    and session.get("state") == "Terminated"
+                ):
+                    return session
+            await asyncio.sleep(0.1)
+    finally:
+        await redis.aclose()
+    raise AssertionError(f"no ended session for {to_user}:\n{service.log()}")
+
+
+@pytest.fixture(scope="module")
+def routed(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    tmp = tmp_path_factory.mktemp("routed")
+    table = tmp / "short_defer.yaml"
+    text = default_table_path().read_text()
+    short = text.replace("{after: 20, event: DeferTimeout}", "{after: 2, event: DeferTimeout}")
+    assert short != text
+    table.write_text(short)
+    (tmp / "routes.yaml").write_text(ROUTES)
+    service = Service(redis_url, tmp, "--routes", "routes.yaml", "--table", str(table))
+    yield service
+    service.stop()
+    asyncio.run(_cleanup(redis_url, service.namespace))
+
+
+async def _cleanup(redis_url: str, namespace: str) -> None:
+    redis = connect(redis_url)
+    await delete_namespace(redis, namespace)
+    await redis.aclose()
+
+
+async def test_default_rule_accepts(routed: Service) -> None:
+    result = await sipp(routed, "anyone", "-sn", "uac", "-d", "200")
+    assert succeeded(result), result.stdout[-1500:] + routed.log()
+    session = await ended_session(routed, "anyone")
+    assert session["end_reason"] == "remote hangup"
+
+
+async def test_rule_rejects_486(routed: Service) -> None:
+    result = await scenario(routed, "busy", refused(486))
+    assert succeeded(result), result.stdout[-1500:] + routed.log()
+    assert (await ended_session(routed, "busy"))["end_code"] == "486"
+
+
+async def test_redirect_answers_302_with_the_contacts(routed: Service) -> None:
+    result = await scenario(routed, "old", refused(302, REDIRECT_CHECK))
+    assert succeeded(result), result.stdout[-1500:] + routed.log()
+    session = await ended_session(routed, "old")
+    assert (session["end_code"], session["end_reason"]) == ("302", "redirected")
+
+
+async def test_redirect_contact_check_can_fail(routed: Service) -> None:
+    """The ereg check is real: a Contact the 302 does not carry fails the sipp call."""
+    wrong = REDIRECT_CHECK.replace("sip:new@example.com", "sip:nobody@example.net")
+    result = await scenario(routed, "old", refused(302, wrong))
+    assert not succeeded(result)
+
+
+async def test_defer_answered_by_the_app(routed: Service) -> None:
+    async with routed.client(f"g{uuid.uuid4().hex[:6]}") as client:
+        call = asyncio.create_task(sipp(routed, "desk", "-sn", "uac", "-d", "200"))
+        async for event in client.incoming_calls():
+            if "desk@" in event.local_uri:
+                session = await client.wait_for_state(event.sid, "Deferred", timeout=5)
+                assert session["state"] == "Deferred"
+                await client.accept(event.sid)
+                break
+        result = await call
+    assert succeeded(result), result.stdout[-1500:] + routed.log()
+
+
+async def test_defer_times_out_with_480(routed: Service) -> None:
+    started = time.monotonic()
+    result = await scenario(routed, "desk", refused(480))
+    elapsed = time.monotonic() - started
+    assert succeeded(result), result.stdout[-1500:] + routed.log()
+    assert elapsed >= DEFER_SECONDS - 0.2
+    session = await ended_session(routed, "desk")
+    assert session["end_code"] == "480"
+
+
+async def test_play_and_hang_up(routed: Service) -> None:
+    started = time.monotonic()
+    result = await scenario(routed, "closed", ANSWERED_THEN_BYE)
+    elapsed = time.monotonic() - started
+    assert succeeded(result), result.stdout[-1500:] + routed.log()
+    assert elapsed >= 1.0  # the BYE came after the 1 s tone
+    session = await ended_session(routed, "closed")
+    assert session["end_reason"] == "played and hung up"
+
+
+@pytest.fixture
+async def custom(redis_url: str, tmp_path: Path) -> AsyncIterator[Service]:
+    (tmp_path / "myhandlers.py").write_text(HANDLER_MODULE)
+    service = Service(redis_url, tmp_path, "--handler", "myhandlers:VipOnly")
+    yield service
+    service.stop()
+    await _cleanup(redis_url, service.namespace)
+
+
+async def test_custom_handler_class_by_dotted_path(custom: Service) -> None:
+    accepted = await sipp(custom, "vip", "-sn", "uac", "-d", "200")
+    assert succeeded(accepted), accepted.stdout[-1500:] + custom.log()
+    refused_call = await scenario(custom, "someone", refused(403))
+    assert succeeded(refused_call), refused_call.stdout[-1500:] + custom.log()
+
+
+def test_bad_handler_path_stops_the_service(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sessiond", "run", "--handler", "nosuchmodule:Nope"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=ENV,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "cannot import 'nosuchmodule'" in result.stderr
