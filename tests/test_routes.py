@@ -1,0 +1,133 @@
+"""The routing file: parsing, file:line errors, matching, the defer/table check, and the
+decision events the worker publishes (pure; the SIP side is in test_handlers.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sessiond.engine import Event
+from sessiond.handlers import (
+    Accept,
+    AskApp,
+    Defer,
+    IncomingCallInfo,
+    PlayAndHangup,
+    Redirect,
+    Reject,
+    Ring,
+    decide_event,
+    load_handler,
+)
+from sessiond.routes import RoutesError, load_routes, parse_routes, uri_of
+from sessiond.table import Table
+
+GOOD = """\
+rules:
+  - match: {to: "sip:busy@*"}
+    do: {reject: 486}
+  - match: {from: "re:^sip:vip-", headers: {contact: "*10.0.0.*"}}
+    do: accept
+  - match: {to: "sip:old@*"}
+    do: {redirect: sip:new@example.com}
+  - match: {to: "sip:desk@*"}
+    do: {defer: 20}
+  - match: {to: "sip:closed@*"}
+    do: {play: {tone: 440, seconds: 2}}
+default: ring
+"""
+
+
+def call(to: str, frm: str = "<sip:a@h>", contact: str = "sip:a@h") -> IncomingCallInfo:
+    headers = {"from": frm, "to": to, "contact": contact, "source": "1.2.3.4:5060"}
+    return IncomingCallInfo("0123456789-abcdef", "c@h", frm, to, headers)
+
+
+def test_rules_match_in_order_with_globs_regexes_and_headers() -> None:
+    routes = parse_routes(GOOD, "r.yaml")
+    assert routes.decide(call("Busy <sip:busy@host>;tag=x")) == Reject(486)
+    assert routes.decide(call("<sip:x@h>", "<sip:vip-1@h>", "sip:vip@10.0.0.7")) == Accept()
+    assert routes.decide(call("<sip:x@h>", "<sip:vip-1@h>", "sip:vip@10.9.0.7")) == Ring()
+    assert routes.decide(call("sip:old@h")) == Redirect(("sip:new@example.com",))
+    assert routes.decide(call("sip:desk@h")) == Defer()
+    assert routes.decide(call("sip:closed@h")) == PlayAndHangup(tone=440.0, seconds=2.0)
+    assert routes.decide(call("sip:other@h")) == Ring()
+
+
+def test_without_default_the_fallback_handler_decides() -> None:
+    routes = parse_routes("rules: []\n", fallback=AskApp())
+    assert routes.decide(call("sip:x@h")) == Ring()
+
+
+def test_errors_name_file_and_line() -> None:
+    text = """\
+rules:
+  - match: {to: "sip:a@*"}
+    do: {reject: 99}
+  - match: {subject: x}
+    do: accept
+  - match: {to: "re:("}
+    do: {redirect: [http://x]}
+  - match: {to: "sip:b@*"}
+    do: dance
+  - match: {headers: {user-agent: x}}
+    do: {play: {tone: 440}}
+extra: 1
+"""
+    with pytest.raises(RoutesError) as info:
+        parse_routes(text, "bad.yaml")
+    problems = info.value.problems
+    assert any(p.startswith("bad.yaml:3: reject:") for p in problems), problems
+    assert any(p.startswith("bad.yaml:4: cannot match on 'subject'") for p in problems), problems
+    assert any(p.startswith("bad.yaml:6: bad regular expression") for p in problems), problems
+    assert any(p.startswith("bad.yaml:9: do: is accept") for p in problems), problems
+    assert any(p.startswith("bad.yaml:10: header 'user-agent'") for p in problems), problems
+    assert any(p.startswith("bad.yaml:11: play: a tone needs seconds") for p in problems), problems
+    assert any(p.startswith("bad.yaml:12: unknown key 'extra'") for p in problems), problems
+
+
+def test_unsafe_yaml_and_duplicate_keys_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("rules: !!python/object/apply:os.system [echo]\n")
+    with pytest.raises(RoutesError, match=r"r.yaml:1:"):
+        load_routes(path)
+    path.write_text("default: accept\ndefault: ring\n")
+    with pytest.raises(RoutesError, match=r"r.yaml:2: duplicate key"):
+        load_routes(path)
+
+
+def test_defer_seconds_must_match_the_table(default_table: Table) -> None:
+    assert parse_routes(GOOD, "r.yaml").check_table(default_table) == []
+    routes = parse_routes(GOOD.replace("{defer: 20}", "{defer: 5}"), "r.yaml")
+    assert routes.check_table(default_table) == [
+        "r.yaml:8: defer 5 s, but table default defers 20 s (its Deferred state's timeout)"
+    ]
+
+
+def test_uri_of() -> None:
+    assert uri_of('"Bob" <sip:bob@h:5060;transport=udp>;tag=1') == "sip:bob@h:5060;transport=udp"
+    assert uri_of("sip:bob@h;tag=1") == "sip:bob@h"
+
+
+def test_decision_events_have_the_deterministic_id() -> None:
+    invite = Event("sip:c:b:INVITE:1", "Invite", {"to": "<sip:old@h>", "call_id": "c"})
+    routes = parse_routes(GOOD)
+    event = decide_event(routes, invite, "0123456789-abcdef")
+    assert event == Event(
+        "sip:c:b:INVITE:1:answer",
+        "RedirectCall",
+        {"contacts": ["sip:new@example.com"]},
+        "0123456789-abcdef",
+    )
+    assert decide_event(AskApp(), invite, "0123456789-abcdef") is None
+
+
+def test_load_handler_errors() -> None:
+    with pytest.raises(ValueError, match="package.module:ClassName"):
+        load_handler("nocolon")
+    with pytest.raises(ValueError, match="has no class"):
+        load_handler("sessiond.handlers:Nope")
+    with pytest.raises(ValueError, match="no decide"):
+        load_handler("sessiond.handlers:Ring")
+    assert isinstance(load_handler("sessiond.handlers:AutoAnswer").decide(call("x")), Accept)
