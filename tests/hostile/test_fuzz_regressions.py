@@ -51,14 +51,10 @@ KNOWN_SDP_CRASHES = {
 }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, OverflowError),
-    reason="media/sdp.py: isdigit() admits non-ASCII and >4300-digit numbers; ptime rounds "
-    "float('inf'). The media node turns these into 500 and a logged traceback instead of 488.",
-)
 @pytest.mark.parametrize("name", sorted(KNOWN_SDP_CRASHES))
 def test_sdp_known_crashes(name: str) -> None:
+    """Once crashes (ValueError/OverflowError from isdigit() on '²', 5,000-digit numbers,
+    ptime inf); now SdpError, so the media node answers 488."""
     contracts.check_sdp(KNOWN_SDP_CRASHES[name].encode())
 
 

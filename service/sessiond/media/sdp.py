@@ -89,6 +89,12 @@ def attribute_line(name: str, value: str | None = None) -> Line:
     return Line("a", name if value is None else f"{name}:{value}")
 
 
+def _is_number(text: str, digits: int = 20) -> bool:
+    """An unsigned decimal of at most ``digits`` ASCII digits (``str.isdigit`` alone also
+    accepts ``'²'`` and numbers too long for ``int``)."""
+    return 0 < len(text) <= digits and text.isascii() and text.isdigit()
+
+
 @dataclass(frozen=True, slots=True)
 class Origin:
     """``o=<username> <sess-id> <sess-version> <nettype> <addrtype> <unicast-address>``.
@@ -111,7 +117,7 @@ class Origin:
         if len(parts) != 6:
             raise SdpError(f"o= needs 6 fields, got {len(parts)}: {value!r}")
         user, sid, version, nettype, addrtype, address = parts
-        if not (sid.isdigit() and version.isdigit()):
+        if not (_is_number(sid) and _is_number(version)):
             raise SdpError(f"o= session id and version must be numeric: {value!r}")
         return cls(user, int(sid), int(version), nettype, addrtype, address)
 
@@ -219,10 +225,10 @@ def _parse_rtpmap(value: str) -> Codec:
     """
     pt_text, _, encoding = value.strip().partition(" ")
     fields = encoding.strip().split("/")
-    if not pt_text.isdigit() or len(fields) not in (2, 3) or not fields[1].isdigit():
+    if not _is_number(pt_text, 3) or len(fields) not in (2, 3) or not _is_number(fields[1], 9):
         raise SdpError(f"malformed a=rtpmap: {value!r}")
     channels = fields[2] if len(fields) == 3 else "1"
-    if not channels.isdigit():
+    if not _is_number(channels, 3):
         raise SdpError(f"malformed a=rtpmap channel count: {value!r}")
     return Codec(int(pt_text), fields[0], int(fields[1]), int(channels))
 
@@ -249,7 +255,8 @@ class MediaDescription:
             raise SdpError(f"m= needs media, port, proto and at least one format: {value!r}")
         media, port_text, proto, *formats = parts
         port, _, count = port_text.partition("/")
-        if not port.isdigit() or (count and not count.isdigit()) or int(port) > 65535:
+        valid = _is_number(port, 5) and (not count or _is_number(count, 5))
+        if not valid or int(port) > 65535:
             raise SdpError(f"m= port is not a number in 0..65535: {value!r}")
         return cls(media, int(port), proto, tuple(formats), (), int(count) if count else None)
 
@@ -301,9 +308,12 @@ class MediaDescription:
         if value is None:
             return None
         try:
-            return round(float(value))
+            ms = float(value)
         except ValueError as exc:
             raise SdpError(f"malformed a=ptime: {value!r}") from exc
+        if not 0 < ms <= 10_000:  # also refuses inf and nan
+            raise SdpError(f"a=ptime out of range: {value!r}")
+        return round(ms)
 
     def fmtp(self, payload_type: int) -> str | None:
         """``a=fmtp:<format> <format specific parameters>`` (RFC 8866 section 6.15)."""
@@ -329,7 +339,7 @@ class MediaDescription:
             rtpmaps.setdefault(codec.payload_type, codec)
         result: list[Codec] = []
         for fmt in self.formats:
-            if not fmt.isdigit() or int(fmt) > 127:
+            if not _is_number(fmt, 3) or int(fmt) > 127:
                 raise SdpError(f"RTP payload type must be 0..127, got {fmt!r}")
             pt = int(fmt)
             known = rtpmaps.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
