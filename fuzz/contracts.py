@@ -105,27 +105,10 @@ def check_framer(chunks: list[bytes]) -> None:
     assert out <= fed
 
 
-def known_sdp_bug(exc: BaseException) -> bool:
-    """The SDP parser crashes found by fuzzing and not fixed yet (media/sdp.py is outside the
-    hardening change; see docs/security.md and tests/hostile/test_fuzz_regressions.py).
-    ``str.isdigit()`` admits "²" and digit strings longer than int()'s 4300-digit limit;
-    ``round(float("inf"))`` in ``ptime`` raises OverflowError."""
-    text = str(exc)
-    return (isinstance(exc, ValueError) and ("int()" in text or "4300 digits" in text)) or (
-        isinstance(exc, OverflowError) and "infinity" in text
-    )
-
-
-def check_sdp(data: bytes, *, tolerate_known: bool = False) -> None:
+def check_sdp(data: bytes) -> None:
     """``SessionDescription.parse``: parses, serializes and re-parses to an equal object, or
-    raises SdpError; the typed views the media node reads are total too. With
-    ``tolerate_known`` the crashes of :func:`known_sdp_bug` pass, so a fuzz run goes on to
-    look for other ones."""
-    try:
-        _check_sdp(data)
-    except (ValueError, OverflowError) as exc:
-        if not (tolerate_known and known_sdp_bug(exc)):
-            raise
+    raises SdpError; the typed views the media node reads are total too."""
+    _check_sdp(data)
 
 
 def _check_sdp(data: bytes) -> None:

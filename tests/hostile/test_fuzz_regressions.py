@@ -58,11 +58,6 @@ def test_sdp_known_crashes(name: str) -> None:
     contracts.check_sdp(KNOWN_SDP_CRASHES[name].encode())
 
 
-@pytest.mark.parametrize("name", sorted(KNOWN_SDP_CRASHES))
-def test_known_sdp_crashes_are_recognised_by_the_fuzz_target(name: str) -> None:
-    contracts.check_sdp(KNOWN_SDP_CRASHES[name].encode(), tolerate_known=True)
-
-
 SDP_SEEDS = list(seeds.sdp_seeds().values())
 RTP_SEEDS = list(seeds.rtp_seeds().values())
 Edits = list[tuple[int, bytes]]
@@ -82,13 +77,13 @@ def _mutate(seed: bytes, edits: list[tuple[int, bytes]]) -> bytes:
 def test_mutated_sdp_parses_or_raises_sdp_error(
     seed: bytes, edits: list[tuple[int, bytes]]
 ) -> None:
-    contracts.check_sdp(_mutate(seed, edits), tolerate_known=True)
+    contracts.check_sdp(_mutate(seed, edits))
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_any_bytes_sdp(data: bytes) -> None:
-    contracts.check_sdp(data, tolerate_known=True)
+    contracts.check_sdp(data)
 
 
 @settings(max_examples=800, deadline=None)
