@@ -199,6 +199,23 @@ class Client:
         """Send DTMF digits (RFC 4733, or in-band when the far end has no telephone-event)."""
         await self.send(sid, "SendDtmf", {"digits": digits})
 
+    async def bridge(self, sid_a: str, sid_b: str) -> None:
+        """Relay audio both ways between two answered calls. Both legs must be on the same
+        media node (always true with one node); a play on either leg takes precedence, so
+        stop it first. Hanging up either call ends the bridge."""
+        if sid_a == sid_b:
+            raise ValueError("cannot bridge a call to itself")
+        await self._session_key_exists(sid_b)
+        await self.send(sid_a, "Bridge", {"other": f"{sid_b}.m"})
+
+    async def unbridge(self, sid: str) -> None:
+        """Stop relaying audio between ``sid`` and the call it is bridged to."""
+        await self.send(sid, "Unbridge")
+
+    async def _session_key_exists(self, sid: str) -> None:
+        if not await self.redis.exists(self._session_key(sid)):
+            raise SessionNotFound(f"no session {sid}")
+
     # -- reading ----------------------------------------------------------------------------
 
     async def session(self, sid: str) -> dict[str, str]:
