@@ -87,8 +87,9 @@ class Via:
         """The ``rport`` value (RFC 3581); ``None`` when absent or valueless."""
         value = get_param(self.params, "rport")
         # isdigit() alone admits "²" and 5000-digit strings, which int() refuses (ValueError)
-        ok = value is not None and 0 < len(value) <= 5 and value.isascii() and value.isdigit()
-        return int(value) if ok else None
+        if value is None or not (0 < len(value) <= 5 and value.isascii() and value.isdigit()):
+            return None
+        return int(value)
 
     @property
     def wants_rport(self) -> bool:
