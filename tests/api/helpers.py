@@ -67,6 +67,7 @@ class Service:
 
     def __init__(self, redis_url: str, namespace: str, tmp: Path) -> None:
         self.port = free_udp_port()
+        self.namespace = namespace
         self.tmp = tmp
         self._log = open(tmp / "sessiond.log", "wb")  # noqa: SIM115 - closed in stop()
         base = 23000 + (os.getpid() % 100) * 50
