@@ -109,6 +109,26 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         help="new requests/s admitted per source address (then 503)",
     )
     parser.add_argument("--rate-burst", type=float, default=100.0)
+    parser.add_argument(
+        "--shed-lag",
+        type=int,
+        default=5000,
+        help="refuse new calls (503) while this many events wait for workers",
+    )
+    parser.add_argument(
+        "--shed-delay",
+        type=float,
+        default=1.0,
+        help="refuse new calls while events wait this long to reach Redis",
+    )
+    parser.add_argument("--tcp-idle-timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--tcp-message-timeout",
+        type=float,
+        default=32.0,
+        help="close a TCP connection holding a partial message this long",
+    )
+    parser.add_argument("--max-connections", type=int, default=10_000)
 
 
 def _worker_options(parser: argparse.ArgumentParser, *, answer: str) -> None:

@@ -88,6 +88,17 @@ def _handler_args(args: argparse.Namespace) -> list[str]:
     return []
 
 
+def edge_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The Edge keyword arguments that come straight from the command line."""
+    return {
+        "shed_lag": args.shed_lag,
+        "shed_delay": args.shed_delay,
+        "tcp_idle_timeout": args.tcp_idle_timeout,
+        "tcp_message_timeout": args.tcp_message_timeout,
+        "max_connections": args.max_connections,
+    }
+
+
 def run_edge(args: argparse.Namespace) -> int:
     from sessiond.edge.process import Edge
     from sessiond.edge.transport import ListenSpec
@@ -109,6 +120,7 @@ def run_edge(args: argparse.Namespace) -> int:
             specs,
             rate_limit=args.rate_limit,
             rate_burst=args.rate_burst,
+            **edge_options(args),
         )
         on_signals(edge.stop)
         await edge.run()
@@ -188,6 +200,7 @@ def run_all(args: argparse.Namespace) -> int:
             specs,
             rate_limit=args.rate_limit,
             rate_burst=args.rate_burst,
+            **edge_options(args),
         )
         workers: list[Worker] = []
         children = _spawn_workers(args, base) if args.redis else []

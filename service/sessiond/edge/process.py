@@ -47,6 +47,7 @@ from sessiond.edge.mapping import (
     response_event,
     timeout_event,
 )
+from sessiond.edge.overload import OverloadGuard
 from sessiond.edge.ratelimit import SourceRateLimiter
 from sessiond.edge.transport import Address, ListenSpec, Transports
 from sessiond.engine import Event
@@ -97,6 +98,8 @@ class Edge:
         command_batch: int = 256,
         rate_limit: float = 50.0,
         rate_burst: float = 100.0,
+        shed_lag: int = 5000,
+        shed_delay: float = 1.0,
         max_message: int = MAX_MESSAGE,
         tcp_idle_timeout: float = 300.0,
         tcp_message_timeout: float = 32.0,
@@ -117,6 +120,7 @@ class Edge:
             on_drop=self._dropped,
         )
         self.limiter = SourceRateLimiter(rate_limit, rate_burst)
+        self.overload = OverloadGuard(shed_lag, shed_delay)
         self.command_batch = command_batch
         self.locals: dict[str, Local] = {}
         self.stopping = asyncio.Event()
@@ -210,6 +214,12 @@ class Edge:
             return False
         starts = req.method == "INVITE" and not req.to_tag or req.method in ("OPTIONS", "REGISTER")
         if starts and server_key(req) not in self.layer.servers:
+            why = self.overload.reason(time.monotonic()) if req.method == "INVITE" else None
+            if why is not None:
+                self._dropped("overload")
+                busy = SipParseError(503, f"Overloaded ({why})", (("Retry-After", "5"),))
+                self._stateless_error(data, transport, source, busy)
+                return False
             if not self.limiter.allow(source[0], time.monotonic()):
                 self._dropped("rate-limit")
                 retry = str(self.limiter.retry_after(source[0]))
@@ -368,6 +378,7 @@ class Edge:
         call_id = str(event.data.get("call_id", ""))
         stream = self.keys.events(self.keys.partition_of_call(call_id))
         self._outbox.append(("xadd", stream, encode_event(event)))
+        self.overload.queued(time.monotonic())
         self._wake.set()
 
     def _dropped(self, why: str) -> None:
@@ -492,6 +503,7 @@ class Edge:
                         else:
                             pipe.set(key, value, ex=int(self.timers.timeout) + 1)
                     await pipe.execute()
+                    self.overload.published(time.monotonic(), bool(self._outbox))
                     break
                 except RETRYABLE as exc:
                     log.warning("publishing %d events failed: %s", len(batch), exc)
@@ -515,11 +527,26 @@ class Edge:
                 pipe.set(self.keys.heartbeat("edge", self.name), str(os.getpid()), ex=5)
                 pipe.zadd(self.keys.processes("edge"), {self.name: time.time()})
                 pipe.exists(self.keys.drain(self.name))
-                *_, drain = await pipe.execute()
+                for partition in range(self.keys.partitions):
+                    pipe.xinfo_groups(self.keys.events(partition))
+                _, _, drain, *groups = await pipe.execute(raise_on_error=False)
+                self.overload.observe_lag(_worker_lag(groups))
                 if drain:
                     await self.redis.delete(self.keys.drain(self.name))
                     self.stop()
             await asyncio.sleep(1.0)
+
+
+def _worker_lag(replies: list[Any]) -> int:
+    """Entries not yet delivered to the workers, summed over the partition streams (XINFO
+    GROUPS; a stream that does not exist yet answers an error and counts 0)."""
+    lag = 0
+    for reply in replies:
+        if isinstance(reply, list):
+            for group in reply:
+                if group.get("name") in (b"workers", "workers"):
+                    lag += int(group.get("lag") or 0)
+    return lag
 
 
 def _kind(msg: SipRequest | SipResponse) -> str:
