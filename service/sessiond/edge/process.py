@@ -125,6 +125,7 @@ class Edge:
         self.locals: dict[str, Local] = {}
         self.stopping = asyncio.Event()
         self._done: OrderedDict[str, None] = OrderedDict()  # recent command ids
+        self._to_ack: dict[str, list[bytes]] = {}  # command entries run, acked on next read
         self._key_transport: dict[str, str] = {}
         self._clients: dict[str, _ClientInfo] = {}
         self.duties = DialogDuties(self.timers)
@@ -468,23 +469,29 @@ class Edge:
         await ensure_groups(self.redis, self._streams, GROUP, start="$")
 
     async def _commands_once(self, stream: str) -> None:
-        reply = await self.redis.xreadgroup(
-            GROUP, self.name, {stream: ">"}, count=self.command_batch, block=50
-        )
+        """Read a batch of commands and run them. The acknowledgement of the previous batch
+        goes in the same round trip as this read (one round trip per batch, not two)."""
+        pipe = self.redis.pipeline(transaction=False)
+        acks = self._to_ack.pop(stream, [])
+        if acks:
+            pipe.xack(stream, GROUP, *acks)
+        pipe.xreadgroup(GROUP, self.name, {stream: ">"}, count=self.command_batch, block=50)
+        try:
+            *_, reply = await pipe.execute()
+        except BaseException:
+            if acks:  # not sent: keep them for the next round
+                self._to_ack.setdefault(stream, []).extend(acks)
+            raise
         if not reply:
             if self._poll:
                 await asyncio.sleep(self._poll)
             return
-        pipe = self.redis.pipeline(transaction=False)
-        for stream, entries in reply:
-            ids = []
+        for _, entries in reply:
             for entry_id, fields in entries:
-                ids.append(entry_id)
                 cmd = {k.decode(): v for k, v in fields.items()}
                 data = msgpack.unpackb(cmd["data"]) if "data" in cmd else {}
                 await self.execute_command(cmd["id"].decode(), cmd["type"].decode(), data)
-            pipe.xack(stream, GROUP, *ids)
-        await pipe.execute()
+                self._to_ack.setdefault(stream, []).append(entry_id)
 
     async def _flusher(self) -> None:
         while True:
