@@ -129,6 +129,24 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         help="close a TCP connection holding a partial message this long",
     )
     parser.add_argument("--max-connections", type=int, default=10_000)
+    parser.add_argument(
+        "--allow",
+        action="append",
+        default=[],
+        help="only these sources (CIDR, repeatable) may start calls",
+    )
+    parser.add_argument(
+        "--auth-file",
+        default=None,
+        help="require digest auth for INVITE/REGISTER; lines user:password",
+    )
+    parser.add_argument("--auth-realm", default="sessiond")
+    parser.add_argument("--auth-algorithm", choices=["MD5", "SHA-256"], default="MD5")
+    parser.add_argument(
+        "--auth-secret",
+        default=None,
+        help="nonce secret shared by edges behind one address (default: random)",
+    )
 
 
 def _worker_options(parser: argparse.ArgumentParser, *, answer: str) -> None:

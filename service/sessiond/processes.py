@@ -18,6 +18,7 @@ from typing import Any
 
 from sessiond import metrics
 from sessiond.applier import Applier
+from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.errors import TableError
 from sessiond.handlers import CallHandler, builtin, load_handler
 from sessiond.redis_client import connect
@@ -88,9 +89,25 @@ def _handler_args(args: argparse.Namespace) -> list[str]:
     return []
 
 
+def access_policy(args: argparse.Namespace) -> AccessPolicy:
+    """Allow list and digest users from the command line (AccessConfigError when invalid)."""
+    users = None
+    if args.auth_file:
+        users = load_users(args.auth_file, args.auth_realm, args.auth_algorithm)
+    secret = args.auth_secret.encode() if args.auth_secret else None
+    return AccessPolicy(
+        parse_networks(args.allow),
+        users,
+        realm=args.auth_realm,
+        algorithm=args.auth_algorithm,
+        secret=secret,
+    )
+
+
 def edge_options(args: argparse.Namespace) -> dict[str, Any]:
     """The Edge keyword arguments that come straight from the command line."""
     return {
+        "access": access_policy(args),
         "shed_lag": args.shed_lag,
         "shed_delay": args.shed_delay,
         "tcp_idle_timeout": args.tcp_idle_timeout,
@@ -106,7 +123,8 @@ def run_edge(args: argparse.Namespace) -> int:
     setup_logging()
     try:
         specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
-    except ValueError as exc:
+        edge_kwargs = edge_options(args)
+    except (ValueError, AccessConfigError) as exc:
         print(f"sessiond edge: {exc}", file=sys.stderr)
         return 2
     metrics.serve(args.metrics_port)
@@ -120,7 +138,7 @@ def run_edge(args: argparse.Namespace) -> int:
             specs,
             rate_limit=args.rate_limit,
             rate_burst=args.rate_burst,
-            **edge_options(args),
+            **edge_kwargs,
         )
         on_signals(edge.stop)
         await edge.run()
@@ -184,7 +202,8 @@ def run_all(args: argparse.Namespace) -> int:
     try:
         specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
         first, last = parse_range(args.rtp_ports)
-    except ValueError as exc:
+        edge_kwargs = edge_options(args)
+    except (ValueError, AccessConfigError) as exc:
         print(f"sessiond run: {exc}", file=sys.stderr)
         return 2
     metrics.serve(args.metrics_port)
@@ -200,7 +219,7 @@ def run_all(args: argparse.Namespace) -> int:
             specs,
             rate_limit=args.rate_limit,
             rate_burst=args.rate_burst,
-            **edge_options(args),
+            **edge_kwargs,
         )
         workers: list[Worker] = []
         children = _spawn_workers(args, base) if args.redis else []

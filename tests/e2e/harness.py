@@ -157,8 +157,9 @@ def wait_for(predicate: Any, timeout: float = 10.0, every: float = 0.1) -> bool:
     return False
 
 
-def wait_listening(port: int, timeout: float = 15.0) -> None:
-    """Wait until something answers SIP OPTIONS on 127.0.0.1:port (UDP)."""
+def wait_listening(port: int, timeout: float = 15.0, *, any_answer: bool = False) -> None:
+    """Wait until something answers SIP OPTIONS on 127.0.0.1:port (UDP) with 200 (or with
+    any response, for an edge that refuses this source)."""
     msg = (
         f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-w"
         f"\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe\r\n"
@@ -172,7 +173,8 @@ def wait_listening(port: int, timeout: float = 15.0) -> None:
         while time.monotonic() < deadline:
             s.sendto(msg, ("127.0.0.1", port))
             try:
-                if s.recv(4096).startswith(b"SIP/2.0 200"):
+                reply = s.recv(4096)
+                if reply.startswith(b"SIP/2.0 200") or any_answer and reply.startswith(b"SIP/2.0"):
                     return
             except OSError:
                 pass

@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ from typing import Any
 import msgpack
 
 from sessiond import metrics
+from sessiond.edge.access import AccessPolicy
 from sessiond.edge.duties import DialogDuties
 from sessiond.edge.mapping import (
     Local,
@@ -100,6 +102,7 @@ class Edge:
         rate_burst: float = 100.0,
         shed_lag: int = 5000,
         shed_delay: float = 1.0,
+        access: AccessPolicy | None = None,
         max_message: int = MAX_MESSAGE,
         tcp_idle_timeout: float = 300.0,
         tcp_message_timeout: float = 32.0,
@@ -121,6 +124,7 @@ class Edge:
         )
         self.limiter = SourceRateLimiter(rate_limit, rate_burst)
         self.overload = OverloadGuard(shed_lag, shed_delay)
+        self.access = access or AccessPolicy()
         self.command_batch = command_batch
         self.locals: dict[str, Local] = {}
         self.stopping = asyncio.Event()
@@ -321,6 +325,19 @@ class Edge:
     def _handle_request(self, action: RequestReceived, transport: str) -> None:
         req = action.request
         now = time.monotonic()
+        starts = req.method in ("INVITE", "REGISTER", "OPTIONS") and not req.to_tag
+        refusal = self.access.check(req, action.peer[0], time.time()) if starts else None
+        if refusal is not None:  # through the transaction, so its ACK is absorbed
+            self._dropped(f"access-{refusal.status}")
+            resp = make_response(
+                req,
+                refusal.status,
+                refusal.reason,
+                headers=refusal.headers,
+                to_tag=secrets.token_hex(5),
+            )
+            self.execute(self.layer.respond(action.key, resp, now), transport)
+            return
         if req.method == "CANCEL":
             target = self.layer.cancel_target(action.key)
             code = 200 if target is not None else 481
