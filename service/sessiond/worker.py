@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from sessiond import metrics
+from sessiond import appschema, metrics
 from sessiond.applier import Applier, Handled, Work
 from sessiond.engine import Event
 from sessiond.handlers import CallHandler, Reject, builtin, decide_event, decision_event
@@ -307,6 +307,11 @@ class Worker:
             event = entry.event
             work.append(None)
             if event is None:
+                continue
+            refused = appschema.problem(event.type, event.data)
+            if refused is not None:  # acked with the batch, never applied
+                log.warning("refused command %s: %s", event.id, refused)
+                metrics.EVENTS.labels(event.type, "refused").inc()
                 continue
             if event.sid:
                 new = new_uac(self.keys, event)

@@ -1,0 +1,101 @@
+"""The shape of every command an application (or a handler) may publish. Pure.
+
+Application commands arrive on the event streams from outside the service's own processes,
+so the worker checks each one before it can reach a state table: the type must be known and
+its data must have the listed fields with the right types and ranges. Nothing is evaluated;
+a command that does not fit is dropped, logged and counted, never applied.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+Check = Callable[[Any], bool]
+
+_SIP_URI = re.compile(r"^<?sips?:[^\s<>\r\n]{1,256}>?$")
+_TAG = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]{1,64}$")
+_DIGITS = re.compile(r"^[0-9*#A-Da-d]{1,32}$")
+_CALL_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+def _text(limit: int = 1024) -> Check:
+    return lambda v: isinstance(v, str) and 0 < len(v) <= limit and "\r" not in v and "\n" not in v
+
+
+def _number(low: float, high: float, integer: bool = False) -> Check:
+    def check(v: Any) -> bool:
+        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)):
+            return False
+        return bool(low <= v <= high)
+
+    return check
+
+
+def _matches(pattern: re.Pattern[str]) -> Check:
+    return lambda v: isinstance(v, str) and pattern.fullmatch(v) is not None
+
+
+def _uris(v: Any) -> bool:
+    items = [v] if isinstance(v, str) else v
+    return (
+        isinstance(items, list)
+        and 0 < len(items) <= 8
+        and all(isinstance(u, str) and _SIP_URI.fullmatch(u) for u in items)
+    )
+
+
+_PLAY = {
+    "tone": _number(1, 4000),
+    "file": _text(),
+    "seconds": _number(0.02, 3600),
+    "loop": lambda v: isinstance(v, bool),
+}
+
+# type -> (required fields, optional fields); every field maps to its check
+SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
+    "MakeCall": (
+        {"target": _matches(_SIP_URI), "call_id": _matches(_CALL_ID), "local_tag": _matches(_TAG)},
+        {
+            "to": _matches(_SIP_URI),
+            "from": _matches(_SIP_URI),
+            "edge": _text(128),
+            "table": _text(64),
+        },
+    ),
+    "AcceptCall": ({}, {}),
+    "RejectCall": ({}, {"code": _number(300, 699, integer=True), "reason": _text(128)}),
+    "Hangup": ({}, {"by": _text(64)}),
+    "Play": ({}, _PLAY),
+    "StopPlay": ({}, {}),
+    "Record": ({"path": _text()}, {"direction": lambda v: v in ("in", "out", "both")}),
+    "StopRecord": ({}, {}),
+    "SendDtmf": ({"digits": _matches(_DIGITS)}, {"duration_ms": _number(40, 5000, True)}),
+    "Bridge": ({"other": _text(128)}, {}),
+    "Unbridge": ({}, {}),
+    "DeferCall": ({}, {}),
+    "RedirectCall": ({"contacts": _uris}, {}),
+    "PlayAndHangup": ({}, _PLAY),
+}
+
+
+def problem(event_type: str, data: Mapping[str, Any]) -> str | None:
+    """Why an application command does not fit its schema, or None when it does. Types
+    that are not application commands (SIP, media, timer events) are not checked here."""
+    schema = SCHEMAS.get(event_type)
+    if schema is None:
+        return None
+    required, optional = schema
+    for name in required:
+        if name not in data:
+            return f"{event_type}: missing {name}"
+    for name, value in data.items():
+        check = required.get(name) or optional.get(name)
+        if check is None:
+            return f"{event_type}: unknown field {name!r}"
+        if not check(value):
+            return f"{event_type}: bad {name}"
+    if event_type in ("Play", "PlayAndHangup") and ("tone" in data) == ("file" in data):
+        return f"{event_type}: needs exactly one of tone or file"
+    return None
