@@ -146,24 +146,11 @@ class SimplePeer:
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Hang up the calls still up, stop every component, free ports and keys."""
-        live = [c for c in self._calls.values() if not c.ended]
-        for call in live:
-            with contextlib.suppress(SessionNotFound):
-                await self.client.hangup(call.sid)
-        waits = [asyncio.ensure_future(c.wait_ended()) for c in live]
-        if waits:
-            await asyncio.wait(waits, timeout=2)
-        for component in (self._edge, self._worker, self._media):
-            if component is not None:
-                component.stop()
-        if self._media is not None:
-            self._media.stop()  # second call: do not wait for legs
-        running = self._tasks[:3]
-        if running:
-            await asyncio.wait(running, timeout=timeout)
-        for task in [*waits, *self._tasks]:
-            task.cancel()
+        waits = await self._hang_up_live()
+        await self._stop_components(timeout)
         leftovers = [*waits, *self._tasks]
+        for task in leftovers:
+            task.cancel()
         if leftovers:
             _, stuck = await asyncio.wait(leftovers, timeout=timeout)
             if stuck:
@@ -176,6 +163,31 @@ class SimplePeer:
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
+
+    async def _hang_up_live(self) -> list[asyncio.Future[Any]]:
+        live = [c for c in self._calls.values() if not c.ended]
+        for call in live:
+            with contextlib.suppress(SessionNotFound):
+                await self.client.hangup(call.sid)
+        waits: list[asyncio.Future[Any]] = [asyncio.ensure_future(c.wait_ended()) for c in live]
+        if waits:
+            await asyncio.wait(waits, timeout=2)
+        return waits
+
+    async def _stop_components(self, timeout: float) -> None:
+        """The worker first: the commands of its last transitions reach the edge, which runs
+        what is queued before it closes its sockets; then the edge and the media node."""
+        if not self._tasks:
+            return
+        if self._worker is not None:
+            self._worker.stop()
+            await asyncio.wait(self._tasks[1:2], timeout=timeout)
+        for component in (self._edge, self._media):
+            if component is not None:
+                component.stop()
+        if self._media is not None:
+            self._media.stop()  # second call: do not wait for legs
+        await asyncio.wait(self._tasks[:3], timeout=timeout)
 
     # -- calls ----------------------------------------------------------------------------
 

@@ -172,11 +172,14 @@ class Edge:
         tasks = [asyncio.create_task(loop) for loop in loops]
         try:
             await self.stopping.wait()
-            await asyncio.sleep(0.05)  # let the flusher publish what is queued
         finally:
             if self._early_task is not None:
                 tasks.append(self._early_task)
             await cancel_and_wait(tasks)
+            # Commands already queued (say, the 200 for a BYE just received) still go out,
+            # and the events already received are still published, before the sockets close.
+            with contextlib.suppress(*RETRYABLE):
+                await asyncio.wait_for(self._drain(), 2.0)
             self.transports.close()
         with contextlib.suppress(Exception):
             await self.redis.delete(self.keys.heartbeat("edge", self.name))
@@ -485,14 +488,23 @@ class Edge:
         """Groups start at the stream's end: commands older than any edge are stale."""
         await ensure_groups(self.redis, self._streams, GROUP, start="$")
 
-    async def _commands_once(self, stream: str) -> None:
-        """Read a batch of commands and run them. The acknowledgement of the previous batch
-        goes in the same round trip as this read (one round trip per batch, not two)."""
+    async def _drain(self) -> None:
+        for stream in self._streams:
+            while await self._commands_once(stream, block=None):
+                pass
+            await self._commands_once(stream, block=None)  # sends the last acks
+        batch, self._outbox = self._outbox, []
+        await self._publish_batch(batch)
+
+    async def _commands_once(self, stream: str, block: int | None = 50) -> int:
+        """Read a batch of commands and run them; returns how many. The acknowledgement of
+        the previous batch goes in the same round trip as this read (one round trip per
+        batch, not two)."""
         pipe = self.redis.pipeline(transaction=False)
         acks = self._to_ack.pop(stream, [])
         if acks:
             pipe.xack(stream, GROUP, *acks)
-        pipe.xreadgroup(GROUP, self.name, {stream: ">"}, count=self.command_batch, block=50)
+        pipe.xreadgroup(GROUP, self.name, {stream: ">"}, count=self.command_batch, block=block)
         try:
             *_, reply = await pipe.execute()
         except BaseException:
@@ -500,15 +512,18 @@ class Edge:
                 self._to_ack.setdefault(stream, []).extend(acks)
             raise
         if not reply:
-            if self._poll:
+            if self._poll and block:
                 await asyncio.sleep(self._poll)
-            return
+            return 0
+        count = 0
         for _, entries in reply:
             for entry_id, fields in entries:
                 cmd = {k.decode(): v for k, v in fields.items()}
                 data = msgpack.unpackb(cmd["data"]) if "data" in cmd else {}
                 await self.execute_command(cmd["id"].decode(), cmd["type"].decode(), data)
                 self._to_ack.setdefault(stream, []).append(entry_id)
+                count += 1
+        return count
 
     async def _flusher(self) -> None:
         while True:
@@ -520,19 +535,24 @@ class Edge:
             delay = 0.1
             while True:
                 try:
-                    pipe = self.redis.pipeline(transaction=False)
-                    for op, key, value in batch:
-                        if op == "xadd":
-                            pipe.xadd(key, value, maxlen=100_000, approximate=True)
-                        else:
-                            pipe.set(key, value, ex=int(self.timers.timeout) + 1)
-                    await pipe.execute()
+                    await self._publish_batch(batch)
                     self.overload.published(time.monotonic(), bool(self._outbox))
                     break
                 except RETRYABLE as exc:
                     log.warning("publishing %d events failed: %s", len(batch), exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+
+    async def _publish_batch(self, batch: list[tuple[str, str, Any]]) -> None:
+        if not batch:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for op, key, value in batch:
+            if op == "xadd":
+                pipe.xadd(key, value, maxlen=100_000, approximate=True)
+            else:
+                pipe.set(key, value, ex=int(self.timers.timeout) + 1)
+        await pipe.execute()
 
     async def _timers(self) -> None:
         while True:
