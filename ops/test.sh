@@ -20,7 +20,7 @@ command -v sipp >/dev/null || apt_install sip-tester
 command -v baresip >/dev/null || apt_install baresip-core   # softphone for media interop tests
 command -v unshare >/dev/null && command -v ip >/dev/null || apt_install util-linux iproute2
 
-python3 -m pip install -q --disable-pip-version-check ".[dev,codecs]"
+python3 -m pip install -q --disable-pip-version-check ".[dev,codecs]" atheris
 
 # The installed (non-editable) package must find its bundled tables and scripts.
 ( cd /tmp && sessiond table check "$(python3 -c \
@@ -32,4 +32,7 @@ sessiond table check state_tables/*.yaml
 ruff check service tests
 ruff format --check service tests
 mypy
+# coverage-guided fuzzing of the SIP, SDP and RTP parsers, bounded: 20 s per target, in
+# parallel (fuzz/run.sh 600 is the 10-minute run; it exits 1 if any target crashed)
+FUZZ_WORK=$(mktemp -d) bash fuzz/run.sh 20
 python3 -m pytest "$@"
