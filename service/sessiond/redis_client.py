@@ -59,6 +59,41 @@ class FastSSLConnection(_FastPack, SSLConnection):
 _EMBEDDED_SERVER: Any = None
 
 
+def _sentinel_master(url: str, options: dict[str, Any]) -> Any:
+    """``redis-sentinel://host:port[,host:port...]/service[/db]``: the current master of
+    ``service`` as the Sentinels know it. After a failover the old master answers READONLY;
+    redis-py then drops the connection (a ConnectionError, which every process retries) and
+    asks the Sentinels again."""
+    from redis.asyncio.sentinel import Sentinel
+
+    rest = url.removeprefix("redis-sentinel://")
+    hosts, _, path = rest.partition("/")
+    service, _, db = path.partition("/")
+    if not hosts or not service:
+        raise ValueError(f"expected redis-sentinel://host:port[,host:port]/service[/db]: {url}")
+    nodes = []
+    for item in hosts.split(","):
+        host, _, port = item.rpartition(":")
+        nodes.append((host.strip("[]"), int(port)))
+    options.pop("health_check_interval", None)
+    timeout = options.get("socket_connect_timeout", 5)
+    sentinel = Sentinel(nodes, socket_timeout=timeout)  # type: ignore[no-untyped-call]
+    client = sentinel.master_for(service, redis_class=_SentinelMaster, db=int(db or 0), **options)
+    client.sentinel_clients = list(sentinel.sentinels)
+    return client
+
+
+class _SentinelMaster(aioredis.Redis):
+    """The master client; closing it also closes the connections to the Sentinels."""
+
+    sentinel_clients: list[Any] = []
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        for sentinel_client in self.sentinel_clients:
+            await sentinel_client.aclose()
+
+
 def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
@@ -87,6 +122,8 @@ def connect(url: str | None, **kwargs: Any) -> Any:
         "health_check_interval": 15,
         **kwargs,
     }
+    if url.startswith("redis-sentinel://"):
+        return _sentinel_master(url, options)
     if url.startswith(("redis-cluster://", "rediss-cluster://")):
         plain = url.replace("-cluster://", "://", 1)
         options.pop("health_check_interval")
