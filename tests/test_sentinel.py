@@ -68,7 +68,9 @@ def sentinel(tmp_path: Path) -> Iterator[tuple[str, int, int, int]]:
     common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     procs = [
         subprocess.Popen(
-            ["redis-server", "--port", str(master), *common], stdout=subprocess.DEVNULL
+            ["redis-server", "--port", str(master), *common],
+            stdout=subprocess.DEVNULL,
+            cwd=tmp_path,
         ),
         subprocess.Popen(
             [
@@ -81,6 +83,7 @@ def sentinel(tmp_path: Path) -> Iterator[tuple[str, int, int, int]]:
                 *common,
             ],
             stdout=subprocess.DEVNULL,
+            cwd=tmp_path,
         ),
     ]
     conf = tmp_path / "sentinel.conf"
@@ -91,7 +94,9 @@ def sentinel(tmp_path: Path) -> Iterator[tuple[str, int, int, int]]:
         "sentinel failover-timeout mymaster 5000\n"
     )
     procs.append(
-        subprocess.Popen(["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL)
+        subprocess.Popen(
+            ["redis-server", str(conf), "--sentinel"], stdout=subprocess.DEVNULL, cwd=tmp_path
+        )
     )
     try:
         s = redis.Redis(port=sentinel_port)
