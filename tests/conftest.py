@@ -6,6 +6,7 @@ Tests that need Redis fail, not skip, when it is unreachable: CI starts one.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -18,6 +19,8 @@ from sessiond.resources import default_table_path
 from sessiond.store import Keys, Store
 from sessiond.store.store import delete_namespace
 from sessiond.table import Table, load_table
+
+sys.path.insert(0, str(Path(__file__).parent))  # shared helpers: sipp_scenarios
 
 REDIS_URL = os.environ.get("SESSIOND_TEST_REDIS", "redis://127.0.0.1:6379/15")
 TABLES = Path(__file__).parent / "tables"

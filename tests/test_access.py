@@ -13,6 +13,7 @@ import pytest
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.sip.digest import DigestClient
 from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
+from sipp_scenarios import uac_refused
 
 from .e2e.harness import Cluster, free_port, free_rtp_range, wait_listening
 
@@ -231,8 +232,6 @@ def test_sipp_authenticates_with_digest(cluster: Cluster, tmp_path: Path) -> Non
 @pytest.mark.redis
 @pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp missing")
 def test_source_outside_the_allow_list_is_refused(cluster: Cluster, tmp_path: Path) -> None:
-    from .e2e.test_failures import UAC_480
-
     port = free_port()
     cluster.start(
         "run",
@@ -246,7 +245,7 @@ def test_source_outside_the_allow_list_is_refused(cluster: Cluster, tmp_path: Pa
         "127.0.0.2/32",
     )
     wait_listening(port, any_answer=True)  # OPTIONS from 127.0.0.1 gets a 403 too
-    (tmp_path / "uac_403.xml").write_text(UAC_480.replace('"480"', '"403"'))
+    (tmp_path / "uac_403.xml").write_text(uac_refused(403))
     result = subprocess.run(
         [
             "sipp",

@@ -26,6 +26,7 @@ from sessiond import Client
 from sessiond.redis_client import connect
 from sessiond.resources import default_table_path
 from sessiond.store.store import delete_namespace
+from sipp_scenarios import SIPP_ACK, SIPP_INVITE, uac_refused
 
 pytestmark = [
     pytest.mark.redis,
@@ -61,52 +62,6 @@ class VipOnly:
         return Accept() if call.to_uri.split("@")[0].endswith("vip") else Reject(403)
 '''
 
-INVITE = """  <send retrans="500"><![CDATA[
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-"""
-
-ACK = """  <send><![CDATA[
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-"""
-
-
-def refused(code: int, check: str = "") -> str:
-    """A caller that expects a final ``code`` (``check``: actions run on that response)."""
-    recv = f'  <recv response="{code}"/>\n'
-    if check:  # sipp refuses a variable that is assigned but never referenced
-        recv = f'  <recv response="{code}">{check}</recv>\n  <Reference variables="c"/>\n'
-    return f'<?xml version="1.0"?>\n<scenario name="uac {code}">\n{INVITE}{recv}{ACK}</scenario>\n'
-
-
 # The 302 must carry both contacts in its Contact header.
 REDIRECT_CHECK = (
     '<action><ereg regexp="sip:new@example.com.*sip:backup@example.org" search_in="hdr" '
@@ -116,9 +71,9 @@ REDIRECT_CHECK = (
 # A caller that is answered, then receives a BYE from the service (play-and-hang-up).
 ANSWERED_THEN_BYE = (
     '<?xml version="1.0"?>\n<scenario name="answered then BYE">\n'
-    + INVITE
+    + SIPP_INVITE
     + '  <recv response="200" rtd="true"/>\n'
-    + ACK
+    + SIPP_ACK
     + """  <recv request="BYE"/>
   <send><![CDATA[
 SIP/2.0 200 OK
@@ -275,13 +230,13 @@ async def test_default_rule_accepts(routed: Service) -> None:
 
 
 async def test_rule_rejects_486(routed: Service) -> None:
-    result = await scenario(routed, "busy", refused(486))
+    result = await scenario(routed, "busy", uac_refused(486))
     assert succeeded(result), result.stdout[-1500:] + routed.log()
     assert (await ended_session(routed, "busy"))["end_code"] == "486"
 
 
 async def test_redirect_answers_302_with_the_contacts(routed: Service) -> None:
-    result = await scenario(routed, "old", refused(302, REDIRECT_CHECK))
+    result = await scenario(routed, "old", uac_refused(302, REDIRECT_CHECK))
     assert succeeded(result), result.stdout[-1500:] + routed.log()
     session = await ended_session(routed, "old")
     assert (session["end_code"], session["end_reason"]) == ("302", "redirected")
@@ -290,7 +245,7 @@ async def test_redirect_answers_302_with_the_contacts(routed: Service) -> None:
 async def test_redirect_contact_check_can_fail(routed: Service) -> None:
     """The ereg check is real: a Contact the 302 does not carry fails the sipp call."""
     wrong = REDIRECT_CHECK.replace("sip:new@example.com", "sip:nobody@example.net")
-    result = await scenario(routed, "old", refused(302, wrong))
+    result = await scenario(routed, "old", uac_refused(302, wrong))
     assert not succeeded(result)
 
 
@@ -309,7 +264,7 @@ async def test_defer_answered_by_the_app(routed: Service) -> None:
 
 async def test_defer_times_out_with_480(routed: Service) -> None:
     started = time.monotonic()
-    result = await scenario(routed, "desk", refused(480))
+    result = await scenario(routed, "desk", uac_refused(480))
     elapsed = time.monotonic() - started
     assert succeeded(result), result.stdout[-1500:] + routed.log()
     assert elapsed >= DEFER_SECONDS - 0.2
@@ -339,7 +294,7 @@ async def custom(redis_url: str, tmp_path: Path) -> AsyncIterator[Service]:
 async def test_custom_handler_class_by_dotted_path(custom: Service) -> None:
     accepted = await sipp(custom, "vip", "-sn", "uac", "-d", "200")
     assert succeeded(accepted), accepted.stdout[-1500:] + custom.log()
-    refused_call = await scenario(custom, "someone", refused(403))
+    refused_call = await scenario(custom, "someone", uac_refused(403))
     assert succeeded(refused_call), refused_call.stdout[-1500:] + custom.log()
 
 

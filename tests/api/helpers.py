@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from sipp_scenarios import uac_refused
+
 
 def free_udp_port() -> int:
     """A UDP port nothing is bound to right now on 127.0.0.1."""
@@ -22,44 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
 
 # A caller that expects its call to be refused with 486 Busy Here.
-UAC_486 = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="uac expecting 486">
-  <send retrans="500"><![CDATA[
-INVITE sip:service@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:service@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="486"/>
-  <send><![CDATA[
-ACK sip:service@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:service@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-</scenario>
-"""
+UAC_486 = uac_refused(486)
 
 
 class Service:

@@ -14,6 +14,7 @@ import msgpack
 import pytest
 
 from sessiond.resources import default_table_path
+from sipp_scenarios import uac_refused
 
 from .harness import Cluster, background_sipp, finished, free_port, wait_for
 
@@ -22,46 +23,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
 ]
-
-# A caller that expects the call to be refused with 480 (no one answered in time).
-UAC_480 = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="uac expecting 480">
-  <send retrans="500"><![CDATA[
-INVITE sip:service@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:service@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="480"/>
-  <send><![CDATA[
-ACK sip:service@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:service@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-</scenario>
-"""
 
 
 @pytest.fixture
@@ -85,7 +46,7 @@ def test_timer_of_a_killed_worker_fires_exactly_once(cluster: Cluster, tmp_path:
         text.replace("{after: 180, event: RingTimeout}", "{after: 3, event: RingTimeout}")
     )
     port = cluster.start_split("--answer", "app", "--table", str(table))
-    (tmp_path / "uac_480.xml").write_text(UAC_480)
+    (tmp_path / "uac_480.xml").write_text(uac_refused(480))
     with background_sipp(
         tmp_path,
         "-sf",
