@@ -169,3 +169,12 @@ async def test_commands_on_an_unknown_session_raise_session_not_found(client: Cl
         await client.hangup("0123456789-000000000000")
     with pytest.raises(SessionNotFound):
         await client.session("not-a-sid")
+
+
+def test_package_exports_match_the_api() -> None:
+    """sessiond re-exports the API lazily; the two lists must not drift apart."""
+    import sessiond
+    import sessiond.api
+
+    assert sessiond.__all__ == sessiond.api.__all__
+    assert all(getattr(sessiond, name) is getattr(sessiond.api, name) for name in sessiond.__all__)

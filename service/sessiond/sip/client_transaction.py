@@ -34,7 +34,7 @@ from sessiond.sip.actions import Action, Peer, ResponseReceived, Send, Terminate
 from sessiond.sip.errors import TransactionError
 from sessiond.sip.headers import Headers
 from sessiond.sip.message import SipRequest, SipResponse
-from sessiond.sip.timers import Deadlines, TimerConfig
+from sessiond.sip.timers import Deadlines, TimerConfig, TimerDriven
 
 
 class ClientState(StrEnum):
@@ -80,7 +80,7 @@ def build_cancel(request: SipRequest) -> SipRequest:
     return SipRequest.create("CANCEL", request.uri, Headers.of(headers))
 
 
-class ClientTransaction:
+class ClientTransaction(TimerDriven):
     """Common machinery of both client transaction kinds."""
 
     def __init__(
@@ -106,26 +106,12 @@ class ClientTransaction:
         self.state = ClientState.TERMINATED
         self._deadlines.clear()
 
-    def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must next be called (``None``: no timer runs)."""
-        return self._deadlines.next()
-
-    def handle_timer(self, now: float) -> list[Action]:
-        """Fire every timer due at ``now``."""
-        out: list[Action] = []
-        while (name := self._deadlines.pop_due(now)) is not None:
-            out += self._fire(name, now)
-        return out
-
     def start(self, now: float) -> list[Action]:
         """Send the request for the first time."""
         raise NotImplementedError
 
     def receive_response(self, response: SipResponse, now: float) -> list[Action]:
         """Process a response matched to this transaction."""
-        raise NotImplementedError
-
-    def _fire(self, name: str, now: float) -> list[Action]:
         raise NotImplementedError
 
     def _send(self, message: SipRequest | SipResponse) -> Send:

@@ -44,7 +44,7 @@ from sessiond.sip.actions import (
 )
 from sessiond.sip.errors import TransactionError
 from sessiond.sip.message import SipRequest, SipResponse, make_response
-from sessiond.sip.timers import Deadlines, TimerConfig
+from sessiond.sip.timers import Deadlines, TimerConfig, TimerDriven
 
 
 class ServerState(StrEnum):
@@ -58,7 +58,7 @@ class ServerState(StrEnum):
     TERMINATED = "terminated"
 
 
-class ServerTransaction:
+class ServerTransaction(TimerDriven):
     """Common machinery of both server transaction kinds."""
 
     def __init__(
@@ -96,17 +96,6 @@ class ServerTransaction:
         self.state = ServerState.TERMINATED
         self._deadlines.clear()
 
-    def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` must next be called (``None``: no timer runs)."""
-        return self._deadlines.next()
-
-    def handle_timer(self, now: float) -> list[Action]:
-        """Fire every timer due at ``now``."""
-        out: list[Action] = []
-        while (name := self._deadlines.pop_due(now)) is not None:
-            out += self._fire(name, now)
-        return out
-
     def start(self, now: float) -> list[Action]:
         """Handle the request's first arrival."""
         raise NotImplementedError
@@ -117,9 +106,6 @@ class ServerTransaction:
 
     def respond(self, response: SipResponse, now: float) -> list[Action]:
         """Send a response from the TU."""
-        raise NotImplementedError
-
-    def _fire(self, name: str, now: float) -> list[Action]:
         raise NotImplementedError
 
     def _send(self, response: SipResponse) -> Send:

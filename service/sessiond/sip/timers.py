@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sessiond.sip.actions import Action
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,3 +60,24 @@ class Deadlines:
 
     def __contains__(self, name: str) -> bool:
         return name in self._at
+
+
+class TimerDriven:
+    """``get_timer``/``handle_timer`` over a :class:`Deadlines` set, for transactions:
+    subclasses keep their timers in ``self._deadlines`` and implement :meth:`_fire`."""
+
+    _deadlines: Deadlines
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called (``None``: no timer runs)."""
+        return self._deadlines.next()
+
+    def handle_timer(self, now: float) -> list[Action]:
+        """Fire every timer due at ``now``."""
+        out: list[Action] = []
+        while (name := self._deadlines.pop_due(now)) is not None:
+            out += self._fire(name, now)
+        return out
+
+    def _fire(self, name: str, now: float) -> list[Action]:
+        raise NotImplementedError
