@@ -8,11 +8,17 @@ restarted can still execute them.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
+from sessiond.sip import session_timer as st
+from sessiond.sip.status import reason_phrase
 from sessiond.vocabulary import SESSION_FIELDS
+
+DTMF_CHARS = "0123456789*#ABCD"
 
 if TYPE_CHECKING:
     from sessiond.engine import Context
@@ -83,6 +89,11 @@ def sip_respond(ctx: Context, args: Any) -> None:
         data["reason"] = args["reason"]
     if args.get("sdp"):
         data["sdp"] = ctx.get("local_sdp")
+    headers = st.response_headers(ctx.get) if 200 <= int(code) < 300 else []
+    if int(code) == 422:
+        headers.append(["Min-SE", str(st.MIN_SE)])
+    if headers:
+        data["headers"] = headers
     if "contacts" in args:
         contacts = args["contacts"]
         if contacts == "from_event":
@@ -94,23 +105,31 @@ def sip_respond(ctx: Context, args: Any) -> None:
 
 
 def _check_reply(args: Any) -> str | None:
-    if not isinstance(args, dict) or set(args) - {"code", "reason"}:
-        return "expects {code: N, reason: text?}"
+    if not isinstance(args, dict) or set(args) - {"code", "reason", "sdp", "retry_after"}:
+        return "expects {code: N, reason: text?, sdp: bool?, retry_after: seconds?}"
     code = args.get("code")
     if not (isinstance(code, int) and not isinstance(code, bool) and 200 <= code <= 699):
         return "code must be a final status 200-699"
+    if "sdp" in args and not isinstance(args["sdp"], bool):
+        return "sdp must be true or false"
     return None
 
 
 def sip_reply(ctx: Context, args: Any) -> None:
-    """Answer the request that is this event (e.g. BYE), through the event's transaction."""
-    data: dict[str, Any] = {
-        "code": args["code"],
-        "txn": ctx.event.data.get("txn", ""),
-        **_dialog(ctx),
-    }
+    """Answer the request that is this event (BYE, re-INVITE, UPDATE, REFER, INFO...) through
+    the event's transaction; a re-INVITE's or UPDATE's ``txn`` saved earlier when the answer
+    waits for the media node (``sdp: true`` sends our current SDP)."""
+    txn = ctx.event.data.get("txn") or ctx.get("txn")
+    data: dict[str, Any] = {"code": args["code"], "txn": txn, **_dialog(ctx)}
     if "reason" in args:
         data["reason"] = args["reason"]
+    if args.get("sdp"):
+        data["sdp"] = ctx.get("local_sdp")
+    headers = st.response_headers(ctx.get) if 200 <= args["code"] < 300 else []
+    if "retry_after" in args:
+        headers.append(["Retry-After", str(args["retry_after"])])
+    if headers:
+        data["headers"] = headers
     ctx.command("edge", "respond", data)
 
 
@@ -118,12 +137,128 @@ def sip_invite(ctx: Context, args: Any) -> None:
     """Send the initial INVITE with our SDP offer."""
     cseq = _next_cseq(ctx)
     ctx.set("invite_cseq", str(cseq))
-    ctx.command("edge", "invite", {"cseq": cseq, "sdp": ctx.get("local_sdp"), **_dialog(ctx)})
+    data = {"cseq": cseq, "sdp": ctx.get("local_sdp"), **_dialog(ctx)}
+    headers = st.request_headers(ctx.get)
+    if headers:
+        data["headers"] = headers
+    ctx.command("edge", "invite", data)
 
 
 def sip_ack(ctx: Context, args: Any) -> None:
-    """ACK a 2xx (and each retransmission of it): same CSeq number as the INVITE."""
-    ctx.command("edge", "ack", {"cseq": int(ctx.get("invite_cseq") or "1"), **_dialog(ctx)})
+    """ACK a 2xx (and each retransmission of it): the CSeq number of the INVITE it answers
+    (the initial INVITE or a re-INVITE)."""
+    data = ctx.event.data
+    cseq = data.get("cseq") if data.get("method") == "INVITE" else None
+    ctx.command("edge", "ack", {"cseq": int(cseq or ctx.get("invite_cseq") or "1"), **_dialog(ctx)})
+
+
+def _check_sdp_flag(args: Any) -> str | None:
+    if args is None or (isinstance(args, dict) and set(args) <= {"sdp"}):
+        if isinstance(args, dict) and not isinstance(args.get("sdp", True), bool):
+            return "sdp must be true or false"
+        return None
+    return "expects no arguments or {sdp: bool}"
+
+
+def _in_dialog(ctx: Context, method: str, **extra: Any) -> int:
+    cseq = _next_cseq(ctx)
+    ctx.command("edge", "request", {"method": method, "cseq": cseq, **_dialog(ctx), **extra})
+    return cseq
+
+
+def sip_reinvite(ctx: Context, args: Any) -> None:
+    """Send a re-INVITE (RFC 3261 14.1) offering our current SDP (``local_sdp``)."""
+    headers = st.request_headers(ctx.get)
+    extra: dict[str, Any] = {"sdp": ctx.get("local_sdp")}
+    if headers:
+        extra["headers"] = headers
+    ctx.set("reinvite_cseq", str(_in_dialog(ctx, "INVITE", **extra)))
+
+
+def sip_update(ctx: Context, args: Any) -> None:
+    """Send UPDATE (RFC 3311): with our SDP as a new offer, or ``{sdp: false}`` as a session
+    refresh only (RFC 4028 9)."""
+    extra: dict[str, Any] = {}
+    if not isinstance(args, dict) or args.get("sdp", True):
+        extra["sdp"] = ctx.get("local_sdp")
+    headers = st.request_headers(ctx.get)
+    if headers:
+        extra["headers"] = headers
+    _in_dialog(ctx, "UPDATE", **extra)
+
+
+def _check_refer(args: Any) -> str | None:
+    if args is None:
+        return None
+    return "takes no arguments (the target comes from the event's 'target')"
+
+
+def sip_refer(ctx: Context, args: Any) -> None:
+    """Ask the far end to call ``target`` (RFC 3515): REFER with Refer-To and Referred-By.
+    The event's ``replaces`` (a Replaces header value, RFC 3891) makes it an attended
+    transfer: the far end's INVITE will replace that dialog."""
+    target = str(ctx.event.data.get("target", ""))
+    replaces = str(ctx.event.data.get("replaces", ""))
+    refer_to = f"<{target}>"
+    if replaces:
+        refer_to = f"<{target}?Replaces={quote(replaces, safe='')}>"
+    headers = [["Refer-To", refer_to], ["Referred-By", f"<{ctx.get('local_uri')}>"]]
+    ctx.set("transfer_target", target)
+    ctx.set("refer_cseq", str(_in_dialog(ctx, "REFER", headers=headers)))
+
+
+def _check_notify(args: Any) -> str | None:
+    if not isinstance(args, dict) or set(args) != {"code"}:
+        return "expects {code: N|from_event}"
+    code = args["code"]
+    if code != "from_event" and not (isinstance(code, int) and 100 <= code <= 699):
+        return "code must be 100-699 or 'from_event'"
+    return None
+
+
+def sip_notify(ctx: Context, args: Any) -> None:
+    """Report a REFER's progress (RFC 3515 2.4.4): NOTIFY, Event: refer, with the status line
+    of the new call as message/sipfrag; a final status terminates the subscription."""
+    code = args["code"]
+    if code == "from_event":
+        code = ctx.event.data.get("code", 503)
+    code = int(code)
+    reason = reason_phrase(code)
+    state = "active;expires=60" if code < 200 else "terminated;reason=noresource"
+    refer = ctx.get("refer_cseq")
+    headers = [
+        ["Event", f"refer;id={refer}" if refer else "refer"],
+        ["Subscription-State", state],
+    ]
+    body = f"SIP/2.0 {code} {reason}\r\n"
+    _in_dialog(
+        ctx, "NOTIFY", headers=headers, body=body, content_type="message/sipfrag;version=2.0"
+    )
+
+
+def sip_info_dtmf(ctx: Context, args: Any) -> None:
+    """Send the first of the digits waiting in ``info_digits`` as SIP INFO
+    (application/dtmf-relay, RFC 6086); the next goes when this one is answered, so the
+    far end gets them in order."""
+    digits = ctx.get("info_digits")
+    if not digits:
+        return
+    ctx.set("info_digits", digits[1:])
+    duration = ctx.get("info_duration") or "160"
+    body = f"Signal={digits[0]}\r\nDuration={duration}\r\n"
+    _in_dialog(ctx, "INFO", body=body, content_type="application/dtmf-relay")
+
+
+def queue_info_dtmf(ctx: Context, args: Any) -> None:
+    """Queue the event's ``digits`` (and ``duration_ms``) for :func:`sip_info_dtmf`."""
+    digits = "".join(c for c in str(ctx.event.data.get("digits", "")).upper() if c in DTMF_CHARS)
+    busy = ctx.get("info_digits") != "" or ctx.get("info_busy") == "1"
+    ctx.set("info_digits", ctx.get("info_digits") + digits)
+    duration = ctx.event.data.get("duration_ms")
+    if isinstance(duration, int) and 40 <= duration <= 5000:
+        ctx.set("info_duration", str(duration))
+    if not busy:
+        sip_info_dtmf(ctx, None)
 
 
 def sip_cancel(ctx: Context, args: Any) -> None:
@@ -154,9 +289,76 @@ def media_create(ctx: Context, args: Any) -> None:
 
 
 def media_update(ctx: Context, args: Any) -> None:
-    """Give the media node the remote SDP (answer to our offer, or a new offer)."""
+    """Give the media node the remote SDP (answer to our offer, or a new offer: answered
+    sendonly while we hold the far end)."""
     data = {"media_id": ctx.get("media_id"), "remote_sdp": ctx.get("remote_sdp")}
+    if _holding(ctx):
+        data["direction"] = "sendonly"
     ctx.command("media", "update", data)
+
+
+_REOFFERS = ("hold", "resume", "refresh", "again", "offerless")
+
+
+def _check_reoffer(args: Any) -> str | None:
+    if isinstance(args, dict) and set(args) == {"why"} and args["why"] in _REOFFERS:
+        return None
+    return "expects {why: " + "|".join(_REOFFERS) + "}"
+
+
+def _holding(ctx: Context) -> bool:
+    return ctx.get("hold") in ("local", "both")
+
+
+def media_reoffer(ctx: Context, args: Any) -> None:
+    """Ask the media node for a new offer on the existing leg (MediaReady with the SDP).
+    ``hold`` offers sendonly (RFC 3264 8.4), ``resume`` sendrecv, ``refresh`` and
+    ``offerless`` (an offer for a re-INVITE without one) keep the current direction,
+    ``again`` repeats the re-offer a glare (491) interrupted. The reason stays in field
+    ``reoffer`` until :func:`hold_apply` or :func:`reoffer_failed`."""
+    why = args["why"]
+    if why == "again":
+        why = ctx.get("reoffer") or "refresh"
+    if why in ("hold", "resume", "refresh"):
+        ctx.set("reoffer", why)
+    hold = why == "hold" or (why != "resume" and _holding(ctx))
+    data = {"media_id": ctx.get("media_id"), "direction": "sendonly" if hold else "sendrecv"}
+    ctx.command("media", "reoffer", data)
+
+
+def _set_hold(ctx: Context, local: bool, remote: bool) -> None:
+    ctx.set(
+        "hold", "both" if local and remote else "local" if local else "remote" if remote else ""
+    )
+
+
+def hold_apply(ctx: Context, args: Any) -> None:
+    """Our re-INVITE succeeded: a hold or resume takes effect (field ``hold``)."""
+    why = ctx.get("reoffer")
+    remote = ctx.get("hold") in ("remote", "both")
+    if why in ("hold", "resume"):
+        _set_hold(ctx, why == "hold", remote)
+    ctx.set("reoffer", "")
+
+
+def reoffer_failed(ctx: Context, args: Any) -> None:
+    """Our re-offer failed (media or a final error): the session stays as it was."""
+    ctx.set("reoffer", "")
+
+
+def hold_remote(ctx: Context, args: Any) -> None:
+    """The far end's offer put us on hold, or off it (the event's ``held``)."""
+    _set_hold(ctx, _holding(ctx), bool(ctx.event.data.get("held")))
+
+
+def glare_retry(ctx: Context, args: Any) -> None:
+    """After 491 to our re-INVITE, retry after RFC 3261 14.1's delay: 2.1-4 s when we chose
+    the Call-ID (we placed the call), else 0-2 s; pseudo-random from the event id so a
+    redelivered event decides the same."""
+    digest = hashlib.blake2b(ctx.get("_event_id").encode(), digest_size=2).digest()
+    fraction = int.from_bytes(digest, "big") / 65535
+    seconds = 2.1 + 1.9 * fraction if ctx.get("role") == "UAC" else 2.0 * fraction
+    timer_start(ctx, {"event": "ReinviteRetry", "seconds": max(seconds, 0.05)})
 
 
 def media_destroy(ctx: Context, args: Any) -> None:
@@ -227,6 +429,176 @@ def media_bridge(ctx: Context, args: Any) -> None:
     ctx.command("media", "bridge", {"media_id": ctx.get("media_id"), "other": other})
 
 
+# --- other sessions and timers --------------------------------------------------------------
+
+
+def _check_send(args: Any) -> str | None:
+    if not isinstance(args, dict) or set(args) - {"to", "event", "data"} or "event" not in args:
+        return "expects {to: session_field, event: Name, data: [event fields]?}"
+    if not isinstance(args.get("to", "peer"), str) or not isinstance(args["event"], str):
+        return "to and event must be names"
+    fields = args.get("data", [])
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        return "data must list event field names"
+    return None
+
+
+def session_send(ctx: Context, args: Any) -> None:
+    """Send ``event`` to the session named by session field ``to`` (default ``peer``), with
+    the listed fields of the current event. Nothing happens when that field is empty."""
+    sid = ctx.get(args.get("to", "peer"))
+    if not sid:
+        return
+    data = {k: ctx.event.data[k] for k in args.get("data", []) if k in ctx.event.data}
+    data["from_sid"] = ctx.get("sid")
+    ctx.command("session", args["event"], {"sid": sid, "data": data})
+
+
+def _check_call(args: Any) -> str | None:
+    allowed = {"target", "table", "save_as"}
+    if not isinstance(args, dict) or set(args) - allowed or not args.get("save_as"):
+        return "expects {save_as: session_field, target: event_field?, table: name?}"
+    if args["save_as"] not in SESSION_FIELDS:
+        return f"save_as: unknown session field {args['save_as']!r}"
+    return None
+
+
+def session_call(ctx: Context, args: Any) -> None:
+    """Place a new outgoing call as a new session (a MakeCall event for it) to the URI in the
+    event field ``target`` (default ``target``), running ``table`` (default: this session's
+    table). The new session's ``peer`` is this session; its id goes in field ``save_as``.
+    Call-ID, tag and session id derive from this event's id: a redelivered event places the
+    same call, which the new session refuses as a duplicate."""
+    from sessiond.store.keys import call_tag  # noqa: PLC0415 - the store imports the engine
+
+    target = str(ctx.event.data.get(args.get("target", "target"), ""))
+    seed = hashlib.blake2b(ctx.get("_event_id").encode(), digest_size=12).hexdigest()
+    call_id = f"{seed}@sessiond"
+    sid = f"{call_tag(call_id)}-{seed[:12]}"
+    data = {
+        "target": target,
+        "to": target,
+        "from": ctx.get("local_uri"),
+        "call_id": call_id,
+        "local_tag": seed[12:22],
+        "edge": ctx.get("edge"),
+        "table": args.get("table") or ctx.get("table"),
+        "peer": ctx.get("sid"),
+    }
+    ctx.set(args["save_as"], sid)
+    ctx.command("session", "MakeCall", {"sid": sid, "data": data})
+
+
+def _check_timer(args: Any) -> str | None:
+    if not isinstance(args, dict) or not isinstance(args.get("event"), str):
+        return "expects {event: Name, seconds: N} or {event: Name, field: F, scale: x?}"
+    rest = set(args) - {"event"}
+    if rest == {"seconds"} and isinstance(args["seconds"], int | float) and args["seconds"] > 0:
+        return None
+    if rest and rest <= {"field", "scale", "margin"} and isinstance(args.get("field"), str):
+        return None
+    return "expects {event: Name, seconds: N} or {event: Name, field: F, scale: x?, margin: s?}"
+
+
+def _timer_member(ctx: Context, event: str) -> dict[str, Any]:
+    return {"sid": ctx.get("sid"), "event": event, "epoch": ctx.get(f"timer.{event}")}
+
+
+def timer_start(ctx: Context, args: Any) -> None:
+    """(Re)start the named timer ``event``: fires once after ``seconds``, or after the number
+    in session field ``field`` times ``scale`` minus ``margin``. It outlives states (unlike
+    a state timeout); restarting or :func:`timer_stop` makes the earlier one stale."""
+    event = args["event"]
+    if ctx.get(f"timer.{event}"):
+        ctx.command("timer", "cancel", _timer_member(ctx, event))
+    if "seconds" in args:
+        seconds = float(args["seconds"])
+    else:
+        try:
+            seconds = float(ctx.get(args["field"])) * float(args.get("scale", 1))
+        except ValueError:
+            return  # the field is not set: no timer
+        seconds -= float(args.get("margin", 0))
+    ctx.set(f"timer.{event}", f"t{int(ctx.get('version') or '0') + 1}")
+    ctx.command("timer", "arm", {**_timer_member(ctx, event), "due": ctx.now + max(seconds, 0.1)})
+
+
+def _check_timer_stop(args: Any) -> str | None:
+    if isinstance(args, dict) and set(args) == {"event"} and isinstance(args["event"], str):
+        return None
+    return "expects {event: Name}"
+
+
+def timer_stop(ctx: Context, args: Any) -> None:
+    """Cancel the named timer ``event`` (if running)."""
+    event = args["event"]
+    if ctx.get(f"timer.{event}"):
+        ctx.command("timer", "cancel", _timer_member(ctx, event))
+        ctx.set(f"timer.{event}", "")
+
+
+def _session_timer(ctx: Context, interval: int, refresher: str) -> None:
+    ctx.set("session_expires", str(interval) if interval else "")
+    ctx.set("refresher", refresher)
+    for name in ("RefreshDue", "SessionExpired"):
+        timer_stop(ctx, {"event": name})
+    if interval:
+        event, seconds = st.due_in(interval, refresher)
+        timer_start(ctx, {"event": event, "seconds": seconds})
+
+
+def _check_request(args: Any) -> str | None:
+    if args is None or (isinstance(args, dict) and set(args) <= {"start", "min_se"}):
+        return None
+    return "expects no arguments or {start: bool?, min_se: seconds?}"
+
+
+def session_timer_request(ctx: Context, args: Any) -> None:
+    """RFC 4028 9, as the UAS of this INVITE/re-INVITE/UPDATE: take the interval and the
+    refresher it asks for (none: no session timer) and (re)start our timer; ``start: false``
+    (an initial INVITE) leaves the start to :func:`session_timer_start` once answered."""
+    data = ctx.event.data
+    args = args or {}
+    interval, refresher = st.negotiate_request(
+        str(data.get("session_expires", "")),
+        str(data.get("min_se", "")),
+        str(data.get("supported", "")),
+        int(args.get("min_se", st.MIN_SE)),
+    )
+    if args.get("start", True):
+        _session_timer(ctx, interval, refresher)
+    else:
+        ctx.set("session_expires", str(interval) if interval else "")
+        ctx.set("refresher", refresher)
+
+
+def session_timer_start(ctx: Context, args: Any) -> None:
+    """Start the session timer negotiated earlier (the call is now established)."""
+    if ctx.get("session_expires") and ctx.get("refresher"):
+        _session_timer(ctx, int(ctx.get("session_expires")), ctx.get("refresher"))
+
+
+def session_timer_response(ctx: Context, args: Any) -> None:
+    """RFC 4028 7.2, as the UAC: the 2xx to our request says the interval and who refreshes
+    (no Session-Expires: the far end does not do session timers; ours stop)."""
+    interval, refresher = st.negotiate_response(str(ctx.event.data.get("session_expires", "")))
+    _session_timer(ctx, interval, refresher)
+
+
+def _check_offer(args: Any) -> str | None:
+    if isinstance(args, dict) and set(args) == {"seconds"}:
+        if isinstance(args["seconds"], int) and args["seconds"] >= st.MIN_SE:
+            return None
+    return f"expects {{seconds: N}}, N >= {st.MIN_SE}"
+
+
+def session_timer_offer(ctx: Context, args: Any) -> None:
+    """Ask for session timers in our INVITE: Session-Expires ``seconds``, refresher left to
+    the far end (RFC 4028 7.1)."""
+    ctx.set("session_expires", str(args["seconds"]))
+    ctx.set("refresher", "")
+
+
 _PLAY = ("tone", "file", "seconds", "loop")
 _RECORD = ("path", "direction")
 _DTMF = ("digits", "duration_ms")
@@ -275,9 +647,18 @@ ACTIONS: dict[str, ActionSpec] = {
     "sip.ack": ActionSpec(sip_ack, _no_args, "ACK a 2xx response"),
     "sip.cancel": ActionSpec(sip_cancel, _no_args, "CANCEL the pending INVITE"),
     "sip.bye": ActionSpec(sip_bye, _no_args, "send BYE"),
+    "sip.reinvite": ActionSpec(sip_reinvite, _no_args, "send a re-INVITE with our SDP"),
+    "sip.update": ActionSpec(sip_update, _check_sdp_flag, "send UPDATE (with our SDP or not)"),
+    "sip.refer": ActionSpec(sip_refer, _check_refer, "send REFER to the event's target"),
+    "sip.notify": ActionSpec(sip_notify, _check_notify, "report REFER progress (sipfrag)"),
+    "sip.info_dtmf": ActionSpec(sip_info_dtmf, _no_args, "send the next queued INFO digit"),
+    "sip.queue_info_dtmf": ActionSpec(
+        queue_info_dtmf, _no_args, "queue the event's digits as SIP INFO, send the first"
+    ),
     "media.create": ActionSpec(media_create, _check_media_create, "create an RTP session"),
     "media.update": ActionSpec(media_update, _no_args, "give the media node the remote SDP"),
     "media.destroy": ActionSpec(media_destroy, _no_args, "free the RTP session"),
+    "media.reoffer": ActionSpec(media_reoffer, _check_reoffer, "new offer (hold/resume)"),
     "media.play": ActionSpec(_media_command("play", _PLAY), _check_play, "play a tone or WAV"),
     "media.stop_play": ActionSpec(_media_command("stop_play", ()), _no_args, "stop playing"),
     "media.record": ActionSpec(
@@ -294,6 +675,26 @@ ACTIONS: dict[str, ActionSpec] = {
     ),
     "media.bridge": ActionSpec(media_bridge, _no_args, "relay audio with the event's other leg"),
     "media.unbridge": ActionSpec(_media_command("unbridge", ()), _no_args, "stop relaying"),
+    "session.send": ActionSpec(session_send, _check_send, "send an event to another session"),
+    "session.call": ActionSpec(session_call, _check_call, "place a new call as a new session"),
+    "timer.start": ActionSpec(timer_start, _check_timer, "(re)start a named timer"),
+    "session_timer.request": ActionSpec(
+        session_timer_request, _check_request, "negotiate RFC 4028 timers as the request's UAS"
+    ),
+    "session_timer.start": ActionSpec(
+        session_timer_start, _no_args, "start the session timer negotiated before the answer"
+    ),
+    "hold.apply": ActionSpec(hold_apply, _no_args, "our re-offer succeeded: apply hold/resume"),
+    "hold.remote": ActionSpec(hold_remote, _no_args, "the far end's offer holds us or not"),
+    "reoffer.failed": ActionSpec(reoffer_failed, _no_args, "our re-offer failed: forget it"),
+    "sip.glare_retry": ActionSpec(glare_retry, _no_args, "retry the re-INVITE after a 491"),
+    "session_timer.response": ActionSpec(
+        session_timer_response, _no_args, "take the RFC 4028 timers from the 2xx to our request"
+    ),
+    "session_timer.offer": ActionSpec(
+        session_timer_offer, _check_offer, "ask for RFC 4028 session timers in our INVITE"
+    ),
+    "timer.stop": ActionSpec(timer_stop, _check_timer_stop, "cancel a named timer"),
     "save": ActionSpec(save, _check_save, "copy event data into session fields"),
     "end": ActionSpec(record_end, _check_end, "record the end code and reason"),
 }

@@ -33,7 +33,19 @@ from sessiond.table.model import Alternative, Table
 MAX_STEPS = 32
 # Fields of the triggering event an application event carries along (the rest stay internal:
 # txn, sdp...).
-APP_EVENT_FIELDS = ("code", "reason", "digit", "path", "seconds", "error", "media_id", "method")
+APP_EVENT_FIELDS = (
+    "code",
+    "reason",
+    "digit",
+    "path",
+    "seconds",
+    "error",
+    "media_id",
+    "method",
+    "refer_to",
+)
+# Session fields an application event carries when set.
+APP_SESSION_FIELDS = ("end_code", "end_reason", "hold", "transfer_sid", "transfer_target", "peer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,8 +128,12 @@ def decide(table: Table, session: Mapping[str, str], event: Event, now: float) -
     """Decide what ``event`` does to ``session``. Pure: no I/O, no clock, no randomness."""
     state = session["state"]
     role = session["role"]
-    if event.type in table.timeout_events and "epoch" in event.data:
-        if str(event.data["epoch"]) != session.get("epoch", ""):
+    epoch = str(event.data.get("epoch", ""))
+    if epoch.startswith("t"):  # a named timer (timer.start): the session keeps its epoch
+        if epoch != session.get(f"timer.{event.type}", ""):
+            return Decision(Outcome.IGNORED, "stale timer (restarted or stopped since)", state)
+    elif event.type in table.timeout_events and "epoch" in event.data:
+        if epoch != session.get("epoch", ""):
             return Decision(
                 Outcome.IGNORED, "stale timer (state changed since it was armed)", state
             )
@@ -221,7 +237,7 @@ def _app_data(view: Mapping[str, str], event: Event) -> dict[str, Any]:
     for key in APP_EVENT_FIELDS:
         if key in event.data:
             data[key] = event.data[key]
-    for key in ("end_code", "end_reason"):
+    for key in APP_SESSION_FIELDS:
         if view.get(key):
             data[key] = view[key]
     return data

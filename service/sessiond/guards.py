@@ -10,6 +10,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sessiond.sip import session_timer as st
 from sessiond.table.model import GuardFn
 
 if TYPE_CHECKING:
@@ -78,6 +79,42 @@ def _cond_args(args: Any) -> str | None:
     return None if isinstance(args, str) and args else "expects a condition name"
 
 
+def _hold_changes(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    """The event's SDP (an offer) puts us on hold, or off it, compared with now."""
+    held_now = session.get("hold", "") in ("remote", "both")
+    return bool(event.data.get("sdp")) and bool(event.data.get("held")) != held_now
+
+
+def _answers_reinvite(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    """A response to our latest re-INVITE (not a late retransmission for an earlier one)."""
+    return str(event.data.get("cseq", "")) == session.get("reinvite_cseq", "-")
+
+
+def _interval_too_small(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    """RFC 4028: the request's Session-Expires is below our minimum (default 90 s)."""
+    return st.too_small(str(event.data.get("session_expires", "")), args or st.MIN_SE)
+
+
+def _min_se_args(args: Any) -> str | None:
+    if args is None or (isinstance(args, int) and not isinstance(args, bool) and args >= 1):
+        return None
+    return "expects no argument or a minimum interval in seconds"
+
+
+def _data_is(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    return all(str(event.data.get(k, "")) == str(v) for k, v in args.items())
+
+
+def _field_is(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    return all(session.get(k, "") == str(v) for k, v in args.items())
+
+
+def _field_args(args: Any) -> str | None:
+    if isinstance(args, dict) and args and all(isinstance(k, str) for k in args):
+        return None
+    return "expects {session_field: value, ...}"
+
+
 GUARDS: dict[str, GuardSpec] = {
     "provisional": GuardSpec(_provisional, _no_args, "event code is 1xx"),
     "success": GuardSpec(_success, _no_args, "event code is 2xx"),
@@ -85,4 +122,13 @@ GUARDS: dict[str, GuardSpec] = {
     "code": GuardSpec(_code_match, _code_args, "event code equals N or lies in [low, high]"),
     "has_sdp": GuardSpec(_has_sdp, _no_args, "event carries an SDP body"),
     "cond": GuardSpec(_cond, _cond_args, "the named condition is set"),
+    "hold_changes": GuardSpec(_hold_changes, _no_args, "the offer puts us on or off hold"),
+    "answers_reinvite": GuardSpec(
+        _answers_reinvite, _no_args, "the response is for our latest re-INVITE"
+    ),
+    "interval_too_small": GuardSpec(
+        _interval_too_small, _min_se_args, "Session-Expires below our minimum (RFC 4028)"
+    ),
+    "field": GuardSpec(_field_is, _field_args, "session fields have the given values"),
+    "data": GuardSpec(_data_is, _field_args, "event data fields have the given values"),
 }

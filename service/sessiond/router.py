@@ -81,6 +81,8 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
         "media_id": f"{event.sid}.m",
         "edge": str(data.get("edge", "")),
     }
+    if data.get("peer"):  # placed by another session (a transfer, a B2BUA leg)
+        fields["peer"] = str(data["peer"])
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
 
 

@@ -20,6 +20,21 @@ PRODUCED: Final[dict[str, str]] = {
     "Rejected": "edge: 3xx-6xx response to our INVITE (data: code, reason)",
     "ByeDone": "edge: final response to our BYE (data: code)",
     "TransactionTimeout": "edge: timer B/F/H fired for one of our transactions (data: method)",
+    "ReInvite": "edge: re-INVITE in the dialog (data: sdp, held, session_expires, txn)",
+    "Update": "edge: UPDATE, RFC 3311 (data: sdp, held, session_expires, txn)",
+    "Refer": "edge: REFER, RFC 3515 (data: refer_to, referred_by, txn)",
+    "Notify": "edge: NOTIFY (data: event_package, subscription_state, code from sipfrag)",
+    "Info": "edge: INFO, RFC 6086 (data: content_type, body, digit for DTMF bodies)",
+    "Prack": "edge: PRACK, RFC 3262 (data: rack)",
+    "UpdateResponse": "edge: final response to our UPDATE (data: code, sdp, session_expires)",
+    "ReferResponse": "edge: final response to our REFER (data: code)",
+    "NotifyResponse": "edge: final response to our NOTIFY (data: code)",
+    "InfoResponse": "edge: final response to our INFO (data: code)",
+    "PrackResponse": "edge: final response to our PRACK (data: code)",
+    # timers the session-timer actions start (RFC 4028)
+    "RefreshDue": "timer: time to refresh the session (we are the refresher)",
+    "SessionExpired": "timer: the far end did not refresh the session in time",
+    "ReinviteRetry": "timer: retry our re-INVITE after a glare (491, RFC 3261 14.1)",
     # media process
     "MediaReady": "media: RTP session created or updated (data: sdp, media_node)",
     "MediaFailed": "media: could not create or update the RTP session (data: code, reason)",
@@ -39,6 +54,11 @@ PRODUCED: Final[dict[str, str]] = {
     "SendDtmf": "app: send DTMF digits (data: digits, duration_ms)",
     "Bridge": "app: relay audio with another session's leg (data: other = its media id)",
     "Unbridge": "app: stop relaying audio",
+    "Hold": "app: put the far end on hold (re-INVITE with a sendonly offer)",
+    "Resume": "app: take the far end off hold (re-INVITE with a sendrecv offer)",
+    "Transfer": "app: blind transfer, REFER the far end to data.target",
+    # other sessions (session.send / session.call)
+    "TransferProgress": "session: the call placed for a REFER progressed (data: code)",
     # signaling handler (the worker, on a new incoming call)
     "DeferCall": "handler: ask the application, 480 after the Deferred state's timeout",
     "RedirectCall": "handler: answer 302 (data: contacts, a list of SIP URIs)",
@@ -58,6 +78,11 @@ PUBLISHABLE: Final[frozenset[str]] = frozenset(
         "DtmfReceived",
         "PlayFinished",
         "RecordingStopped",
+        "HoldChanged",
+        "TransferRequested",
+        "TransferSucceeded",
+        "TransferFailed",
+        "Refreshed",
     }
 )
 
@@ -84,5 +109,14 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "play_tone",
         "play_file",
         "play_seconds",
+        "peer",
+        "hold",
+        "transfer_sid",
+        "transfer_target",
+        "session_expires",
+        "refresher",
+        "reoffer",
+        "reinvite_cseq",
+        "refer_cseq",
     }
 )

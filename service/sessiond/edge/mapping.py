@@ -23,13 +23,61 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import unquote
 
 from sessiond.engine import Event
 from sessiond.sip.address import NameAddr
+from sessiond.sip.errors import SipError
 from sessiond.sip.message import SipRequest, SipResponse, make_response
 from sessiond.sip.uri import SipUri, parse_uri
 
-REQUEST_EVENTS = {"ACK": "Ack", "BYE": "Bye", "CANCEL": "Cancel"}
+REQUEST_EVENTS = {
+    "ACK": "Ack",
+    "BYE": "Bye",
+    "CANCEL": "Cancel",
+    "UPDATE": "Update",  # RFC 3311
+    "REFER": "Refer",  # RFC 3515
+    "NOTIFY": "Notify",  # RFC 6665 (the refer event package)
+    "INFO": "Info",  # RFC 6086
+    "PRACK": "Prack",  # RFC 3262
+}
+# Responses to our in-dialog requests other than INVITE and BYE: final ones become
+# "<Method>Response" events (UpdateResponse, ReferResponse...) carrying the code.
+RESPONSE_EVENTS = {
+    "UPDATE": "UpdateResponse",
+    "REFER": "ReferResponse",
+    "NOTIFY": "NotifyResponse",
+    "INFO": "InfoResponse",
+    "PRACK": "PrackResponse",
+}
+# Header values a request event carries when present (event field <- header name).
+REQUEST_HEADERS = (
+    ("refer_to", "refer-to"),
+    ("referred_by", "referred-by"),
+    ("replaces", "replaces"),
+    ("session_expires", "session-expires"),
+    ("min_se", "min-se"),
+    ("supported", "supported"),
+    ("require", "require"),
+    ("event_package", "event"),
+    ("subscription_state", "subscription-state"),
+    ("rseq", "rseq"),
+    ("rack", "rack"),
+)
+# Header values a response event carries when present.
+RESPONSE_HEADERS = (
+    ("session_expires", "session-expires"),
+    ("min_se", "min-se"),
+    ("require", "require"),
+    ("supported", "supported"),
+    ("rseq", "rseq"),
+    ("retry_after", "retry-after"),
+)
+# Methods whose requests and 2xx responses carry our Contact (target refresh, RFC 3261 12,
+# RFC 3311 5.1, RFC 3515 2.4.1, RFC 6665 4.1.1).
+CONTACT_METHODS = frozenset({"INVITE", "UPDATE", "REFER", "NOTIFY", "SUBSCRIBE"})
+ALLOWED = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO, PRACK"
+SUPPORTED = "timer, replaces, 100rel"
 TXN_HEADERS = ("via", "from", "to", "call-id", "cseq")
 MAX_FORWARDS = "70"
 USER_AGENT = "sessiond"
@@ -70,6 +118,75 @@ def _untagged(addr: NameAddr | None) -> str:
 def _sdp(msg: SipRequest | SipResponse) -> str:
     ctype = (msg.content_type or "").lower()
     return msg.body.decode("utf-8", "replace") if msg.body and "application/sdp" in ctype else ""
+
+
+def _headers(msg: SipRequest | SipResponse, names: tuple[tuple[str, str], ...]) -> dict[str, str]:
+    out = {}
+    for field, header in names:
+        values = msg.header_values(header)
+        if values:
+            out[field] = ", ".join(values)
+    return out
+
+
+def refer_target(value: str) -> dict[str, str]:
+    """Refer-To (RFC 3515 2.1) -> ``target`` (the URI without its headers) and, for an
+    attended transfer, ``replaces`` (the Replaces header value it embeds, RFC 3891)."""
+    try:
+        uri = str(NameAddr.parse(value, "Refer-To").uri)
+    except SipError:
+        return {"target": ""}
+    target, _, query = uri.partition("?")
+    out = {"target": target}
+    for item in query.split("&"):
+        name, _, val = item.partition("=")
+        if name.lower() == "replaces" and val:
+            out["replaces"] = unquote(val)
+    return out
+
+
+def sdp_holds(sdp: str) -> bool:
+    """True when an offer puts us on hold: its audio is sendonly or inactive, or it uses the
+    RFC 2543 ``c=IN IP4 0.0.0.0`` form. Only the first m= section counts."""
+    audio = False
+    for raw in sdp.splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            if audio:
+                break
+            audio = line.startswith("m=audio")
+        elif line in ("a=sendonly", "a=inactive") or line == "c=IN IP4 0.0.0.0":
+            return True
+    return False
+
+
+def sipfrag_code(body: str) -> int:
+    """The status code of a message/sipfrag body (``SIP/2.0 200 OK``); 0 if none."""
+    parts = body.lstrip().split(" ", 2)
+    if len(parts) >= 2 and parts[0].upper() == "SIP/2.0" and parts[1].isdigit():
+        code = int(parts[1])
+        return code if 100 <= code <= 699 else 0
+    return 0
+
+
+def dtmf_digit(content_type: str, body: str) -> str:
+    """The digit of a SIP INFO DTMF body: ``application/dtmf-relay`` (``Signal=5``) or
+    ``application/dtmf`` (the digit alone); "" when there is none."""
+    ctype = content_type.split(";")[0].strip().lower()
+    if ctype == "application/dtmf-relay":
+        for line in body.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                body = value
+                break
+        else:
+            return ""
+    elif ctype != "application/dtmf":
+        return ""
+    digit = body.strip().upper()
+    if digit in ("10", "11"):  # some phones send the event code for * and #
+        digit = "*" if digit == "10" else "#"
+    return digit if len(digit) == 1 and digit in "0123456789*#ABCD" else ""
 
 
 def txn_text(req: SipRequest, transport: str, source: tuple[str, int]) -> str:
@@ -119,6 +236,24 @@ def request_event(
         "edge": edge,
         "source": f"{source[0]}:{source[1]}",
     }
+    if kind != "Ack":
+        data.update(_headers(req, REQUEST_HEADERS))
+    if "refer_to" in data:
+        data.update(refer_target(data["refer_to"]))
+    if data["sdp"]:
+        data["held"] = sdp_holds(data["sdp"])
+    ctype = req.content_type or ""
+    if req.body and "application/sdp" not in ctype.lower():
+        data["content_type"] = ctype
+        data["body"] = req.body.decode("utf-8", "replace")
+        if kind == "Info":
+            digit = dtmf_digit(ctype, data["body"])
+            if digit:
+                data["digit"] = digit
+        elif kind == "Notify" and "message/sipfrag" in ctype.lower():
+            code = sipfrag_code(data["body"])
+            if code:
+                data["code"] = code
     eid = f"sip:{req.call_id}:{req.branch or ''}:{req.method}:{req.cseq.seq}"
     return Event(eid, kind, data)
 
@@ -138,6 +273,8 @@ def response_event(resp: SipResponse, edge: str) -> Event | None:
         )
     elif method == "BYE" and resp.is_final:
         kind = "ByeDone"
+    elif method in RESPONSE_EVENTS and resp.is_final:
+        kind = RESPONSE_EVENTS[method]
     else:
         return None
     contacts = resp.contacts()
@@ -155,7 +292,10 @@ def response_event(resp: SipResponse, edge: str) -> Event | None:
         "sdp": _sdp(resp),
         "cseq": resp.cseq.seq,
         "edge": edge,
+        **_headers(resp, RESPONSE_HEADERS),
     }
+    if resp.body and "message/sipfrag" in (resp.content_type or "").lower():
+        data["body"] = resp.body.decode("utf-8", "replace")
     eid = (
         f"sip:{resp.call_id}:{resp.branch or ''}:{method}:{resp.cseq.seq}:"
         f"{resp.status}:{resp.to_tag or ''}"
@@ -184,8 +324,12 @@ def build_response(
     transport, source, req = txn or parse_txn(str(cmd["txn"]))
     extra: list[tuple[str, str]] = []
     code = int(cmd["code"])
-    if req.method == "INVITE" and 101 <= code < 300:
+    if req.method in CONTACT_METHODS and 101 <= code < 300:
         extra.append(("Contact", local.contact()))
+    if code == 405 or req.method == "OPTIONS" and code < 300:
+        extra.append(("Allow", ALLOWED))
+    for name, value in cmd.get("headers") or ():
+        extra.append((str(name), str(value)))
     contacts = cmd.get("contacts")
     if 300 <= code < 400 and isinstance(contacts, list) and contacts:
         extra.append(("Contact", ", ".join(_name_addr(str(c)) for c in contacts)))
@@ -243,8 +387,9 @@ def _dialog_headers(
 
 
 def build_request(cmd: Mapping[str, Any], method: str, local: Local) -> SipRequest:
-    """``invite``/``ack``/``bye``/``cancel`` commands -> a request (RFC 3261 8.1.1, 12.2.1.1,
-    9.1 for CANCEL, 13.2.2.4 for the ACK of a 2xx)."""
+    """An edge command -> a request (RFC 3261 8.1.1, 12.2.1.1, 9.1 for CANCEL, 13.2.2.4 for
+    the ACK of a 2xx). In-dialog requests (re-INVITE, UPDATE, REFER, NOTIFY, INFO, PRACK) take
+    their body from ``sdp`` or ``body``/``content_type`` and extra ``headers`` [[name, value]]."""
     cseq = int(cmd["cseq"])
     call_id, local_tag = str(cmd["call_id"]), str(cmd["local_tag"])
     target = str(cmd.get("remote_target") or cmd.get("remote_uri"))
@@ -256,12 +401,19 @@ def build_request(cmd: Mapping[str, Any], method: str, local: Local) -> SipReque
     branch = branch_for(call_id, local_tag, cseq, method)
     headers = _dialog_headers(cmd, method, cseq, local, branch)
     body = b""
-    if method in ("INVITE",):
+    if method in CONTACT_METHODS:
         headers.append(("Contact", local.contact()))
+    if method == "INVITE":
+        headers.append(("Allow", ALLOWED))
         headers.append(("User-Agent", USER_AGENT))
-        if cmd.get("sdp"):
-            body = str(cmd["sdp"]).encode()
-            headers.append(("Content-Type", "application/sdp"))
+    for name, value in cmd.get("headers") or ():
+        headers.append((str(name), str(value)))
+    if cmd.get("sdp"):
+        body = str(cmd["sdp"]).encode()
+        headers.append(("Content-Type", "application/sdp"))
+    elif cmd.get("body"):
+        body = str(cmd["body"]).encode()
+        headers.append(("Content-Type", str(cmd.get("content_type") or "text/plain")))
     return SipRequest.create(method, target, headers, body)
 
 

@@ -40,6 +40,7 @@ from sessiond import metrics
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.duties import DialogDuties
 from sessiond.edge.mapping import (
+    ALLOWED,
     Local,
     build_request,
     build_response,
@@ -75,7 +76,7 @@ from sessiond.streams import cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.edge")
 GROUP = "edge"
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS"
+ALLOW = ALLOWED
 MAX_MESSAGE = 65_535
 
 
@@ -390,7 +391,7 @@ class Edge:
 
     def _on_timeout(self, key: str) -> None:
         info = self._clients.pop(key, None)
-        if info is not None and info.method in ("INVITE", "BYE"):
+        if info is not None and info.method != "CANCEL":
             self._publish(
                 timeout_event(info.call_id, info.local_tag, info.method, info.cseq, self.name)
             )
@@ -417,6 +418,8 @@ class Edge:
                 self._respond(data)
             elif kind in ("invite", "bye", "cancel"):
                 await self._request(kind.upper(), data)
+            elif kind == "request":  # an in-dialog request: re-INVITE, UPDATE, REFER...
+                await self._request(str(data["method"]), data)
             elif kind == "ack":
                 await self._ack(data)
             else:

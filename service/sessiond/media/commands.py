@@ -28,7 +28,7 @@ from sessiond.media.leg import Emit, Leg
 from sessiond.media.offer_answer import MediaNegotiator
 from sessiond.media.playback import Player, Recorder
 from sessiond.media.ports import NoFreePort, PortAllocator
-from sessiond.media.sdp import Codec, SessionDescription
+from sessiond.media.sdp import Codec, Direction, SessionDescription
 from sessiond.media.wav import read_wav
 
 log = logging.getLogger("sessiond.media")
@@ -103,6 +103,7 @@ class Executor:
         self._handlers: dict[str, Callable[[MediaCommand], Awaitable[list[Event]]]] = {
             "create": self.create,
             "update": self.update,
+            "reoffer": self.reoffer,
             "destroy": self.destroy,
             "play": self.play,
             "stop_play": self.stop_play,
@@ -203,8 +204,26 @@ class Executor:
                 leg.negotiated(leg.negotiator.process_answer(remote))
                 leg.awaiting_answer = False
                 return []
-            sdp, result = leg.negotiator.create_answer(remote)
+            direction = Direction(str(cmd.data.get("direction", "sendrecv")))
+            sdp, result = leg.negotiator.create_answer(remote, direction)
             leg.negotiated(result)
+        except Exception as exc:
+            return [self._failure(cmd, media_id, exc)]
+        leg.ready = self._ready(cmd, leg, sdp)
+        return [leg.ready]
+
+    async def reoffer(self, cmd: MediaCommand) -> list[Event]:
+        """A new offer on an existing leg (hold: ``sendonly``/``inactive``; resume or session
+        refresh: ``sendrecv``); the ``update`` with the far end's answer completes it. The
+        o= version only changes when the body does (RFC 3264 8)."""
+        media_id = _text(cmd.data, "media_id")
+        try:
+            leg = self._leg(cmd)
+            direction = Direction(str(cmd.data.get("direction", "sendrecv")))
+            if direction is Direction.RECVONLY:
+                raise CommandError("a re-offer is sendrecv, sendonly or inactive")
+            sdp = leg.negotiator.create_offer(direction)
+            leg.awaiting_answer = True
         except Exception as exc:
             return [self._failure(cmd, media_id, exc)]
         leg.ready = self._ready(cmd, leg, sdp)

@@ -267,6 +267,10 @@ class Store:
             stream = keys.media_pool()
         elif cmd.target == "app":
             stream = keys.app_events()
+        elif cmd.target == "session":  # an event for another session, on its partition
+            sid = str(cmd.data["sid"])
+            data = msgpack.packb(dict(cmd.data.get("data") or {}))
+            return ["xadd", keys.events(keys.partition_of(sid)), cmd.id, cmd.name, sid, data]
         else:
             raise StoreError(f"command {cmd.id} has unknown target {cmd.target!r}")
         sid = view.get("sid", "")

@@ -33,6 +33,9 @@ def raised_events(table: Table) -> dict[str, int]:
         for alt in entry.alternatives:
             for name in alt.raises:
                 out.setdefault(name, alt.line)
+            for action in alt.actions:  # named timers
+                if action.name == "timer.start":
+                    out.setdefault(str(action.args["event"]), alt.line)
     return out
 
 
