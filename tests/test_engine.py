@@ -34,7 +34,14 @@ def _satisfy(guard: GuardCall, data: dict[str, Any], session: dict[str, str]) ->
             data["sdp"] = "v=0\r\n"
     elif guard.name == "cond":
         session[f"cond.{guard.args}"] = "1" if want else "0"
-    elif guard.name == "hold_changes":
+    else:
+        _satisfy_dialog(guard, want, data, session)
+
+
+def _satisfy_dialog(
+    guard: GuardCall, want: bool, data: dict[str, Any], session: dict[str, str]
+) -> None:
+    if guard.name == "hold_changes":
         data["sdp"], data["held"] = "v=0\r\n", want
     elif guard.name == "answers_reinvite":
         data["cseq"] = 5
