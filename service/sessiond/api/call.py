@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -20,7 +20,17 @@ from sessiond.api.errors import (
     CallTimeout,
     SessionNotFound,
 )
-from sessiond.api.events import CallEvent, Ended, Established, Failed, RecordingStopped
+from sessiond.api.events import (
+    CallEvent,
+    Ended,
+    Established,
+    Failed,
+    HoldChanged,
+    RecordingStopped,
+    TransferFailed,
+    TransferRequested,
+    TransferSucceeded,
+)
 from sessiond.media.codecs import FRAME_BYTES
 from sessiond.media.leg import AudioTap
 
@@ -124,9 +134,48 @@ class Call:
             await self.peer.client.hangup(self.sid)
         return await self.wait_ended(timeout)
 
-    async def send_dtmf(self, digits: str) -> None:
-        """Send DTMF digits (RFC 4733)."""
-        await self.peer.client.send_dtmf(self.sid, digits)
+    async def send_dtmf(self, digits: str, method: str = "rfc4733") -> None:
+        """Send DTMF digits: RFC 4733 in the RTP stream, or ``method="info"`` (SIP INFO)."""
+        await self.peer.client.send_dtmf(self.sid, digits, method)
+
+    async def hold(self, timeout: float | None = 10.0) -> HoldChanged:
+        """Put the far end on hold (re-INVITE, sendonly); returns once it agreed."""
+        return await self._hold_change(self.peer.client.hold, True, timeout)
+
+    async def resume(self, timeout: float | None = 10.0) -> HoldChanged:
+        """Take the far end off hold (re-INVITE, sendrecv); returns once it agreed."""
+        return await self._hold_change(self.peer.client.resume, False, timeout)
+
+    async def _hold_change(
+        self, command: Callable[[str], Awaitable[None]], held: bool, timeout: float | None
+    ) -> HoldChanged:
+        await command(self.sid)
+        while True:
+            event = await self.wait_for(HoldChanged, timeout)
+            assert isinstance(event, HoldChanged)
+            if event.held_by_us == held:
+                return event
+
+    async def wait_transferred(self, timeout: float | None = 30.0) -> Call:
+        """The far end transferred us (REFER): the new call placed to the transfer target
+        (follow it like any call; this one ends when the far end hangs up)."""
+        event = await self.wait_for(TransferRequested, timeout)
+        assert isinstance(event, TransferRequested)
+        return self.peer._track(event.new_sid)
+
+    async def transfer(self, target: str, timeout: float | None = 60.0) -> CallEvent:
+        """Blind transfer: ask the far end to call ``target`` (REFER). Returns
+        TransferSucceeded (this call then ends) or raises CallFailed(code) when the far end
+        refused or the new call failed (this call goes on)."""
+        await self.peer.client.blind_transfer(self.sid, target)
+        while True:
+            event = await self.next_event(timeout)
+            if isinstance(event, TransferSucceeded):
+                return event
+            if isinstance(event, TransferFailed):
+                raise CallFailed(event.code, "transfer failed")
+            if isinstance(event, Ended | Failed):
+                raise await self._failure(event)
 
     async def play(
         self,

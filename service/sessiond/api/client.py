@@ -195,9 +195,29 @@ class Client:
         """Close the recording (RecordingStopped follows)."""
         await self.send(sid, "StopRecord")
 
-    async def send_dtmf(self, sid: str, digits: str) -> None:
-        """Send DTMF digits (RFC 4733, or in-band when the far end has no telephone-event)."""
-        await self.send(sid, "SendDtmf", {"digits": digits})
+    async def send_dtmf(self, sid: str, digits: str, method: str = "rfc4733") -> None:
+        """Send DTMF digits: ``rfc4733`` events in the RTP stream (in-band tones when the far
+        end has no telephone-event), or ``info``: one SIP INFO (application/dtmf-relay) per
+        digit, in order."""
+        if method not in ("rfc4733", "info"):
+            raise ValueError(f"method must be rfc4733 or info, not {method!r}")
+        data: dict[str, Any] = {"digits": digits}
+        if method == "info":
+            data["method"] = "info"
+        await self.send(sid, "SendDtmf", data)
+
+    async def hold(self, sid: str) -> None:
+        """Put the far end on hold (re-INVITE with a sendonly offer); HoldChanged follows."""
+        await self.send(sid, "Hold")
+
+    async def resume(self, sid: str) -> None:
+        """Take the far end off hold (re-INVITE with sendrecv); HoldChanged follows."""
+        await self.send(sid, "Resume")
+
+    async def blind_transfer(self, sid: str, target: str) -> None:
+        """Ask the far end to call ``target`` (REFER, RFC 3515). TransferSucceeded (and the
+        call ends) when the target answers, TransferFailed (the call goes on) if not."""
+        await self.send(sid, "Transfer", {"target": target})
 
     async def bridge(self, sid_a: str, sid_b: str) -> None:
         """Relay audio both ways between two answered calls. Both legs must be on the same

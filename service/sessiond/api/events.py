@@ -152,6 +152,58 @@ class RecordingStopped(CallEvent):
         return float(value) if isinstance(value, int | float) else 0.0
 
 
+class HoldChanged(CallEvent):
+    """The call went on or off hold, by us (``hold`` in local/both) or by the far end
+    (``hold`` in remote/both); ``hold`` is empty when nobody holds."""
+
+    TYPE = "HoldChanged"
+
+    @property
+    def hold(self) -> str:
+        """``""``, ``local`` (we hold the far end), ``remote`` (it holds us) or ``both``."""
+        return str(self.data.get("hold", ""))
+
+    @property
+    def held_by_us(self) -> bool:
+        return self.hold in ("local", "both")
+
+    @property
+    def held_by_remote(self) -> bool:
+        return self.hold in ("remote", "both")
+
+
+class TransferRequested(CallEvent):
+    """The far end asked us to call ``target`` (REFER); the new call's session is
+    ``new_sid`` and this call ends once the far end hangs up."""
+
+    TYPE = "TransferRequested"
+
+    @property
+    def target(self) -> str:
+        return str(self.data.get("transfer_target") or self.data.get("refer_to", ""))
+
+    @property
+    def new_sid(self) -> str:
+        """The session of the call placed to the transfer target."""
+        return str(self.data.get("transfer_sid", ""))
+
+
+class TransferSucceeded(CallEvent):
+    """The transfer completed: the target answered the new call."""
+
+    TYPE = "TransferSucceeded"
+
+
+class TransferFailed(CallEvent):
+    """The transfer failed (``code``); the original call goes on."""
+
+    TYPE = "TransferFailed"
+
+    @property
+    def code(self) -> int:
+        return _int(self.data.get("code"))
+
+
 EVENT_TYPES: dict[str, type[CallEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -165,6 +217,10 @@ EVENT_TYPES: dict[str, type[CallEvent]] = {
         DtmfReceived,
         PlayFinished,
         RecordingStopped,
+        HoldChanged,
+        TransferRequested,
+        TransferSucceeded,
+        TransferFailed,
     )
 }
 

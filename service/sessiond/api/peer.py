@@ -19,7 +19,7 @@ from typing import Any
 from sessiond.api.call import Call, Invitation
 from sessiond.api.client import Client
 from sessiond.api.errors import CallFailed, SessionNotFound
-from sessiond.api.events import CallEvent, IncomingCall
+from sessiond.api.events import CallEvent, IncomingCall, TransferRequested
 from sessiond.applier import Applier
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
@@ -236,6 +236,8 @@ class SimplePeer:
             incoming.deliver(event)
             self._incoming.put_nowait(Invitation(incoming, event))
             return
+        if isinstance(event, TransferRequested) and event.new_sid:
+            self._track(event.new_sid)  # the call placed for the transfer is ours too
         call = self._calls.get(event.sid)
         if call is not None:
             call.deliver(event)
