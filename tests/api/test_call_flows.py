@@ -58,7 +58,8 @@ async def test_hold_and_resume_both_sides_see_it(
     held = await call.hold()
     assert held.hold == "local"
     remote = await bob_call.wait_for(HoldChanged, timeout=10)
-    assert isinstance(remote, HoldChanged) and remote.hold == "remote"
+    assert isinstance(remote, HoldChanged)
+    assert remote.hold == "remote"
     assert (await alice.client.session(call.sid))["hold"] == "local"
     assert "a=sendonly" in (await alice.client.session(call.sid))["local_sdp"]
     assert "a=recvonly" in (await bob.client.session(bob_call.sid))["local_sdp"]
@@ -66,7 +67,8 @@ async def test_hold_and_resume_both_sides_see_it(
     resumed = await call.resume()
     assert resumed.hold == ""
     back = await bob_call.wait_for(HoldChanged, timeout=10)
-    assert isinstance(back, HoldChanged) and back.hold == ""
+    assert isinstance(back, HoldChanged)
+    assert back.hold == ""
     assert "a=sendrecv" in (await alice.client.session(call.sid))["local_sdp"]
 
     await call.hangup()
@@ -114,7 +116,8 @@ async def test_blind_transfer_the_transferee_calls_the_target(
     # the transferor hung up once the target answered: the original call is over
     await call.wait_ended(timeout=10)
     await bob_call.wait_ended(timeout=10)
-    assert not new_call.ended and not carol_call.ended
+    assert not new_call.ended
+    assert not carol_call.ended
     await new_call.hangup()
     await carol_call.wait_ended(timeout=10)
 
