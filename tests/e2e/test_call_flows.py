@@ -1,0 +1,308 @@
+"""Mid-call flows against sipp, with sessiond as separate processes on a real Redis: hold and
+resume by re-INVITE both ways (with a 491 glare retry), UPDATE, DTMF by INFO, blind transfer
+both ways, session timers (RFC 4028); kill tests for transfer and session timers. Each test
+checks the states the session went through, from its Redis history."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+
+from sessiond.api.client import Client
+from sessiond.resources import default_table_path
+from sipp_scenarios import uac_refused
+
+from . import flow_scenarios as sc
+from .harness import Cluster, background_sipp, finished, free_port, wait_for
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.slow,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
+]
+
+
+@pytest.fixture
+def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    c = Cluster(redis_url, tmp_path)
+    yield c
+    c.stop_all()
+    c.cleanup()
+
+
+def history(cluster: Cluster, sid: str) -> list[dict[str, str]]:
+    r = cluster.redis()
+    key = f"{cluster.namespace}:{{{sid[:10]}}}:history:{sid}"
+    return [{k.decode(): v.decode() for k, v in f.items()} for _, f in r.xrange(key)]
+
+
+def steps(cluster: Cluster, sid: str) -> list[tuple[str, str, str]]:
+    return [(h["from"], h["event"], h["to"]) for h in history(cluster, sid)]
+
+
+def run_sipp(tmp: Path, name: str, xml: str, port: int, *args: str) -> Iterator[object]:
+    (tmp / f"{name}.xml").write_text(xml)
+    return background_sipp(
+        tmp,
+        "-sf",
+        f"{name}.xml",
+        f"127.0.0.1:{port}",
+        "-m",
+        "1",
+        "-p",
+        str(free_port()),
+        "-timeout",
+        "40",
+        "-timeout_error",
+        *args,
+    )
+
+
+def only_session(cluster: Cluster) -> dict[str, str]:
+    assert wait_for(lambda: len(cluster.sessions()) == 1)
+    return cluster.sessions()[0]
+
+
+def client(cluster: Cluster) -> Client:
+    return Client(cluster.redis_url, namespace=cluster.namespace)
+
+
+def edge_requests(cluster: Cluster, method: str) -> list[dict[str, object]]:
+    """The ``request`` commands sent to the edge for ``method`` (re-INVITE, REFER...)."""
+    entries = cluster.redis().xrange(f"{cluster.namespace}:{{edge:edge1}}:commands")
+    out = []
+    for _, fields in entries:
+        if fields[b"type"] == b"request":
+            data = msgpack.unpackb(fields[b"data"])
+            if data["method"] == method:
+                out.append(data)
+    return out
+
+
+def test_remote_hold_resume_update_and_info(cluster: Cluster, tmp_path: Path) -> None:
+    port = cluster.start_split("--answer", "auto")
+    with run_sipp(tmp_path, "uac", sc.uac_hold_update_info(), port) as caller:
+        out, _ = caller.communicate(timeout=60)
+    assert finished(out) == (1, 0), out[-3000:]
+    sid = only_session(cluster)["sid"]
+    assert wait_for(lambda: only_session(cluster)["state"] == "Terminated")
+    seen = steps(cluster, sid)
+    hold = [
+        ("Established", "ReInvite", "Reanswering"),
+        ("Reanswering", "MediaReady", "Reconfirming"),
+        ("Reconfirming", "Ack", "Established"),
+    ]
+    for step in hold:
+        assert seen.count(step) == 2, seen  # hold, then resume
+    assert ("Established", "Update", "Reanswering") in seen
+    assert ("Reanswering", "MediaReady", "Established") in seen
+    assert seen.count(("Established", "Info", "Established")) == 2  # a digit, then a 415
+    assert seen[-1] == ("Established", "Bye", "Terminated")
+    app = cluster.redis().xrange(f"{cluster.namespace}:{{app}}:events")
+    published = [(f[b"type"].decode(), msgpack.unpackb(f[b"data"])) for _, f in app]
+    holds = [d["hold"] if "hold" in d else "" for t, d in published if t == "HoldChanged"]
+    assert holds == ["remote", ""]
+    assert [d["digit"] for t, d in published if t == "DtmfReceived"] == ["7"]
+
+
+@pytest.mark.parametrize("first_answer", [200, 491])
+def test_sessiond_holds_and_resumes(cluster: Cluster, tmp_path: Path, first_answer: int) -> None:
+    cluster.start_split("--answer", "auto")
+    uas_port = free_port()
+    xml = sc.uas_held(first_answer)
+    (tmp_path / "uas.xml").write_text(xml)
+    with background_sipp(
+        tmp_path,
+        "-sf",
+        "uas.xml",
+        "-p",
+        str(uas_port),
+        "-m",
+        "1",
+        "-timeout",
+        "40",
+        "-timeout_error",
+    ) as callee:
+
+        async def drive() -> str:
+            async with client(cluster) as app:
+                sid = await app.make_call(f"sip:bob@127.0.0.1:{uas_port}")
+                await app.wait_for_state(sid, "Established", timeout=10)
+                await app.hold(sid)
+                assert wait_for(lambda: only_session(cluster).get("hold") == "local", 15)
+                await app.resume(sid)
+                assert wait_for(lambda: only_session(cluster).get("hold") == "", 15)
+                assert only_session(cluster)["state"] == "Established"
+                await app.hangup(sid)
+                await app.wait_for_state(sid, "Terminated", timeout=10)
+                return sid
+
+        sid = asyncio.run(drive())
+        out, _ = callee.communicate(timeout=30)
+    assert finished(out) == (1, 0), out[-3000:]
+    seen = steps(cluster, sid)
+    assert seen.count(("Established", "Hold", "Reoffering")) == 1
+    assert seen.count(("Reinviting", "Answered", "Established")) == 2
+    if first_answer == 491:
+        assert ("Reinviting", "Rejected", "Established") in seen
+        assert ("Established", "ReinviteRetry", "Reoffering") in seen
+        assert len(edge_requests(cluster, "INVITE")) == 3  # hold, its retry, resume
+    else:
+        assert len(edge_requests(cluster, "INVITE")) == 2
+
+
+def test_sessiond_transfers_the_caller(cluster: Cluster, tmp_path: Path) -> None:
+    port = cluster.start_split("--answer", "auto")
+    with run_sipp(tmp_path, "uac", sc.uac_refer_us(), port) as caller:
+        assert wait_for(lambda: only_session(cluster)["state"] == "Established", 15)
+        sid = only_session(cluster)["sid"]
+
+        async def transfer() -> None:
+            async with client(cluster) as app:
+                await app.blind_transfer(sid, "sip:carol@127.0.0.1:5099")
+
+        asyncio.run(transfer())
+        out, _ = caller.communicate(timeout=40)
+    assert finished(out) == (1, 0), out[-3000:]
+    assert wait_for(lambda: only_session(cluster)["state"] == "Terminated")
+    session = only_session(cluster)
+    assert (session["end_code"], session["end_reason"]) == ("200", "transferred")
+    seen = steps(cluster, sid)
+    assert ("Established", "Transfer", "Established") in seen
+    assert ("Established", "ReferResponse", "Established") in seen
+    assert ("Established", "Notify", "Established") in seen  # 100 Trying
+    assert ("Established", "Notify", "Terminating") in seen  # 200 OK: we hang up
+    assert seen[-1] == ("Terminating", "ByeDone", "Terminated")
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_caller_transfers_sessiond(cluster: Cluster, tmp_path: Path, kill: bool) -> None:
+    """sessiond is the transferee: it places the new call to the target and reports its
+    progress by NOTIFY. With ``kill``, the worker that took the REFER dies while the target
+    rings; the other worker finishes the flow."""
+    port = cluster.start_split("--answer", "auto")
+    target_port = free_port()
+    (tmp_path / "target.xml").write_text(sc.uas_slow_answer(3000))
+    target = f"sip:carol@127.0.0.1:{target_port}"
+    with (
+        background_sipp(
+            tmp_path,
+            "-sf",
+            "target.xml",
+            "-p",
+            str(target_port),
+            "-m",
+            "1",
+            "-timeout",
+            "40",
+            "-timeout_error",
+        ) as callee,
+        run_sipp(tmp_path, "uac", sc.uac_refers_sessiond(target), port) as caller,
+    ):
+        assert wait_for(lambda: len(cluster.sessions()) == 2, 15)
+        original = next(s for s in cluster.sessions() if s["role"] == "UAS")
+        placed = next(s for s in cluster.sessions() if s["role"] == "UAC")
+        assert placed["peer"] == original["sid"]
+        assert original["transfer_sid"] == placed["sid"]
+        if kill:
+            refer = next(h for h in history(cluster, original["sid"]) if h["event"] == "Refer")
+            cluster.kill(refer["worker"], signal.SIGKILL)
+        out, _ = caller.communicate(timeout=40)
+        assert finished(out) == (1, 0), out[-3000:]
+        assert wait_for(
+            lambda: (
+                {s["sid"]: s["state"] for s in cluster.sessions()}.get(placed["sid"])
+                == "Established"
+            ),
+            10,
+        )
+
+        async def hang_up() -> None:
+            async with client(cluster) as app:
+                await app.hangup(placed["sid"])
+
+        asyncio.run(hang_up())
+        out, _ = callee.communicate(timeout=30)
+        assert finished(out) == (1, 0), out[-3000:]
+    seen = steps(cluster, original["sid"])
+    assert ("Established", "Refer", "Established") in seen
+    assert ("Established", "TransferProgress", "Established") in seen
+    assert seen[-1] == ("Established", "Bye", "Terminated")
+    assert [n["headers"][1][1] for n in edge_requests(cluster, "NOTIFY")] == [
+        "active;expires=60",
+        "terminated;reason=noresource",
+    ]
+    placed_steps = steps(cluster, placed["sid"])
+    assert ("Calling", "Provisional", "Early") in placed_steps
+    assert ("Early", "Answered", "Established") in placed_steps
+
+
+def short_timers_table(tmp_path: Path, min_se: int) -> Path:
+    """The default table with a Min-SE of ``min_se`` seconds instead of RFC 4028's 90, so a
+    test sees several refreshes in seconds."""
+    text = default_table_path().read_text()
+    text = text.replace(
+        "session_timer.request: {start: false}",
+        f"session_timer.request: {{start: false, min_se: {min_se}}}",
+    )
+    text = text.replace(
+        "- session_timer.request\n", f"- session_timer.request: {{min_se: {min_se}}}\n"
+    )
+    text = text.replace("when: [interval_too_small]", f"when: [{{interval_too_small: {min_se}}}]")
+    path = tmp_path / "short_timers.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("kill", [False, True])
+def test_session_refreshed_by_sessiond(cluster: Cluster, tmp_path: Path, kill: bool) -> None:
+    """The caller makes sessiond the refresher (6 s: a re-INVITE every 3 s). With ``kill``,
+    the worker that armed the refresh timer dies before it fires: the refresh still goes
+    out, once."""
+    table = short_timers_table(tmp_path, 2)
+    port = cluster.start_split("--answer", "auto", "--table", str(table))
+    with run_sipp(tmp_path, "uac", sc.uac_session_timer_we_refresh(2, 6), port) as caller:
+        if kill:
+            assert wait_for(lambda: only_session(cluster).get("state") == "Established", 10)
+            sid = only_session(cluster)["sid"]
+            armed = [h for h in history(cluster, sid) if h["to"] == "Established"][0]
+            cluster.kill(armed["worker"], signal.SIGKILL)
+        out, _ = caller.communicate(timeout=40)
+    assert finished(out) == (1, 0), out[-3000:]
+    sid = only_session(cluster)["sid"]
+    seen = steps(cluster, sid)
+    assert seen.count(("Established", "RefreshDue", "Reoffering")) == 2, seen
+    assert len(edge_requests(cluster, "INVITE")) == 2
+    refresh = edge_requests(cluster, "INVITE")[0]
+    assert ["Session-Expires", "6;refresher=uac"] in refresh["headers"]
+
+
+def test_session_expires_without_refresh(cluster: Cluster, tmp_path: Path) -> None:
+    table = short_timers_table(tmp_path, 2)
+    port = cluster.start_split("--answer", "auto", "--table", str(table))
+    with run_sipp(tmp_path, "uac", sc.uac_session_timer_never_refresh(6), port) as caller:
+        out, _ = caller.communicate(timeout=40)
+    assert finished(out) == (1, 0), out[-3000:]
+    assert wait_for(lambda: only_session(cluster)["state"] == "Terminated")
+    session = only_session(cluster)
+    assert session["end_code"] == "408"
+    assert ("Established", "SessionExpired", "Terminating") in steps(cluster, session["sid"])
+
+
+def test_too_small_session_interval_gets_422(cluster: Cluster, tmp_path: Path) -> None:
+    port = cluster.start_split("--answer", "auto")
+    xml = uac_refused(422, sc._check("Min-SE: 90", "c"))
+    xml = xml.replace(
+        "Max-Forwards: 70\nContent-Type", "Max-Forwards: 70\nSession-Expires: 30\nContent-Type", 1
+    )
+    with run_sipp(tmp_path, "uac", xml, port) as caller:
+        out, _ = caller.communicate(timeout=40)
+    assert finished(out) == (1, 0), out[-3000:]
+    session = only_session(cluster)
+    assert (session["state"], session["end_code"]) == ("Terminated", "422")
