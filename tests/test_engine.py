@@ -51,6 +51,12 @@ def _satisfy_dialog(
     elif guard.name == "field":
         for key, value in guard.args.items():
             session[key] = str(value) if want else f"{value}x"
+    elif guard.name == "reliable":
+        if want:
+            data["require"], data["rseq"] = "100rel", "1"
+    elif guard.name == "new_sdp":
+        if want:
+            data["sdp"] = "v=0\r\no=new\r\n"
     elif guard.name == "data":
         for key, value in guard.args.items():
             data[key] = str(value) if want else f"{value}x"

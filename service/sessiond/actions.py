@@ -90,6 +90,11 @@ def sip_respond(ctx: Context, args: Any) -> None:
     if args.get("sdp"):
         data["sdp"] = ctx.get("local_sdp")
     headers = st.response_headers(ctx.get) if 200 <= int(code) < 300 else []
+    if 100 < int(code) < 200 and "100rel" in ctx.get("remote_require"):
+        rseq = int(ctx.get("rseq") or "0") + 1  # RFC 3262 3: reliable, retransmitted
+        ctx.set("rseq", str(rseq))  # by the edge until the PRACK
+        headers += [["Require", "100rel"], ["RSeq", str(rseq)]]
+        data["reliable"] = True
     if int(code) == 422:
         headers.append(["Min-SE", str(st.MIN_SE)])
     if headers:
@@ -266,6 +271,13 @@ def sip_cancel(ctx: Context, args: Any) -> None:
     ctx.command("edge", "cancel", {"cseq": int(ctx.get("invite_cseq") or "1"), **_dialog(ctx)})
 
 
+def sip_prack(ctx: Context, args: Any) -> None:
+    """Acknowledge a reliable provisional response (RFC 3262 7.2): PRACK with RAck."""
+    data = ctx.event.data
+    rack = f"{data.get('rseq', '').strip()} {data.get('cseq', '')} INVITE"
+    _in_dialog(ctx, "PRACK", headers=[["RAck", rack]])
+
+
 def sip_bye(ctx: Context, args: Any) -> None:
     """End the dialog with BYE."""
     ctx.command("edge", "bye", {"cseq": _next_cseq(ctx), **_dialog(ctx)})
@@ -288,12 +300,21 @@ def media_create(ctx: Context, args: Any) -> None:
     ctx.command("media-pool", "create", data)
 
 
+def _check_update(args: Any) -> str | None:
+    if args is None or args == {"answer": True}:
+        return None
+    return "expects no arguments or {answer: true}"
+
+
 def media_update(ctx: Context, args: Any) -> None:
     """Give the media node the remote SDP (answer to our offer, or a new offer: answered
-    sendonly while we hold the far end)."""
-    data = {"media_id": ctx.get("media_id"), "remote_sdp": ctx.get("remote_sdp")}
+    sendonly while we hold the far end). ``{answer: true}``: it answers our last offer even
+    if an earlier answer was taken (early media in a 183, then the 2xx)."""
+    data: dict[str, Any] = {"media_id": ctx.get("media_id"), "remote_sdp": ctx.get("remote_sdp")}
     if _holding(ctx):
         data["direction"] = "sendonly"
+    if args:
+        data["answer"] = True
     ctx.command("media", "update", data)
 
 
@@ -648,6 +669,7 @@ ACTIONS: dict[str, ActionSpec] = {
     "sip.cancel": ActionSpec(sip_cancel, _no_args, "CANCEL the pending INVITE"),
     "sip.bye": ActionSpec(sip_bye, _no_args, "send BYE"),
     "sip.reinvite": ActionSpec(sip_reinvite, _no_args, "send a re-INVITE with our SDP"),
+    "sip.prack": ActionSpec(sip_prack, _no_args, "acknowledge a reliable 1xx (RFC 3262)"),
     "sip.update": ActionSpec(sip_update, _check_sdp_flag, "send UPDATE (with our SDP or not)"),
     "sip.refer": ActionSpec(sip_refer, _check_refer, "send REFER to the event's target"),
     "sip.notify": ActionSpec(sip_notify, _check_notify, "report REFER progress (sipfrag)"),
@@ -656,7 +678,7 @@ ACTIONS: dict[str, ActionSpec] = {
         queue_info_dtmf, _no_args, "queue the event's digits as SIP INFO, send the first"
     ),
     "media.create": ActionSpec(media_create, _check_media_create, "create an RTP session"),
-    "media.update": ActionSpec(media_update, _no_args, "give the media node the remote SDP"),
+    "media.update": ActionSpec(media_update, _check_update, "give the media node the remote SDP"),
     "media.destroy": ActionSpec(media_destroy, _no_args, "free the RTP session"),
     "media.reoffer": ActionSpec(media_reoffer, _check_reoffer, "new offer (hold/resume)"),
     "media.play": ActionSpec(_media_command("play", _PLAY), _check_play, "play a tone or WAV"),

@@ -77,6 +77,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
         {"duration_ms": _number(40, 5000, True), "method": lambda v: v in ("rfc4733", "info")},
     ),
     "Hold": ({}, {}),
+    "Progress": ({}, {}),
     "Resume": ({}, {}),
     "Transfer": ({"target": _matches(_SIP_URI)}, {}),
     "Bridge": ({"other": _text(128)}, {}),

@@ -105,6 +105,18 @@ def _data_is(session: Mapping[str, str], event: Event, args: Any) -> bool:
     return all(str(event.data.get(k, "")) == str(v) for k, v in args.items())
 
 
+def _reliable(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    """A reliable provisional response (RFC 3262): Require: 100rel and an RSeq."""
+    require = str(event.data.get("require", "")).lower()
+    return "100rel" in require and bool(str(event.data.get("rseq", "")).strip())
+
+
+def _new_sdp(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    """The event carries an SDP that differs from the one we have from the far end."""
+    sdp = event.data.get("sdp")
+    return bool(sdp) and sdp != session.get("remote_sdp", "")
+
+
 def _field_is(session: Mapping[str, str], event: Event, args: Any) -> bool:
     return all(session.get(k, "") == str(v) for k, v in args.items())
 
@@ -131,4 +143,6 @@ GUARDS: dict[str, GuardSpec] = {
     ),
     "field": GuardSpec(_field_is, _field_args, "session fields have the given values"),
     "data": GuardSpec(_data_is, _field_args, "event data fields have the given values"),
+    "reliable": GuardSpec(_reliable, _no_args, "a reliable provisional response (100rel)"),
+    "new_sdp": GuardSpec(_new_sdp, _no_args, "an SDP different from the far end's last"),
 }

@@ -57,6 +57,7 @@ PRODUCED: Final[dict[str, str]] = {
     "Hold": "app: put the far end on hold (re-INVITE with a sendonly offer)",
     "Resume": "app: take the far end off hold (re-INVITE with a sendrecv offer)",
     "Transfer": "app: blind transfer, REFER the far end to data.target",
+    "Progress": "app: send 183 with our SDP while ringing (early media: play before answer)",
     # other sessions (session.send / session.call)
     "TransferProgress": "session: the call placed for a REFER progressed (data: code)",
     # signaling handler (the worker, on a new incoming call)
@@ -118,5 +119,7 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "reoffer",
         "reinvite_cseq",
         "refer_cseq",
+        "remote_require",
+        "rseq",
     }
 )

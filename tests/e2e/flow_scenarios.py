@@ -275,3 +275,58 @@ def uac_session_timer_never_refresh(interval: int) -> str:
         answer(200),
         variables="se",
     )
+
+
+def uac_requires_100rel() -> str:
+    """Caller that requires reliable provisional responses (RFC 3262): PRACKs sessiond's 180
+    (RSeq 1) and its 183 with SDP (RSeq 2, sent when the application asks for early media),
+    then takes the 200 and hangs up."""
+    extra = "Supported: 100rel\nRequire: 100rel"
+    return scenario(
+        "uac requires 100rel",
+        uac_invite(1, extra=extra),
+        recv(100, optional=True),
+        recv(180, "RSeq: 1", "r1"),
+        uac_request("PRACK", 2, extra="RAck: 1 1 INVITE"),
+        recv(200),
+        recv(183, "RSeq: 2", "r2"),
+        uac_request("PRACK", 3, extra="RAck: 2 1 INVITE"),
+        recv(200),
+        recv(200, "m=audio", "ok"),
+        uac_ack(1),
+        pause(300),
+        uac_request("BYE", 4),
+        recv(200),
+        variables="r1,r2,ok",
+    )
+
+
+def uas_reliable_183() -> str:
+    """Callee that sends early media in a reliable 183 (Require: 100rel, RSeq 1), expects
+    sessiond's PRACK, then answers with the same SDP and takes the ACK and the BYE."""
+    sdp = SDP.format(version=1, direction="sendrecv")
+    capture = (
+        '  <recv request="INVITE"><action>'
+        '<ereg regexp="Supported: [^\\r\\n]*100rel" search_in="msg" check_it="true" assign_to="s"/>'
+        '<ereg regexp="Via: ([^\\r\\n]*)" search_in="msg" assign_to="v0,via"/>'
+        "</action></recv>\n"
+    )
+    # the 200 answers the INVITE, not the PRACK received last: its Via and CSeq by hand
+    ok = (
+        "  <send><![CDATA[\nSIP/2.0 200 OK\nVia: [$via]\n[last_From:]\n[last_To:]\n"
+        "[last_Call-ID:]\nCSeq: 1 INVITE\nContact: <sip:sipp@[local_ip]:[local_port]>\n"
+        f"Content-Type: application/sdp\nContent-Length: [len]\n\n{sdp}]]></send>\n"
+    )
+    return scenario(
+        "uas reliable 183",
+        capture,
+        answer(183, sdp, "application/sdp", "Require: 100rel\nRSeq: 1", tag=True),
+        recv_request("PRACK", "RAck: 1 1 INVITE", "ra"),
+        answer(200),
+        pause(500),
+        ok,
+        recv_request("ACK"),
+        recv_request("BYE"),
+        answer(200),
+        variables="s,ra,v0",
+    )

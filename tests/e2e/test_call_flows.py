@@ -306,3 +306,64 @@ def test_too_small_session_interval_gets_422(cluster: Cluster, tmp_path: Path) -
     assert finished(out) == (1, 0), out[-3000:]
     session = only_session(cluster)
     assert (session["state"], session["end_code"]) == ("Terminated", "422")
+
+
+def test_reliable_provisionals_and_early_media_as_uas(cluster: Cluster, tmp_path: Path) -> None:
+    port = cluster.start_split("--answer", "app")
+    with run_sipp(tmp_path, "uac", sc.uac_requires_100rel(), port) as caller:
+        assert wait_for(lambda: only_session(cluster).get("state") == "Ringing", 10)
+        sid = only_session(cluster)["sid"]
+
+        async def early_then_answer() -> None:
+            async with client(cluster) as app:
+                await app.progress(sid)
+                await app.play(sid, tone=440, seconds=0.5)
+                assert wait_for(lambda: ("Ringing", "Prack", "Ringing") in steps(cluster, sid))
+                await asyncio.sleep(0.5)
+                await app.accept(sid)
+
+        asyncio.run(early_then_answer())
+        out, _ = caller.communicate(timeout=40)
+    assert finished(out) == (1, 0), out[-3000:]
+    seen = steps(cluster, sid)
+    assert seen.count(("Ringing", "Prack", "Ringing")) == 2
+    assert ("Ringing", "SendProgress", "Ringing") in seen
+    assert ("Ringing", "Play", "Ringing") in seen
+    assert seen[-1] == ("Established", "Bye", "Terminated")
+
+
+def test_reliable_early_media_as_uac(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start_split("--answer", "auto")
+    uas_port = free_port()
+    (tmp_path / "uas.xml").write_text(sc.uas_reliable_183())
+    with background_sipp(
+        tmp_path,
+        "-sf",
+        "uas.xml",
+        "-p",
+        str(uas_port),
+        "-m",
+        "1",
+        "-timeout",
+        "40",
+        "-timeout_error",
+    ) as callee:
+
+        async def call() -> str:
+            async with client(cluster) as app:
+                sid = await app.make_call(f"sip:bob@127.0.0.1:{uas_port}")
+                await app.wait_for_state(sid, "Established", timeout=10)
+                await app.hangup(sid)
+                await app.wait_for_state(sid, "Terminated", timeout=10)
+                return sid
+
+        sid = asyncio.run(call())
+        out, _ = callee.communicate(timeout=30)
+    assert finished(out) == (1, 0), out[-3000:]
+    entries = history(cluster, sid)
+    early = next(h for h in entries if h["event"] == "Provisional")
+    assert (early["from"], early["to"]) == ("Calling", "Early")
+    assert "sip.prack" in early["actions"]
+    answered = next(h for h in entries if h["event"] == "Answered")
+    assert "media.update" not in answered["actions"]  # the 183 carried the answer
+    assert len(edge_requests(cluster, "PRACK")) == 1

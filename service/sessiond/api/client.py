@@ -206,6 +206,11 @@ class Client:
             data["method"] = "info"
         await self.send(sid, "SendDtmf", data)
 
+    async def progress(self, sid: str) -> None:
+        """Send early media on a ringing incoming call: 183 with our SDP (reliable when the
+        caller requires 100rel); play on it before answering."""
+        await self.send(sid, "Progress")
+
     async def hold(self, sid: str) -> None:
         """Put the far end on hold (re-INVITE with a sendonly offer); HoldChanged follows."""
         await self.send(sid, "Hold")

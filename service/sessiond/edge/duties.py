@@ -4,6 +4,8 @@
   64*T1 pass (RFC 3261 13.3.1.4). Only over UDP: a reliable transport does not lose it.
 * An ACK we sent for a 2xx is kept for 64*T1 and sent again for every retransmission of that
   2xx (13.2.2.4), without bothering the workers.
+* A reliable provisional response (RFC 3262 3) is retransmitted, T1 doubling, until its PRACK
+  arrives or 64*T1 pass. Keys are (Call-ID, RSeq).
 
 Keys are (Call-ID, CSeq number). Everything here is short lived and in memory: after an edge
 restart the far end's retransmissions reach the workers instead, which re-emit their commands.
@@ -36,6 +38,7 @@ class DialogDuties:
         self.timers = timers
         self._answers: dict[DialogKey, Retransmit] = {}
         self._acks: dict[DialogKey, Retransmit] = {}
+        self._provisionals: dict[DialogKey, Retransmit] = {}
 
     def answered(
         self, key: DialogKey, data: bytes, transport: str, peer: Address, now: float
@@ -46,6 +49,20 @@ class DialogDuties:
             self._answers[key] = Retransmit(
                 data, transport, peer, now + t1, t1, now + self.timers.timeout
             )
+
+    def provisional(
+        self, key: DialogKey, data: bytes, transport: str, peer: Address, now: float
+    ) -> None:
+        """We sent a reliable 1xx (RSeq in ``key``): retransmit it until PRACKed (UDP)."""
+        if transport == "UDP":
+            t1 = self.timers.t1
+            self._provisionals[key] = Retransmit(
+                data, transport, peer, now + t1, t1, now + self.timers.timeout
+            )
+
+    def pracked(self, key: DialogKey) -> None:
+        """The PRACK for our reliable 1xx arrived."""
+        self._provisionals.pop(key, None)
 
     def acknowledged(self, key: DialogKey) -> None:
         """The ACK for our 2xx arrived."""
@@ -64,13 +81,16 @@ class DialogDuties:
     def due(self, now: float) -> list[Retransmit]:
         """What to send now; forgets what has expired."""
         out = []
-        for key, retx in list(self._answers.items()):
-            if now >= retx.deadline:
-                del self._answers[key]
-            elif now >= retx.next_at:
-                out.append(retx)
-                retx.interval = min(retx.interval * 2, self.timers.t2)
-                retx.next_at = now + retx.interval
+        for pending, cap in ((self._answers, self.timers.t2), (self._provisionals, None)):
+            for key, retx in list(pending.items()):
+                if now >= retx.deadline:
+                    del pending[key]
+                elif now >= retx.next_at:
+                    out.append(retx)
+                    retx.interval = (
+                        retx.interval * 2 if cap is None else min(retx.interval * 2, cap)
+                    )
+                    retx.next_at = now + retx.interval
         for key in [k for k, a in self._acks.items() if now >= a.deadline]:
             del self._acks[key]
         return out

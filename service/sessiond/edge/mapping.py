@@ -77,7 +77,9 @@ RESPONSE_HEADERS = (
 # RFC 3311 5.1, RFC 3515 2.4.1, RFC 6665 4.1.1).
 CONTACT_METHODS = frozenset({"INVITE", "UPDATE", "REFER", "NOTIFY", "SUBSCRIBE"})
 ALLOWED = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO, PRACK"
-SUPPORTED = "timer, replaces, 100rel"
+# Option tags we implement (RFC 4028 session timers, RFC 3262 reliable provisionals): a
+# request that requires another one gets 420 (RFC 3261 8.2.2.3).
+SUPPORTED = ("timer", "100rel")
 TXN_HEADERS = ("via", "from", "to", "call-id", "cseq")
 MAX_FORWARDS = "70"
 USER_AGENT = "sessiond"
@@ -406,6 +408,8 @@ def build_request(cmd: Mapping[str, Any], method: str, local: Local) -> SipReque
     if method == "INVITE":
         headers.append(("Allow", ALLOWED))
         headers.append(("User-Agent", USER_AGENT))
+    if method in ("INVITE", "UPDATE"):
+        headers.append(("Supported", ", ".join(SUPPORTED)))
     for name, value in cmd.get("headers") or ():
         headers.append((str(name), str(value)))
     if cmd.get("sdp"):

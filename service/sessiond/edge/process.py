@@ -41,6 +41,7 @@ from sessiond.edge.access import AccessPolicy
 from sessiond.edge.duties import DialogDuties
 from sessiond.edge.mapping import (
     ALLOWED,
+    SUPPORTED,
     Local,
     build_request,
     build_response,
@@ -213,7 +214,7 @@ class Edge:
         """Validation (RFC 3261 8.2), loop detection (482) and the per-source rate limit for
         requests that would start something new. Refusals are answered statelessly."""
         try:
-            validate_request(req, max_size=self.max_message, size=len(data))
+            validate_request(req, supported=SUPPORTED, max_size=self.max_message, size=len(data))
             check_loop(req, [(local.host, local.port) for local in self.locals.values()])
             if req.method == "INVITE" and req.body and req.content_type != "application/sdp":
                 # 8.2.3: a body we cannot read is refused, not taken for an offerless INVITE
@@ -353,6 +354,10 @@ class Edge:
             ok = make_response(req, 200, headers=[("Allow", ALLOW), ("Accept", "application/sdp")])
             self.execute(self.layer.respond(action.key, ok, now), transport)
             return
+        if req.method == "PRACK":
+            rack = (req.header("rack") or "").split()
+            if rack and rack[0].isdigit():
+                self.duties.pracked((req.call_id or "", int(rack[0])))
         event = request_event(req, transport, action.peer, self.name)
         if event is None:
             resp = make_response(req, 405, headers=[("Allow", ALLOW)])
@@ -441,6 +446,9 @@ class Edge:
         if req.method == "INVITE" and 200 <= resp.status < 300:
             dialog = (resp.call_id or "", resp.cseq.seq if resp.cseq else 0)
             self.duties.answered(dialog, bytes(resp), transport, dest, now)
+        elif data.get("reliable") and resp.header("rseq"):  # RFC 3262: until the PRACK
+            rseq = int(str(resp.header("rseq")).strip())
+            self.duties.provisional((resp.call_id or "", rseq), bytes(resp), transport, dest, now)
 
     async def _resolve(self, req: SipRequest) -> tuple[str, Address]:
         transport, host, port = request_destination(req)

@@ -200,8 +200,9 @@ class Executor:
         try:
             leg = self._leg(cmd)
             remote = SessionDescription.parse(_text(cmd.data, "remote_sdp"))
-            if leg.awaiting_answer:
-                leg.negotiated(leg.negotiator.process_answer(remote))
+            if leg.awaiting_answer or cmd.data.get("answer"):
+                again = not leg.awaiting_answer
+                leg.negotiated(leg.negotiator.process_answer(remote, again=again))
                 leg.awaiting_answer = False
                 return []
             direction = Direction(str(cmd.data.get("direction", "sendrecv")))

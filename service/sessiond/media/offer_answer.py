@@ -140,6 +140,7 @@ class MediaNegotiator:
         self._origin = Origin(username, sid, sid, "IN", _addrtype(address), address)
         self._last_body: str | None = None
         self._pending_offer: SessionDescription | None = None
+        self._answered_offer: SessionDescription | None = None
         self.local: SessionDescription | None = None
 
     @property
@@ -159,9 +160,13 @@ class MediaNegotiator:
         self._pending_offer = offer
         return offer
 
-    def process_answer(self, answer: SessionDescription) -> NegotiatedStream:
-        """Apply the answer to our pending offer and return what was agreed."""
-        offer = self._pending_offer
+    def process_answer(
+        self, answer: SessionDescription, *, again: bool = False
+    ) -> NegotiatedStream:
+        """Apply the answer to our pending offer and return what was agreed. ``again``: a
+        second answer to our last offer replaces the first (the 2xx after an unreliable
+        183 may carry a different one, RFC 3261 13.2.1)."""
+        offer = self._pending_offer or (self._answered_offer if again else None)
         if offer is None:
             raise OfferAnswerError("received an answer but no offer is pending")
         if len(answer.media) != len(offer.media):
@@ -170,6 +175,7 @@ class MediaNegotiator:
                 "(RFC 3264 section 6)"
             )
         self._pending_offer = None
+        self._answered_offer = offer
         offered_dir = offer.media_direction(offer.media[0])
         section = answer.media[0]
         if section.rejected or section.media != "audio":

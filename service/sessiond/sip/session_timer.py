@@ -74,14 +74,15 @@ def negotiate_response(session_expires: str) -> tuple[int, str]:
 
 
 def request_headers(get: Get) -> list[list[str]]:
-    """Headers for a request we send (INVITE, re-INVITE, UPDATE) in a timed session."""
+    """Headers for a request we send (INVITE, re-INVITE, UPDATE) in a timed session (the
+    edge adds ``Supported: timer`` to every INVITE and UPDATE)."""
     interval = get("session_expires")
     if not interval:
         return []
     value = interval
     if get("refresher"):
         value += ";refresher=" + ("uac" if get("refresher") == "us" else "uas")
-    return [["Session-Expires", value], ["Min-SE", str(MIN_SE)], ["Supported", "timer"]]
+    return [["Session-Expires", value], ["Min-SE", str(MIN_SE)]]
 
 
 def response_headers(get: Get) -> list[list[str]]:
