@@ -144,6 +144,8 @@ def sip_invite(ctx: Context, args: Any) -> None:
     ctx.set("invite_cseq", str(cseq))
     data = {"cseq": cseq, "sdp": ctx.get("local_sdp"), **_dialog(ctx)}
     headers = st.request_headers(ctx.get)
+    if ctx.get("replaces"):
+        headers.append(["Replaces", ctx.get("replaces")])
     if headers:
         data["headers"] = headers
     ctx.command("edge", "invite", data)
@@ -493,6 +495,7 @@ def session_call(ctx: Context, args: Any) -> None:
     from sessiond.store.keys import call_tag  # noqa: PLC0415 - the store imports the engine
 
     target = str(ctx.event.data.get(args.get("target", "target"), ""))
+    replaces = str(ctx.event.data.get("replaces", ""))
     seed = hashlib.blake2b(ctx.get("_event_id").encode(), digest_size=12).hexdigest()
     call_id = f"{seed}@sessiond"
     sid = f"{call_tag(call_id)}-{seed[:12]}"
@@ -506,6 +509,8 @@ def session_call(ctx: Context, args: Any) -> None:
         "table": args.get("table") or ctx.get("table"),
         "peer": ctx.get("sid"),
     }
+    if replaces:  # an attended transfer: the new call replaces the target's other dialog
+        data["replaces"] = replaces
     ctx.set(args["save_as"], sid)
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})
 

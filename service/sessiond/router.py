@@ -39,6 +39,22 @@ def registry_candidates(keys: Keys, event: Event) -> list[str]:
     return [keys.initial(call_id, str(data.get("from_tag", "")))]
 
 
+def replaced_dialog(keys: Keys, event: Event) -> str | None:
+    """The registry entry of the dialog an INVITE with Replaces (RFC 3891) names: its
+    Call-ID and to-tag (our tag; the tags are matched as if the INVITE were in that dialog).
+    None when the event is not such an INVITE or the header is malformed."""
+    value = str(event.data.get("replaces", ""))
+    if event.type != "Invite" or not value:
+        return None
+    call_id, *params = (part.strip() for part in value.split(";"))
+    to_tag = ""
+    for param in params:
+        name, _, val = param.partition("=")
+        if name.strip().lower() == "to-tag":
+            to_tag = val.strip()
+    return keys.dialog(call_id, to_tag) if call_id and to_tag else None
+
+
 def new_uas(keys: Keys, event: Event, table: str = "default") -> NewSession | None:
     """A UAS session for an initial INVITE, or None for anything else."""
     data = event.data
@@ -83,6 +99,8 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
     }
     if data.get("peer"):  # placed by another session (a transfer, a B2BUA leg)
         fields["peer"] = str(data["peer"])
+    if data.get("replaces"):  # an attended transfer: our INVITE replaces that dialog
+        fields["replaces"] = str(data["replaces"])
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
 
 

@@ -60,6 +60,7 @@ PRODUCED: Final[dict[str, str]] = {
     "Progress": "app: send 183 with our SDP while ringing (early media: play before answer)",
     # other sessions (session.send / session.call)
     "TransferProgress": "session: the call placed for a REFER progressed (data: code)",
+    "Replaced": "session: an INVITE with Replaces (RFC 3891) took over this dialog",
     # signaling handler (the worker, on a new incoming call)
     "DeferCall": "handler: ask the application, 480 after the Deferred state's timeout",
     "RedirectCall": "handler: answer 302 (data: contacts, a list of SIP URIs)",
@@ -121,5 +122,7 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "refer_cseq",
         "remote_require",
         "rseq",
+        "replaces",
+        "replaces_sid",
     }
 )

@@ -42,6 +42,7 @@ from sessiond.router import (
     new_uac,
     new_uas,
     registry_candidates,
+    replaced_dialog,
 )
 from sessiond.store import Store
 from sessiond.store.store import decode_event, encode_event
@@ -339,7 +340,33 @@ class Worker:
                     work[i] = Work(new.fields["sid"], event, new, redelivered)
                 else:
                     orphans.append((event, "missing", ""))
+        await self._find_replaced(work)
         return [w for w in work if w is not None]
+
+    async def _find_replaced(self, work: list[Work | None]) -> None:
+        """A new call whose INVITE carries Replaces (RFC 3891) learns which session it
+        replaces (``replaces_sid``, empty when none matches: the table answers 481)."""
+        found = [
+            (i, key)
+            for i, item in enumerate(work)
+            if item is not None
+            and item.new is not None
+            and (key := replaced_dialog(self.keys, item.event)) is not None
+        ]
+        if not found:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for _, key in found:
+            pipe.get(key)
+        owners = await pipe.execute()
+        for (i, _), owner in zip(found, owners, strict=True):
+            item = work[i]
+            assert item is not None
+            event = item.event
+            data = {**event.data, "replaces_sid": _text(owner) if owner is not None else ""}
+            work[i] = Work(
+                item.sid, Event(event.id, event.type, data, event.sid), item.new, item.redelivered
+            )
 
     def _remember_route(self, key: str, sid: str) -> str:
         self._routes[key] = sid
@@ -363,6 +390,7 @@ class Worker:
                 event.type == "Invite"
                 and item.new is not None
                 and result.status in ("created", "duplicate")
+                and not event.data.get("replaces")  # the table answers a replacing call
             ):
                 decision = self._decide(event, result.sid)
                 if decision is not None:

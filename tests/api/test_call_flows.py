@@ -127,3 +127,39 @@ async def test_blind_transfer_the_transferee_calls_the_target(
     assert ("Established", "Refer", "Established") in alice_steps
     assert ("Established", "TransferProgress", "Established") in alice_steps
     assert (await alice.client.session(new_call.sid))["peer"] == call.sid
+
+
+async def test_attended_transfer_replaces_the_consultation_call(
+    peers: tuple[SimplePeer, SimplePeer, SimplePeer],
+) -> None:
+    """Alice talks to Bob, consults Carol, then transfers Bob to Carol with Replaces: Bob's
+    new call takes over Alice's call with Carol, and both of Alice's calls end."""
+    alice, bob, carol = peers
+    to_bob, bob_call = await _connect(alice, bob)
+    to_carol, carol_call = await _connect(alice, carol)
+
+    await alice.client.attended_transfer(to_bob.sid, to_carol.sid)
+    new_call = await bob_call.wait_transferred(timeout=10)
+    await new_call.wait_established(timeout=10)
+    await to_bob.wait_ended(timeout=10)  # Alice hangs up once Bob reached Carol
+    await to_carol.wait_ended(timeout=10)  # Carol's replaced dialog is ended by Carol
+    await carol_call.wait_ended(timeout=10)
+    await bob_call.wait_ended(timeout=10)
+
+    carol_sessions = [s for s in await _sessions(carol) if s["sid"] != carol_call.sid]
+    assert len(carol_sessions) == 1
+    replacing = carol_sessions[0]
+    assert replacing["state"] == "Established"
+    assert replacing["replaces_sid"] == carol_call.sid
+    carol_steps = await _history(carol, carol_call.sid)
+    assert ("Established", "Replaced", "Terminating") in carol_steps
+    assert (await alice.client.session(to_bob.sid))["end_reason"] == "transferred"
+    await new_call.hangup()
+
+
+async def _sessions(peer: SimplePeer) -> list[dict[str, str]]:
+    out = []
+    async for key in peer.client.redis.scan_iter(match=f"{peer.namespace}:*:session:*"):
+        raw = await peer.client.redis.hgetall(key)
+        out.append({k.decode(): v.decode() for k, v in raw.items()})
+    return out

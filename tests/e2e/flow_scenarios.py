@@ -4,6 +4,7 @@ sipp regular expressions with ``check_it`` (a mismatch fails the call)."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
 from xml.sax.saxutils import escape
 
 HEAD = '<?xml version="1.0"?>\n<scenario name="{name}">\n'
@@ -208,9 +209,12 @@ def uac_refer_us() -> str:
     )
 
 
-def uac_refers_sessiond(target: str) -> str:
+def uac_refers_sessiond(target: str, replaces: str = "") -> str:
     """Caller that transfers sessiond to ``target``: REFER, expects 202, then NOTIFY 100 and
-    NOTIFY 200 (sipfrag) as sessiond's new call progresses, then hangs up."""
+    NOTIFY 200 (sipfrag) as sessiond's new call progresses, then hangs up. ``replaces``
+    (a Replaces value) makes it an attended transfer (RFC 3891 in the Refer-To URI)."""
+    if replaces:
+        target += "?Replaces=" + quote(replaces, safe="")
     return scenario(
         "uac transfers sessiond",
         *_setup(),
@@ -227,18 +231,37 @@ def uac_refers_sessiond(target: str) -> str:
     )
 
 
-def uas_slow_answer(delay_ms: int) -> str:
-    """Transfer target: rings, answers after ``delay_ms``, takes the ACK and a BYE."""
+def uas_slow_answer(delay_ms: int, expect: str = "") -> str:
+    """Transfer target: rings, answers after ``delay_ms``, takes the ACK and a BYE;
+    ``expect``: a regular expression the INVITE must match."""
     return scenario(
         "uas slow answer",
-        recv_request("INVITE"),
+        recv_request("INVITE", expect, "x") if expect else recv_request("INVITE"),
         answer(180, tag=True),
         pause(delay_ms),
         answer(200, SDP.format(version=1, direction="sendrecv"), "application/sdp", tag=True),
         recv_request("ACK"),
         recv_request("BYE"),
         answer(200),
+        variables="x" if expect else "",
     )
+
+
+def uac_replacing(replaces: str) -> str:
+    """Caller whose INVITE replaces another dialog of sessiond (RFC 3891): expects 200 at
+    once (no ringing needed), ACKs, then hangs up."""
+    return scenario(
+        "uac with Replaces",
+        *_setup(extra=f"Replaces: {replaces}"),
+        pause(500),
+        uac_request("BYE", 2),
+        recv(200),
+    )
+
+
+def uac_waits_for_bye() -> str:
+    """Caller that, once its call is up, waits for sessiond's BYE."""
+    return scenario("uac waits for BYE", *_setup(), recv_request("BYE"), answer(200))
 
 
 def uac_session_timer_we_refresh(refreshes: int, interval: int) -> str:

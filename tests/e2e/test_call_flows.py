@@ -367,3 +367,81 @@ def test_reliable_early_media_as_uac(cluster: Cluster, tmp_path: Path) -> None:
     answered = next(h for h in entries if h["event"] == "Answered")
     assert "media.update" not in answered["actions"]  # the 183 carried the answer
     assert len(edge_requests(cluster, "PRACK")) == 1
+
+
+def test_invite_with_replaces_takes_over_a_call(cluster: Cluster, tmp_path: Path) -> None:
+    """The transfer target's side of an attended transfer: a new INVITE with Replaces naming
+    a call in progress is answered, and the replaced call gets a BYE."""
+    port = cluster.start_split("--answer", "app")
+    with run_sipp(tmp_path, "first", sc.uac_waits_for_bye(), port) as first:
+        assert wait_for(lambda: only_session(cluster).get("state") == "Ringing", 10)
+        old = only_session(cluster)
+
+        async def accept() -> None:
+            async with client(cluster) as app:
+                await app.accept(old["sid"])
+
+        asyncio.run(accept())
+        assert wait_for(lambda: only_session(cluster).get("state") == "Established", 10)
+        replaces = f"{old['call_id']};to-tag={old['local_tag']};from-tag={old['remote_tag']}"
+        with run_sipp(tmp_path, "second", sc.uac_replacing(replaces), port) as second:
+            out, _ = second.communicate(timeout=30)
+            assert finished(out) == (1, 0), out[-3000:]
+        out, _ = first.communicate(timeout=30)
+        assert finished(out) == (1, 0), out[-3000:]
+    sessions = {s["sid"]: s for s in cluster.sessions()}
+    assert sessions[old["sid"]]["end_reason"] == "replaced"
+    new = next(s for sid, s in sessions.items() if sid != old["sid"])
+    assert new["replaces_sid"] == old["sid"]
+    assert ("Established", "Replaced", "Terminating") in steps(cluster, old["sid"])
+    assert steps(cluster, new["sid"])[0] == ("Idle", "Invite", "Ringing")
+
+
+def test_replaces_naming_no_dialog_gets_481(cluster: Cluster, tmp_path: Path) -> None:
+    port = cluster.start_split("--answer", "auto")
+    xml = uac_refused(481).replace(
+        "Max-Forwards: 70\nContent-Type",
+        "Max-Forwards: 70\nReplaces: nobody@x;to-tag=1;from-tag=2\nContent-Type",
+        1,
+    )
+    with run_sipp(tmp_path, "uac", xml, port) as caller:
+        out, _ = caller.communicate(timeout=30)
+    assert finished(out) == (1, 0), out[-3000:]
+    assert only_session(cluster)["end_code"] == "481"
+
+
+def test_attended_transfer_as_transferee(cluster: Cluster, tmp_path: Path) -> None:
+    """A REFER whose Refer-To embeds Replaces: sessiond's new call carries the header."""
+    port = cluster.start_split("--answer", "auto")
+    target_port = free_port()
+    replaces = "consult@h;to-tag=abc;from-tag=def"
+    expect = "Replaces: consult@h;to-tag=abc;from-tag=def"
+    (tmp_path / "target.xml").write_text(sc.uas_slow_answer(200, expect))
+    target = f"sip:carol@127.0.0.1:{target_port}"
+    with (
+        background_sipp(
+            tmp_path,
+            "-sf",
+            "target.xml",
+            "-p",
+            str(target_port),
+            "-m",
+            "1",
+            "-timeout",
+            "40",
+            "-timeout_error",
+        ) as callee,
+        run_sipp(tmp_path, "uac", sc.uac_refers_sessiond(target, replaces), port) as caller,
+    ):
+        out, _ = caller.communicate(timeout=40)
+        assert finished(out) == (1, 0), out[-3000:]
+        placed = next(s for s in cluster.sessions() if s["role"] == "UAC")
+        assert placed["replaces"] == replaces
+
+        async def hang_up() -> None:
+            async with client(cluster) as app:
+                await app.hangup(placed["sid"])
+
+        asyncio.run(hang_up())
+        out, _ = callee.communicate(timeout=30)
+        assert finished(out) == (1, 0), out[-3000:]

@@ -206,6 +206,18 @@ class Client:
             data["method"] = "info"
         await self.send(sid, "SendDtmf", data)
 
+    async def attended_transfer(self, sid: str, consultation_sid: str) -> None:
+        """Attended transfer (RFC 5589 7): ask the far end of ``sid`` to call the far end of
+        ``consultation_sid`` with Replaces (RFC 3891), so the new call takes over the
+        consultation call. Both of our calls end when it succeeds."""
+        other = await self.session(consultation_sid)
+        replaces = (
+            f"{other['call_id']};to-tag={other.get('remote_tag', '')};"
+            f"from-tag={other.get('local_tag', '')}"
+        )
+        target = other.get("remote_target") or other.get("remote_uri", "")
+        await self.send(sid, "Transfer", {"target": target, "replaces": replaces})
+
     async def progress(self, sid: str) -> None:
         """Send early media on a ringing incoming call: 183 with our SDP (reliable when the
         caller requires 100rel); play on it before answering."""

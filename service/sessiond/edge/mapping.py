@@ -77,9 +77,10 @@ RESPONSE_HEADERS = (
 # RFC 3311 5.1, RFC 3515 2.4.1, RFC 6665 4.1.1).
 CONTACT_METHODS = frozenset({"INVITE", "UPDATE", "REFER", "NOTIFY", "SUBSCRIBE"})
 ALLOWED = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO, PRACK"
-# Option tags we implement (RFC 4028 session timers, RFC 3262 reliable provisionals): a
+# Option tags we implement (RFC 4028 session timers, RFC 3262 reliable provisionals, RFC
+# 3891 Replaces): a
 # request that requires another one gets 420 (RFC 3261 8.2.2.3).
-SUPPORTED = ("timer", "100rel")
+SUPPORTED = ("timer", "100rel", "replaces")
 TXN_HEADERS = ("via", "from", "to", "call-id", "cseq")
 MAX_FORWARDS = "70"
 USER_AGENT = "sessiond"
