@@ -58,6 +58,10 @@ def test_ctl_commands(
         assert "possible next events: AcceptCall," in out
         assert main([*base, "show", new_sid("nope")]) == 1
         assert main([*base, "hangup", sid]) == 0
+        assert main([*base, "hold", sid]) == 0
+        assert main([*base, "resume", sid]) == 0
+        assert main([*base, "transfer", sid, "sip:carol@127.0.0.1:5090"]) == 0
+        assert main([*base, "dtmf", "--info", sid, "12"]) == 0
         assert main([*base, "drain", "w-x"]) == 0
         assert main([*base, "workers"]) == 0
 
@@ -65,7 +69,15 @@ def test_ctl_commands(
             redis = connect(redis_url)
             entries = await redis.xrange(keys.events(keys.partition_of(sid)))
             events = [decode_event(fields) for _, fields in entries]
-            assert [(e.type, e.sid) for e in events] == [("Hangup", sid)]
+            assert [(e.type, e.sid) for e in events] == [
+                ("Hangup", sid),
+                ("Hold", sid),
+                ("Resume", sid),
+                ("Transfer", sid),
+                ("SendDtmf", sid),
+            ]
+            assert events[3].data == {"target": "sip:carol@127.0.0.1:5090"}
+            assert events[4].data == {"digits": "12", "method": "info"}
             assert await redis.exists(keys.drain("w-x")) == 1
             await redis.aclose()
 

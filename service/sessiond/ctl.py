@@ -32,6 +32,9 @@ async def ctl(args: argparse.Namespace) -> int:
             "play": _play,
             "record": _record,
             "dtmf": _dtmf,
+            "hold": _hold,
+            "resume": _resume,
+            "transfer": _transfer,
         }[args.ctl_command]
         return await handler(redis, keys, args)
     finally:
@@ -120,7 +123,22 @@ async def _record(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
 
 
 async def _dtmf(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
-    return await _send(redis, keys, args.sid, "SendDtmf", {"digits": args.digits})
+    data = {"digits": args.digits}
+    if args.info:
+        data["method"] = "info"
+    return await _send(redis, keys, args.sid, "SendDtmf", data)
+
+
+async def _hold(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    return await _send(redis, keys, args.sid, "Hold", {})
+
+
+async def _resume(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    return await _send(redis, keys, args.sid, "Resume", {})
+
+
+async def _transfer(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    return await _send(redis, keys, args.sid, "Transfer", {"target": args.target})
 
 
 async def live(redis: Any, keys: Keys, kind: str) -> list[str]:
@@ -209,6 +227,12 @@ def add_parser(sub: Any) -> None:
     dtmf = csub.add_parser("dtmf", help="send DTMF digits on a call")
     dtmf.add_argument("sid")
     dtmf.add_argument("digits")
+    dtmf.add_argument("--info", action="store_true", help="by SIP INFO instead of RFC 4733")
+    for name, text in (("hold", "put the far end on hold"), ("resume", "take it off hold")):
+        csub.add_parser(name, help=text).add_argument("sid")
+    transfer = csub.add_parser("transfer", help="blind transfer: REFER the far end to URI")
+    transfer.add_argument("sid")
+    transfer.add_argument("target", help="SIP URI the far end should call")
     call = csub.add_parser("call", help="place a call; prints the new session id")
     call.add_argument("target", help="SIP URI to call, e.g. sip:bob@127.0.0.1:5062")
     call.add_argument("--from", dest="from_uri", default="sip:sessiond@127.0.0.1")
