@@ -21,6 +21,7 @@ from sessiond.errors import SessiondError
 from sessiond.sip.digest import Challenge, DigestClient
 from sessiond.sip.errors import AuthError
 from sessiond.sip.message import SipRequest, SipResponse
+from sessiond.sip.registration import with_credentials
 from sessiond.sip.uri import SipUri, parse_uri
 
 #: challenge header -> the header that answers it (RFC 3261 22.2, 22.3)
@@ -132,7 +133,7 @@ class CredentialStore:
                 creds = client.authorize(challenge, request.method, request.uri)
             except AuthError:
                 continue
-            request = request.add_header(header, str(creds))
+            request = with_credentials(request, header, str(creds))
             answered += 1
         return request, answered
 

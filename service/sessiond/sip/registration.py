@@ -287,8 +287,15 @@ class Registration:
         if self._auth is not None:
             header, challenge, client = self._auth
             creds = client.authorize(challenge, "REGISTER", self.registrar)
-            request = request.add_header(header, str(creds))
+            request = with_credentials(request, header, str(creds))
         return request
+
+
+def with_credentials(request: SipRequest, header: str, value: str) -> SipRequest:
+    """``request`` with an Authorization / Proxy-Authorization line, before Content-Length."""
+    length = request.header("content-length") or str(len(request.body))
+    request = request.without_header("content-length").add_header(header, value)
+    return request.add_header("Content-Length", length)
 
 
 def _same(a: SipUri, b: SipUri) -> bool:
