@@ -155,7 +155,14 @@ class RegistrarClient:
                 await asyncio.wait_for(self._wake.wait(), max(wait, 0.005))
 
     async def stop(self, timeout: float = 4.0) -> None:
-        """Unregister every binding; wait (at most ``timeout`` s) for the registrars' answers."""
+        """Unregister every binding; wait (at most ``timeout`` s) for the registrars' answers.
+        Never raises: the edge's shutdown goes on whatever happens here."""
+        try:
+            await self._unregister_all(timeout)
+        except Exception:
+            log.exception("unregistering failed")
+
+    async def _unregister_all(self, timeout: float) -> None:
         now = time.monotonic()
         for pinger in self.pingers:
             pinger.stop()
