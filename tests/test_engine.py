@@ -34,6 +34,9 @@ def _satisfy(guard: GuardCall, data: dict[str, Any], session: dict[str, str]) ->
             data["sdp"] = "v=0\r\n"
     elif guard.name == "cond":
         session[f"cond.{guard.args}"] = "1" if want else "0"
+    elif guard.name == "can_authenticate":
+        data["code"] = 407
+        data["auth_user"] = "alice" if want else ""
     else:
         _satisfy_dialog(guard, want, data, session)
 
@@ -273,3 +276,24 @@ def test_follow_ups_run_in_fifo_order_not_recursively() -> None:
         ("Third", "D"),
     ]
     assert decision.terminal
+
+
+@pytest.mark.parametrize(
+    ("code", "header"), [(401, "www_authenticate"), (407, "proxy_authenticate")]
+)
+def test_a_challenge_is_answered_once_then_fails_the_call(code: int, header: str) -> None:
+    session = {**_session("UAC", "Early"), "local_cseq": "1", "invite_cseq": "1"}
+    challenge = ['Digest realm="pbx", nonce="n1"']
+    data = {"code": code, header: challenge, "auth_user": "alice", "to_tag": "t"}
+    first = decide(TABLE, session, Event("ev-1", "Rejected", data), 0.0)
+    assert first.state == "Calling"
+    (invite,) = [c for c in first.commands if c.target == "edge"]
+    assert invite.name == "invite"
+    assert (invite.data["cseq"], invite.data["remote_tag"]) == (2, "")
+    assert (invite.data["challenge_code"], invite.data["challenges"]) == (code, challenge)
+    assert first.fields["cond.auth_tried"] == "1"
+    assert first.fields["invite_cseq"] == "2"
+    again = decide(TABLE, {**session, **first.fields}, Event("ev-2", "Rejected", data), 0.0)
+    assert (again.state, again.fields["end_code"]) == ("Terminated", str(code))
+    no_account = decide(TABLE, session, Event("ev-3", "Rejected", {**data, "auth_user": ""}), 0.0)
+    assert (no_account.state, no_account.fields["end_code"]) == ("Terminated", str(code))

@@ -138,11 +138,22 @@ def sip_reply(ctx: Context, args: Any) -> None:
     ctx.command("edge", "respond", data)
 
 
+def _check_invite(args: Any) -> str | None:
+    return None if args is None or args == {"auth": True} else "takes no arguments or {auth: true}"
+
+
 def sip_invite(ctx: Context, args: Any) -> None:
-    """Send the initial INVITE with our SDP offer."""
+    """Send the initial INVITE with our SDP offer. ``{auth: true}``: send it again, CSeq + 1,
+    same Call-ID and From tag, answering the 401/407 of this event: the edge computes the
+    Authorization / Proxy-Authorization from its credentials (RFC 3261 22.2, 22.3)."""
     cseq = _next_cseq(ctx)
     ctx.set("invite_cseq", str(cseq))
     data = {"cseq": cseq, "sdp": ctx.get("local_sdp"), **_dialog(ctx)}
+    if args:
+        ctx.set("remote_tag", "")  # a 1xx may have given one: the new INVITE is out of dialog
+        code = ctx.event.data.get("code")
+        name = "www_authenticate" if code == 401 else "proxy_authenticate"
+        data.update(remote_tag="", challenge_code=code, challenges=ctx.event.data.get(name) or [])
     headers = st.request_headers(ctx.get)
     if ctx.get("replaces"):
         headers.append(["Replaces", ctx.get("replaces")])
@@ -669,7 +680,7 @@ def record_end(ctx: Context, args: Any) -> None:
 ACTIONS: dict[str, ActionSpec] = {
     "sip.respond": ActionSpec(sip_respond, _check_respond, "answer the pending INVITE"),
     "sip.reply": ActionSpec(sip_reply, _check_reply, "answer the request in this event"),
-    "sip.invite": ActionSpec(sip_invite, _no_args, "send the initial INVITE"),
+    "sip.invite": ActionSpec(sip_invite, _check_invite, "send the initial INVITE"),
     "sip.ack": ActionSpec(sip_ack, _no_args, "ACK a 2xx response"),
     "sip.cancel": ActionSpec(sip_cancel, _no_args, "CANCEL the pending INVITE"),
     "sip.bye": ActionSpec(sip_bye, _no_args, "send BYE"),

@@ -147,6 +147,39 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="nonce secret shared by edges behind one address (default: random)",
     )
+    parser.add_argument(
+        "--register",
+        action="append",
+        default=[],
+        metavar="AOR",
+        help="register this address-of-record (sip:user@registrar[:port]) with the edge's "
+        "address as Contact; refreshed before expiry, removed on stop (repeatable)",
+    )
+    parser.add_argument(
+        "--register-expires", type=int, default=3600, help="expiry to ask the registrar for"
+    )
+    parser.add_argument(
+        "--credentials",
+        default=None,
+        metavar="FILE",
+        help="our accounts for challenges to REGISTER and INVITE; lines: "
+        "user=NAME password=SECRET [realm=REALM]",
+    )
+    parser.add_argument(
+        "--keepalive",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="send OPTIONS to each registrar (and --ping target) this often (0: only --ping, "
+        "every 30 s)",
+    )
+    parser.add_argument(
+        "--ping",
+        action="append",
+        default=[],
+        metavar="URI",
+        help="also send OPTIONS keepalives to this SIP URI (repeatable)",
+    )
 
 
 def _worker_options(parser: argparse.ArgumentParser, *, answer: str) -> None:

@@ -35,6 +35,7 @@ async def ctl(args: argparse.Namespace) -> int:
             "hold": _hold,
             "resume": _resume,
             "transfer": _transfer,
+            "registrations": _registrations,
         }[args.ctl_command]
         return await handler(redis, keys, args)
     finally:
@@ -169,6 +170,29 @@ async def _call(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _registrations(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    """The edges' registrations (and --ping keepalives): state, expiry, reachability."""
+    now = time.time()
+    rows = []
+    for kind in ("registration", "keepalive"):
+        async for key in redis.scan_iter(match=f"{keys.ns}:{kind}:*", count=1000):
+            raw = await redis.hgetall(key)
+            row = {k.decode(): v.decode() for k, v in raw.items()}
+            rows.append((row.get("aor") or row.get("target", ""), row))
+    head = f"{'AOR / TARGET':40} {'STATE':13} {'EXPIRES IN':>10} {'LAST':>4} {'REACH':>5}"
+    print(f"{head} {'RTT':>8}")
+    for name, row in sorted(rows, key=lambda r: r[0]):
+        left = f"{float(row['expires_at']) - now:.0f}s" if row.get("expires_at") else ""
+        rtt = f"{row['rtt_ms']}ms" if row.get("rtt_ms") else ""
+        print(
+            f"{name:40} {row.get('state', 'keepalive'):13} {left:>10} "
+            f"{row.get('last_code') or row.get('ping_code', ''):>4} "
+            f"{row.get('reachable', ''):>5} {rtt:>8}"
+        )
+    print(f"{len(rows)} registration(s) and keepalive(s)")
+    return 0
+
+
 async def _drain(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
     await redis.set(keys.drain(args.worker), "1", ex=60)
     print(f"drain requested for {args.worker}: it stops reading, finishes its batch and exits")
@@ -213,6 +237,7 @@ def add_parser(sub: Any) -> None:
     drain = csub.add_parser("drain", help="ask a worker to finish its work and exit")
     drain.add_argument("worker")
     csub.add_parser("workers", help="live and dead workers, with pending entries")
+    csub.add_parser("registrations", help="the edges' registrations and OPTIONS keepalives")
     play = csub.add_parser("play", help="play a tone or a WAV file on a call")
     play.add_argument("sid")
     what = play.add_mutually_exclusive_group(required=True)

@@ -70,6 +70,10 @@ def _has_sdp(session: Mapping[str, str], event: Event, args: Any) -> bool:
     return bool(event.data.get("sdp"))
 
 
+def _can_authenticate(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    return _code(event) in (401, 407) and bool(event.data.get("auth_user"))
+
+
 def _cond(session: Mapping[str, str], event: Event, args: Any) -> bool:
     return session.get(f"cond.{args}") == "1"
 
@@ -133,6 +137,11 @@ GUARDS: dict[str, GuardSpec] = {
     "failure": GuardSpec(_failure, _no_args, "event code is 3xx-6xx"),
     "code": GuardSpec(_code_match, _code_args, "event code equals N or lies in [low, high]"),
     "has_sdp": GuardSpec(_has_sdp, _no_args, "event carries an SDP body"),
+    "can_authenticate": GuardSpec(
+        _can_authenticate,
+        _no_args,
+        "a 401/407 with a Digest challenge the edge holds credentials for",
+    ),
     "cond": GuardSpec(_cond, _cond_args, "the named condition is set"),
     "hold_changes": GuardSpec(_hold_changes, _no_args, "the offer puts us on or off hold"),
     "answers_reinvite": GuardSpec(

@@ -28,6 +28,19 @@ SIP_MESSAGES = Counter(
     "sessiond_sip_messages_total", "SIP messages at the edge", ["direction", "kind"]
 )
 SIP_DROPPED = Counter("sessiond_sip_dropped_total", "Unparseable or refused datagrams", ["why"])
+REGISTERED = Gauge("sessiond_registered", "1 while our registration of the AOR holds", ["aor"])
+REGISTER_RESPONSES = Counter(
+    "sessiond_register_responses_total", "Final responses to our REGISTERs", ["aor", "code"]
+)
+KEEPALIVE_RTT = Gauge(
+    "sessiond_keepalive_rtt_seconds", "Round trip of the last answered OPTIONS", ["target"]
+)
+KEEPALIVE_FAILURES = Counter(
+    "sessiond_keepalive_failures_total", "OPTIONS keepalives with no answer", ["target"]
+)
+KEEPALIVE_REACHABLE = Gauge(
+    "sessiond_keepalive_reachable", "1 when the last OPTIONS keepalive was answered", ["target"]
+)
 
 # published application events -> call outcome
 OUTCOMES = {"IncomingCall": "started", "Answered": "answered", "Failed": "failed", "Ended": "ended"}

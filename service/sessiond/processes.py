@@ -19,6 +19,8 @@ from typing import Any
 from sessiond import metrics
 from sessiond.applier import Applier
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
+from sessiond.edge.credentials import CredentialsError, CredentialStore, load_credentials
+from sessiond.edge.registrar_client import OutboundConfig
 from sessiond.errors import TableError
 from sessiond.handlers import CallHandler, builtin, load_handler
 from sessiond.redis_client import connect
@@ -104,9 +106,25 @@ def access_policy(args: argparse.Namespace) -> AccessPolicy:
     )
 
 
-def edge_options(args: argparse.Namespace) -> dict[str, Any]:
+def outbound_config(args: argparse.Namespace, transports: set[str]) -> OutboundConfig:
+    """``--register``/``--ping``/``--keepalive``/``--credentials`` (ValueError or
+    CredentialsError, naming the option or the file and line, when invalid)."""
+    credentials = load_credentials(args.credentials) if args.credentials else CredentialStore()
+    config = OutboundConfig(
+        tuple(args.register),
+        args.register_expires,
+        args.keepalive,
+        tuple(args.ping),
+        credentials,
+    )
+    config.check(transports)
+    return config
+
+
+def edge_options(args: argparse.Namespace, transports: set[str]) -> dict[str, Any]:
     """The Edge keyword arguments that come straight from the command line."""
     return {
+        "outbound": outbound_config(args, transports),
         "access": access_policy(args),
         "shed_lag": args.shed_lag,
         "shed_delay": args.shed_delay,
@@ -123,8 +141,8 @@ def run_edge(args: argparse.Namespace) -> int:
     setup_logging()
     try:
         specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
-        edge_kwargs = edge_options(args)
-    except (ValueError, AccessConfigError) as exc:
+        edge_kwargs = edge_options(args, {spec.transport for spec in specs})
+    except (ValueError, AccessConfigError, CredentialsError) as exc:
         print(f"sessiond edge: {exc}", file=sys.stderr)
         return 2
     metrics.serve(args.metrics_port)
@@ -202,8 +220,8 @@ def run_all(args: argparse.Namespace) -> int:
     try:
         specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
         first, last = parse_range(args.rtp_ports)
-        edge_kwargs = edge_options(args)
-    except (ValueError, AccessConfigError) as exc:
+        edge_kwargs = edge_options(args, {spec.transport for spec in specs})
+    except (ValueError, AccessConfigError, CredentialsError) as exc:
         print(f"sessiond run: {exc}", file=sys.stderr)
         return 2
     metrics.serve(args.metrics_port)

@@ -17,7 +17,11 @@ PRODUCED: Final[dict[str, str]] = {
     "Bye": "edge: BYE received in the dialog",
     "Provisional": "edge: 101-199 response to our INVITE (data: code, sdp, to_tag)",
     "Answered": "edge: 2xx response to our INVITE (data: code, sdp, to_tag, contact)",
-    "Rejected": "edge: 3xx-6xx response to our INVITE (data: code, reason)",
+    "Rejected": (
+        "edge: 3xx-6xx response to our INVITE (data: code, reason; a 401/407 adds its "
+        "www_authenticate/proxy_authenticate challenges and auth_user, the account that "
+        "would answer them, empty when none)"
+    ),
     "ByeDone": "edge: final response to our BYE (data: code)",
     "TransactionTimeout": "edge: timer B/F/H fired for one of our transactions (data: method)",
     "ReInvite": "edge: re-INVITE in the dialog (data: sdp, held, session_expires, txn)",

@@ -299,6 +299,9 @@ def response_event(resp: SipResponse, edge: str) -> Event | None:
     }
     if resp.body and "message/sipfrag" in (resp.content_type or "").lower():
         data["body"] = resp.body.decode("utf-8", "replace")
+    if resp.status in (401, 407):  # the challenge, for a retry with credentials (22.2, 22.3)
+        name = "www_authenticate" if resp.status == 401 else "proxy_authenticate"
+        data[name] = resp.headers.get_all(name.replace("_", "-"))
     eid = (
         f"sip:{resp.call_id}:{resp.branch or ''}:{method}:{resp.cseq.seq}:"
         f"{resp.status}:{resp.to_tag or ''}"

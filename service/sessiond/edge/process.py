@@ -38,6 +38,7 @@ import msgpack
 
 from sessiond import metrics
 from sessiond.edge.access import AccessPolicy
+from sessiond.edge.credentials import CredentialStore
 from sessiond.edge.duties import DialogDuties
 from sessiond.edge.mapping import (
     ALLOWED,
@@ -53,6 +54,7 @@ from sessiond.edge.mapping import (
 )
 from sessiond.edge.overload import OverloadGuard
 from sessiond.edge.ratelimit import SourceRateLimiter
+from sessiond.edge.registrar_client import OutboundConfig, RegistrarClient
 from sessiond.edge.transport import Address, ListenSpec, Transports
 from sessiond.engine import Event
 from sessiond.redis_client import RETRYABLE, is_embedded
@@ -109,6 +111,7 @@ class Edge:
         tcp_idle_timeout: float = 300.0,
         tcp_message_timeout: float = 32.0,
         max_connections: int = 10_000,
+        outbound: OutboundConfig | None = None,
     ) -> None:
         self.max_message = max_message
         self.redis = redis
@@ -143,6 +146,13 @@ class Edge:
         self._wake = asyncio.Event()
         self._poll = 0.002 if is_embedded(redis) else 0.0
         self._streams = [keys.edge_commands(name), keys.edge_commands("any")]
+        # our own accounts (challenges to our INVITEs) and registrations / keepalives
+        self.credentials = outbound.credentials if outbound else CredentialStore()
+        self.registrar = (
+            RegistrarClient(outbound, redis, keys, name, self.send_own)
+            if outbound is not None and outbound.active
+            else None
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
@@ -171,10 +181,16 @@ class Edge:
             self._timers(),
             self._heartbeat(),
         ]
+        if self.registrar is not None:
+            addresses = {t: (local.host, local.port) for t, local in self.locals.items()}
+            self.registrar.start(addresses, time.monotonic())
+            loops.append(self.registrar.run())
         tasks = [asyncio.create_task(loop) for loop in loops]
         try:
             await self.stopping.wait()
         finally:
+            if self.registrar is not None:  # unregister while the timers still run
+                await self.registrar.stop()
             if self._early_task is not None:
                 tasks.append(self._early_task)
             await cancel_and_wait(tasks)
@@ -262,14 +278,22 @@ class Edge:
                 self._key_transport[action.key] = transport
                 self._on_request(action, transport)
             elif isinstance(action, ResponseReceived):
-                self._on_response(action.response)
+                if self.registrar is not None and self.registrar.owns(action.key):
+                    self.registrar.on_response(action.key, action.response)
+                else:
+                    self._on_response(action.response)
             elif isinstance(action, StrayMessage):
                 self._on_stray(action.message, transport)
             elif isinstance(action, TimedOut):
-                self._on_timeout(action.key)
+                if self.registrar is not None and self.registrar.owns(action.key):
+                    self.registrar.on_timeout(action.key)
+                else:
+                    self._on_timeout(action.key)
             elif isinstance(action, Terminated):
                 self._key_transport.pop(action.key, None)
                 self._clients.pop(action.key, None)
+                if self.registrar is not None:
+                    self.registrar.forget(action.key)
 
     def _remember_answer(self, resp: SipResponse) -> None:
         """Keep our final response to a request in Redis for 64*T1, so an edge that restarts
@@ -372,6 +396,9 @@ class Edge:
             return
         event = response_event(resp, self.name)
         if event is not None:
+            if resp.status in (401, 407):  # the table retries only when we can answer
+                user = self.credentials.answerable(resp)
+                event = Event(event.id, event.type, {**event.data, "auth_user": user})
             self._publish(event)
 
     def _on_stray(self, msg: SipRequest | SipResponse, transport: str) -> None:
@@ -466,6 +493,12 @@ class Edge:
 
     async def _request(self, method: str, data: Mapping[str, Any]) -> None:
         req = self._build(data, method)
+        if data.get("challenges"):  # an INVITE retried after a 401/407 (RFC 3261 22.2)
+            req, answered = self.credentials.authorize(
+                req, int(data["challenge_code"]), [str(v) for v in data["challenges"]]
+            )
+            if not answered:
+                log.warning("no credentials answer the challenge to %s", data["call_id"])
         transport, peer = await self._resolve(req)
         key, actions = self.layer.send_request(
             req, peer, time.monotonic(), reliable=transport == "TCP"
@@ -475,6 +508,17 @@ class Edge:
             str(data["call_id"]), str(data["local_tag"]), method, int(data["cseq"]), transport
         )
         self.execute(actions, transport)
+
+    async def send_own(self, req: SipRequest) -> str:
+        """Send a request of the edge's own (REGISTER, OPTIONS keepalive) through the
+        transaction layer; returns the transaction key its responses will carry."""
+        transport, peer = await self._resolve(req)
+        key, actions = self.layer.send_request(
+            req, peer, time.monotonic(), reliable=transport == "TCP"
+        )
+        self._key_transport[key] = transport
+        self.execute(actions, transport)
+        return key
 
     async def _ack(self, data: Mapping[str, Any]) -> None:
         req = self._build(data, "ACK")

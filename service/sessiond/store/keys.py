@@ -22,6 +22,8 @@ be computed from its id alone.
     sessiond:processes:<kind>            zset    process name -> last heartbeat time
     sessiond:drain:<name>                string  present: that process should drain and exit
     sessiond:answered:<sent-by>:<branch>:<method>  string  our final response (edge, 32 s)
+    sessiond:registration:<aor>          hash    our registration of <aor> (edge; state, expiry)
+    sessiond:keepalive:<uri>             hash    OPTIONS keepalive to a --ping target (edge)
 """
 
 from __future__ import annotations
@@ -117,6 +119,15 @@ class Keys:
         """An edge's final response to one request (64*T1), for retransmissions that reach
         an edge restarted since it answered."""
         return f"{self.ns}:answered:{sent_by}:{branch}:{method}"
+
+    def registration(self, aor: str) -> str:
+        """An edge's registration of ``aor`` as a client: state, expiry, last response,
+        keepalive results (plain fields for redis-cli and ``sessiond ctl registrations``)."""
+        return f"{self.ns}:registration:{aor}"
+
+    def keepalive(self, target: str) -> str:
+        """OPTIONS keepalive results for a ``--ping`` target that is not a registrar."""
+        return f"{self.ns}:keepalive:{target}"
 
     def heartbeat(self, kind: str, name: str) -> str:
         return f"{self.ns}:process:{kind}:{name}"
