@@ -63,6 +63,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "edge": _text(128),
             "table": _text(64),
             "peer": _text(128),
+            "media_node": _text(128),
         },
     ),
     "AcceptCall": ({}, {}),
@@ -84,6 +85,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "DeferCall": ({}, {}),
     "RedirectCall": ({"contacts": _uris}, {}),
     "PlayAndHangup": ({}, _PLAY),
+    "ForwardCall": ({"target": _matches(_SIP_URI)}, {}),
 }
 
 

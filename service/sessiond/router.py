@@ -83,6 +83,8 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
     }
     if data.get("peer"):  # placed by another session (a transfer, a B2BUA leg)
         fields["peer"] = str(data["peer"])
+    if data.get("media_node"):  # a B2BUA leg: its media goes on its peer's node
+        fields["media_node"] = str(data["media_node"])
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
 
 
