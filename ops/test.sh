@@ -22,9 +22,9 @@ command -v unshare >/dev/null && command -v ip >/dev/null || apt_install util-li
 
 python3 -m pip install -q --disable-pip-version-check ".[dev,codecs]" atheris
 
-# The installed (non-editable) package must find its bundled tables and scripts.
-( cd /tmp && sessiond table check "$(python3 -c \
-    'from sessiond.resources import default_table_path; print(default_table_path())')" )
+# The installed (non-editable) package must find its bundled tables (default, gateway) and scripts.
+( cd /tmp && sessiond table check $(python3 -c \
+    'from sessiond.resources import bundled_table_paths; print(*bundled_table_paths())') )
 ( cd /tmp && python3 -c 'from sessiond.resources import lua_dir; \
     assert (lua_dir() / "transition.lua").is_file(), lua_dir()' )
 

@@ -2,7 +2,8 @@
 file (or a custom handler class), sipp as the caller, and a Client as the application.
 
 One service per module serves the routing-file tests: rules by To user pick the decision
-(busy -> 486, desk -> defer, old -> redirect, closed -> play-and-hang-up, default accept).
+(busy -> 486, desk -> defer, old -> redirect, closed -> play-and-hang-up, fwd -> forward to
+a sipp callee, default accept).
 Its table is the default one with a 2 s Deferred timeout, so the routes say ``defer: 2``.
 """
 
@@ -24,7 +25,7 @@ import pytest
 
 from sessiond import Client
 from sessiond.redis_client import connect
-from sessiond.resources import default_table_path
+from sessiond.resources import default_table_path, gateway_table_path
 from sessiond.store.store import delete_namespace
 from sipp_scenarios import SIPP_ACK, SIPP_INVITE, uac_refused
 
@@ -38,6 +39,15 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
 DEFER_SECONDS = 2
 
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+FORWARD_PORT = free_port()  # the sipp callee of the forward rule
+
 ROUTES = f"""
 rules:
   - match: {{to: "sip:busy@*"}}
@@ -48,6 +58,8 @@ rules:
     do: {{redirect: ["sip:new@example.com", "sip:backup@example.org"]}}
   - match: {{to: "sip:closed@*"}}
     do: {{play: {{tone: 440, seconds: 1}}}}
+  - match: {{to: "sip:fwd@*"}}
+    do: {{forward: "sip:callee@127.0.0.1:{FORWARD_PORT}"}}
 default: accept
 """
 
@@ -88,12 +100,6 @@ Content-Length: 0
 </scenario>
 """
 )
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Service:
@@ -210,7 +216,10 @@ def routed(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     assert short != text
     table.write_text(short)
     (tmp / "routes.yaml").write_text(ROUTES)
-    service = Service(redis_url, tmp, "--routes", "routes.yaml", "--table", str(table))
+    gateway = str(gateway_table_path())
+    service = Service(
+        redis_url, tmp, "--routes", "routes.yaml", "--table", str(table), "--table", gateway
+    )
     yield service
     service.stop()
     asyncio.run(_cleanup(redis_url, service.namespace))
@@ -280,6 +289,29 @@ async def test_play_and_hang_up(routed: Service) -> None:
     assert elapsed >= 1.0  # the BYE came after the 1 s tone
     session = await ended_session(routed, "closed")
     assert session["end_reason"] == "played and hung up"
+
+
+async def test_forward_bridges_the_caller_to_the_target(routed: Service) -> None:
+    """The forward rule: a B2BUA call to a sipp callee; the caller's BYE ends both legs."""
+    callee = subprocess.Popen(
+        ["sipp", "-sn", "uas", "-nostdin", "-buff_size", "4194304", "-p", str(FORWARD_PORT)]
+        + ["-mp", str(free_port()), "-m", "1", "-timeout", "25"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=routed.tmp,
+    )
+    try:
+        result = await sipp(routed, "fwd", "-sn", "uac", "-d", "200")
+        out, _ = await asyncio.to_thread(callee.communicate, timeout=30)
+    finally:
+        if callee.poll() is None:
+            callee.kill()
+            callee.wait()
+    assert succeeded(result), result.stdout[-1500:] + routed.log()
+    assert callee.returncode == 0, out[-1500:]  # answered, then got the BYE
+    session = await ended_session(routed, "fwd")
+    assert (session["table"], session["end_reason"]) == ("gateway", "remote hangup")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from sessiond.handlers import (
     Accept,
     AskApp,
     Defer,
+    Forward,
     IncomingCallInfo,
     PlayAndHangup,
     Redirect,
@@ -35,6 +36,8 @@ rules:
     do: {defer: 20}
   - match: {to: "sip:closed@*"}
     do: {play: {tone: 440, seconds: 2}}
+  - match: {to: "sip:sales@*"}
+    do: {forward: "sip:sales@10.0.0.7:5060"}
 default: ring
 """
 
@@ -52,6 +55,7 @@ def test_rules_match_in_order_with_globs_regexes_and_headers() -> None:
     assert routes.decide(call("sip:old@h")) == Redirect(("sip:new@example.com",))
     assert routes.decide(call("sip:desk@h")) == Defer()
     assert routes.decide(call("sip:closed@h")) == PlayAndHangup(tone=440.0, seconds=2.0)
+    assert routes.decide(call("sip:sales@h")) == Forward("sip:sales@10.0.0.7:5060")
     assert routes.decide(call("sip:other@h")) == Ring()
 
 
@@ -73,6 +77,8 @@ rules:
     do: dance
   - match: {headers: {user-agent: x}}
     do: {play: {tone: 440}}
+  - match: {to: "sip:c@*"}
+    do: {forward: "mailto:x@h"}
 extra: 1
 """
     with pytest.raises(RoutesError) as info:
@@ -84,7 +90,8 @@ extra: 1
     assert any(p.startswith("bad.yaml:9: do: is accept") for p in problems), problems
     assert any(p.startswith("bad.yaml:10: header 'user-agent'") for p in problems), problems
     assert any(p.startswith("bad.yaml:11: play: a tone needs seconds") for p in problems), problems
-    assert any(p.startswith("bad.yaml:12: unknown key 'extra'") for p in problems), problems
+    assert any(p.startswith("bad.yaml:13: forward: Forward needs") for p in problems), problems
+    assert any(p.startswith("bad.yaml:14: unknown key 'extra'") for p in problems), problems
 
 
 def test_unsafe_yaml_and_duplicate_keys_are_refused(tmp_path: Path) -> None:
@@ -121,6 +128,21 @@ def test_decision_events_have_the_deterministic_id() -> None:
         "0123456789-abcdef",
     )
     assert decide_event(AskApp(), invite, "0123456789-abcdef") is None
+
+
+def test_forward_becomes_a_forward_call_event_and_checks_its_target() -> None:
+    invite = Event("sip:c:b:INVITE:1", "Invite", {"to": "<sip:sales@h>", "call_id": "c"})
+    event = decide_event(parse_routes(GOOD), invite, "0123456789-abcdef")
+    assert event == Event(
+        "sip:c:b:INVITE:1:answer",
+        "ForwardCall",
+        {"target": "sip:sales@10.0.0.7:5060"},
+        "0123456789-abcdef",
+    )
+    assert Forward("sip:x@h").table == "gateway"
+    for bad in ("x@h", "sip:a b@h", "sip:<x>@h", "sip:a@h\r\nVia: x"):
+        with pytest.raises(ValueError, match="Forward"):
+            Forward(bad)
 
 
 def test_load_handler_errors() -> None:

@@ -300,17 +300,24 @@ def sip_bye(ctx: Context, args: Any) -> None:
 
 
 def _check_media_create(args: Any) -> str | None:
-    if args in ({"mode": "offer"}, {"mode": "answer"}):
-        return None
-    return "expects {mode: offer} or {mode: answer}"
+    if not isinstance(args, dict) or set(args) - {"mode", "pinned"}:
+        return "expects {mode: offer|answer, pinned: bool?}"
+    if args.get("mode") not in ("offer", "answer"):
+        return "expects {mode: offer} or {mode: answer}"
+    if not isinstance(args.get("pinned", False), bool):
+        return "pinned must be true or false"
+    return None
 
 
 def media_create(ctx: Context, args: Any) -> None:
-    """Ask any media node for an RTP session: an offer, or the answer to the remote SDP."""
+    """Ask any media node for an RTP session: an offer, or the answer to the remote SDP.
+    ``pinned: true`` asks the node already in ``media_node`` instead (a B2BUA's outbound
+    leg, created on its peer's node so that the two legs can be bridged)."""
     data = {"media_id": ctx.get("media_id"), "mode": args["mode"]}
     if args["mode"] == "answer":
         data["remote_sdp"] = ctx.get("remote_sdp")
-    ctx.command("media-pool", "create", data)
+    pinned = args.get("pinned") and ctx.get("media_node")
+    ctx.command("media" if pinned else "media-pool", "create", data)
 
 
 def _check_update(args: Any) -> str | None:
@@ -454,10 +461,22 @@ def media_play_saved(ctx: Context, args: Any) -> None:
     ctx.command("media", "play", data)
 
 
+def _check_bridge(args: Any) -> str | None:
+    if args is None:
+        return None
+    if isinstance(args, dict) and set(args) == {"with"} and args["with"] in SESSION_FIELDS:
+        return None
+    return "expects no arguments (the event's other) or {with: session_field}"
+
+
 def media_bridge(ctx: Context, args: Any) -> None:
-    """Relay audio between this session's leg and ``other`` (a media id, from the event);
-    both legs must live on the same media node."""
-    other = str(ctx.event.data.get("other", ""))
+    """Relay audio between this session's leg and ``other`` (a media id, from the event), or
+    the leg of the session named by field ``with`` (``{with: peer}``); both legs must live
+    on the same media node."""
+    if isinstance(args, dict):
+        other = ctx.get(args["with"])
+    else:
+        other = str(ctx.event.data.get("other", ""))
     if other and not other.endswith(".m"):
         other = f"{other}.m"  # a session id: its leg is <sid>.m
     ctx.command("media", "bridge", {"media_id": ctx.get("media_id"), "other": other})
@@ -467,45 +486,74 @@ def media_bridge(ctx: Context, args: Any) -> None:
 
 
 def _check_send(args: Any) -> str | None:
-    if not isinstance(args, dict) or set(args) - {"to", "event", "data"} or "event" not in args:
-        return "expects {to: session_field, event: Name, data: [event fields]?}"
+    allowed = {"to", "event", "data", "values"}
+    if not isinstance(args, dict) or set(args) - allowed or "event" not in args:
+        return "expects {to: session_field, event: Name, data: [event fields]?, values: {}?}"
     if not isinstance(args.get("to", "peer"), str) or not isinstance(args["event"], str):
         return "to and event must be names"
     fields = args.get("data", [])
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
         return "data must list event field names"
+    values = args.get("values", {})
+    if not isinstance(values, dict) or not all(
+        isinstance(v, str | int) and not isinstance(v, bool) for v in values.values()
+    ):
+        return "values must map field names to strings or numbers"
     return None
 
 
 def session_send(ctx: Context, args: Any) -> None:
     """Send ``event`` to the session named by session field ``to`` (default ``peer``), with
-    the listed fields of the current event. Nothing happens when that field is empty."""
+    the listed fields of the current event, then the fixed ``values``. Nothing happens when
+    that field is empty."""
     sid = ctx.get(args.get("to", "peer"))
     if not sid:
         return
     data = {k: ctx.event.data[k] for k in args.get("data", []) if k in ctx.event.data}
+    data.update(args.get("values", {}))
     data["from_sid"] = ctx.get("sid")
     ctx.command("session", args["event"], {"sid": sid, "data": data})
 
 
 def _check_call(args: Any) -> str | None:
-    allowed = {"target", "table", "save_as"}
+    allowed = {"target", "target_field", "from", "pin_media", "table", "save_as"}
     if not isinstance(args, dict) or set(args) - allowed or not args.get("save_as"):
-        return "expects {save_as: session_field, target: event_field?, table: name?}"
-    if args["save_as"] not in SESSION_FIELDS:
-        return f"save_as: unknown session field {args['save_as']!r}"
+        return (
+            "expects {save_as: session_field, target: event_field? | target_field: "
+            "session_field?, from: session_field?, pin_media: bool?, table: name?}"
+        )
+    if "target" in args and "target_field" in args:
+        return "target (an event field) and target_field (a session field) exclude each other"
+    for key in ("save_as", "target_field", "from"):
+        if key in args and args[key] not in SESSION_FIELDS:
+            return f"{key}: unknown session field {args[key]!r}"
+    if not isinstance(args.get("pin_media", False), bool):
+        return "pin_media must be true or false"
     return None
+
+
+def uri_of(text: str) -> str:
+    """The URI in a From/To/Contact value: inside <...>, else up to the first ';'."""
+    if "<" in text and ">" in text:
+        return text[text.index("<") + 1 : text.index(">")].strip()
+    return text.split(";", 1)[0].strip()
 
 
 def session_call(ctx: Context, args: Any) -> None:
     """Place a new outgoing call as a new session (a MakeCall event for it) to the URI in the
-    event field ``target`` (default ``target``), running ``table`` (default: this session's
-    table). The new session's ``peer`` is this session; its id goes in field ``save_as``.
+    event field ``target`` (default ``target``) or the session field ``target_field``,
+    running ``table`` (default: this session's table), From the URI in session field
+    ``from`` (default ``local_uri``). ``pin_media: true`` passes this session's media node,
+    so the new leg is created there (see :func:`media_create`'s ``pinned``). The new
+    session's ``peer`` is this session; its id goes in field ``save_as``.
     Call-ID, tag and session id derive from this event's id: a redelivered event places the
     same call, which the new session refuses as a duplicate."""
     from sessiond.store.keys import call_tag  # noqa: PLC0415 - the store imports the engine
 
-    target = str(ctx.event.data.get(args.get("target", "target"), ""))
+    if "target_field" in args:
+        target = ctx.get(args["target_field"])
+    else:
+        target = str(ctx.event.data.get(args.get("target", "target"), ""))
     replaces = str(ctx.event.data.get("replaces", ""))
     seed = hashlib.blake2b(ctx.get("_event_id").encode(), digest_size=12).hexdigest()
     call_id = f"{seed}@sessiond"
@@ -513,7 +561,7 @@ def session_call(ctx: Context, args: Any) -> None:
     data = {
         "target": target,
         "to": target,
-        "from": ctx.get("local_uri"),
+        "from": uri_of(ctx.get(args.get("from", "local_uri"))),
         "call_id": call_id,
         "local_tag": seed[12:22],
         "edge": ctx.get("edge"),
@@ -522,6 +570,8 @@ def session_call(ctx: Context, args: Any) -> None:
     }
     if replaces:  # an attended transfer: the new call replaces the target's other dialog
         data["replaces"] = replaces
+    if args.get("pin_media") and ctx.get("media_node"):
+        data["media_node"] = ctx.get("media_node")
     ctx.set(args["save_as"], sid)
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})
 
@@ -711,7 +761,9 @@ ACTIONS: dict[str, ActionSpec] = {
     "media.play_saved": ActionSpec(
         media_play_saved, _no_args, "play the tone or file saved by play-and-hang-up"
     ),
-    "media.bridge": ActionSpec(media_bridge, _no_args, "relay audio with the event's other leg"),
+    "media.bridge": ActionSpec(
+        media_bridge, _check_bridge, "relay audio with the event's other leg (or a session's)"
+    ),
     "media.unbridge": ActionSpec(_media_command("unbridge", ()), _no_args, "stop relaying"),
     "session.send": ActionSpec(session_send, _check_send, "send an event to another session"),
     "session.call": ActionSpec(session_call, _check_call, "place a new call as a new session"),

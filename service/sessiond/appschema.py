@@ -64,6 +64,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "table": _text(64),
             "peer": _text(128),
             "replaces": _text(512),
+            "media_node": _text(128),
         },
     ),
     "AcceptCall": ({}, {}),
@@ -86,6 +87,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "DeferCall": ({}, {}),
     "RedirectCall": ({"contacts": _uris}, {}),
     "PlayAndHangup": ({}, _PLAY),
+    "ForwardCall": ({"target": _matches(_SIP_URI)}, {}),
 }
 
 

@@ -204,7 +204,7 @@ def _worker_options(parser: argparse.ArgumentParser, *, answer: str) -> None:
         "--table",
         action="append",
         default=[],
-        help="state table file (repeatable; default: the bundled default)",
+        help="state table file (repeatable; default: the bundled default and gateway tables)",
     )
 
 

@@ -19,10 +19,14 @@ decision               event                what the default table does
 ``Defer()``            ``DeferCall``        rings in ``Deferred``; 480 after its table timeout
 ``Redirect(contacts)`` ``RedirectCall``     answers 302 with the contacts
 ``PlayAndHangup(...)`` ``PlayAndHangup``    answers, plays, sends BYE on PlayFinished
+``Forward(target)``    ``ForwardCall``      B2BUA: the session runs the ``gateway`` table, which
+                                            calls ``target`` and relays ringing, early media,
+                                            answer, failures, CANCEL and BYE between the legs
 ``Ring()``             (none)               rings until the app answers (``RingTimeout``)
 =====================  ===================  ====================================================
 
-Forward(target) (a B2BUA leg) is not offered: it needs a B2BUA table that does not exist yet.
+Forward is the one decision that picks the table: the worker asks the handler before it
+creates the session, and a Forward session runs ``Forward.table`` (``gateway`` unless given).
 """
 
 from __future__ import annotations
@@ -106,11 +110,26 @@ class PlayAndHangup:
 
 
 @dataclass(frozen=True, slots=True)
+class Forward:
+    """Forward the call to ``target`` (a SIP URI) as a back-to-back user agent: the incoming
+    leg runs ``table`` (default ``gateway``), which places the outgoing leg."""
+
+    target: str
+    table: str = "gateway"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, str) or not self.target.startswith(("sip:", "sips:")):
+            raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
+        if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
+            raise ValueError(f"Forward target {self.target!r} is not a plain SIP URI")
+
+
+@dataclass(frozen=True, slots=True)
 class Ring:
     """Publish nothing: the call rings until the application answers it (or RingTimeout)."""
 
 
-Decision = Accept | Reject | Defer | Redirect | PlayAndHangup | Ring
+Decision = Accept | Reject | Defer | Redirect | PlayAndHangup | Forward | Ring
 
 
 @runtime_checkable
@@ -194,6 +213,8 @@ def decision_event(decision: Decision, invite: Event, sid: str) -> Event | None:
             if seconds is not None:
                 data["seconds"] = seconds
             return Event(eid, "PlayAndHangup", data, sid)
+        case Forward(target=target):
+            return Event(eid, "ForwardCall", {"target": target}, sid)
         case Ring():
             return None
     raise TypeError(f"not a decision: {decision!r}")

@@ -24,7 +24,7 @@ from sessiond.edge.registrar_client import OutboundConfig
 from sessiond.errors import TableError
 from sessiond.handlers import CallHandler, builtin, load_handler
 from sessiond.redis_client import connect
-from sessiond.resources import default_table_path
+from sessiond.resources import bundled_table_paths
 from sessiond.routes import RoutesError, load_routes
 from sessiond.store import Keys, Store
 from sessiond.table import Table, load_table
@@ -38,7 +38,7 @@ def setup_logging() -> None:
 
 def load_tables(paths: list[str]) -> list[Table] | None:
     try:
-        return [load_table(p) for p in paths or [str(default_table_path())]]
+        return [load_table(p) for p in paths or [str(t) for t in bundled_table_paths()]]
     except TableError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)

@@ -31,3 +31,13 @@ def tables_dir() -> Path:
 
 def default_table_path() -> Path:
     return tables_dir() / "default.yaml"
+
+
+def gateway_table_path() -> Path:
+    """The B2BUA table (``gateway``) that Forward decisions run."""
+    return tables_dir() / "gateway.yaml"
+
+
+def bundled_table_paths() -> list[Path]:
+    """The tables a process loads when given no ``--table``: default, then gateway."""
+    return [default_table_path(), gateway_table_path()]

@@ -101,6 +101,8 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
         fields["peer"] = str(data["peer"])
     if data.get("replaces"):  # an attended transfer: our INVITE replaces that dialog
         fields["replaces"] = str(data["replaces"])
+    if data.get("media_node"):  # a B2BUA leg: its media goes on its peer's node
+        fields["media_node"] = str(data["media_node"])
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
 
 

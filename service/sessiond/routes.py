@@ -13,13 +13,16 @@
         do: {play: {file: closed.wav}}      # play-and-hang-up; or {tone: 440, seconds: 2}
       - match: {to: "sip:desk@*"}
         do: {defer: 20}                     # must equal the table's Deferred timeout
+      - match: {to: "sip:sales@*"}
+        do: {forward: "sip:sales@10.0.0.7:5060"}   # B2BUA (the gateway table)
     default: ring                           # optional; without it the --answer mode decides
 
 ``to`` and ``from`` match the URI inside the header (``sip:user@host``, no display name or
 tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``contact``,
 ``source``). All conditions of a rule must hold. Actions: ``accept``, ``ring`` (the app
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
-``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``.
+``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
+``{forward: URI}``.
 
 A defer's time is a state timeout, fixed per table: ``{defer: N}`` is checked against the
 table's ``Deferred`` state when the worker starts (:meth:`Routes.check_table`).
@@ -34,12 +37,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sessiond.actions import uri_of
 from sessiond.errors import SessiondError
 from sessiond.handlers import (
     Accept,
     CallHandler,
     Decision,
     Defer,
+    Forward,
     IncomingCallInfo,
     PlayAndHangup,
     Redirect,
@@ -76,13 +81,6 @@ class Rule:
     def matches(self, call: IncomingCallInfo) -> bool:
         """True when every condition of the rule holds for ``call``."""
         return all(fn(_field(call, name)) for name, _, fn in self.matchers)
-
-
-def uri_of(text: str) -> str:
-    """The URI in a From/To/Contact value: inside <...>, else up to the first ';'."""
-    if "<" in text and ">" in text:
-        return text[text.index("<") + 1 : text.index(">")].strip()
-    return text.split(";", 1)[0].strip()
 
 
 def _field(call: IncomingCallInfo, name: str) -> str:
@@ -272,7 +270,7 @@ def _decision(raw: Any, line: int, problem: Problem) -> tuple[Decision, float | 
         problem(
             line,
             "do: is accept, ring, defer, or one of {reject: CODE}, {defer: SECONDS}, "
-            "{redirect: URIS}, {play: {...}}",
+            "{redirect: URIS}, {play: {...}}, {forward: URI}",
         )
         return None
     ((kind, arg),) = raw.items()
@@ -281,10 +279,14 @@ def _decision(raw: Any, line: int, problem: Problem) -> tuple[Decision, float | 
         "defer": lambda a: (Defer(), _seconds(a)),
         "redirect": lambda a: (Redirect(_uris(a)), None),
         "play": lambda a: (_play(a), None),
+        "forward": lambda a: (_forward(a), None),
     }
     build = builders.get(str(kind))
     if build is None:
-        problem(line, f"unknown action {kind!r} (accept, ring, defer, reject, redirect, play)")
+        problem(
+            line,
+            f"unknown action {kind!r} (accept, ring, defer, reject, redirect, play, forward)",
+        )
         return None
     try:
         return build(arg)
@@ -312,6 +314,12 @@ def _uris(value: Any) -> tuple[str, ...]:
     ):
         raise ValueError("expected a SIP URI or a list of them (sip:, sips:, tel:)")
     return tuple(items)
+
+
+def _forward(value: Any) -> Forward:
+    if not isinstance(value, str):
+        raise ValueError("expected one SIP URI (sip: or sips:)")
+    return Forward(value)
 
 
 def _play(value: Any) -> PlayAndHangup:

@@ -65,10 +65,18 @@ PRODUCED: Final[dict[str, str]] = {
     # other sessions (session.send / session.call)
     "TransferProgress": "session: the call placed for a REFER progressed (data: code)",
     "Replaced": "session: an INVITE with Replaces (RFC 3891) took over this dialog",
+    # the two legs of a B2BUA call (state_tables/gateway.yaml) tell each other what happened
+    "PeerRinging": "session: the outbound leg got a 1xx without SDP (data: code)",
+    "PeerEarlyMedia": "session: the outbound leg got early media, 1xx with SDP (data: code)",
+    "PeerAnswered": "session: the outbound leg was answered (2xx, ACK sent)",
+    "PeerFailed": "session: the outbound leg failed before an answer (data: code, reason)",
+    "PeerCancel": "session: the inbound leg gave up before an answer: cancel the outbound",
+    "PeerHangup": "session: the other leg of an answered call hung up",
     # signaling handler (the worker, on a new incoming call)
     "DeferCall": "handler: ask the application, 480 after the Deferred state's timeout",
     "RedirectCall": "handler: answer 302 (data: contacts, a list of SIP URIs)",
     "PlayAndHangup": "handler: answer, play, hang up (data: tone | file, seconds)",
+    "ForwardCall": "handler: forward the call to data.target as a B2BUA (gateway table)",
 }
 
 # Events a table may publish to the application stream.
@@ -119,6 +127,7 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "hold",
         "transfer_sid",
         "transfer_target",
+        "forward_target",
         "session_expires",
         "refresher",
         "reoffer",

@@ -26,7 +26,7 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import msgpack
@@ -34,7 +34,15 @@ import msgpack
 from sessiond import appschema, metrics
 from sessiond.applier import Applier, Handled, Work
 from sessiond.engine import Event
-from sessiond.handlers import CallHandler, Reject, builtin, decide_event, decision_event
+from sessiond.handlers import (
+    CallHandler,
+    Decision,
+    Forward,
+    IncomingCallInfo,
+    Reject,
+    builtin,
+    decision_event,
+)
 from sessiond.redis_client import RETRYABLE, is_embedded
 from sessiond.router import (
     AnswerMode,
@@ -286,10 +294,11 @@ class Worker:
         responses, and the XACKs, in that order."""
         started = time.perf_counter()
         orphans: list[tuple[Event, str, str]] = []
-        work = await self._route(entries, orphans)
+        decisions: dict[str, Decision] = {}  # Invite event id -> the handler's decision
+        work = await self._route(entries, orphans, decisions)
 
         def tail(pipe: Any, handled: list[Handled]) -> int:
-            return self._tail(pipe, entries, work, handled, orphans)
+            return self._tail(pipe, entries, work, handled, orphans, decisions)
 
         handled = await self.applier.run(work, tail)
         elapsed = time.perf_counter() - started
@@ -298,9 +307,13 @@ class Worker:
         return handled
 
     async def _route(
-        self, entries: Sequence[Entry], orphans: list[tuple[Event, str, str]]
+        self,
+        entries: Sequence[Entry],
+        orphans: list[tuple[Event, str, str]],
+        decisions: dict[str, Decision],
     ) -> list[Work]:
-        """Turn entries into work: find each event's session, or make a new one. Registry
+        """Turn entries into work: find each event's session, or make a new one (the
+        handler decides first, since a Forward picks the new session's table). Registry
         entries never change while they exist, so found mappings are cached."""
         pending: list[tuple[int, Event, str]] = []
         work: list[Work | None] = []
@@ -337,6 +350,10 @@ class Worker:
                         self._remember_route(key, _text(owner)), event, None, redelivered
                     )
                 elif (new := new_uas(self.keys, event)) is not None:
+                    decision = self._decide(event, new.fields["sid"])
+                    decisions[event.id] = decision
+                    if isinstance(decision, Forward) and not event.data.get("replaces"):
+                        new = replace(new, table=decision.table)
                     work[i] = Work(new.fields["sid"], event, new, redelivered)
                 else:
                     orphans.append((event, "missing", ""))
@@ -381,6 +398,7 @@ class Worker:
         work: Sequence[Work],
         handled: Sequence[Handled],
         orphans: list[tuple[Event, str, str]],
+        decisions: dict[str, Decision],
     ) -> int:
         """Built-in answers for new calls, fallback answers to orphan requests, and acks."""
         added = 0
@@ -392,7 +410,7 @@ class Worker:
                 and result.status in ("created", "duplicate")
                 and not event.data.get("replaces")  # the table answers a replacing call
             ):
-                decision = self._decide(event, result.sid)
+                decision = decision_event(decisions[event.id], event, result.sid)
                 if decision is not None:
                     stream = self.keys.events(self.keys.partition_of(result.sid))
                     pipe.xadd(
@@ -414,14 +432,20 @@ class Worker:
             added += 1
         return added
 
-    def _decide(self, invite: Event, sid: str) -> Event | None:
-        """The handler's decision on a new call, as an event; a handler that raises (or
-        returns something else than a decision) rejects the call with 500."""
+    def _decide(self, invite: Event, sid: str) -> Decision:
+        """The handler's decision on a new call; a handler that raises, returns something
+        else than a decision, or forwards to a table this worker has not loaded, rejects the
+        call with 500."""
         try:
-            return decide_event(self.handler, invite, sid)
+            decision = self.handler.decide(IncomingCallInfo.from_invite(invite, sid))
+            decision_event(decision, invite, sid)  # TypeError if it is not a decision
         except Exception:
             log.exception("handler %r failed on %s: answering 500", self.handler, invite.id)
-            return decision_event(Reject(500), invite, sid)
+            return Reject(500)
+        if isinstance(decision, Forward) and decision.table not in self.applier.tables.names():
+            log.error("forward of %s needs table %r, not loaded: 500", invite.id, decision.table)
+            return Reject(500)
+        return decision
 
     def _fallback(self, pipe: Any, event: Event, status: str, state: str) -> int:
         data = fallback_response(event, status, state)

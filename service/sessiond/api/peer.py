@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +26,7 @@ from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
 from sessiond.media.leg import Leg
 from sessiond.media.node import MediaNode, available_codecs
+from sessiond.media.offer_answer import TELEPHONE_EVENT
 from sessiond.media.ports import PortAllocator, parse_range
 from sessiond.redis_client import EMBEDDED, connect
 from sessiond.resources import default_table_path
@@ -44,6 +46,8 @@ class SimplePeer:
     ``redis_url`` None runs on the embedded store (nothing to install). ``rtp_ports`` is the
     range the media node may bind (ports held by another peer are skipped). Incoming calls
     ring until :meth:`incoming_call`'s invitation is accepted or rejected (180 s at most).
+    ``codecs`` limits the audio codecs offered and accepted to these names (``PCMU``,
+    ``PCMA``, ``opus``; RFC 4733 telephone-event is always kept); default: all usable.
     """
 
     def __init__(
@@ -55,6 +59,7 @@ class SimplePeer:
         redis_url: str | None = None,
         rtp_ports: str = "20000-20999",
         rtp_timeout: float = 30.0,
+        codecs: Sequence[str] | None = None,
     ) -> None:
         self.name = name
         self.port = port
@@ -62,6 +67,10 @@ class SimplePeer:
         self.redis_url = redis_url or EMBEDDED
         self.rtp_range = parse_range(rtp_ports)
         self.rtp_timeout = rtp_timeout
+        self.codecs = available_codecs()
+        if codecs is not None:
+            wanted = {c.lower() for c in codecs} | {TELEPHONE_EVENT}
+            self.codecs = tuple(c for c in self.codecs if c.name.lower() in wanted)
         self.uri = f"sip:{name}@{host}:{port}"
         self.namespace = f"peer-{name}-{secrets.token_hex(4)}"
         self._calls: dict[str, Call] = {}
@@ -115,7 +124,7 @@ class SimplePeer:
         )
         executor_args = {
             "sdp_address": self.host,
-            "codecs": available_codecs(),
+            "codecs": self.codecs,
             "inactivity_timeout": self.rtp_timeout,
             "files_dir": None,
         }

@@ -1,0 +1,169 @@
+"""The gateway (B2BUA) table, pure: the two legs driven through the engine with the events
+they send each other delivered by hand, so the crossing cases (an answer crossing a CANCEL,
+BYEs from both sides at once) and the failure mapping are checked in any order wanted.
+The same flows over real sockets are in tests/e2e/test_gateway.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sessiond.engine import Command, Decision, Event, Outcome, decide
+from sessiond.resources import gateway_table_path
+from sessiond.table import load_table
+
+TABLE = load_table(gateway_table_path())
+INBOUND, OUTBOUND = "aaaaaaaaaa-000000000001", "bbbbbbbbbb-000000000002"
+
+
+class Leg:
+    """One session of the pair: a working copy of its hash, and what it emitted."""
+
+    def __init__(self, sid: str, role: str, state: str, peer: str) -> None:
+        self.session = {
+            "sid": sid,
+            "role": role,
+            "state": state,
+            "version": "3",
+            "epoch": "3",
+            "peer": peer,
+            "media_id": f"{sid}.m",
+            "call_id": f"{sid}@test",
+            "local_tag": "l",
+            "remote_tag": "r",
+            "txn": "t",
+            "local_sdp": "v=0 ours",
+        }
+        self.count = 0
+
+    @property
+    def state(self) -> str:
+        return self.session["state"]
+
+    def feed(self, kind: str, **data: Any) -> Decision:
+        self.count += 1
+        event = Event(f"{self.session['sid']}:{self.count}", kind, data, self.session["sid"])
+        decision = decide(TABLE, self.session, event, 1000.0)
+        if decision.outcome is Outcome.TRANSITION:
+            self.session.update(decision.fields)
+            self.session["version"] = str(int(self.session["version"]) + 1)
+        return decision
+
+
+def sent(decision: Decision) -> list[tuple[str, str]]:
+    """(target, name) of the commands, without timers and app events."""
+    return [(c.target, c.name) for c in decision.commands if c.target not in ("timer", "app")]
+
+
+def to_peer(decision: Decision) -> list[Command]:
+    return [c for c in decision.commands if c.target == "session"]
+
+
+def deliver(command: Command, legs: dict[str, Leg]) -> Decision:
+    leg = legs[command.data["sid"]]
+    return leg.feed(command.name, **command.data["data"])
+
+
+def pair(inbound: str, outbound: str) -> dict[str, Leg]:
+    return {
+        INBOUND: Leg(INBOUND, "UAS", inbound, OUTBOUND),
+        OUTBOUND: Leg(OUTBOUND, "UAC", outbound, INBOUND),
+    }
+
+
+def test_answer_crossing_the_callers_cancel_ends_the_outbound_leg_with_bye() -> None:
+    legs = pair("Alerting", "Early")
+    a, b = legs[INBOUND], legs[OUTBOUND]
+    cancelled = a.feed("Cancel")
+    assert a.state == "Terminated"
+    assert ("edge", "respond") in sent(cancelled)
+    assert cancelled.commands[0].data["code"] == 487
+    answered = b.feed("Answered", code=200, to_tag="x", sdp="v=0 theirs", contact="sip:b@h")
+    assert b.state == "Established"
+    # the inbound leg has ended: the outbound's news is ignored there ...
+    (news,) = to_peer(answered)
+    assert deliver(news, legs).outcome is Outcome.IGNORED
+    # ... and the CANCEL's message, arriving after the 200, hangs the outbound leg up
+    (cancel,) = to_peer(cancelled)
+    assert cancel.name == "PeerCancel"
+    hangup = deliver(cancel, legs)
+    assert sent(hangup) == [("edge", "bye")]
+    assert b.state == "Terminating"
+
+
+def test_a_200_crossing_our_cancel_is_acked_then_byed() -> None:
+    legs = pair("Terminated", "Early")
+    b = legs[OUTBOUND]
+    assert sent(b.feed("PeerCancel")) == [("edge", "cancel")]
+    assert b.state == "Cancelling"
+    crossed = b.feed("Answered", code=200, to_tag="x", contact="sip:b@h")
+    assert sent(crossed) == [("edge", "ack"), ("edge", "bye")]
+    assert b.state == "Terminating"
+
+
+def test_byes_from_both_sides_at_once() -> None:
+    legs = pair("Established", "Established")
+    a, b = legs[INBOUND], legs[OUTBOUND]
+    from_caller, from_callee = a.feed("Bye", txn="t1"), b.feed("Bye", txn="t2")
+    assert a.state == b.state == "Terminated"
+    for decision in (from_caller, from_callee):
+        assert ("edge", "respond") in sent(decision)  # each BYE answered 200
+        (news,) = to_peer(decision)
+        assert news.name == "PeerHangup"
+        assert deliver(news, legs).outcome is Outcome.IGNORED  # no BYE to an ended leg
+
+
+def test_either_bye_ends_the_other_leg() -> None:
+    legs = pair("Established", "Established")
+    (news,) = to_peer(legs[OUTBOUND].feed("Bye", txn="t"))
+    assert sent(deliver(news, legs)) == [("edge", "bye")]
+    assert legs[INBOUND].state == "Terminating"
+
+
+@pytest.mark.parametrize(
+    ("code", "caller_gets"),
+    [(486, 486), (404, 404), (408, 408), (302, 480), (401, 403), (407, 403)]
+    + [(500, 502), (503, 502), (600, 600), (603, 603)],
+)
+def test_outbound_failures_map_to_the_callers_final_response(code: int, caller_gets: int) -> None:
+    legs = pair("Alerting", "Early")
+    (news,) = to_peer(legs[OUTBOUND].feed("Rejected", code=code, reason="x"))
+    assert news.name == "PeerFailed"
+    mapped = deliver(news, legs)
+    respond = [c for c in mapped.commands if c.name == "respond"]
+    assert [c.data["code"] for c in respond] == [caller_gets]
+    assert legs[INBOUND].state == "Terminated"
+    assert legs[INBOUND].session["end_code"] == str(caller_gets)
+
+
+@pytest.mark.parametrize(("event", "caller_gets"), [("TransactionTimeout", 408), ("NoAnswer", 480)])
+def test_no_response_and_no_answer(event: str, caller_gets: int) -> None:
+    legs = pair("Forwarding", "Calling")
+    (news,) = to_peer(legs[OUTBOUND].feed(event))
+    respond = [c for c in deliver(news, legs).commands if c.name == "respond"]
+    assert [c.data["code"] for c in respond] == [caller_gets]
+
+
+def test_early_media_is_relayed_with_our_sdp_and_the_legs_bridged() -> None:
+    legs = pair("Forwarding", "Calling")
+    b = legs[OUTBOUND]
+    (news,) = to_peer(b.feed("Provisional", code=183, to_tag="x", sdp="v=0 early"))
+    assert news.name == "PeerEarlyMedia"
+    relayed = deliver(news, legs)
+    respond, bridge = relayed.commands[0], relayed.commands[1]
+    assert (respond.data["code"], respond.data["sdp"]) == (183, "v=0 ours")
+    assert (bridge.name, bridge.data["other"]) == ("bridge", f"{OUTBOUND}.m")
+    # the 2xx repeats the early answer: no second media update
+    assert ("media", "update") not in sent(b.feed("Answered", code=200, to_tag="x", sdp="v=0"))
+
+
+def test_place_call_waits_for_both_the_decision_and_the_media() -> None:
+    a = Leg(INBOUND, "UAS", "Routing", "")
+    assert to_peer(a.feed("ForwardCall", target="sip:b@h")) == []
+    placed = a.feed("MediaReady", sdp="v=0 ours", media_node="m7")
+    (make,) = to_peer(placed)
+    assert make.name == "MakeCall"
+    assert (make.data["data"]["target"], make.data["data"]["media_node"]) == ("sip:b@h", "m7")
+    assert a.state == "Forwarding"
+    assert a.session["peer"] == make.data["sid"]
