@@ -107,3 +107,19 @@ def rss_kb(pid: int) -> int:
 
 def open_fds(pid: int | str = "self") -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def server_sockets(port: int) -> int:
+    """TCP sockets on local ``port`` that are still open on our side: ESTABLISHED, or
+    CLOSE_WAIT (the peer closed, we did not: a leak). Kernel-wide, so connections the test
+    process opens elsewhere (its Redis pool) do not count."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                fields = line.split()
+                local, state = fields[1], fields[3]
+                if int(local.rsplit(":", 1)[1], 16) == port and state in ("01", "08"):
+                    count += 1
+    return count
