@@ -202,9 +202,11 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def run_all(args: argparse.Namespace) -> int:
-    """``sessiond run``: edge, workers and a media node in one process (one event loop).
+    """``sessiond run``: edge, workers and a media node in one command.
 
-    Without ``--redis`` everything runs on the embedded store: nothing else to install."""
+    Without ``--redis`` everything runs in this process on the embedded store: nothing else to
+    install. With ``--redis`` the workers and the media node are processes of their own (they
+    use other cores than the edge's) and this process runs the edge."""
     from sessiond.edge.process import Edge
     from sessiond.edge.transport import ListenSpec
     from sessiond.media.node import MediaNode, available_codecs
@@ -240,7 +242,7 @@ def run_all(args: argparse.Namespace) -> int:
             **edge_kwargs,
         )
         workers: list[Worker] = []
-        children = _spawn_workers(args, base) if args.redis else []
+        children = [*_spawn_workers(args, base), _spawn_media(args, base)] if args.redis else []
         for n in range(0 if children else args.workers):
             store = Store(redis, keys, worker=f"{base}-w{n}")
             applier = Applier(store, TableSet(tables, redis, keys))
@@ -253,15 +255,18 @@ def run_all(args: argparse.Namespace) -> int:
             "inactivity_timeout": args.rtp_timeout or None,
             "files_dir": None,
         }
-        ports = PortAllocator(args.address, first, last)
-        media = MediaNode(
-            redis, keys, executor_args, name=f"{base}-media", ports=ports, drain_timeout=5.0
-        )
+        media = None
+        if not children:
+            ports = PortAllocator(args.address, first, last)
+            media = MediaNode(
+                redis, keys, executor_args, name=f"{base}-media", ports=ports, drain_timeout=5.0
+            )
 
         def stop() -> None:
             edge.stop()
-            media.stop()
-            media.stop()  # second call: do not wait for legs
+            if media is not None:
+                media.stop()
+                media.stop()  # second call: do not wait for legs
             for w in workers:
                 w.stop()
 
@@ -271,7 +276,8 @@ def run_all(args: argparse.Namespace) -> int:
             "sessiond run: %d worker(s), answer=%s, on %s", args.workers, args.answer, store_name
         )
         try:
-            await asyncio.gather(edge.run(), media.run(), *(w.run() for w in workers))
+            nodes = [media.run()] if media is not None else []
+            await asyncio.gather(edge.run(), *nodes, *(w.run() for w in workers))
         finally:
             _stop_children(children)
         await redis.aclose()
@@ -301,6 +307,33 @@ def _spawn_workers(args: argparse.Namespace, base: str) -> list[subprocess.Popen
     for table in args.table:
         command += ["--table", table]
     return [subprocess.Popen([*command, "--name", f"{base}-w{n}"]) for n in range(args.workers)]
+
+
+def _spawn_media(args: argparse.Namespace, base: str) -> subprocess.Popen[bytes]:
+    """The media node as a process of its own (with a Redis server)."""
+    command = [
+        sys.executable,
+        "-m",
+        "sessiond",
+        "media",
+        "--redis",
+        args.redis,
+        "--namespace",
+        args.namespace,
+        "--partitions",
+        str(args.partitions),
+        "--rtp-ports",
+        args.rtp_ports,
+        "--address",
+        args.address,
+        "--rtp-timeout",
+        str(args.rtp_timeout),
+        "--drain-timeout",
+        "5",
+        "--name",
+        f"{base}-media",
+    ]
+    return subprocess.Popen(command)
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:
