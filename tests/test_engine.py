@@ -34,6 +34,8 @@ def _satisfy(guard: GuardCall, data: dict[str, Any], session: dict[str, str]) ->
             data["sdp"] = "v=0\r\n"
     elif guard.name == "cond":
         session[f"cond.{guard.args}"] = "1" if want else "0"
+    elif guard.name == "media_node_lost":
+        session["media_node"], data["media_node"] = "m1", "m1" if want else "m2"
     else:
         _satisfy_dialog(guard, want, data, session)
 
