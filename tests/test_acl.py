@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError
@@ -17,8 +18,12 @@ from redis.exceptions import NoPermissionError
 from sessiond.applier import Applier
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
+from sessiond.media.lost import LegRegistry
+from sessiond.media.node import MediaNode, available_codecs
+from sessiond.media.ports import PortAllocator
 from sessiond.redis_client import connect
 from sessiond.store import Keys, Store
+from sessiond.store.keys import new_sid
 from sessiond.store.store import delete_namespace
 from sessiond.table import Table
 from sessiond.tables import TableSet
@@ -130,3 +135,43 @@ async def test_ctl_user_reads_but_cannot_run_scripts(users: tuple[Keys, dict[str
             await ctl.hset(f"{keys.ns}:{{t}}:session:x", "state", "Hacked")
     finally:
         await ctl.aclose()
+
+
+async def test_media_node_and_loss_detection_work_as_their_users(
+    users: tuple[Keys, dict[str, str]], redis_url: str
+) -> None:
+    """The media user lists its legs (hash, script); the worker user announces a dead
+    node's legs (claim, hash, script, zset)."""
+    keys, urls = users
+    admin = aioredis.from_url(redis_url)
+    media_redis = connect(urls["sessiond-media"])
+    worker_redis = connect(urls["sessiond-worker"])
+    ports = PortAllocator("127.0.0.1", 39100, 39140)
+    args = {"sdp_address": "127.0.0.1", "codecs": available_codecs()}
+    node = MediaNode(media_redis, keys, args, name="acl-m", ports=ports, block_ms=20)
+    task = asyncio.create_task(node.run())
+    try:
+        sid = new_sid("acl-media@h")
+        data = msgpack.packb({"media_id": f"{sid}.m", "mode": "offer"})
+        await admin.xadd(
+            keys.media_pool(), {"id": "c1", "type": "create", "sid": sid, "data": data}
+        )
+        legs = keys.media_legs("acl-m")
+        for _ in range(250):
+            if await admin.hexists(legs, f"{sid}.m"):
+                break
+            await asyncio.sleep(0.02)
+        assert await admin.hget(legs, f"{sid}.m") == f"{sid} c1".encode()
+        # the node dies (its task cancelled: no drain, no farewell) and its heartbeat expires
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await admin.delete(keys.heartbeat("media", "acl-m"))
+        assert await LegRegistry(worker_redis, keys).find_lost_nodes("acl-w") == 1
+        assert not await admin.exists(legs)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        node.executor.close_all("test")
+        await media_redis.aclose()
+        await worker_redis.aclose()
+        await admin.aclose()

@@ -37,6 +37,8 @@ def _satisfy(guard: GuardCall, data: dict[str, Any], session: dict[str, str]) ->
     elif guard.name == "can_authenticate":
         data["code"] = 407
         data["auth_user"] = "alice" if want else ""
+    elif guard.name == "media_node_lost":
+        session["media_node"], data["media_node"] = "m1", "m1" if want else "m2"
     else:
         _satisfy_dialog(guard, want, data, session)
 

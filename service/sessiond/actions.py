@@ -320,6 +320,29 @@ def media_create(ctx: Context, args: Any) -> None:
     ctx.command("media" if pinned else "media-pool", "create", data)
 
 
+def _origin(sdp: str) -> str:
+    """The value of the o= line of an SDP body ("" if it has none)."""
+    for line in sdp.splitlines():
+        if line.startswith("o="):
+            return line[2:].strip()
+    return ""
+
+
+def media_relocate(ctx: Context, args: Any) -> None:
+    """Ask any media node (the pool) for a new leg to replace one on a lost node: an offer
+    that continues our SDP origin (same o= username and session id, a higher version, RFC
+    3264 8), sendonly while we hold the far end. ``media_node`` is cleared until the new
+    node's MediaReady names it; field ``reoffer`` is ``relocate`` until the re-INVITE ends."""
+    data = {"media_id": ctx.get("media_id"), "mode": "offer"}
+    data["direction"] = "sendonly" if _holding(ctx) else "sendrecv"
+    origin = _origin(ctx.get("local_sdp"))
+    if origin:
+        data["origin"] = origin
+    ctx.set("media_node", "")
+    ctx.set("reoffer", "relocate")
+    ctx.command("media-pool", "create", data)
+
+
 def _check_update(args: Any) -> str | None:
     if args is None or args == {"answer": True}:
         return None
@@ -746,6 +769,9 @@ ACTIONS: dict[str, ActionSpec] = {
     "media.create": ActionSpec(media_create, _check_media_create, "create an RTP session"),
     "media.update": ActionSpec(media_update, _check_update, "give the media node the remote SDP"),
     "media.destroy": ActionSpec(media_destroy, _no_args, "free the RTP session"),
+    "media.relocate": ActionSpec(
+        media_relocate, _no_args, "a new leg on another node, continuing our SDP"
+    ),
     "media.reoffer": ActionSpec(media_reoffer, _check_reoffer, "new offer (hold/resume)"),
     "media.play": ActionSpec(_media_command("play", _PLAY), _check_play, "play a tone or WAV"),
     "media.stop_play": ActionSpec(_media_command("stop_play", ()), _no_args, "stop playing"),

@@ -121,6 +121,12 @@ def _new_sdp(session: Mapping[str, str], event: Event, args: Any) -> bool:
     return bool(sdp) and sdp != session.get("remote_sdp", "")
 
 
+def _media_node_lost(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    """The lost media node (the event's) is the one this session's leg is on now."""
+    node = session.get("media_node", "")
+    return bool(node) and str(event.data.get("media_node", "")) == node
+
+
 def _field_is(session: Mapping[str, str], event: Event, args: Any) -> bool:
     return all(session.get(k, "") == str(v) for k, v in args.items())
 
@@ -154,4 +160,7 @@ GUARDS: dict[str, GuardSpec] = {
     "data": GuardSpec(_data_is, _field_args, "event data fields have the given values"),
     "reliable": GuardSpec(_reliable, _no_args, "a reliable provisional response (100rel)"),
     "new_sdp": GuardSpec(_new_sdp, _no_args, "an SDP different from the far end's last"),
+    "media_node_lost": GuardSpec(
+        _media_node_lost, _no_args, "the lost media node is the one this session uses"
+    ),
 }

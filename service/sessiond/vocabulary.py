@@ -46,6 +46,8 @@ PRODUCED: Final[dict[str, str]] = {
     "DtmfReceived": "media: a DTMF digit arrived, RFC 4733 (data: digit, media_id)",
     "PlayFinished": "media: a play ended (data: media_id, reason: done/stopped/failed, error)",
     "RecordingStopped": "media: a recording was closed (data: media_id, path, seconds, reason)",
+    # a worker (or the restarted node itself), when a media node stopped heartbeating
+    "MediaLost": "worker: the media node of this leg is gone (data: media_node, media_id)",
     # application (API commands)
     "MakeCall": "app: place a call (data: target, from, to)",
     "AcceptCall": "app: answer the ringing call",
@@ -97,6 +99,7 @@ PUBLISHABLE: Final[frozenset[str]] = frozenset(
         "TransferSucceeded",
         "TransferFailed",
         "Refreshed",
+        "MediaMoved",
     }
 )
 

@@ -10,7 +10,9 @@ in order), answers requests no session took (481/500 to the edge), and XACKs onl
 applier has stored every transition and emitted every outbox. A worker that dies leaves its
 entries pending; live workers take them over with XAUTOCLAIM once they have been idle for
 ``claim_idle_ms``, and process them as redeliveries (the applied-event check makes that
-harmless). Timers are popped into the streams by whichever worker polls first.
+harmless). Timers are popped into the streams by whichever worker polls first. Every
+heartbeat also looks for media nodes whose heartbeat expired and tells their sessions
+(``MediaLost``, one claimant per node: :mod:`sessiond.media.lost`).
 
 Shutdown (SIGTERM, or ``ctl drain``): stop reading, finish the batch in hand, ack, exit.
 Redis errors: back off (0.1 s doubling to 5 s) and carry on; consumer groups are recreated if
@@ -43,6 +45,7 @@ from sessiond.handlers import (
     builtin,
     decision_event,
 )
+from sessiond.media.lost import LegRegistry
 from sessiond.redis_client import RETRYABLE, is_embedded
 from sessiond.router import (
     AnswerMode,
@@ -134,6 +137,7 @@ class Worker:
         self._streams = [self.keys.events(p) for p in range(self.keys.partitions)]
         self._poll = 0.002 if is_embedded(self.redis) else 0.0
         self._routes: dict[str, str] = {}  # registry key -> sid (immutable while it exists)
+        self.media_legs = LegRegistry(self.redis, self.keys, stream_maxlen=self.store.stream_maxlen)
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -262,6 +266,7 @@ class Worker:
             self.stop()
         await self._forget_dead_consumers()
         await self._sample_streams()
+        await self.media_legs.find_lost_nodes(self.name)
 
     async def _sample_streams(self) -> None:
         pipe = self.redis.pipeline(transaction=False)

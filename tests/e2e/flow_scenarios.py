@@ -353,3 +353,37 @@ def uas_reliable_183() -> str:
         answer(200),
         variables="s,ra,v0",
     )
+
+
+def uac_media_moved() -> str:
+    """Caller whose call sessiond moves to another media node: after the ACK, expects a
+    re-INVITE with a new offer (the test kills the media node), answers it, hangs up."""
+    return scenario(
+        "uac, media moved by sessiond",
+        *_setup(check200="o=sessiond [0-9]+ [0-9]+", var="o1"),
+        recv_request("INVITE", "o=sessiond [0-9]+ [0-9]+", "o2"),
+        answer(200, SDP.format(version=2, direction="sendrecv"), "application/sdp"),
+        recv_request("ACK"),
+        pause(500),
+        uac_request("BYE", 2),
+        recv(200),
+        variables="o1,o2",
+    )
+
+
+def uas_media_moved() -> str:
+    """Callee of sessiond's call: answers, then expects a re-INVITE with a new offer (the
+    test kills the media node), answers it, and takes sessiond's BYE."""
+    return scenario(
+        "uas, media moved by sessiond",
+        recv_request("INVITE", "o=sessiond [0-9]+ [0-9]+", "o1"),
+        answer(180, tag=True),
+        answer(200, SDP.format(version=1, direction="sendrecv"), "application/sdp", tag=True),
+        recv_request("ACK"),
+        recv_request("INVITE", "o=sessiond [0-9]+ [0-9]+", "o2"),
+        answer(200, SDP.format(version=2, direction="sendrecv"), "application/sdp"),
+        recv_request("ACK"),
+        recv_request("BYE"),
+        answer(200),
+        variables="o1,o2",
+    )

@@ -82,6 +82,11 @@ class Cluster:
         wait_listening(port)
         return port
 
+    def start_media(self, proc: str, name: str, rtp_ports: str) -> subprocess.Popen[bytes]:
+        """Another media node (process ``proc``, node name ``name``) on loopback."""
+        args = ["--rtp-ports", rtp_ports, "--address", "127.0.0.1", "--name", name]
+        return self.start(proc, "media", *self.common(), *args)
+
     def common(self) -> list[str]:
         return ["--redis", self.redis_url, "--namespace", self.namespace]
 

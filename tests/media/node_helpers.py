@@ -240,10 +240,13 @@ def free_range(size: int = 20) -> tuple[int, int]:
     raise AssertionError("no free port range")
 
 
-async def start_node(url: str, name: str = "m1", **executor: Any) -> Harness:
-    """Start a node on a fresh namespace; ``executor`` overrides Executor arguments."""
+async def start_node(
+    url: str, name: str = "m1", keys: Keys | None = None, **executor: Any
+) -> Harness:
+    """Start a node on a fresh namespace (or ``keys``'); ``executor`` overrides Executor
+    arguments."""
     redis = connect(url)
-    keys = Keys(f"t{uuid.uuid4().hex[:8]}")
+    keys = keys or Keys(f"t{uuid.uuid4().hex[:8]}")
     first, last = free_range()
     args = {"sdp_address": LOOPBACK, "codecs": available_codecs(), **executor}
     node = MediaNode(

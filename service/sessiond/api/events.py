@@ -172,6 +172,13 @@ class HoldChanged(CallEvent):
         return self.hold in ("remote", "both")
 
 
+class MediaMoved(CallEvent):
+    """The media node of the call was lost and the call now runs on another one (a
+    re-INVITE moved it). Plays, recordings and bridges of the old leg ended with it."""
+
+    TYPE = "MediaMoved"
+
+
 class TransferRequested(CallEvent):
     """The far end asked us to call ``target`` (REFER); the new call's session is
     ``new_sid`` and this call ends once the far end hangs up."""
@@ -218,6 +225,7 @@ EVENT_TYPES: dict[str, type[CallEvent]] = {
         PlayFinished,
         RecordingStopped,
         HoldChanged,
+        MediaMoved,
         TransferRequested,
         TransferSucceeded,
         TransferFailed,

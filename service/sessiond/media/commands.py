@@ -25,10 +25,11 @@ import msgpack
 from sessiond.engine import Event
 from sessiond.media.errors import MediaError, OfferAnswerError, SdpError
 from sessiond.media.leg import Emit, Leg
+from sessiond.media.lost import leg_entry
 from sessiond.media.offer_answer import MediaNegotiator
 from sessiond.media.playback import Player, Recorder
 from sessiond.media.ports import NoFreePort, PortAllocator
-from sessiond.media.sdp import Codec, Direction, SessionDescription
+from sessiond.media.sdp import Codec, Direction, Origin, SessionDescription
 from sessiond.media.wav import read_wav
 
 log = logging.getLogger("sessiond.media")
@@ -98,6 +99,9 @@ class Executor:
         self.inactivity_timeout = inactivity_timeout
         self.files_dir = Path(files_dir).resolve() if files_dir else None
         self.legs: dict[str, Leg] = {}
+        #: legs created (media id -> leg entry) or ended (None) since the node last wrote
+        #: its legs hash (:mod:`sessiond.media.lost`)
+        self.changes: dict[str, str | None] = {}
         self.received = 0  # datagrams of legs already ended (for the packet counters)
         self.sent = 0
         self._handlers: dict[str, Callable[[MediaCommand], Awaitable[list[Event]]]] = {
@@ -140,9 +144,17 @@ class Executor:
     # -- life of a leg ------------------------------------------------------------------------
 
     async def create(self, cmd: MediaCommand) -> list[Event]:
-        """Allocate a port pair, make the offer or the answer, publish MediaReady."""
+        """Allocate a port pair, make the offer or the answer, publish MediaReady.
+
+        ``origin`` (an o= value) makes the leg continue a session the far end knows from a
+        lost media node: same o= username and session id, a higher version; ``direction``
+        (default sendrecv) is what we offer or answer."""
         media_id = _text(cmd.data, "media_id")
         existing = self.legs.get(media_id)
+        if existing is not None and existing.origin != cmd.id and cmd.data.get("origin"):
+            # we were declared lost while still running, and the call moved back here
+            self.end(existing, cmd.id)
+            existing = None
         if existing is not None:
             return [existing.ready] if existing.ready else []
         mode = cmd.data.get("mode")
@@ -151,10 +163,15 @@ class Executor:
                 failed_event(cmd, media_id, 500, f"create mode must be offer or answer: {mode!r}")
             ]
         try:
+            previous = Origin.parse(str(cmd.data["origin"])) if cmd.data.get("origin") else None
+            direction = Direction(str(cmd.data.get("direction", "sendrecv")))
+        except (SdpError, ValueError) as exc:
+            return [failed_event(cmd, media_id, 500, str(exc))]
+        try:
             pair = self.ports.allocate()
         except NoFreePort as exc:
             return [failed_event(cmd, media_id, 503, str(exc))]
-        negotiator = MediaNegotiator(self.sdp_address, pair.port, self.codecs)
+        negotiator = MediaNegotiator(self.sdp_address, pair.port, self.codecs, previous=previous)
         leg = Leg(
             media_id,
             cmd.sid,
@@ -169,17 +186,18 @@ class Executor:
         self.legs[media_id] = leg
         try:
             if mode == "offer":
-                sdp = negotiator.create_offer()
+                sdp = negotiator.create_offer(direction)
                 leg.awaiting_answer = True
             else:
                 offer = SessionDescription.parse(_text(cmd.data, "remote_sdp"))
-                sdp, result = negotiator.create_answer(offer)
+                sdp, result = negotiator.create_answer(offer, direction)
                 leg.negotiated(result)
             await leg.open()
         except Exception as exc:
             self.end(leg, cmd.id)
             return [self._failure(cmd, media_id, exc)]
         leg.ready = self._ready(cmd, leg, sdp)
+        self.changes[media_id] = leg_entry(leg.sid or cmd.sid, leg.origin)
         return [leg.ready]
 
     def _ready(self, cmd: MediaCommand, leg: Leg, sdp: SessionDescription) -> Event:
@@ -239,7 +257,8 @@ class Executor:
 
     def end(self, leg: Leg, command_id: str) -> None:
         """Close a leg and free its port pair, whatever happens while closing."""
-        self.legs.pop(leg.media_id, None)
+        if self.legs.pop(leg.media_id, None) is not None:
+            self.changes[leg.media_id] = None
         try:
             leg.close(command_id)
         finally:

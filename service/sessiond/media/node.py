@@ -20,10 +20,16 @@ the node skips ahead instead of bursting. Media-caused events (DtmfReceived, Rtp
 PlayFinished, RecordingStopped) go through a queue to a publisher task, so the tick never waits
 for Redis.
 
-Heartbeat every second (``process:media:NAME`` with a TTL, ``processes:media``). Drain (SIGTERM,
+Heartbeat every second (``process:media:NAME`` with a TTL, ``processes:media``). The legs the
+node serves are listed in ``{media:NAME}:legs`` (written in the pipelines that publish their
+events), so that if the node disappears a worker can tell their sessions
+(:mod:`sessiond.media.lost`); at start the node announces the legs a previous run under its
+name left there, and if it finds it was declared lost while running, it announces and closes
+its legs and starts afresh. Drain (SIGTERM,
 or the ``drain:NAME`` key): stop reading the pool, keep serving existing legs until they are
 destroyed or ``drain_timeout`` passes, then close every leg (RTCP BYE, files closed, ports
-freed) and exit. A second SIGTERM skips the wait. Redis errors back off (0.1 s doubling to 5 s);
+freed) and exit (legs still open at that point are announced as lost, so their calls move to another
+node). A second SIGTERM skips the wait. Redis errors back off (0.1 s doubling to 5 s);
 consumer groups are recreated on NOGROUP.
 """
 
@@ -44,6 +50,7 @@ from sessiond.media import node_metrics as metrics
 from sessiond.media.codecs import create_codec
 from sessiond.media.commands import CommandError, Executor, decode_command, failed_event
 from sessiond.media.errors import CodecError
+from sessiond.media.lost import INCARNATION, LegRegistry, lost_events, new_incarnation
 from sessiond.media.offer_answer import DEFAULT_CODECS
 from sessiond.media.ports import PortAllocator
 from sessiond.media.sdp import Codec
@@ -110,6 +117,9 @@ class MediaNode:
         self._pool = keys.media_pool()
         self._own = keys.media_commands(name)
         self._packets = (0, 0)
+        self.incarnation = new_incarnation()
+        self.registry = LegRegistry(redis, keys, stream_maxlen=stream_maxlen)
+        self._registered = False
         loop = asyncio.get_running_loop()
         self.executor = Executor(
             name=name, ports=ports, emit=self._queue.put_nowait, clock=loop.time, **executor_args
@@ -126,6 +136,7 @@ class MediaNode:
     async def run(self) -> None:
         """Serve until drained or stopped; then close every leg and publish what is left."""
         await self._retrying(self.ensure_groups)
+        await self._retrying(self.register)
         own = asyncio.create_task(self._consume(self._own, self.stopping))
         pool = asyncio.create_task(self._consume(self._pool, self.draining))
         helpers = [
@@ -144,17 +155,19 @@ class MediaNode:
             await asyncio.wait({own}, timeout=5)
         finally:
             await cancel_and_wait([own, pool, *helpers])
+        lost = self._lost_events()
         self.executor.close_all("shutdown")
-        await self._final_flush()
+        await self._final_flush(lost)
         log.info("media node %s stopped after %d ticks", self.name, self.ticks)
 
-    async def _final_flush(self) -> None:
+    async def _final_flush(self, lost: list[Event]) -> None:
         events = []
         while not self._queue.empty():
             events.append(self._queue.get_nowait())
         with contextlib.suppress(*RETRYABLE):
-            await self.publish(events)
+            await self.publish(events + lost)
             pipe = self.redis.pipeline(transaction=False)
+            pipe.delete(self.keys.media_legs(self.name))
             pipe.delete(self.keys.heartbeat("media", self.name))
             pipe.zrem(self.keys.processes("media"), self.name)
             await pipe.execute()
@@ -264,9 +277,11 @@ class MediaNode:
     ) -> None:
         """XADD events to their sessions' partition streams, then (optionally) XACK command
         entries, in one pipeline."""
-        if not events and not (ack and ack[1]):
+        changes = dict(self.executor.changes)
+        if not events and not (ack and ack[1]) and not changes:
             return
         pipe = self.redis.pipeline(transaction=False)
+        self._queue_leg_changes(pipe, changes)  # first: a leg is listed before it is announced
         for event in events:
             try:
                 stream = self.keys.events(self.keys.partition_of(event.sid))
@@ -279,6 +294,23 @@ class MediaNode:
         if ack and ack[1]:
             pipe.xack(ack[0], GROUP, *ack[1])
         await pipe.execute()
+        for media_id, entry in changes.items():
+            if media_id in self.executor.changes and self.executor.changes[media_id] == entry:
+                del self.executor.changes[media_id]
+
+    def _queue_leg_changes(self, pipe: Any, changes: dict[str, str | None]) -> None:
+        key = self.keys.media_legs(self.name)
+        added = {m: e for m, e in changes.items() if e is not None}
+        gone = [m for m, e in changes.items() if e is None]
+        if added:
+            pipe.hset(key, mapping=added)
+        if gone:
+            pipe.hdel(key, *gone)
+
+    def _lost_events(self) -> list[Event]:
+        """MediaLost for every leg this node has (the ids workers would use)."""
+        entries = {leg.media_id: f"{leg.sid} {leg.origin}" for leg in self.executor.legs.values()}
+        return lost_events(self.name, entries)
 
     async def _publisher(self) -> None:
         while True:
@@ -326,17 +358,41 @@ class MediaNode:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 1.0)
 
+    async def register(self) -> None:
+        """Heartbeat, then announce the legs a previous run under this name left listed
+        (this run has none of them) and own the legs hash as this incarnation."""
+        await self.heartbeat_once()
+        await self.registry.announce_stale(self.name, self.incarnation)
+        self._registered = True
+
     async def heartbeat_once(self) -> None:
-        """Announce this node; start draining if ``drain:NAME`` was set."""
+        """Announce this node; start draining if ``drain:NAME`` was set; if a worker declared
+        this node lost (its heartbeat lapsed), give up the legs it moved."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.heartbeat("media", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
         pipe.zadd(self.keys.processes("media"), {self.name: time.time()})
         pipe.exists(self.keys.drain(self.name))
-        *_, drain = await pipe.execute()
+        pipe.hget(self.keys.media_legs(self.name), INCARNATION)
+        *_, drain, incarnation = await pipe.execute()
+        if self._registered and (incarnation or b"").decode() != self.incarnation:
+            await self._fenced()
         if drain and not self.draining.is_set():
             log.info("media node %s: drain requested", self.name)
             await self.redis.delete(self.keys.drain(self.name))
             self.draining.set()
+
+    async def _fenced(self) -> None:
+        """We were declared lost while running: the calls are being moved elsewhere, so
+        announce (same event ids as the worker's, refused as duplicates) and close every leg,
+        then start a new incarnation."""
+        async with self._lock:
+            lost = self._lost_events()
+            log.warning("media node %s was declared lost: closing %d legs", self.name, len(lost))
+            self.executor.close_all("fenced")
+            self.executor.changes.clear()
+            self.incarnation = new_incarnation()
+            await self.publish(lost)
+            await self.registry.announce_stale(self.name, self.incarnation)
 
     def _update_gauges(self) -> None:
         legs = self.executor.legs.values()

@@ -130,6 +130,7 @@ class MediaNegotiator:
         username: str = "sessiond",
         ptime_ms: int = DEFAULT_PTIME_MS,
         rng: random.Random | None = None,
+        previous: Origin | None = None,
     ) -> None:
         self.address = address
         self.port = port
@@ -139,6 +140,17 @@ class MediaNegotiator:
         sid = session_id if session_id is not None else rng.randrange(1, 2**62)
         self._origin = Origin(username, sid, sid, "IN", _addrtype(address), address)
         self._last_body: str | None = None
+        if previous is not None:
+            # This leg replaces one the far end knows (its media node was lost): keep that
+            # o= username and session id, and make our first SDP a higher version, so the far
+            # end sees a changed description of the same session (RFC 3264 section 8).
+            self._origin = dataclasses.replace(
+                self._origin,
+                username=previous.username,
+                session_id=previous.session_id,
+                version=previous.version,
+            )
+            self._last_body = ""  # differs from any body: the first SDP bumps the version
         self._pending_offer: SessionDescription | None = None
         self._answered_offer: SessionDescription | None = None
         self.local: SessionDescription | None = None

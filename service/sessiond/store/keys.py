@@ -17,6 +17,8 @@ be computed from its id alone.
     sessiond:{edge:NAME}:commands        stream  commands for one edge
     sessiond:{media:NAME}:commands       stream  commands for one media node
     sessiond:{media}:commands            stream  commands any media node may take
+    sessiond:{media:NAME}:legs           hash    media id -> "sid create-cmd-id", @incarnation
+    sessiond:media-lost:<name>           string  claim of the worker announcing a lost node
     sessiond:{app}:events                stream  events for applications
     sessiond:process:<kind>:<name>       string  heartbeat of a live process (TTL)
     sessiond:processes:<kind>            zset    process name -> last heartbeat time
@@ -111,6 +113,14 @@ class Keys:
 
     def media_pool(self) -> str:
         return f"{self.ns}:{{media}}:commands"
+
+    def media_legs(self, node: str) -> str:
+        """The legs a media node serves, so their calls hear about it if the node is lost."""
+        return f"{self.ns}:{{media:{node}}}:legs"
+
+    def media_lost_claim(self, node: str) -> str:
+        """Held (SET NX, with a TTL) by the one worker announcing a lost node's legs."""
+        return f"{self.ns}:media-lost:{node}"
 
     def app_events(self) -> str:
         return f"{self.ns}:{{app}}:events"

@@ -1,0 +1,149 @@
+"""Media node loss: which legs each node serves, and telling their sessions when it is gone.
+
+Theory of operation
+-------------------
+Every media node keeps, in its own slot, the hash ``{media:NAME}:legs``: media id ->
+``"<sid> <create command id>"``, plus ``@incarnation`` (random, chosen when the node starts).
+A leg is added in the same pipeline as, and before, the MediaReady that announces it, and
+removed when it ends; so whenever a session has seen a leg's MediaReady, the leg is listed.
+
+A node is lost when it is still in the ``processes:media`` zset but its heartbeat key
+(5 s TTL) has expired. Any worker may notice (every heartbeat, :func:`find_lost_nodes`); the
+one that wins the claim ``media-lost:NAME`` (SET NX, TTL) reads the hash, checks the heartbeat
+is still missing (a restarted node writes its heartbeat before it touches the hash), publishes
+one ``MediaLost`` per leg, then drops the hash only if its ``@incarnation`` is unchanged
+(``lua/forget_legs.lua``) and removes the node from the zset. Event ids are
+``medialost:<node>:<media id>:<create command id>``: unique per leg, the same however often
+they are announced, so a second announcement (the claim expired after a worker died between
+publishing and forgetting, or the restarted node announcing its own stale legs) is refused by
+the session as a duplicate. The session's table decides what a loss means (the default
+table moves the call to another node; ``media_node_lost`` tells a current loss from a stale
+report about a node the call no longer uses).
+
+A node restarted under the same name finds legs of its previous incarnation in the hash:
+it has none of them in memory, so it announces them itself (:func:`announce_stale`) before
+serving. A node that was declared lost while still running (stalled longer than the TTL)
+finds another incarnation in the hash (or none) at its next heartbeat: its calls are being
+moved, so it announces and closes every leg it has and starts a new incarnation (fencing:
+two nodes never keep sending RTP for one call).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from sessiond.engine import Event
+from sessiond.media.errors import MediaError
+from sessiond.store import Keys
+from sessiond.store.scripts import source
+from sessiond.store.store import encode_event
+
+log = logging.getLogger("sessiond.media")
+INCARNATION = "@incarnation"
+CLAIM_TTL = 15
+
+
+def new_incarnation() -> str:
+    return secrets.token_hex(6)
+
+
+def leg_entry(sid: str, origin: str) -> str:
+    """The hash value for one leg: its session and the id of the create that made it."""
+    return f"{sid} {origin}"
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _incarnation(legs: Mapping[Any, Any]) -> str:
+    return _text(legs.get(INCARNATION.encode(), legs.get(INCARNATION, b"")))
+
+
+def lost_events(node: str, legs: Mapping[Any, Any]) -> list[Event]:
+    """One MediaLost per leg in a legs hash (as read: bytes or str); deterministic ids."""
+    events = []
+    for media_id, entry in sorted((_text(k), _text(v)) for k, v in legs.items()):
+        if media_id == INCARNATION:
+            continue
+        sid, _, origin = entry.partition(" ")
+        data = {"media_node": node, "media_id": media_id, "reason": "media node lost"}
+        events.append(Event(f"medialost:{node}:{media_id}:{origin}", "MediaLost", data, sid))
+    return events
+
+
+class LegRegistry:
+    """The Redis side of media node loss, for one client and namespace."""
+
+    def __init__(self, redis: Any, keys: Keys, *, stream_maxlen: int = 100_000) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.stream_maxlen = stream_maxlen
+        self._forget = redis.register_script(source("forget_legs"))
+
+    def queue_publish(self, pipe: Any, events: list[Event]) -> None:
+        for event in events:
+            stream = self.keys.events(self.keys.partition_of(event.sid))
+            pipe.xadd(stream, encode_event(event), maxlen=self.stream_maxlen, approximate=True)
+
+    async def forget(self, node: str, expected: str, new: str = "") -> bool:
+        """Drop ``node``'s legs hash if its incarnation is still ``expected``."""
+        keys = [self.keys.media_legs(node)]
+        return bool(await self._forget(keys=keys, args=[expected, new]))
+
+    async def announce_stale(self, node: str, incarnation: str) -> int:
+        """For a node (re)starting as ``incarnation``: announce every leg listed for an
+        earlier incarnation of its name, then own the hash. Returns the legs announced."""
+        announced = 0
+        for _ in range(5):  # a worker announcing the same legs may drop the hash meanwhile
+            legs = await self.redis.hgetall(self.keys.media_legs(node))
+            events = lost_events(node, legs)
+            if events:
+                log.warning("media node %s: %d legs of a previous run are lost", node, len(events))
+                pipe = self.redis.pipeline(transaction=False)
+                self.queue_publish(pipe, events)
+                await pipe.execute()
+            announced += len(events)
+            if await self.forget(node, _incarnation(legs), incarnation):
+                return announced
+        raise MediaError(f"the legs of media node {node} keep changing: another node has its name?")
+
+    async def announce_dead(self, node: str) -> int:
+        """Announce the legs of ``node``, whose heartbeat expired; drop its hash and its
+        zset entry. Nothing if its heartbeat came back. Returns the legs announced."""
+        legs = await self.redis.hgetall(self.keys.media_legs(node))
+        if await self.redis.exists(self.keys.heartbeat("media", node)):
+            return 0  # restarted since: it announces its previous legs itself
+        events = lost_events(node, legs)
+        if events:
+            log.warning("media node %s lost: moving %d calls", node, len(events))
+            pipe = self.redis.pipeline(transaction=False)
+            self.queue_publish(pipe, events)
+            await pipe.execute()
+        await self.forget(node, _incarnation(legs))
+        await self.redis.zrem(self.keys.processes("media"), node)
+        return len(events)
+
+    async def find_lost_nodes(self, claimant: str) -> int:
+        """Announce every media node in the zset whose heartbeat expired, each by exactly one
+        caller (the claim); returns the legs this caller announced."""
+        names = [_text(n) for n in await self.redis.zrange(self.keys.processes("media"), 0, -1)]
+        if not names:
+            return 0
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.exists(self.keys.heartbeat("media", name))
+        alive = await pipe.execute()
+        announced = 0
+        for name, live in zip(names, alive, strict=True):
+            if live:
+                continue
+            claim = self.keys.media_lost_claim(name)
+            if not await self.redis.set(claim, claimant, nx=True, ex=CLAIM_TTL):
+                continue  # another worker is on it
+            announced += await self.announce_dead(name)
+            await self.redis.delete(claim)
+        return announced
