@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,7 +154,7 @@ def test_sessiond_calls_sipp_uas_and_hangs_up(cluster: Cluster, tmp_path: Path) 
 
 
 def test_tcp_transport(cluster: Cluster, tmp_path: Path) -> None:
-    udp, tcp = free_port(), free_port()
+    udp, tcp = free_port(), free_port(socket.SOCK_STREAM)
     cluster.start(
         "run",
         "run",
@@ -182,7 +183,7 @@ def test_tcp_transport(cluster: Cluster, tmp_path: Path) -> None:
         "-mp",
         str(free_port()),
         "-p",
-        str(free_port()),
+        str(free_port(socket.SOCK_STREAM)),  # sipp binds TCP on it: a UDP-free port may not be
     )
     assert stats(result) == (10, 0), result.stdout[-2000:]
 
