@@ -139,9 +139,11 @@ def uac_hold_update_info() -> str:
         recv(200),
         uac_request("INFO", 6, "hello", "text/plain"),
         recv(415),
-        uac_request("BYE", 7),
+        uac_request("UPDATE", 7, extra="Supported: timer\nSession-Expires: 1800;refresher=uac"),
+        recv(200, "Session-Expires: 1800;refresher=uac", "st"),
+        uac_request("BYE", 8),
         recv(200),
-        variables="h1,h2,u1",
+        variables="h1,h2,u1,st",
     )
 
 
@@ -178,10 +180,17 @@ def uas_held(first_reinvite: int = 200) -> str:
     return scenario("uas held by sessiond", *parts, variables=names)
 
 
-def uac_refer_us() -> str:
+def uac_refer_us(final: int = 200) -> str:
     """Caller that, once the call is up, is transferred by sessiond: takes the REFER (202),
-    reports 100 then 200 by NOTIFY (sipfrag) and expects sessiond's BYE."""
+    reports 100 then ``final`` by NOTIFY (sipfrag). 200: expects sessiond's BYE; a failure:
+    the call goes on, and the caller hangs up later."""
     notify = "Event: refer\nSubscription-State: {state}"
+    frag = "SIP/2.0 200 OK" if final == 200 else f"SIP/2.0 {final} Busy Here"
+    end = (
+        [recv_request("BYE"), answer(200)]
+        if final == 200
+        else [pause(1000), uac_request("BYE", 4), recv(200)]
+    )
     return scenario(
         "uac transferred by sessiond",
         *_setup(),
@@ -198,13 +207,12 @@ def uac_refer_us() -> str:
         uac_request(
             "NOTIFY",
             3,
-            "SIP/2.0 200 OK\r\n",
+            f"{frag}\r\n",
             "message/sipfrag;version=2.0",
             notify.format(state="terminated;reason=noresource"),
         ),
         recv(200),
-        recv_request("BYE"),
-        answer(200),
+        *end,
         variables="rt",
     )
 

@@ -103,6 +103,7 @@ def test_remote_hold_resume_update_and_info(cluster: Cluster, tmp_path: Path) ->
     assert ("Established", "Update", "Reanswering") in seen
     assert ("Reanswering", "MediaReady", "Established") in seen
     assert seen.count(("Established", "Info", "Established")) == 2  # a digit, then a 415
+    assert seen.count(("Established", "Update", "Established")) == 1  # the session refresh
     assert seen[-1] == ("Established", "Bye", "Terminated")
     app = cluster.redis().xrange(f"{cluster.namespace}:{{app}}:events")
     published = [(f[b"type"].decode(), msgpack.unpackb(f[b"data"])) for _, f in app]
@@ -155,6 +156,30 @@ def test_sessiond_holds_and_resumes(cluster: Cluster, tmp_path: Path, first_answ
         assert len(edge_requests(cluster, "INVITE")) == 3  # hold, its retry, resume
     else:
         assert len(edge_requests(cluster, "INVITE")) == 2
+
+
+def test_a_failed_transfer_gives_the_transferor_its_call_back(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    port = cluster.start_split("--answer", "auto")
+    with run_sipp(tmp_path, "uac", sc.uac_refer_us(486), port) as caller:
+        assert wait_for(lambda: only_session(cluster)["state"] == "Established", 15)
+        sid = only_session(cluster)["sid"]
+
+        async def transfer() -> None:
+            async with client(cluster) as app:
+                await app.blind_transfer(sid, "sip:carol@127.0.0.1:5099")
+
+        asyncio.run(transfer())
+        assert wait_for(lambda: ("Established", "Notify", "Established") in steps(cluster, sid))
+        out, _ = caller.communicate(timeout=40)
+    assert finished(out) == (1, 0), out[-3000:]
+    session = only_session(cluster)
+    assert (session["state"], session["end_reason"]) == ("Terminated", "remote hangup")
+    app = cluster.redis().xrange(f"{cluster.namespace}:{{app}}:events")
+    failed = [msgpack.unpackb(f[b"data"]) for _, f in app if f[b"type"] == b"TransferFailed"]
+    assert [f["code"] for f in failed] == [486]
+    assert steps(cluster, sid)[-1] == ("Established", "Bye", "Terminated")
 
 
 def test_sessiond_transfers_the_caller(cluster: Cluster, tmp_path: Path) -> None:
