@@ -95,6 +95,7 @@ PUBLISHABLE: Final[frozenset[str]] = frozenset(
         "PlayFinished",
         "RecordingStopped",
         "HoldChanged",
+        "HoldFailed",
         "TransferRequested",
         "TransferSucceeded",
         "TransferFailed",

@@ -395,3 +395,20 @@ def uas_media_moved() -> str:
         answer(200),
         variables="o1,o2",
     )
+
+
+def uas_refuses_hold(code: int = 488) -> str:
+    """Callee that refuses sessiond's hold re-INVITE with ``code``, then takes the BYE."""
+    return scenario(
+        "uas refuses hold",
+        recv_request("INVITE"),
+        answer(180, tag=True),
+        answer(200, SDP.format(version=1, direction="sendrecv"), "application/sdp", tag=True),
+        recv_request("ACK"),
+        recv_request("INVITE", "a=sendonly", "h1"),
+        answer(code),
+        recv_request("ACK"),
+        recv_request("BYE"),
+        answer(200),
+        variables="h1",
+    )

@@ -470,3 +470,44 @@ def test_attended_transfer_as_transferee(cluster: Cluster, tmp_path: Path) -> No
         asyncio.run(hang_up())
         out, _ = callee.communicate(timeout=30)
         assert finished(out) == (1, 0), out[-3000:]
+
+
+def test_refused_hold_leaves_the_call_as_it_was(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.start_split("--answer", "auto")
+    uas_port = free_port()
+    (tmp_path / "uas.xml").write_text(sc.uas_refuses_hold(488))
+    with background_sipp(
+        tmp_path,
+        "-sf",
+        "uas.xml",
+        "-p",
+        str(uas_port),
+        "-m",
+        "1",
+        "-timeout",
+        "40",
+        "-timeout_error",
+    ) as callee:
+
+        async def drive() -> str:
+            async with client(cluster) as app:
+                sid = await app.make_call(f"sip:bob@127.0.0.1:{uas_port}")
+                await app.wait_for_state(sid, "Established", timeout=10)
+                await app.hold(sid)
+                assert wait_for(
+                    lambda: ("Reinviting", "Rejected", "Established") in steps(cluster, sid), 15
+                )
+                await app.hangup(sid)
+                await app.wait_for_state(sid, "Terminated", timeout=10)
+                return sid
+
+        sid = asyncio.run(drive())
+        out, _ = callee.communicate(timeout=30)
+    assert finished(out) == (1, 0), out[-3000:]
+    session = only_session(cluster)
+    assert (session.get("hold", ""), session["reoffer"]) == ("", "")
+    assert session["sid"] == sid
+    app = cluster.redis().xrange(f"{cluster.namespace}:{{app}}:events")
+    failed = [msgpack.unpackb(f[b"data"]) for _, f in app if f[b"type"] == b"HoldFailed"]
+    assert [f["code"] for f in failed] == [488]
+    assert not [f for _, f in app if f[b"type"] == b"HoldChanged"]

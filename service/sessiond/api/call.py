@@ -26,6 +26,7 @@ from sessiond.api.events import (
     Established,
     Failed,
     HoldChanged,
+    HoldFailed,
     RecordingStopped,
     TransferFailed,
     TransferRequested,
@@ -139,22 +140,28 @@ class Call:
         await self.peer.client.send_dtmf(self.sid, digits, method)
 
     async def hold(self, timeout: float | None = 10.0) -> HoldChanged:
-        """Put the far end on hold (re-INVITE, sendonly); returns once it agreed."""
+        """Put the far end on hold (re-INVITE, sendonly); returns once it agreed, raises
+        CallFailed(code) when it refused (the call goes on as it was)."""
         return await self._hold_change(self.peer.client.hold, True, timeout)
 
     async def resume(self, timeout: float | None = 10.0) -> HoldChanged:
-        """Take the far end off hold (re-INVITE, sendrecv); returns once it agreed."""
+        """Take the far end off hold (re-INVITE, sendrecv); returns once it agreed, raises
+        CallFailed(code) when it refused."""
         return await self._hold_change(self.peer.client.resume, False, timeout)
 
     async def _hold_change(
         self, command: Callable[[str], Awaitable[None]], held: bool, timeout: float | None
     ) -> HoldChanged:
         await command(self.sid)
-        while True:
-            event = await self.wait_for(HoldChanged, timeout)
-            assert isinstance(event, HoldChanged)
-            if event.held_by_us == held:
-                return event
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.next_event()
+                if isinstance(event, HoldFailed):
+                    raise CallFailed(event.code, "the far end refused the re-INVITE")
+                if isinstance(event, HoldChanged) and event.held_by_us == held:
+                    return event
+                if isinstance(event, Ended | Failed):
+                    raise CallEnded(f"call {self.sid} ended")
 
     async def wait_transferred(self, timeout: float | None = 30.0) -> Call:
         """The far end transferred us (REFER): the new call placed to the transfer target

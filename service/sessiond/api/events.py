@@ -179,6 +179,16 @@ class MediaMoved(CallEvent):
     TYPE = "MediaMoved"
 
 
+class HoldFailed(CallEvent):
+    """The far end refused our hold or resume (``code``); the call stays as it was."""
+
+    TYPE = "HoldFailed"
+
+    @property
+    def code(self) -> int:
+        return _int(self.data.get("code"))
+
+
 class TransferRequested(CallEvent):
     """The far end asked us to call ``target`` (REFER); the new call's session is
     ``new_sid`` and this call ends once the far end hangs up."""
@@ -225,6 +235,7 @@ EVENT_TYPES: dict[str, type[CallEvent]] = {
         PlayFinished,
         RecordingStopped,
         HoldChanged,
+        HoldFailed,
         MediaMoved,
         TransferRequested,
         TransferSucceeded,
