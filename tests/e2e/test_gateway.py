@@ -23,6 +23,7 @@ from sessiond.resources import gateway_table_path
 from sessiond.table import Table, load_table
 from sipp_scenarios import callee, caller, uac_refused
 
+from . import flow_scenarios as sc
 from .harness import (
     Cluster,
     background_sipp,
@@ -40,7 +41,17 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
 ]
 
-FLOWS = ("answer", "calleebye", "busy", "broken", "cancel", "tone-pcmu", "tone-pcma", "tone-opus")
+FLOWS = (
+    "answer",
+    "calleebye",
+    "busy",
+    "broken",
+    "cancel",
+    "reinvite",
+    "tone-pcmu",
+    "tone-pcma",
+    "tone-opus",
+)
 
 
 class Gateway:
@@ -289,3 +300,36 @@ async def test_media_is_relayed_and_transcoded(
     assert tone == 440.0, powers
     loud = sum(1 for k in range(0, len(samples) - 160, 160) if max(samples[k : k + 160]) > 2000)
     assert loud >= 50  # of ~100 frames of tone: at least 1 s of it came through
+
+
+def test_a_legs_reinvite_and_update_are_answered_on_that_leg(gateway: Gateway) -> None:
+    """The caller holds (re-INVITE sendonly, answered recvonly), resumes, refreshes with an
+    UPDATE without SDP: each answered by the inbound leg; the outbound leg is untouched."""
+    caller_xml = sc.scenario(
+        "caller re-INVITEs through the gateway",
+        *sc._setup(),
+        sc.uac_invite(2, "sendonly", 2),
+        sc.recv(100, optional=True),
+        sc.recv(200, "a=recvonly", "h1"),
+        sc.uac_ack(2),
+        sc.uac_invite(3, "sendrecv", 3),
+        sc.recv(100, optional=True),
+        sc.recv(200, "a=sendrecv", "h2"),
+        sc.uac_ack(3),
+        sc.uac_request("UPDATE", 4),
+        sc.recv(200),
+        sc.uac_request("BYE", 5),
+        sc.recv(200),
+        variables="h1,h2",
+    )
+    with gateway.callee("reinvite") as uas:
+        result = gateway.call("reinvite", caller_xml)
+        assert result.returncode == 0, result.stdout[-2000:] + gateway.cluster.log("run")[-2000:]
+        finished_ok(uas)
+    inbound, outbound = gateway.legs("reinvite")
+    steps = gateway.history(inbound)
+    assert steps.count(("Established", "ReInvite", "Reanswering")) == 2
+    assert steps.count(("Reanswering", "MediaReady", "Reconfirming")) == 2
+    assert steps.count(("Reconfirming", "Ack", "Established")) == 2
+    assert ("Established", "Update", "Established") in steps
+    assert [s for s in gateway.history(outbound) if s[1] in ("ReInvite", "Update")] == []
