@@ -256,12 +256,15 @@ def sip_notify(ctx: Context, args: Any) -> None:
 
 def sip_info_dtmf(ctx: Context, args: Any) -> None:
     """Send the first of the digits waiting in ``info_digits`` as SIP INFO
-    (application/dtmf-relay, RFC 6086); the next goes when this one is answered, so the
-    far end gets them in order."""
+    (application/dtmf-relay, RFC 6086); the next goes when this one is answered (or timed
+    out), so the far end gets them in order. ``info_pending`` is set while one is out."""
     digits = ctx.get("info_digits")
     if not digits:
+        if ctx.get("info_pending"):
+            ctx.set("info_pending", "")
         return
     ctx.set("info_digits", digits[1:])
+    ctx.set("info_pending", "1")
     duration = ctx.get("info_duration") or "160"
     body = f"Signal={digits[0]}\r\nDuration={duration}\r\n"
     _in_dialog(ctx, "INFO", body=body, content_type="application/dtmf-relay")
@@ -270,7 +273,7 @@ def sip_info_dtmf(ctx: Context, args: Any) -> None:
 def queue_info_dtmf(ctx: Context, args: Any) -> None:
     """Queue the event's ``digits`` (and ``duration_ms``) for :func:`sip_info_dtmf`."""
     digits = "".join(c for c in str(ctx.event.data.get("digits", "")).upper() if c in DTMF_CHARS)
-    busy = ctx.get("info_digits") != "" or ctx.get("info_busy") == "1"
+    busy = ctx.get("info_pending") == "1"
     ctx.set("info_digits", ctx.get("info_digits") + digits)
     duration = ctx.event.data.get("duration_ms")
     if isinstance(duration, int) and 40 <= duration <= 5000:
