@@ -123,12 +123,18 @@ def _sdp(msg: SipRequest | SipResponse) -> str:
     return msg.body.decode("utf-8", "replace") if msg.body and "application/sdp" in ctype else ""
 
 
-def _headers(msg: SipRequest | SipResponse, names: tuple[tuple[str, str], ...]) -> dict[str, str]:
-    out = {}
-    for field, header in names:
-        values = msg.header_values(header)
-        if values:
-            out[field] = ", ".join(values)
+_WANTED_REQUEST = {header: field for field, header in REQUEST_HEADERS}
+_WANTED_RESPONSE = {header: field for field, header in RESPONSE_HEADERS}
+
+
+def _headers(msg: SipRequest | SipResponse, wanted: Mapping[str, str]) -> dict[str, str]:
+    """The wanted headers' values (repeated ones joined with ", "), in one pass over the
+    message's fields: this runs for every message the edge receives."""
+    out: dict[str, str] = {}
+    for key, _, value, _ in msg.headers.fields:
+        field = wanted.get(key)
+        if field is not None:
+            out[field] = f"{out[field]}, {value}" if field in out else value
     return out
 
 
@@ -240,7 +246,7 @@ def request_event(
         "source": f"{source[0]}:{source[1]}",
     }
     if kind != "Ack":
-        data.update(_headers(req, REQUEST_HEADERS))
+        data.update(_headers(req, _WANTED_REQUEST))
     if "refer_to" in data:
         data.update(refer_target(data["refer_to"]))
     if data["sdp"]:
@@ -295,7 +301,7 @@ def response_event(resp: SipResponse, edge: str) -> Event | None:
         "sdp": _sdp(resp),
         "cseq": resp.cseq.seq,
         "edge": edge,
-        **_headers(resp, RESPONSE_HEADERS),
+        **_headers(resp, _WANTED_RESPONSE),
     }
     if resp.body and "message/sipfrag" in (resp.content_type or "").lower():
         data["body"] = resp.body.decode("utf-8", "replace")
