@@ -4,8 +4,19 @@ final response, and the pieces to build others. Importable from every test direc
 
 from __future__ import annotations
 
-# sipp scenario pieces: a caller's INVITE (with SDP) and the ACK of a final response.
-SIPP_INVITE = """  <send retrans="500"><![CDATA[
+# sipp scenario pieces: an SDP offer (PCMU), a caller's INVITE carrying it, and the ACK of a
+# final response.
+SIPP_SDP = """v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+"""
+
+SIPP_INVITE = (
+    """  <send retrans="500"><![CDATA[
 INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
@@ -17,17 +28,13 @@ Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
+"""
+    + SIPP_SDP
+    + """]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
 """
+)
 
 SIPP_ACK = """  <send><![CDATA[
 ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0

@@ -13,7 +13,7 @@ import pytest
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.sip.digest import DigestClient
 from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
-from sipp_scenarios import uac_refused
+from sipp_scenarios import SIPP_SDP, uac_refused
 
 from .e2e.harness import Cluster, free_port, free_rtp_range, wait_listening
 
@@ -76,7 +76,8 @@ def test_auth_file_errors_name_the_line(tmp_path: Path) -> None:
     assert f"{bad}:3: user 'alice' listed twice" in str(info.value)
 
 
-UAC_AUTH = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+UAC_AUTH = (
+    """<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="uac with digest authentication">
   <send retrans="500"><![CDATA[
 INVITE sip:service@[remote_ip]:[remote_port] SIP/2.0
@@ -116,14 +117,9 @@ Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
+"""
+    + SIPP_SDP
+    + """]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="{final}"/>
@@ -141,6 +137,7 @@ Content-Length: 0
 {bye}
 </scenario>
 """
+)
 
 BYE = """  <send retrans="500"><![CDATA[
 BYE sip:service@[remote_ip]:[remote_port] SIP/2.0

@@ -124,6 +124,16 @@ class Cluster:
             out.append({k.decode(): v.decode() for k, v in raw.items()})
         return out
 
+    def history(self, sid: str) -> list[dict[str, str]]:
+        """The session's history stream: one dict per transition (from, event, to, worker...)."""
+        key = f"{self.namespace}:{{{sid[:10]}}}:history:{sid}"
+        raw = self.redis().xrange(key)
+        return [{k.decode(): v.decode() for k, v in f.items()} for _, f in raw]
+
+    def steps(self, sid: str) -> list[tuple[str, str, str]]:
+        """(from, event, to) of each transition of the session."""
+        return [(h["from"], h["event"], h["to"]) for h in self.history(sid)]
+
     def cleanup(self) -> None:
         r = self.redis()
         keys = list(r.scan_iter(match=f"{self.namespace}:*", count=1000))

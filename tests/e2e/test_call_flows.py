@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import shutil
 import signal
-from collections.abc import Iterator
+import subprocess
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import msgpack
@@ -21,6 +22,8 @@ from sipp_scenarios import uac_refused
 from . import flow_scenarios as sc
 from .harness import Cluster, background_sipp, finished, free_port, wait_for
 
+Sipp = AbstractContextManager[subprocess.Popen[str]]
+
 pytestmark = [
     pytest.mark.redis,
     pytest.mark.slow,
@@ -28,25 +31,7 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(redis_url, tmp_path)
-    yield c
-    c.stop_all()
-    c.cleanup()
-
-
-def history(cluster: Cluster, sid: str) -> list[dict[str, str]]:
-    r = cluster.redis()
-    key = f"{cluster.namespace}:{{{sid[:10]}}}:history:{sid}"
-    return [{k.decode(): v.decode() for k, v in f.items()} for _, f in r.xrange(key)]
-
-
-def steps(cluster: Cluster, sid: str) -> list[tuple[str, str, str]]:
-    return [(h["from"], h["event"], h["to"]) for h in history(cluster, sid)]
-
-
-def run_sipp(tmp: Path, name: str, xml: str, port: int, *args: str) -> Iterator[object]:
+def run_sipp(tmp: Path, name: str, xml: str, port: int, *args: str) -> Sipp:
     (tmp / f"{name}.xml").write_text(xml)
     return background_sipp(
         tmp,
@@ -61,6 +46,14 @@ def run_sipp(tmp: Path, name: str, xml: str, port: int, *args: str) -> Iterator[
         "40",
         "-timeout_error",
         *args,
+    )
+
+
+def sipp_callee(tmp: Path, name: str, xml: str, port: int) -> Sipp:
+    """sipp running scenario ``xml`` as the far end of one call sessiond places to ``port``."""
+    (tmp / f"{name}.xml").write_text(xml)
+    return background_sipp(
+        tmp, "-sf", f"{name}.xml", "-p", str(port), "-m", "1", "-timeout", "40", "-timeout_error"
     )
 
 
@@ -92,7 +85,7 @@ def test_remote_hold_resume_update_and_info(cluster: Cluster, tmp_path: Path) ->
     assert finished(out) == (1, 0), out[-3000:]
     sid = only_session(cluster)["sid"]
     assert wait_for(lambda: only_session(cluster)["state"] == "Terminated")
-    seen = steps(cluster, sid)
+    seen = cluster.steps(sid)
     hold = [
         ("Established", "ReInvite", "Reanswering"),
         ("Reanswering", "MediaReady", "Reconfirming"),
@@ -117,19 +110,7 @@ def test_sessiond_holds_and_resumes(cluster: Cluster, tmp_path: Path, first_answ
     cluster.start_split("--answer", "auto")
     uas_port = free_port()
     xml = sc.uas_held(first_answer)
-    (tmp_path / "uas.xml").write_text(xml)
-    with background_sipp(
-        tmp_path,
-        "-sf",
-        "uas.xml",
-        "-p",
-        str(uas_port),
-        "-m",
-        "1",
-        "-timeout",
-        "40",
-        "-timeout_error",
-    ) as callee:
+    with sipp_callee(tmp_path, "uas", xml, uas_port) as callee:
 
         async def drive() -> str:
             async with client(cluster) as app:
@@ -147,7 +128,7 @@ def test_sessiond_holds_and_resumes(cluster: Cluster, tmp_path: Path, first_answ
         sid = asyncio.run(drive())
         out, _ = callee.communicate(timeout=30)
     assert finished(out) == (1, 0), out[-3000:]
-    seen = steps(cluster, sid)
+    seen = cluster.steps(sid)
     assert seen.count(("Established", "Hold", "Reoffering")) == 1
     assert seen.count(("Reinviting", "Answered", "Established")) == 2
     if first_answer == 491:
@@ -171,7 +152,7 @@ def test_a_failed_transfer_gives_the_transferor_its_call_back(
                 await app.blind_transfer(sid, "sip:carol@127.0.0.1:5099")
 
         asyncio.run(transfer())
-        assert wait_for(lambda: ("Established", "Notify", "Established") in steps(cluster, sid))
+        assert wait_for(lambda: ("Established", "Notify", "Established") in cluster.steps(sid))
         out, _ = caller.communicate(timeout=40)
     assert finished(out) == (1, 0), out[-3000:]
     session = only_session(cluster)
@@ -179,7 +160,7 @@ def test_a_failed_transfer_gives_the_transferor_its_call_back(
     app = cluster.redis().xrange(f"{cluster.namespace}:{{app}}:events")
     failed = [msgpack.unpackb(f[b"data"]) for _, f in app if f[b"type"] == b"TransferFailed"]
     assert [f["code"] for f in failed] == [486]
-    assert steps(cluster, sid)[-1] == ("Established", "Bye", "Terminated")
+    assert cluster.steps(sid)[-1] == ("Established", "Bye", "Terminated")
 
 
 def test_sessiond_transfers_the_caller(cluster: Cluster, tmp_path: Path) -> None:
@@ -198,7 +179,7 @@ def test_sessiond_transfers_the_caller(cluster: Cluster, tmp_path: Path) -> None
     assert wait_for(lambda: only_session(cluster)["state"] == "Terminated")
     session = only_session(cluster)
     assert (session["end_code"], session["end_reason"]) == ("200", "transferred")
-    seen = steps(cluster, sid)
+    seen = cluster.steps(sid)
     assert ("Established", "Transfer", "Established") in seen
     assert ("Established", "ReferResponse", "Established") in seen
     assert ("Established", "Notify", "Established") in seen  # 100 Trying
@@ -213,21 +194,9 @@ def test_caller_transfers_sessiond(cluster: Cluster, tmp_path: Path, kill: bool)
     rings; the other worker finishes the flow."""
     port = cluster.start_split("--answer", "auto")
     target_port = free_port()
-    (tmp_path / "target.xml").write_text(sc.uas_slow_answer(3000))
     target = f"sip:carol@127.0.0.1:{target_port}"
     with (
-        background_sipp(
-            tmp_path,
-            "-sf",
-            "target.xml",
-            "-p",
-            str(target_port),
-            "-m",
-            "1",
-            "-timeout",
-            "40",
-            "-timeout_error",
-        ) as callee,
+        sipp_callee(tmp_path, "target", sc.uas_slow_answer(3000), target_port) as callee,
         run_sipp(tmp_path, "uac", sc.uac_refers_sessiond(target), port) as caller,
     ):
         assert wait_for(lambda: len(cluster.sessions()) == 2, 15)
@@ -236,7 +205,7 @@ def test_caller_transfers_sessiond(cluster: Cluster, tmp_path: Path, kill: bool)
         assert placed["peer"] == original["sid"]
         assert original["transfer_sid"] == placed["sid"]
         if kill:
-            refer = next(h for h in history(cluster, original["sid"]) if h["event"] == "Refer")
+            refer = next(h for h in cluster.history(original["sid"]) if h["event"] == "Refer")
             cluster.kill(refer["worker"], signal.SIGKILL)
         out, _ = caller.communicate(timeout=40)
         assert finished(out) == (1, 0), out[-3000:]
@@ -255,7 +224,7 @@ def test_caller_transfers_sessiond(cluster: Cluster, tmp_path: Path, kill: bool)
         asyncio.run(hang_up())
         out, _ = callee.communicate(timeout=30)
         assert finished(out) == (1, 0), out[-3000:]
-    seen = steps(cluster, original["sid"])
+    seen = cluster.steps(original["sid"])
     assert ("Established", "Refer", "Established") in seen
     assert ("Established", "TransferProgress", "Established") in seen
     assert seen[-1] == ("Established", "Bye", "Terminated")
@@ -263,7 +232,7 @@ def test_caller_transfers_sessiond(cluster: Cluster, tmp_path: Path, kill: bool)
         "active;expires=60",
         "terminated;reason=noresource",
     ]
-    placed_steps = steps(cluster, placed["sid"])
+    placed_steps = cluster.steps(placed["sid"])
     assert ("Calling", "Provisional", "Early") in placed_steps
     assert ("Early", "Answered", "Established") in placed_steps
 
@@ -296,12 +265,12 @@ def test_session_refreshed_by_sessiond(cluster: Cluster, tmp_path: Path, kill: b
         if kill:
             assert wait_for(lambda: only_session(cluster).get("state") == "Established", 10)
             sid = only_session(cluster)["sid"]
-            armed = [h for h in history(cluster, sid) if h["to"] == "Established"][0]
+            armed = [h for h in cluster.history(sid) if h["to"] == "Established"][0]
             cluster.kill(armed["worker"], signal.SIGKILL)
         out, _ = caller.communicate(timeout=40)
     assert finished(out) == (1, 0), out[-3000:]
     sid = only_session(cluster)["sid"]
-    seen = steps(cluster, sid)
+    seen = cluster.steps(sid)
     assert seen.count(("Established", "RefreshDue", "Reoffering")) == 2, seen
     assert len(edge_requests(cluster, "INVITE")) == 2
     refresh = edge_requests(cluster, "INVITE")[0]
@@ -317,7 +286,7 @@ def test_session_expires_without_refresh(cluster: Cluster, tmp_path: Path) -> No
     assert wait_for(lambda: only_session(cluster)["state"] == "Terminated")
     session = only_session(cluster)
     assert session["end_code"] == "408"
-    assert ("Established", "SessionExpired", "Terminating") in steps(cluster, session["sid"])
+    assert ("Established", "SessionExpired", "Terminating") in cluster.steps(session["sid"])
 
 
 def test_too_small_session_interval_gets_422(cluster: Cluster, tmp_path: Path) -> None:
@@ -343,14 +312,14 @@ def test_reliable_provisionals_and_early_media_as_uas(cluster: Cluster, tmp_path
             async with client(cluster) as app:
                 await app.progress(sid)
                 await app.play(sid, tone=440, seconds=0.5)
-                assert wait_for(lambda: ("Ringing", "Prack", "Ringing") in steps(cluster, sid))
+                assert wait_for(lambda: ("Ringing", "Prack", "Ringing") in cluster.steps(sid))
                 await asyncio.sleep(0.5)
                 await app.accept(sid)
 
         asyncio.run(early_then_answer())
         out, _ = caller.communicate(timeout=40)
     assert finished(out) == (1, 0), out[-3000:]
-    seen = steps(cluster, sid)
+    seen = cluster.steps(sid)
     assert seen.count(("Ringing", "Prack", "Ringing")) == 2
     assert ("Ringing", "SendProgress", "Ringing") in seen
     assert ("Ringing", "Play", "Ringing") in seen
@@ -360,19 +329,7 @@ def test_reliable_provisionals_and_early_media_as_uas(cluster: Cluster, tmp_path
 def test_reliable_early_media_as_uac(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start_split("--answer", "auto")
     uas_port = free_port()
-    (tmp_path / "uas.xml").write_text(sc.uas_reliable_183())
-    with background_sipp(
-        tmp_path,
-        "-sf",
-        "uas.xml",
-        "-p",
-        str(uas_port),
-        "-m",
-        "1",
-        "-timeout",
-        "40",
-        "-timeout_error",
-    ) as callee:
+    with sipp_callee(tmp_path, "uas", sc.uas_reliable_183(), uas_port) as callee:
 
         async def call() -> str:
             async with client(cluster) as app:
@@ -385,7 +342,7 @@ def test_reliable_early_media_as_uac(cluster: Cluster, tmp_path: Path) -> None:
         sid = asyncio.run(call())
         out, _ = callee.communicate(timeout=30)
     assert finished(out) == (1, 0), out[-3000:]
-    entries = history(cluster, sid)
+    entries = cluster.history(sid)
     early = next(h for h in entries if h["event"] == "Provisional")
     assert (early["from"], early["to"]) == ("Calling", "Early")
     assert "sip.prack" in early["actions"]
@@ -418,8 +375,8 @@ def test_invite_with_replaces_takes_over_a_call(cluster: Cluster, tmp_path: Path
     assert sessions[old["sid"]]["end_reason"] == "replaced"
     new = next(s for sid, s in sessions.items() if sid != old["sid"])
     assert new["replaces_sid"] == old["sid"]
-    assert ("Established", "Replaced", "Terminating") in steps(cluster, old["sid"])
-    assert steps(cluster, new["sid"])[0] == ("Idle", "Invite", "Ringing")
+    assert ("Established", "Replaced", "Terminating") in cluster.steps(old["sid"])
+    assert cluster.steps(new["sid"])[0] == ("Idle", "Invite", "Ringing")
 
 
 def test_replaces_naming_no_dialog_gets_481(cluster: Cluster, tmp_path: Path) -> None:
@@ -441,21 +398,9 @@ def test_attended_transfer_as_transferee(cluster: Cluster, tmp_path: Path) -> No
     target_port = free_port()
     replaces = "consult@h;to-tag=abc;from-tag=def"
     expect = "Replaces: consult@h;to-tag=abc;from-tag=def"
-    (tmp_path / "target.xml").write_text(sc.uas_slow_answer(200, expect))
     target = f"sip:carol@127.0.0.1:{target_port}"
     with (
-        background_sipp(
-            tmp_path,
-            "-sf",
-            "target.xml",
-            "-p",
-            str(target_port),
-            "-m",
-            "1",
-            "-timeout",
-            "40",
-            "-timeout_error",
-        ) as callee,
+        sipp_callee(tmp_path, "target", sc.uas_slow_answer(200, expect), target_port) as callee,
         run_sipp(tmp_path, "uac", sc.uac_refers_sessiond(target, replaces), port) as caller,
     ):
         out, _ = caller.communicate(timeout=40)
@@ -475,19 +420,7 @@ def test_attended_transfer_as_transferee(cluster: Cluster, tmp_path: Path) -> No
 def test_refused_hold_leaves_the_call_as_it_was(cluster: Cluster, tmp_path: Path) -> None:
     cluster.start_split("--answer", "auto")
     uas_port = free_port()
-    (tmp_path / "uas.xml").write_text(sc.uas_refuses_hold(488))
-    with background_sipp(
-        tmp_path,
-        "-sf",
-        "uas.xml",
-        "-p",
-        str(uas_port),
-        "-m",
-        "1",
-        "-timeout",
-        "40",
-        "-timeout_error",
-    ) as callee:
+    with sipp_callee(tmp_path, "uas", sc.uas_refuses_hold(488), uas_port) as callee:
 
         async def drive() -> str:
             async with client(cluster) as app:
@@ -495,7 +428,7 @@ def test_refused_hold_leaves_the_call_as_it_was(cluster: Cluster, tmp_path: Path
                 await app.wait_for_state(sid, "Established", timeout=10)
                 await app.hold(sid)
                 assert wait_for(
-                    lambda: ("Reinviting", "Rejected", "Established") in steps(cluster, sid), 15
+                    lambda: ("Reinviting", "Rejected", "Established") in cluster.steps(sid), 15
                 )
                 await app.hangup(sid)
                 await app.wait_for_state(sid, "Terminated", timeout=10)

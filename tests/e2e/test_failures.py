@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -23,20 +22,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
 ]
-
-
-@pytest.fixture
-def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(redis_url, tmp_path)
-    yield c
-    c.stop_all()
-    c.cleanup()
-
-
-def history(cluster: Cluster, sid: str) -> list[dict[str, str]]:
-    r = cluster.redis()
-    key = f"{cluster.namespace}:{{{sid[:10]}}}:history:{sid}"
-    return [{k.decode(): v.decode() for k, v in f.items()} for _, f in r.xrange(key)]
 
 
 def test_timer_of_a_killed_worker_fires_exactly_once(cluster: Cluster, tmp_path: Path) -> None:
@@ -61,13 +46,13 @@ def test_timer_of_a_killed_worker_fires_exactly_once(cluster: Cluster, tmp_path:
     ) as caller:
         assert wait_for(lambda: [s.get("state") for s in cluster.sessions()] == ["Ringing"])
         sid = cluster.sessions()[0]["sid"]
-        owner = history(cluster, sid)[0]["worker"]
+        owner = cluster.history(sid)[0]["worker"]
         cluster.kill(owner, signal.SIGKILL)  # the worker that armed the timer dies
         out, _ = caller.communicate(timeout=40)
     assert caller.returncode == 0, out[-2000:]
     session = cluster.sessions()[0]
     assert (session["state"], session["end_code"]) == ("Terminated", "480")
-    fired = [h for h in history(cluster, sid) if h["event"] == "RingTimeout"]
+    fired = [h for h in cluster.history(sid) if h["event"] == "RingTimeout"]
     assert len(fired) == 1
     assert fired[0]["worker"] != owner
     commands = cluster.redis().xrange(f"{cluster.namespace}:{{edge:edge1}}:commands")

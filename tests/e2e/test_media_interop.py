@@ -14,7 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +40,6 @@ NEEDS_SIPP = pytest.mark.skipif(
     reason="sipp or its pcaps (Debian sip-tester) missing",
 )
 TELEPHONE_EVENT_PT = 101  # what sipp's uac_pcap SDP offers (a=rtpmap:101 telephone-event/8000)
-
-
-@pytest.fixture
-def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(redis_url, tmp_path)
-    yield c
-    c.stop_all()
-    c.cleanup()
 
 
 def _start_run(cluster: Cluster) -> int:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -33,14 +32,6 @@ MOVED = [
     ("Reoffering", "MediaReady", "Reinviting"),
     ("Reinviting", "Answered", "Established"),
 ]
-
-
-@pytest.fixture
-def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(redis_url, tmp_path)
-    yield c
-    c.stop_all()
-    c.cleanup()
 
 
 def start_two_media(cluster: Cluster, *worker_args: str) -> tuple[int, dict[str, str]]:

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from sessiond import Client
 from sessiond.sip.digest import Credentials, compute_ha1, digest_response
+from sipp_scenarios import SIPP_SDP
 
 from .harness import Cluster, background_sipp, finished, free_port, free_rtp_range, wait_listening
 from .test_registration import FAIL, reply, sipp_errors
@@ -31,7 +31,8 @@ HEADERS = {
 REASONS = {401: "401 Unauthorized", 407: "407 Proxy Authentication Required"}
 ANSWERS = {401: "Authorization", 407: "Proxy-Authorization"}
 
-OK_WITH_SDP = """  <send><![CDATA[
+OK_WITH_SDP = (
+    """  <send><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
 [last_From:]
@@ -42,15 +43,11 @@ Contact: <sip:[local_ip]:[local_port];transport=[transport]>
 Content-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
 """
+    + SIPP_SDP
+    + """]]></send>
+"""
+)
 
 
 def challenge(code: int) -> str:
@@ -117,14 +114,6 @@ TWICE = (
     + "</scenario>\n"
 )
 ONCE = '<?xml version="1.0"?>\n<scenario name="407">\n' + challenge(407) + "</scenario>\n"
-
-
-@pytest.fixture
-def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(redis_url, tmp_path)
-    yield c
-    c.stop_all()
-    c.cleanup()
 
 
 def start_run(cluster: Cluster, tmp_path: Path, realm: str = "proxy.test") -> None:

@@ -8,10 +8,11 @@ import signal
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from sipp_scenarios import SIPP_SDP
 
 from .harness import (
     ENV,
@@ -89,14 +90,6 @@ OPTIONS_UAS = (
     '<?xml version="1.0"?>\n<scenario name="answers OPTIONS">\n'
     '  <recv request="OPTIONS"/>\n' + reply("200 OK", "Allow: INVITE, OPTIONS") + "</scenario>\n"
 )
-
-
-@pytest.fixture
-def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(redis_url, tmp_path)
-    yield c
-    c.stop_all()
-    c.cleanup()
 
 
 def start_edge(cluster: Cluster, *extra: str) -> int:
@@ -201,7 +194,8 @@ def test_options_keepalive_records_reachability(cluster: Cluster, tmp_path: Path
 
 # A call in which the caller sends OPTIONS inside the dialog and outside any dialog (no To
 # tag, a From tag of its own), each answered 200 with Allow, then hangs up.
-OPTIONS_IN_AND_OUT_OF_DIALOG = """<?xml version="1.0"?>
+OPTIONS_IN_AND_OUT_OF_DIALOG = (
+    """<?xml version="1.0"?>
 <scenario name="OPTIONS in and out of a dialog">
   <send retrans="500"><![CDATA[
 INVITE sip:svc@[remote_ip]:[remote_port] SIP/2.0
@@ -215,14 +209,9 @@ Max-Forwards: 70
 Content-Type: application/sdp
 Content-Length: [len]
 
-v=0
-o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-s=-
-c=IN IP[media_ip_type] [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0
-a=rtpmap:0 PCMU/8000
-]]></send>
+"""
+    + SIPP_SDP
+    + """]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="200" rrs="true"/>
@@ -284,6 +273,7 @@ Content-Length: 0
   <Reference variables="in,out"/>
 </scenario>
 """
+)
 
 
 def test_options_are_answered_in_and_out_of_a_dialog(cluster: Cluster, tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,14 +26,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
 ]
-
-
-@pytest.fixture
-def cluster(redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    c = Cluster(redis_url, tmp_path)
-    yield c
-    c.stop_all()
-    c.cleanup()
 
 
 def run_all_in_one(cluster: Cluster, *extra: str, embedded: bool = False) -> int:
