@@ -170,14 +170,6 @@ def sip_ack(ctx: Context, args: Any) -> None:
     ctx.command("edge", "ack", {"cseq": int(cseq or ctx.get("invite_cseq") or "1"), **_dialog(ctx)})
 
 
-def _check_sdp_flag(args: Any) -> str | None:
-    if args is None or (isinstance(args, dict) and set(args) <= {"sdp"}):
-        if isinstance(args, dict) and not isinstance(args.get("sdp", True), bool):
-            return "sdp must be true or false"
-        return None
-    return "expects no arguments or {sdp: bool}"
-
-
 def _in_dialog(ctx: Context, method: str, **extra: Any) -> int:
     cseq = _next_cseq(ctx)
     ctx.command("edge", "request", {"method": method, "cseq": cseq, **_dialog(ctx), **extra})
@@ -191,18 +183,6 @@ def sip_reinvite(ctx: Context, args: Any) -> None:
     if headers:
         extra["headers"] = headers
     ctx.set("reinvite_cseq", str(_in_dialog(ctx, "INVITE", **extra)))
-
-
-def sip_update(ctx: Context, args: Any) -> None:
-    """Send UPDATE (RFC 3311): with our SDP as a new offer, or ``{sdp: false}`` as a session
-    refresh only (RFC 4028 9)."""
-    extra: dict[str, Any] = {}
-    if not isinstance(args, dict) or args.get("sdp", True):
-        extra["sdp"] = ctx.get("local_sdp")
-    headers = st.request_headers(ctx.get)
-    if headers:
-        extra["headers"] = headers
-    _in_dialog(ctx, "UPDATE", **extra)
 
 
 def _check_refer(args: Any) -> str | None:
@@ -762,7 +742,6 @@ ACTIONS: dict[str, ActionSpec] = {
     "sip.bye": ActionSpec(sip_bye, _no_args, "send BYE"),
     "sip.reinvite": ActionSpec(sip_reinvite, _no_args, "send a re-INVITE with our SDP"),
     "sip.prack": ActionSpec(sip_prack, _no_args, "acknowledge a reliable 1xx (RFC 3262)"),
-    "sip.update": ActionSpec(sip_update, _check_sdp_flag, "send UPDATE (with our SDP or not)"),
     "sip.refer": ActionSpec(sip_refer, _check_refer, "send REFER to the event's target"),
     "sip.notify": ActionSpec(sip_notify, _check_notify, "report REFER progress (sipfrag)"),
     "sip.info_dtmf": ActionSpec(sip_info_dtmf, _no_args, "send the next queued INFO digit"),

@@ -30,7 +30,6 @@ PRODUCED: Final[dict[str, str]] = {
     "Notify": "edge: NOTIFY (data: event_package, subscription_state, code from sipfrag)",
     "Info": "edge: INFO, RFC 6086 (data: content_type, body, digit for DTMF bodies)",
     "Prack": "edge: PRACK, RFC 3262 (data: rack)",
-    "UpdateResponse": "edge: final response to our UPDATE (data: code, sdp, session_expires)",
     "ReferResponse": "edge: final response to our REFER (data: code)",
     "NotifyResponse": "edge: final response to our NOTIFY (data: code)",
     "InfoResponse": "edge: final response to our INFO (data: code)",
@@ -99,7 +98,6 @@ PUBLISHABLE: Final[frozenset[str]] = frozenset(
         "TransferRequested",
         "TransferSucceeded",
         "TransferFailed",
-        "Refreshed",
         "MediaMoved",
     }
 )

@@ -42,9 +42,9 @@ REQUEST_EVENTS = {
     "PRACK": "Prack",  # RFC 3262
 }
 # Responses to our in-dialog requests other than INVITE and BYE: final ones become
-# "<Method>Response" events (UpdateResponse, ReferResponse...) carrying the code.
+# "<Method>Response" events (ReferResponse, NotifyResponse...) carrying the code. (We send
+# no UPDATE: our refreshes and re-offers are re-INVITEs, which every peer supports.)
 RESPONSE_EVENTS = {
-    "UPDATE": "UpdateResponse",
     "REFER": "ReferResponse",
     "NOTIFY": "NotifyResponse",
     "INFO": "InfoResponse",

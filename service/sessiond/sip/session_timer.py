@@ -74,8 +74,8 @@ def negotiate_response(session_expires: str) -> tuple[int, str]:
 
 
 def request_headers(get: Get) -> list[list[str]]:
-    """Headers for a request we send (INVITE, re-INVITE, UPDATE) in a timed session (the
-    edge adds ``Supported: timer`` to every INVITE and UPDATE)."""
+    """Headers for a request we send (INVITE, re-INVITE) in a timed session (the edge adds
+    ``Supported: timer`` to every INVITE)."""
     interval = get("session_expires")
     if not interval:
         return []
