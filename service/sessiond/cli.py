@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_ctl(sub)
     sub.choices["ctl"].set_defaults(func=_ctl)
 
-    run = sub.add_parser("run", help="edge, workers and media in one process")
+    run = sub.add_parser("run", help="edge, workers and media in one command")
     _store_options(run, redis_required=False)
     _edge_options(run)
     _worker_options(run, answer="auto")
