@@ -33,3 +33,19 @@ def test_ack_kept_for_retransmitted_2xx() -> None:
     assert duties.ack_for(("c", 2)) is None
     duties.due(33.0)
     assert duties.ack_for(("c", 1)) is None
+
+
+def test_reliable_1xx_retransmitted_doubling_without_cap_until_pracked() -> None:
+    """RFC 3262 3: T1, 2*T1, 4*T1... (no T2 cap), until the PRACK or 64*T1."""
+    duties = DialogDuties(TimerConfig())
+    duties.provisional(("c", 1), b"183", "UDP", ("127.0.0.1", 5060), 0.0)
+    sent = [t for t in (0.4, 0.5, 1.4, 1.5, 3.4, 3.5, 7.5) if duties.due(t)]
+    assert sent == [0.5, 1.5, 3.5, 7.5]  # intervals 0.5, 1, 2, 4: past T2 (4 s) uncapped
+    assert duties.due(14.0) == []
+    assert [r.data for r in duties.due(15.5)] == [b"183"]  # 8 s after 7.5
+    duties.pracked(("c", 1))
+    assert duties.due(100.0) == []
+    duties.provisional(("c", 2), b"180", "UDP", ("127.0.0.1", 5060), 0.0)
+    assert duties.due(40.0) == []  # 64*T1 passed: given up
+    duties.provisional(("c", 3), b"180", "TCP", ("127.0.0.1", 5060), 0.0)
+    assert duties.due(0.5) == []  # a reliable transport does not lose it

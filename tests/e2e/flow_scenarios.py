@@ -119,7 +119,9 @@ def _setup(extra: str = "", check200: str = "", var: str = "") -> list[str]:
 
 def uac_hold_update_info() -> str:
     """Caller: holds sessiond (re-INVITE sendonly: answered recvonly), resumes, offers a new
-    SDP in UPDATE, sends a DTMF digit by INFO and a body sessiond does not read (415)."""
+    SDP in UPDATE, sends a DTMF digit by INFO and a body sessiond does not read (415),
+    refreshes the session by UPDATE, then sends a re-INVITE without SDP: sessiond offers in
+    its 200 and the ACK carries the answer."""
     return scenario(
         "uac hold, resume, UPDATE, INFO",
         *_setup(),
@@ -141,9 +143,15 @@ def uac_hold_update_info() -> str:
         recv(415),
         uac_request("UPDATE", 7, extra="Supported: timer\nSession-Expires: 1800;refresher=uac"),
         recv(200, "Session-Expires: 1800;refresher=uac", "st"),
-        uac_request("BYE", 8),
+        uac_request("INVITE", 8),
+        recv(100, optional=True),
+        recv(200, "m=audio", "o1"),
+        uac_request(
+            "ACK", 8, SDP.format(version=5, direction="sendrecv"), "application/sdp", retrans=False
+        ),
+        uac_request("BYE", 9),
         recv(200),
-        variables="h1,h2,u1,st",
+        variables="h1,h2,u1,st,o1",
     )
 
 

@@ -92,7 +92,9 @@ def test_remote_hold_resume_update_and_info(cluster: Cluster, tmp_path: Path) ->
         ("Reconfirming", "Ack", "Established"),
     ]
     for step in hold:
-        assert seen.count(step) == 2, seen  # hold, then resume
+        assert seen.count(step) == 3, seen  # hold, resume, then a re-INVITE without SDP
+    acks = [h for h in cluster.history(sid) if (h["from"], h["event"]) == ("Reconfirming", "Ack")]
+    assert "media.update" in acks[-1]["actions"]  # the ACK answered our offer in the 200
     assert ("Established", "Update", "Reanswering") in seen
     assert ("Reanswering", "MediaReady", "Established") in seen
     assert seen.count(("Established", "Info", "Established")) == 2  # a digit, then a 415
