@@ -286,54 +286,34 @@ def run_all(args: argparse.Namespace) -> int:
     return run_async(main)
 
 
-def _spawn_workers(args: argparse.Namespace, base: str) -> list[subprocess.Popen[bytes]]:
-    """With a Redis server, workers run as processes of their own (they scale across cores;
-    the embedded store lives in this process, so there they run in-process)."""
-    command = [
+def _child(args: argparse.Namespace, kind: str, *extra: str) -> list[str]:
+    """The command line of a ``sessiond <kind>`` child on this run's Redis and namespace."""
+    common = ["--redis", args.redis, "--namespace", args.namespace]
+    return [
         sys.executable,
         "-m",
         "sessiond",
-        "worker",
-        "--redis",
-        args.redis,
-        "--namespace",
-        args.namespace,
+        kind,
+        *common,
         "--partitions",
         str(args.partitions),
-        "--answer",
-        args.answer,
-        *_handler_args(args),
+        *extra,
     ]
-    for table in args.table:
-        command += ["--table", table]
+
+
+def _spawn_workers(args: argparse.Namespace, base: str) -> list[subprocess.Popen[bytes]]:
+    """With a Redis server, workers run as processes of their own (they scale across cores;
+    the embedded store lives in this process, so there they run in-process)."""
+    tables = [arg for table in args.table for arg in ("--table", table)]
+    command = _child(args, "worker", "--answer", args.answer, *_handler_args(args), *tables)
     return [subprocess.Popen([*command, "--name", f"{base}-w{n}"]) for n in range(args.workers)]
 
 
 def _spawn_media(args: argparse.Namespace, base: str) -> subprocess.Popen[bytes]:
     """The media node as a process of its own (with a Redis server)."""
-    command = [
-        sys.executable,
-        "-m",
-        "sessiond",
-        "media",
-        "--redis",
-        args.redis,
-        "--namespace",
-        args.namespace,
-        "--partitions",
-        str(args.partitions),
-        "--rtp-ports",
-        args.rtp_ports,
-        "--address",
-        args.address,
-        "--rtp-timeout",
-        str(args.rtp_timeout),
-        "--drain-timeout",
-        "5",
-        "--name",
-        f"{base}-media",
-    ]
-    return subprocess.Popen(command)
+    rtp = ["--rtp-ports", args.rtp_ports, "--address", args.address]
+    limits = ["--rtp-timeout", str(args.rtp_timeout), "--drain-timeout", "5"]
+    return subprocess.Popen(_child(args, "media", *rtp, *limits, "--name", f"{base}-media"))
 
 
 def _stop_children(children: list[subprocess.Popen[bytes]]) -> None:

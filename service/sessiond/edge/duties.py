@@ -44,19 +44,26 @@ class DialogDuties:
         self, key: DialogKey, data: bytes, transport: str, peer: Address, now: float
     ) -> None:
         """We sent a 2xx to an INVITE: retransmit it until acknowledged (UDP only)."""
-        if transport == "UDP":
-            t1 = self.timers.t1
-            self._answers[key] = Retransmit(
-                data, transport, peer, now + t1, t1, now + self.timers.timeout
-            )
+        self._keep_sending(self._answers, key, data, transport, peer, now)
 
     def provisional(
         self, key: DialogKey, data: bytes, transport: str, peer: Address, now: float
     ) -> None:
         """We sent a reliable 1xx (RSeq in ``key``): retransmit it until PRACKed (UDP)."""
-        if transport == "UDP":
+        self._keep_sending(self._provisionals, key, data, transport, peer, now)
+
+    def _keep_sending(
+        self,
+        pending: dict[DialogKey, Retransmit],
+        key: DialogKey,
+        data: bytes,
+        transport: str,
+        peer: Address,
+        now: float,
+    ) -> None:
+        if transport == "UDP":  # a reliable transport does not lose it
             t1 = self.timers.t1
-            self._provisionals[key] = Retransmit(
+            pending[key] = Retransmit(
                 data, transport, peer, now + t1, t1, now + self.timers.timeout
             )
 
