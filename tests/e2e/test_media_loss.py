@@ -18,7 +18,7 @@ from sessiond.media.sdp import SessionDescription
 
 from . import flow_scenarios as sc
 from .harness import Cluster, background_sipp, finished, free_port, free_rtp_range, wait_for
-from .test_call_flows import client, edge_requests, only_session, run_sipp, steps
+from .test_call_flows import client, edge_requests, only_session, run_sipp
 
 pytestmark = [
     pytest.mark.redis,
@@ -92,7 +92,7 @@ def test_caller_keeps_the_call_when_its_media_node_dies(
     assert finished(out) == (1, 0), out[-3000:] + cluster.log("w1")[-3000:]
     sid = session["sid"]
     assert wait_for(lambda: only_session(cluster)["state"] == "Terminated")
-    seen = steps(cluster, sid)
+    seen = cluster.steps(sid)
     start = seen.index(("Answering", "Ack", "Established"))
     assert seen[start + 1 :] == [*MOVED, ("Established", "Bye", "Terminated")], seen
     check_the_move(cluster, session["local_sdp"], survivor, sid)
@@ -115,7 +115,7 @@ def test_callee_keeps_the_call_when_its_media_node_dies(cluster: Cluster, tmp_pa
                 cluster.kill(procs[session["media_node"]])
                 deadline = time.monotonic() + 40
                 while not _moved(cluster, session["media_node"]):
-                    assert time.monotonic() < deadline, steps(cluster, sid)
+                    assert time.monotonic() < deadline, cluster.steps(sid)
                     await asyncio.sleep(0.1)
                 await app.hangup(sid)
                 await app.wait_for_state(sid, "Terminated", timeout=15)
@@ -124,7 +124,7 @@ def test_callee_keeps_the_call_when_its_media_node_dies(cluster: Cluster, tmp_pa
         sid, session = asyncio.run(drive())
         out, _ = callee.communicate(timeout=30)
     assert finished(out) == (1, 0), out[-3000:]
-    seen = steps(cluster, sid)
+    seen = cluster.steps(sid)
     start = next(i for i, step in enumerate(seen) if step[1:] == ("Answered", "Established"))
     assert seen[start + 1 : start + 1 + len(MOVED)] == MOVED, seen
     assert seen[start + 1 + len(MOVED) :] == [
