@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from sessiond.bench_cps import _cpu_seconds, _free_udp_port, _wait_sip
+from sessiond.bench_cps import _free_udp_port, _wait_sip, process_cpu
 from sessiond.sip.bench import bench_parse
 
 
@@ -63,7 +63,7 @@ def per_call_cpu(redis_url: str, calls: int, rate: int) -> dict[str, float]:
     }
     try:
         _wait_sip(port)
-        before = {name: _cpu_seconds(p.pid) for name, p in procs.items()}
+        before = {name: process_cpu(p.pid) for name, p in procs.items()}
         sipp = subprocess.run(
             [
                 "sipp",
@@ -93,7 +93,7 @@ def per_call_cpu(redis_url: str, calls: int, rate: int) -> dict[str, float]:
             timeout=calls // rate + 90,
         )
         time.sleep(1.0)
-        after = {name: _cpu_seconds(p.pid) for name, p in procs.items()}
+        after = {name: process_cpu(p.pid) for name, p in procs.items()}
         ok = 0
         for line in sipp.stdout.splitlines():
             if "Successful call" in line:

@@ -14,7 +14,7 @@ from sessiond.sip.actions import (
 from sessiond.sip.client_transaction import build_cancel
 from sessiond.sip.errors import TransactionError
 from sessiond.sip.message import SipRequest, SipResponse, make_response
-from sessiond.sip.transaction import server_key
+from sessiond.sip.transaction import TransactionLayer, server_key
 
 from .link import Link, Node, events_of
 from .rfc4475 import INV2543
@@ -311,3 +311,79 @@ def test_rfc2543_requests_match_by_their_fields() -> None:
     actions = uas.layer.receive(invite, ("192.0.2.9", 5060), 0.0)
     assert [type(a).__name__ for a in actions] == ["Send", "RequestReceived"]
     assert uas.layer.receive(ack, ("192.0.2.9", 5060), 0.0) == []  # Proceeding: absorbed
+
+
+def delayed_trying_pair() -> tuple[Link, Node, Node]:
+    """A UAS whose INVITE server transactions hold the 100 Trying back for 200 ms."""
+    link, uac, uas = pair()
+    uas.layer = TransactionLayer(trying_delay=0.2)
+    return link, uac, uas
+
+
+def uas_statuses(uas: Node) -> list[int]:
+    return [m.status for m in uas.sent if isinstance(m, SipResponse)]
+
+
+def test_no_100_trying_when_a_180_goes_out_within_200_ms() -> None:
+    link, uac, uas = delayed_trying_pair()
+    start(link, uac, request("INVITE"))
+    assert uas_statuses(uas) == []
+    link.advance(0.15)
+    answer(link, uas, 180)
+    link.advance(0.45)  # past the 200 ms, before timer A would retransmit the INVITE
+    assert uas_statuses(uas) == [180]
+    assert statuses(uac) == [180]
+    answer(link, uas, 200, which=0)
+    link.advance(2.0)
+    assert uas_statuses(uas) == [180, 200]
+    assert len(events_of(uas, RequestReceived)) == 1
+
+
+def test_no_100_trying_when_a_final_response_goes_out_at_once() -> None:
+    link, uac, uas = delayed_trying_pair()
+    start(link, uac, request("INVITE"))
+    answer(link, uas, 486)
+    link.advance(5.0)
+    assert uas_statuses(uas) == [486]
+    assert statuses(uac) == [486]
+
+
+def test_100_trying_at_200_ms_when_the_tu_is_silent() -> None:
+    link, uac, uas = delayed_trying_pair()
+    start(link, uac, request("INVITE"))
+    link.advance(0.199)
+    assert uas_statuses(uas) == []
+    link.advance(0.2)
+    assert uas_statuses(uas) == [100]
+    assert statuses(uac) == [100]
+    link.advance(2.0)  # the 100 stopped timer A: no INVITE retransmission, no second 100
+    assert [m.method for m in uac.sent if isinstance(m, SipRequest)] == ["INVITE"]
+    assert uas_statuses(uas) == [100]
+    answer(link, uas, 180)
+    assert uas_statuses(uas) == [100, 180]
+
+
+def test_retransmitted_invite_before_200_ms_gets_100_trying_at_once() -> None:
+    link, uac, uas = delayed_trying_pair()
+    invite = request("INVITE")
+    start(link, uac, invite)
+    link.advance(0.05)
+    link.run(uas, uas.layer.receive(invite, uac.addr, link.now))  # a retransmission
+    assert uas_statuses(uas) == [100]
+    assert len(events_of(uas, RequestReceived)) == 1  # absorbed, not shown to the TU again
+    link.advance(1.0)  # timer 100 was stopped by the 100 already sent
+    assert uas_statuses(uas) == [100]
+    answer(link, uas, 180)
+    link.run(uas, uas.layer.receive(invite, uac.addr, link.now))  # again: the last response
+    assert uas_statuses(uas) == [100, 180, 180]
+
+
+def test_delayed_100_trying_is_not_sent_after_cancel_and_487() -> None:
+    link, uac, uas = delayed_trying_pair()
+    invite = request("INVITE")
+    start(link, uac, invite)
+    start(link, uac, build_cancel(invite))
+    answer(link, uas, 200, which=-1)  # 200 to the CANCEL
+    answer(link, uas, 487, which=0)  # 487 to the INVITE
+    link.advance(1.0)
+    assert uas_statuses(uas) == [200, 487]

@@ -14,7 +14,7 @@ enclosed in angle brackets; a bare addr-spec's ``;params`` are header parameters
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.grammar import (
@@ -27,6 +27,7 @@ from sessiond.sip.grammar import (
     set_param,
     unquote,
 )
+from sessiond.sip.memo import Memo
 from sessiond.sip.uri import SCHEME_RE, SipUri, Uri, parse_uri
 
 NAME_ADDR_RE = re.compile(
@@ -41,7 +42,7 @@ FAST_RE = re.compile(
 ADDR_SPEC_RE = re.compile(r"[ \t]*([^\s;<>\"]+)")
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class NameAddr:
     """An address with optional display name and header parameters (``tag``, ``expires``).
 
@@ -56,26 +57,10 @@ class NameAddr:
     @classmethod
     def parse(cls, text: str, what: str = "address") -> NameAddr:
         """Parse one ``name-addr`` or ``addr-spec`` followed by header parameters."""
-        fast = FAST_RE.fullmatch(text)
-        if fast is not None:
-            quoted, tokens, uri, tag = fast.groups()
-            params: Params = (("tag", tag),) if tag else ()
-            return cls(uri, quoted or tokens, params)
-        m = NAME_ADDR_RE.match(text)
-        if m is not None:
-            uri = m.group(3)
-            display = m.group(1) or m.group(2)
-        else:
-            m = ADDR_SPEC_RE.match(text)
-            if m is None:
-                raise SipParseError(400, f"Malformed {what} header")
-            uri = m.group(1)
-            display = None
-            if "?" in uri or "," in uri:
-                raise SipParseError(400, f"Malformed {what} header: URI needs <...>")
-        if SCHEME_RE.match(uri) is None or " " in uri or "\t" in uri:
-            raise SipParseError(400, f"Malformed {what} URI")
-        return cls(uri, display, parse_params(text, m.end(), what))
+        addr = _PARSED.get(text)
+        if addr is None:
+            addr = _PARSED.put(text, _parse(text, what))  # errors raise: never kept
+        return addr
 
     def __str__(self) -> str:
         head = f"{self.display_name} <{self.uri}>" if self.display_name else f"<{self.uri}>"
@@ -97,7 +82,7 @@ class NameAddr:
 
     def with_param(self, name: str, value: str | None) -> NameAddr:
         """Return a copy with header parameter ``name`` set."""
-        return replace(self, params=set_param(self.params, name, value))
+        return NameAddr(self.uri, self.display_name, set_param(self.params, name, value))
 
     def with_tag(self, tag: str) -> NameAddr:
         """Return a copy carrying ``;tag=`` ``tag``."""
@@ -110,3 +95,31 @@ class NameAddr:
     def sip_uri(self) -> SipUri:
         """Parse :attr:`uri` as a SIP/SIPS URI (416 for other schemes)."""
         return SipUri.parse(self.uri)
+
+
+# text -> parsed address. The From, To and Contact values of a call recur in each of its
+# messages and in the responses built from them. Bounded: emptied when full.
+_PARSED: Memo[NameAddr] = Memo()
+
+
+def _parse(text: str, what: str) -> NameAddr:
+    fast = FAST_RE.fullmatch(text)
+    if fast is not None:
+        quoted, tokens, uri, tag = fast.groups()
+        params: Params = (("tag", tag),) if tag else ()
+        return NameAddr(uri, quoted or tokens, params)
+    m = NAME_ADDR_RE.match(text)
+    if m is not None:
+        uri = m.group(3)
+        display = m.group(1) or m.group(2)
+    else:
+        m = ADDR_SPEC_RE.match(text)
+        if m is None:
+            raise SipParseError(400, f"Malformed {what} header")
+        uri = m.group(1)
+        display = None
+        if "?" in uri or "," in uri:
+            raise SipParseError(400, f"Malformed {what} header: URI needs <...>")
+    if SCHEME_RE.match(uri) is None or " " in uri or "\t" in uri:
+        raise SipParseError(400, f"Malformed {what} URI")
+    return NameAddr(uri, display, parse_params(text, m.end(), what))

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.grammar import TOKEN
+from sessiond.sip.memo import Memo
 
 CSEQ_RE = re.compile(r"[ \t]*([0-9]+)[ \t]+(" + TOKEN + r")[ \t]*")
 MAX_CSEQ = 2**31 - 1
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CSeq:
     """Sequence number and method of a CSeq header field."""
 
@@ -32,17 +33,28 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         """Parse a CSeq value; sequence numbers must be below 2**31."""
-        m = CSEQ_RE.fullmatch(text)
-        if m is None:
-            raise SipParseError(400, "Malformed CSeq")
-        digits, method = m.groups()
-        seq = int(digits) if len(digits) <= 10 else MAX_CSEQ + 1
-        if seq > MAX_CSEQ:
-            raise SipParseError(400, "CSeq number too large")
-        return cls(seq, method)
+        cseq = _PARSED.get(text)
+        if cseq is None:
+            cseq = _PARSED.put(text, _parse(text))  # errors raise: never kept
+        return cseq
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"
+
+
+# text -> parsed CSeq ("1 INVITE", "2 BYE"... recur). Bounded: emptied when full.
+_PARSED: Memo[CSeq] = Memo()
+
+
+def _parse(text: str) -> CSeq:
+    m = CSEQ_RE.fullmatch(text)
+    if m is None:
+        raise SipParseError(400, "Malformed CSeq")
+    digits, method = m.groups()
+    seq = int(digits) if len(digits) <= 10 else MAX_CSEQ + 1
+    if seq > MAX_CSEQ:
+        raise SipParseError(400, "CSeq number too large")
+    return CSeq(seq, method)
 
 
 def parse_digits(text: str, what: str, limit: int) -> int:

@@ -74,6 +74,8 @@ LIST_HEADERS = frozenset(
     }
 )
 
+_NONE: list[str] = []  # the lines of an absent header (never modified)
+
 _SPECIAL_CASE = {
     "call-id": "Call-ID",
     "cseq": "CSeq",
@@ -84,8 +86,18 @@ _SPECIAL_CASE = {
 
 def canonical_key(name: str) -> str:
     """Lower-case long form of a header name (``"i"`` and ``"Call-Id"`` give ``"call-id"``)."""
-    key = name.lower()
-    return COMPACT_FORMS.get(key, key)
+    key = _KEYS.get(name)
+    if key is None:
+        key = name.lower()
+        key = COMPACT_FORMS.get(key, key)
+        if len(_KEYS) < _KEYS_MAX and len(name) <= 64:
+            _KEYS[name] = key
+    return key
+
+
+# name as written -> canonical key; the names code looks up are few. Bounded.
+_KEYS: dict[str, str] = {}
+_KEYS_MAX = 1024
 
 
 def display_name(key: str) -> str:
@@ -107,12 +119,28 @@ def make_field(name: str, value: str) -> HeaderField:
 class Headers:
     """An immutable, ordered collection of header fields."""
 
-    __slots__ = ("_text", "fields")
+    __slots__ = ("_index", "_text", "fields")
 
     def __init__(self, fields: Iterable[HeaderField] = (), text: str | None = None) -> None:
         self.fields: tuple[HeaderField, ...] = tuple(fields)
         # The header block as received (raw lines joined by CRLF), when known.
         self._text = text
+        # key -> values of its lines, in order; built by the first lookup
+        self._index: dict[str, list[str]] | None = None
+
+    def _lines(self, key: str) -> list[str]:
+        """Values of the lines of canonical ``key`` (do not modify the list)."""
+        index = self._index
+        if index is None:
+            index = {}
+            for f in self.fields:
+                lines = index.get(f[0])
+                if lines is None:
+                    index[f[0]] = [f[2]]
+                else:
+                    lines.append(f[2])
+            self._index = index
+        return index.get(key, _NONE)
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
@@ -128,24 +156,19 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = canonical_key(name)
-        return any(f[0] == key for f in self.fields)
+        return bool(self._lines(canonical_key(name)))
 
     def __repr__(self) -> str:
         return f"Headers({[(f[1], f[2]) for f in self.fields]!r})"
 
     def get(self, name: str) -> str | None:
         """Value of the first field called ``name`` (any form), or ``None``."""
-        key = canonical_key(name)
-        for f in self.fields:
-            if f[0] == key:
-                return f[2]
-        return None
+        lines = self._lines(canonical_key(name))
+        return lines[0] if lines else None
 
     def get_all(self, name: str) -> list[str]:
         """Values of every field called ``name``, one per header line, in order."""
-        key = canonical_key(name)
-        return [f[2] for f in self.fields if f[0] == key]
+        return list(self._lines(canonical_key(name)))
 
     def values(self, name: str) -> list[str]:
         """Every element of a header: repeated lines and comma-separated values, in order.
@@ -154,15 +177,14 @@ class Headers:
         (``Date``, ``WWW-Authenticate``...) are returned one value per line.
         """
         key = canonical_key(name)
-        lines = [f[2] for f in self.fields if f[0] == key]
+        lines = self._lines(key)
         if key not in LIST_HEADERS:
-            return lines
+            return list(lines)
         return [v for line in lines for v in split_commas(line) if v]
 
     def count(self, name: str) -> int:
         """Number of lines of header ``name``."""
-        key = canonical_key(name)
-        return sum(1 for f in self.fields if f[0] == key)
+        return len(self._lines(canonical_key(name)))
 
     def raw_lines(self) -> list[str]:
         """The fields as they will be written (without CRLF)."""

@@ -25,7 +25,7 @@ from sessiond.sip.address import NameAddr
 from sessiond.sip.cseq import CSeq, parse_digits
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.grammar import TOKEN, split_commas
-from sessiond.sip.headers import HeaderField, Headers
+from sessiond.sip.headers import HeaderField, Headers, make_field
 from sessiond.sip.status import reason_phrase
 from sessiond.sip.uri import SCHEME_RE, Uri, parse_uri
 from sessiond.sip.via import Via
@@ -175,7 +175,11 @@ class SipRequest(SipMessage):
     ) -> SipRequest:
         """Build a request; Content-Length is set from ``body``."""
         hdrs = headers if isinstance(headers, Headers) else Headers.of(headers)
-        hdrs = hdrs.replace("Content-Length", str(len(body)))
+        length = str(len(body))
+        if "content-length" in hdrs:
+            hdrs = hdrs.replace("Content-Length", length)
+        else:  # what replace does then, without copying the fields twice
+            hdrs = Headers((*hdrs.fields, make_field("Content-Length", length)))
         return SipRequest(hdrs, body, *eager_fields(hdrs.fields), "SIP/2.0", method, uri)
 
     def start_line(self) -> str:
@@ -323,23 +327,33 @@ def make_response(
     Via (all values, in order), From, Call-ID and CSeq are copied from the request; To is
     copied and gets ``to_tag`` unless it already carries a tag or ``status`` is 100.
     """
-    copied = [f for f in request.headers.fields if f[0] in EAGER and f[0] != "to"]
-    resp_headers = Headers(copied)
-    if request.to_addr is not None:
-        to = request.to_addr
+    fields = [f for f in request.headers.fields if f[0] in EAGER and f[0] != "to"]
+    to = request.to_addr
+    if to is not None:
         if to_tag is not None and to.tag is None and status != 100:
-            resp_headers = resp_headers.add("To", str(to.with_tag(to_tag)))
+            tagged = str(to.with_tag(to_tag))
+            fields.append(make_field("To", tagged))
+            to = NameAddr.parse(tagged, "To")  # as parsing the response would give
         else:
-            resp_headers = resp_headers.add("To", request.headers.get("to") or str(to))
+            fields.append(make_field("To", request.headers.get("to") or str(to)))
     if status == 100 and (stamp := request.headers.get("timestamp")) is not None:
-        resp_headers = resp_headers.add("Timestamp", stamp)  # 8.2.6.1
-    for name, value in headers:
-        resp_headers = resp_headers.add(name, value)
-    resp_headers = resp_headers.replace("Content-Length", str(len(body)))
+        fields.append(make_field("Timestamp", stamp))  # 8.2.6.1
+    extra = [make_field(name, value) for name, value in headers]
+    fields += extra
+    length = str(len(body))
+    if any(f[0] == "content-length" for f in extra):
+        resp_headers = Headers(fields).replace("Content-Length", length)
+    else:
+        fields.append(make_field("Content-Length", length))
+        resp_headers = Headers(fields)
+    if any(f[0] in EAGER for f in extra):
+        eager = eager_fields(resp_headers.fields)
+    else:  # Via, From, To, Call-ID and CSeq lines as the request's: so are their values
+        eager = (request.vias, request.from_addr, to, request.call_id, request.cseq)
     return SipResponse(
         resp_headers,
         body,
-        *eager_fields(resp_headers.fields),
+        *eager,
         "SIP/2.0",
         status,
         reason if reason is not None else reason_phrase(status),

@@ -3,14 +3,17 @@
 Theory of operation
 -------------------
 A server transaction owns one incoming request. :meth:`start` returns what happens on
-arrival (the request for the TU, and for INVITE an immediate ``100 Trying``: we do not
-wait 200 ms for the TU as 17.2.1 allows, since our TU is a remote worker). The TU answers
-through :meth:`respond`; retransmitted requests and ACKs come in through
-:meth:`receive_request` and are absorbed, or answered with the last response.
+arrival: the request for the TU, and for INVITE a ``100 Trying``. 17.2.1 lets the
+INVITE transaction hold its 100 back while the TU is expected to answer within 200 ms:
+with a ``trying_delay`` the 100 waits on timer ``100`` and goes out only if no response
+has been sent when it fires (a retransmitted INVITE gets it at once, or the last response
+sent); without one (the default) it goes out on arrival. The TU answers through
+:meth:`respond`; retransmitted requests and ACKs come in through :meth:`receive_request`
+and are absorbed, or answered with the last response.
 
 INVITE (17.2.1, Figure 7 + RFC 6026)::
 
-    Proceeding --1xx--> Proceeding
+    Proceeding --1xx--> Proceeding                    (Timer 100: send 100 Trying)
        |--2xx--> Accepted --Timer L--> Terminated     (2xx retransmission: the dialog's job)
        \\--300-699--> Completed --ACK--> Confirmed --Timer I--> Terminated
                         |--Timer G: resend final (T1 doubling to T2, unreliable only)
@@ -134,13 +137,39 @@ class ServerTransaction(TimerDriven):
 
 
 class InviteServerTransaction(ServerTransaction):
-    """RFC 3261 17.2.1 with the RFC 6026 Accepted state."""
+    """RFC 3261 17.2.1 with the RFC 6026 Accepted state.
+
+    ``trying_delay`` (seconds, at most 0.2 for 17.2.1): how long the 100 Trying waits for
+    a response from the TU before going out on its own; 0 sends it on arrival.
+    """
+
+    def __init__(
+        self,
+        key: str,
+        request: SipRequest,
+        peer: Peer,
+        reliable: bool,
+        timers: TimerConfig,
+        cancels: str | None = None,
+        *,
+        trying_delay: float = 0.0,
+    ) -> None:
+        super().__init__(key, request, peer, reliable, timers, cancels)
+        self.trying_delay = trying_delay
 
     def start(self, now: float) -> list[Action]:
-        """Enter Proceeding: send 100 Trying at once and hand the INVITE to the TU."""
+        """Enter Proceeding, hand the INVITE to the TU and send 100 Trying, at once or when
+        timer ``100`` fires without a response sent."""
         self.state = ServerState.PROCEEDING
-        trying = make_response(self.request, 100)
-        return [self._send(trying), RequestReceived(self.key, self.request, self.peer)]
+        received = RequestReceived(self.key, self.request, self.peer)
+        if self.trying_delay > 0:
+            self._deadlines.arm("100", now + self.trying_delay)
+            return [received]
+        return [self._trying(), received]
+
+    def _trying(self) -> Send:
+        self._deadlines.cancel("100")
+        return self._send(make_response(self.request, 100))
 
     def receive_request(self, request: SipRequest, now: float) -> list[Action]:
         """A retransmitted INVITE, or the ACK for a non-2xx final response (17.2.3)."""
@@ -152,6 +181,8 @@ class InviteServerTransaction(ServerTransaction):
             self.state = ServerState.CONFIRMED
             self._deadlines.cancel("G", "H")
             return self._linger("I", now, self.timers.t4)
+        if self.state is ServerState.PROCEEDING and self.last_response is None:
+            return [self._trying()]  # retransmitted before timer 100: the 100 now
         if self.state in (ServerState.PROCEEDING, ServerState.COMPLETED):
             return self._resend()
         return []  # Accepted / Confirmed: absorbed
@@ -163,6 +194,7 @@ class InviteServerTransaction(ServerTransaction):
             return [self._send(response)]  # a 2xx retransmission by the dialog layer
         if self.state is not ServerState.PROCEEDING:
             raise TransactionError(f"cannot send {response.status} in state {self.state}")
+        self._deadlines.cancel("100")  # a response went out: no 100 Trying needed
         if response.status < 200:
             return [self._send(response)]
         if response.status < 300:
@@ -176,6 +208,8 @@ class InviteServerTransaction(ServerTransaction):
         return [self._send(response)]
 
     def _fire(self, name: str, now: float) -> list[Action]:
+        if name == "100":
+            return [self._trying()] if self.last_response is None else []
         if name == "G":
             self._interval = min(self._interval * 2, self.timers.t2)
             self._deadlines.arm("G", now + self._interval)

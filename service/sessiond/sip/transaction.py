@@ -64,8 +64,10 @@ def server_key(request: SipRequest, *, method: str | None = None) -> str:
 class TransactionLayer:
     """Every client and server transaction of one edge, keyed as RFC 3261 17 says."""
 
-    def __init__(self, timers: TimerConfig | None = None) -> None:
+    def __init__(self, timers: TimerConfig | None = None, *, trying_delay: float = 0.0) -> None:
         self.timers = timers or TimerConfig()
+        # how long an INVITE server transaction holds its 100 Trying back (17.2.1)
+        self.trying_delay = trying_delay
         self.clients: dict[str, ClientTransaction] = {}
         self.servers: dict[str, ServerTransaction] = {}
         self._heap: list[tuple[float, str]] = []
@@ -127,7 +129,9 @@ class TransactionLayer:
     ) -> list[Action]:
         tx: ServerTransaction
         if request.method == "INVITE":
-            tx = InviteServerTransaction(key, request, peer, reliable, self.timers)
+            tx = InviteServerTransaction(
+                key, request, peer, reliable, self.timers, trying_delay=self.trying_delay
+            )
         else:
             cancels = None
             if request.method == "CANCEL":

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from urllib.parse import unquote as pct_unquote
 
 from sessiond.sip.errors import SipParseError
+from sessiond.sip.memo import Memo
 
 # scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
 SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
@@ -125,8 +126,21 @@ class AbsoluteUri:
 Uri = SipUri | AbsoluteUri
 
 
+# text -> parsed URI. URIs are immutable and the same few recur in every message of a call
+# (Request-URI, From, To, Contact), so each is parsed once. Bounded: emptied when full, so
+# hostile traffic with endless new URIs costs a parse each, as without the cache.
+_PARSED: Memo[Uri] = Memo()
+
+
 def parse_uri(text: str) -> Uri:
     """Parse any absolute URI; SIP and SIPS URIs are decomposed (RFC 3261 19.1.1)."""
+    uri = _PARSED.get(text)
+    if uri is None:
+        uri = _PARSED.put(text, _parse_uri(text))  # errors raise: never kept
+    return uri
+
+
+def _parse_uri(text: str) -> Uri:
     m = SCHEME_RE.match(text)
     if m is None:
         raise SipParseError(400, "Malformed URI")

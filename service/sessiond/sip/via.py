@@ -25,6 +25,7 @@ from sessiond.sip.grammar import (
     set_param,
     split_simple_params,
 )
+from sessiond.sip.memo import Memo
 
 MAGIC_COOKIE = "z9hG4bK"
 
@@ -39,7 +40,7 @@ VIA_FAST_RE = re.compile(
 )
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Via:
     """One Via value. ``transport`` is upper-cased (``UDP``, ``TCP``, ``TLS``...)."""
 
@@ -52,21 +53,10 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one via-parm (already split at top-level commas)."""
-        fast = VIA_FAST_RE.fullmatch(text)
-        if fast is not None:
-            transport, host, port_text, ptext = fast.groups()
-            port_fast = int(port_text) if port_text else None
-            if port_fast is None or port_fast <= 65535:
-                params_fast = split_simple_params(ptext) if ptext else ()
-                return cls(transport.upper(), host, port_fast, params_fast)
-        m = VIA_RE.match(text)
-        if m is None:
-            raise SipParseError(400, "Malformed Via header")
-        port = int(m.group(5)) if m.group(5) else None
-        if port is not None and port > 65535:
-            raise SipParseError(400, "Malformed Via port")
-        params = parse_params(text, m.end(), "Via")
-        return cls(m.group(3).upper(), m.group(4), port, params, f"{m.group(1)}/{m.group(2)}")
+        via = _PARSED.get(text)
+        if via is None:
+            via = _PARSED.put(text, _parse(text))  # errors raise: never kept
+        return via
 
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"
@@ -115,6 +105,29 @@ class Via:
                 via = via.with_param("received", host)
             via = via.with_param("rport", str(port))
         return via
+
+
+# text -> parsed Via. A request's Via comes back in the responses built from its ``txn``.
+# Bounded: emptied when full.
+_PARSED: Memo[Via] = Memo()
+
+
+def _parse(text: str) -> Via:
+    fast = VIA_FAST_RE.fullmatch(text)
+    if fast is not None:
+        transport, host, port_text, ptext = fast.groups()
+        port_fast = int(port_text) if port_text else None
+        if port_fast is None or port_fast <= 65535:
+            params_fast = split_simple_params(ptext) if ptext else ()
+            return Via(transport.upper(), host, port_fast, params_fast)
+    m = VIA_RE.match(text)
+    if m is None:
+        raise SipParseError(400, "Malformed Via header")
+    port = int(m.group(5)) if m.group(5) else None
+    if port is not None and port > 65535:
+        raise SipParseError(400, "Malformed Via port")
+    params = parse_params(text, m.end(), "Via")
+    return Via(m.group(3).upper(), m.group(4), port, params, f"{m.group(1)}/{m.group(2)}")
 
 
 def is_rfc3261_branch(branch: str | None) -> bool:
