@@ -247,6 +247,9 @@ class AudioPlayout:
 
     def pop(self, now: float) -> bytes:
         """Exactly one 20 ms PCM16 frame: decoded, concealed, or silence."""
+        buffer = self.buffer
+        if buffer._next is None and not buffer._frames:
+            return SILENCE  # idle, nothing buffered (most ticks of a leg nobody sends to)
         return self._slice(now) + self._slice(now)
 
     def _slice(self, now: float) -> bytes:

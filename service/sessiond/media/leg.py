@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,7 @@ from sessiond.engine import Event
 from sessiond.media.codecs import SILENCE, AudioCodec, G711Codec
 from sessiond.media.dtmf import DtmfDigit
 from sessiond.media.errors import MediaError
-from sessiond.media.offer_answer import MediaNegotiator, NegotiatedStream
+from sessiond.media.offer_answer import RNG, MediaNegotiator, NegotiatedStream
 from sessiond.media.playback import Player, Recorder, inband_dtmf
 from sessiond.media.ports import PortPair
 from sessiond.media.rtp_session import Address, RtpTimeout, SourceLatched, Transmit
@@ -51,13 +50,18 @@ class _SilenceCache:
     Most legs send silence most of the time; encoding it was a quarter of a leg's tick.
     """
 
+    _encoded: dict[str, bytes] = {}  # codec name -> SILENCE encoded (same for every leg)
+
     def __init__(self, codec: AudioCodec) -> None:
         self.codec = codec
         self.name = codec.name
         self.clock_rate = codec.clock_rate
         self.payload_type = codec.payload_type
         self.samples_per_frame = codec.samples_per_frame
-        self._silence = codec.encode(SILENCE)
+        silence = self._encoded.get(codec.name)
+        if silence is None:
+            silence = self._encoded[codec.name] = codec.encode(SILENCE)
+        self._silence = silence
 
     def encode(self, pcm: bytes) -> bytes:
         return self._silence if pcm is SILENCE else self.codec.encode(pcm)
@@ -160,7 +164,7 @@ class Leg:
         self.stream = MediaStream(
             result,
             now=self.clock(),
-            rng=random.Random(),
+            rng=RNG,
             cname=self.cname,
             inactivity_timeout=self.inactivity_timeout,
         )

@@ -7,7 +7,11 @@ node may take a ``create``) and its own stream (``update``, ``destroy``, ``play`
 owns, routed there by the ``media_node`` the session saved from MediaReady). The two are read by
 separate loops because their keys live in different cluster slots. Commands run one at a time
 (:class:`~sessiond.media.commands.Executor`); the events a command causes are published with ids
-derived from the command id, then the entry is acked. Command ids already executed are dropped
+derived from the command id, then the entry is acked: a consumer loop sends the events and the
+acks of one batch in the same pipeline as its next XREADGROUP (events first, then XACK, then the
+read: one round trip per batch, packed into one write on a plain Redis, see
+:class:`~sessiond.redis_round.Round`). If a round's publishing part fails, its events and
+acks are kept and sent again with the next round. Command ids already executed are dropped
 (an LRU), so a re-emitted outbox does nothing twice. Entries nobody acked (a node died) are
 taken over from the pool with XAUTOCLAIM; ``create`` entries older than ``max_create_age`` are
 dropped rather than executed for a call that has long given up.
@@ -55,6 +59,7 @@ from sessiond.media.offer_answer import DEFAULT_CODECS
 from sessiond.media.ports import PortAllocator
 from sessiond.media.sdp import Codec
 from sessiond.redis_client import RETRYABLE
+from sessiond.redis_round import Round
 from sessiond.store import Keys
 from sessiond.store.store import encode_event
 from sessiond.streams import cancel_and_wait, ensure_groups, retrying
@@ -114,6 +119,8 @@ class MediaNode:
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
         self._done: OrderedDict[str, None] = OrderedDict()
         self._lock = asyncio.Lock()
+        #: per command stream: events a batch caused and its entry ids, not yet published/acked
+        self._unpublished: dict[str, tuple[list[Event], list[bytes]]] = {}
         self._pool = keys.media_pool()
         self._own = keys.media_commands(name)
         self._packets = (0, 0)
@@ -165,6 +172,8 @@ class MediaNode:
         while not self._queue.empty():
             events.append(self._queue.get_nowait())
         with contextlib.suppress(*RETRYABLE):
+            for stream in list(self._unpublished):  # a consumer stopped before its last round
+                await self._publish_unpublished(stream)
             await self.publish(events + lost)
             pipe = self.redis.pipeline(transaction=False)
             pipe.delete(self.keys.media_legs(self.name))
@@ -190,15 +199,40 @@ class MediaNode:
             start = "0" if backlog else ">"
             count = await self._retrying(partial(self.consume_once, stream, start))
             backlog = backlog and bool(count)
+        if stream in self._unpublished:  # the last batch's events and acks (no more reads)
+            with contextlib.suppress(*RETRYABLE):
+                await self._publish_unpublished(stream)
 
     async def consume_once(self, stream: str, start: str = ">") -> int:
-        """Read one batch from ``stream``, execute it, ack it. Returns the entry count."""
-        reply = await self.redis.xreadgroup(
-            GROUP, self.name, {stream: start}, count=64, block=self.block_ms
-        )
+        """Publish what the previous batch of ``stream`` caused and ack it, and read the next
+        batch, in one pipeline; execute that batch (its events and acks wait for the next
+        round, or for the end of the loop). Returns the entry count."""
+        events, acks = self._unpublished.get(stream, ([], []))
+        pipe = Round(self.redis)
+        changes = self._queue_publish(pipe, events, (stream, acks))
+        pipe.xreadgroup(GROUP, self.name, {stream: start}, count=64, block=self.block_ms)
+        *published, reply = await pipe.execute(raise_on_error=False)
+        failed = next((r for r in published if isinstance(r, Exception)), None)
+        if failed is None:  # else they stay unpublished, sent again in the next round
+            self._unpublished.pop(stream, None)
+            self._forget_changes(changes)
+        if isinstance(reply, Exception):
+            raise reply
         entries = [item for _, items in reply or [] for item in items]
-        await self.process(stream, entries)
+        if entries:
+            events, acks = self._unpublished.setdefault(stream, ([], []))
+            async with self._lock:
+                for entry_id, fields in entries:
+                    if await self._handle(stream, entry_id, fields, events):
+                        acks.append(entry_id)
+        if failed is not None:
+            raise failed
         return len(entries)
+
+    async def _publish_unpublished(self, stream: str) -> None:
+        events, acks = self._unpublished[stream]
+        await self.publish(events, (stream, acks))
+        del self._unpublished[stream]
 
     async def process(self, stream: str, entries: list[tuple[bytes, Any]]) -> None:
         """Execute entries in order; then, in one pipeline, publish what they caused and ack
@@ -219,10 +253,10 @@ class MediaNode:
             cmd = decode_command(fields or {})
         except CommandError as exc:
             log.warning("skipped command entry %r: %s", entry_id, exc)
-            metrics.COMMANDS.labels("?", "garbage").inc()
+            metrics.command("?", "garbage").inc()
             return True
         if cmd.id in self._done:
-            metrics.COMMANDS.labels(cmd.type, "duplicate").inc()
+            metrics.command(cmd.type, "duplicate").inc()
             return True
         if stream == self._pool and self.draining.is_set() and cmd.type == "create":
             log.info("draining: left create %s for another node", cmd.id)
@@ -240,7 +274,7 @@ class MediaNode:
         self._done[cmd.id] = None
         while len(self._done) > 50_000:
             self._done.popitem(last=False)
-        metrics.COMMANDS.labels(cmd.type, status).inc()
+        metrics.command(cmd.type, status).inc()
         events.extend(caused)
         return True
 
@@ -277,10 +311,19 @@ class MediaNode:
     ) -> None:
         """XADD events to their sessions' partition streams, then (optionally) XACK command
         entries, in one pipeline."""
-        changes = dict(self.executor.changes)
-        if not events and not (ack and ack[1]) and not changes:
+        if not events and not (ack and ack[1]) and not self.executor.changes:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = Round(self.redis)
+        changes = self._queue_publish(pipe, events, ack)
+        await pipe.execute()
+        self._forget_changes(changes)
+
+    def _queue_publish(
+        self, pipe: Any, events: list[Event], ack: tuple[str, list[bytes]] | None
+    ) -> dict[str, str | None]:
+        """Queue on ``pipe``: the legs hash changes, the events, the acks. Returns the changes
+        queued (for :meth:`_forget_changes` once the pipeline succeeded)."""
+        changes = dict(self.executor.changes)
         self._queue_leg_changes(pipe, changes)  # first: a leg is listed before it is announced
         for event in events:
             try:
@@ -290,13 +333,17 @@ class MediaNode:
                 continue
             fields = encode_event(event)
             pipe.xadd(stream, fields, maxlen=self.stream_maxlen, approximate=True)
-            metrics.EVENTS.labels(event.type).inc()
+            metrics.event(event.type).inc()
         if ack and ack[1]:
             pipe.xack(ack[0], GROUP, *ack[1])
-        await pipe.execute()
+        return changes
+
+    def _forget_changes(self, changes: dict[str, str | None]) -> None:
+        """The legs hash has ``changes``: drop those not changed again since."""
+        pending = self.executor.changes
         for media_id, entry in changes.items():
-            if media_id in self.executor.changes and self.executor.changes[media_id] == entry:
-                del self.executor.changes[media_id]
+            if media_id in pending and pending[media_id] == entry:
+                del pending[media_id]
 
     def _queue_leg_changes(self, pipe: Any, changes: dict[str, str | None]) -> None:
         key = self.keys.media_legs(self.name)

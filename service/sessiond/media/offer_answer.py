@@ -17,6 +17,7 @@ order (RFC 3264 section 6). An offer whose every audio stream lacks a common cod
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,13 @@ TELEPHONE_EVENT = "telephone-event"
 DEFAULT_PTIME_MS = 20
 # Profiles we can carry: plain RTP, and AVPF which is AVP plus feedback we may ignore.
 SUPPORTED_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
+
+#: The random source of session ids, SSRCs, initial sequence numbers and timestamps: one per
+#: process, seeded from the OS once (seeding a ``random.Random()`` per leg was a noticeable
+#: part of creating one), and again in a forked child so parent and child do not repeat.
+RNG = random.Random()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=RNG.seed)
 
 DEFAULT_CODECS: tuple[Codec, ...] = (
     Codec(0, "PCMU", 8000),
@@ -136,7 +144,7 @@ class MediaNegotiator:
         self.port = port
         self.codecs = tuple(codecs)
         self.ptime_ms = ptime_ms
-        rng = rng or random.Random()
+        rng = rng or RNG
         sid = session_id if session_id is not None else rng.randrange(1, 2**62)
         self._origin = Origin(username, sid, sid, "IN", _addrtype(address), address)
         self._last_body: str | None = None
@@ -248,7 +256,11 @@ class MediaNegotiator:
             local = next((c for c in self.codecs if _same_codec(c, codec)), None)
             if local is not None:
                 fmtp = codec.fmtp if is_telephone_event(codec) else local.fmtp
-                common.append(dataclasses.replace(codec, fmtp=fmtp))
+                if fmtp != codec.fmtp:
+                    codec = Codec(
+                        codec.payload_type, codec.name, codec.clock_rate, codec.channels, fmtp
+                    )
+                common.append(codec)
         rates = {c.clock_rate for c in common if not is_telephone_event(c)}
         return [c for c in common if not is_telephone_event(c) or c.clock_rate in rates]
 
@@ -299,7 +311,8 @@ class MediaNegotiator:
     def _finish(self, section_list: list[MediaDescription]) -> SessionDescription:
         """Wrap media sections in session lines; bump o= version if the body changed."""
         conn = Connection("IN", _addrtype(self.address), self.address)
-        origin = dataclasses.replace(self._origin, addrtype=conn.addrtype, address=self.address)
+        o = self._origin
+        origin = Origin(o.username, o.session_id, o.version, o.nettype, conn.addrtype, self.address)
         session = (
             Line("v", "0"),
             Line("o", str(origin)),
@@ -310,7 +323,14 @@ class MediaNegotiator:
         sdp = SessionDescription(session, tuple(section_list))
         body = str(sdp).split("\r\n", 2)[2]
         if self._last_body is not None and body != self._last_body:
-            origin = dataclasses.replace(origin, version=origin.version + 1)
+            origin = Origin(
+                origin.username,
+                origin.session_id,
+                origin.version + 1,
+                origin.nettype,
+                origin.addrtype,
+                origin.address,
+            )
             sdp = sdp.with_origin(origin)
         self._last_body = body
         self._origin = origin

@@ -34,7 +34,7 @@ from sessiond.media.rtcp import (
     ntp_timestamp,
     parse_compound,
 )
-from sessiond.media.rtp import RtpPacket, is_rtcp
+from sessiond.media.rtp import HEADER, RtpPacket, is_rtcp
 from sessiond.media.rtp_stats import ReceptionStats
 
 Address = tuple[str, int]
@@ -147,16 +147,18 @@ class RtpSession:
 
         ``timestamp`` overrides the stream clock (RFC 4733 events reuse their start time).
         """
-        ts = self._ts if timestamp is None else timestamp
-        packet = RtpPacket(payload_type, self._seq, ts & 0xFFFFFFFF, self.ssrc, payload, marker)
+        ts = (self._ts if timestamp is None else timestamp) & 0xFFFFFFFF
+        # bytes(RtpPacket(...)) without building the packet: V=2, no padding, extension or CSRC
+        second = payload_type | 0x80 if marker else payload_type
+        data = HEADER.pack(0x80, second, self._seq, ts, self.ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF
         if timestamp is None:
             self._ts = (self._ts + samples) & 0xFFFFFFFF
         self.packets_sent += 1
         self.octets_sent += len(payload)
-        self._last_sent_ts = packet.timestamp
+        self._last_sent_ts = ts
         self._last_sent_time = now
-        return Transmit(bytes(packet), self.latched or self.remote_rtp)
+        return Transmit(data, self.latched or self.remote_rtp)
 
     def advance(self, samples: int) -> None:
         """Move the stream clock without sending (silence suppression, hold)."""

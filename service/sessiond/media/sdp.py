@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from sessiond.media.errors import SdpError
@@ -246,6 +246,9 @@ class MediaDescription:
     formats: tuple[str, ...]
     lines: tuple[Line, ...] = ()
     port_count: int | None = None
+    # codecs() of this (immutable) section, computed once: parsing validates them, then
+    # offer/answer reads them again
+    _codecs: tuple[Codec, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def parse_m_line(cls, value: str) -> MediaDescription:
@@ -331,9 +334,16 @@ class MediaDescription:
         from some gateways that send only ``a=fmtp``) are skipped: we cannot know what they are.
         Non-RTP sections (``udptl t38``) have no codecs.
         """
+        if self._codecs is None:
+            object.__setattr__(self, "_codecs", tuple(self._parse_codecs()))
+        assert self._codecs is not None
+        return list(self._codecs)
+
+    def _parse_codecs(self) -> list[Codec]:
         if not self.is_rtp:
             return []
         rtpmaps: dict[int, Codec] = {}
+        has_fmtp = self.has_attribute("fmtp")
         for value in self.attributes("rtpmap"):
             codec = _parse_rtpmap(value or "")
             rtpmaps.setdefault(codec.payload_type, codec)
@@ -344,12 +354,19 @@ class MediaDescription:
             pt = int(fmt)
             known = rtpmaps.get(pt) or STATIC_PAYLOAD_TYPES.get(pt)
             if known is not None:
-                result.append(dataclasses.replace(known, fmtp=self.fmtp(pt)))
+                fmtp = self.fmtp(pt) if has_fmtp else None
+                if fmtp != known.fmtp:
+                    known = Codec(
+                        known.payload_type, known.name, known.clock_rate, known.channels, fmtp
+                    )
+                result.append(known)
         return result
 
     def replace_lines(self, lines: Iterable[Line]) -> MediaDescription:
         """A copy with a new line list."""
-        return dataclasses.replace(self, lines=tuple(lines))
+        return MediaDescription(
+            self.media, self.port, self.proto, self.formats, tuple(lines), self.port_count
+        )
 
     def serialize(self) -> Iterator[str]:
         """Yield this section's lines as text (without line endings)."""
@@ -380,6 +397,7 @@ class SessionDescription:
 
     session_lines: tuple[Line, ...]
     media: tuple[MediaDescription, ...] = ()
+    _text: str | None = field(default=None, init=False, repr=False, compare=False)  # str(self)
 
     @classmethod
     def parse(cls, data: bytes | str) -> SessionDescription:
@@ -425,10 +443,13 @@ class SessionDescription:
         return str(self).encode("utf-8")
 
     def __str__(self) -> str:
-        out = [str(line) for line in self.session_lines]
-        for section in self.media:
-            out.extend(section.serialize())
-        return CRLF.join(out) + CRLF
+        if self._text is None:
+            out = [str(line) for line in self.session_lines]
+            for section in self.media:
+                out.extend(section.serialize())
+            object.__setattr__(self, "_text", CRLF.join(out) + CRLF)
+        assert self._text is not None
+        return self._text
 
     @property
     def origin(self) -> Origin:
