@@ -10,7 +10,9 @@
 -- KEYS[4..] registry entries that map to this session (TTL refreshed; removed at the end)
 -- ARGV[1]   expected version (decimal text)
 -- ARGV[2]   event id
--- ARGV[3]   TTL in seconds applied to every key above
+-- ARGV[3]   TTL in seconds applied to every key above (when the state is terminal, or when
+--           the session's TTL has run down by more than a minute: so a busy call costs one
+--           TTL read per transition, not an EXPIRE per key)
 -- ARGV[4]   history MAXLEN (approximate trimming)
 -- ARGV[5]   outbox: opaque bytes, returned again if the event is redelivered
 -- ARGV[6]   worker name (history)
@@ -60,16 +62,19 @@ for i = 1, m do
 end
 
 redis.call('HSET', applied, event_id, ARGV[5])
-redis.call('EXPIRE', session, ttl)
-redis.call('EXPIRE', history, ttl)
-redis.call('EXPIRE', applied, ttl)
-for i = 4, #KEYS do
-  if ARGV[8] == '1' then
-    if redis.call('GET', KEYS[i]) == ARGV[9] then
-      redis.call('DEL', KEYS[i])
+local terminal = ARGV[8] == '1'
+if terminal or redis.call('TTL', session) < ttl - 60 then
+  redis.call('EXPIRE', session, ttl)
+  redis.call('EXPIRE', history, ttl)
+  redis.call('EXPIRE', applied, ttl)
+  for i = 4, #KEYS do
+    if terminal then
+      if redis.call('GET', KEYS[i]) == ARGV[9] then
+        redis.call('DEL', KEYS[i])
+      end
+    else
+      redis.call('EXPIRE', KEYS[i], ttl)
     end
-  else
-    redis.call('EXPIRE', KEYS[i], ttl)
   end
 end
 return {'OK', new_version}

@@ -64,6 +64,19 @@ def test_ctl_commands(
         assert main([*base, "dtmf", "--info", sid, "12"]) == 0
         assert main([*base, "drain", "w-x"]) == 0
         assert main([*base, "workers"]) == 0
+        capsys.readouterr()
+
+        async def lease() -> None:  # what a live worker holding partitions 0-2 and 5 leaves
+            redis = connect(redis_url)
+            await redis.zadd(keys.processes("worker"), {"w-x": 1.0})
+            for p in (0, 1, 2, 5):
+                await redis.set(keys.leases()[p], "w-x", px=60_000)
+            await redis.aclose()
+
+        asyncio.run(lease())
+        assert main([*base, "workers"]) == 0
+        line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("w-x"))
+        assert line.split()[-1] == "0-2,5"
 
         async def check() -> None:
             redis = connect(redis_url)

@@ -57,6 +57,31 @@ async def stream(redis: Any, key: str) -> list[dict[str, Any]]:
     return out
 
 
+async def test_transitions_refresh_ttls_once_they_have_run_down(
+    store: Store, default_table: Table
+) -> None:
+    """Every key of a session keeps a TTL; a transition renews them all once the session's
+    has run down by more than a minute (not on every transition)."""
+    applier = applier_for(store, default_table)
+    sid = await create_uas(applier)
+    session = await store.get(sid)
+    assert session is not None
+    keys = [*store.keys.session_keys(sid), *store.keys.registry_keys(session)]
+    for key in keys:
+        assert 0 < await store.redis.ttl(key) <= store.ttl
+    for key in keys:  # an hour on: every TTL has run down
+        await store.redis.expire(key, store.ttl - 100)
+    ready = Event("e-ready", "MediaReady", {"sdp": "v=0 ours", "media_node": "m1"})
+    assert (await applier.handle(sid, ready)).status == "applied"
+    for key in keys:
+        assert await store.redis.ttl(key) > store.ttl - 100, key
+    for key in keys:  # run down by less than a minute: left alone
+        await store.redis.expire(key, store.ttl - 30)
+    assert (await applier.handle(sid, Event("e-accept", "AcceptCall", {}))).status == "applied"
+    for key in keys:
+        assert store.ttl - 40 < await store.redis.ttl(key) <= store.ttl - 30, key
+
+
 async def test_call_lifecycle_is_readable_with_plain_commands(
     store: Store, default_table: Table
 ) -> None:

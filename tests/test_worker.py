@@ -180,6 +180,73 @@ async def test_drain_request_stops_the_worker(store: Store, default_table: Table
     assert await store.redis.exists(store.keys.heartbeat("worker", "w-d")) == 0
 
 
+async def test_decision_is_applied_in_the_invites_batch(store: Store, default_table: Table) -> None:
+    """The handler's decision on a new call is chained to the session's creation: one
+    batch, one stream entry (the INVITE), both transitions in the history."""
+    worker = make_worker(store, default_table, "w-chain")
+    await worker.ensure_groups()
+    await publish(store, invite("chain@h"), "chain@h")
+    assert await worker.consume_once() == 1
+    sid = await store.lookup(store.keys.initial("chain@h", "ft"))
+    assert sid is not None
+    session = await store.get(sid)
+    assert session is not None
+    assert session["cond.accepted"] == "1"
+    assert session["version"] == "2"
+    steps = [(h["event"], h["event_id"]) for h in await store.history(sid)]
+    assert steps[0] == ("Invite", "sip:chain@h:invite")
+    assert ("AcceptCall", "sip:chain@h:invite:answer") in steps
+    stream = store.keys.events(store.keys.partition_of_call("chain@h"))
+    assert await store.redis.xlen(stream) == 1  # the decision never went through a stream
+    assert worker.stats.by_status == {"created": 1, "applied": 1}
+
+
+async def test_redelivered_invite_still_gets_its_decision(
+    store: Store, default_table: Table
+) -> None:
+    """A worker died after creating the session, before the decision: the INVITE's
+    redelivery finds the session created, and the decision is applied then (once)."""
+    worker = make_worker(store, default_table, "w-redo", claim_idle_ms=1)
+    await worker.ensure_groups()
+    from sessiond.router import new_uas
+
+    event = invite("redo@h")
+    new = new_uas(store.keys, event)
+    assert new is not None
+    await worker.applier.create(new.fields, new.registry, event)  # the dead worker's step
+    await publish(store, event, "redo@h")
+    read = await store.redis.xreadgroup(GROUP, "w-dead", {s: ">" for s in worker._streams})
+    assert sum(len(items) for _, items in read) == 1
+    await asyncio.sleep(0.01)
+    assert await worker.reclaim_once() == 1
+    session = await store.get(new.fields["sid"])
+    assert session is not None
+    assert session["cond.accepted"] == "1"
+    assert await worker.reclaim_once() == 0
+    assert await worker.consume_once() == 0
+
+
+async def test_workers_share_the_partitions(store: Store, default_table: Table) -> None:
+    """Each live worker holds a fair share of the partition leases and reads only those;
+    a stopping worker gives its leases up and the others take them."""
+    one = make_worker(store, default_table, "w-l1")
+    two = make_worker(store, default_table, "w-l2")
+    everything = set(range(store.keys.partitions))
+    await one.ensure_groups()
+    await one.lease_once()
+    assert one.owned == everything  # alone: every partition
+    await two.lease_once()  # sees two live workers, takes what is free: nothing yet
+    await one.lease_once()  # gives half up
+    await two.lease_once()  # takes it
+    assert one.owned | two.owned == everything
+    assert not one.owned & two.owned
+    assert len(one.owned) == len(two.owned) == len(everything) // 2
+    await one._lease(0)  # what a stopping worker does
+    await store.redis.zrem(store.keys.processes("worker"), "w-l1")
+    await two.lease_once()
+    assert two.owned == everything
+
+
 def test_keys_partition_of_call_matches_session(default_table: Table) -> None:
     from sessiond.store import new_sid
 

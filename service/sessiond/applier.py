@@ -26,10 +26,13 @@ from typing import Any, Literal
 
 from sessiond.engine import Decision, Event, Outcome, decide
 from sessiond.errors import ConflictRetriesExhausted
+from sessiond.redis_round import Round
 from sessiond.store import Store
+from sessiond.store.store import ApplyResult
 from sessiond.tables import TableSet
 
 Tail = Callable[[Any, list["Handled"]], int]  # (pipeline, results) -> commands added
+Todo = tuple[int, Mapping[str, str], Decision]  # work index, session as read, decision
 Status = Literal["applied", "created", "duplicate", "ignored", "no_transition", "missing"]
 
 
@@ -43,6 +46,23 @@ class Handled:
     conflicts: int = 0
     previous: str = ""  # the state before (empty for a new session)
     terminal: bool = False
+    followup: Handled | None = None  # the result of the work's ``then`` event
+
+    @classmethod
+    def of(
+        cls, status: Status, sid: str, decision: Decision, conflicts: int = 0, previous: str = ""
+    ) -> Handled:
+        """The result of a stored transition."""
+        return cls(
+            status,
+            sid,
+            decision.state,
+            decision.reason,
+            len(decision.commands),
+            conflicts,
+            previous,
+            decision.terminal,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +78,17 @@ class NewSession:
 class Work:
     """One event for one session. ``redelivered`` is False only for a first delivery
     (XREADGROUP ``>``): then the event cannot have been applied before, and a cached
-    snapshot may be used; otherwise the applied-event marker is checked first."""
+    snapshot may be used; otherwise the applied-event marker is checked first.
+
+    ``then`` is an event for the same session to apply right after this one when this one
+    created the session (or was found applied already): the call handler's decision on a new
+    call, which so needs no trip through the event stream."""
 
     sid: str
     event: Event
     new: NewSession | None = None
     redelivered: bool = True
+    then: Event | None = None
 
 
 class Applier:
@@ -98,53 +123,86 @@ class Applier:
         work = Work(fields["sid"], event, NewSession(fields, registry, table_name))
         return (await self.run([work]))[0]
 
-    async def run(self, batch: Sequence[Work], tail: Tail | None = None) -> list[Handled]:
+    async def run(
+        self, batch: Sequence[Work], tail: Tail | None = None, replies: list[Any] | None = None
+    ) -> list[Handled]:
         """Handle a batch; results in batch order. Per session, events keep batch order.
 
         Every stored transition's outbox is emitted at the end, in order, in one pipeline,
         followed by whatever ``tail(pipe, results)`` adds (the worker's XACKs): a crash
-        before that pipeline leaves the entries pending, and their redelivery re-emits."""
+        before that pipeline leaves the entries pending, and their redelivery re-emits.
+        That pipeline's replies are appended to ``replies`` if given."""
         items = list(batch)
-        results: list[Handled | None] = [None] * len(items)
+        count = len(items)
+        results: list[Handled | None] = [None] * count
+        parent: dict[int, int] = {}  # follow-up index -> the index of the work it follows
         queues: dict[str, deque[int]] = {}
         for i, work in enumerate(items):
             queues.setdefault(work.sid, deque()).append(i)
-        conflicts = [0] * len(items)
+        conflicts = [0] * count
         outboxes: list[bytes] = []
         while queues:
             heads = [q[0] for q in queues.values()]
-            await self._creates([i for i in heads if items[i].new], items, results, outboxes)
-            await self._events(
-                [i for i in heads if not items[i].new], items, results, outboxes, conflicts
+            creates = self._prepare_creates([i for i in heads if items[i].new], items, results)
+            applies = await self._prepare_events(
+                [i for i in heads if not items[i].new], items, results, outboxes
             )
+            chained = await self._write(creates, applies, items, results, outboxes, conflicts)
             lost = max(
                 (conflicts[q[0]] for q in queues.values() if results[q[0]] is None), default=0
             )
             if lost:  # lost a race: back off a little, with jitter, so racers spread out
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**lost)))
-            for sid in list(queues):
-                queue = queues[sid]
-                if results[queue[0]] is not None:
-                    queue.popleft()
-                    if not queue:
-                        del queues[sid]
-        done = [r for r in results if r is not None]
-        pipe = self.store.redis.pipeline(transaction=False)
+            self._advance(queues, items, results, conflicts, parent, chained)
+        for i, head in parent.items():
+            if (first := results[head]) is not None:
+                results[head] = replace(first, followup=results[i])
+        done = [r for r in results[:count] if r is not None]
+        pipe = Round(self.store.redis)
         queued = self.store.queue_outboxes(pipe, outboxes)
         if tail is not None:
             queued += tail(pipe, done)
         if queued:
-            await pipe.execute()
+            got = await pipe.execute()
+            if replies is not None:
+                replies.extend(got)
         return done
 
-    async def _creates(
-        self,
-        heads: list[int],
+    @staticmethod
+    def _advance(
+        queues: dict[str, deque[int]],
         items: list[Work],
         results: list[Handled | None],
-        outboxes: list[bytes],
+        conflicts: list[int],
+        parent: dict[int, int],
+        chained: dict[int, Handled],
     ) -> None:
-        todo = []
+        """Drop the handled heads from their queues; a head's ``then`` becomes the new head,
+        unless it was applied already, chained to the head's creation."""
+        for sid in list(queues):
+            queue = queues[sid]
+            head = queue[0]
+            result = results[head]
+            if result is None:
+                continue
+            queue.popleft()
+            then = items[head].then
+            if then is not None and result.status in ("created", "duplicate"):
+                parent[len(items)] = head
+                follow = replace(then, sid=result.sid)
+                items.append(Work(result.sid, follow, None, items[head].redelivered))
+                results.append(chained.get(head))
+                conflicts.append(0)
+                if head not in chained:
+                    queue.appendleft(len(items) - 1)
+            if not queue:
+                del queues[sid]
+
+    def _prepare_creates(
+        self, heads: list[int], items: list[Work], results: list[Handled | None]
+    ) -> list[Todo]:
+        """Decide the first transition of each new session (no I/O)."""
+        todo: list[Todo] = []
         for i in heads:
             work = items[i]
             assert work.new is not None
@@ -159,39 +217,22 @@ class Applier:
                 "table_rev": table.rev,
             }
             decision = decide(table, session, work.event, now)
-            if decision.outcome is not Outcome.TRANSITION:
+            if decision.outcome is Outcome.TRANSITION:
+                todo.append((i, session, decision))
+            else:
                 results[i] = _not_applied(work.sid, decision)
-                continue
-            todo.append((i, session, decision))
-        if not todo:
-            return
-        created = await self.store.create_many(
-            [(s, items[i].new.registry, items[i].event, d) for i, s, d in todo]  # type: ignore[union-attr]
-        )
-        for (i, session, decision), result in zip(todo, created, strict=True):
-            if result.created:
-                self._remember(result.sid, session, decision, 1)
-                outboxes.append(result.outbox)
-                results[i] = Handled(
-                    "created",
-                    result.sid,
-                    decision.state,
-                    decision.reason,
-                    len(decision.commands),
-                    terminal=decision.terminal,
-                )
-            else:  # another worker won: this event now goes to the session that exists
-                items[i] = replace(items[i], sid=result.sid, new=None)
+        return todo
 
-    async def _events(
+    async def _prepare_events(
         self,
         heads: list[int],
         items: list[Work],
         results: list[Handled | None],
         outboxes: list[bytes],
-        conflicts: list[int],
-    ) -> None:
-        todo: list[tuple[int, Mapping[str, str], Decision]] = []
+    ) -> list[Todo]:
+        """Decide each event on its cached snapshot, or on one read of the sessions not
+        cached (one round trip for all of them)."""
+        todo: list[Todo] = []
         to_read = []
         for i in heads:
             cached = None if items[i].redelivered else self._cache.get(items[i].sid)
@@ -200,29 +241,26 @@ class Applier:
                 to_read.append(i)
             else:
                 todo.append((i, cached, decided))  # type: ignore[arg-type]
-        if to_read:
-            reads = await self.store.read_many([(items[i].sid, items[i].event.id) for i in to_read])
-            for i, (session, done) in zip(to_read, reads, strict=True):
-                sid = items[i].sid
-                if done is not None:
-                    outboxes.append(done)
-                    results[i] = Handled("duplicate", sid, (session or {}).get("state", ""))
-                elif session is None:
-                    self._cache.pop(sid, None)
-                    results[i] = Handled("missing", sid, reason="no such session")
+        if not to_read:
+            return todo
+        reads = await self.store.read_many([(items[i].sid, items[i].event.id) for i in to_read])
+        for i, (session, done) in zip(to_read, reads, strict=True):
+            sid = items[i].sid
+            if done is not None:
+                outboxes.append(done)
+                results[i] = Handled("duplicate", sid, (session or {}).get("state", ""))
+            elif session is None:
+                self._cache.pop(sid, None)
+                results[i] = Handled("missing", sid, reason="no such session")
+            else:
+                decision = decide(
+                    await self.tables.for_session(session), session, items[i].event, self.clock()
+                )
+                if decision.outcome is Outcome.TRANSITION:
+                    todo.append((i, session, decision))
                 else:
-                    decision = decide(
-                        await self.tables.for_session(session),
-                        session,
-                        items[i].event,
-                        self.clock(),
-                    )
-                    if decision.outcome is Outcome.TRANSITION:
-                        todo.append((i, session, decision))
-                    else:
-                        results[i] = _not_applied(sid, decision)
-        if todo:
-            await self._apply(todo, items, results, outboxes, conflicts)
+                    results[i] = _not_applied(sid, decision)
+        return todo
 
     async def _decide(self, work: Work, session: Mapping[str, str]) -> Decision | None:
         """Decide on a cached snapshot; only a transition is trusted (the CAS will verify it).
@@ -230,16 +268,74 @@ class Applier:
         decision = decide(await self.tables.for_session(session), session, work.event, self.clock())
         return decision if decision.outcome is Outcome.TRANSITION else None
 
-    async def _apply(
+    async def _write(
         self,
-        todo: list[tuple[int, Mapping[str, str], Decision]],
+        creates: list[Todo],
+        applies: list[Todo],
+        items: list[Work],
+        results: list[Handled | None],
+        outboxes: list[bytes],
+        conflicts: list[int],
+    ) -> dict[int, Handled]:
+        """Create the new sessions and compare-and-set the others, in one round trip.
+
+        A new session's ``then`` event is decided on the created snapshot and its
+        compare-and-set (expecting version 1) goes in the same pipeline, right after the
+        creation: if the creation fails, it finds no session (or another version) and
+        changes nothing. Returns the results of those that were applied, by creating work."""
+        if not creates and not applies:
+            return {}
+        chain = self._chain(creates, items)
+        created, applied = await self.store.write_many(
+            [(s, items[i].new.registry, items[i].event, d) for i, s, d in creates],  # type: ignore[union-attr]
+            [(s, e.id, d) for _, e, s, d in chain]
+            + [(s, items[i].event.id, d) for i, s, d in applies],
+        )
+        chained_results = dict(zip([i for i, *_ in chain], applied, strict=False))
+        applied = applied[len(chain) :]
+        chained: dict[int, Handled] = {}
+        for (i, session, decision), made in zip(creates, created, strict=True):
+            if made.created:
+                self._remember(made.sid, session, decision, 1)
+                outboxes.append(made.outbox)
+                results[i] = Handled.of("created", made.sid, decision)
+                follow = chained_results.get(i)
+                if follow is not None and follow.status == "OK":
+                    _, _, after, then = next(c for c in chain if c[0] == i)
+                    self._remember(made.sid, after, then, follow.version)
+                    outboxes.append(follow.outbox)
+                    chained[i] = Handled.of("applied", made.sid, then, previous=decision.state)
+            else:  # another worker won: this event now goes to the session that exists
+                items[i] = replace(items[i], sid=made.sid, new=None, redelivered=True)
+        self._applied(applies, applied, items, results, outboxes, conflicts)
+        return chained
+
+    def _chain(
+        self, creates: list[Todo], items: list[Work]
+    ) -> list[tuple[int, Event, Mapping[str, str], Decision]]:
+        """For each creation whose work has a ``then`` event: (creating work, the event,
+        the snapshot it is decided on, its decision), when that decision is a transition."""
+        chain: list[tuple[int, Event, Mapping[str, str], Decision]] = []
+        for i, session, decision in creates:
+            then = items[i].then
+            if then is None or decision.terminal:
+                continue
+            after = {**session, **decision.fields, "version": "1"}
+            follow = decide(self.tables.current(session["table"]), after, then, self.clock())
+            if follow.outcome is Outcome.TRANSITION:
+                chain.append((i, then, after, follow))
+        return chain
+
+    def _applied(
+        self,
+        applies: list[Todo],
+        applied: list[ApplyResult],
         items: list[Work],
         results: list[Handled | None],
         outboxes: list[bytes],
         conflicts: list[int],
     ) -> None:
-        applied = await self.store.apply_many([(s, items[i].event.id, d) for i, s, d in todo])
-        for (i, session, decision), result in zip(todo, applied, strict=True):
+        for (i, session, decision), result in zip(applies, applied, strict=True):
             sid = items[i].sid
             if result.status == "CONFLICT":
                 self._cache.pop(sid, None)
@@ -258,16 +354,7 @@ class Applier:
                 else:
                     status = "duplicate"
                     self._cache.pop(sid, None)
-                results[i] = Handled(
-                    status,
-                    sid,
-                    decision.state,
-                    decision.reason,
-                    len(decision.commands),
-                    conflicts[i],
-                    session["state"],
-                    decision.terminal,
-                )
+                results[i] = Handled.of(status, sid, decision, conflicts[i], session["state"])
 
     def _remember(
         self, sid: str, session: Mapping[str, str], decision: Decision, version: int

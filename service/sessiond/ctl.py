@@ -209,17 +209,35 @@ async def _workers(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
         for c in consumers:
             name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
             pending[name] = pending.get(name, 0) + int(c["pending"])
+    held: dict[str, list[int]] = {}  # worker -> the partitions whose lease it holds
+    pipe = redis.pipeline(transaction=False)
+    for lease in keys.leases():
+        pipe.get(lease)
+    for p, owner in enumerate(await pipe.execute()):
+        if owner is not None:
+            held.setdefault(owner.decode(), []).append(p)
     now = time.time()
     seen = await redis.zrange(keys.processes("worker"), 0, -1, withscores=True)
-    print(f"{'WORKER':40} {'STATUS':6} {'LAST SEEN':>9} {'PENDING':>8}")
+    print(f"{'WORKER':40} {'STATUS':6} {'LAST SEEN':>9} {'PENDING':>8}  PARTITIONS")
     for raw, score in seen:
         name = raw.decode()
         alive = await redis.exists(keys.heartbeat("worker", name))
         print(
             f"{name:40} {'alive' if alive else 'dead':6} {now - score:8.1f}s "
-            f"{pending.get(name, 0):8}"
+            f"{pending.get(name, 0):8}  {_ranges(held.get(name, [])) or '-'}"
         )
     return 0
+
+
+def _ranges(numbers: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8'."""
+    spans: list[list[int]] = []
+    for n in sorted(numbers):
+        if spans and n == spans[-1][1] + 1:
+            spans[-1][1] = n
+        else:
+            spans.append([n, n])
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
 
 
 def add_parser(sub: Any) -> None:

@@ -20,6 +20,7 @@ CONFLICTS = Counter("sessiond_cas_conflicts_total", "Compare-and-set conflicts (
 DUPLICATES = Counter("sessiond_duplicates_total", "Events refused as already applied")
 RECLAIMED = Counter("sessiond_reclaimed_total", "Stream entries taken over from dead workers")
 TIMERS = Counter("sessiond_timers_fired_total", "Timers moved into the event streams")
+PARTITIONS = Gauge("sessiond_partitions_held", "Event partitions a worker reads", ["worker"])
 STREAM_LAG = Gauge("sessiond_stream_lag", "Entries not yet delivered to the group", ["stream"])
 STREAM_PENDING = Gauge("sessiond_stream_pending", "Entries delivered, not acked", ["stream"])
 SESSIONS = Gauge("sessiond_sessions", "Sessions per state (sum over workers)", ["state"])

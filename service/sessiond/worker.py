@@ -24,11 +24,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any, TypeVar
 
 import msgpack
@@ -47,6 +49,7 @@ from sessiond.handlers import (
 )
 from sessiond.media.lost import LegRegistry
 from sessiond.redis_client import RETRYABLE, is_embedded
+from sessiond.redis_round import Round
 from sessiond.router import (
     AnswerMode,
     fallback_response,
@@ -56,7 +59,7 @@ from sessiond.router import (
     replaced_dialog,
 )
 from sessiond.store import Store
-from sessiond.store.store import decode_event, encode_event
+from sessiond.store.store import decode_event
 from sessiond.streams import cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.worker")
@@ -75,6 +78,7 @@ class WorkerStats:
     reclaimed: int = 0
     timers: int = 0
     errors: int = 0
+    conflicts: int = 0
 
     def count(self, handled: Handled, event_type: str, seconds: float) -> None:
         self.events += 1
@@ -82,6 +86,7 @@ class WorkerStats:
         metrics.EVENTS.labels(event_type, handled.status).inc()
         metrics.TRANSITION_SECONDS.observe(seconds)
         if handled.conflicts:
+            self.conflicts += handled.conflicts
             metrics.CONFLICTS.inc(handled.conflicts)
         if handled.status == "duplicate":
             metrics.DUPLICATES.inc()
@@ -119,6 +124,8 @@ class Worker:
         block_ms: int = 100,
         claim_idle_ms: int = 1500,
         heartbeat_ttl: int = 5,
+        lease_ms: int = 2000,
+        lease_interval: float = 0.25,
     ) -> None:
         self.applier = applier
         self.store: Store = applier.store
@@ -132,11 +139,15 @@ class Worker:
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms
         self.heartbeat_ttl = heartbeat_ttl
+        self.lease_ms = lease_ms
+        self.lease_interval = lease_interval
         self.stats = WorkerStats()
         self.stopping = asyncio.Event()
         self._streams = [self.keys.events(p) for p in range(self.keys.partitions)]
         self._poll = 0.002 if is_embedded(self.redis) else 0.0
         self._routes: dict[str, str] = {}  # registry key -> sid (immutable while it exists)
+        self.owned: frozenset[int] = frozenset()  # partitions whose lease this worker holds
+        self._prefetched: Any = None  # the next batch, read in the previous batch's pipeline
         self.media_legs = LegRegistry(self.redis, self.keys, stream_maxlen=self.store.stream_maxlen)
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -144,13 +155,24 @@ class Worker:
         """Run until :meth:`stop` (or a drain request); then finish in-flight work."""
         await self._retrying(self.ensure_groups)
         await self._retrying(self.applier.tables.publish)
-        # One reader over all partitions; in a Redis Cluster, where one XREADGROUP cannot
-        # span slots, one reader per partition.
-        groups = [[s] for s in self._streams] if self.store.cluster else [self._streams]
-        readers = [asyncio.create_task(self._consume(streams)) for streams in groups]
+        await self._retrying(self.heartbeat_once)
+        await self._retrying(self.lease_once)
+        # One reader over the partitions this worker holds; in a Redis Cluster, where one
+        # XREADGROUP cannot span slots, one reader per partition.
+        groups = (
+            [[p] for p in range(self.keys.partitions)]
+            if self.store.cluster
+            else [list(range(self.keys.partitions))]
+        )
+        readers = [asyncio.create_task(self._consume(partitions)) for partitions in groups]
         helpers = [
             asyncio.create_task(loop)
-            for loop in (self._reclaim_loop(), self._timer_loop(), self._heartbeat())
+            for loop in (
+                self._reclaim_loop(),
+                self._timer_loop(),
+                self._heartbeat(),
+                self._lease_loop(),
+            )
         ]
         try:
             await self.stopping.wait()
@@ -159,8 +181,10 @@ class Worker:
         finally:
             await cancel_and_wait(readers + helpers)
         with contextlib.suppress(*RETRYABLE):
-            await self.redis.delete(self.keys.heartbeat("worker", self.name))
+            # leave the live count, then let the other workers take our partitions at once
             await self.redis.zrem(self.keys.processes("worker"), self.name)
+            await self._lease(0)
+            await self.redis.delete(self.keys.heartbeat("worker", self.name))
         log.info("worker %s stopped: %s", self.name, self.stats)
 
     def stop(self) -> None:
@@ -182,26 +206,40 @@ class Worker:
         )
 
     # -- the loops ------------------------------------------------------------------------
-    async def _consume(self, streams: list[str]) -> None:
+    async def _consume(self, partitions: list[int]) -> None:
         while not self.stopping.is_set():
-            await self._retrying(lambda: self.consume_once(streams))
+            streams = [self._streams[p] for p in partitions if p in self.owned]
+            if not streams:  # none of ours (yet): the heartbeat takes leases
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self.stopping.wait(), self.block_ms / 1000)
+                continue
+            await self._retrying(partial(self.consume_once, streams))
+        if self._prefetched:  # read just before the stop: ours now, so finish it
+            await self._retrying(lambda: self.consume_once([]))
 
     async def consume_once(self, streams: list[str] | None = None) -> int:
-        """Read one batch of new entries, process it, ack it. Returns the entry count."""
-        reply = await self.redis.xreadgroup(
-            GROUP,
-            self.name,
-            {s: ">" for s in streams or self._streams},
-            count=self.batch,
-            block=self.block_ms,
-        )
+        """Process one batch of new entries (read now, or prefetched by the previous batch's
+        pipeline), ack it. Returns the entry count."""
+        reply, self._prefetched = self._prefetched, None
+        if not reply and streams != []:
+            read = Round(self.redis)
+            read.xreadgroup(
+                GROUP,
+                self.name,
+                {s: ">" for s in streams or self._streams},
+                count=self.batch,
+                block=self.block_ms,
+            )
+            (reply,) = await read.execute()
         entries = [
             Entry(self._partition(stream), eid, _decode(fields), False)
             for stream, items in reply or []
             for eid, fields in items
         ]
         if entries:
-            await self.process(entries)
+            # in a cluster the next read cannot share the pipeline (other slots)
+            prefetch = None if self.store.cluster or self.stopping.is_set() else streams
+            await self.process(entries, prefetch or None)
         elif self._poll:  # the embedded store does not block: poll at a short interval
             await asyncio.sleep(self._poll)
         return len(entries)
@@ -243,7 +281,8 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), 0.1)
 
     async def timers_once(self) -> int:
-        fired = await self.store.pop_all_timers(time.time())
+        # the timers of the partitions this worker reads (all of them if it holds none)
+        fired = await self.store.pop_all_timers(time.time(), partitions=sorted(self.owned) or None)
         self.stats.timers += fired
         metrics.TIMERS.inc(fired)
         return fired
@@ -257,9 +296,8 @@ class Worker:
     async def heartbeat_once(self) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.heartbeat("worker", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
-        pipe.zadd(self.keys.processes("worker"), {self.name: time.time()})
         pipe.exists(self.keys.drain(self.name))
-        *_, drain = await pipe.execute()
+        _, drain = await pipe.execute()
         if drain:
             log.info("worker %s: drain requested", self.name)
             await self.redis.delete(self.keys.drain(self.name))
@@ -267,6 +305,35 @@ class Worker:
         await self._forget_dead_consumers()
         await self._sample_streams()
         await self.media_legs.find_lost_nodes(self.name)
+
+    async def _lease_loop(self) -> None:
+        while not self.stopping.is_set():
+            await self._retrying(self.lease_once)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.lease_interval)
+
+    async def lease_once(self) -> None:
+        """Say we are alive (``processes:worker``), count the workers seen in the last
+        second, and hold a fair share of the partitions: ceil(partitions / live). A worker
+        above its share gives leases up, one below takes free ones; a dead worker drops out
+        of the count after a second and its leases lapse after ``lease_ms``."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(self.keys.processes("worker"), {self.name: now})
+        pipe.zcount(self.keys.processes("worker"), now - 4 * self.lease_interval, "+inf")
+        _, live = await pipe.execute()
+        if not self.stopping.is_set():
+            await self._lease(math.ceil(self.keys.partitions / max(1, int(live))))
+
+    async def _lease(self, share: int) -> None:
+        held = await self.store.scripts.lease(
+            keys=self.keys.leases(), args=[self.name, self.lease_ms, share]
+        )
+        owned = frozenset(int(p) for p in held)
+        if owned != self.owned:
+            log.info("worker %s reads partitions %s", self.name, sorted(owned))
+        self.owned = owned
+        metrics.PARTITIONS.labels(self.name).set(len(owned))
 
     async def _sample_streams(self) -> None:
         pipe = self.redis.pipeline(transaction=False)
@@ -294,31 +361,43 @@ class Worker:
                 await self.redis.zrem(self.keys.processes("worker"), name)
 
     # -- one batch ------------------------------------------------------------------------
-    async def process(self, entries: Sequence[Entry]) -> list[Handled]:
-        """Route, apply, then one pipeline: the outboxes, the built-in answers and fallback
-        responses, and the XACKs, in that order."""
+    async def process(
+        self, entries: Sequence[Entry], prefetch: list[str] | None = None
+    ) -> list[Handled]:
+        """Route, apply, then one pipeline: the outboxes, the fallback responses, the XACKs
+        and (with ``prefetch``) the read of the next batch from those streams, in that order."""
         started = time.perf_counter()
         orphans: list[tuple[Event, str, str]] = []
-        decisions: dict[str, Decision] = {}  # Invite event id -> the handler's decision
-        work = await self._route(entries, orphans, decisions)
+        work = await self._route(entries, orphans)
 
         def tail(pipe: Any, handled: list[Handled]) -> int:
-            return self._tail(pipe, entries, work, handled, orphans, decisions)
+            added = self._tail(pipe, entries, work, handled, orphans)
+            if prefetch:
+                pipe.xreadgroup(GROUP, self.name, {s: ">" for s in prefetch}, count=self.batch)
+            return added
 
-        handled = await self.applier.run(work, tail)
+        replies: list[Any] = []
+        handled = await self.applier.run(work, tail, replies)
+        if prefetch and replies:
+            self._prefetched = replies[-1]
         elapsed = time.perf_counter() - started
         for item, h in zip(work, handled, strict=True):
             self.stats.count(h, item.event.type, elapsed)
+            if h.followup is not None and item.then is not None:
+                self.stats.count(h.followup, item.then.type, elapsed)
+            if h.status == "created" and item.new is not None:
+                for key in item.new.registry:  # the next events of this call find it here
+                    self._remember_route(key, h.sid)
         return handled
 
     async def _route(
         self,
         entries: Sequence[Entry],
         orphans: list[tuple[Event, str, str]],
-        decisions: dict[str, Decision],
     ) -> list[Work]:
         """Turn entries into work: find each event's session, or make a new one (the
-        handler decides first, since a Forward picks the new session's table). Registry
+        handler decides first, since a Forward picks the new session's table; its decision
+        is applied right after the session's creation, in the same batch). Registry
         entries never change while they exist, so found mappings are cached."""
         pending: list[tuple[int, Event, str]] = []
         work: list[Work | None] = []
@@ -341,10 +420,14 @@ class Worker:
             cached = self._routes.get(key)
             if cached is not None:
                 work[-1] = Work(cached, event, None, entry.redelivered)
+            elif (new_call := self._new_call(event, entry.redelivered)) is not None:
+                # no lookup first: the creation is create-if-absent on the registry, and if
+                # the call has a session already, the event goes to it
+                work[-1] = new_call
             else:
                 pending.append((len(work) - 1, event, key))
         if pending:
-            pipe = self.redis.pipeline(transaction=False)
+            pipe = Round(self.redis)
             for _, _, key in pending:
                 pipe.get(key)
             owners = await pipe.execute()
@@ -354,16 +437,38 @@ class Worker:
                     work[i] = Work(
                         self._remember_route(key, _text(owner)), event, None, redelivered
                     )
-                elif (new := new_uas(self.keys, event)) is not None:
-                    decision = self._decide(event, new.fields["sid"])
-                    decisions[event.id] = decision
-                    if isinstance(decision, Forward) and not event.data.get("replaces"):
-                        new = replace(new, table=decision.table)
-                    work[i] = Work(new.fields["sid"], event, new, redelivered)
                 else:
                     orphans.append((event, "missing", ""))
         await self._find_replaced(work)
-        return [w for w in work if w is not None]
+        return [self._redecided(w) for w in work if w is not None]
+
+    def _redecided(self, work: Work) -> Work:
+        """A redelivered initial INVITE whose session exists: the worker that created it may
+        have died before the handler's decision was applied, so decide again (the
+        decision's event id is the same: applied once)."""
+        event = work.event
+        if (
+            not work.redelivered
+            or work.new is not None
+            or event.type != "Invite"
+            or event.data.get("to_tag")
+            or event.data.get("replaces")
+        ):
+            return work
+        return replace(work, then=decision_event(self._decide(event, work.sid), event, work.sid))
+
+    def _new_call(self, event: Event, redelivered: bool) -> Work | None:
+        """A new session for an initial INVITE, with the handler's decision to apply next."""
+        new = new_uas(self.keys, event)
+        if new is None:
+            return None
+        sid = new.fields["sid"]
+        decision = self._decide(event, sid)
+        if event.data.get("replaces"):  # the table answers a replacing call
+            return Work(sid, event, new, redelivered)
+        if isinstance(decision, Forward):
+            new = replace(new, table=decision.table)
+        return Work(sid, event, new, redelivered, decision_event(decision, event, sid))
 
     async def _find_replaced(self, work: list[Work | None]) -> None:
         """A new call whose INVITE carries Replaces (RFC 3891) learns which session it
@@ -377,7 +482,7 @@ class Worker:
         ]
         if not found:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = Round(self.redis)
         for _, key in found:
             pipe.get(key)
         owners = await pipe.execute()
@@ -386,9 +491,7 @@ class Worker:
             assert item is not None
             event = item.event
             data = {**event.data, "replaces_sid": _text(owner) if owner is not None else ""}
-            work[i] = Work(
-                item.sid, Event(event.id, event.type, data, event.sid), item.new, item.redelivered
-            )
+            work[i] = replace(item, event=Event(event.id, event.type, data, event.sid))
 
     def _remember_route(self, key: str, sid: str) -> str:
         self._routes[key] = sid
@@ -403,30 +506,12 @@ class Worker:
         work: Sequence[Work],
         handled: Sequence[Handled],
         orphans: list[tuple[Event, str, str]],
-        decisions: dict[str, Decision],
     ) -> int:
-        """Built-in answers for new calls, fallback answers to orphan requests, and acks."""
+        """Fallback answers to orphan requests, and acks."""
         added = 0
         for item, result in zip(work, handled, strict=True):
-            event = item.event
-            if (
-                event.type == "Invite"
-                and item.new is not None
-                and result.status in ("created", "duplicate")
-                and not event.data.get("replaces")  # the table answers a replacing call
-            ):
-                decision = decision_event(decisions[event.id], event, result.sid)
-                if decision is not None:
-                    stream = self.keys.events(self.keys.partition_of(result.sid))
-                    pipe.xadd(
-                        stream,
-                        encode_event(decision),
-                        maxlen=self.store.stream_maxlen,
-                        approximate=True,
-                    )
-                    added += 1
-            elif result.status in ("missing", "no_transition"):
-                orphans.append((event, result.status, result.state))
+            if result.status in ("missing", "no_transition"):
+                orphans.append((item.event, result.status, result.state))
         for event, status, state in orphans:
             added += self._fallback(pipe, event, status, state)
         by_partition: dict[int, list[bytes]] = {}

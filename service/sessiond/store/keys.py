@@ -145,6 +145,11 @@ class Keys:
     def processes(self, kind: str) -> str:
         return f"{self.ns}:processes:{kind}"
 
+    def leases(self) -> list[str]:
+        """One lease per event partition; the worker holding it reads that partition. All in
+        one hash slot, so the lease script can take them at once in a Redis Cluster."""
+        return [f"{self.ns}:{{leases}}:p{p}" for p in range(self.partitions)]
+
     def drain(self, name: str) -> str:
         return f"{self.ns}:drain:{name}"
 

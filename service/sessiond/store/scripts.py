@@ -12,7 +12,7 @@ from typing import Any
 
 from sessiond.resources import lua_dir
 
-NAMES = ("create", "transition", "unmap", "pop_timers")
+NAMES = ("create", "transition", "unmap", "pop_timers", "lease")
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class Scripts:
     transition: Any
     unmap: Any
     pop_timers: Any
+    lease: Any
 
 
 def source(name: str) -> str:

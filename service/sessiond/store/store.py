@@ -20,10 +20,14 @@ from redis.exceptions import NoScriptError
 from sessiond.engine import Command, Decision, Event
 from sessiond.errors import StoreError
 from sessiond.redis_client import is_cluster
+from sessiond.redis_round import Round
 from sessiond.store.keys import Keys
 from sessiond.store.scripts import register
 
 ApplyStatus = Literal["OK", "DUPLICATE", "CONFLICT", "MISSING"]
+NewItem = tuple[Mapping[str, str], Sequence[str], Event, Decision]  # fields, registry, ...
+ApplyItem = tuple[Mapping[str, str], str, Decision]  # session as read, event id, decision
+Call = tuple[Any, list[str], list[Any]]  # script, keys, args
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,7 @@ class Store:
         self, pairs: Sequence[tuple[str, str]]
     ) -> list[tuple[dict[str, str] | None, bytes | None]]:
         """``read`` for many (sid, event id) pairs in one round trip."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = Round(self.redis)
         for sid, event_id in pairs:
             pipe.hgetall(self.keys.session(sid))
             pipe.hget(self.keys.applied(sid), event_id)
@@ -115,28 +119,8 @@ class Store:
         """Create session ``fields['sid']`` with its first transition already applied."""
         return (await self.create_many([(fields, registry, event, decision)]))[0]
 
-    async def create_many(
-        self, items: Sequence[tuple[Mapping[str, str], Sequence[str], Event, Decision]]
-    ) -> list[CreateResult]:
-        calls, outboxes = [], []
-        for fields, registry, event, decision in items:
-            sid = fields["sid"]
-            view = {**fields, **decision.fields}
-            outbox = self.build_outbox(view, decision.commands)
-            args = self._args("0", event.id, decision, outbox, sid, view)
-            calls.append(([*self.keys.session_keys(sid), *registry], args))
-            outboxes.append(outbox)
-        out = []
-        for (fields, *_), outbox, (status, value) in zip(
-            items, outboxes, await self._eval_many(self.scripts.create, calls), strict=True
-        ):
-            if status == b"CREATED":
-                out.append(CreateResult(True, fields["sid"], outbox))
-            elif status == b"EXISTS":
-                out.append(CreateResult(False, _text(value)))
-            else:
-                raise StoreError(f"create.lua returned {status!r}")
-        return out
+    async def create_many(self, items: Sequence[NewItem]) -> list[CreateResult]:
+        return (await self.write_many(items, []))[0]
 
     async def apply(
         self, session: Mapping[str, str], event_id: str, decision: Decision
@@ -144,33 +128,59 @@ class Store:
         """Compare-and-set ``decision`` onto ``session`` (as read, at its ``version``)."""
         return (await self.apply_many([(session, event_id, decision)]))[0]
 
-    async def apply_many(
-        self, items: Sequence[tuple[Mapping[str, str], str, Decision]]
-    ) -> list[ApplyResult]:
+    async def apply_many(self, items: Sequence[ApplyItem]) -> list[ApplyResult]:
         """``apply`` for many sessions in one round trip (at most one item per session)."""
-        calls, outboxes = [], []
-        for session, event_id, decision in items:
+        return (await self.write_many([], items))[1]
+
+    async def write_many(
+        self, creates: Sequence[NewItem], applies: Sequence[ApplyItem]
+    ) -> tuple[list[CreateResult], list[ApplyResult]]:
+        """``create_many`` and ``apply_many`` in one round trip (distinct sessions)."""
+        calls: list[Call] = []
+        outboxes = []
+        for fields, registry, event, decision in creates:
+            sid = fields["sid"]
+            view = {**fields, **decision.fields}
+            outbox = self.build_outbox(view, decision.commands)
+            args = self._args("0", event.id, decision, outbox, sid, view)
+            calls.append((self.scripts.create, [*self.keys.session_keys(sid), *registry], args))
+            outboxes.append(outbox)
+        for session, event_id, decision in applies:
             sid = session["sid"]
             view = {**session, **decision.fields}
             outbox = self.build_outbox(view, decision.commands)
             args = self._args(session["version"], event_id, decision, outbox, sid, decision.fields)
-            calls.append(([*self.keys.session_keys(sid), *self.keys.registry_keys(view)], args))
+            keys = [*self.keys.session_keys(sid), *self.keys.registry_keys(view)]
+            calls.append((self.scripts.transition, keys, args))
             outboxes.append(outbox)
-        replies = await self._eval_many(self.scripts.transition, calls)
-        return [
-            _apply_result(reply, outbox) for reply, outbox in zip(replies, outboxes, strict=True)
+        replies = await self._eval_many(calls)
+        created = []
+        for (fields, *_), outbox, (status, value) in zip(
+            creates, outboxes[: len(creates)], replies[: len(creates)], strict=True
+        ):
+            if status == b"CREATED":
+                created.append(CreateResult(True, fields["sid"], outbox))
+            elif status == b"EXISTS":
+                created.append(CreateResult(False, _text(value)))
+            else:
+                raise StoreError(f"create.lua returned {status!r}")
+        applied = [
+            _apply_result(reply, outbox)
+            for reply, outbox in zip(replies[len(creates) :], outboxes[len(creates) :], strict=True)
         ]
+        return created, applied
 
-    async def _eval_many(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
-        """EVALSHA each call in one pipeline (in a Redis Cluster, where pipelines may not
-        carry scripts, as concurrent requests, each to the node of its slot); on NOSCRIPT
-        (Redis restarted or failed over), load the script and run the calls that missed it
-        again."""
-        replies = await self._evalsha(script, calls)
+    async def _eval_many(self, calls: list[Call]) -> list[Any]:
+        """EVALSHA each (script, keys, args) call in one pipeline (in a Redis Cluster, where
+        pipelines may not carry scripts, as concurrent requests, each to the node of its
+        slot); on NOSCRIPT (Redis restarted or failed over), load the scripts and run the
+        calls that missed them again."""
+        replies = await self._evalsha(calls)
         missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
         if missed:
-            await self.redis.script_load(script.script)
-            again = await self._evalsha(script, [calls[i] for i in missed])
+            for script in {id(calls[i][0]): calls[i][0] for i in missed}.values():
+                await self.redis.script_load(script.script)
+            again = await self._evalsha([calls[i] for i in missed])
             for i, reply in zip(missed, again, strict=True):
                 replies[i] = reply
         for reply in replies:
@@ -214,26 +224,29 @@ class Store:
         keys = [self.keys.timers(partition), self.keys.events(partition)]
         return int(await self.scripts.pop_timers(keys=keys, args=[now, limit, self.stream_maxlen]))
 
-    async def _evalsha(self, script: Any, calls: list[tuple[list[str], list[Any]]]) -> list[Any]:
+    async def _evalsha(self, calls: list[Call]) -> list[Any]:
         if self.cluster:
             return list(
                 await asyncio.gather(
-                    *(self.redis.evalsha(script.sha, len(k), *k, *a) for k, a in calls),
+                    *(self.redis.evalsha(s.sha, len(k), *k, *a) for s, k, a in calls),
                     return_exceptions=True,
                 )
             )
-        pipe = self.redis.pipeline(transaction=False)
-        for keys, args in calls:
+        pipe = Round(self.redis)
+        for script, keys, args in calls:
             pipe.evalsha(script.sha, len(keys), *keys, *args)
         return list(await pipe.execute(raise_on_error=False))
 
-    async def pop_all_timers(self, now: float, limit: int = 256) -> int:
-        """:meth:`pop_timers` for every partition, in one round trip."""
-        calls = [
-            ([self.keys.timers(p), self.keys.events(p)], [now, limit, self.stream_maxlen])
-            for p in range(self.keys.partitions)
+    async def pop_all_timers(
+        self, now: float, limit: int = 256, partitions: Iterable[int] | None = None
+    ) -> int:
+        """:meth:`pop_timers` for every partition (or those given), in one round trip."""
+        script = self.scripts.pop_timers
+        calls: list[Call] = [
+            (script, [self.keys.timers(p), self.keys.events(p)], [now, limit, self.stream_maxlen])
+            for p in (range(self.keys.partitions) if partitions is None else partitions)
         ]
-        return sum(int(n) for n in await self._eval_many(self.scripts.pop_timers, calls))
+        return sum(int(n) for n in await self._eval_many(calls))
 
     async def publish(self, partition: int, event: Event) -> bytes:
         """Append an event to its partition's stream (what the edge, media and app do)."""
