@@ -310,3 +310,59 @@ async def test_restarted_edge_answers_a_retransmission_as_before(
     finally:
         second.stop()
         await asyncio.wait_for(task, 5)
+
+
+async def test_100_trying_only_when_the_table_is_slower_than_the_delay(
+    backend: tuple[str, Any, Keys], peer: Peer
+) -> None:
+    """RFC 3261 17.2.1: no 100 Trying when the 180 beats ``trying_delay``; a 100 when it
+    does not; a 100 at once for an INVITE retransmitted before then."""
+    _, client, keys = backend
+    e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)], trying_delay=1.5)
+    task = asyncio.create_task(e.run())
+    for _ in range(100):
+        if e.locals:
+            break
+        await asyncio.sleep(0.01)
+    port = e.address.port
+    try:
+        # answered within the delay: the 180 is the first and only provisional response
+        await peer.send(invite(peer, "t1@h", "z9hG4bK-t1"), port)
+        found = await events(e, "t1@h")
+        txn = found[0].data["txn"]
+        await command(e, "respond", {"code": 180, "txn": txn, "local_tag": "x"}, "c-t1")
+        assert (await peer.recv()).startswith("SIP/2.0 180")
+        with pytest.raises(asyncio.TimeoutError):
+            await peer.recv(2.0)
+        # not answered: nothing at first, then the 100 when the delay is over
+        await peer.send(invite(peer, "t2@h", "z9hG4bK-t2"), port)
+        with pytest.raises(asyncio.TimeoutError):
+            await peer.recv(0.5)
+        assert (await peer.recv(3.0)).startswith("SIP/2.0 100")
+        # retransmitted before the delay is over: the 100 at once
+        await peer.send(invite(peer, "t3@h", "z9hG4bK-t3"), port)
+        await asyncio.sleep(0.1)
+        await peer.send(invite(peer, "t3@h", "z9hG4bK-t3"), port)
+        assert (await peer.recv(0.5)).startswith("SIP/2.0 100")
+        with pytest.raises(asyncio.TimeoutError):
+            await peer.recv(2.0)  # and only once
+    finally:
+        e.stop()
+        await asyncio.wait_for(task, 5)
+
+
+def test_message_metric_labels_are_bounded() -> None:
+    """Any method token a peer invents counts as "other": the label set stays bounded."""
+    from sessiond.edge.process import _kind
+    from sessiond.sip.message import parse_message
+
+    def request(method: str) -> bytes:
+        return (
+            f"{method} sip:bob@127.0.0.1 SIP/2.0\r\n"
+            "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-m\r\n"
+            "From: <sip:alice@127.0.0.1>;tag=a\r\nTo: <sip:bob@127.0.0.1>\r\n"
+            f"Call-ID: m@h\r\nCSeq: 1 {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        ).encode()
+
+    assert _kind(parse_message(request("INVITE"))) == "INVITE"
+    assert _kind(parse_message(request("XYZZY"))) == "other"

@@ -98,8 +98,8 @@ async def _raw(store: Store, seconds: float, batch: int) -> float:
                 "B",
                 "sip.respond(code=180)",
             ]
-            calls.append((store.keys.session_keys(sid), args))
-        for status, _ in await store._eval_many(store.scripts.transition, calls):
+            calls.append((store.scripts.transition, store.keys.session_keys(sid), args))
+        for status, _ in await store._eval_many(calls):
             assert status == b"OK", status
         version += 1
     return version * batch / (time.perf_counter() - start)

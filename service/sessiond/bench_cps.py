@@ -4,8 +4,9 @@ failed calls, driven by sipp's built-in ``uac`` on loopback, all on this one mac
 For each rate (calls/s) sipp places ``rate * seconds`` calls (INVITE, 180, 200 with SDP from
 the media node, ACK, then BYE at once). A step passes when every call succeeds and the
 achieved rate is within 10% of the target. Reported per step: achieved rate, failed calls,
-sessiond CPU per call (user+system time of the sessiond process, from /proc), and setup
-latency percentiles (sipp's response time 1: INVITE sent -> 200 received, per call).
+sessiond CPU per call (user+system time of the sessiond processes, from /proc; also split
+by process, with a local Redis server's CPU beside it), and setup latency percentiles
+(sipp's response time 1: INVITE sent -> 200 received, per call).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import redis as sync_redis
 
+from sessiond.store.keys import Keys
+
 DEFAULT_RATES = (50, 100, 200, 300, 400, 600, 800, 1000, 1200)
 
 
@@ -32,17 +35,33 @@ def _free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User+system CPU of ``pid`` and its live children (``run`` spawns worker processes)."""
-    total = 0.0
+def _cpu_seconds(pid: int) -> dict[str, float]:
+    """User+system CPU by role: ``pid`` (``run``: the edge), its live children (``worker``,
+    ``media``), and a local ``redis-server`` if there is one (the whole server)."""
+    total: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            head, rest = stat.read_text().rsplit(")", 1)
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if int(stat.parent.name) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        fields = rest.split()
+        if int(stat.parent.name) == pid:
+            role = "edge"
+        elif int(fields[1]) == pid:
+            role = argv[3].decode() if len(argv) > 3 else "other"  # python -m sessiond ROLE
+        elif head.endswith("(redis-server"):
+            role = "redis"
+        else:
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        total[role] = total.get(role, 0.0) + seconds
     return total
+
+
+def process_cpu(pid: int) -> float:
+    """User+system CPU of ``pid`` and its live children."""
+    return sum(v for role, v in _cpu_seconds(pid).items() if role != "redis")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -71,6 +90,28 @@ def _wait_sip(port: int, timeout: float = 20.0) -> None:
             except OSError:
                 continue
     raise TimeoutError("sessiond run did not come up")
+
+
+def _wait_ready(redis_url: str, namespace: str, workers: int, timeout: float = 30.0) -> None:
+    """Wait until the media node runs and the workers share every partition between them:
+    the edge answers OPTIONS itself, so ``_wait_sip`` alone would start the first step while
+    workers still import."""
+    keys = Keys(namespace)
+    client = sync_redis.Redis.from_url(redis_url)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            now = time.time()
+            live = client.zcount(keys.processes("worker"), now - 1.0, "+inf")
+            media = client.zcount(keys.processes("media"), now - 5.0, "+inf")
+            owners = client.mget(keys.leases())
+            balanced = None not in owners and len(set(owners)) == workers
+            if live >= workers and media >= 1 and balanced:
+                return
+            time.sleep(0.1)
+    finally:
+        client.close()
+    raise TimeoutError("the workers or the media node of sessiond run did not come up")
 
 
 def _sipp_step(port: int, rate: int, seconds: float, work: Path) -> dict[str, float]:
@@ -173,20 +214,29 @@ def _run_workers(redis_url: str, workers: int, rates: list[int], seconds: float)
     best = 0
     try:
         _wait_sip(port)
+        _wait_ready(redis_url, namespace, workers)
         print(f"\nsessiond run --workers {workers} (pid {proc.pid}), {seconds:g} s per step")
         print(
             f"{'target':>7} {'achieved':>9} {'failed':>7} {'cpu/call':>9} "
-            f"{'p50':>6} {'p90':>6} {'p99':>6}   (setup latency, ms)"
+            f"{'p50':>6} {'p90':>6} {'p99':>6}   (setup latency, ms)   "
+            "CPU ms/call: edge worker media redis"
         )
         for rate in rates:
             cpu0 = _cpu_seconds(proc.pid)
             step = _sipp_step(port, rate, seconds, work)
-            cpu = _cpu_seconds(proc.pid) - cpu0
+            cpu1 = _cpu_seconds(proc.pid)
+            used = {role: cpu1[role] - cpu0.get(role, 0.0) for role in cpu1}
             achieved = step["ok"] / step["elapsed"] if step["elapsed"] else 0.0
-            per_call = 1000 * cpu / max(1, step["ok"])
+            calls = max(1, step["ok"])
+            ours = sum(v for role, v in used.items() if role != "redis")
+            split = " ".join(
+                f"{1000 * used.get(role, 0.0) / calls:.2f}"
+                for role in ("edge", "worker", "media", "redis")
+            )
             print(
-                f"{rate:7d} {achieved:9.1f} {int(step['failed']):7d} {per_call:8.2f}ms "
+                f"{rate:7d} {achieved:9.1f} {int(step['failed']):7d} {1000 * ours / calls:7.2f}ms "
                 f"{step['p50']:6.0f} {step['p90']:6.0f} {step['p99']:6.0f}"
+                f"                         {split}"
             )
             if step["failed"] or step["ok"] < step["calls"] or achieved < 0.9 * rate:
                 break

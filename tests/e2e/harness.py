@@ -224,6 +224,8 @@ def background_sipp(tmp: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if proc.stdout is not None:  # a test that failed before communicate() left it open
+            proc.stdout.close()
 
 
 def finished(out: str) -> tuple[int, int]:

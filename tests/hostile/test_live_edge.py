@@ -299,8 +299,9 @@ def test_header_repeated_thousands_of_times(service: Service) -> None:
         "max-forwards": [400],  # Multiple Max-Forwards headers
     }
     # 2,500 Contacts: a call like any other; its 200 may come after the second we listen
-    # when the machine is loaded, so only what came is checked
-    assert contact[:1] == [100]
+    # when the machine is loaded, so only what came is checked (the 100 Trying comes only
+    # when the 180 takes more than 200 ms)
+    assert contact[:1] in ([100], [180], [200]), contact
     assert set(contact) <= {100, 180, 200}
 
 

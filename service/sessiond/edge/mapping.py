@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from sessiond.engine import Event
 from sessiond.sip.address import NameAddr
 from sessiond.sip.errors import SipError
+from sessiond.sip.memo import Memo
 from sessiond.sip.message import SipRequest, SipResponse, make_response
 from sessiond.sip.uri import SipUri, parse_uri
 
@@ -115,7 +116,10 @@ def branch_for(call_id: str, local_tag: str, cseq: int, method: str) -> str:
 def _untagged(addr: NameAddr | None) -> str:
     if addr is None:
         return ""
-    return str(replace(addr, params=tuple(p for p in addr.params if p[0].lower() != "tag")))
+    if not addr.params:
+        return str(addr)
+    params = tuple(p for p in addr.params if p[0].lower() != "tag")
+    return str(NameAddr(addr.uri, addr.display_name, params))
 
 
 def _sdp(msg: SipRequest | SipResponse) -> str:
@@ -206,8 +210,20 @@ def txn_text(req: SipRequest, transport: str, source: tuple[str, int]) -> str:
     return "\n".join(lines)
 
 
-def parse_txn(text: str) -> tuple[str, tuple[str, int], SipRequest]:
+Txn = tuple[str, tuple[str, int], SipRequest]
+# txn text -> parsed: an INVITE's txn answers its 180 and its 200. Bounded: emptied when full.
+_TXNS: Memo[Txn] = Memo(1024, 2048)
+
+
+def parse_txn(text: str) -> Txn:
     """(transport, source, a request carrying the headers a response must copy)."""
+    txn = _TXNS.get(text)
+    if txn is None:
+        txn = _TXNS.put(text, _parse_txn(text))  # errors raise: never kept
+    return txn
+
+
+def _parse_txn(text: str) -> Txn:
     first, *lines = text.split("\n")
     transport, host, port = first.split(" ")
     headers = [tuple(line.split(": ", 1)) for line in lines]
@@ -330,7 +346,7 @@ def timeout_event(call_id: str, local_tag: str, method: str, cseq: int, edge: st
 
 
 def build_response(
-    cmd: Mapping[str, Any], local: Local, txn: tuple[str, tuple[str, int], SipRequest] | None = None
+    cmd: Mapping[str, Any], local: Local, txn: Txn | None = None
 ) -> tuple[str, tuple[str, int], SipResponse]:
     """A ``respond`` command -> (transport, destination, response)."""
     transport, source, req = txn or parse_txn(str(cmd["txn"]))

@@ -5,9 +5,13 @@ Theory of operation
 Inbound, each datagram or framed TCP message is parsed; bad input gets a stateless error
 response (or is dropped when nothing can be answered) and never reaches the workers. Valid
 messages go through the sans-I/O :class:`~sessiond.sip.transaction.TransactionLayer`,
-which absorbs retransmissions, sends 100 Trying, and hands new requests and responses to
-this process (the transaction user). Those become events on the partition stream of their
-Call-ID, published by one flusher task so one call's events keep their order.
+which absorbs retransmissions and hands new requests and responses to this process (the
+transaction user). An INVITE's 100 Trying goes out only when no response has gone out
+within ``trying_delay`` (180 ms: RFC 3261 17.2.1 asks for it when the TU will not answer
+within 200 ms, and the edge's timer loop may fire up to 10 ms late): most calls ring
+sooner, which saves a send. New requests and responses become events on the partition
+stream of their Call-ID, published by one flusher task so one call's events keep their
+order.
 
 Outbound, commands from the state tables arrive on this edge's command stream (and the
 shared ``any`` stream) and become requests and responses. A response whose server
@@ -58,6 +62,7 @@ from sessiond.edge.registrar_client import OutboundConfig, RegistrarClient
 from sessiond.edge.transport import Address, ListenSpec, Transports
 from sessiond.engine import Event
 from sessiond.redis_client import RETRYABLE, is_embedded
+from sessiond.redis_round import Round
 from sessiond.sip.actions import (
     Action,
     RequestReceived,
@@ -112,6 +117,7 @@ class Edge:
         tcp_message_timeout: float = 32.0,
         max_connections: int = 10_000,
         outbound: OutboundConfig | None = None,
+        trying_delay: float = 0.18,
     ) -> None:
         self.max_message = max_message
         self.redis = redis
@@ -119,7 +125,7 @@ class Edge:
         self.name = name
         self.listen = listen
         self.timers = timers or TimerConfig()
-        self.layer = TransactionLayer(self.timers)
+        self.layer = TransactionLayer(self.timers, trying_delay=trying_delay)
         self.transports = Transports(
             self.on_message,
             idle_timeout=tcp_idle_timeout,
@@ -140,6 +146,7 @@ class Edge:
         self.duties = DialogDuties(self.timers)
         # ("xadd", stream, fields) events, ("set", key, value) answered-request records
         self._outbox: list[tuple[str, str, Any]] = []
+        self._wired: tuple[object, bytes] = (None, b"")  # the last message encoded
         self.started = time.monotonic()
         self._early: asyncio.Queue[tuple[RequestReceived, str]] = asyncio.Queue()
         self._early_task: asyncio.Task[None] | None = None
@@ -156,6 +163,11 @@ class Edge:
 
     # -- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
+        """Create the consumer groups, bind the listeners, then announce the edge: once it
+        answers SIP it is also a live edge that applications can place calls through."""
+        await retrying(
+            self.start_groups, stopping=self.stopping, recreate_groups=self.start_groups, log=log
+        )
         for spec in self.listen:
             bound = await self.transports.listen(spec)
             self.locals.setdefault(
@@ -169,7 +181,7 @@ class Edge:
                 bound.port,
             )
         await retrying(
-            self.start_groups, stopping=self.stopping, recreate_groups=self.start_groups, log=log
+            self._beat, stopping=self.stopping, recreate_groups=self.start_groups, log=log
         )
 
     async def run(self) -> None:
@@ -222,7 +234,7 @@ class Edge:
             return
         if isinstance(msg, SipRequest) and not self._admit(msg, data, transport, source):
             return
-        metrics.SIP_MESSAGES.labels("in", _kind(msg)).inc()
+        _count("in", _kind(msg))
         actions = self.layer.receive(msg, source, time.monotonic(), reliable=transport == "TCP")
         self.execute(actions, transport)
 
@@ -263,17 +275,19 @@ class Edge:
         if response is None:
             self._dropped("unparseable")
             return
-        metrics.SIP_MESSAGES.labels("out", f"{exc.status}").inc()
+        _count("out", f"{exc.status}")
         self.transports.send(transport, source, response)
 
     def execute(self, actions: list[Action], transport: str = "UDP") -> None:
         for action in actions:
             if isinstance(action, Send):
                 via = self._key_transport.get(action.key, transport)
-                if isinstance(action.message, SipResponse) and action.message.status >= 200:
-                    self._remember_answer(action.message)
-                metrics.SIP_MESSAGES.labels("out", _kind(action.message)).inc()
-                self.transports.send(via, action.peer, bytes(action.message))
+                msg = action.message
+                data = self._wire(msg)
+                if isinstance(msg, SipResponse) and msg.status >= 200:
+                    self._remember_answer(msg, data)
+                _count("out", _kind(msg))
+                self.transports.send(via, action.peer, data)
             elif isinstance(action, RequestReceived):
                 self._key_transport[action.key] = transport
                 self._on_request(action, transport)
@@ -295,7 +309,13 @@ class Edge:
                 if self.registrar is not None:
                     self.registrar.forget(action.key)
 
-    def _remember_answer(self, resp: SipResponse) -> None:
+    def _wire(self, msg: SipRequest | SipResponse) -> bytes:
+        """``bytes(msg)``, encoded once for the several uses of the message just sent."""
+        if self._wired[0] is not msg:
+            self._wired = (msg, bytes(msg))
+        return self._wired[1]
+
+    def _remember_answer(self, resp: SipResponse, data: bytes) -> None:
         """Keep our final response to a request in Redis for 64*T1, so an edge that restarts
         (any edge: the key does not name one) still recognises the request's retransmissions
         and answers them the same way instead of starting the request again."""
@@ -303,7 +323,7 @@ class Edge:
             return
         key = self._answer_key(resp)
         if key and (not self._outbox or self._outbox[-1][1] != key):
-            self._outbox.append(("set", key, bytes(resp)))
+            self._outbox.append(("set", key, data))
             self._wake.set()
 
     def _answer_key(self, msg: SipRequest | SipResponse) -> str:
@@ -347,7 +367,7 @@ class Edge:
             return False
         if not isinstance(resp, SipResponse):
             return False
-        metrics.SIP_MESSAGES.labels("in", "retransmission-after-restart").inc()
+        _count("in", "retransmission-after-restart")
         self.execute(self.layer.respond(action.key, resp, time.monotonic()), transport)
         return True
 
@@ -436,7 +456,12 @@ class Edge:
         self._wake.set()
 
     def _dropped(self, why: str) -> None:
-        metrics.SIP_DROPPED.labels(why).inc()
+        child = _DROPPED.get(why)
+        if child is None:
+            child = metrics.SIP_DROPPED.labels(why)
+            if len(_DROPPED) < _CHILDREN_MAX:
+                _DROPPED[why] = child
+        child.inc()
 
     # -- outbound -------------------------------------------------------------------------
     async def execute_command(self, cid: str, kind: str, data: Mapping[str, Any]) -> None:
@@ -469,13 +494,15 @@ class Edge:
         if key in self.layer.servers:
             self.execute(self.layer.respond(key, resp, now), transport)
         else:  # the transaction is gone (we restarted): answer statelessly
-            self.transports.send(transport, dest, bytes(resp))
+            self.transports.send(transport, dest, self._wire(resp))
         if req.method == "INVITE" and 200 <= resp.status < 300:
             dialog = (resp.call_id or "", resp.cseq.seq if resp.cseq else 0)
-            self.duties.answered(dialog, bytes(resp), transport, dest, now)
+            self.duties.answered(dialog, self._wire(resp), transport, dest, now)
         elif data.get("reliable") and resp.header("rseq"):  # RFC 3262: until the PRACK
             rseq = int(str(resp.header("rseq")).strip())
-            self.duties.provisional((resp.call_id or "", rseq), bytes(resp), transport, dest, now)
+            self.duties.provisional(
+                (resp.call_id or "", rseq), self._wire(resp), transport, dest, now
+            )
 
     async def _resolve(self, req: SipRequest) -> tuple[str, Address]:
         transport, host, port = request_destination(req)
@@ -524,7 +551,7 @@ class Edge:
         req = self._build(data, "ACK")
         transport, peer = await self._resolve(req)
         raw = bytes(req)
-        metrics.SIP_MESSAGES.labels("out", "ACK").inc()
+        _count("out", "ACK")
         self.transports.send(transport, peer, raw)
         key = (str(data["call_id"]), int(data["cseq"]))
         self.duties.sent_ack(key, raw, transport, peer, time.monotonic())
@@ -555,7 +582,7 @@ class Edge:
         """Read a batch of commands and run them; returns how many. The acknowledgement of
         the previous batch goes in the same round trip as this read (one round trip per
         batch, not two)."""
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = Round(self.redis)
         acks = self._to_ack.pop(stream, [])
         if acks:
             pipe.xack(stream, GROUP, *acks)
@@ -601,7 +628,7 @@ class Edge:
     async def _publish_batch(self, batch: list[tuple[str, str, Any]]) -> None:
         if not batch:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = Round(self.redis)
         for op, key, value in batch:
             if op == "xadd":
                 pipe.xadd(key, value, maxlen=100_000, approximate=True)
@@ -621,19 +648,23 @@ class Edge:
 
     async def _heartbeat(self) -> None:
         while True:
-            with contextlib.suppress(*RETRYABLE):
-                pipe = self.redis.pipeline(transaction=False)
-                pipe.set(self.keys.heartbeat("edge", self.name), str(os.getpid()), ex=5)
-                pipe.zadd(self.keys.processes("edge"), {self.name: time.time()})
-                pipe.exists(self.keys.drain(self.name))
-                for partition in range(self.keys.partitions):
-                    pipe.xinfo_groups(self.keys.events(partition))
-                _, _, drain, *groups = await pipe.execute(raise_on_error=False)
-                self.overload.observe_lag(_worker_lag(groups))
-                if drain:
-                    await self.redis.delete(self.keys.drain(self.name))
-                    self.stop()
             await asyncio.sleep(1.0)
+            with contextlib.suppress(*RETRYABLE):
+                await self._beat()
+
+    async def _beat(self) -> None:
+        """Heartbeat and registration, a drain request, and the workers' stream lag."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.heartbeat("edge", self.name), str(os.getpid()), ex=5)
+        pipe.zadd(self.keys.processes("edge"), {self.name: time.time()})
+        pipe.exists(self.keys.drain(self.name))
+        for partition in range(self.keys.partitions):
+            pipe.xinfo_groups(self.keys.events(partition))
+        _, _, drain, *groups = await pipe.execute(raise_on_error=False)
+        self.overload.observe_lag(_worker_lag(groups))
+        if drain:
+            await self.redis.delete(self.keys.drain(self.name))
+            self.stop()
 
 
 def _worker_lag(replies: list[Any]) -> int:
@@ -648,5 +679,32 @@ def _worker_lag(replies: list[Any]) -> int:
     return lag
 
 
+# Methods counted under their own name; any other token a peer sends counts as "other", so
+# the metric's label set stays bounded.
+_COUNTED_METHODS = frozenset(
+    "INVITE ACK BYE CANCEL OPTIONS REGISTER UPDATE REFER NOTIFY SUBSCRIBE INFO PRACK MESSAGE "
+    "PUBLISH".split()
+)
+
+
 def _kind(msg: SipRequest | SipResponse) -> str:
-    return msg.method if isinstance(msg, SipRequest) else str(msg.status)
+    if isinstance(msg, SipRequest):
+        return msg.method if msg.method in _COUNTED_METHODS else "other"
+    return str(msg.status)
+
+
+# The counters' label children, looked up once (labels() costs a lock and a tuple build per
+# call). Bounded like everything keyed by what peers send (a method name is any token).
+_MESSAGES: dict[tuple[str, str], Any] = {}
+_DROPPED: dict[str, Any] = {}
+_CHILDREN_MAX = 1024
+
+
+def _count(direction: str, kind: str) -> None:
+    """Count one SIP message in ``sessiond_sip_messages_total``."""
+    child = _MESSAGES.get((direction, kind))
+    if child is None:
+        child = metrics.SIP_MESSAGES.labels(direction, kind)
+        if len(_MESSAGES) < _CHILDREN_MAX:
+            _MESSAGES[(direction, kind)] = child
+    child.inc()
