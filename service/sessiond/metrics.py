@@ -8,6 +8,9 @@ restart loses that worker's share; ``sessiond ctl list`` counts from Redis).
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 EVENTS = Counter("sessiond_events_total", "Events handled by workers", ["type", "status"])
@@ -45,6 +48,14 @@ KEEPALIVE_REACHABLE = Gauge(
 
 # published application events -> call outcome
 OUTCOMES = {"IncomingCall": "started", "Answered": "answered", "Failed": "failed", "Ended": "ended"}
+
+
+@lru_cache(maxsize=4096)
+def child(metric: Any, *values: str) -> Any:
+    """``metric.labels(*values)``, looked up once: ``labels()`` takes a lock and builds a key
+    on every call, and the hot loops count every message and event. Bounded, because some
+    label values come from peers (an evicted child is found again by ``labels()``)."""
+    return metric.labels(*values)
 
 
 def serve(port: int, address: str = "127.0.0.1") -> None:

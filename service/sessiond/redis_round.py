@@ -16,6 +16,7 @@ after every reply has been read). A connection error drops the connection and pr
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -54,8 +55,16 @@ def _streams(reply: Any) -> Any:
 
 
 def direct(redis: Any) -> bool:
-    """Whether rounds on ``redis`` bypass the pipeline (a plain asyncio client)."""
-    return isinstance(redis, AsyncRedis) and not (is_cluster(redis) or is_embedded(redis))
+    """Whether rounds on ``redis`` bypass the pipeline (a plain asyncio client). Remembered
+    per client: the isinstance checks go through a runtime Protocol, a microsecond each."""
+    known = _DIRECT.get(redis)
+    if known is None:
+        known = isinstance(redis, AsyncRedis) and not (is_cluster(redis) or is_embedded(redis))
+        _DIRECT[redis] = known
+    return known
+
+
+_DIRECT: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
 
 
 class Round:

@@ -83,7 +83,7 @@ class WorkerStats:
     def count(self, handled: Handled, event_type: str, seconds: float) -> None:
         self.events += 1
         self.by_status[handled.status] = self.by_status.get(handled.status, 0) + 1
-        metrics.EVENTS.labels(event_type, handled.status).inc()
+        metrics.child(metrics.EVENTS, event_type, handled.status).inc()
         metrics.TRANSITION_SECONDS.observe(seconds)
         if handled.conflicts:
             self.conflicts += handled.conflicts
@@ -93,15 +93,15 @@ class WorkerStats:
         if handled.status not in ("created", "applied") or handled.previous == handled.state:
             return
         if handled.previous:
-            metrics.SESSIONS.labels(handled.previous).dec()
+            metrics.child(metrics.SESSIONS, handled.previous).dec()
         else:
-            metrics.CALLS.labels("started").inc()
+            metrics.child(metrics.CALLS, "started").inc()
         if handled.terminal:
-            metrics.CALLS.labels("ended").inc()
+            metrics.child(metrics.CALLS, "ended").inc()
         else:
-            metrics.SESSIONS.labels(handled.state).inc()
+            metrics.child(metrics.SESSIONS, handled.state).inc()
         if handled.state == "Established":
-            metrics.CALLS.labels("answered").inc()
+            metrics.child(metrics.CALLS, "answered").inc()
 
 
 @dataclass(frozen=True, slots=True)

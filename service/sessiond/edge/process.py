@@ -469,12 +469,7 @@ class Edge:
         self._wake.set()
 
     def _dropped(self, why: str) -> None:
-        child = _DROPPED.get(why)
-        if child is None:
-            child = metrics.SIP_DROPPED.labels(why)
-            if len(_DROPPED) < _CHILDREN_MAX:
-                _DROPPED[why] = child
-        child.inc()
+        metrics.child(metrics.SIP_DROPPED, why).inc()
 
     # -- outbound -------------------------------------------------------------------------
     async def execute_command(self, cid: str, kind: str, data: Mapping[str, Any]) -> None:
@@ -706,18 +701,6 @@ def _kind(msg: SipRequest | SipResponse) -> str:
     return str(msg.status)
 
 
-# The counters' label children, looked up once (labels() costs a lock and a tuple build per
-# call). Bounded like everything keyed by what peers send (a method name is any token).
-_MESSAGES: dict[tuple[str, str], Any] = {}
-_DROPPED: dict[str, Any] = {}
-_CHILDREN_MAX = 1024
-
-
 def _count(direction: str, kind: str) -> None:
     """Count one SIP message in ``sessiond_sip_messages_total``."""
-    child = _MESSAGES.get((direction, kind))
-    if child is None:
-        child = metrics.SIP_MESSAGES.labels(direction, kind)
-        if len(_MESSAGES) < _CHILDREN_MAX:
-            _MESSAGES[(direction, kind)] = child
-    child.inc()
+    metrics.child(metrics.SIP_MESSAGES, direction, kind).inc()

@@ -49,6 +49,7 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
+from sessiond import metrics as process_metrics
 from sessiond.engine import Event
 from sessiond.media import node_metrics as metrics
 from sessiond.media.codecs import create_codec
@@ -253,10 +254,10 @@ class MediaNode:
             cmd = decode_command(fields or {})
         except CommandError as exc:
             log.warning("skipped command entry %r: %s", entry_id, exc)
-            metrics.command("?", "garbage").inc()
+            process_metrics.child(metrics.COMMANDS, "?", "garbage").inc()
             return True
         if cmd.id in self._done:
-            metrics.command(cmd.type, "duplicate").inc()
+            process_metrics.child(metrics.COMMANDS, cmd.type, "duplicate").inc()
             return True
         if stream == self._pool and self.draining.is_set() and cmd.type == "create":
             log.info("draining: left create %s for another node", cmd.id)
@@ -274,7 +275,7 @@ class MediaNode:
         self._done[cmd.id] = None
         while len(self._done) > 50_000:
             self._done.popitem(last=False)
-        metrics.command(cmd.type, status).inc()
+        process_metrics.child(metrics.COMMANDS, cmd.type, status).inc()
         events.extend(caused)
         return True
 
@@ -333,7 +334,7 @@ class MediaNode:
                 continue
             fields = encode_event(event)
             pipe.xadd(stream, fields, maxlen=self.stream_maxlen, approximate=True)
-            metrics.event(event.type).inc()
+            process_metrics.child(metrics.EVENTS, event.type).inc()
         if ack and ack[1]:
             pipe.xack(ack[0], GROUP, *ack[1])
         return changes

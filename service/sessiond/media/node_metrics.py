@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from prometheus_client import Counter, Gauge, Histogram
 
 LEGS = Gauge("sessiond_media_legs", "RTP legs open on this media node")
@@ -24,17 +22,3 @@ TICKS_LATE = Counter(
 TICKS_SKIPPED = Counter(
     "sessiond_media_ticks_skipped_total", "Ticks dropped to catch up after a long stall"
 )
-
-
-# ``labels()`` takes a lock and builds a key on every call; the node counts every command and
-# event, so it keeps the labelled children it used.
-@lru_cache(maxsize=512)
-def command(command_type: str, status: str) -> Counter:
-    """The COMMANDS child for this type and outcome."""
-    return COMMANDS.labels(command_type, status)
-
-
-@lru_cache(maxsize=512)
-def event(event_type: str) -> Counter:
-    """The EVENTS child for this event type."""
-    return EVENTS.labels(event_type)
