@@ -31,16 +31,18 @@ RETRYABLE: tuple[type[BaseException], ...] = (
 )
 
 try:
-    from hiredis import pack_command as _hiredis_pack
+    from hiredis import pack_command as _pack_command
 except ImportError:  # pragma: no cover - hiredis is a declared dependency
-    _hiredis_pack = None  # type: ignore[assignment]
+    _pack_command = None  # type: ignore[assignment]
+# hiredis' packer (one command -> its RESP bytes), or None without hiredis
+hiredis_pack = _pack_command
 
 
 class _FastPack:
     def pack_command(self, *args: Any) -> list[bytes]:
-        if _hiredis_pack is None or isinstance(args[0], str) and " " in args[0]:
+        if hiredis_pack is None or isinstance(args[0], str) and " " in args[0]:
             return super().pack_command(*args)  # type: ignore[misc,no-any-return]
-        return [_hiredis_pack(args)]
+        return [hiredis_pack(args)]
 
 
 def is_embedded(client: Any) -> bool:
