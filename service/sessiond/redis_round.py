@@ -16,6 +16,7 @@ after every reply has been read). A connection error drops the connection and pr
 from __future__ import annotations
 
 import contextlib
+import sys
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -163,12 +164,7 @@ class Round:
                 await conn.send_packed_command(b"".join([hiredis_pack(a) for a in self._args]))
             else:
                 await conn.send_packed_command(conn.pack_commands(self._args))
-            replies: list[Any] = []
-            for shape in self._shapes:
-                try:
-                    replies.append(shape(await conn.read_response()))
-                except ResponseError as exc:
-                    replies.append(exc)
+            replies = await _read_replies(conn, self._shapes)
         except BaseException:
             with contextlib.suppress(Exception):
                 await conn.disconnect(nowait=True)
@@ -180,3 +176,30 @@ class Round:
                 if isinstance(reply, ResponseError):
                     raise reply
         return replies
+
+
+async def _read_replies(conn: Any, shapes: list[Shape]) -> list[Any]:
+    """One reply per command, in order. The first waits through redis-py's full read path
+    (timeouts, connection errors); the rest are usually in hiredis' buffer by then and are
+    taken from its reader directly, which skips four layers of coroutines per reply (a
+    third of a round's reading). Anything unusual goes the full way."""
+    parser = getattr(conn, "_parser", None)
+    reader = getattr(parser, "_reader", None)
+    missing = getattr(sys.modules.get(type(parser).__module__), "NOT_ENOUGH_DATA", _NO_READER)
+    replies: list[Any] = []
+    for shape in shapes:
+        reply = reader.gets() if replies and reader is not None else missing
+        if reply is missing or type(reply).__name__ == "PushNotification":
+            if reply is not missing:  # RESP3 push: not a reply to us
+                raise ResponseError("unexpected RESP3 push reply in a command round")
+            try:
+                reply = await conn.read_response()
+            except ResponseError as exc:
+                reply = exc
+        elif isinstance(reply, Exception) and not isinstance(reply, ResponseError):
+            raise reply  # a connection-level error reply (LOADING, NOAUTH...), as redis-py
+        replies.append(reply if isinstance(reply, ResponseError) else shape(reply))
+    return replies
+
+
+_NO_READER = object()
