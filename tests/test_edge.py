@@ -63,15 +63,21 @@ def invite(peer: Peer, call_id: str, branch: str = "z9hG4bK-i1", extra: str = ""
     ).encode()
 
 
-@pytest.fixture
-async def edge(backend: tuple[str, Any, Keys]) -> AsyncIterator[Edge]:
-    _, client, keys = backend
-    e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)], max_message=8192)
+async def running(e: Edge) -> asyncio.Task[None]:
+    """Run ``e`` until the test stops it; returns once it listens."""
     task = asyncio.create_task(e.run())
     for _ in range(100):
         if e.locals:
             break
         await asyncio.sleep(0.01)
+    return task
+
+
+@pytest.fixture
+async def edge(backend: tuple[str, Any, Keys]) -> AsyncIterator[Edge]:
+    _, client, keys = backend
+    e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)], max_message=8192)
+    task = await running(e)
     yield e
     e.stop()
     await asyncio.wait_for(task, 5)
@@ -178,8 +184,7 @@ async def test_uac_invite_retransmitted_then_timeout_event(
         [ListenSpec("UDP", "127.0.0.1", 0)],
         timers=TimerConfig(t1=0.05, t2=0.2, t4=0.25),
     )
-    task = asyncio.create_task(e.run())
-    await asyncio.sleep(0.1)
+    task = await running(e)
     silent = peer  # never answers
     cmd = {
         "call_id": "uac1@h",
@@ -257,8 +262,7 @@ async def test_invite_flood_from_one_source_gets_503(
 ) -> None:
     _, client, keys = backend
     e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)], rate_limit=5, rate_burst=5)
-    task = asyncio.create_task(e.run())
-    await asyncio.sleep(0.1)
+    task = await running(e)
     try:
         for n in range(8):
             await peer.send(
@@ -282,12 +286,7 @@ async def test_restarted_edge_answers_a_retransmission_as_before(
 
     async def start() -> tuple[Edge, asyncio.Task[None]]:
         e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)])
-        task = asyncio.create_task(e.run())
-        for _ in range(100):
-            if e.locals:
-                break
-            await asyncio.sleep(0.01)
-        return e, task
+        return e, await running(e)
 
     first, task = await start()
     await peer.send(invite(peer, "rst@h", "z9hG4bK-rst"), first.address.port)
@@ -326,11 +325,7 @@ async def test_100_trying_only_when_the_table_is_slower_than_the_delay(
     does not; a 100 at once for an INVITE retransmitted before then."""
     _, client, keys = backend
     e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)], trying_delay=1.5)
-    task = asyncio.create_task(e.run())
-    for _ in range(100):
-        if e.locals:
-            break
-        await asyncio.sleep(0.01)
+    task = await running(e)
     port = e.address.port
     try:
         # answered within the delay: the 180 is the first and only provisional response
