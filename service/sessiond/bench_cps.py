@@ -11,6 +11,7 @@ by process, with a local Redis server's CPU beside it), and setup latency percen
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import redis as sync_redis
@@ -35,10 +37,9 @@ def _free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _cpu_seconds(pid: int) -> dict[str, float]:
-    """User+system CPU by role: ``pid`` (``run``: the edge), its live children (``worker``,
-    ``media``), and a local ``redis-server`` if there is one (the whole server)."""
-    total: dict[str, float] = {}
+def _processes(pid: int) -> Iterator[tuple[int, str, list[str]]]:
+    """(pid, role, /proc stat fields) of ``pid`` (``run``: the edge), its live children
+    (``worker``, ``media``), and a local ``redis-server`` if there is one."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             head, rest = stat.read_text().rsplit(")", 1)
@@ -54,9 +55,56 @@ def _cpu_seconds(pid: int) -> dict[str, float]:
             role = "redis"
         else:
             continue
+        yield int(stat.parent.name), role, fields
+
+
+def _cpu_seconds(pid: int) -> dict[str, float]:
+    """User+system CPU by role (the whole Redis server for ``redis``)."""
+    total: dict[str, float] = {}
+    for _, role, fields in _processes(pid):
         seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
         total[role] = total.get(role, 0.0) + seconds
     return total
+
+
+def cap_cpu(pid: int | None, fraction: float, name: str = "") -> Path:
+    """Put process ``pid`` (None: none yet) in a cgroup of its own allowed ``fraction`` of one
+    core (cgroup v2 ``cpu.max``, or v1 ``cpu.cfs_quota_us``); returns the group, for
+    :func:`uncap`. Raises OSError when this machine lets us do neither (not root, no cpu
+    controller)."""
+    period = 100_000
+    quota = max(1_000, int(fraction * period))
+    name = name or f"sessiond-bench-{pid}"
+    root = Path("/sys/fs/cgroup")
+    if (root / "cgroup.controllers").exists():  # the unified hierarchy
+        if "cpu" not in (root / "cgroup.subtree_control").read_text().split():
+            (root / "cgroup.subtree_control").write_text("+cpu")
+        group = root / name
+        group.mkdir()
+        (group / "cpu.max").write_text(f"{quota} {period}")
+    else:
+        group = root / "cpu" / name
+        group.mkdir()
+        (group / "cpu.cfs_period_us").write_text(str(period))
+        (group / "cpu.cfs_quota_us").write_text(str(quota))
+    if pid is not None:
+        (group / "cgroup.procs").write_text(str(pid))
+    return group
+
+
+def uncap(group: Path, timeout: float = 10.0) -> None:
+    """Remove a group made by :func:`cap_cpu` once its process has exited."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            group.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def process_cpu(pid: int) -> float:
@@ -173,7 +221,9 @@ def _sipp_step(port: int, rate: int, seconds: float, work: Path) -> dict[str, fl
     }
 
 
-def _run_workers(redis_url: str, workers: int, rates: list[int], seconds: float) -> int:
+def _run_workers(
+    redis_url: str, workers: int, rates: list[int], seconds: float, worker_cpu: float | None
+) -> int:
     namespace = f"bench{uuid.uuid4().hex[:6]}"
     port = _free_udp_port()
     env = {
@@ -212,10 +262,16 @@ def _run_workers(redis_url: str, workers: int, rates: list[int], seconds: float)
         env=env,
     )
     best = 0
+    groups: list[Path] = []
     try:
         _wait_sip(port)
         _wait_ready(redis_url, namespace, workers)
         print(f"\nsessiond run --workers {workers} (pid {proc.pid}), {seconds:g} s per step")
+        if worker_cpu is not None:
+            for child, role, _ in _processes(proc.pid):
+                if role == "worker":
+                    groups.append(cap_cpu(child, worker_cpu))
+            print(f"each worker process capped at {worker_cpu:g} of a core ({len(groups)} capped)")
         print(
             f"{'target':>7} {'achieved':>9} {'failed':>7} {'cpu/call':>9} "
             f"{'p50':>6} {'p90':>6} {'p99':>6}   (setup latency, ms)   "
@@ -250,6 +306,9 @@ def _run_workers(redis_url: str, workers: int, rates: list[int], seconds: float)
             proc.kill()
             proc.wait()
         log.close()
+        for group in groups:
+            with contextlib.suppress(OSError):
+                uncap(group)
         shutil.rmtree(work, ignore_errors=True)
         client = sync_redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
@@ -260,10 +319,24 @@ def _run_workers(redis_url: str, workers: int, rates: list[int], seconds: float)
     return best
 
 
-def cps(redis_url: str, workers: list[int], rates: list[int], seconds: float) -> int:
+def cps(
+    redis_url: str,
+    workers: list[int],
+    rates: list[int],
+    seconds: float,
+    worker_cpu: float | None = None,
+) -> int:
+    """``worker_cpu``: cap each worker process at that fraction of a core, so the workers are
+    the bottleneck and what adding one brings shows even on a machine this small."""
     if shutil.which("sipp") is None:
         print("sessiond bench cps needs sipp (Debian package sip-tester)", file=sys.stderr)
         return 2
-    results = {n: _run_workers(redis_url, n, rates, seconds) for n in workers}
+    if worker_cpu is not None:
+        try:
+            uncap(cap_cpu(None, 1.0, f"sessiond-bench-probe-{os.getpid()}"))  # can we?
+        except OSError as exc:
+            print(f"sessiond bench cps: cannot cap worker CPU here: {exc}", file=sys.stderr)
+            return 2
+    results = {n: _run_workers(redis_url, n, rates, seconds, worker_cpu) for n in workers}
     print("\nsummary: " + ", ".join(f"{n} worker(s): {r} calls/s" for n, r in results.items()))
     return 0

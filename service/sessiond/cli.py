@@ -57,7 +57,7 @@ def _bench(args: argparse.Namespace) -> int:
         from sessiond.bench_cps import DEFAULT_RATES, cps
 
         rates = [int(r) for r in args.rates.split(",")] if args.rates else list(DEFAULT_RATES)
-        return cps(args.redis, args.workers or [1, 2], rates, args.seconds)
+        return cps(args.redis, args.workers or [1, 2], rates, args.seconds, args.worker_cpu)
     raise AssertionError(args.what)
 
 
@@ -271,6 +271,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="cps: worker counts to measure (repeatable; default 1 and 2)",
     )
     bench.add_argument("--rates", default="", help="cps: comma-separated calls/s steps")
+    bench.add_argument(
+        "--worker-cpu",
+        type=float,
+        default=None,
+        metavar="FRACTION",
+        help="cps: cap each worker process at this fraction of a core (a cgroup; needs root), "
+        "so the workers are the bottleneck and scaling them out shows",
+    )
     bench.add_argument("--calls", type=int, default=1000, help="sip: calls for the CPU figure")
     bench.add_argument("--rate", type=int, default=100, help="sip: calls/s for the CPU figure")
     bench.set_defaults(func=_bench)
