@@ -196,8 +196,20 @@ def test_trigger_fires_when_the_last_condition_arrives(order: tuple[str, str]) -
     respond = [c for c in second.commands if c.target == "edge"]
     assert respond[0].data["code"] == 200
     assert respond[0].data["sdp"] == "v=0 ours"
+    # the answer is out: the media node may send (the leg was created quiet)
+    media = [(c.name, c.data) for c in second.commands if c.target == "media"]
+    assert media == [("answered", {"media_id": session["media_id"]})]
     # the follow-up's commands carry ids derived from the event that caused them
     assert all(c.id.startswith("2/") for c in second.commands)
+
+
+def test_an_answering_leg_is_created_quiet() -> None:
+    """Its media waits for our answer to go out (RFC 3264 6); an offering leg need not."""
+    invite = {"sdp": "v=0 theirs", "txn": "t"}
+    decision = decide(TABLE, _session("UAS", "Idle"), Event("i", "Invite", invite), 1.0)
+    create = next(c for c in decision.commands if c.name == "create")
+    assert create.data["mode"] == "answer"
+    assert create.data["quiet"] is True
 
 
 def test_actions_build_self_contained_commands() -> None:

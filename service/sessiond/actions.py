@@ -107,6 +107,8 @@ def sip_respond(ctx: Context, args: Any) -> None:
             contacts = [contacts]
         data["contacts"] = [str(c) for c in contacts]
     ctx.command("edge", "respond", data)
+    if args.get("sdp") and ctx.get("media_node"):  # our answer is out: the leg may send
+        ctx.command("media", "answered", {"media_id": ctx.get("media_id")})
 
 
 def _check_reply(args: Any) -> str | None:
@@ -297,8 +299,9 @@ def media_create(ctx: Context, args: Any) -> None:
     ``pinned: true`` asks the node already in ``media_node`` instead (a B2BUA's outbound
     leg, created on its peer's node so that the two legs can be bridged)."""
     data = {"media_id": ctx.get("media_id"), "mode": args["mode"]}
-    if args["mode"] == "answer":
+    if args["mode"] == "answer":  # quiet until our answer is out (sip.respond with sdp)
         data["remote_sdp"] = ctx.get("remote_sdp")
+        data["quiet"] = True
     pinned = args.get("pinned") and ctx.get("media_node")
     ctx.command("media" if pinned else "media-pool", "create", data)
 

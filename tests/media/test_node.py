@@ -94,6 +94,31 @@ async def test_answer_record_tone_and_receive_dtmf(
     assert goertzel(tone, 440.0) > 50 * goertzel(tone, 600.0)
 
 
+async def test_a_quiet_answer_sends_nothing_until_answered(node: Harness, far: FarEnd) -> None:
+    """RFC 3264 6: an answerer's leg sends once its answer is out. Until the ``answered``
+    command (the 200 or 183 carrying our SDP went to the edge) no RTP or RTCP leaves the
+    leg, and a play waits; then silence and the prompt flow."""
+    sid, media_id = node.new_session()
+    port, rtcp = await far.open()
+    offer = softphone_offer(port, rtcp)
+    await node.command(
+        "create", sid, pool=True, media_id=media_id, mode="answer", remote_sdp=offer, quiet=True
+    )
+    ready = await node.event(sid, "MediaReady")
+    far.start(view_of_answer(str(ready.data["sdp"])))
+    await node.command("play", sid, media_id=media_id, tone=1000, seconds=0.2)
+    await asyncio.sleep(0.5)
+    assert far.received == 0
+    assert node.executor.legs[media_id].sent == 0
+    await node.command("answered", sid, media_id=media_id)
+    finished = await node.event(sid, "PlayFinished")  # the prompt played only now
+    assert finished.data["reason"] == "done"
+    await asyncio.sleep(0.2)
+    assert far.received > 5
+    await node.command("answered", sid, media_id="not-here")  # unknown leg: a no-op
+    await node.command("destroy", sid, media_id=media_id)
+
+
 async def test_silence_then_play_tone_then_destroy_frees_port(node: Harness, far: FarEnd) -> None:
     sid, media_id, answer = await answered(node, far)
     await asyncio.sleep(0.3)

@@ -109,6 +109,7 @@ class Executor:
             "update": self.update,
             "reoffer": self.reoffer,
             "destroy": self.destroy,
+            "answered": self.answered,
             "play": self.play,
             "stop_play": self.stop_play,
             "record": self.record,
@@ -144,7 +145,8 @@ class Executor:
     # -- life of a leg ------------------------------------------------------------------------
 
     async def create(self, cmd: MediaCommand) -> list[Event]:
-        """Allocate a port pair, make the offer or the answer, publish MediaReady.
+        """Allocate a port pair, make the offer or the answer, publish MediaReady. An answer
+        with ``quiet`` sends nothing until the ``answered`` command.
 
         ``origin`` (an o= value) makes the leg continue a session the far end knows from a
         lost media node: same o= username and session id, a higher version; ``direction``
@@ -196,6 +198,7 @@ class Executor:
         except Exception as exc:
             self.end(leg, cmd.id)
             return [self._failure(cmd, media_id, exc)]
+        leg.quiet = mode == "answer" and bool(cmd.data.get("quiet"))
         leg.ready = self._ready(cmd, leg, sdp)
         self.changes[media_id] = leg_entry(leg.sid or cmd.sid, leg.origin)
         return [leg.ready]
@@ -247,6 +250,14 @@ class Executor:
             return [self._failure(cmd, media_id, exc)]
         leg.ready = self._ready(cmd, leg, sdp)
         return [leg.ready]
+
+    async def answered(self, cmd: MediaCommand) -> list[Event]:
+        """Our answer has gone out (in a 200 or a 183): a leg created ``quiet`` may send now.
+        An unknown media id is a no-op (the leg may have moved to another node)."""
+        leg = self.legs.get(_text(cmd.data, "media_id"))
+        if leg is not None:
+            leg.quiet = False
+        return []
 
     async def destroy(self, cmd: MediaCommand) -> list[Event]:
         """End a leg and free its port and files; an unknown media id is a no-op."""

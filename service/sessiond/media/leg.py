@@ -126,6 +126,9 @@ class Leg:
         self.cname = cname
         self.stream: MediaStream | None = None
         self.awaiting_answer = False
+        # An answerer's leg sends nothing until its answer has gone out in a 200 or 183
+        # (RFC 3264 6): RTP during ringing would replace the caller's local ringback.
+        self.quiet = False
         self.ready: Event | None = None  # the MediaReady published for the last offer/answer
         self.player: Player | None = None
         self.recorder: Recorder | None = None
@@ -198,8 +201,9 @@ class Leg:
         stream = self.stream
         if stream is None:
             return
-        pcm = self._outgoing()
-        self.heard, out = stream.tick(pcm, now)
+        # quiet: nothing goes out, players wait (the timestamp still advances)
+        pcm = SILENCE if self.quiet else self._outgoing()
+        self.heard, out = stream.tick(None if self.quiet else pcm, now)
         for transmit in out:
             self._send(self._rtp, transmit)
         if self.recorder is not None:
@@ -230,7 +234,7 @@ class Leg:
         return SILENCE
 
     def _send(self, transport: asyncio.DatagramTransport | None, transmit: Transmit) -> None:
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or self.quiet:
             return
         self.sent += 1
         transport.sendto(transmit.data, transmit.address)
