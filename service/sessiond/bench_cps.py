@@ -339,4 +339,8 @@ def cps(
             return 2
     results = {n: _run_workers(redis_url, n, rates, seconds, worker_cpu) for n in workers}
     print("\nsummary: " + ", ".join(f"{n} worker(s): {r} calls/s" for n, r in results.items()))
+    first, base = next(iter(results.items()))
+    for n, best in list(results.items())[1:]:
+        if base:
+            print(f"{n} workers against {first}: {best / base:.2f}x")
     return 0
