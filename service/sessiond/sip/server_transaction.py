@@ -139,23 +139,12 @@ class ServerTransaction(TimerDriven):
 class InviteServerTransaction(ServerTransaction):
     """RFC 3261 17.2.1 with the RFC 6026 Accepted state.
 
-    ``trying_delay`` (seconds, at most 0.2 for 17.2.1): how long the 100 Trying waits for
-    a response from the TU before going out on its own; 0 sends it on arrival.
+    ``trying_delay`` (seconds, at most 0.2 for 17.2.1; set before :meth:`start`): how long
+    the 100 Trying waits for a response from the TU before going out on its own; 0 sends it
+    on arrival.
     """
 
-    def __init__(
-        self,
-        key: str,
-        request: SipRequest,
-        peer: Peer,
-        reliable: bool,
-        timers: TimerConfig,
-        cancels: str | None = None,
-        *,
-        trying_delay: float = 0.0,
-    ) -> None:
-        super().__init__(key, request, peer, reliable, timers, cancels)
-        self.trying_delay = trying_delay
+    trying_delay = 0.0
 
     def start(self, now: float) -> list[Action]:
         """Enter Proceeding, hand the INVITE to the TU and send 100 Trying, at once or when

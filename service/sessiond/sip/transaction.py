@@ -129,9 +129,8 @@ class TransactionLayer:
     ) -> list[Action]:
         tx: ServerTransaction
         if request.method == "INVITE":
-            tx = InviteServerTransaction(
-                key, request, peer, reliable, self.timers, trying_delay=self.trying_delay
-            )
+            tx = InviteServerTransaction(key, request, peer, reliable, self.timers)
+            tx.trying_delay = self.trying_delay
         else:
             cancels = None
             if request.method == "CANCEL":
