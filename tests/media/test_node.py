@@ -107,13 +107,18 @@ async def test_a_quiet_answer_sends_nothing_until_answered(node: Harness, far: F
     ready = await node.event(sid, "MediaReady")
     far.start(view_of_answer(str(ready.data["sdp"])))
     await node.command("play", sid, media_id=media_id, tone=1000, seconds=0.2)
+    await node.command("send_dtmf", sid, media_id=media_id, digits="7", duration_ms=80)
     await asyncio.sleep(0.5)
     assert far.received == 0
     assert node.executor.legs[media_id].sent == 0
     await node.command("answered", sid, media_id=media_id)
     finished = await node.event(sid, "PlayFinished")  # the prompt played only now
     assert finished.data["reason"] == "done"
-    await asyncio.sleep(0.2)
+    for _ in range(100):  # and the digit queued while quiet went out, not lost
+        if far.digits:
+            break
+        await asyncio.sleep(0.02)
+    assert far.digits == ["7"]
     assert far.received > 5
     await node.command("answered", sid, media_id="not-here")  # unknown leg: a no-op
     await node.command("destroy", sid, media_id=media_id)

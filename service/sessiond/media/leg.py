@@ -201,11 +201,14 @@ class Leg:
         stream = self.stream
         if stream is None:
             return
-        # quiet: nothing goes out, players wait (the timestamp still advances)
-        pcm = SILENCE if self.quiet else self._outgoing()
-        self.heard, out = stream.tick(None if self.quiet else pcm, now)
-        for transmit in out:
-            self._send(self._rtp, transmit)
+        if self.quiet:  # nothing goes out; players and queued DTMF wait
+            pcm = SILENCE
+            self.heard = stream.quiet_tick(now)
+        else:
+            pcm = self._outgoing()
+            self.heard, out = stream.tick(pcm, now)
+            for transmit in out:
+                self._send(self._rtp, transmit)
         if self.recorder is not None:
             self.recorder.write(self.heard, pcm)
         if self.tap is not None:

@@ -151,6 +151,12 @@ class MediaStream:
             self.rtp.advance(spf)
         return played, out
 
+    def quiet_tick(self, now: float) -> bytes:
+        """One 20 ms step that sends nothing (the answer is not out yet): the frame to play.
+        Queued DTMF waits for a sending step; the RTP timestamp moves on."""
+        self.rtp.advance(self.codec.samples_per_frame)
+        return self.playout.pop(now)
+
     def get_timer(self) -> float:
         """When :meth:`handle_timer` is next due."""
         return self.rtp.get_timer()
