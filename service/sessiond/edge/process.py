@@ -363,9 +363,11 @@ class Edge:
                 pipe = Round(self.redis)
                 for key in filter(None, keys):
                     pipe.get(key)
-                with contextlib.suppress(*RETRYABLE):
+                try:
                     found = iter(await pipe.execute(raise_on_error=False))
                     stored = [next(found) if key else None for key in keys]
+                except Exception as exc:  # a failed lookup must never stop this loop
+                    log.warning("looking up %d stored answers failed: %s", len(batch), exc)
             for (action, transport), answer in zip(batch, stored, strict=True):
                 if not self._replayed(action, transport, answer):
                     self._handle_request(action, transport)
