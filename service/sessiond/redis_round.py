@@ -186,6 +186,8 @@ async def _read_replies(conn: Any, shapes: list[Shape]) -> list[Any]:
     parser = getattr(conn, "_parser", None)
     reader = getattr(parser, "_reader", None)
     missing = getattr(sys.modules.get(type(parser).__module__), "NOT_ENOUGH_DATA", _NO_READER)
+    if missing is _NO_READER:  # a parser we do not know: its reader's "no data" is unknown
+        reader = None
     replies: list[Any] = []
     for shape in shapes:
         reply = reader.gets() if replies and reader is not None else missing
