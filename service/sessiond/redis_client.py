@@ -79,7 +79,9 @@ def _sentinel_master(url: str, options: dict[str, Any]) -> Any:
         nodes.append((host.strip("[]"), int(port)))
     options.pop("health_check_interval", None)
     timeout = options.get("socket_connect_timeout", 5)
-    sentinel = Sentinel(nodes, socket_timeout=timeout)  # type: ignore[no-untyped-call]
+    # Sentinel's constructor is untyped in some redis-py releases and typed in others
+    make_sentinel: Any = Sentinel
+    sentinel = make_sentinel(nodes, socket_timeout=timeout)
     client = sentinel.master_for(service, redis_class=_SentinelMaster, db=int(db or 0), **options)
     client.sentinel_clients = list(sentinel.sentinels)
     return client
