@@ -17,7 +17,8 @@
 -- ARGV[9]   session id
 -- ARGV[10]  n, then n field/value pairs: the whole initial session (sid and created_at
 --           included), after its first step
--- then      m, then m quads (from, event, to, actions) for the history
+-- then      m, then m steps for the history: from, event, to, actions, k, then k
+--           field/value pairs of the event's payload (digit, code, target...)
 -- Returns:
 --   {"CREATED", "1"}        new session at version 1
 --   {"EXISTS", sid}         a registry entry (or the session) already exists: sid owns it
@@ -46,11 +47,15 @@ redis.call('HSET', session, 'version', '1')
 local m = tonumber(ARGV[pos])
 pos = pos + 1
 for i = 1, m do
-  redis.call('XADD', history, 'MAXLEN', '~', ARGV[4], '*',
-    'event_id', event_id, 'version', '1',
+  local entry = {'event_id', event_id, 'version', '1',
     'from', ARGV[pos], 'event', ARGV[pos + 1], 'to', ARGV[pos + 2], 'actions', ARGV[pos + 3],
-    'worker', ARGV[6], 'at', ARGV[7])
-  pos = pos + 4
+    'worker', ARGV[6], 'at', ARGV[7]}
+  local k = tonumber(ARGV[pos + 4])
+  for j = pos + 5, pos + 4 + 2 * k do
+    entry[#entry + 1] = ARGV[j]
+  end
+  redis.call('XADD', history, 'MAXLEN', '~', ARGV[4], '*', unpack(entry))
+  pos = pos + 5 + 2 * k
 end
 
 redis.call('HSET', applied, event_id, ARGV[5])

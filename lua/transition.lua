@@ -20,7 +20,8 @@
 -- ARGV[8]   "1" if the new state is terminal: registry entries pointing here are deleted
 -- ARGV[9]   session id (registry entries are deleted only if they still point to it)
 -- ARGV[10]  n, then n field/value pairs for HSET
--- then      m, then m quads (from, event, to, actions) for the history
+-- then      m, then m steps for the history: from, event, to, actions, k, then k
+--           field/value pairs of the event's payload (digit, code, target...)
 -- Returns:
 --   {"OK", new_version}
 --   {"DUPLICATE", outbox}   this event id was applied before: re-emit its outbox
@@ -54,11 +55,15 @@ redis.call('HSET', session, 'version', new_version)
 local m = tonumber(ARGV[pos])
 pos = pos + 1
 for i = 1, m do
-  redis.call('XADD', history, 'MAXLEN', '~', ARGV[4], '*',
-    'event_id', event_id, 'version', new_version,
+  local entry = {'event_id', event_id, 'version', new_version,
     'from', ARGV[pos], 'event', ARGV[pos + 1], 'to', ARGV[pos + 2], 'actions', ARGV[pos + 3],
-    'worker', ARGV[6], 'at', ARGV[7])
-  pos = pos + 4
+    'worker', ARGV[6], 'at', ARGV[7]}
+  local k = tonumber(ARGV[pos + 4])
+  for j = pos + 5, pos + 4 + 2 * k do
+    entry[#entry + 1] = ARGV[j]
+  end
+  redis.call('XADD', history, 'MAXLEN', '~', ARGV[4], '*', unpack(entry))
+  pos = pos + 5 + 2 * k
 end
 
 redis.call('HSET', applied, event_id, ARGV[5])

@@ -97,6 +97,7 @@ async def _raw(store: Store, seconds: float, batch: int) -> float:
                 "Ev",
                 "B",
                 "sip.respond(code=180)",
+                0,
             ]
             calls.append((store.scripts.transition, store.keys.session_keys(sid), args))
         for status, _ in await store._eval_many(calls):

@@ -68,12 +68,38 @@ class Command:
     data: Mapping[str, Any]
 
 
+# Fields of an event worth keeping in its history entry (the rest is in the session or
+# internal), and the longest value kept there (longer ones are cut with a visible marker).
+HISTORY_EVENT_FIELDS = ("code", "reason", "digit", "digits", "target")
+HISTORY_VALUE_MAX = 200
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     from_state: str
     event: str
     to_state: str
     actions: tuple[str, ...]
+    data: tuple[tuple[str, str], ...] = ()  # the event's meaningful fields, for the history
+
+
+def history_data(event: Event) -> tuple[tuple[str, str], ...]:
+    """The DTMF digit, the SIP code and reason, the transfer target... of ``event``: the
+    fields of :data:`HISTORY_EVENT_FIELDS` it carries, as text, each at most
+    :data:`HISTORY_VALUE_MAX` characters (a longer one ends with ``...(+N)``)."""
+    data = event.data
+    if not data:
+        return ()
+    found = []
+    for key in HISTORY_EVENT_FIELDS:
+        value = data.get(key)
+        if value is None or value == "":
+            continue
+        text = value if isinstance(value, str) else str(value)
+        if len(text) > HISTORY_VALUE_MAX:
+            text = f"{text[:HISTORY_VALUE_MAX]}...(+{len(text) - HISTORY_VALUE_MAX})"
+        found.append((key, text))
+    return tuple(found)
 
 
 class Outcome(StrEnum):
@@ -177,11 +203,15 @@ def _run(
         if chosen is None:
             entry = table.lookup(role, state, event.type)
             if entry is None or entry.ignore is not None:
-                steps.append(Step(state, event.type, state, ("(not handled here)",)))
+                steps.append(
+                    Step(state, event.type, state, ("(not handled here)",), history_data(event))
+                )
                 continue
             chosen = _choose(entry.alternatives, view, event)
             if chosen is None:
-                steps.append(Step(state, event.type, state, ("(no guard matched)",)))
+                steps.append(
+                    Step(state, event.type, state, ("(no guard matched)",), history_data(event))
+                )
                 continue
         _apply(table, view, event, chosen, now, commands, steps, queue, touched)
     return _finish(table, session, view, first, now, commands, steps, touched)
@@ -211,7 +241,7 @@ def _apply(
     view["state"] = nxt
     for published in alt.publish:
         ctx.command("app", published, _app_data(view, event))
-    steps.append(Step(state, event.type, nxt, alt.action_text))
+    steps.append(Step(state, event.type, nxt, alt.action_text, history_data(event)))
     n = len(steps)
     for raised in alt.raises:
         queue.append((Event(f"{event.id}#{n}{raised}", raised, {}, view.get("sid", "")), None))

@@ -215,6 +215,9 @@ class Store:
         args.append(len(decision.steps))
         for step in decision.steps:
             args += (step.from_state, step.event, step.to_state, ", ".join(step.actions))
+            args.append(len(step.data))
+            for name, value in step.data:
+                args += (name, value)
         return args
 
     async def unmap(self, sid: str, registry: Sequence[str]) -> int:
