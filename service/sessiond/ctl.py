@@ -7,6 +7,7 @@ import secrets
 import time
 from typing import Any
 
+from sessiond import readable
 from sessiond.engine import Event
 from sessiond.redis_client import connect
 from sessiond.resources import default_table_path
@@ -71,8 +72,7 @@ async def _show(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
         return 1
     width = max(len(k) for k in session)
     for name in sorted(session):
-        value = session[name].replace("\r\n", "\\r\\n")
-        print(f"{name:>{width}}  {value[:200]}")
+        print("\n".join(readable.field_lines(name, session[name], width)))
     entered = float(session.get("entered_state_at") or time.time())
     print(f"\ntime in state: {time.time() - entered:.1f}s")
     try:
@@ -85,10 +85,7 @@ async def _show(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
         print(f"table not available: {exc}")
     print("\nhistory:")
     for h in await store.history(args.sid, count=1000):
-        print(
-            f"  {h['at']}  v{h['version']:>3}  {h['from']} --{h['event']}--> {h['to']}"
-            f"  [{h['actions']}]  ({h['worker']})"
-        )
+        print(readable.history_line(h))
     return 0
 
 
