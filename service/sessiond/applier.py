@@ -21,7 +21,7 @@ import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from sessiond.engine import Decision, Event, Outcome, decide
@@ -47,10 +47,19 @@ class Handled:
     previous: str = ""  # the state before (empty for a new session)
     terminal: bool = False
     followup: Handled | None = None  # the result of the work's ``then`` event
+    # a stored transition: its decision and the session it was decided on (for the call log)
+    decision: Decision | None = field(default=None, compare=False, repr=False)
+    session: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(
-        cls, status: Status, sid: str, decision: Decision, conflicts: int = 0, previous: str = ""
+        cls,
+        status: Status,
+        sid: str,
+        decision: Decision,
+        conflicts: int = 0,
+        previous: str = "",
+        session: Mapping[str, str] | None = None,
     ) -> Handled:
         """The result of a stored transition."""
         return cls(
@@ -62,6 +71,8 @@ class Handled:
             conflicts,
             previous,
             decision.terminal,
+            decision=decision,
+            session=session,
         )
 
 
@@ -298,13 +309,15 @@ class Applier:
             if made.created:
                 self._remember(made.sid, session, decision, 1)
                 outboxes.append(made.outbox)
-                results[i] = Handled.of("created", made.sid, decision)
+                results[i] = Handled.of("created", made.sid, decision, session=session)
                 follow = chained_results.get(i)
                 if follow is not None and follow.status == "OK":
                     _, _, after, then = next(c for c in chain if c[0] == i)
                     self._remember(made.sid, after, then, follow.version)
                     outboxes.append(follow.outbox)
-                    chained[i] = Handled.of("applied", made.sid, then, previous=decision.state)
+                    chained[i] = Handled.of(
+                        "applied", made.sid, then, previous=decision.state, session=after
+                    )
             else:  # another worker won: this event now goes to the session that exists
                 items[i] = replace(items[i], sid=made.sid, new=None, redelivered=True)
         self._applied(applies, applied, items, results, outboxes, conflicts)
@@ -354,7 +367,9 @@ class Applier:
                 else:
                     status = "duplicate"
                     self._cache.pop(sid, None)
-                results[i] = Handled.of(status, sid, decision, conflicts[i], session["state"])
+                results[i] = Handled.of(
+                    status, sid, decision, conflicts[i], session["state"], session
+                )
 
     def _remember(
         self, sid: str, session: Mapping[str, str], decision: Decision, version: int

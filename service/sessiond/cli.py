@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
+from sessiond import logs
 from sessiond.errors import TableError
 from sessiond.table import load_table
 from sessiond.table.graph import dot, mermaid
@@ -93,6 +94,7 @@ def _store_options(parser: argparse.ArgumentParser, *, redis_required: bool) -> 
     parser.add_argument("--partitions", type=int, default=16, help="event stream partitions")
     parser.add_argument("--namespace", default="sessiond", help="Redis key prefix")
     parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics")
+    logs.add_option(parser)
 
 
 def _edge_options(parser: argparse.ArgumentParser) -> None:

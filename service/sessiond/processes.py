@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from sessiond import metrics
+from sessiond import logs, metrics
 from sessiond.applier import Applier
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.edge.credentials import CredentialsError, CredentialStore, load_credentials
@@ -32,8 +32,9 @@ from sessiond.tables import TableSet
 from sessiond.worker import Worker, default_name
 
 
-def setup_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+def setup_logging(args: argparse.Namespace | None = None) -> None:
+    """Log to stderr at INFO, as text or JSON (``--log-format``)."""
+    logs.setup(getattr(args, "log_format", "text"))
 
 
 def load_tables(paths: list[str]) -> list[Table] | None:
@@ -138,7 +139,7 @@ def run_edge(args: argparse.Namespace) -> int:
     from sessiond.edge.process import Edge
     from sessiond.edge.transport import ListenSpec
 
-    setup_logging()
+    setup_logging(args)
     try:
         specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
         edge_kwargs = edge_options(args, {spec.transport for spec in specs})
@@ -167,7 +168,7 @@ def run_edge(args: argparse.Namespace) -> int:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    setup_logging()
+    setup_logging(args)
     tables = load_tables(args.table)
     if tables is None:
         return 2
@@ -212,7 +213,7 @@ def run_all(args: argparse.Namespace) -> int:
     from sessiond.media.node import MediaNode, available_codecs
     from sessiond.media.ports import PortAllocator, parse_range
 
-    setup_logging()
+    setup_logging(args)
     tables = load_tables(args.table)
     if tables is None:
         return 2
@@ -289,6 +290,7 @@ def run_all(args: argparse.Namespace) -> int:
 def _child(args: argparse.Namespace, kind: str, *extra: str) -> list[str]:
     """The command line of a ``sessiond <kind>`` child on this run's Redis and namespace."""
     common = ["--redis", args.redis, "--namespace", args.namespace]
+    common += ["--log-format", getattr(args, "log_format", "text")]
     return [
         sys.executable,
         "-m",

@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from sessiond import appschema, metrics
+from sessiond import appschema, calllog, metrics
 from sessiond.applier import Applier, Handled, Work
 from sessiond.engine import Event
 from sessiond.handlers import (
@@ -385,6 +385,7 @@ class Worker:
             self.stats.count(h, item.event.type, elapsed)
             if h.followup is not None and item.then is not None:
                 self.stats.count(h.followup, item.then.type, elapsed)
+            calllog.record(h)  # start / answer / end lines of the call
             if h.status == "created" and item.new is not None:
                 for key in item.new.registry:  # the next events of this call find it here
                     self._remember_route(key, h.sid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from sessiond import logs
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator, parse_range
 from sessiond.metrics import serve
@@ -21,7 +22,7 @@ from sessiond.worker import default_name
 
 def run_media(args: argparse.Namespace) -> int:
     """Run one media node until SIGTERM (drain) or a drain request."""
-    setup_logging()
+    setup_logging(args)
     first, last = parse_range(args.rtp_ports)
     ports = PortAllocator(args.address, first, last)
 
@@ -75,4 +76,5 @@ def add_parser(sub: Any) -> None:
     media.add_argument("--files-dir", default=None, help="play/record paths must be inside")
     media.add_argument("--partitions", type=int, default=16, help="event stream partitions")
     media.add_argument("--namespace", default="sessiond", help="Redis key prefix")
+    logs.add_option(media)
     media.set_defaults(func=run_media)
