@@ -11,8 +11,10 @@ import logging
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,12 @@ pytestmark = [
 ]
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class Run:
@@ -82,12 +90,20 @@ def routes(tmp_path: Path) -> Path:
 
 
 def test_text_lines_of_an_answered_call_by_default(tmp_path: Path) -> None:
-    """The newcomer's ``sessiond run`` (embedded store, no options): the call is logged."""
-    run = Run(tmp_path)
+    """The newcomer's ``sessiond run`` (embedded store, no log options): the call is logged.
+    Its metrics carry no ``_created`` series."""
+    metrics_port = free_tcp_port()
+    run = Run(tmp_path, "--metrics-port", str(metrics_port))
     try:
         assert run.call("anyone", "-sn", "uac", "-d", "200") == (1, 0)
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            scraped = response.read().decode()
     finally:
         out = run.stop()
+    assert 'sessiond_calls_total{outcome="ended"} 1.0' in scraped
+    assert "sessiond_transition_seconds_count" in scraped
+    assert "_created" not in scraped
     calls = [line for line in out.splitlines() if " sessiond.calls INFO " in line]
     assert len(calls) == 3, out
     start, answer, end = calls
