@@ -11,7 +11,7 @@ import pytest
 from sessiond.applier import Applier
 from sessiond.cli import main
 from sessiond.engine import Event
-from sessiond.readable import iso_time, value_rows
+from sessiond.readable import history_line, iso_time, value_rows
 from sessiond.redis_client import connect
 from sessiond.store import Keys, Store, new_sid
 from sessiond.store.store import delete_namespace
@@ -54,6 +54,12 @@ def test_value_rows_keep_everything() -> None:
     assert value_rows("x\r\n") == ["x\\r\\n"]
     assert iso_time(0.0) == "1970-01-01T00:00:00.000Z"
     assert iso_time(1764900452.1239) == "2025-12-05T02:07:32.123Z"
+    entry = {"at": "1.5", "version": "3", "from": "A", "event": "E", "to": "B", "actions": "x"}
+    line = history_line({**entry, "code": "486", "reason": "Busy Here", "digit": "\x1b"})
+    assert line == (
+        "  1970-01-01T00:00:01.500Z  v  3  A --E--> B code=486 reason='Busy Here' "
+        "digit='\\x1b'  [x]  ()"
+    )
 
 
 def test_show_prints_whole_values_readable_times_and_history_payloads(

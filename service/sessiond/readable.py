@@ -68,9 +68,7 @@ def field_lines(name: str, value: str, width: int) -> list[str]:
 def history_line(entry: Mapping[str, str]) -> str:
     """One history entry: time, version, the step, the event's payload, actions, worker."""
     payload = "".join(
-        f" {key}={entry[key]!r}" if " " in entry[key] else f" {key}={entry[key]}"
-        for key in HISTORY_EVENT_FIELDS
-        if entry.get(key)
+        f" {key}={_payload_value(entry[key])}" for key in HISTORY_EVENT_FIELDS if entry.get(key)
     )
     at = iso_or_text(entry.get("at", ""))
     return (
@@ -78,3 +76,10 @@ def history_line(entry: Mapping[str, str]) -> str:
         f"{entry.get('from', '')} --{entry.get('event', '')}--> {entry.get('to', '')}"
         f"{payload}  [{entry.get('actions', '')}]  ({entry.get('worker', '')})"
     )
+
+
+def _payload_value(value: str) -> str:
+    """A payload value on one line: quoted when it has spaces, control characters escaped."""
+    if " " in value or _CONTROL.search(value) or "\n" in value:
+        return repr(value)
+    return value
