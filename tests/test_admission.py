@@ -54,9 +54,9 @@ def test_limit_per_source_fixed_or_derived_from_media_capacity() -> None:
     auto = Admission()
     assert auto.limit() == 250  # no media node reports yet
     auto.media.observe({"m1": "40 40 1"}, 0.0)
-    assert auto.limit() == 10  # a quarter of 40 legs
+    assert auto.limit() == 14  # a third of 40 legs
     auto.media.observe({"m1": "40 40 2", "m2": "1000 1000 1"}, 1.0)
-    assert auto.limit() == 260
+    assert auto.limit() == 347
     assert Admission(0).limit() == 0
     unlimited = Admission(0, reserve=0)
     for n in range(1000):

@@ -146,7 +146,7 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="calls (live or pending) one source address may hold, then 503 + Retry-After; "
-        "0: no limit (default: a quarter of the media nodes' legs, 250 until they report)",
+        "0: no limit (default: a third of the media nodes' legs, 250 until they report)",
     )
     parser.add_argument(
         "--media-reserve",

@@ -18,8 +18,9 @@ counts what each source holds:
   minus the calls this edge admitted since the reports it holds (so a burst inside one
   heartbeat period cannot overshoot), against a reserve.
 * :class:`Admission`: both, with the per-source limit either fixed or derived from media
-  capacity (a ``share`` of the legs the live media nodes have, so one source cannot take
-  more than that share).
+  capacity (calls up to a third of the legs the live media nodes have: one source leaves
+  at least two thirds of the legs to others with one leg per call, a third with the
+  gateway's two).
 
 Digest guessing: :class:`AuthThrottle` counts failed digest answers per source; after
 ``max_failures`` within ``window`` seconds the source is locked out for ``lockout`` seconds
@@ -162,7 +163,7 @@ class Admission:
         self,
         max_per_source: int | None = None,
         *,
-        share: float = 0.25,
+        share: float = 1 / 3,
         floor: int = 4,
         fallback: int = 250,
         reserve: int | None = None,
