@@ -81,7 +81,7 @@ class Service:
         self.cluster, self.port, self.metrics = cluster, port, metrics
 
 
-def _start(cluster: Cluster, *extra: str) -> Service:
+def _start(cluster: Cluster, *extra: str, legs: int = LEGS) -> Service:
     port, mport = free_port(), free_port(socket.SOCK_STREAM)
     cluster.start(
         "run",
@@ -90,7 +90,7 @@ def _start(cluster: Cluster, *extra: str) -> Service:
         "--listen",
         f"udp:127.0.0.1:{port}",
         "--rtp-ports",
-        _rtp_range(LEGS),
+        _rtp_range(legs),
         "--metrics-port",
         str(mport),
         *extra,
@@ -175,13 +175,108 @@ def test_one_source_cannot_take_the_media_capacity(cluster: Cluster, tmp_path: P
     assert held == 0, _metrics(service.metrics)
 
 
+def _tagged(data: bytes, tag: str = "fixed") -> bytes:
+    """``data`` with the From tag ``tag`` (request() draws a new one each time)."""
+    head, _, rest = data.partition(b";tag=f")
+    return head + f";tag={tag}".encode() + rest[8:]
+
+
+def _reply(peer: UdpAttacker, call_id: str, method: str, codes: range) -> bytes:
+    """The first response to ``call_id``'s ``method`` whose status is in ``codes`` (10 s)."""
+    deadline = time.monotonic() + 10
+    peer.sock.settimeout(0.5)
+    while time.monotonic() < deadline:
+        with contextlib.suppress(TimeoutError):
+            reply = peer.sock.recv(65535)
+            cseq = (header(reply, "CSeq") or "").split()
+            ours = header(reply, "Call-ID") == call_id and cseq[-1:] == [method]
+            if ours and status(reply) in codes:
+                return reply
+    raise AssertionError(f"no {codes} response to {method} {call_id}")
+
+
+def test_held_calls_are_released_when_cancelled(cluster: Cluster) -> None:
+    """--max-calls-per-source 2 and calls that ring (--answer app): a third INVITE from the
+    source is refused 503 + Retry-After; CANCEL one (200, 487) and the next is admitted; when
+    every call is cancelled the edge holds none."""
+    service = _start(cluster, "--answer", "app", "--max-calls-per-source", "2")
+    peer = UdpAttacker("127.0.0.6", service.port)
+    invites: dict[str, bytes] = {}
+
+    def invite(name: str) -> bytes:
+        call_id = f"{name}-{uuid.uuid4().hex}"
+        data = _tagged(
+            request(
+                "INVITE",
+                service.port,
+                peer.addr,
+                call_id=call_id,
+                body=SDP,
+                extra="Content-Type: application/sdp\r\n",
+            )
+        )
+        invites[name] = data
+        peer.send(data)
+        return _reply(peer, call_id, "INVITE", range(180, 700))
+
+    def cancel(name: str) -> None:
+        data = invites[name]
+        call_id = header(data, "Call-ID") or ""
+        branch = (header(data, "Via") or "").split("branch=")[1].split(";")[0]
+        peer.send(
+            _tagged(request("CANCEL", service.port, peer.addr, call_id=call_id, branch=branch))
+        )
+        assert status(_reply(peer, call_id, "CANCEL", range(200, 700))) == 200
+        assert status(_reply(peer, call_id, "INVITE", range(300, 700))) == 487
+
+    try:
+        assert status(invite("a")) == 180
+        assert status(invite("b")) == 180
+        refused = invite("c")
+        assert status(refused) == 503, refused[:300]
+        assert b"too many calls" in refused.split(b"\r\n", 1)[0].lower()
+        assert int(header(refused, "Retry-After") or "0") >= 1
+        cancel("a")
+        assert status(invite("d")) == 180
+        # the gauge is set at the edge's heartbeat (every second)
+        assert _wait_metric(service.metrics, "sessiond_edge_calls_held", lambda v: v == 2, 5.0)
+        cancel("b")
+        cancel("d")
+        held = _wait_metric(service.metrics, "sessiond_edge_calls_held", lambda v: v == 0, 5.0)
+        assert held == 0
+    finally:
+        peer.close()
+
+
+def test_media_capacity_sheds_at_the_edge_before_a_leg_fails(cluster: Cluster) -> None:
+    """No per-source limit, a media node of 6 legs: 12 calls that never ACK get 200 while
+    more than the reserve (2 legs) is free, then 503 "Out of media capacity" from the edge;
+    never a failed leg ("no free RTP port pair")."""
+    service = _start(cluster, "--max-calls-per-source", "0", legs=6)
+    assert _wait_metric(service.metrics, "sessiond_edge_media_free", lambda v: v == 6, 10.0)
+    peer = UdpAttacker("127.0.0.7", service.port)
+    finals: dict[str, bytes] = {}
+    try:
+        for _ in range(12):
+            call_id = uuid.uuid4().hex
+            extra = "Content-Type: application/sdp\r\n"
+            peer.send(
+                request("INVITE", service.port, peer.addr, call_id=call_id, body=SDP, extra=extra)
+            )
+            finals[call_id] = _reply(peer, call_id, "INVITE", range(200, 700))
+    finally:
+        peer.close()
+    lines = [reply.split(b"\r\n", 1)[0] for reply in finals.values()]
+    answered = [line for line in lines if line.startswith(b"SIP/2.0 200")]
+    assert len(answered) == 4, lines
+    assert all(b"Out of media capacity" in line for line in lines if line not in answered), lines
+
+
 def _raw_invite(peer: UdpAttacker, port: int, call_id: str, auth: str = "") -> bytes:
     extra = "Content-Type: application/sdp\r\n" + (f"Authorization: {auth}\r\n" if auth else "")
     cseq = 2 if auth else 1
     data = request("INVITE", port, peer.addr, call_id=call_id, cseq=cseq, extra=extra, body=SDP)
-    # one From tag for the whole call (the challenge's INVITE and the authenticated one)
-    head, _, rest = data.partition(b";tag=f")
-    return head + b";tag=fixed" + rest[8:]
+    return _tagged(data)  # one From tag for the call (the challenged and the answered INVITE)
 
 
 def _final(peer: UdpAttacker, call_id: str, cseq: int) -> bytes:
