@@ -3,14 +3,22 @@ reports, digest-failure lockout (live checks: tests/hostile/test_admission_live.
 
 from __future__ import annotations
 
+import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from sessiond.edge.access import AccessPolicy, load_users
 from sessiond.edge.admission import Admission, AuthThrottle, MediaCapacity, SourceCalls
+from sessiond.edge.process import Edge
+from sessiond.edge.transport import ListenSpec
+from sessiond.redis_client import connect
 from sessiond.sip.digest import DigestClient
 from sessiond.sip.message import SipRequest, make_response, parse_message
+from sessiond.store import Keys
+from sessiond.store.store import delete_namespace
 
 
 def test_calls_are_counted_per_source_and_released_once() -> None:
@@ -153,3 +161,35 @@ def test_policy_locks_out_a_guessing_source_even_for_the_right_password(tmp_path
     assert "too many" in locked.reason.lower()
     assert policy.check(right, "192.0.2.2", 101.0) is None  # another source is not locked
     assert policy.check(right, "192.0.2.1", 131.0) is None  # the lockout is over
+
+
+@pytest.mark.redis
+async def test_edge_heartbeat_reads_media_capacity_and_drops_calls_whose_session_is_gone(
+    redis_url: str,
+) -> None:
+    """The edge's heartbeat against a real Redis: the media nodes' reports become the
+    capacity; a call held longer than 64*T1 + 10 s whose ``initial:`` registry entry is gone
+    is released, one whose entry exists is kept (and looked at again only later)."""
+    client: Any = connect(redis_url)
+    keys = Keys(f"adm{uuid.uuid4().hex[:8]}")
+    await delete_namespace(client, keys.ns)
+    edge = Edge(client, keys, "adm", [ListenSpec("UDP", "127.0.0.1", 0)])
+    try:
+        await client.hset(keys.media_capacity(), mapping={"m1": "30 40 1", "m2": "5 40 9"})
+        long_ago = time.monotonic() - 100
+        edge.admission.admit(("gone@h", "t1"), "192.0.2.1", long_ago)
+        edge.admission.admit(("live@h", "t2"), "192.0.2.1", long_ago)
+        edge.admission.admit(("young@h", "t3"), "192.0.2.1", time.monotonic())
+        await client.set(keys.initial("live@h", "t2"), "sid")
+        await edge._beat()
+        assert (edge.admission.media.capacity, edge.admission.media.free) == (80, 32)
+        assert ("gone@h", "t1") not in edge.admission.calls
+        assert ("live@h", "t2") in edge.admission.calls
+        assert ("young@h", "t3") in edge.admission.calls
+        assert edge.admission.calls.held("192.0.2.1") == 2
+        await client.delete(keys.initial("live@h", "t2"))
+        await edge._beat()  # checked a moment ago: not looked at again yet
+        assert ("live@h", "t2") in edge.admission.calls
+    finally:
+        await delete_namespace(client, keys.ns)
+        await client.aclose()
