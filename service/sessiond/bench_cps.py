@@ -256,6 +256,8 @@ def _run_workers(
             "1000000",
             "--rate-burst",
             "1000000",
+            "--max-calls-per-source",
+            "0",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

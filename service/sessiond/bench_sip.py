@@ -43,6 +43,8 @@ def per_call_cpu(redis_url: str, calls: int, rate: int) -> dict[str, float]:
                 "1000000",
                 "--rate-burst",
                 "1000000",
+                "--max-calls-per-source",
+                "0",
             ],
             work / "edge.log",
         ),

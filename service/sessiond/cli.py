@@ -142,6 +142,37 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="require digest auth for INVITE/REGISTER; lines user:password",
     )
+    parser.add_argument(
+        "--max-calls-per-source",
+        type=int,
+        default=None,
+        metavar="N",
+        help="calls (live or pending) one source address may hold, then 503 + Retry-After; "
+        "0: no limit (default: a third of the media nodes' legs, 250 until they report)",
+    )
+    parser.add_argument(
+        "--media-reserve",
+        type=int,
+        default=None,
+        metavar="LEGS",
+        help="refuse new calls (503) while the media nodes have this many free legs or fewer "
+        "(default: 2%% of their legs, at least 2; 0: never)",
+    )
+    parser.add_argument(
+        "--auth-max-failures",
+        type=int,
+        default=10,
+        help="wrong digest answers from one source within --auth-failure-window before it "
+        "is locked out",
+    )
+    parser.add_argument("--auth-failure-window", type=float, default=60.0, metavar="SECONDS")
+    parser.add_argument(
+        "--auth-lockout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="a locked-out source gets 403 for every INVITE/REGISTER this long",
+    )
     parser.add_argument("--auth-realm", default="sessiond")
     parser.add_argument("--auth-algorithm", choices=["MD5", "SHA-256"], default="MD5")
     parser.add_argument(

@@ -55,6 +55,14 @@ KEEPALIVE_FAILURES = Counter(
 KEEPALIVE_REACHABLE = Gauge(
     "sessiond_keepalive_reachable", "1 when the last OPTIONS keepalive was answered", ["target"]
 )
+AUTH_FAILURES = Counter(
+    "sessiond_edge_auth_failures_total", "Wrong digest answers to the edge's challenges"
+)
+AUTH_LOCKOUTS = Counter(
+    "sessiond_edge_auth_lockouts_total", "Sources locked out after repeated digest failures"
+)
+CALLS_HELD = Gauge("sessiond_edge_calls_held", "Calls the edge counts against their sources")
+MEDIA_FREE = Gauge("sessiond_edge_media_free", "Free media legs as the edge estimates them")
 
 # published application events -> call outcome
 OUTCOMES = {"IncomingCall": "started", "Answered": "answered", "Failed": "failed", "Ended": "ended"}

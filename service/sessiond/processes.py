@@ -19,6 +19,7 @@ from typing import Any
 from sessiond import logs, metrics
 from sessiond.applier import Applier
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
+from sessiond.edge.admission import Admission, AuthThrottle
 from sessiond.edge.credentials import CredentialsError, CredentialStore, load_credentials
 from sessiond.edge.registrar_client import OutboundConfig
 from sessiond.errors import TableError
@@ -98,13 +99,30 @@ def access_policy(args: argparse.Namespace) -> AccessPolicy:
     if args.auth_file:
         users = load_users(args.auth_file, args.auth_realm, args.auth_algorithm)
     secret = args.auth_secret.encode() if args.auth_secret else None
+    try:
+        throttle = AuthThrottle(args.auth_max_failures, args.auth_failure_window, args.auth_lockout)
+    except ValueError as exc:
+        flags = "--auth-max-failures/--auth-failure-window/--auth-lockout"
+        raise AccessConfigError(f"{flags}: {exc}") from exc
     return AccessPolicy(
         parse_networks(args.allow),
         users,
         realm=args.auth_realm,
         algorithm=args.auth_algorithm,
         secret=secret,
+        throttle=throttle,
     )
+
+
+def admission(args: argparse.Namespace) -> Admission:
+    """``--max-calls-per-source`` and ``--media-reserve`` (ValueError when negative)."""
+    for flag, value in (
+        ("--max-calls-per-source", args.max_calls_per_source),
+        ("--media-reserve", args.media_reserve),
+    ):
+        if value is not None and value < 0:
+            raise ValueError(f"{flag} must be >= 0, got {value}")
+    return Admission(args.max_calls_per_source, reserve=args.media_reserve)
 
 
 def outbound_config(args: argparse.Namespace, transports: set[str]) -> OutboundConfig:
@@ -127,6 +145,7 @@ def edge_options(args: argparse.Namespace, transports: set[str]) -> dict[str, An
     return {
         "outbound": outbound_config(args, transports),
         "access": access_policy(args),
+        "admission": admission(args),
         "shed_lag": args.shed_lag,
         "shed_delay": args.shed_delay,
         "tcp_idle_timeout": args.tcp_idle_timeout,

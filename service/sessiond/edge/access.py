@@ -14,6 +14,8 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from sessiond import metrics
+from sessiond.edge.admission import AuthThrottle
 from sessiond.errors import SessiondError
 from sessiond.sip.digest import DigestServer, compute_ha1
 from sessiond.sip.message import SipRequest
@@ -75,9 +77,11 @@ class AccessPolicy:
         realm: str = "sessiond",
         algorithm: str = "MD5",
         secret: bytes | None = None,
+        throttle: AuthThrottle | None = None,
     ) -> None:
         self.allow = allow or []
         self.users = users
+        self.throttle = AuthThrottle() if throttle is None else throttle
         self.digest = (
             DigestServer(realm, secret or secrets.token_bytes(32), algorithm=algorithm)
             if users is not None
@@ -99,6 +103,8 @@ class AccessPolicy:
             return Refusal(403, "Forbidden")
         if self.digest is None or req.method not in ("INVITE", "REGISTER"):
             return None
+        if self.throttle.locked(source, now):  # even a right password: guesses learn nothing
+            return Refusal(403, "Forbidden (too many failed authentications)")
         value = req.header("authorization")
         if value is None:
             return self._challenge(now, stale=False)
@@ -107,6 +113,9 @@ class AccessPolicy:
             return None
         if verdict.stale:
             return self._challenge(now, stale=True)
+        metrics.AUTH_FAILURES.inc()
+        if self.throttle.failed(source, now):
+            metrics.AUTH_LOCKOUTS.inc()
         return Refusal(403, "Forbidden")
 
     def _ha1(self, username: str) -> str | None:

@@ -42,6 +42,7 @@ import msgpack
 
 from sessiond import metrics
 from sessiond.edge.access import AccessPolicy
+from sessiond.edge.admission import Admission
 from sessiond.edge.credentials import CredentialStore
 from sessiond.edge.duties import DialogDuties
 from sessiond.edge.mapping import (
@@ -118,6 +119,7 @@ class Edge:
         max_connections: int = 10_000,
         outbound: OutboundConfig | None = None,
         trying_delay: float = 0.18,
+        admission: Admission | None = None,
     ) -> None:
         self.max_message = max_message
         self.redis = redis
@@ -136,6 +138,7 @@ class Edge:
         self.limiter = SourceRateLimiter(rate_limit, rate_burst)
         self.overload = OverloadGuard(shed_lag, shed_delay)
         self.access = access or AccessPolicy()
+        self.admission = Admission() if admission is None else admission
         self.command_batch = command_batch
         self.locals: dict[str, Local] = {}
         self.stopping = asyncio.Event()
@@ -402,6 +405,8 @@ class Edge:
             )
             self.execute(self.layer.respond(action.key, resp, now), transport)
             return
+        if starts and req.method == "INVITE" and not self._hold_call(action, transport, now):
+            return
         if req.method == "CANCEL":
             target = self.layer.cancel_target(action.key)
             code = 200 if target is not None else 481
@@ -425,6 +430,32 @@ class Edge:
         if action.request.method == "CANCEL":
             event = Event(f"{event.id}:cancel", "Cancel", event.data)
         self._publish(event)
+
+    def _hold_call(self, action: RequestReceived, transport: str, now: float) -> bool:
+        """A new call from the request's source, unless the source holds its share or the
+        media nodes are full: then 503 + Retry-After, through the transaction."""
+        req, source = action.request, action.peer[0]
+        shed = self.admission.check(source)
+        if shed is None:
+            self.admission.admit((req.call_id or "", req.from_tag or ""), source, now)
+            return True
+        self._dropped(shed.why)
+        retry = (("Retry-After", str(shed.retry_after)),)
+        resp = make_response(req, 503, shed.reason, headers=retry, to_tag=secrets.token_hex(5))
+        self.execute(self.layer.respond(action.key, resp, now), transport)
+        return False
+
+    def _call_ended(self, req: SipRequest, status: int, *, ours: bool = False) -> None:
+        """Release the call a response to ``req`` (or our BYE, ``ours``) ends."""
+        if ours:  # our BYE: the caller's tag is its To tag
+            self.admission.release((req.call_id or "", req.to_tag or ""))
+        elif (
+            req.method == "INVITE"
+            and not req.to_tag
+            and status >= 300
+            or (req.method == "BYE" and 200 <= status < 300)
+        ):
+            self.admission.release((req.call_id or "", req.from_tag or ""))
 
     def _on_response(self, resp: SipResponse) -> None:
         if resp.method == "INVITE" and 200 <= resp.status < 300 and self._reack(resp):
@@ -505,6 +536,7 @@ class Edge:
             self.execute(self.layer.respond(key, resp, now), transport)
         else:  # the transaction is gone (we restarted): answer statelessly
             self.transports.send(transport, dest, self._wire(resp))
+        self._call_ended(req, resp.status)
         if req.method == "INVITE" and 200 <= resp.status < 300:
             dialog = (resp.call_id or "", resp.cseq.seq if resp.cseq else 0)
             self.duties.answered(dialog, self._wire(resp), transport, dest, now)
@@ -530,6 +562,8 @@ class Edge:
 
     async def _request(self, method: str, data: Mapping[str, Any]) -> None:
         req = self._build(data, method)
+        if method == "BYE":
+            self._call_ended(req, 0, ours=True)
         if data.get("challenges"):  # an INVITE retried after a 401/407 (RFC 3261 22.2)
             req, answered = self.credentials.authorize(
                 req, int(data["challenge_code"]), [str(v) for v in data["challenges"]]
@@ -668,13 +702,40 @@ class Edge:
         pipe.set(self.keys.heartbeat("edge", self.name), str(os.getpid()), ex=5)
         pipe.zadd(self.keys.processes("edge"), {self.name: time.time()})
         pipe.exists(self.keys.drain(self.name))
+        pipe.hgetall(self.keys.media_capacity())
         for partition in range(self.keys.partitions):
             pipe.xinfo_groups(self.keys.events(partition))
-        _, _, drain, *groups = await pipe.execute(raise_on_error=False)
+        _, _, drain, media, *groups = await pipe.execute(raise_on_error=False)
         self.overload.observe_lag(_worker_lag(groups))
+        await self._observe_admission(media)
         if drain:
             await self.redis.delete(self.keys.drain(self.name))
             self.stop()
+
+    async def _observe_admission(self, media: Any) -> None:
+        """Media capacity from the nodes' reports; calls held longer than 64*T1 + 10 s are
+        dropped when their session's registry entry is gone (a call that ended without SIP
+        through this edge, or never got a session)."""
+        now = time.monotonic()
+        reports = media if isinstance(media, dict) else {}
+        self.admission.media.observe({_text(k): _text(v) for k, v in reports.items()}, now)
+        stale = self.admission.calls.stale(now, self.timers.timeout + 10.0)
+        if stale:
+            pipe = self.redis.pipeline(transaction=False)
+            for call_id, tag in stale:
+                pipe.exists(self.keys.initial(call_id, tag))
+            found = await pipe.execute(raise_on_error=False)
+            for key, exists in zip(stale, found, strict=True):
+                if exists == 0:
+                    self.admission.release(key)
+                else:  # alive, or the check failed: look again later
+                    self.admission.calls.checked(key, now)
+        metrics.CALLS_HELD.set(len(self.admission.calls))
+        metrics.MEDIA_FREE.set(self.admission.media.free if self.admission.media.known else -1)
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
 
 
 def _worker_lag(replies: list[Any]) -> int:

@@ -128,6 +128,7 @@ class MediaNode:
         self.incarnation = new_incarnation()
         self.registry = LegRegistry(redis, keys, stream_maxlen=stream_maxlen)
         self._registered = False
+        self._beats = 0
         loop = asyncio.get_running_loop()
         self.executor = Executor(
             name=name, ports=ports, emit=self._queue.put_nowait, clock=loop.time, **executor_args
@@ -179,6 +180,7 @@ class MediaNode:
             pipe = self.redis.pipeline(transaction=False)
             pipe.delete(self.keys.media_legs(self.name))
             pipe.delete(self.keys.heartbeat("media", self.name))
+            pipe.hdel(self.keys.media_capacity(), self.name)
             pipe.zrem(self.keys.processes("media"), self.name)
             await pipe.execute()
         self._update_gauges()
@@ -420,14 +422,22 @@ class MediaNode:
         pipe.set(self.keys.heartbeat("media", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
         pipe.zadd(self.keys.processes("media"), {self.name: time.time()})
         pipe.exists(self.keys.drain(self.name))
+        pipe.hset(self.keys.media_capacity(), self.name, self._capacity_report())
         pipe.hget(self.keys.media_legs(self.name), INCARNATION)
-        *_, drain, incarnation = await pipe.execute()
+        *_, drain, _, incarnation = await pipe.execute()
         if self._registered and (incarnation or b"").decode() != self.incarnation:
             await self._fenced()
         if drain and not self.draining.is_set():
             log.info("media node %s: drain requested", self.name)
             await self.redis.delete(self.keys.drain(self.name))
             self.draining.set()
+
+    def _capacity_report(self) -> str:
+        """``free capacity beat`` for the edges' admission (a draining node takes no new
+        legs: 0 free); ``beat`` changes every heartbeat, so edges tell a report gone stale."""
+        self._beats += 1
+        free = 0 if self.draining.is_set() else self.ports.capacity - self.ports.in_use
+        return f"{free} {self.ports.capacity} {self._beats}"
 
     async def _fenced(self) -> None:
         """We were declared lost while running: the calls are being moved elsewhere, so

@@ -19,6 +19,7 @@ be computed from its id alone.
     sessiond:{media}:commands            stream  commands any media node may take
     sessiond:{media:NAME}:legs           hash    media id -> "sid create-cmd-id", @incarnation
     sessiond:media-lost:<name>           string  claim of the worker announcing a lost node
+    sessiond:media-capacity              hash    node -> "free capacity beat" (its heartbeat)
     sessiond:{app}:events                stream  events for applications
     sessiond:process:<kind>:<name>       string  heartbeat of a live process (TTL)
     sessiond:processes:<kind>            zset    process name -> last heartbeat time
@@ -121,6 +122,10 @@ class Keys:
     def media_lost_claim(self, node: str) -> str:
         """Held (SET NX, with a TTL) by the one worker announcing a lost node's legs."""
         return f"{self.ns}:media-lost:{node}"
+
+    def media_capacity(self) -> str:
+        """Each media node's free and total legs, written at its heartbeat, read by edges."""
+        return f"{self.ns}:media-capacity"
 
     def app_events(self) -> str:
         return f"{self.ns}:{{app}}:events"
