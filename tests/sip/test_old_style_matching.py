@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import pytest
 
+from sessiond.edge.mapping import ALLOWED, HANDLED_METHODS, REQUEST_EVENTS
 from sessiond.sip.actions import Action, RequestReceived, Send, StrayMessage
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.message import SipRequest, SipResponse, make_response
 from sessiond.sip.methods import accepts, check_accept, not_handled, unhandled_status
 from sessiond.sip.server_transaction import ServerState
 from sessiond.sip.transaction import TransactionLayer, answers, server_key
+from sessiond.table.model import Table
 
 PEER = ("192.0.2.9", 5060)
 OLD_VIA = "SIP/2.0/UDP 192.0.2.9:5060"  # RFC 2543: no branch at all
@@ -215,3 +217,19 @@ def test_accept(accept: str | None, ok: bool) -> None:
             check_accept(req, "application/sdp")
         assert exc.value.status == 406
         assert exc.value.headers == (("Accept", "application/sdp"),)
+
+
+def test_allow_lists_exactly_the_methods_the_edge_and_the_default_table_handle(
+    default_table: Table,
+) -> None:
+    """Allow (every place it is built uses ALLOWED) names INVITE, OPTIONS (answered by the
+    edge) and the methods that become events, and the default table handles each event."""
+    assert ALLOWED == ", ".join(HANDLED_METHODS)
+    assert set(HANDLED_METHODS) == {"INVITE", "OPTIONS", *REQUEST_EVENTS}
+    handled = {event for (_, _, event) in default_table.entries}
+    for method in HANDLED_METHODS:
+        if method != "OPTIONS":
+            event = REQUEST_EVENTS.get(method, "Invite")
+            assert event in handled, method
+    assert "ReInvite" in handled
+    assert not {"REGISTER", "SUBSCRIBE", "MESSAGE", "PUBLISH"} & set(HANDLED_METHODS)
