@@ -162,17 +162,19 @@ def test_torture_messages_over_udp(service: Service) -> None:
 # What a valid torture message gets back on the socket it came from. A response goes to the
 # top Via's sent-by (RFC 3261 18.2.2); without rport that is port 5060 of a 192.0.2.x or
 # example.com host, never our socket: so only what the edge answers itself (OPTIONS 200,
-# REGISTER and unknown methods 405, validation errors) and worker answers to Vias that name
-# 127.0.0.1 or a reachable port come back. Requests reusing an earlier message's branch and
-# sent-by are retransmissions of it (17.2.3) and are absorbed.
+# REGISTER 405, unknown methods 501, validation errors), worker answers to Vias that name
+# 127.0.0.1 or a reachable port, and answers through a live server transaction (which go back
+# to the source) come back. RFC 2543 requests (no magic cookie) are matched by their fields
+# (17.2.3) and answered through their transaction. A request reusing an earlier message's
+# branch and sent-by with another Call-ID is no retransmission of it: it is answered too.
 VALID_ANSWERS = {
-    "wsinv": [],  # re-INVITE for no dialog: 481 from the worker, to 192.0.2.2:5060
-    "intmeth": [405],
+    "wsinv": [481],  # re-INVITE for no dialog: 481 from the worker (RFC 2543 branch)
+    "intmeth": [501],  # a method we do not know (RFC 3261 8.2.1, 21.5.2)
     "esc01": [488],  # the RFC's Content-Length cuts the SDP: no usable offer
     "escnull": [405],
-    "esc02": [405],
+    "esc02": [501],  # RE%47IST%45R is not REGISTER
     "lwsdisp": [200],
-    "longreq": [],  # no branch, TCP Via to sip33.example.com
+    "longreq": [488],  # cookieless branch: matched and answered the RFC 2543 way
     "dblreq": [405],
     "semiuri": [200],
     "transports": [200],
@@ -185,9 +187,9 @@ VALID_ANSWERS = {
     "bcast": [],
     "zeromf": [200],
     "cparam01": [405],
-    "cparam02": [],  # same branch and sent-by as cparam01: a retransmission
-    "regescrt": [],  # same branch and sent-by as escnull
-    "inv2543": [400],  # no Max-Forwards
+    "cparam02": [405],  # cparam01's branch and sent-by, but its own request
+    "regescrt": [405],  # escnull's branch and sent-by, but its own request
+    "inv2543": [488],  # RFC 2543: no Max-Forwards, accepted; its SDP refused by the tables
 }
 
 

@@ -77,7 +77,13 @@ RESPONSE_HEADERS = (
 # Methods whose requests and 2xx responses carry our Contact (target refresh, RFC 3261 12,
 # RFC 3311 5.1, RFC 3515 2.4.1, RFC 6665 4.1.1).
 CONTACT_METHODS = frozenset({"INVITE", "UPDATE", "REFER", "NOTIFY", "SUBSCRIBE"})
-ALLOWED = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, REFER, NOTIFY, INFO, PRACK"
+# The methods this edge and the state tables really handle: INVITE (Invite/ReInvite), OPTIONS
+# (answered by the edge) and those that become events. Every Allow header we send (OPTIONS
+# answers, 405 and 501, our INVITEs, responses the tables send) is this one list; any other
+# method is answered 405 or 501 (RFC 3261 8.2.1).
+_BASE_METHODS = ("INVITE", "ACK", "CANCEL", "BYE", "OPTIONS")
+HANDLED_METHODS = _BASE_METHODS + tuple(m for m in REQUEST_EVENTS if m not in _BASE_METHODS)
+ALLOWED = ", ".join(HANDLED_METHODS)
 # Option tags we implement (RFC 4028 session timers, RFC 3262 reliable provisionals, RFC
 # 3891 Replaces): a
 # request that requires another one gets 420 (RFC 3261 8.2.2.3).
@@ -354,7 +360,7 @@ def build_response(
     code = int(cmd["code"])
     if req.method in CONTACT_METHODS and 101 <= code < 300:
         extra.append(("Contact", local.contact()))
-    if code == 405 or req.method == "OPTIONS" and code < 300:
+    if code in (405, 501) or req.method == "OPTIONS" and code < 300:
         extra.append(("Allow", ALLOWED))
     for name, value in cmd.get("headers") or ():
         extra.append((str(name), str(value)))

@@ -75,9 +75,10 @@ from sessiond.sip.actions import (
 )
 from sessiond.sip.errors import SipError, SipParseError
 from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
+from sessiond.sip.methods import check_accept, not_handled
 from sessiond.sip.stateless import error_response
 from sessiond.sip.timers import TimerConfig
-from sessiond.sip.transaction import TransactionLayer, server_key
+from sessiond.sip.transaction import TransactionLayer, answers
 from sessiond.sip.validate import check_loop, validate_request
 from sessiond.store.keys import Keys
 from sessiond.store.store import encode_event
@@ -250,11 +251,13 @@ class Edge:
             if req.method == "INVITE" and req.body and req.content_type != "application/sdp":
                 # 8.2.3: a body we cannot read is refused, not taken for an offerless INVITE
                 raise SipParseError(415, "Only application/sdp", (("Accept", "application/sdp"),))
+            if req.method == "INVITE" or req.method == "UPDATE" and req.body:
+                check_accept(req, "application/sdp")  # 8.2.3: what our answer carries
         except SipParseError as exc:
             self._stateless_error(data, transport, source, exc)
             return False
         starts = req.method == "INVITE" and not req.to_tag or req.method in ("OPTIONS", "REGISTER")
-        if starts and server_key(req) not in self.layer.servers:
+        if starts and self.layer.key_for(req) not in self.layer.servers:
             why = self.overload.reason(time.monotonic()) if req.method == "INVITE" else None
             if why is not None:
                 self._dropped("overload")
@@ -383,7 +386,7 @@ class Edge:
             resp = parse_message(stored)
         except SipParseError:
             return False
-        if not isinstance(resp, SipResponse):
+        if not isinstance(resp, SipResponse) or not answers(resp, action.request):
             return False
         _count("in", "retransmission-after-restart")
         self.execute(self.layer.respond(action.key, resp, time.monotonic()), transport)
@@ -424,7 +427,7 @@ class Edge:
                 self.duties.pracked((req.call_id or "", int(rack[0])))
         event = request_event(req, transport, action.peer, self.name)
         if event is None:
-            resp = make_response(req, 405, headers=[("Allow", ALLOW)])
+            resp = not_handled(req, ALLOW, to_tag=secrets.token_hex(5))  # 405 or 501 (8.2.1)
             self.execute(self.layer.respond(action.key, resp, now), transport)
             return
         if action.request.method == "CANCEL":
@@ -530,7 +533,7 @@ class Edge:
         req = txn[2]
         local = self.locals.get(txn[0]) or self.address
         transport, dest, resp = build_response(data, local, txn)
-        key = server_key(req)
+        key = self.layer.key_for(req)
         now = time.monotonic()
         if key in self.layer.servers:
             self.execute(self.layer.respond(key, resp, now), transport)

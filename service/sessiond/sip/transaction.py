@@ -14,25 +14,35 @@ and executes the returned actions (:mod:`sessiond.sip.actions`) in order.
 
 Matching: a response matches the client transaction of its top Via branch and CSeq
 method (17.1.3). A request matches a server transaction by top Via branch, sent-by and
-method, ACK counting as INVITE (17.2.3); requests without the RFC 3261 magic cookie fall
-back to the RFC 2543 fields (Request-URI, From tag, Call-ID, CSeq, top Via). A CANCEL gets
-its own transaction and names the INVITE server transaction it targets (9.2). A message
-matching nothing is a :class:`StrayMessage` when it is an ACK or a response (the dialog
-layer owns ACKs for 2xx and 2xx retransmissions), or a new server transaction.
+method, ACK counting as INVITE (17.2.3). A request that reuses a live transaction's branch
+with another Call-ID, From tag or CSeq number is no retransmission of it (a broken client,
+or RFC 4475's torture messages): it gets a transaction of its own, keyed by those fields
+too (:meth:`TransactionLayer.key_for` finds either key). Requests without the RFC 3261
+magic cookie (RFC 2543 clients, 8.1.1.7) fall back to the old rules of 17.2.3: the key
+holds the whole top Via, From tag, Call-ID, CSeq number and method (all a response carries,
+so the TU's answer finds its transaction from the response's header fields alone), and a
+request hitting it must also have the transaction's Request-URI and To tag -- for an ACK,
+the To tag of the response sent. An RFC 2543 request that hits a transaction but fails those
+checks is a merged request (8.2.2.2) and is answered 482; such an ACK is stray. A CANCEL
+gets its own transaction and names the INVITE server transaction it targets (9.2), matched
+the same way. A message matching nothing is a :class:`StrayMessage` when it is an ACK or a
+response (the dialog layer owns ACKs for 2xx and 2xx retransmissions), or a new server
+transaction.
 """
 
 from __future__ import annotations
 
 import heapq
+import secrets
 
-from sessiond.sip.actions import Action, Peer, StrayMessage, Terminated, TimedOut
+from sessiond.sip.actions import Action, Peer, Send, StrayMessage, Terminated, TimedOut
 from sessiond.sip.client_transaction import (
     ClientTransaction,
     InviteClientTransaction,
     NonInviteClientTransaction,
 )
 from sessiond.sip.errors import TransactionError
-from sessiond.sip.message import SipRequest, SipResponse
+from sessiond.sip.message import SipRequest, SipResponse, make_response
 from sessiond.sip.server_transaction import (
     InviteServerTransaction,
     NonInviteServerTransaction,
@@ -56,9 +66,37 @@ def server_key(request: SipRequest, *, method: str | None = None) -> str:
     branch = request.branch
     if is_rfc3261_branch(branch):
         return f"s|{branch}|{sent_by}|{m}"
-    # RFC 2543 fallback (17.2.3): Request-URI, From tag, Call-ID, CSeq number, top Via.
+    # RFC 2543 fallback (17.2.3): top Via, From tag, Call-ID, CSeq number; the Request-URI
+    # and To tag are checked on a match (rfc2543_matches).
     seq = request.cseq.seq if request.cseq else ""
-    return f"s2543|{request.uri}|{request.from_tag}|{request.call_id}|{seq}|{sent_by}|{m}"
+    return f"s2543|{via}|{request.from_tag or ''}|{request.call_id}|{seq}|{m}"
+
+
+def _identity(request: SipRequest) -> tuple[str | None, str | None, int | None]:
+    """What a retransmission, the ACK of a non-2xx and a CANCEL share with their request."""
+    return request.call_id, request.from_tag, request.cseq.seq if request.cseq else None
+
+
+def answers(response: SipResponse, request: SipRequest) -> bool:
+    """True when ``response`` was built for ``request`` (its Call-ID, From tag and CSeq):
+    a stored answer found by branch alone may belong to a request that reused the branch."""
+    return (response.call_id, response.from_tag, response.cseq) == (
+        request.call_id,
+        request.from_tag,
+        request.cseq,
+    )
+
+
+def rfc2543_matches(tx: ServerTransaction, request: SipRequest) -> bool:
+    """The checks of 17.2.3 for RFC 2543 requests that the key leaves out: the same
+    Request-URI, and the same To tag -- for an ACK, the To tag of the response we sent."""
+    if not tx.key.startswith("s2543|"):
+        return True
+    if request.uri != tx.request.uri:
+        return False
+    if request.method == "ACK" and tx.last_response is not None:
+        return request.to_tag == tx.last_response.to_tag
+    return request.to_tag == tx.request.to_tag
 
 
 class TransactionLayer:
@@ -100,6 +138,21 @@ class TransactionLayer:
             raise TransactionError(f"no server transaction {key}")
         return self._track(tx, tx.respond(response, now), now)
 
+    def key_for(self, request: SipRequest, *, method: str | None = None) -> str:
+        """The server transaction key of ``request`` (as received, or rebuilt from the header
+        fields a response copies): :func:`server_key`, or, when a live transaction holds
+        that key for another request (same branch, other Call-ID, From tag or CSeq number),
+        the key extended by those fields."""
+        key = server_key(request, method=method)
+        if not key.startswith("s|"):
+            return key
+        tx = self.servers.get(key)
+        if tx is not None and _identity(tx.request) == _identity(request):
+            return key
+        call_id, from_tag, seq = _identity(request)
+        other = f"{key}|{call_id}|{from_tag or ''}|{seq}"
+        return other if tx is not None or other in self.servers else key
+
     def cancel_target(self, key: str) -> ServerTransaction | None:
         """The INVITE server transaction a CANCEL transaction ``key`` refers to, if alive."""
         tx = self.servers.get(key)
@@ -116,8 +169,13 @@ class TransactionLayer:
             if client is None:
                 return [StrayMessage(message, peer)]
             return self._track(client, client.receive_response(message, now), now)
-        key = server_key(message)
+        key = self.key_for(message)
         server = self.servers.get(key)
+        if server is not None and not rfc2543_matches(server, message):
+            if message.method == "ACK":
+                return [StrayMessage(message, peer)]
+            merged = make_response(message, 482, "Loop Detected", to_tag=secrets.token_hex(5))
+            return [Send(merged, peer, key)]  # 8.2.2.2, statelessly
         if server is not None:
             return self._track(server, server.receive_request(message, now), now)
         if message.method == "ACK":
@@ -134,8 +192,10 @@ class TransactionLayer:
         else:
             cancels = None
             if request.method == "CANCEL":
-                target = server_key(request, method="INVITE")
-                cancels = target if target in self.servers else None
+                target = self.key_for(request, method="INVITE")
+                invite = self.servers.get(target)
+                if invite is not None and rfc2543_matches(invite, request):
+                    cancels = target
             tx = NonInviteServerTransaction(key, request, peer, reliable, self.timers, cancels)
         self.servers[key] = tx
         return self._track(tx, tx.start(now), now)

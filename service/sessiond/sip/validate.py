@@ -1,7 +1,8 @@
 """Request admission checks a UAS or proxy makes before processing (RFC 3261 8.2, 16.3).
 
 Every failure raises :class:`SipParseError` with the status to answer with: 400 for
-missing or malformed mandatory fields, 416 for an unsupported Request-URI scheme, 420 for
+missing or malformed mandatory fields (Max-Forwards is optional for RFC 2543 requests, which
+carry no magic cookie in their branch), 416 for an unsupported Request-URI scheme, 420 for
 unknown Require option tags (with the ``Unsupported`` header to send), 482 for loops and
 merged requests, 483 for exhausted Max-Forwards, 505 for a SIP version other than 2.0 and
 513 for oversized messages.
@@ -15,7 +16,7 @@ from collections.abc import Collection, Iterable
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.message import SipRequest
 from sessiond.sip.uri import SipUri
-from sessiond.sip.via import MAGIC_COOKIE
+from sessiond.sip.via import MAGIC_COOKIE, is_rfc3261_branch
 
 MANDATORY = (("to", "To"), ("from", "From"), ("call-id", "Call-ID"), ("cseq", "CSeq"))
 DEFAULT_SCHEMES = frozenset({"sip", "sips", "tel"})
@@ -57,7 +58,10 @@ def _check_mandatory(req: SipRequest) -> None:
     missing = [name for key, name in MANDATORY if key not in req.headers]
     if not req.vias:
         missing.append("Via")
-    if req.headers.get("max-forwards") is None:
+    # RFC 2543 made Max-Forwards optional: a request without the magic cookie may lack it
+    # and is still accepted (8.1.1.7, RFC 4475 3.2.1).
+    rfc2543 = bool(req.vias) and not is_rfc3261_branch(req.branch)
+    if req.headers.get("max-forwards") is None and not rfc2543:
         missing.append("Max-Forwards")
     if missing:
         raise SipParseError(400, "Missing " + ", ".join(missing))
