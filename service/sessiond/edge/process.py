@@ -44,12 +44,14 @@ from sessiond import metrics
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.credentials import CredentialStore
 from sessiond.edge.duties import DialogDuties
+from sessiond.edge.loops import failed, survive
 from sessiond.edge.mapping import (
     ALLOWED,
     SUPPORTED,
     Local,
     build_request,
     build_response,
+    check_utf8,
     parse_txn,
     request_destination,
     request_event,
@@ -234,6 +236,9 @@ class Edge:
             return
         if isinstance(msg, SipRequest) and not self._admit(msg, data, transport, source):
             return
+        if isinstance(msg, SipResponse) and not _decodable(msg):
+            self._dropped("invalid-utf8")
+            return
         _count("in", _kind(msg))
         actions = self.layer.receive(msg, source, time.monotonic(), reliable=transport == "TCP")
         self.execute(actions, transport)
@@ -242,6 +247,7 @@ class Edge:
         """Validation (RFC 3261 8.2), loop detection (482) and the per-source rate limit for
         requests that would start something new. Refusals are answered statelessly."""
         try:
+            check_utf8(req)  # before anything turns its fields into event fields or keys
             validate_request(req, supported=SUPPORTED, max_size=self.max_message, size=len(data))
             check_loop(req, [(local.host, local.port) for local in self.locals.values()])
             if req.method == "INVITE" and req.body and req.content_type != "application/sdp":
@@ -369,8 +375,9 @@ class Edge:
                 except Exception as exc:  # a failed lookup must never stop this loop
                     log.warning("looking up %d stored answers failed: %s", len(batch), exc)
             for (action, transport), answer in zip(batch, stored, strict=True):
-                if not self._replayed(action, transport, answer):
-                    self._handle_request(action, transport)
+                with survive("early"):  # one failing request must not stop the queue
+                    if not self._replayed(action, transport, answer):
+                        self._handle_request(action, transport)
 
     def _replayed(self, action: RequestReceived, transport: str, stored: Any) -> bool:
         """Answer a request again with the final response stored for it, if any."""
@@ -569,12 +576,15 @@ class Edge:
     # -- loops ----------------------------------------------------------------------------
     async def _commands(self, stream: str) -> None:
         while not self.stopping.is_set():
-            await retrying(
-                lambda: self._commands_once(stream),
-                stopping=self.stopping,
-                recreate_groups=self.start_groups,
-                log=log,
-            )
+            with survive("commands"):
+                await retrying(
+                    lambda: self._commands_once(stream),
+                    stopping=self.stopping,
+                    recreate_groups=self.start_groups,
+                    log=log,
+                )
+                continue
+            await asyncio.sleep(1.0)  # a failure that is not an outage: do not spin on it
 
     async def start_groups(self) -> None:
         """Groups start at the stream's end: commands older than any edge are stale."""
@@ -610,9 +620,10 @@ class Edge:
         count = 0
         for _, entries in reply:
             for entry_id, fields in entries:
-                cmd = {k.decode(): v for k, v in fields.items()}
-                data = msgpack.unpackb(cmd["data"]) if "data" in cmd else {}
-                await self.execute_command(cmd["id"].decode(), cmd["type"].decode(), data)
+                with survive("commands"):  # a poisoned entry is acked and skipped
+                    cmd = {k.decode(): v for k, v in fields.items()}
+                    data = msgpack.unpackb(cmd["data"]) if "data" in cmd else {}
+                    await self.execute_command(cmd["id"].decode(), cmd["type"].decode(), data)
                 self._to_ack.setdefault(stream, []).append(entry_id)
                 count += 1
         return count
@@ -634,6 +645,9 @@ class Edge:
                     log.warning("publishing %d events failed: %s", len(batch), exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+                except Exception as exc:  # not an outage: retrying would fail again
+                    failed("flusher", exc)  # the batch is dropped, the flusher goes on
+                    break
 
     async def _publish_batch(self, batch: list[tuple[str, str, Any]]) -> None:
         if not batch:
@@ -650,16 +664,18 @@ class Edge:
         while True:
             await asyncio.sleep(0.01)
             now = time.monotonic()
-            due = self.layer.get_timer()
-            if due is not None and due <= now:
-                self.execute(self.layer.handle_timer(now))
+            with survive("timers"):
+                due = self.layer.get_timer()
+                if due is not None and due <= now:
+                    self.execute(self.layer.handle_timer(now))
             for retx in self.duties.due(now):
-                self.transports.send(retx.transport, retx.peer, retx.data)
+                with survive("duties"):
+                    self.transports.send(retx.transport, retx.peer, retx.data)
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            with contextlib.suppress(*RETRYABLE):
+            with survive("heartbeat"), contextlib.suppress(*RETRYABLE):
                 await self._beat()
 
     async def _beat(self) -> None:
@@ -675,6 +691,14 @@ class Edge:
         if drain:
             await self.redis.delete(self.keys.drain(self.name))
             self.stop()
+
+
+def _decodable(resp: SipResponse) -> bool:
+    try:
+        check_utf8(resp)
+    except SipParseError:
+        return False
+    return True
 
 
 def _worker_lag(replies: list[Any]) -> int:

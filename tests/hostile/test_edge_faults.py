@@ -1,0 +1,290 @@
+"""Faults inside a live in-process edge (real UDP/TCP sockets, real Redis): a request whose
+headers are not UTF-8 (issue 18, F1: it once killed the loop that handles the requests of the
+edge's first 64*T1, so every later request was queued forever), and a failure in each of the
+edge's long-lived loops. After each, the edge still answers OPTIONS and publishes INVITE and
+BYE events. T1 is 50 ms here, so the restart window (64*T1) lasts 3.2 s."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from sessiond import metrics
+from sessiond.edge.access import AccessPolicy, Refusal
+from sessiond.edge.process import Edge
+from sessiond.edge.transport import ListenSpec
+from sessiond.sip.message import SipRequest
+from sessiond.sip.timers import TimerConfig
+from sessiond.store import Keys
+from sessiond.store.store import decode_event
+
+from .net import request, status
+
+pytestmark = pytest.mark.redis
+
+T1 = 0.05
+POISON = "poison-"  # Call-IDs our access policy fails on (an injected failure)
+
+
+class _PoisonedAccess(AccessPolicy):
+    """An access policy that raises for Call-IDs starting with ``poison-``: a failure in the
+    request path that no validation catches (the shape of F1), injected through the edge's
+    own extension point rather than by patching the loop."""
+
+    def check(self, req: SipRequest, source: str, now: float) -> Refusal | None:
+        if (req.call_id or "").startswith(POISON):
+            raise RuntimeError(f"injected failure for {req.call_id}")
+        return super().check(req, source, now)
+
+
+EdgeFactory = Callable[..., Awaitable[Edge]]
+
+
+@pytest.fixture
+async def make_edge(redis_url: str) -> AsyncIterator[EdgeFactory]:
+    from sessiond.redis_client import connect
+    from sessiond.store.store import delete_namespace
+
+    client = connect(redis_url)
+    started: list[tuple[Edge, asyncio.Task[None]]] = []
+    keys = Keys(f"faults{time.monotonic_ns() % 10**8}")
+
+    async def make(**kwargs: Any) -> Edge:
+        port = _free_port()
+        listen = [ListenSpec("UDP", "127.0.0.1", port), ListenSpec("TCP", "127.0.0.1", port)]
+        edge = Edge(client, keys, "f1", listen, timers=TimerConfig(t1=T1), **kwargs)
+        task = asyncio.create_task(edge.run())
+        started.append((edge, task))
+        for _ in range(500):
+            if len(edge.locals) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(edge.locals) == 2
+        return edge
+
+    try:
+        yield make
+    finally:
+        for edge, task in started:
+            edge.stop()
+            await asyncio.wait_for(task, 10)
+        await delete_namespace(client, keys.ns)
+        await client.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def _exchange(port: int, data: bytes, within: float = 3.0) -> list[bytes]:
+    """Send one datagram from a fresh socket; every reply until ``within`` s pass, or 0.5 s
+    after the first final response."""
+    loop = asyncio.get_running_loop()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        await loop.sock_sendto(sock, data, ("127.0.0.1", port))
+        replies: list[bytes] = []
+        deadline = time.monotonic() + within
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                reply, _ = await asyncio.wait_for(loop.sock_recvfrom(sock, 65535), left)
+            except TimeoutError:
+                break
+            replies.append(reply)
+            if status(reply) >= 200:
+                deadline = min(deadline, time.monotonic() + 0.5)
+        return replies
+
+
+def _final(replies: list[bytes]) -> list[int]:
+    return [status(r) for r in replies if status(r) >= 200]
+
+
+async def _published(edge: Edge, call_id: str, kind: str, within: float = 5.0) -> bool:
+    stream = edge.keys.events(edge.keys.partition_of_call(call_id))
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        events = [decode_event(f) for _, f in await edge.redis.xrange(stream)]
+        if any(e.data.get("call_id") == call_id and e.type == kind for e in events):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def _still_serves(edge: Edge) -> None:
+    """OPTIONS gets its 200; an INVITE and a BYE reach the event streams."""
+    port = edge.address.port
+    src = ("127.0.0.1", 5999)
+    assert _final(await _exchange(port, request("OPTIONS", port, src))) == [200]
+    call_id = f"ok-{uuid.uuid4().hex}"
+    await _exchange(port, request("INVITE", port, src, call_id=call_id), within=0.3)
+    assert await _published(edge, call_id, "Invite")
+    bye = request("BYE", port, src, call_id=call_id, to_tag="t1", cseq=2)
+    await _exchange(port, bye, within=0.3)
+    assert await _published(edge, call_id, "Bye")
+
+
+def _f1_invite(port: int) -> bytes:
+    """An INVITE whose Call-ID holds 0xC3, a byte that does not start valid UTF-8 there."""
+    marker = f"f1-{uuid.uuid4().hex[:8]}-MARK"
+    return request("INVITE", port, ("127.0.0.1", 5998), call_id=marker).replace(b"MARK", b"\xc3")
+
+
+async def _after_window(edge: Edge) -> None:
+    """Wait until the edge's restart window (64*T1 after its start) is over."""
+    left = edge.started + edge.timers.timeout + 0.2 - time.monotonic()
+    if left > 0:
+        await asyncio.sleep(left)
+
+
+def _loop_errors(loop: str) -> float:
+    return float(metrics.child(metrics.EDGE_LOOP_ERRORS, loop)._value.get())
+
+
+async def test_f1_non_utf8_call_id_gets_400_and_the_edge_goes_on(make_edge: EdgeFactory) -> None:
+    """F1: inside the first 64*T1 after a start and after it, the INVITE gets a stateless
+    400 naming the Call-ID, and the edge answers everything after it."""
+    edge = await make_edge()
+    port = edge.address.port
+    assert time.monotonic() - edge.started < edge.timers.timeout  # inside the window
+    replies = await _exchange(port, _f1_invite(port))
+    await _still_serves(edge)  # on 3043fbc: the OPTIONS after it was never answered
+    assert _final(replies) == [400], replies
+    assert "invalid UTF-8 in Call-ID" in replies[-1].split(b"\r\n", 1)[0].decode()
+    await _after_window(edge)
+    replies = await _exchange(port, _f1_invite(port))
+    assert _final(replies) == [400], replies
+    await _still_serves(edge)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("From", "<sip:a\udcc3@127.0.0.1>;tag=x"),
+        ("To", "<sip:b@127.0.0.1>;tag=\udcff"),
+        ("Via", "SIP/2.0/UDP 127.0.0.1:5998;branch=z9hG4bK\udcc3;rport"),
+        ("Contact", "<sip:\udcc3@127.0.0.1>"),
+    ],
+)
+async def test_non_utf8_in_mapped_headers_gets_400(
+    make_edge: EdgeFactory, name: str, value: str
+) -> None:
+    edge = await make_edge()
+    port = edge.address.port
+    lines = request("INVITE", port, ("127.0.0.1", 5998)).split(b"\r\n")
+    bad = f"{name}: {value}".encode("utf-8", "surrogateescape")
+    lines = [bad if line.startswith(name.encode() + b":") else line for line in lines]
+    replies = await _exchange(port, b"\r\n".join(lines))
+    if name == "Via":  # the Via the answer goes to is not ours to fix: sent back as it came
+        assert _final(replies) == [400], replies
+    else:
+        assert _final(replies) == [400], replies
+        assert f"invalid UTF-8 in {name}".encode() in replies[-1].split(b"\r\n", 1)[0]
+    await _still_serves(edge)
+
+
+async def test_non_utf8_in_other_headers_and_body_is_carried(make_edge: EdgeFactory) -> None:
+    """A header no event carries (Subject) and an SDP body may hold other bytes: the request
+    is taken, the body reaches the event with U+FFFD for the bytes that are not UTF-8."""
+    edge = await make_edge()
+    port = edge.address.port
+    call_id = f"latin1-{uuid.uuid4().hex}"
+    sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=MARK\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    data = request(
+        "INVITE",
+        port,
+        ("127.0.0.1", 5998),
+        call_id=call_id,
+        extra="Subject: MARK\r\nContent-Type: application/sdp\r\n",
+        body=sdp,
+    ).replace(b"MARK", b"M\xfcller")
+    data = data.replace(b"Content-Length: %d" % len(sdp), b"Content-Length: %d" % (len(sdp) + 2))
+    await _exchange(port, data, within=0.3)
+    assert await _published(edge, call_id, "Invite")
+    stream = edge.keys.events(edge.keys.partition_of_call(call_id))
+    events = [decode_event(f) for _, f in await edge.redis.xrange(stream)]
+    (invite,) = [e for e in events if e.data.get("call_id") == call_id]
+    assert "s=M\ufffdller" in invite.data["sdp"]
+
+
+async def test_a_failing_request_in_the_restart_window_ends_no_loop(
+    make_edge: EdgeFactory,
+) -> None:
+    """A request that fails inside the edge, in the first 64*T1 (the early-request loop)
+    and after it (the inbound path): each failure is logged and counted, and the edge keeps
+    answering."""
+    edge = await make_edge(access=_PoisonedAccess())
+    port = edge.address.port
+    early, inbound = _loop_errors("early"), _loop_errors("inbound")
+    src = ("127.0.0.1", 5997)
+    await _exchange(port, request("INVITE", port, src, call_id=POISON + "1"), within=0.3)
+    await _still_serves(edge)
+    assert _loop_errors("early") == early + 1
+    await _after_window(edge)
+    await _exchange(port, request("OPTIONS", port, src, call_id=POISON + "2"), within=0.3)
+    await _still_serves(edge)
+    assert _loop_errors("inbound") == inbound + 1
+
+
+async def test_a_poisoned_command_ends_no_command_loop(make_edge: EdgeFactory) -> None:
+    """Command entries a worker would never write (no id, no type, data that is not msgpack)
+    are counted and acknowledged; the command loop goes on running commands."""
+    edge = await make_edge()
+    before = _loop_errors("commands")
+    stream = edge.keys.edge_commands(edge.name)
+    await edge.redis.xadd(stream, {"junk": b"1"})
+    await edge.redis.xadd(stream, {"id": b"c1", "type": b"respond", "data": b"\xc1\xc1"})
+    # a real command after them: answer an OPTIONS we send through a txn
+    await asyncio.sleep(0.5)
+    assert _loop_errors("commands") >= before + 1
+    await _still_serves(edge)
+    pending = await edge.redis.xpending(stream, "edge")
+    assert pending["pending"] == 0
+
+
+async def test_an_event_stream_of_the_wrong_type_ends_no_flusher(
+    make_edge: EdgeFactory,
+) -> None:
+    """A partition stream key that holds a string (WRONGTYPE for XADD, not a Redis outage):
+    the flusher counts the failure and drops that batch, and events for other partitions are
+    still published."""
+    edge = await make_edge()
+    await _after_window(edge)
+    port = edge.address.port
+    keys = edge.keys
+    poisoned = "wrongtype-0"
+    while keys.partition_of_call(poisoned) == keys.partition_of_call("x"):
+        poisoned += "0"
+    await edge.redis.set(keys.events(keys.partition_of_call(poisoned)), "not a stream")
+    before = _loop_errors("flusher")
+    src = ("127.0.0.1", 5996)
+    await _exchange(port, request("INVITE", port, src, call_id=poisoned), within=0.3)
+    deadline = time.monotonic() + 5
+    while _loop_errors("flusher") == before and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert _loop_errors("flusher") > before
+    await edge.redis.delete(keys.events(keys.partition_of_call(poisoned)))
+    await _still_serves(edge)
+
+
+async def test_a_failing_duty_ends_no_timer_loop(make_edge: EdgeFactory) -> None:
+    """A dialog duty whose retransmission cannot be sent (its data is not bytes): the timer
+    loop counts it and goes on firing the transaction timers and the other duties."""
+    edge = await make_edge()
+    before = _loop_errors("duties")
+    unsendable: Any = "not bytes"
+    edge.duties.answered(("dead", 1), unsendable, "UDP", ("127.0.0.1", 9), time.monotonic())
+    deadline = time.monotonic() + 5
+    while _loop_errors("duties") == before and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert _loop_errors("duties") > before
+    await _still_serves(edge)
