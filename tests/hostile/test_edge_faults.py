@@ -7,6 +7,7 @@ BYE events. T1 is 50 ms here, so the restart window (64*T1) lasts 3.2 s."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
 import uuid
@@ -287,4 +288,48 @@ async def test_a_failing_duty_ends_no_timer_loop(make_edge: EdgeFactory) -> None
     while _loop_errors("duties") == before and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert _loop_errors("duties") > before
+    await _still_serves(edge)
+
+
+def test_partial_message_timeout_defaults_to_32_s() -> None:
+    """RFC 3261 18.3 leaves it to us; docs/security.md documents 32 s (64*T1) everywhere:
+    the transports, the edge and the command line."""
+    import inspect
+
+    from sessiond.cli import build_parser
+    from sessiond.edge.transport import Transports
+
+    assert Transports(lambda *_: None).message_timeout == 32.0
+    assert inspect.signature(Edge).parameters["tcp_message_timeout"].default == 32.0
+    args = build_parser().parse_args(["edge", "--redis", "redis://x"])
+    assert args.tcp_message_timeout == 32.0
+
+
+async def test_partial_messages_close_at_their_own_timeout(make_edge: EdgeFactory) -> None:
+    """Connections that began a partial message at different moments are each closed
+    ``message_timeout`` after their own start (here 4 s), not at the reaper's next round
+    (which once ran every message_timeout/2: by default 45-47 s instead of 32)."""
+    timeout = 4.0
+    edge = await make_edge(tcp_message_timeout=timeout, tcp_idle_timeout=300.0)
+    port = edge.address.port
+    partial = request("OPTIONS", port, ("127.0.0.1", 5995), transport="TCP")[:60]
+
+    async def hold(delay: float) -> float:
+        await asyncio.sleep(delay)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            writer.write(partial)
+            await writer.drain()
+            start = time.monotonic()
+            data = await asyncio.wait_for(reader.read(65535), timeout + 10)
+            assert data == b""  # closed by the edge, nothing answered
+            return time.monotonic() - start
+        finally:
+            writer.close()
+            with contextlib.suppress(ConnectionError):
+                await writer.wait_closed()
+
+    # staggered over a whole reaper period: a periodic sweep would close some of them late
+    held = await asyncio.gather(*(hold(i * 0.25) for i in range(8)))
+    assert all(timeout - 0.1 <= h <= timeout + 1.2 for h in held), held
     await _still_serves(edge)
