@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -333,3 +335,40 @@ async def test_partial_messages_close_at_their_own_timeout(make_edge: EdgeFactor
     held = await asyncio.gather(*(hold(i * 0.25) for i in range(8)))
     assert all(timeout - 0.1 <= h <= timeout + 1.2 for h in held), held
     await _still_serves(edge)
+
+
+async def _garbage(port: int, count: int, seed: int = 7) -> None:
+    """``count`` garbage datagrams from tests/hostile/garbage.py in a subprocess."""
+    script = str(Path(__file__).with_name("garbage.py"))
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, script, str(port), str(count), str(seed)
+    )
+    assert await asyncio.wait_for(proc.wait(), 120) == 0
+
+
+async def test_requests_nobody_answers_are_not_kept_forever(make_edge: EdgeFactory) -> None:
+    """Garbage that parses (BYEs, INFOs, INVITEs... for calls that do not exist) becomes
+    events; with no worker to answer them their server transactions were kept for the edge's
+    whole life (what made 20 s of garbage grow the edge 43 -> 248 MB, for good). Now the
+    edge answers 503 after 64*T1 and every transaction ends."""
+    edge = await make_edge()
+    await _after_window(edge)
+    await _garbage(edge.address.port, 5000)
+    deadline = time.monotonic() + 4 * edge.timers.timeout
+    while edge.layer.servers and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert not edge.layer.servers, len(edge.layer.servers)
+    assert len(edge.unanswered) == 0
+    await _still_serves(edge)
+
+
+async def test_an_unanswered_invite_gets_503_after_64_t1(make_edge: EdgeFactory) -> None:
+    """The caller of an INVITE no worker answers (none runs here) gets 100 Trying, then a
+    503 with Retry-After once 64*T1 pass, instead of waiting for ever."""
+    edge = await make_edge()
+    port = edge.address.port
+    replies = await _exchange(port, request("INVITE", port, ("127.0.0.1", 5994)), within=10)
+    codes = [status(r) for r in replies]
+    assert codes[0] == 100, codes
+    assert set(codes[1:]) == {503}, codes  # retransmitted until an ACK (we send none)
+    assert b"Retry-After: 5" in replies[-1]

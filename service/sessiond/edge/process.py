@@ -62,6 +62,7 @@ from sessiond.edge.overload import OverloadGuard
 from sessiond.edge.ratelimit import SourceRateLimiter
 from sessiond.edge.registrar_client import OutboundConfig, RegistrarClient
 from sessiond.edge.transport import Address, ListenSpec, Transports
+from sessiond.edge.unanswered import Unanswered
 from sessiond.engine import Event
 from sessiond.redis_client import RETRYABLE, is_embedded
 from sessiond.redis_round import Round
@@ -118,10 +119,12 @@ class Edge:
         tcp_idle_timeout: float = 300.0,
         tcp_message_timeout: float = 32.0,
         max_connections: int = 10_000,
+        max_transactions: int = 100_000,
         outbound: OutboundConfig | None = None,
         trying_delay: float = 0.18,
     ) -> None:
         self.max_message = max_message
+        self.max_transactions = max_transactions  # server transactions (each holds a request)
         self.redis = redis
         self.keys = keys
         self.name = name
@@ -146,6 +149,7 @@ class Edge:
         self._key_transport: dict[str, str] = {}
         self._clients: dict[str, _ClientInfo] = {}
         self.duties = DialogDuties(self.timers)
+        self.unanswered = Unanswered(self.timers.timeout)  # the workers have not answered
         # ("xadd", stream, fields) events, ("set", key, value) answered-request records
         self._outbox: list[tuple[str, str, Any]] = []
         self._wired: tuple[object, bytes] = (None, b"")  # the last message encoded
@@ -239,6 +243,8 @@ class Edge:
         if isinstance(msg, SipResponse) and not _decodable(msg):
             self._dropped("invalid-utf8")
             return
+        if isinstance(msg, SipRequest) and self._no_room(msg, data, transport, source):
+            return
         _count("in", _kind(msg))
         actions = self.layer.receive(msg, source, time.monotonic(), reliable=transport == "TCP")
         self.execute(actions, transport)
@@ -272,6 +278,19 @@ class Edge:
                 )
                 self._stateless_error(data, transport, source, busy)
                 return False
+        return True
+
+    def _no_room(self, req: SipRequest, data: bytes, transport: str, source: Address) -> bool:
+        """At ``max_transactions`` open server transactions a request that would open one
+        more gets a stateless 503: what a flood can make the edge hold stays bounded."""
+        servers = self.layer.servers
+        if len(servers) < self.max_transactions or req.method == "ACK":
+            return False
+        if server_key(req) in servers:
+            return False
+        self._dropped("transaction-limit")
+        busy = SipParseError(503, "Too many open transactions", (("Retry-After", "5"),))
+        self._stateless_error(data, transport, source, busy)
         return True
 
     def _stateless_error(
@@ -311,6 +330,7 @@ class Edge:
                     self._on_timeout(action.key)
             elif isinstance(action, Terminated):
                 self._key_transport.pop(action.key, None)
+                self.unanswered.answered(action.key)
                 self._clients.pop(action.key, None)
                 if self.registrar is not None:
                     self.registrar.forget(action.key)
@@ -431,6 +451,8 @@ class Edge:
             return
         if action.request.method == "CANCEL":
             event = Event(f"{event.id}:cancel", "Cancel", event.data)
+        else:  # the workers answer it (a CANCEL was answered above)
+            self.unanswered.handed(action.key, now)
         self._publish(event)
 
     def _on_response(self, resp: SipResponse) -> None:
@@ -508,6 +530,7 @@ class Edge:
         transport, dest, resp = build_response(data, local, txn)
         key = server_key(req)
         now = time.monotonic()
+        self.unanswered.answered(key)
         if key in self.layer.servers:
             self.execute(self.layer.respond(key, resp, now), transport)
         else:  # the transaction is gone (we restarted): answer statelessly
@@ -668,9 +691,28 @@ class Edge:
                 due = self.layer.get_timer()
                 if due is not None and due <= now:
                     self.execute(self.layer.handle_timer(now))
+            for key in self.unanswered.expired(now):
+                with survive("timers"):
+                    self._not_answered(key, now)
             for retx in self.duties.due(now):
                 with survive("duties"):
                     self.transports.send(retx.transport, retx.peer, retx.data)
+
+    def _not_answered(self, key: str, now: float) -> None:
+        """The workers did not answer this request within 64*T1: 503, so the caller stops
+        waiting and the transaction (and the request it holds) ends."""
+        tx = self.layer.servers.get(key)
+        if tx is None or tx.final_sent:
+            return
+        self._dropped("unanswered")
+        busy = make_response(
+            tx.request,
+            503,
+            "No answer from the session workers",
+            headers=[("Retry-After", "5")],
+            to_tag=secrets.token_hex(5),
+        )
+        self.execute(self.layer.respond(key, busy, now), self._key_transport.get(key, "UDP"))
 
     async def _heartbeat(self) -> None:
         while True:
