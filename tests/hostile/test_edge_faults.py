@@ -350,11 +350,12 @@ async def test_requests_nobody_answers_are_not_kept_forever(make_edge: EdgeFacto
     """Garbage that parses (BYEs, INFOs, INVITEs... for calls that do not exist) becomes
     events; with no worker to answer them their server transactions were kept for the edge's
     whole life (what made 20 s of garbage grow the edge 43 -> 248 MB, for good). Now the
-    edge answers 503 after 64*T1 and every transaction ends."""
+    edge answers 503 after 64*T1 (an INVITE after 6*64*T1) and every transaction ends."""
     edge = await make_edge()
     await _after_window(edge)
     await _garbage(edge.address.port, 5000)
-    deadline = time.monotonic() + 4 * edge.timers.timeout
+    # INVITEs wait 6*64*T1 for a worker, then 64*T1 for an ACK to the 503
+    deadline = time.monotonic() + 10 * edge.timers.timeout
     while edge.layer.servers and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert not edge.layer.servers, len(edge.layer.servers)
@@ -362,13 +363,30 @@ async def test_requests_nobody_answers_are_not_kept_forever(make_edge: EdgeFacto
     await _still_serves(edge)
 
 
-async def test_an_unanswered_invite_gets_503_after_64_t1(make_edge: EdgeFactory) -> None:
-    """The caller of an INVITE no worker answers (none runs here) gets 100 Trying, then a
-    503 with Retry-After once 64*T1 pass, instead of waiting for ever."""
+async def test_an_unanswered_request_gets_503_after_64_t1(make_edge: EdgeFactory) -> None:
+    """A BYE no worker answers (none runs here) gets a 503 with Retry-After once 64*T1
+    pass, and its transaction ends; an INVITE waits 6*64*T1 (``Unanswered``)."""
     edge = await make_edge()
     port = edge.address.port
-    replies = await _exchange(port, request("INVITE", port, ("127.0.0.1", 5994)), within=10)
-    codes = [status(r) for r in replies]
-    assert codes[0] == 100, codes
-    assert set(codes[1:]) == {503}, codes  # retransmitted until an ACK (we send none)
+    bye = request("BYE", port, ("127.0.0.1", 5994), to_tag="x")
+    replies = await _exchange(port, bye, within=2 * edge.timers.timeout)
+    assert _final(replies) == [503], replies
     assert b"Retry-After: 5" in replies[-1]
+
+
+def test_unanswered_deadlines() -> None:
+    from sessiond.edge.unanswered import INVITE_FACTOR, Unanswered
+
+    pending = Unanswered(32.0)
+    pending.handed("bye", 0.0)
+    pending.handed("invite", 0.0, invite=True)
+    pending.handed("info", 10.0)
+    pending.handed("answered", 1.0)
+    pending.answered("answered")
+    assert pending.expired(31.9) == []
+    assert pending.expired(32.0) == ["bye"]
+    assert pending.expired(42.0) == ["info"]
+    assert pending.expired(32.0 * INVITE_FACTOR - 0.1) == []
+    assert INVITE_FACTOR * 32.0 > 180.0  # longer than Timer C (RFC 3261 16.6: > 3 minutes)
+    assert pending.expired(32.0 * INVITE_FACTOR) == ["invite"]
+    assert len(pending) == 0

@@ -452,7 +452,7 @@ class Edge:
         if action.request.method == "CANCEL":
             event = Event(f"{event.id}:cancel", "Cancel", event.data)
         else:  # the workers answer it (a CANCEL was answered above)
-            self.unanswered.handed(action.key, now)
+            self.unanswered.handed(action.key, now, invite=req.method == "INVITE")
         self._publish(event)
 
     def _on_response(self, resp: SipResponse) -> None:
@@ -699,8 +699,8 @@ class Edge:
                     self.transports.send(retx.transport, retx.peer, retx.data)
 
     def _not_answered(self, key: str, now: float) -> None:
-        """The workers did not answer this request within 64*T1: 503, so the caller stops
-        waiting and the transaction (and the request it holds) ends."""
+        """The workers did not answer this request in time (``Unanswered``): 503, so the
+        caller stops waiting and the transaction (and the request it holds) ends."""
         tx = self.layer.servers.get(key)
         if tx is None or tx.final_sent:
             return
