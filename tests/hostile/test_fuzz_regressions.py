@@ -115,6 +115,8 @@ EDGE_PATH_CRASHES = {
         "<sip:b@127.0.0.1>", "<sip:b@127.0.0.1>;tag=\udcc3"
     ),
     "response-reason": "SIP/2.0 200 \udcc3K\r\n" + _INVITE.split("\r\n", 1)[1],
+    "response-bad-contact": "SIP/2.0 200 OK\r\n"
+    + _INVITE.split("\r\n", 1)[1].replace("<sip:a@127.0.0.1>\r\n", "<sip:a@h>;;\r\n"),
     "response-contact": "SIP/2.0 200 OK\r\n"
     + _INVITE.split("\r\n", 1)[1].replace("<sip:a@127.0.0.1>\r\n", "<sip:\udcc3@h>\r\n"),
 }
@@ -125,7 +127,8 @@ def test_edge_path_known_crashes(name: str) -> None:
     """Issue 18, F1 and what fuzz/fuzz_edge_path.py found on 3043fbc within 20 s: bytes that
     are not UTF-8 in a field that becomes an event field or Redis key raised
     UnicodeEncodeError in encode_event (or in redis-py's encoding of the answered-request
-    key) inside the edge; now the request gets a stateless 400 and a response is dropped."""
+    key) inside the edge, and a stray 200 whose Contact does not parse raised SipParseError
+    from response_event; now the request gets a stateless 400 and a response is dropped."""
     contracts.check_edge_path(EDGE_PATH_CRASHES[name].encode("utf-8", "surrogateescape"))
 
 

@@ -109,9 +109,17 @@ def check_utf8(msg: SipRequest | SipResponse) -> None:
     checked: they are decoded with U+FFFD for what is not UTF-8 (see :func:`_sdp`)."""
     for key, _, value, _ in msg.headers.fields:
         if key in MAPPED_HEADERS and not value.isascii() and _undecodable(value):
-            raise SipParseError(400, f"Bad Request - invalid UTF-8 in {display_name(key)}")
+            raise SipParseError(400, f"invalid UTF-8 in {display_name(key)}")
     if isinstance(msg, SipResponse) and not msg.reason.isascii() and _undecodable(msg.reason):
-        raise SipParseError(400, "Bad Request - invalid UTF-8 in Reason-Phrase")
+        raise SipParseError(400, "invalid UTF-8 in Reason-Phrase")
+
+
+def check_response(resp: SipResponse) -> None:
+    """Raise :class:`SipParseError` for a response :func:`response_event` could not map:
+    bytes that are not UTF-8 where it reads (:func:`check_utf8`), or a Contact that does not
+    parse (the remote target of a 2xx)."""
+    check_utf8(resp)
+    resp.contacts()
 
 
 def _undecodable(text: str) -> bool:

@@ -51,6 +51,7 @@ from sessiond.edge.mapping import (
     Local,
     build_request,
     build_response,
+    check_response,
     check_utf8,
     parse_txn,
     request_destination,
@@ -240,8 +241,7 @@ class Edge:
             return
         if isinstance(msg, SipRequest) and not self._admit(msg, data, transport, source):
             return
-        if isinstance(msg, SipResponse) and not _decodable(msg):
-            self._dropped("invalid-utf8")
+        if isinstance(msg, SipResponse) and not _mappable(msg):
             return
         if isinstance(msg, SipRequest) and self._no_room(msg, data, transport, source):
             return
@@ -735,10 +735,13 @@ class Edge:
             self.stop()
 
 
-def _decodable(resp: SipResponse) -> bool:
+def _mappable(resp: SipResponse) -> bool:
+    """False (the response is dropped and counted) for one ``response_event`` cannot read."""
     try:
-        check_utf8(resp)
-    except SipParseError:
+        check_response(resp)
+    except SipParseError as exc:
+        why = "invalid-utf8" if "UTF-8" in exc.reason else "malformed-response"
+        metrics.child(metrics.SIP_DROPPED, why).inc()
         return False
     return True
 
