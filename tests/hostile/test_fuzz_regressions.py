@@ -128,7 +128,8 @@ def test_edge_path_known_crashes(name: str) -> None:
     are not UTF-8 in a field that becomes an event field or Redis key raised
     UnicodeEncodeError in encode_event (or in redis-py's encoding of the answered-request
     key) inside the edge, and a stray 200 whose Contact does not parse raised SipParseError
-    from response_event; now the request gets a stateless 400 and a response is dropped."""
+    from response_event; now such a request gets a stateless 400, a response with such bytes
+    is dropped, and a response's Contact that does not parse maps to no contact."""
     contracts.check_edge_path(EDGE_PATH_CRASHES[name].encode("utf-8", "surrogateescape"))
 
 

@@ -51,7 +51,6 @@ from sessiond.edge.mapping import (
     Local,
     build_request,
     build_response,
-    check_response,
     check_utf8,
     parse_txn,
     request_destination,
@@ -736,12 +735,11 @@ class Edge:
 
 
 def _mappable(resp: SipResponse) -> bool:
-    """False (the response is dropped and counted) for one ``response_event`` cannot read."""
+    """False (the response is dropped and counted) for one ``response_event`` cannot map."""
     try:
-        check_response(resp)
-    except SipParseError as exc:
-        why = "invalid-utf8" if "UTF-8" in exc.reason else "malformed-response"
-        metrics.child(metrics.SIP_DROPPED, why).inc()
+        check_utf8(resp)
+    except SipParseError:
+        metrics.child(metrics.SIP_DROPPED, "invalid-utf8").inc()
         return False
     return True
 
