@@ -390,3 +390,52 @@ def test_unanswered_deadlines() -> None:
     assert INVITE_FACTOR * 32.0 > 180.0  # longer than Timer C (RFC 3261 16.6: > 3 minutes)
     assert pending.expired(32.0 * INVITE_FACTOR) == ["invite"]
     assert len(pending) == 0
+
+
+async def test_a_failing_heartbeat_ends_no_heartbeat_loop(make_edge: EdgeFactory) -> None:
+    """A heartbeat step that fails for another reason than a Redis outage (injected into
+    the step, not the loop): counted, and the next beats still refresh the edge's key."""
+    edge = await make_edge()
+    before = _loop_errors("heartbeat")
+    beat = edge._beat
+    fails = [RuntimeError("injected"), RuntimeError("injected")]
+
+    async def failing_beat() -> None:
+        if fails:
+            raise fails.pop()
+        await beat()
+
+    edge._beat = failing_beat  # type: ignore[method-assign]
+    key = edge.keys.heartbeat("edge", edge.name)
+    await edge.redis.delete(key)
+    deadline = time.monotonic() + 10
+    while not await edge.redis.exists(key) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert await edge.redis.exists(key)
+    assert _loop_errors("heartbeat") == before + 2
+    await _still_serves(edge)
+
+
+class _PoisonedConnection:
+    """What the reaper finds in the connection table: ``last_seen`` is not a time."""
+
+    last_seen: Any = None
+    transport = None
+
+
+async def test_a_failing_reaper_step_ends_no_reaper(make_edge: EdgeFactory) -> None:
+    """A connection the reaper cannot read is counted and skipped; an idle connection next
+    to it is still closed at the idle timeout (1 s here)."""
+    edge = await make_edge(tcp_idle_timeout=1.0)
+    before = _loop_errors("reaper")
+    edge.transports._tcp[("poison", 1)] = _PoisonedConnection()  # type: ignore[assignment]
+    reader, writer = await asyncio.open_connection("127.0.0.1", edge.address.port)
+    try:
+        assert await asyncio.wait_for(reader.read(1), 10) == b""  # closed by the reaper
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError):
+            await writer.wait_closed()
+    assert _loop_errors("reaper") > before
+    del edge.transports._tcp[("poison", 1)]
+    await _still_serves(edge)
