@@ -8,6 +8,8 @@ is a crash.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sessiond.media.errors import RtpError, SdpError
 from sessiond.media.rtcp import parse_compound
 from sessiond.media.rtp import RtpPacket
@@ -146,3 +148,75 @@ def check_rtcp(data: bytes) -> None:
     assert packets
     for packet in packets:
         bytes(packet)
+
+
+class _EdgePath:
+    """An edge with no sockets and no Redis: ``on_message`` runs its whole inbound path
+    (parse, validation, transaction layer, mapping to an event, ``encode_event`` with the
+    real msgpack) and leaves what it would publish in its outbox, which is then encoded as
+    redis-py encodes a command's arguments. Limits that would refuse most inputs (rate
+    limit, overload shedding) are opened; the early-request window is over."""
+
+    def __init__(self) -> None:
+        import logging
+
+        from redis.connection import Encoder
+
+        logging.disable(logging.CRITICAL)  # "no UDP socket" for every answer
+        self.encoder = Encoder("utf-8", "strict", False)
+        self.runs = 0
+        self.edge = self._new()
+
+    def _new(self) -> Any:
+        from sessiond.edge.process import Edge
+        from sessiond.store import Keys
+
+        edge = Edge(
+            None,
+            Keys("fuzz"),
+            "fz",
+            [],
+            rate_limit=1e12,
+            rate_burst=1e12,
+            shed_lag=1 << 60,
+            shed_delay=1e12,
+        )
+        edge.started = -1e12
+        edge.transports.send = self._send  # no sockets
+        return edge
+
+    @staticmethod
+    def _send(transport: str, addr: tuple[str, int], data: bytes) -> None:
+        assert transport in ("UDP", "TCP"), transport
+        assert isinstance(data, bytes), type(data)
+        assert data.startswith(b"SIP/2.0 "), data[:40]
+
+    def feed(self, data: bytes, transport: str) -> None:
+        self.runs += 1
+        if self.runs % 512 == 0:  # its timers never run here: a new edge now and then
+            self.edge = self._new()
+        edge = self.edge
+        edge.on_message(data, transport, ("127.0.0.1", 5062))
+        batch, edge._outbox = edge._outbox, []
+        for op, key, value in batch:
+            self.encoder.encode(key)
+            if op == "xadd":
+                for name, field in value.items():
+                    self.encoder.encode(name)
+                    self.encoder.encode(field)
+            else:
+                self.encoder.encode(value)
+
+
+_EDGE_PATH: _EdgePath | None = None
+
+
+def check_edge_path(data: bytes) -> None:
+    """The edge's path from datagram (and TCP message) to published event never raises: a
+    request or response it cannot take is answered or dropped, and everything it publishes
+    (events, answered-request records, their stream and key names) can be sent to Redis."""
+    global _EDGE_PATH
+    if _EDGE_PATH is None:
+        _EDGE_PATH = _EdgePath()
+    _EDGE_PATH.feed(data, "UDP")
+    _EDGE_PATH.feed(data, "TCP")

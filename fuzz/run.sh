@@ -9,7 +9,7 @@ SECONDS_PER_TARGET=${1:?usage: fuzz/run.sh SECONDS}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 WORK=${FUZZ_WORK:-/tmp/sessiond-fuzz}
-TARGETS=${FUZZ_TARGETS:-"sip_message sip_framer sdp rtp"}
+TARGETS=${FUZZ_TARGETS:-"sip_message sip_framer edge_path sdp rtp"}
 export PYTHONPATH="$ROOT/service${PYTHONPATH:+:$PYTHONPATH}"
 
 python -c "import atheris" 2>/dev/null || { echo "atheris missing: pip install atheris" >&2; exit 2; }

@@ -78,8 +78,29 @@ def rtp_seeds() -> dict[str, bytes]:
     }
 
 
+def edge_path_seeds() -> dict[str, bytes]:
+    """The SIP seeds, and requests whose Call-ID, From tag or Via branch holds a byte that
+    is not UTF-8 (issue 18, F1), for the whole edge path."""
+    seeds = sip_seeds()
+    invite = (
+        b"INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5062;branch=z9hG4bKb;"
+        b"rport\r\nFrom: <sip:a@127.0.0.1>;tag=f\r\nTo: <sip:b@127.0.0.1>\r\nCall-ID: c\r\n"
+        b"CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:a@127.0.0.1:5062>\r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    seeds["utf8-call-id"] = invite.replace(b"Call-ID: c", b"Call-ID: c\xc3")
+    seeds["utf8-from-tag"] = invite.replace(b"tag=f", b"tag=f\xff")
+    seeds["utf8-branch"] = invite.replace(b"z9hG4bKb", b"z9hG4bKb\xc3")
+    seeds["bye"] = invite.replace(b"INVITE", b"BYE").replace(
+        b"<sip:b@127.0.0.1>", b"<sip:b@h>;tag=t"
+    )
+    seeds["response"] = b"SIP/2.0 200 OK\r\n" + invite.split(b"\r\n", 1)[1]
+    return seeds
+
+
 TARGETS = {
     "sip_message": sip_seeds,
+    "edge_path": edge_path_seeds,
     "sip_framer": sip_seeds,
     "sdp": sdp_seeds,
     "rtp": rtp_seeds,

@@ -132,6 +132,12 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-connections", type=int, default=10_000)
     parser.add_argument(
+        "--max-transactions",
+        type=int,
+        default=100_000,
+        help="answer new requests 503 while this many server transactions are open",
+    )
+    parser.add_argument(
         "--allow",
         action="append",
         default=[],

@@ -42,6 +42,11 @@ SIP_MESSAGES = Counter(
     "sessiond_sip_messages_total", "SIP messages at the edge", ["direction", "kind"]
 )
 SIP_DROPPED = Counter("sessiond_sip_dropped_total", "Unparseable or refused datagrams", ["why"])
+EDGE_LOOP_ERRORS = Counter(
+    "sessiond_edge_loop_errors_total",
+    "Exceptions an edge loop caught and survived (logged once per loop and kind)",
+    ["loop"],
+)
 REGISTERED = Gauge("sessiond_registered", "1 while our registration of the AOR holds", ["aor"])
 REGISTER_RESPONSES = Counter(
     "sessiond_register_responses_total", "Final responses to our REGISTERs", ["aor", "code"]

@@ -151,6 +151,7 @@ def edge_options(args: argparse.Namespace, transports: set[str]) -> dict[str, An
         "tcp_idle_timeout": args.tcp_idle_timeout,
         "tcp_message_timeout": args.tcp_message_timeout,
         "max_connections": args.max_connections,
+        "max_transactions": args.max_transactions,
     }
 
 

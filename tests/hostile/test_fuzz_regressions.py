@@ -102,3 +102,37 @@ def test_framer_in_random_chunks(
     """Two copies of a (mutated) torture message on one stream, cut as the atheris target
     cuts it (its first byte seeds the cut sizes)."""
     contracts.check_framer(chunks_of(bytes((cut_seed,)) + _mutate(seed, edits) * 2))
+
+
+_INVITE = INVITE.format(rport="5062").replace(
+    "Max-Forwards", "Contact: <sip:a@127.0.0.1>\r\nMax-Forwards"
+)
+EDGE_PATH_CRASHES = {
+    "f1-call-id": _INVITE.replace("Call-ID: x", "Call-ID: x\udcc3"),
+    "via-branch": _INVITE.replace("z9hG4bK-1", "z9hG4bK-1\udcf2"),
+    "from-tag": _INVITE.replace("tag=1", "tag=1\udcff"),
+    "bye-to-tag": _INVITE.replace("INVITE", "BYE").replace(
+        "<sip:b@127.0.0.1>", "<sip:b@127.0.0.1>;tag=\udcc3"
+    ),
+    "response-reason": "SIP/2.0 200 \udcc3K\r\n" + _INVITE.split("\r\n", 1)[1],
+    "response-bad-contact": "SIP/2.0 200 OK\r\n"
+    + _INVITE.split("\r\n", 1)[1].replace("<sip:a@127.0.0.1>\r\n", "<sip:a@h>;;\r\n"),
+    "response-contact": "SIP/2.0 200 OK\r\n"
+    + _INVITE.split("\r\n", 1)[1].replace("<sip:a@127.0.0.1>\r\n", "<sip:\udcc3@h>\r\n"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_PATH_CRASHES))
+def test_edge_path_known_crashes(name: str) -> None:
+    """Issue 18, F1 and what fuzz/fuzz_edge_path.py found on 3043fbc within 20 s: bytes that
+    are not UTF-8 in a field that becomes an event field or Redis key raised
+    UnicodeEncodeError in encode_event (or in redis-py's encoding of the answered-request
+    key) inside the edge, and a stray 200 whose Contact does not parse raised SipParseError
+    from response_event; now such a request gets a stateless 400, a response with such bytes
+    is dropped, and a response's Contact that does not parse maps to no contact."""
+    contracts.check_edge_path(EDGE_PATH_CRASHES[name].encode("utf-8", "surrogateescape"))
+
+
+def test_edge_path_seeds() -> None:
+    for data in seeds.edge_path_seeds().values():
+        contracts.check_edge_path(data)

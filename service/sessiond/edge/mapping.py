@@ -27,7 +27,8 @@ from urllib.parse import unquote
 
 from sessiond.engine import Event
 from sessiond.sip.address import NameAddr
-from sessiond.sip.errors import SipError
+from sessiond.sip.errors import SipError, SipParseError
+from sessiond.sip.headers import display_name
 from sessiond.sip.memo import Memo
 from sessiond.sip.message import SipRequest, SipResponse, make_response
 from sessiond.sip.uri import SipUri, parse_uri
@@ -90,7 +91,43 @@ ALLOWED = ", ".join(HANDLED_METHODS)
 SUPPORTED = ("timer", "100rel", "replaces")
 TXN_HEADERS = ("via", "from", "to", "call-id", "cseq")
 MAX_FORWARDS = "70"
+# Header fields whose values become event fields, stream ids or Redis keys: they must be
+# UTF-8 (RFC 3261 7.3.1), or the event cannot be encoded. The parser keeps other bytes as
+# surrogates (so a message round-trips); a message with one in these fields is refused.
+MAPPED_HEADERS = frozenset(
+    {
+        *TXN_HEADERS,
+        "contact",
+        "record-route",
+        "content-type",
+        "www-authenticate",
+        "proxy-authenticate",
+        *(header for _, header in REQUEST_HEADERS),
+        *(header for _, header in RESPONSE_HEADERS),
+    }
+)
 USER_AGENT = "sessiond"
+
+
+def check_utf8(msg: SipRequest | SipResponse) -> None:
+    """Raise 400 "Bad Request - invalid UTF-8 in <header>" when a field the edge maps into an
+    event (or a response's reason phrase) holds bytes that are not UTF-8. Bodies are not
+    checked: they are decoded with U+FFFD for what is not UTF-8 (see :func:`_sdp`)."""
+    for key, _, value, _ in msg.headers.fields:
+        if key in MAPPED_HEADERS and not value.isascii() and _undecodable(value):
+            raise SipParseError(400, f"invalid UTF-8 in {display_name(key)}")
+    if isinstance(msg, SipResponse) and not msg.reason.isascii() and _undecodable(msg.reason):
+        raise SipParseError(400, "invalid UTF-8 in Reason-Phrase")
+
+
+def _undecodable(text: str) -> bool:
+    """True when ``text`` holds a byte the UTF-8 decoding could not take (a lone surrogate,
+    as ``surrogateescape`` leaves it)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +345,10 @@ def response_event(resp: SipResponse, edge: str) -> Event | None:
         kind = RESPONSE_EVENTS[method]
     else:
         return None
-    contacts = resp.contacts()
+    try:
+        contacts = resp.contacts()
+    except SipError:  # responses are not validated: a final one still ends its request
+        contacts = []
     rr = resp.header_values("record-route")
     data: dict[str, Any] = {
         "kind": "response",

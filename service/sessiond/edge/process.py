@@ -45,12 +45,14 @@ from sessiond.edge.access import AccessPolicy
 from sessiond.edge.admission import Admission
 from sessiond.edge.credentials import CredentialStore
 from sessiond.edge.duties import DialogDuties
+from sessiond.edge.loops import failed, survive
 from sessiond.edge.mapping import (
     ALLOWED,
     SUPPORTED,
     Local,
     build_request,
     build_response,
+    check_utf8,
     parse_txn,
     request_destination,
     request_event,
@@ -61,6 +63,7 @@ from sessiond.edge.overload import OverloadGuard
 from sessiond.edge.ratelimit import SourceRateLimiter
 from sessiond.edge.registrar_client import OutboundConfig, RegistrarClient
 from sessiond.edge.transport import Address, ListenSpec, Transports
+from sessiond.edge.unanswered import Unanswered
 from sessiond.engine import Event
 from sessiond.redis_client import RETRYABLE, is_embedded
 from sessiond.redis_round import Round
@@ -118,11 +121,13 @@ class Edge:
         tcp_idle_timeout: float = 300.0,
         tcp_message_timeout: float = 32.0,
         max_connections: int = 10_000,
+        max_transactions: int = 100_000,
         outbound: OutboundConfig | None = None,
         trying_delay: float = 0.18,
         admission: Admission | None = None,
     ) -> None:
         self.max_message = max_message
+        self.max_transactions = max_transactions  # server transactions (each holds a request)
         self.redis = redis
         self.keys = keys
         self.name = name
@@ -148,6 +153,7 @@ class Edge:
         self._key_transport: dict[str, str] = {}
         self._clients: dict[str, _ClientInfo] = {}
         self.duties = DialogDuties(self.timers)
+        self.unanswered = Unanswered(self.timers.timeout)  # the workers have not answered
         # ("xadd", stream, fields) events, ("set", key, value) answered-request records
         self._outbox: list[tuple[str, str, Any]] = []
         self._wired: tuple[object, bytes] = (None, b"")  # the last message encoded
@@ -238,6 +244,10 @@ class Edge:
             return
         if isinstance(msg, SipRequest) and not self._admit(msg, data, transport, source):
             return
+        if isinstance(msg, SipResponse) and not _mappable(msg):
+            return
+        if isinstance(msg, SipRequest) and self._no_room(msg, data, transport, source):
+            return
         _count("in", _kind(msg))
         actions = self.layer.receive(msg, source, time.monotonic(), reliable=transport == "TCP")
         self.execute(actions, transport)
@@ -246,6 +256,7 @@ class Edge:
         """Validation (RFC 3261 8.2), loop detection (482) and the per-source rate limit for
         requests that would start something new. Refusals are answered statelessly."""
         try:
+            check_utf8(req)  # before anything turns its fields into event fields or keys
             validate_request(req, supported=SUPPORTED, max_size=self.max_message, size=len(data))
             check_loop(req, [(local.host, local.port) for local in self.locals.values()])
             if req.method == "INVITE" and req.body and req.content_type != "application/sdp":
@@ -272,6 +283,19 @@ class Edge:
                 )
                 self._stateless_error(data, transport, source, busy)
                 return False
+        return True
+
+    def _no_room(self, req: SipRequest, data: bytes, transport: str, source: Address) -> bool:
+        """At ``max_transactions`` open server transactions a request that would open one
+        more gets a stateless 503: what a flood can make the edge hold stays bounded."""
+        servers = self.layer.servers
+        if len(servers) < self.max_transactions or req.method == "ACK":
+            return False
+        if self.layer.key_for(req) in servers:
+            return False
+        self._dropped("transaction-limit")
+        busy = SipParseError(503, "Too many open transactions", (("Retry-After", "5"),))
+        self._stateless_error(data, transport, source, busy)
         return True
 
     def _stateless_error(
@@ -311,6 +335,7 @@ class Edge:
                     self._on_timeout(action.key)
             elif isinstance(action, Terminated):
                 self._key_transport.pop(action.key, None)
+                self.unanswered.answered(action.key)
                 self._clients.pop(action.key, None)
                 if self.registrar is not None:
                     self.registrar.forget(action.key)
@@ -375,8 +400,9 @@ class Edge:
                 except Exception as exc:  # a failed lookup must never stop this loop
                     log.warning("looking up %d stored answers failed: %s", len(batch), exc)
             for (action, transport), answer in zip(batch, stored, strict=True):
-                if not self._replayed(action, transport, answer):
-                    self._handle_request(action, transport)
+                with survive("early"):  # one failing request must not stop the queue
+                    if not self._replayed(action, transport, answer):
+                        self._handle_request(action, transport)
 
     def _replayed(self, action: RequestReceived, transport: str, stored: Any) -> bool:
         """Answer a request again with the final response stored for it, if any."""
@@ -432,6 +458,8 @@ class Edge:
             return
         if action.request.method == "CANCEL":
             event = Event(f"{event.id}:cancel", "Cancel", event.data)
+        else:  # the workers answer it (a CANCEL was answered above)
+            self.unanswered.handed(action.key, now, invite=req.method == "INVITE")
         self._publish(event)
 
     def _hold_call(self, action: RequestReceived, transport: str, now: float) -> bool:
@@ -535,6 +563,7 @@ class Edge:
         transport, dest, resp = build_response(data, local, txn)
         key = self.layer.key_for(req)
         now = time.monotonic()
+        self.unanswered.answered(key)
         if key in self.layer.servers:
             self.execute(self.layer.respond(key, resp, now), transport)
         else:  # the transaction is gone (we restarted): answer statelessly
@@ -606,12 +635,15 @@ class Edge:
     # -- loops ----------------------------------------------------------------------------
     async def _commands(self, stream: str) -> None:
         while not self.stopping.is_set():
-            await retrying(
-                lambda: self._commands_once(stream),
-                stopping=self.stopping,
-                recreate_groups=self.start_groups,
-                log=log,
-            )
+            with survive("commands"):
+                await retrying(
+                    lambda: self._commands_once(stream),
+                    stopping=self.stopping,
+                    recreate_groups=self.start_groups,
+                    log=log,
+                )
+                continue
+            await asyncio.sleep(1.0)  # a failure that is not an outage: do not spin on it
 
     async def start_groups(self) -> None:
         """Groups start at the stream's end: commands older than any edge are stale."""
@@ -647,9 +679,10 @@ class Edge:
         count = 0
         for _, entries in reply:
             for entry_id, fields in entries:
-                cmd = {k.decode(): v for k, v in fields.items()}
-                data = msgpack.unpackb(cmd["data"]) if "data" in cmd else {}
-                await self.execute_command(cmd["id"].decode(), cmd["type"].decode(), data)
+                with survive("commands"):  # a poisoned entry is acked and skipped
+                    cmd = {k.decode(): v for k, v in fields.items()}
+                    data = msgpack.unpackb(cmd["data"]) if "data" in cmd else {}
+                    await self.execute_command(cmd["id"].decode(), cmd["type"].decode(), data)
                 self._to_ack.setdefault(stream, []).append(entry_id)
                 count += 1
         return count
@@ -671,6 +704,9 @@ class Edge:
                     log.warning("publishing %d events failed: %s", len(batch), exc)
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, 5.0)
+                except Exception as exc:  # not an outage: retrying would fail again
+                    failed("flusher", exc)  # the batch is dropped, the flusher goes on
+                    break
 
     async def _publish_batch(self, batch: list[tuple[str, str, Any]]) -> None:
         if not batch:
@@ -687,16 +723,37 @@ class Edge:
         while True:
             await asyncio.sleep(0.01)
             now = time.monotonic()
-            due = self.layer.get_timer()
-            if due is not None and due <= now:
-                self.execute(self.layer.handle_timer(now))
+            with survive("timers"):
+                due = self.layer.get_timer()
+                if due is not None and due <= now:
+                    self.execute(self.layer.handle_timer(now))
+            for key in self.unanswered.expired(now):
+                with survive("timers"):
+                    self._not_answered(key, now)
             for retx in self.duties.due(now):
-                self.transports.send(retx.transport, retx.peer, retx.data)
+                with survive("duties"):
+                    self.transports.send(retx.transport, retx.peer, retx.data)
+
+    def _not_answered(self, key: str, now: float) -> None:
+        """The workers did not answer this request in time (``Unanswered``): 503, so the
+        caller stops waiting and the transaction (and the request it holds) ends."""
+        tx = self.layer.servers.get(key)
+        if tx is None or tx.final_sent:
+            return
+        self._dropped("unanswered")
+        busy = make_response(
+            tx.request,
+            503,
+            "No answer from the session workers",
+            headers=[("Retry-After", "5")],
+            to_tag=secrets.token_hex(5),
+        )
+        self.execute(self.layer.respond(key, busy, now), self._key_transport.get(key, "UDP"))
 
     async def _heartbeat(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            with contextlib.suppress(*RETRYABLE):
+            with survive("heartbeat"), contextlib.suppress(*RETRYABLE):
                 await self._beat()
 
     async def _beat(self) -> None:
@@ -739,6 +796,16 @@ class Edge:
 
 def _text(value: Any) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _mappable(resp: SipResponse) -> bool:
+    """False (the response is dropped and counted) for one ``response_event`` cannot map."""
+    try:
+        check_utf8(resp)
+    except SipParseError:
+        metrics.child(metrics.SIP_DROPPED, "invalid-utf8").inc()
+        return False
+    return True
 
 
 def _worker_lag(replies: list[Any]) -> int:

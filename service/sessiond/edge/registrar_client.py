@@ -22,6 +22,7 @@ from typing import Any
 
 from sessiond import metrics
 from sessiond.edge.credentials import CredentialStore, uri_user
+from sessiond.edge.loops import survive
 from sessiond.redis_client import RETRYABLE
 from sessiond.sip.errors import SipError, SipParseError
 from sessiond.sip.keepalive import Pinger
@@ -143,11 +144,12 @@ class RegistrarClient:
         while True:
             now = time.monotonic()
             cores: list[Owner] = [*self.registrations, *self.pingers]
-            for core in cores:
-                due = core.get_timer()
-                if due is not None and due <= now:
-                    self._queue(core, core.handle_timer(now))
-            await self._flush()
+            with survive("registrar"):  # a failing step must not end registrations
+                for core in cores:
+                    due = core.get_timer()
+                    if due is not None and due <= now:
+                        self._queue(core, core.handle_timer(now))
+                await self._flush()
             self._wake.clear()
             due_times = [t for c in cores if (t := c.get_timer()) is not None]
             wait = min([1.0, *(t - time.monotonic() for t in due_times)])

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from sessiond.edge.loops import survive
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.framing import StreamFramer
 
@@ -58,7 +59,8 @@ class _Udp(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop: not a subclass
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        self.on_message(data, "UDP", (str(addr[0]), int(addr[1])))
+        with survive("inbound"):  # one message's failure must not reach the event loop
+            self.on_message(data, "UDP", (str(addr[0]), int(addr[1])))
 
     def error_received(self, exc: Exception) -> None:  # ICMP unreachable and the like
         log.debug("udp error: %s", exc)
@@ -72,6 +74,7 @@ class _TcpConnection(asyncio.Protocol):
         self.peer: Address = ("", 0)
         self.last_seen = time.monotonic()
         self.partial_since: float | None = None  # when the buffered partial message began
+        self._slow: asyncio.TimerHandle | None = None  # closes it message_timeout after that
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -90,13 +93,38 @@ class _TcpConnection(asyncio.Protocol):
                 self.transport.close()
             return
         if not self.framer.buffered:
-            self.partial_since = None
+            self._partial(None)
         elif self.partial_since is None or messages:
-            self.partial_since = self.last_seen
+            self._partial(self.last_seen)
         for message in messages:
-            self.owner.on_message(message, "TCP", self.peer)
+            with survive("inbound"):
+                self.owner.on_message(message, "TCP", self.peer)
+
+    def _partial(self, since: float | None) -> None:
+        """A partial message began at ``since`` (None: none is held): arm its own timer, so
+        it is closed ``message_timeout`` seconds later to the tick, not at the reaper's next
+        round."""
+        self.partial_since = since
+        if self._slow is not None:
+            self._slow.cancel()
+            self._slow = None
+        if since is not None:
+            delay = since + self.owner.message_timeout - time.monotonic()
+            self._slow = asyncio.get_running_loop().call_later(max(delay, 0.0), self._too_slow)
+
+    def _too_slow(self) -> None:
+        self._slow = None
+        if self.transport is not None and not self.transport.is_closing():
+            log.info(
+                "closing TCP %s: partial message held for %ss",
+                self.peer,
+                self.owner.message_timeout,
+            )
+            self.owner.dropped("tcp-slow")
+            self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._partial(None)
         self.owner.unregister(self)
 
 
@@ -194,16 +222,15 @@ class Transports:
         transport.write(data)
 
     async def _reap(self) -> None:
+        """Idle connections (partial messages have their own timer: ``_TcpConnection``)."""
         while True:
-            await asyncio.sleep(min(30.0, self.idle_timeout / 2, self.message_timeout / 2))
+            await asyncio.sleep(min(30.0, self.idle_timeout / 2))
             now = time.monotonic()
             for conn in list(self._tcp.values()):
-                idle = conn.last_seen < now - self.idle_timeout
-                started = conn.partial_since
-                slow = started is not None and started < now - self.message_timeout
-                if (idle or slow) and conn.transport is not None:
-                    self.dropped("tcp-idle" if idle else "tcp-slow")
-                    conn.transport.close()
+                with survive("reaper"):
+                    if conn.last_seen < now - self.idle_timeout and conn.transport is not None:
+                        self.dropped("tcp-idle")
+                        conn.transport.close()
 
     @property
     def connections(self) -> int:
