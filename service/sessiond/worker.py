@@ -152,6 +152,9 @@ class Worker:
         self.media_legs = LegRegistry(self.redis, self.keys, stream_maxlen=self.store.stream_maxlen)
         #: judges other processes' heartbeats only after steady contact with Redis
         self.contact = StoreContact.for_heartbeats(heartbeat_ttl)
+        # a Redis restart is also told by its run_id (INFO server); a cluster has one per
+        # node and the embedded store none: there, by errors and gaps only
+        self._ask_run_id = not self.store.cluster and not self._poll
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -302,10 +305,13 @@ class Worker:
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.heartbeat("worker", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
         pipe.exists(self.keys.drain(self.name))
-        if not self.store.cluster and not self._poll:  # a cluster has a run_id per node and
-            pipe.info("server")  # the embedded store none: there, gaps and errors only
-        _, drain, *server = await pipe.execute()
-        self.contact.reached(started, run_id(server[0] if server else None))
+        if self._ask_run_id:
+            pipe.info("server")
+        _, drain, *server = replies = await pipe.execute(raise_on_error=False)
+        self.contact.reached(started, self._run_id(server))
+        for reply in replies[:2]:
+            if isinstance(reply, Exception):
+                raise reply
         if drain:
             log.info("worker %s: drain requested", self.name)
             await self.redis.delete(self.keys.drain(self.name))
@@ -314,6 +320,17 @@ class Worker:
             await self._forget_dead_consumers()
         await self._sample_streams()
         await self.media_legs.find_lost_nodes(self.name, self.contact)
+
+    def _run_id(self, server: list[Any]) -> str:
+        if server and isinstance(server[0], Exception):  # e.g. an ACL without +info
+            log.warning(
+                "worker %s: INFO refused (%s); Redis restarts show as errors and gaps only",
+                self.name,
+                server[0],
+            )
+            self._ask_run_id = False
+            return ""
+        return run_id(server[0] if server else None)
 
     async def _lease_loop(self) -> None:
         while not self.stopping.is_set():
