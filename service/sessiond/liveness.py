@@ -68,10 +68,6 @@ class StoreContact:
         """Long enough in steady contact to take a missing heartbeat for a silent process."""
         return self.now() - self._since >= self.grace
 
-    def waited(self) -> float:
-        """Seconds of steady contact so far."""
-        return self.now() - self._since
-
 
 def run_id(info: Mapping[Any, Any] | None) -> str:
     """The ``run_id`` of a parsed ``INFO server`` reply (empty if absent)."""
