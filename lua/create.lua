@@ -1,6 +1,10 @@
 -- create.lua: create a session if absent, map it in the registry, and apply its first
 -- transition, atomically. Two workers racing on the same new call cannot both create it:
 -- the loser is told which session won and treats its event as one for that session.
+-- The hash check is also what refuses a late copy of the INVITE (a retransmission, a replay,
+-- a stalled worker's batch) after the call ended and its registry entries were deleted: a
+-- UAS session id is derived from the INVITE's event id, and the ended hash lives on for the
+-- ended TTL (at least the redelivery window), so the copy is told the session that exists.
 --
 -- KEYS[1]   session hash
 -- KEYS[2]   history stream (capped)

@@ -175,3 +175,26 @@ async def test_media_node_and_loss_detection_work_as_their_users(
         await media_redis.aclose()
         await worker_redis.aclose()
         await admin.aclose()
+
+
+async def test_a_worker_user_without_info_still_heartbeats(
+    users: tuple[Keys, dict[str, str]], redis_url: str, default_table: Table
+) -> None:
+    """An ACL written before the worker asked INFO (for Redis' run_id): the worker warns once
+    and tells a Redis restart by errors and gaps only; its heartbeat goes on."""
+    keys, urls = users
+    admin = aioredis.from_url(redis_url)
+    name = urls["sessiond-worker"].split("//", 1)[1].split(":", 1)[0]
+    await admin.execute_command("ACL", "SETUSER", name, "-info")
+    worker_redis = connect(urls["sessiond-worker"])
+    applier = Applier(Store(worker_redis, keys), TableSet([default_table], worker_redis, keys))
+    worker = Worker(applier, name="acl-noinfo", block_ms=10)
+    try:
+        await worker.ensure_groups()
+        await worker.heartbeat_once()
+        assert not worker._ask_run_id
+        await worker.heartbeat_once()  # no longer asks
+        assert await admin.exists(keys.heartbeat("worker", "acl-noinfo")) == 1
+    finally:
+        await worker_redis.aclose()
+        await admin.aclose()

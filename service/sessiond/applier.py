@@ -17,6 +17,7 @@ after the previous one is stored and its outbox emitted).
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
 from collections import OrderedDict, deque
@@ -33,7 +34,8 @@ from sessiond.tables import TableSet
 
 Tail = Callable[[Any, list["Handled"]], int]  # (pipeline, results) -> commands added
 Todo = tuple[int, Mapping[str, str], Decision]  # work index, session as read, decision
-Status = Literal["applied", "created", "duplicate", "ignored", "no_transition", "missing"]
+Status = Literal["applied", "created", "duplicate", "ignored", "no_transition", "missing", "stale"]
+log = logging.getLogger("sessiond.applier")
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +259,17 @@ class Applier:
         reads = await self.store.read_many([(items[i].sid, items[i].event.id) for i in to_read])
         for i, (session, done) in zip(to_read, reads, strict=True):
             sid = items[i].sid
-            if done is not None:
+            if done is not None and (ended_by := _stale(items[i].event, session)):
+                log.info(
+                    "dropped stale %s %s: %s ended by %s",
+                    items[i].event.type,
+                    items[i].event.id,
+                    sid,
+                    ended_by,
+                )
+                state = (session or {}).get("state", "")
+                results[i] = Handled("stale", sid, state, f"ended by {ended_by}")
+            elif done is not None:
                 outboxes.append(done)
                 results[i] = Handled("duplicate", sid, (session or {}).get("state", ""))
             elif session is None:
@@ -384,6 +396,19 @@ class Applier:
         cache.move_to_end(sid)
         if len(cache) > self.cache_size:
             cache.popitem(last=False)
+
+
+def _stale(event: Event, session: Mapping[str, str] | None) -> str:
+    """For an event that starts a call (an initial INVITE, a MakeCall), applied before, whose
+    session has since been ended by another event: that event's id (else empty). Its outbox
+    (ringing, a media leg, IncomingCall, our INVITE) is not sent again: the call is over. A
+    session ended by the event itself or by its handler's decision (``<id>:answer``) re-sends
+    it: the worker may have died before that final answer went out."""
+    ended_by = (session or {}).get("ended_by", "")
+    starts = event.type == "MakeCall" or event.type == "Invite" and not event.data.get("to_tag")
+    if not ended_by or not starts or ended_by == event.id or ended_by.startswith(f"{event.id}:"):
+        return ""
+    return ended_by
 
 
 def _not_applied(sid: str, decision: Decision) -> Handled:

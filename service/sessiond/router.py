@@ -16,7 +16,7 @@ from typing import Any, Literal
 from sessiond.applier import NewSession
 from sessiond.engine import Event
 from sessiond.handlers import builtin, decide_event
-from sessiond.store.keys import Keys, new_sid
+from sessiond.store.keys import Keys, derived_sid
 
 AnswerMode = Literal["auto", "reject", "app"]
 
@@ -61,7 +61,7 @@ def new_uas(keys: Keys, event: Event, table: str = "default") -> NewSession | No
     if event.type != "Invite" or data.get("to_tag"):
         return None
     call_id = str(data["call_id"])
-    sid = new_sid(call_id)
+    sid = derived_sid(call_id, event.id)  # a stale copy of this INVITE finds this session
     fields = {
         "sid": sid,
         "role": "UAS",

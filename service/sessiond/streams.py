@@ -18,6 +18,7 @@ from redis.exceptions import ResponseError
 from sessiond.redis_client import RETRYABLE
 
 T = TypeVar("T")
+MAX_BACKOFF = 5.0  # seconds: the longest wait between two attempts of a failing step
 
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
@@ -57,7 +58,7 @@ async def retrying(
             log.warning("redis unavailable (%s); retrying in %.1fs", exc, delay)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stopping.wait(), delay)
-            delay = min(delay * 2, 5.0)
+            delay = min(delay * 2, MAX_BACKOFF)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise

@@ -47,6 +47,7 @@ from sessiond.handlers import (
     builtin,
     decision_event,
 )
+from sessiond.liveness import StoreContact, run_id
 from sessiond.media.lost import LegRegistry
 from sessiond.redis_client import RETRYABLE, is_embedded
 from sessiond.redis_round import Round
@@ -149,6 +150,11 @@ class Worker:
         self.owned: frozenset[int] = frozenset()  # partitions whose lease this worker holds
         self._prefetched: Any = None  # the next batch, read in the previous batch's pipeline
         self.media_legs = LegRegistry(self.redis, self.keys, stream_maxlen=self.store.stream_maxlen)
+        #: judges other processes' heartbeats only after steady contact with Redis
+        self.contact = StoreContact.for_heartbeats(heartbeat_ttl)
+        # a Redis restart is also told by its run_id (INFO server); a cluster has one per
+        # node and the embedded store none: there, by errors and gaps only
+        self._ask_run_id = not self.store.cluster and not self._poll
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -196,6 +202,7 @@ class Worker:
     async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T | None:
         def count() -> None:
             self.stats.errors += 1
+            self.contact.failed()
 
         return await retrying(
             step,
@@ -294,17 +301,36 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), 1.0)
 
     async def heartbeat_once(self) -> None:
+        started = self.contact.now()
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.heartbeat("worker", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
         pipe.exists(self.keys.drain(self.name))
-        _, drain = await pipe.execute()
+        if self._ask_run_id:
+            pipe.info("server")
+        _, drain, *server = replies = await pipe.execute(raise_on_error=False)
+        self.contact.reached(started, self._run_id(server))
+        for reply in replies[:2]:
+            if isinstance(reply, Exception):
+                raise reply
         if drain:
             log.info("worker %s: drain requested", self.name)
             await self.redis.delete(self.keys.drain(self.name))
             self.stop()
-        await self._forget_dead_consumers()
+        if self.contact.steady():
+            await self._forget_dead_consumers()
         await self._sample_streams()
-        await self.media_legs.find_lost_nodes(self.name)
+        await self.media_legs.find_lost_nodes(self.name, self.contact)
+
+    def _run_id(self, server: list[Any]) -> str:
+        if server and isinstance(server[0], Exception):  # e.g. an ACL without +info
+            log.warning(
+                "worker %s: INFO refused (%s); Redis restarts show as errors and gaps only",
+                self.name,
+                server[0],
+            )
+            self._ask_run_id = False
+            return ""
+        return run_id(server[0] if server else None)
 
     async def _lease_loop(self) -> None:
         while not self.stopping.is_set():

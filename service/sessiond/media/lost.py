@@ -8,11 +8,14 @@ A leg is added in the same pipeline as, and before, the MediaReady that announce
 removed when it ends; so whenever a session has seen a leg's MediaReady, the leg is listed.
 
 A node is lost when it is still in the ``processes:media`` zset but its heartbeat key
-(5 s TTL) has expired. Any worker may notice (every heartbeat, :func:`find_lost_nodes`); the
-one that wins the claim ``media-lost:NAME`` (SET NX, TTL) reads the hash, checks the heartbeat
-is still missing (a restarted node writes its heartbeat before it touches the hash), publishes
-one ``MediaLost`` per leg, then drops the hash only if its ``@incarnation`` is unchanged
-(``lua/forget_legs.lua``) and removes the node from the zset. Event ids are
+(5 s TTL) has expired while the store was there to take it: a worker judges only after a
+grace period of steady contact with Redis (:mod:`sessiond.liveness`), since an outage of
+the store lets every heartbeat lapse at once. Any worker may notice (every heartbeat,
+:func:`find_lost_nodes`); the one that wins the claim ``media-lost:NAME`` (SET NX, TTL)
+reads the hash, checks the heartbeat is still missing (a restarted node writes its heartbeat
+before it touches the hash), publishes one ``MediaLost`` per leg, then drops the hash only
+if its ``@incarnation`` is unchanged (``lua/forget_legs.lua``) and removes the node from
+the zset. Event ids are
 ``medialost:<node>:<media id>:<create command id>``: unique per leg, the same however often
 they are announced, so a second announcement (the claim expired after a worker died between
 publishing and forgetting, or the restarted node announcing its own stale legs) is refused by
@@ -36,6 +39,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sessiond.engine import Event
+from sessiond.liveness import StoreContact
 from sessiond.media.errors import MediaError
 from sessiond.store import Keys
 from sessiond.store.scripts import source
@@ -111,12 +115,17 @@ class LegRegistry:
                 return announced
         raise MediaError(f"the legs of media node {node} keep changing: another node has its name?")
 
-    async def announce_dead(self, node: str) -> int:
+    async def announce_dead(self, node: str, contact: StoreContact | None = None) -> int:
         """Announce the legs of ``node``, whose heartbeat expired; drop its hash and its
-        zset entry. Nothing if its heartbeat came back. Returns the legs announced."""
+        zset entry. Nothing if its heartbeat came back, or if ``contact`` says the store
+        stalled meanwhile. Returns the legs announced."""
+        started = contact.now() if contact is not None else 0.0
         legs = await self.redis.hgetall(self.keys.media_legs(node))
         if await self.redis.exists(self.keys.heartbeat("media", node)):
             return 0  # restarted since: it announces its previous legs itself
+        if contact is not None and not contact.reached(started):
+            log.info("media node %s: no heartbeat, but the store was away: not judged", node)
+            return 0
         events = lost_events(node, legs)
         if events:
             log.warning("media node %s lost: moving %d calls", node, len(events))
@@ -127,9 +136,14 @@ class LegRegistry:
         await self.redis.zrem(self.keys.processes("media"), node)
         return len(events)
 
-    async def find_lost_nodes(self, claimant: str) -> int:
+    async def find_lost_nodes(self, claimant: str, contact: StoreContact | None = None) -> int:
         """Announce every media node in the zset whose heartbeat expired, each by exactly one
-        caller (the claim); returns the legs this caller announced."""
+        caller (the claim); returns the legs this caller announced. With ``contact``,
+        nothing until it has been steady for its grace period (and the reads were prompt):
+        heartbeats that lapsed while the store was away prove nothing."""
+        if contact is not None and not contact.steady():
+            return 0
+        started = contact.now() if contact is not None else 0.0
         names = [_text(n) for n in await self.redis.zrange(self.keys.processes("media"), 0, -1)]
         if not names:
             return 0
@@ -137,6 +151,8 @@ class LegRegistry:
         for name in names:
             pipe.exists(self.keys.heartbeat("media", name))
         alive = await pipe.execute()
+        if contact is not None and not contact.reached(started):
+            return 0
         announced = 0
         for name, live in zip(names, alive, strict=True):
             if live:
@@ -144,6 +160,6 @@ class LegRegistry:
             claim = self.keys.media_lost_claim(name)
             if not await self.redis.set(claim, claimant, nx=True, ex=CLAIM_TTL):
                 continue  # another worker is on it
-            announced += await self.announce_dead(name)
+            announced += await self.announce_dead(name, contact)
             await self.redis.delete(claim)
         return announced

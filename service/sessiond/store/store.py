@@ -29,6 +29,12 @@ NewItem = tuple[Mapping[str, str], Sequence[str], Event, Decision]  # fields, re
 ApplyItem = tuple[Mapping[str, str], str, Decision]  # session as read, event id, decision
 Call = tuple[Any, list[str], list[Any]]  # script, keys, args
 
+#: Seconds after a call ends during which a copy of an event that started it can still
+#: arrive: INVITE retransmissions and an edge's replays (64*T1 = 32 s), a stalled worker's
+#: entries reclaimed by another (claim idle 1.5 s + lease 2 s), with a margin. An ended
+#: session's keys (its hash is what refuses such a copy) live at least this long.
+REDELIVERY_WINDOW = 60
+
 
 @dataclass(frozen=True, slots=True)
 class ApplyResult:
@@ -71,7 +77,7 @@ class Store:
         self.keys = keys or Keys()
         self.worker = worker
         self.ttl = ttl
-        self.ended_ttl = ended_ttl
+        self.ended_ttl = max(ended_ttl, REDELIVERY_WINDOW)
         self.history_maxlen = history_maxlen
         self.stream_maxlen = stream_maxlen
         self.scripts = register(redis)
@@ -140,7 +146,7 @@ class Store:
         outboxes = []
         for fields, registry, event, decision in creates:
             sid = fields["sid"]
-            view = {**fields, **decision.fields}
+            view = {**fields, **decision.fields, **_ended_by(event.id, decision)}
             outbox = self.build_outbox(view, decision.commands)
             args = self._args("0", event.id, decision, outbox, sid, view)
             calls.append((self.scripts.create, [*self.keys.session_keys(sid), *registry], args))
@@ -149,7 +155,8 @@ class Store:
             sid = session["sid"]
             view = {**session, **decision.fields}
             outbox = self.build_outbox(view, decision.commands)
-            args = self._args(session["version"], event_id, decision, outbox, sid, decision.fields)
+            changed = {**decision.fields, **_ended_by(event_id, decision)}
+            args = self._args(session["version"], event_id, decision, outbox, sid, changed)
             keys = [*self.keys.session_keys(sid), *self.keys.registry_keys(view)]
             calls.append((self.scripts.transition, keys, args))
             outboxes.append(outbox)
@@ -321,6 +328,12 @@ class Store:
                 elif op[0] == "zrem":
                     pipe.zrem(op[1], op[2])
         return count
+
+
+def _ended_by(event_id: str, decision: Decision) -> dict[str, str]:
+    """``ended_by``: the event whose transition ended the session (so a stale copy of the
+    event that started it can be told from a crash before its outbox went out)."""
+    return {"ended_by": event_id} if decision.terminal else {}
 
 
 def _apply_result(reply: Any, outbox: bytes) -> ApplyResult:
