@@ -52,11 +52,13 @@ from typing import Any, TypeVar
 from sessiond import metrics as process_metrics
 from sessiond.engine import Event
 from sessiond.media import node_metrics as metrics
+from sessiond.media.audit import orphan_reason, queue_leg_checks
 from sessiond.media.codecs import create_codec
 from sessiond.media.commands import CommandError, Executor, decode_command, failed_event
 from sessiond.media.errors import CodecError
 from sessiond.media.lost import INCARNATION, LegRegistry, lost_events, new_incarnation
 from sessiond.media.offer_answer import DEFAULT_CODECS
+from sessiond.media.owner import Claim, LegOwners
 from sessiond.media.ports import PortAllocator
 from sessiond.media.sdp import Codec
 from sessiond.redis_client import RETRYABLE
@@ -127,6 +129,11 @@ class MediaNode:
         self._packets = (0, 0)
         self.incarnation = new_incarnation()
         self.registry = LegRegistry(redis, keys, stream_maxlen=stream_maxlen)
+        self.owners = LegOwners(redis, keys)
+        #: claim results (media_claim.lua) of the creates of the batch being executed
+        self._claims: dict[str, tuple[str, str]] = {}
+        self._beat_at = time.monotonic()  # the last heartbeat that reached Redis
+        self._audit_at = 0  # where the next self-audit starts in the legs
         self._registered = False
         loop = asyncio.get_running_loop()
         self.executor = Executor(
@@ -221,8 +228,10 @@ class MediaNode:
             raise reply
         entries = [item for _, items in reply or [] for item in items]
         if entries:
+            await self._after_stall()
             events, acks = self._unpublished.setdefault(stream, ([], []))
             async with self._lock:
+                await self._claim_creates(stream, entries, takeover=start != ">")
                 for entry_id, fields in entries:
                     if await self._handle(stream, entry_id, fields, events):
                         acks.append(entry_id)
@@ -240,7 +249,9 @@ class MediaNode:
         them (a node that dies before that leaves them pending for another to claim)."""
         handled: list[bytes] = []
         events: list[Event] = []
+        await self._after_stall()
         async with self._lock:
+            await self._claim_creates(stream, entries, takeover=True)
             for entry_id, fields in entries:
                 if await self._handle(stream, entry_id, fields, events):
                     handled.append(entry_id)
@@ -265,7 +276,7 @@ class MediaNode:
         status = "ok"
         caused: list[Event] = []
         try:
-            caused = await self._execute(entry_id, cmd)
+            caused = await self._execute(stream, entry_id, cmd, fields)
         except CommandError as exc:
             log.warning("command %s %s refused: %s", cmd.type, cmd.id, exc)
             status = "refused"
@@ -279,15 +290,92 @@ class MediaNode:
         events.extend(caused)
         return True
 
-    async def _execute(self, entry_id: bytes, cmd: Any) -> list[Event]:
+    def _too_old(self, entry_id: bytes) -> float:
+        """The entry's age in seconds if it is past ``max_create_age``, else 0."""
+        age = time.time() - int(entry_id.split(b"-")[0]) / 1000
+        return age if age > self.max_create_age else 0.0
+
+    async def _execute(self, stream: str, entry_id: bytes, cmd: Any, fields: Any) -> list[Event]:
         if cmd.type == "create" and cmd.data.get("media_id") not in self.executor.legs:
-            age = time.time() - int(entry_id.split(b"-")[0]) / 1000
-            if age > self.max_create_age:
+            if age := self._too_old(entry_id):
                 log.warning("dropped create %s: %.0f s old", cmd.id, age)
                 return []
             if self.draining.is_set():
                 return [failed_event(cmd, str(cmd.data.get("media_id")), 503, "draining")]
+        if cmd.type == "create" and cmd.id in self._claims:
+            if not self._claimed(cmd, *self._claims.pop(cmd.id)):
+                return []
+        elif stream == self._pool and cmd.type != "create" and cmd.data.get("media_id"):
+            if await self._forwarded(cmd, fields):
+                return []
         return await self.executor.execute(cmd)
+
+    # -- leg ownership (sessiond.media.owner) ---------------------------------------------
+
+    async def _claim_creates(
+        self, stream: str, entries: list[tuple[bytes, Any]], *, takeover: bool
+    ) -> None:
+        """Claim, in one round trip, the creates of a batch this node will execute (see
+        :mod:`sessiond.media.owner`); a FENCED answer means this incarnation was declared
+        lost: close its legs, start a new incarnation, and claim the batch again."""
+        self._claims.clear()
+        claims: dict[str, Claim] = {}
+        for entry_id, fields in entries:
+            try:
+                cmd = decode_command(fields or {})
+            except CommandError:
+                continue
+            media_id = cmd.data.get("media_id")
+            if cmd.type != "create" or cmd.id in self._done or not isinstance(media_id, str):
+                continue
+            if media_id not in self.executor.legs and (
+                self.draining.is_set() or self._too_old(entry_id)
+            ):
+                continue  # not executed (left for another node, refused or dropped)
+            relocation = bool(cmd.data.get("origin"))
+            claims[cmd.id] = Claim(cmd.sid, media_id, cmd.id, takeover, relocation)
+        if not claims:
+            return
+        answers = await self.owners.claim_many(self.name, self.incarnation, list(claims.values()))
+        if any(status == "FENCED" for status, _ in answers):
+            await self._fenced_locked()
+            again = [
+                Claim(c.sid, c.media_id, c.create_id, True, c.relocation) for c in claims.values()
+            ]
+            answers = await self.owners.claim_many(self.name, self.incarnation, again)
+        self._claims = dict(zip(claims, answers, strict=True))
+
+    def _claimed(self, cmd: Any, status: str, owner: str) -> bool:
+        """Whether a create whose claim answered ``status`` may make its leg; a copy of the
+        leg this node holds is closed when the leg is not (or no longer) ours."""
+        if status == "OK":
+            return True
+        media_id = str(cmd.data["media_id"])
+        log.info("create %s for %s refused: %s %s", cmd.id, media_id, status, owner)
+        leg = self.executor.legs.get(media_id)
+        if leg is not None and (status == "ENDED" or status == "OWNED" and leg.origin == cmd.id):
+            self.executor.end(leg, f"{cmd.id}:{status.lower()}")
+        return False
+
+    async def _forwarded(self, cmd: Any, fields: Any) -> bool:
+        """A command for a leg that reached the pool (its session did not know the leg's
+        node): send it to the node that owns the leg, unless that is this one. A destroy
+        with no owner yet marks the leg so its create makes nothing."""
+        owner = await self.owners.route(str(cmd.data["media_id"]), destroy=cmd.type == "destroy")
+        if owner == self.name:
+            return False
+        if owner:
+            stream = self.keys.media_commands(owner)
+            await self.redis.xadd(stream, dict(fields), maxlen=self.stream_maxlen, approximate=True)
+            process_metrics.child(metrics.COMMANDS, cmd.type, "forwarded").inc()
+        return True
+
+    async def _after_stall(self) -> None:
+        """Before executing what a read returned: if this node's heartbeat has not reached
+        Redis for longer than its TTL (the process stalled), heartbeat first, so that a node
+        declared lost meanwhile closes its legs before it takes anything new."""
+        if time.monotonic() - self._beat_at > self.heartbeat_ttl and self._registered:
+            await self.heartbeat_once()
 
     async def _reclaim_loop(self) -> None:
         while not self.stopping.is_set():
@@ -402,6 +490,7 @@ class MediaNode:
     async def _heartbeat(self) -> None:
         while not self.stopping.is_set():
             await self._retrying(self.heartbeat_once)
+            await self._retrying(self.audit_once)
             self._update_gauges()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 1.0)
@@ -422,6 +511,7 @@ class MediaNode:
         pipe.exists(self.keys.drain(self.name))
         pipe.hget(self.keys.media_legs(self.name), INCARNATION)
         *_, drain, incarnation = await pipe.execute()
+        self._beat_at = time.monotonic()
         if self._registered and (incarnation or b"").decode() != self.incarnation:
             await self._fenced()
         if drain and not self.draining.is_set():
@@ -434,13 +524,49 @@ class MediaNode:
         announce (same event ids as the worker's, refused as duplicates) and close every leg,
         then start a new incarnation."""
         async with self._lock:
-            lost = self._lost_events()
-            log.warning("media node %s was declared lost: closing %d legs", self.name, len(lost))
-            self.executor.close_all("fenced")
-            self.executor.changes.clear()
-            self.incarnation = new_incarnation()
-            await self.publish(lost)
-            await self.registry.announce_stale(self.name, self.incarnation)
+            await self._fenced_locked()
+
+    async def _fenced_locked(self) -> None:
+        lost = self._lost_events()
+        log.warning("media node %s was declared lost: closing %d legs", self.name, len(lost))
+        self.executor.close_all("fenced")
+        self.executor.changes.clear()
+        self.incarnation = new_incarnation()
+        await self.publish(lost)
+        await self.registry.announce_stale(self.name, self.incarnation)
+
+    async def audit_once(self, limit: int = 256) -> int:
+        """Close the legs (up to ``limit`` per call, in turn) that are not this node's any
+        more: their session ended, or their owner record names another node, incarnation or
+        create (:mod:`sessiond.media.audit`). A safety net under the routing of commands:
+        whatever race leaves a copy behind, it is closed within a few heartbeats."""
+        legs = list(self.executor.legs.values())
+        if not legs:
+            return 0
+        start = self._audit_at % len(legs)
+        chosen = (legs[start:] + legs[:start])[:limit]
+        self._audit_at = start + len(chosen)
+        pipe = self.redis.pipeline(transaction=False)
+        queue_leg_checks(pipe, self.keys, [(leg.media_id, leg.sid) for leg in chosen])
+        replies = await pipe.execute()
+        closed = 0
+        async with self._lock:
+            for i, leg in enumerate(chosen):
+                registry, exists, owner = replies[3 * i : 3 * i + 3]
+                reason = orphan_reason(
+                    self.name,
+                    self.incarnation,
+                    leg.sid,
+                    registry,
+                    exists,
+                    owner,
+                    missing_is_orphan=False,
+                )
+                if reason and self.executor.legs.get(leg.media_id) is leg:
+                    log.warning("closing leg %s of %s: %s", leg.media_id, leg.sid, reason)
+                    self.executor.end(leg, f"{self.name}:orphan:{leg.media_id}")
+                    closed += 1
+        return closed
 
     def _update_gauges(self) -> None:
         legs = self.executor.legs.values()
