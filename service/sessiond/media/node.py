@@ -134,6 +134,7 @@ class MediaNode:
         self._claims: dict[str, tuple[str, str]] = {}
         self._beat_at = time.monotonic()  # the last heartbeat that reached Redis
         self._audit_at = 0  # where the next self-audit starts in the legs
+        self._suspects: set[str] = set()  # legs ("media id origin") the last audit doubted
         self._registered = False
         loop = asyncio.get_running_loop()
         self.executor = Executor(
@@ -537,9 +538,11 @@ class MediaNode:
 
     async def audit_once(self, limit: int = 256) -> int:
         """Close the legs (up to ``limit`` per call, in turn) that are not this node's any
-        more: their session ended, or their owner record names another node, incarnation or
-        create (:mod:`sessiond.media.audit`). A safety net under the routing of commands:
-        whatever race leaves a copy behind, it is closed within a few heartbeats."""
+        more: their session ended, or their owner record names another node or incarnation
+        (:mod:`sessiond.media.audit`). A leg is closed when two audits in a row find it so
+        (the destroy of a call that just ended is on its way after the first). A safety net
+        under the routing of commands: whatever race leaves a copy behind, it is closed
+        within a few heartbeats."""
         legs = list(self.executor.legs.values())
         if not legs:
             return 0
@@ -551,6 +554,9 @@ class MediaNode:
         replies = await pipe.execute()
         closed = 0
         async with self._lock:
+            suspects = self._suspects
+            checked = {f"{leg.media_id} {leg.origin}" for leg in chosen}
+            self._suspects = suspects - checked
             for i, leg in enumerate(chosen):
                 registry, exists, owner = replies[3 * i : 3 * i + 3]
                 reason = orphan_reason(
@@ -562,7 +568,11 @@ class MediaNode:
                     owner,
                     missing_is_orphan=False,
                 )
-                if reason and self.executor.legs.get(leg.media_id) is leg:
+                if not reason or self.executor.legs.get(leg.media_id) is not leg:
+                    continue
+                if f"{leg.media_id} {leg.origin}" not in suspects:
+                    self._suspects.add(f"{leg.media_id} {leg.origin}")
+                else:
                     log.warning("closing leg %s of %s: %s", leg.media_id, leg.sid, reason)
                     self.executor.end(leg, f"{self.name}:orphan:{leg.media_id}")
                     closed += 1
