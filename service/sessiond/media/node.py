@@ -525,16 +525,19 @@ class MediaNode:
         announce (same event ids as the worker's, refused as duplicates) and close every leg,
         then start a new incarnation."""
         async with self._lock:
-            await self._fenced_locked()
+            current = await self.redis.hget(self.keys.media_legs(self.name), INCARNATION)
+            if (current or b"").decode() != self.incarnation:  # not done meanwhile (a claim)
+                await self._fenced_locked()
 
     async def _fenced_locked(self) -> None:
         lost = self._lost_events()
         log.warning("media node %s was declared lost: closing %d legs", self.name, len(lost))
         self.executor.close_all("fenced")
         self.executor.changes.clear()
-        self.incarnation = new_incarnation()
+        incarnation = new_incarnation()
         await self.publish(lost)
-        await self.registry.announce_stale(self.name, self.incarnation)
+        await self.registry.announce_stale(self.name, incarnation)
+        self.incarnation = incarnation
 
     async def audit_once(self, limit: int = 256) -> int:
         """Close the legs (up to ``limit`` per call, in turn) that are not this node's any
