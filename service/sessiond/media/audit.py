@@ -20,8 +20,10 @@ from sessiond.store import Keys
 INCARNATION = "@incarnation"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, order=True)
 class OrphanLeg:
+    """A leg ``node`` serves for ``sid`` that it should not (``reason``)."""
+
     node: str
     media_id: str
     sid: str
