@@ -49,6 +49,8 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
+from redis.exceptions import ResponseError
+
 from sessiond import metrics as process_metrics
 from sessiond.engine import Event
 from sessiond.media import node_metrics as metrics
@@ -134,6 +136,7 @@ class MediaNode:
         self._claims: dict[str, tuple[str, str]] = {}
         self._beat_at = time.monotonic()  # the last heartbeat that reached Redis
         self._audit_at = 0  # where the next self-audit starts in the legs
+        self._reread: set[str] = set()  # streams whose last batch must be read again
         self._suspects: set[str] = set()  # legs ("media id origin") the last audit doubted
         self._registered = False
         loop = asyncio.get_running_loop()
@@ -205,7 +208,8 @@ class MediaNode:
     async def _consume(self, stream: str, stop: asyncio.Event) -> None:
         backlog = True  # first, entries delivered to this consumer name before and never acked
         while not stop.is_set():
-            start = "0" if backlog else ">"
+            start = "0" if backlog or stream in self._reread else ">"
+            self._reread.discard(stream)
             count = await self._retrying(partial(self.consume_once, stream, start))
             backlog = backlog and bool(count)
         if stream in self._unpublished:  # the last batch's events and acks (no more reads)
@@ -229,13 +233,17 @@ class MediaNode:
             raise reply
         entries = [item for _, items in reply or [] for item in items]
         if entries:
-            await self._after_stall()
             events, acks = self._unpublished.setdefault(stream, ([], []))
-            async with self._lock:
-                await self._claim_creates(stream, entries, takeover=start != ">")
-                for entry_id, fields in entries:
-                    if await self._handle(stream, entry_id, fields, events):
-                        acks.append(entry_id)
+            try:
+                await self._after_stall()
+                async with self._lock:
+                    await self._claim_creates(stream, entries, takeover=start != ">")
+                    for entry_id, fields in entries:
+                        if await self._handle(stream, entry_id, fields, events):
+                            acks.append(entry_id)
+            except RETRYABLE:
+                self._reread.add(stream)  # the entries not acked are read again (backlog)
+                raise
         if failed is not None:
             raise failed
         return len(entries)
@@ -278,6 +286,8 @@ class MediaNode:
         caused: list[Event] = []
         try:
             caused = await self._execute(stream, entry_id, cmd, fields)
+        except RETRYABLE:
+            raise  # Redis is unreachable (claiming, forwarding): the entry is not acked
         except CommandError as exc:
             log.warning("command %s %s refused: %s", cmd.type, cmd.id, exc)
             status = "refused"
@@ -337,7 +347,13 @@ class MediaNode:
             claims[cmd.id] = Claim(cmd.sid, media_id, cmd.id, takeover, relocation)
         if not claims:
             return
-        answers = await self.owners.claim_many(self.name, self.incarnation, list(claims.values()))
+        try:
+            answers = await self.owners.claim_many(
+                self.name, self.incarnation, list(claims.values())
+            )
+        except ResponseError as exc:  # e.g. an ACL without the script's commands
+            log.error("claiming legs failed, creating them unclaimed: %s", exc)
+            return
         if any(status == "FENCED" for status, _ in answers):
             await self._fenced_locked()
             again = [
@@ -362,7 +378,13 @@ class MediaNode:
         """A command for a leg that reached the pool (its session did not know the leg's
         node): send it to the node that owns the leg, unless that is this one. A destroy
         with no owner yet marks the leg so its create makes nothing."""
-        owner = await self.owners.route(str(cmd.data["media_id"]), destroy=cmd.type == "destroy")
+        try:
+            owner = await self.owners.route(
+                str(cmd.data["media_id"]), destroy=cmd.type == "destroy"
+            )
+        except ResponseError as exc:
+            log.error("routing %s %s failed, running it here: %s", cmd.type, cmd.id, exc)
+            return False
         if owner == self.name:
             return False
         if owner:
@@ -491,7 +513,10 @@ class MediaNode:
     async def _heartbeat(self) -> None:
         while not self.stopping.is_set():
             await self._retrying(self.heartbeat_once)
-            await self._retrying(self.audit_once)
+            try:
+                await self._retrying(self.audit_once)
+            except ResponseError as exc:  # e.g. an ACL without HGETALL on session keys
+                log.error("checking this node's legs failed: %s", exc)
             self._update_gauges()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 1.0)
