@@ -16,6 +16,15 @@ acks are kept and sent again with the next round. Command ids already executed a
 taken over from the pool with XAUTOCLAIM; ``create`` entries older than ``max_create_age`` are
 dropped rather than executed for a call that has long given up.
 
+Leg ownership (:mod:`sessiond.media.owner`): the creates of a batch are claimed in one round
+trip before any is executed, so a re-sent or stale create, or one for an ended call, makes
+no leg; a command other than create that reached the pool (the session did not know the
+leg's node yet) is forwarded to the owner's stream. A node whose heartbeat has not reached
+Redis for longer than its TTL when a read returns (it was stopped) heartbeats first, and so
+notices it was declared lost before it executes anything. At every heartbeat the node
+checks its legs against their sessions and owner records and closes those found orphaned
+twice in a row (:mod:`sessiond.media.audit`).
+
 Audio runs on ONE timer loop per node: every 20 ms it ticks every leg (send the player's,
 bridge's or a silence frame, record, run RTCP/inactivity timers). Datagrams are handled as they
 arrive, by the socket callbacks, without a task per leg. The schedule is absolute (start +
