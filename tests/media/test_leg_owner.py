@@ -13,6 +13,7 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 
 from sessiond.media.audit import OrphanLeg, orphan_legs, orphan_legs_async
+from sessiond.media.lost import LegRegistry, lost_events
 from sessiond.media.owner import Claim, LegOwners
 from sessiond.store import Keys
 from sessiond.store.keys import new_sid
@@ -216,5 +217,48 @@ async def test_a_node_closes_a_leg_whose_session_ended(redis_url: str) -> None:
         assert await node.node.audit_once() == 0  # suspected
         assert await node.node.audit_once() == 1
         assert not node.executor.legs
+    finally:
+        await stop_node(node)
+
+
+async def test_a_node_declared_lost_moves_a_call_back_only_as_a_new_incarnation(
+    redis_url: str,
+) -> None:
+    """A node declared lost while running (a worker announced its legs and dropped its
+    hash) reads the relocation's create for one of its own calls: it first closes its old
+    copy and starts a new incarnation (by its heartbeat or the claim's FENCED, whichever is
+    first), then makes the new leg, which is not announced lost again."""
+    node = await start_node(redis_url, "m1")
+    try:
+        redis, keys = node.redis, node.keys
+        sid, media_id = node.new_session()
+        await live_session(redis, keys, sid)
+        first_create = await node.command("create", sid, pool=True, media_id=media_id, mode="offer")
+        await node.event(sid, "MediaReady")
+        first = node.node.incarnation
+        worker = LegRegistry(redis, keys)
+        pipe = redis.pipeline(transaction=False)
+        worker.queue_publish(pipe, lost_events("m1", await redis.hgetall(keys.media_legs("m1"))))
+        await pipe.execute()
+        assert await worker.forget("m1", first)
+        origin = "sessiond 1 2 IN IP4 127.0.0.1"
+        moved = await node.command(
+            "create", sid, pool=True, media_id=media_id, mode="offer", origin=origin
+        )
+        ready = await node.wait_for(sid, lambda es: any(e.id == f"{moved}:ready" for e in es))
+        assert node.node.incarnation != first
+        assert [leg.origin for leg in node.executor.legs.values()] == [moved]
+        lost = {e.id for e in ready if e.type == "MediaLost"}
+        assert lost == {f"medialost:m1:{media_id}:{first_create}"}
+        for _ in range(100):
+            legs = await redis.hgetall(keys.media_legs("m1"))
+            if legs.get(media_id.encode()) == f"{sid} {moved}".encode():
+                break
+            await asyncio.sleep(0.02)
+        incarnation = node.node.incarnation.encode()
+        assert legs == {media_id.encode(): f"{sid} {moved}".encode(), b"@incarnation": incarnation}
+        record = await redis.hgetall(keys.media_owner(media_id))
+        assert record[b"create"] == moved.encode()
+        assert record[b"incarnation"] == node.node.incarnation.encode()
     finally:
         await stop_node(node)
