@@ -404,9 +404,10 @@ class MediaNode:
 
     async def _after_stall(self) -> None:
         """Before executing what a read returned: if this node's heartbeat has not reached
-        Redis for longer than its TTL (the process stalled), heartbeat first, so that a node
+        Redis for about its TTL (the process stalled), heartbeat first, so that a node
         declared lost meanwhile closes its legs before it takes anything new."""
-        if time.monotonic() - self._beat_at > self.heartbeat_ttl and self._registered:
+        # (most of the TTL: the key was set a little before the reply that dated _beat_at)
+        if time.monotonic() - self._beat_at > 0.8 * self.heartbeat_ttl and self._registered:
             await self.heartbeat_once()
 
     async def _reclaim_loop(self) -> None:
@@ -593,7 +594,8 @@ class MediaNode:
         async with self._lock:
             suspects = self._suspects
             checked = {f"{leg.media_id} {leg.origin}" for leg in chosen}
-            self._suspects = suspects - checked
+            held = {f"{leg.media_id} {leg.origin}" for leg in self.executor.legs.values()}
+            self._suspects = (suspects - checked) & held  # forget legs ended since
             for i, leg in enumerate(chosen):
                 registry, exists, owner = replies[3 * i : 3 * i + 3]
                 reason = orphan_reason(
