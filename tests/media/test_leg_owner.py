@@ -262,3 +262,21 @@ async def test_a_node_declared_lost_moves_a_call_back_only_as_a_new_incarnation(
         assert record[b"incarnation"] == node.node.incarnation.encode()
     finally:
         await stop_node(node)
+
+
+async def test_malformed_commands_in_the_pool_do_not_stop_the_node(redis_url: str) -> None:
+    """Creates and destroys whose ids are not session ids (garbage on the stream) have no
+    owner record: they are handled as before, and the node goes on serving."""
+    node = await start_node(redis_url, "m1")
+    try:
+        for sid, media_id in (("", "x"), ("not-a-sid", "y.m"), (new_sid("a@t"), "zz")):
+            await node.command("create", sid, pool=True, media_id=media_id, mode="offer")
+            await node.command("destroy", sid, pool=True, media_id=media_id)
+        sid, media_id = node.new_session()
+        await live_session(node.redis, node.keys, sid)
+        await node.command("create", sid, pool=True, media_id=media_id, mode="offer")
+        await node.event(sid, "MediaReady")
+        assert not node.node.draining.is_set()
+        assert await node.redis.hget(node.keys.media_owner(media_id), "node") == b"m1"
+    finally:
+        await stop_node(node)

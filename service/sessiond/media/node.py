@@ -69,7 +69,7 @@ from sessiond.media.commands import CommandError, Executor, decode_command, fail
 from sessiond.media.errors import CodecError
 from sessiond.media.lost import INCARNATION, LegRegistry, lost_events, new_incarnation
 from sessiond.media.offer_answer import DEFAULT_CODECS
-from sessiond.media.owner import Claim, LegOwners
+from sessiond.media.owner import Claim, LegOwners, claimable
 from sessiond.media.ports import PortAllocator
 from sessiond.media.sdp import Codec
 from sessiond.redis_client import RETRYABLE
@@ -95,6 +95,12 @@ def available_codecs() -> tuple[Codec, ...]:
             continue
         usable.append(codec)
     return tuple(usable)
+
+
+def _routable(cmd: Any) -> bool:
+    """A command (not a create) for a leg that may have an owner record."""
+    media_id = cmd.data.get("media_id")
+    return isinstance(media_id, str) and claimable(cmd.sid, media_id)
 
 
 class MediaNode:
@@ -325,7 +331,7 @@ class MediaNode:
         if cmd.type == "create" and cmd.id in self._claims:
             if not self._claimed(cmd, *self._claims.pop(cmd.id)):
                 return []
-        elif stream == self._pool and cmd.type != "create" and cmd.data.get("media_id"):
+        elif stream == self._pool and cmd.type != "create" and _routable(cmd):
             if await self._forwarded(cmd, fields):
                 return []
         return await self.executor.execute(cmd)
@@ -348,6 +354,8 @@ class MediaNode:
             media_id = cmd.data.get("media_id")
             if cmd.type != "create" or cmd.id in self._done or not isinstance(media_id, str):
                 continue
+            if not claimable(cmd.sid, media_id):
+                continue  # a malformed create: made (or refused) as before, without a record
             if media_id not in self.executor.legs and (
                 self.draining.is_set() or self._too_old(entry_id)
             ):

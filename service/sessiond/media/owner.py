@@ -39,6 +39,7 @@ from redis.exceptions import NoScriptError
 from sessiond.redis_client import is_cluster
 from sessiond.redis_round import Round
 from sessiond.store import Keys
+from sessiond.store.keys import sid_tag
 from sessiond.store.scripts import source
 
 
@@ -52,6 +53,15 @@ class Claim:
     create_id: str
     takeover: bool = False
     relocation: bool = False
+
+
+def claimable(sid: str, media_id: str) -> bool:
+    """Whether a leg has an owner record: its session id and media id are well formed and
+    share a hash tag (a garbage command's leg has none, and is judged as before)."""
+    try:
+        return sid_tag(sid) == sid_tag(media_id)
+    except ValueError:
+        return False
 
 
 def _text(value: Any) -> str:
