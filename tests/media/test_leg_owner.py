@@ -205,17 +205,18 @@ async def test_a_destroy_before_the_create_leaves_nothing(redis_url: str) -> Non
 
 async def test_a_node_closes_a_leg_whose_session_ended(redis_url: str) -> None:
     """The safety net: a leg whose session ended without its destroy reaching the node is
-    closed after two audits in a row."""
+    closed once audits found it so for the grace period."""
     node = await start_node(redis_url, "m1")
     try:
         sid, media_id = node.new_session()
         await live_session(node.redis, node.keys, sid)
         await node.command("create", sid, pool=True, media_id=media_id, mode="offer")
         await node.event(sid, "MediaReady")
-        assert await node.node.audit_once() == 0
+        assert await node.node.audit_once(grace=0.2) == 0
         await end_session(node.redis, node.keys, sid)
-        assert await node.node.audit_once() == 0  # suspected
-        assert await node.node.audit_once() == 1
+        assert await node.node.audit_once(grace=0.2) == 0  # suspected
+        await asyncio.sleep(0.3)
+        assert await node.node.audit_once(grace=0.2) == 1
         assert not node.executor.legs
     finally:
         await stop_node(node)

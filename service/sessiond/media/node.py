@@ -23,7 +23,7 @@ leg's node yet) is forwarded to the owner's stream. A node whose heartbeat has n
 Redis for longer than its TTL when a read returns (it was stopped) heartbeats first, and so
 notices it was declared lost before it executes anything. At every heartbeat the node
 checks its legs against their sessions and owner records and closes those found orphaned
-twice in a row (:mod:`sessiond.media.audit`).
+for 3 s (:mod:`sessiond.media.audit`).
 
 Audio runs on ONE timer loop per node: every 20 ms it ticks every leg (send the player's,
 bridge's or a silence frame, record, run RTCP/inactivity timers). Datagrams are handled as they
@@ -152,7 +152,8 @@ class MediaNode:
         self._beat_at = time.monotonic()  # the last heartbeat that reached Redis
         self._audit_at = 0  # where the next self-audit starts in the legs
         self._reread: set[str] = set()  # streams whose last batch must be read again
-        self._suspects: set[str] = set()  # legs ("media id origin") the last audit doubted
+        #: legs ("media id origin") audits found orphaned, and when that was first seen
+        self._suspects: dict[str, float] = {}
         self._registered = False
         loop = asyncio.get_running_loop()
         self.executor = Executor(
@@ -582,12 +583,12 @@ class MediaNode:
         await self.registry.announce_stale(self.name, incarnation)
         self.incarnation = incarnation
 
-    async def audit_once(self, limit: int = 256) -> int:
+    async def audit_once(self, limit: int = 256, grace: float = 3.0) -> int:
         """Close the legs (up to ``limit`` per call, in turn) that are not this node's any
         more: their session ended, or their owner record names another node or incarnation
-        (:mod:`sessiond.media.audit`). A leg is closed when two audits in a row find it so
-        (the destroy of a call that just ended is on its way after the first). A safety net
-        under the routing of commands: whatever race leaves a copy behind, it is closed
+        (:mod:`sessiond.media.audit`). A leg is closed once every audit for ``grace``
+        seconds found it so (the destroy of a call that just ended is on its way). A safety
+        net under the routing of commands: whatever race leaves a copy behind, it is closed
         within a few heartbeats."""
         legs = list(self.executor.legs.values())
         if not legs:
@@ -600,10 +601,17 @@ class MediaNode:
         replies = await pipe.execute()
         closed = 0
         async with self._lock:
-            suspects = self._suspects
+            now = time.monotonic()
             checked = {f"{leg.media_id} {leg.origin}" for leg in chosen}
             held = {f"{leg.media_id} {leg.origin}" for leg in self.executor.legs.values()}
-            self._suspects = (suspects - checked) & held  # forget legs ended since
+            suspects, self._suspects = (
+                self._suspects,
+                {
+                    leg: since  # not checked this time, and not ended since
+                    for leg, since in self._suspects.items()
+                    if leg in held and leg not in checked
+                },
+            )
             for i, leg in enumerate(chosen):
                 registry, exists, owner = replies[3 * i : 3 * i + 3]
                 reason = orphan_reason(
@@ -617,9 +625,10 @@ class MediaNode:
                 )
                 if not reason or self.executor.legs.get(leg.media_id) is not leg:
                     continue
-                if f"{leg.media_id} {leg.origin}" not in suspects:
-                    self._suspects.add(f"{leg.media_id} {leg.origin}")
-                else:
+                name = f"{leg.media_id} {leg.origin}"
+                since = self._suspects[name] = suspects.get(name, now)
+                if now - since >= grace:
+                    del self._suspects[name]
                     log.warning("closing leg %s of %s: %s", leg.media_id, leg.sid, reason)
                     self.executor.end(leg, f"{self.name}:orphan:{leg.media_id}")
                     closed += 1
