@@ -25,6 +25,7 @@ from .harness import Cluster, background_sipp, finished, free_port, free_rtp_ran
 pytestmark = [
     pytest.mark.redis,
     pytest.mark.slow,
+    pytest.mark.timeout(60),
     pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
 ]
 

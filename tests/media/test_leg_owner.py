@@ -20,7 +20,7 @@ from sessiond.store.keys import new_sid
 
 from .node_helpers import Harness, start_node, stop_node
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(30)]
 
 
 async def live_session(redis: Any, keys: Keys, sid: str) -> None:
