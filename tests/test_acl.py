@@ -140,8 +140,9 @@ async def test_ctl_user_reads_but_cannot_run_scripts(users: tuple[Keys, dict[str
 async def test_media_node_and_loss_detection_work_as_their_users(
     users: tuple[Keys, dict[str, str]], redis_url: str
 ) -> None:
-    """The media user lists its legs (hash, script); the worker user announces a dead
-    node's legs (claim, hash, script, zset)."""
+    """The media user claims a leg and routes a pool command (scripts), lists its legs
+    (hash, script); the worker user announces a dead node's legs (claim, hash, script,
+    zset)."""
     keys, urls = users
     admin = aioredis.from_url(redis_url)
     media_redis = connect(urls["sessiond-media"])
@@ -152,9 +153,17 @@ async def test_media_node_and_loss_detection_work_as_their_users(
     task = asyncio.create_task(node.run())
     try:
         sid = new_sid("acl-media@h")
+        await admin.set(keys.media(f"{sid}.m"), sid, ex=60)
+        await admin.hset(keys.session(sid), "state", "Ringing")
+        await admin.expire(keys.session(sid), 60)
         data = msgpack.packb({"media_id": f"{sid}.m", "mode": "offer"})
         await admin.xadd(
             keys.media_pool(), {"id": "c1", "type": "create", "sid": sid, "data": data}
+        )
+        other = new_sid("acl-media-2@h")
+        gone = msgpack.packb({"media_id": f"{other}.m"})
+        await admin.xadd(
+            keys.media_pool(), {"id": "d1", "type": "destroy", "sid": other, "data": gone}
         )
         legs = keys.media_legs("acl-m")
         for _ in range(250):
@@ -162,6 +171,12 @@ async def test_media_node_and_loss_detection_work_as_their_users(
                 break
             await asyncio.sleep(0.02)
         assert await admin.hget(legs, f"{sid}.m") == f"{sid} c1".encode()
+        assert await admin.hget(keys.media_owner(f"{sid}.m"), "node") == b"acl-m"
+        for _ in range(250):
+            if await admin.hexists(keys.media_owner(f"{other}.m"), "destroyed"):
+                break
+            await asyncio.sleep(0.02)
+        assert await admin.hget(keys.media_owner(f"{other}.m"), "destroyed") == b"1"
         # the node dies (its task cancelled: no drain, no farewell) and its heartbeat expires
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -18,6 +18,8 @@ from sessiond.applier import Applier
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
 from sessiond.engine import Event
+from sessiond.media.audit import orphan_legs_async
+from sessiond.media.owner import Claim, LegOwners
 from sessiond.redis_client import connect
 from sessiond.store import Keys, Store, new_sid
 from sessiond.store.store import delete_namespace
@@ -201,3 +203,30 @@ async def test_call_through_edge_and_worker_on_the_cluster(
         await delete_namespace(worker_client, keys.ns)
         await worker_client.aclose()
         await edge_client.aclose()
+
+
+async def test_media_leg_claims_and_the_orphan_audit_across_shards(cluster_url: str) -> None:
+    """The claim script goes to each leg's slot (cluster pipelines refuse scripts); the
+    audit reads sessions, registry entries and owner records of many slots at once."""
+    client = connect(cluster_url)
+    keys = Keys(f"c{uuid.uuid4().hex[:6]}")
+    owners = LegOwners(client, keys)
+    try:
+        sids = [new_sid(f"leg{n}@h") for n in range(12)]
+        for sid in sids:
+            await client.hset(keys.session(sid), "state", "Ringing")
+            await client.set(keys.media(f"{sid}.m"), sid)
+        claims = [Claim(sid, f"{sid}.m", f"{sid}/1") for sid in sids]
+        assert await owners.claim_many("m1", "i", claims) == [("OK", "")] * len(sids)
+        assert await owners.claim_many("m2", "j", claims[:2]) == [("OWNED", "m1")] * 2
+        assert await owners.route(f"{sids[0]}.m", destroy=True) == "m1"
+        await client.delete(keys.media(f"{sids[1]}.m"))  # that call ended
+        legs = {f"{sid}.m": f"{sid} {sid}/1" for sid in sids}
+        await client.hset(keys.media_legs("m1"), mapping={**legs, "@incarnation": "i"})
+        await client.zadd(keys.processes("media"), {"m1": 1})
+        await client.set(keys.heartbeat("media", "m1"), "1", ex=30)
+        found = {(o.media_id, o.reason) for o in await orphan_legs_async(client, keys)}
+        assert found == {(f"{sids[0]}.m", "destroyed"), (f"{sids[1]}.m", "session ended")}
+    finally:
+        await delete_namespace(client, keys.ns)
+        await client.aclose()

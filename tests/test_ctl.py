@@ -64,7 +64,21 @@ def test_ctl_commands(
         assert main([*base, "dtmf", "--info", sid, "12"]) == 0
         assert main([*base, "drain", "w-x"]) == 0
         assert main([*base, "workers"]) == 0
-        capsys.readouterr()
+        assert main([*base, "orphans"]) == 0
+        assert capsys.readouterr().out.endswith("0 orphan media legs\n")
+
+        async def orphan() -> str:  # a live media node serving a leg of no session
+            redis = connect(redis_url)
+            gone = new_sid("gone@h")
+            await redis.zadd(keys.processes("media"), {"m-x": 1.0})
+            await redis.set(keys.heartbeat("media", "m-x"), "1", ex=60)
+            await redis.hset(keys.media_legs("m-x"), f"{gone}.m", f"{gone} c/1")
+            await redis.aclose()
+            return gone
+
+        gone = asyncio.run(orphan())
+        assert main([*base, "orphans"]) == 1
+        assert f"{gone}.m" in capsys.readouterr().out
 
         async def lease() -> None:  # what a live worker holding partitions 0-2 and 5 leaves
             redis = connect(redis_url)

@@ -9,6 +9,7 @@ from typing import Any
 
 from sessiond import readable
 from sessiond.engine import Event
+from sessiond.media.audit import orphan_legs_async
 from sessiond.redis_client import connect
 from sessiond.resources import default_table_path
 from sessiond.store import Keys, Store, new_sid
@@ -37,6 +38,7 @@ async def ctl(args: argparse.Namespace) -> int:
             "resume": _resume,
             "transfer": _transfer,
             "registrations": _registrations,
+            "orphans": _orphans,
         }[args.ctl_command]
         return await handler(redis, keys, args)
     finally:
@@ -226,6 +228,15 @@ async def _workers(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _orphans(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    """Legs on live media nodes that no live session owns; exit status 1 if there are any."""
+    found = await orphan_legs_async(redis, keys)
+    for leg in found:
+        print(f"{leg.node:20} {leg.media_id:28} {leg.reason}")
+    print(f"{len(found)} orphan media legs")
+    return 1 if found else 0
+
+
 def _ranges(numbers: list[int]) -> str:
     """[0, 1, 2, 5, 7, 8] -> '0-2,5,7-8'."""
     spans: list[list[int]] = []
@@ -253,6 +264,7 @@ def add_parser(sub: Any) -> None:
     drain.add_argument("worker")
     csub.add_parser("workers", help="live and dead workers, with pending entries")
     csub.add_parser("registrations", help="the edges' registrations and OPTIONS keepalives")
+    csub.add_parser("orphans", help="media legs no live session owns (exit status 1 if any)")
     play = csub.add_parser("play", help="play a tone or a WAV file on a call")
     play.add_argument("sid")
     what = play.add_mutually_exclusive_group(required=True)

@@ -16,6 +16,15 @@ acks are kept and sent again with the next round. Command ids already executed a
 taken over from the pool with XAUTOCLAIM; ``create`` entries older than ``max_create_age`` are
 dropped rather than executed for a call that has long given up.
 
+Leg ownership (:mod:`sessiond.media.owner`): the creates of a batch are claimed in one round
+trip before any is executed, so a re-sent or stale create, or one for an ended call, makes
+no leg; a command other than create that reached the pool (the session did not know the
+leg's node yet) is forwarded to the owner's stream. A node whose heartbeat has not reached
+Redis for longer than its TTL when a read returns (it was stopped) heartbeats first, and so
+notices it was declared lost before it executes anything. At every heartbeat the node
+checks its legs against their sessions and owner records and closes those found orphaned
+for 3 s (:mod:`sessiond.media.audit`).
+
 Audio runs on ONE timer loop per node: every 20 ms it ticks every leg (send the player's,
 bridge's or a silence frame, record, run RTCP/inactivity timers). Datagrams are handled as they
 arrive, by the socket callbacks, without a task per leg. The schedule is absolute (start +
@@ -49,14 +58,18 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
 
+from redis.exceptions import ResponseError
+
 from sessiond import metrics as process_metrics
 from sessiond.engine import Event
 from sessiond.media import node_metrics as metrics
+from sessiond.media.audit import orphan_reason, queue_leg_checks
 from sessiond.media.codecs import create_codec
 from sessiond.media.commands import CommandError, Executor, decode_command, failed_event
 from sessiond.media.errors import CodecError
 from sessiond.media.lost import INCARNATION, LegRegistry, lost_events, new_incarnation
 from sessiond.media.offer_answer import DEFAULT_CODECS
+from sessiond.media.owner import Claim, LegOwners, claimable
 from sessiond.media.ports import PortAllocator
 from sessiond.media.sdp import Codec
 from sessiond.redis_client import RETRYABLE
@@ -82,6 +95,12 @@ def available_codecs() -> tuple[Codec, ...]:
             continue
         usable.append(codec)
     return tuple(usable)
+
+
+def _routable(cmd: Any) -> bool:
+    """A command (not a create) for a leg that may have an owner record."""
+    media_id = cmd.data.get("media_id")
+    return isinstance(media_id, str) and claimable(cmd.sid, media_id)
 
 
 class MediaNode:
@@ -127,6 +146,14 @@ class MediaNode:
         self._packets = (0, 0)
         self.incarnation = new_incarnation()
         self.registry = LegRegistry(redis, keys, stream_maxlen=stream_maxlen)
+        self.owners = LegOwners(redis, keys)
+        #: claim results (media_claim.lua) of the creates of the batch being executed
+        self._claims: dict[str, tuple[str, str]] = {}
+        self._beat_at = time.monotonic()  # the last heartbeat that reached Redis
+        self._audit_at = 0  # where the next self-audit starts in the legs
+        self._reread: set[str] = set()  # streams whose last batch must be read again
+        #: legs ("media id origin") audits found orphaned, and when that was first seen
+        self._suspects: dict[str, float] = {}
         self._registered = False
         self._beats = 0
         loop = asyncio.get_running_loop()
@@ -199,7 +226,8 @@ class MediaNode:
     async def _consume(self, stream: str, stop: asyncio.Event) -> None:
         backlog = True  # first, entries delivered to this consumer name before and never acked
         while not stop.is_set():
-            start = "0" if backlog else ">"
+            start = "0" if backlog or stream in self._reread else ">"
+            self._reread.discard(stream)
             count = await self._retrying(partial(self.consume_once, stream, start))
             backlog = backlog and bool(count)
         if stream in self._unpublished:  # the last batch's events and acks (no more reads)
@@ -224,10 +252,16 @@ class MediaNode:
         entries = [item for _, items in reply or [] for item in items]
         if entries:
             events, acks = self._unpublished.setdefault(stream, ([], []))
-            async with self._lock:
-                for entry_id, fields in entries:
-                    if await self._handle(stream, entry_id, fields, events):
-                        acks.append(entry_id)
+            try:
+                await self._after_stall()
+                async with self._lock:
+                    await self._claim_creates(stream, entries, takeover=start != ">")
+                    for entry_id, fields in entries:
+                        if await self._handle(stream, entry_id, fields, events):
+                            acks.append(entry_id)
+            except RETRYABLE:
+                self._reread.add(stream)  # the entries not acked are read again (backlog)
+                raise
         if failed is not None:
             raise failed
         return len(entries)
@@ -242,7 +276,9 @@ class MediaNode:
         them (a node that dies before that leaves them pending for another to claim)."""
         handled: list[bytes] = []
         events: list[Event] = []
+        await self._after_stall()
         async with self._lock:
+            await self._claim_creates(stream, entries, takeover=True)
             for entry_id, fields in entries:
                 if await self._handle(stream, entry_id, fields, events):
                     handled.append(entry_id)
@@ -267,7 +303,9 @@ class MediaNode:
         status = "ok"
         caused: list[Event] = []
         try:
-            caused = await self._execute(entry_id, cmd)
+            caused = await self._execute(stream, entry_id, cmd, fields)
+        except RETRYABLE:
+            raise  # Redis is unreachable (claiming, forwarding): the entry is not acked
         except CommandError as exc:
             log.warning("command %s %s refused: %s", cmd.type, cmd.id, exc)
             status = "refused"
@@ -281,15 +319,107 @@ class MediaNode:
         events.extend(caused)
         return True
 
-    async def _execute(self, entry_id: bytes, cmd: Any) -> list[Event]:
+    def _too_old(self, entry_id: bytes) -> float:
+        """The entry's age in seconds if it is past ``max_create_age``, else 0."""
+        age = time.time() - int(entry_id.split(b"-")[0]) / 1000
+        return age if age > self.max_create_age else 0.0
+
+    async def _execute(self, stream: str, entry_id: bytes, cmd: Any, fields: Any) -> list[Event]:
         if cmd.type == "create" and cmd.data.get("media_id") not in self.executor.legs:
-            age = time.time() - int(entry_id.split(b"-")[0]) / 1000
-            if age > self.max_create_age:
+            if age := self._too_old(entry_id):
                 log.warning("dropped create %s: %.0f s old", cmd.id, age)
                 return []
             if self.draining.is_set():
                 return [failed_event(cmd, str(cmd.data.get("media_id")), 503, "draining")]
+        if cmd.type == "create" and cmd.id in self._claims:
+            if not self._claimed(cmd, *self._claims.pop(cmd.id)):
+                return []
+        elif stream == self._pool and cmd.type != "create" and _routable(cmd):
+            if await self._forwarded(cmd, fields):
+                return []
         return await self.executor.execute(cmd)
+
+    # -- leg ownership (sessiond.media.owner) ---------------------------------------------
+
+    async def _claim_creates(
+        self, stream: str, entries: list[tuple[bytes, Any]], *, takeover: bool
+    ) -> None:
+        """Claim, in one round trip, the creates of a batch this node will execute (see
+        :mod:`sessiond.media.owner`); a FENCED answer means this incarnation was declared
+        lost: close its legs, start a new incarnation, and claim the batch again."""
+        self._claims.clear()
+        claims: dict[str, Claim] = {}
+        for entry_id, fields in entries:
+            try:
+                cmd = decode_command(fields or {})
+            except CommandError:
+                continue
+            media_id = cmd.data.get("media_id")
+            if cmd.type != "create" or cmd.id in self._done or not isinstance(media_id, str):
+                continue
+            if not claimable(cmd.sid, media_id):
+                continue  # a malformed create: made (or refused) as before, without a record
+            if media_id not in self.executor.legs and (
+                self.draining.is_set() or self._too_old(entry_id)
+            ):
+                continue  # not executed (left for another node, refused or dropped)
+            relocation = bool(cmd.data.get("origin"))
+            claims[cmd.id] = Claim(cmd.sid, media_id, cmd.id, takeover, relocation)
+        if not claims:
+            return
+        try:
+            answers = await self.owners.claim_many(
+                self.name, self.incarnation, list(claims.values())
+            )
+        except ResponseError as exc:  # e.g. an ACL without the script's commands
+            log.error("claiming legs failed, creating them unclaimed: %s", exc)
+            return
+        if any(status == "FENCED" for status, _ in answers):
+            await self._fenced_locked()
+            again = [
+                Claim(c.sid, c.media_id, c.create_id, True, c.relocation) for c in claims.values()
+            ]
+            answers = await self.owners.claim_many(self.name, self.incarnation, again)
+        self._claims = dict(zip(claims, answers, strict=True))
+
+    def _claimed(self, cmd: Any, status: str, owner: str) -> bool:
+        """Whether a create whose claim answered ``status`` may make its leg; a copy of the
+        leg this node holds is closed when the leg is not (or no longer) ours."""
+        if status == "OK":
+            return True
+        media_id = str(cmd.data["media_id"])
+        log.info("create %s for %s refused: %s %s", cmd.id, media_id, status, owner)
+        leg = self.executor.legs.get(media_id)
+        if leg is not None and (status == "ENDED" or status == "OWNED" and leg.origin == cmd.id):
+            self.executor.end(leg, f"{cmd.id}:{status.lower()}")
+        return False
+
+    async def _forwarded(self, cmd: Any, fields: Any) -> bool:
+        """A command for a leg that reached the pool (its session did not know the leg's
+        node): send it to the node that owns the leg, unless that is this one. A destroy
+        with no owner yet marks the leg so its create makes nothing."""
+        try:
+            owner = await self.owners.route(
+                str(cmd.data["media_id"]), destroy=cmd.type == "destroy"
+            )
+        except ResponseError as exc:
+            log.error("routing %s %s failed, running it here: %s", cmd.type, cmd.id, exc)
+            return False
+        if owner == self.name:
+            return False
+        if owner:
+            stream = self.keys.media_commands(owner)
+            await self.redis.xadd(stream, dict(fields), maxlen=self.stream_maxlen, approximate=True)
+            process_metrics.child(metrics.COMMANDS, cmd.type, "forwarded").inc()
+        return True
+
+    async def _after_stall(self) -> None:
+        """Before executing what a read returned: if this node's heartbeat has not reached
+        Redis for about its TTL (the process stalled), heartbeat first, so that a node
+        declared lost meanwhile closes its legs before it takes anything new."""
+        # (most of the TTL: the key was set a little before the reply that dated _beat_at)
+        if time.monotonic() - self._beat_at > 0.8 * self.heartbeat_ttl and self._registered:
+            await self.heartbeat_once()
 
     async def _reclaim_loop(self) -> None:
         while not self.stopping.is_set():
@@ -404,6 +534,10 @@ class MediaNode:
     async def _heartbeat(self) -> None:
         while not self.stopping.is_set():
             await self._retrying(self.heartbeat_once)
+            try:
+                await self._retrying(self.audit_once)
+            except ResponseError as exc:  # e.g. an ACL without HGETALL on session keys
+                log.error("checking this node's legs failed: %s", exc)
             self._update_gauges()
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 1.0)
@@ -425,6 +559,7 @@ class MediaNode:
         pipe.hset(self.keys.media_capacity(), self.name, self._capacity_report())
         pipe.hget(self.keys.media_legs(self.name), INCARNATION)
         *_, drain, _, incarnation = await pipe.execute()
+        self._beat_at = time.monotonic()
         if self._registered and (incarnation or b"").decode() != self.incarnation:
             await self._fenced()
         if drain and not self.draining.is_set():
@@ -444,13 +579,70 @@ class MediaNode:
         announce (same event ids as the worker's, refused as duplicates) and close every leg,
         then start a new incarnation."""
         async with self._lock:
-            lost = self._lost_events()
-            log.warning("media node %s was declared lost: closing %d legs", self.name, len(lost))
-            self.executor.close_all("fenced")
-            self.executor.changes.clear()
-            self.incarnation = new_incarnation()
-            await self.publish(lost)
-            await self.registry.announce_stale(self.name, self.incarnation)
+            current = await self.redis.hget(self.keys.media_legs(self.name), INCARNATION)
+            if (current or b"").decode() != self.incarnation:  # not done meanwhile (a claim)
+                await self._fenced_locked()
+
+    async def _fenced_locked(self) -> None:
+        lost = self._lost_events()
+        log.warning("media node %s was declared lost: closing %d legs", self.name, len(lost))
+        self.executor.close_all("fenced")
+        self.executor.changes.clear()
+        incarnation = new_incarnation()
+        await self.publish(lost)
+        await self.registry.announce_stale(self.name, incarnation)
+        self.incarnation = incarnation
+
+    async def audit_once(self, limit: int = 256, grace: float = 3.0) -> int:
+        """Close the legs (up to ``limit`` per call, in turn) that are not this node's any
+        more: their session ended, or their owner record names another node or incarnation
+        (:mod:`sessiond.media.audit`). A leg is closed once every audit for ``grace``
+        seconds found it so (the destroy of a call that just ended is on its way). A safety
+        net under the routing of commands: whatever race leaves a copy behind, it is closed
+        within a few heartbeats."""
+        legs = list(self.executor.legs.values())
+        if not legs:
+            return 0
+        start = self._audit_at % len(legs)
+        chosen = (legs[start:] + legs[:start])[:limit]
+        self._audit_at = start + len(chosen)
+        pipe = self.redis.pipeline(transaction=False)
+        queue_leg_checks(pipe, self.keys, [(leg.media_id, leg.sid) for leg in chosen])
+        replies = await pipe.execute()
+        closed = 0
+        async with self._lock:
+            now = time.monotonic()
+            checked = {f"{leg.media_id} {leg.origin}" for leg in chosen}
+            held = {f"{leg.media_id} {leg.origin}" for leg in self.executor.legs.values()}
+            suspects, self._suspects = (
+                self._suspects,
+                {
+                    leg: since  # not checked this time, and not ended since
+                    for leg, since in self._suspects.items()
+                    if leg in held and leg not in checked
+                },
+            )
+            for i, leg in enumerate(chosen):
+                registry, exists, owner = replies[3 * i : 3 * i + 3]
+                reason = orphan_reason(
+                    self.name,
+                    self.incarnation,
+                    leg.sid,
+                    registry,
+                    exists,
+                    owner,
+                    missing_is_orphan=False,
+                )
+                if not reason or self.executor.legs.get(leg.media_id) is not leg:
+                    continue
+                name = f"{leg.media_id} {leg.origin}"
+                since = self._suspects[name] = suspects.get(name, now)
+                if now - since >= grace:
+                    del self._suspects[name]
+                    log.warning("closing leg %s of %s: %s", leg.media_id, leg.sid, reason)
+                    self.executor.end(leg, f"{self.name}:orphan:{leg.media_id}")
+                    closed += 1
+        return closed
 
     def _update_gauges(self) -> None:
         legs = self.executor.legs.values()

@@ -12,6 +12,7 @@ be computed from its id alone.
     sessiond:{T}:dialog:<local_tag>:<call_id>     string  -> sid (in-dialog traffic)
     sessiond:{T}:initial:<remote_tag>:<call_id>   string  -> sid (UAS, before our To tag)
     sessiond:{T}:media:<media_id>        string  -> sid
+    sessiond:{T}:media-owner:<media_id>  hash    the node that claimed the leg (media_claim.lua)
     sessiond:{pN}:events                 stream  event partition N (consumer group "workers")
     sessiond:{pN}:timers                 zset    due timers of partition N, score = due time
     sessiond:{edge:NAME}:commands        stream  commands for one edge
@@ -91,6 +92,11 @@ class Keys:
 
     def media(self, media_id: str) -> str:
         return f"{self.ns}:{{{sid_tag(media_id)}}}:media:{media_id}"
+
+    def media_owner(self, media_id: str) -> str:
+        """Which media node claimed a leg's create (node, incarnation, create ids), or that
+        the leg was destroyed before any did: in the session's slot."""
+        return f"{self.ns}:{{{sid_tag(media_id)}}}:media-owner:{media_id}"
 
     def registry_keys(self, session: dict[str, str]) -> list[str]:
         """The registry entries that map to this session, computed from its fields."""

@@ -1,0 +1,153 @@
+"""Orphan media legs: legs a live media node serves that no live session owns.
+
+A leg is an orphan when its session is gone or terminal (the session's media registry entry
+``{T}:media:<media id>`` no longer names it), or when its owner record
+(:mod:`sessiond.media.owner`) names another node or incarnation or says it was destroyed.
+Nodes check their own legs this way at every heartbeat and close the orphans
+(:meth:`sessiond.media.node.MediaNode.audit_once`); :func:`orphan_legs` (a sync client, for
+tests and ops) and :func:`orphan_legs_async` list them across every live node from the
+nodes' ``{media:NAME}:legs`` hashes, which trail the nodes' memory by one round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sessiond.store import Keys
+
+INCARNATION = "@incarnation"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class OrphanLeg:
+    """A leg ``node`` serves for ``sid`` that it should not (``reason``)."""
+
+    node: str
+    media_id: str
+    sid: str
+    reason: str
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value or "")
+
+
+def _fields(raw: Mapping[Any, Any] | None) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in (raw or {}).items()}
+
+
+def orphan_reason(
+    node: str,
+    incarnation: str,
+    sid: str,
+    registry: Any,
+    session_exists: Any,
+    owner: Mapping[Any, Any] | None,
+    *,
+    missing_is_orphan: bool = True,
+) -> str:
+    """Why a leg (``node``/``incarnation`` serves it for ``sid``) is
+    an orphan, given its session's media registry value, whether its session hash exists
+    and its owner record; "" if it is not. A leg without an owner record (made before
+    records existed) is judged by its session alone. A session with neither hash nor
+    registry entry is "missing": an orphan unless ``missing_is_orphan`` is False (a node
+    judging its own legs closes them only on positive evidence)."""
+    if _text(registry) != sid:
+        if session_exists:
+            return "session ended"
+        if missing_is_orphan:
+            return "session missing"
+    record = _fields(owner)
+    if record.get("destroyed"):
+        return "destroyed"
+    if record.get("node") and record["node"] != node:
+        return f"owned by {record['node']}"
+    if incarnation and record.get("incarnation") and record["incarnation"] != incarnation:
+        return "owned by an earlier incarnation"
+    return ""
+
+
+def _legs(node: str, raw: Mapping[Any, Any]) -> tuple[str, list[tuple[str, str, str]]]:
+    """(incarnation, [(media id, sid, create id)]) from a legs hash as read."""
+    legs = _fields(raw)
+    incarnation = legs.pop(INCARNATION, "")
+    out = []
+    for media_id, entry in sorted(legs.items()):
+        sid, _, create_id = entry.partition(" ")
+        out.append((media_id, sid, create_id))
+    return incarnation, out
+
+
+def leg_keys(keys: Keys, media_id: str, sid: str) -> tuple[str, str, str]:
+    """The media registry entry, session hash and owner record a leg is judged by (keys of
+    nothing, for ids that are not session ids: such legs have no session)."""
+    try:
+        return keys.media(media_id), keys.session(sid), keys.media_owner(media_id)
+    except ValueError:
+        none = f"{keys.ns}:no-such-session"
+        return none, none, none
+
+
+def _queue_nodes(pipe: Any, keys: Keys, names: Sequence[str]) -> None:
+    for name in names:
+        pipe.exists(keys.heartbeat("media", name))
+        pipe.hgetall(keys.media_legs(name))
+
+
+def queue_leg_checks(pipe: Any, keys: Keys, legs: Sequence[tuple[str, str]]) -> None:
+    """Queue, for each (media id, sid), the three reads :func:`orphan_reason` takes."""
+    for media_id, sid in legs:
+        registry, session, owner = leg_keys(keys, media_id, sid)
+        pipe.get(registry)
+        pipe.exists(session)
+        pipe.hgetall(owner)
+
+
+def _served(
+    names: Sequence[str], replies: Sequence[Any]
+) -> list[tuple[str, str, tuple[str, str, str]]]:
+    """(node, incarnation, leg) for every leg of every live node."""
+    served = []
+    for i, name in enumerate(names):
+        live, raw = replies[2 * i], replies[2 * i + 1]
+        if not live:
+            continue  # a dead node's legs are announced lost by the workers
+        incarnation, legs = _legs(name, raw or {})
+        served += [(name, incarnation, leg) for leg in legs]
+    return served
+
+
+def _orphans(
+    served: Sequence[tuple[str, str, tuple[str, str, str]]], replies: Sequence[Any]
+) -> list[OrphanLeg]:
+    out = []
+    for i, (node, incarnation, (media_id, sid, _)) in enumerate(served):
+        registry, exists, owner = replies[3 * i : 3 * i + 3]
+        reason = orphan_reason(node, incarnation, sid, registry, exists, owner)
+        if reason:
+            out.append(OrphanLeg(node, media_id, sid, reason))
+    return out
+
+
+def orphan_legs(client: Any, keys: Keys) -> list[OrphanLeg]:
+    """Every orphan leg on the live media nodes, with a synchronous redis-py client."""
+    names = [_text(n) for n in client.zrange(keys.processes("media"), 0, -1)]
+    pipe = client.pipeline(transaction=False)
+    _queue_nodes(pipe, keys, names)
+    served = _served(names, pipe.execute())
+    pipe = client.pipeline(transaction=False)
+    queue_leg_checks(pipe, keys, [(m, sid) for _, _, (m, sid, _) in served])
+    return _orphans(served, pipe.execute() if served else [])
+
+
+async def orphan_legs_async(client: Any, keys: Keys) -> list[OrphanLeg]:
+    """:func:`orphan_legs` with an asyncio client."""
+    names = [_text(n) for n in await client.zrange(keys.processes("media"), 0, -1)]
+    pipe = client.pipeline(transaction=False)
+    _queue_nodes(pipe, keys, names)
+    served = _served(names, await pipe.execute())
+    pipe = client.pipeline(transaction=False)
+    queue_leg_checks(pipe, keys, [(m, sid) for _, _, (m, sid, _) in served])
+    return _orphans(served, await pipe.execute() if served else [])
