@@ -53,6 +53,7 @@ async def ctl(args: argparse.Namespace) -> int:
             "transfer": _transfer,
             "registrations": _registrations,
         }[args.ctl_command]
+        await redis.ping()  # an unreachable or silent server fails here, once, within seconds
         return await handler(redis, keys, args)
     except (RedisError, OSError) as exc:
         print(f"sessiond ctl: {unreachable(args.redis, exc)}", file=sys.stderr)
