@@ -95,6 +95,21 @@ def test_run_on_a_busy_tcp_port() -> None:
     one_line_error(result, "--listen", "tcp", "in use")
 
 
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_run_whose_listener_fails_after_the_check_stops(transport: str) -> None:
+    """The same address twice passes the check (each is bound alone) and fails when the edge
+    binds the second: the workers and media node already started are stopped and the
+    process ends with the reason (before: it hung until killed, then a traceback)."""
+    port = free_port(socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM)
+    listen = f"{transport}:127.0.0.1:{port}"
+    result = cli("run", "--store-port", "0", "--listen", listen, "--listen", listen)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("sessiond run: --listen: "), result.stderr
+    assert "in use" in last
+
+
 def test_edge_on_a_busy_sip_port(redis_url: str) -> None:
     with held(socket.SOCK_DGRAM) as port:
         result = cli("edge", "--redis", redis_url, "--listen", f"udp:127.0.0.1:{port}")

@@ -78,6 +78,13 @@ def bind_problem(what: str, transport: str, host: str, port: int) -> str | None:
     return None
 
 
+def bind_failure(exc: OSError) -> str:
+    """A bind error raised by the event loop (uvloop words it without the reason, which is
+    then in ``__cause__``)."""
+    cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+    return f"{exc} ({_why(cause)})"
+
+
 def _why(exc: OSError) -> str:
     if exc.errno == errno.EADDRINUSE:
         return "the port is in use by another process (stop it, or choose another port)"

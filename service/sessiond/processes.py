@@ -369,7 +369,7 @@ def _run_or_fail(prog: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int
     try:
         return run_async(main)
     except OSError as exc:
-        return preflight.fail(prog, f"cannot listen: {exc}")
+        return preflight.fail(prog, f"--listen: {preflight.bind_failure(exc)}")
 
 
 async def _all_or_stop(parts: list[Coroutine[Any, Any, None]], stop: Callable[[], None]) -> None:
