@@ -51,9 +51,8 @@ class Run:
             env=env,
         )
         wait_listening(self.sip_port)
-        match = STORE.search(self.log())
-        assert match, self.log()
-        self.store_port = int(match.group(1))
+        match = STORE.search(self.log())  # logged before the edge answers SIP
+        self.store_port = int(match.group(1)) if match else 0
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -112,6 +111,7 @@ def test_ctl_and_redis_cli_read_a_live_call(
 ) -> None:
     run = Run(tmp_path, env, "run", "--store-port", "0", "--partitions", "8")
     runs.append(run)
+    assert run.store_port, run.log()
     caller = subprocess.Popen(
         ["sipp", "-sn", "uac", "-m", "1", "-d", "60000", "-s", "bob"]
         + ["-p", str(free_udp_port()), "-mp", str(free_udp_port()), "-buff_size", "4194304"]
@@ -156,6 +156,15 @@ def test_ctl_and_redis_cli_read_a_live_call(
         caller.wait()
 
 
+def test_store_port_off(tmp_path: Path, env: dict[str, str], runs: list[Run]) -> None:
+    run = Run(tmp_path, env, "off", "--store-port", "off")
+    runs.append(run)
+    assert run.store_port == 0, run.log()
+    result = ctl(env, "list")
+    assert result.returncode == 2
+    assert "no local `sessiond run`" in result.stderr
+
+
 def test_default_port_fallback_and_several_runs(
     tmp_path: Path, env: dict[str, str], runs: list[Run]
 ) -> None:
@@ -173,6 +182,7 @@ def test_default_port_fallback_and_several_runs(
         runs.append(first)
     finally:
         holder.close()
+    assert first.store_port, first.log()
     assert first.store_port != DEFAULT_STORE_PORT
     assert redis_cli(first.store_port, "PING").strip() == "PONG"
     result = ctl(env, "list")

@@ -16,6 +16,7 @@ from sessiond.preflight import (
     port_number,
     positive_float,
     positive_int,
+    store_port,
 )
 from sessiond.table import load_table
 from sessiond.table.graph import dot, mermaid
@@ -262,10 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rtp-timeout", type=nonneg_float, default=30.0)
     run.add_argument(
         "--store-port",
-        type=port_number,
+        type=store_port,
         default=None,
         help="without --redis: serve the embedded store to redis-cli and sessiond ctl on "
-        "127.0.0.1:PORT (default 6380, or any free port when 6380 is taken; 0: any free port)",
+        "127.0.0.1:PORT (default 6380, or any free port when 6380 is taken; 0: any free "
+        "port; off: not at all)",
     )
     run.set_defaults(func=_run)
 

@@ -43,6 +43,20 @@ nonneg_int = _number(int, 0, None, "a whole number of at least 0")
 port_number = _number(int, 0, 65535, "a port number (0-65535)")
 positive_float = _number(float, 1e-9, None, "a number above 0")
 at_least_one = _number(float, 1, None, "a number of at least 1")
+STORE_OFF = -1
+
+
+def store_port(text: str) -> int:
+    """``--store-port``: a port number, or ``off`` (no listener)."""
+    if text.strip().lower() == "off":
+        return STORE_OFF
+    try:
+        value: int = port_number(text)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, or off") from None
+    return value
+
+
 nonneg_float = _number(float, 0, None, "a number of at least 0")
 
 

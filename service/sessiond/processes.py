@@ -237,7 +237,7 @@ def run_all(args: argparse.Namespace) -> int:
     if problem:
         return preflight.fail("sessiond run", problem)
     listener = None
-    if not args.redis:
+    if not args.redis and args.store_port != preflight.STORE_OFF:
         try:
             listener = open_listener(args.store_port)
         except OSError as exc:
