@@ -170,10 +170,7 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         "address as Contact; refreshed before expiry, removed on stop (repeatable)",
     )
     parser.add_argument(
-        "--register-expires",
-        type=positive_int,
-        default=3600,
-        help="expiry to ask the registrar for",
+        "--register-expires", type=int, default=3600, help="expiry to ask the registrar for"
     )
     parser.add_argument(
         "--credentials",
@@ -184,7 +181,7 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--keepalive",
-        type=nonneg_float,
+        type=float,
         default=0.0,
         metavar="SECONDS",
         help="send OPTIONS to each registrar (and --ping target) this often (0: only --ping, "
