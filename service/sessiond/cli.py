@@ -9,6 +9,16 @@ from collections.abc import Sequence
 
 from sessiond import logs
 from sessiond.errors import TableError
+from sessiond.preflight import (
+    Parser,
+    at_least_one,
+    nonneg_float,
+    nonneg_int,
+    port_number,
+    positive_float,
+    positive_int,
+    store_port,
+)
 from sessiond.table import load_table
 from sessiond.table.graph import dot, mermaid
 
@@ -91,9 +101,13 @@ def _store_options(parser: argparse.ArgumentParser, *, redis_required: bool) -> 
         parser.add_argument("--redis", required=True, help="Redis URL")
     else:
         parser.add_argument("--redis", default=None, help="Redis URL (default: embedded store)")
-    parser.add_argument("--partitions", type=int, default=16, help="event stream partitions")
+    parser.add_argument(
+        "--partitions", type=positive_int, default=16, help="event stream partitions"
+    )
     parser.add_argument("--namespace", default="sessiond", help="Redis key prefix")
-    parser.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics")
+    parser.add_argument(
+        "--metrics-port", type=port_number, default=0, help="serve Prometheus metrics"
+    )
     logs.add_option(parser)
 
 
@@ -106,31 +120,31 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--rate-limit",
-        type=float,
+        type=positive_float,
         default=50.0,
         help="new requests/s admitted per source address (then 503)",
     )
-    parser.add_argument("--rate-burst", type=float, default=100.0)
+    parser.add_argument("--rate-burst", type=at_least_one, default=100.0)
     parser.add_argument(
         "--shed-lag",
-        type=int,
+        type=nonneg_int,
         default=5000,
         help="refuse new calls (503) while this many events wait for workers",
     )
     parser.add_argument(
         "--shed-delay",
-        type=float,
+        type=positive_float,
         default=1.0,
         help="refuse new calls while events wait this long to reach Redis",
     )
-    parser.add_argument("--tcp-idle-timeout", type=float, default=300.0)
+    parser.add_argument("--tcp-idle-timeout", type=positive_float, default=300.0)
     parser.add_argument(
         "--tcp-message-timeout",
-        type=float,
+        type=positive_float,
         default=32.0,
         help="close a TCP connection holding a partial message this long",
     )
-    parser.add_argument("--max-connections", type=int, default=10_000)
+    parser.add_argument("--max-connections", type=positive_int, default=10_000)
     parser.add_argument(
         "--max-transactions",
         type=int,
@@ -248,7 +262,7 @@ def _worker_options(parser: argparse.ArgumentParser, *, answer: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sessiond", description=__doc__)
+    parser = Parser(prog="sessiond", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     table = sub.add_parser("table", help="check or draw state tables")
@@ -263,7 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="apply events from the Redis streams (stateless)")
     _store_options(worker, redis_required=True)
-    worker.add_argument("--concurrency", type=int, default=1, help="reader loops in this process")
+    worker.add_argument(
+        "--concurrency", type=positive_int, default=1, help="reader loops in this process"
+    )
     _worker_options(worker, answer="app")
     worker.add_argument("--name", default=None)
     worker.set_defaults(func=_worker)
@@ -277,10 +293,18 @@ def build_parser() -> argparse.ArgumentParser:
     _store_options(run, redis_required=False)
     _edge_options(run)
     _worker_options(run, answer="auto")
-    run.add_argument("--workers", type=int, default=1)
+    run.add_argument("--workers", type=positive_int, default=1)
     run.add_argument("--rtp-ports", default="20000-20999")
     run.add_argument("--address", default="127.0.0.1", help="RTP address (bind and SDP)")
-    run.add_argument("--rtp-timeout", type=float, default=30.0)
+    run.add_argument("--rtp-timeout", type=nonneg_float, default=30.0)
+    run.add_argument(
+        "--store-port",
+        type=store_port,
+        default=None,
+        help="without --redis: serve the embedded store to redis-cli and sessiond ctl on "
+        "127.0.0.1:PORT (default 6380, or any free port when 6380 is taken; 0: any free "
+        "port; off: not at all)",
+    )
     run.set_defaults(func=_run)
 
     from sessiond.media.process import add_parser as add_media

@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import re
 import secrets
+import sys
 import time
 from typing import Any
 
-from sessiond import readable
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError, ResponseError
+
+from sessiond import appschema, readable
+from sessiond.embedded import local_runs, runtime_dir
 from sessiond.engine import Event
 from sessiond.media.audit import orphan_legs_async
-from sessiond.redis_client import connect
+from sessiond.preflight import positive_int
+from sessiond.redis_client import connect, url_problem
 from sessiond.resources import default_table_path
+from sessiond.sip.errors import SipParseError
+from sessiond.sip.uri import SipUri, parse_uri
 from sessiond.store import Keys, Store, new_sid
 from sessiond.table import load_table
 from sessiond.tables import TableSet
@@ -21,7 +32,11 @@ LIST_FIELDS = ("sid", "role", "state", "call_id", "remote_uri", "entered_state_a
 
 
 async def ctl(args: argparse.Namespace) -> int:
-    redis = connect(args.redis)
+    problem = usage_problem(args) or locate(args)
+    if problem:
+        print(f"sessiond ctl: {problem}", file=sys.stderr)
+        return 2
+    redis = connect(args.redis, **CTL_CONNECTION)
     keys = Keys(args.namespace, partitions=args.partitions)
     try:
         handler = {
@@ -40,9 +55,79 @@ async def ctl(args: argparse.Namespace) -> int:
             "registrations": _registrations,
             "orphans": _orphans,
         }[args.ctl_command]
+        await redis.ping()  # an unreachable or silent server fails here, once, within seconds
         return await handler(redis, keys, args)
+    except (RedisError, OSError) as exc:
+        print(f"sessiond ctl: {unreachable(args.redis, exc)}", file=sys.stderr)
+        return 1
     finally:
-        await redis.aclose()
+        with contextlib.suppress(RedisError, OSError):
+            await redis.aclose()
+
+
+# ctl fails fast: a short connect and reply timeout, and no retries
+CTL_CONNECTION: dict[str, Any] = {
+    "socket_connect_timeout": 3,
+    "socket_timeout": 5,
+    "retry": Retry(NoBackoff(), 0),
+}
+SID = re.compile(r"[0-9a-f]{10}-[0-9A-Za-z]{1,64}")
+
+
+def usage_problem(args: argparse.Namespace) -> str | None:
+    """What is wrong with the command line itself (checked before connecting): a session id
+    that cannot be one, a call or transfer target that is not a SIP URI, a bad Redis URL."""
+    sid = getattr(args, "sid", None)
+    if sid is not None and not SID.fullmatch(sid):
+        return f"{sid!r} is not a session id (they look like 3fa9c01b22-5d0e6a1f7c88: see ctl list)"
+    if args.ctl_command in ("call", "transfer"):
+        for option, uri in (("target", args.target), ("--from", getattr(args, "from_uri", None))):
+            if uri is not None and not _sip_uri(uri):
+                return f"{option}: {uri!r} is not a SIP URI (e.g. sip:bob@127.0.0.1:5062)"
+    problem = url_problem(args.redis)
+    return f"--redis: {problem}" if problem else None
+
+
+def _sip_uri(text: str) -> bool:
+    """The checks the worker makes on a MakeCall target, and a SIP URI parse."""
+    fields = {"target": text, "call_id": "c@h", "local_tag": "t"}
+    if appschema.problem("MakeCall", fields) is not None:
+        return False
+    try:
+        return isinstance(parse_uri(text.strip("<>")), SipUri)
+    except SipParseError:
+        return False
+
+
+def locate(args: argparse.Namespace) -> str | None:
+    """Without ``--redis``: the store of the one local ``sessiond run`` (and its namespace and
+    partitions, unless given). A problem when there is none, or several."""
+    found: dict[str, Any] = {}
+    if args.redis is None:
+        runs = local_runs()
+        if not runs:
+            return (
+                f"no --redis given and no local `sessiond run` is up (looked in {runtime_dir()});"
+                " pass --redis URL"
+            )
+        if len(runs) > 1:
+            urls = ", ".join(f"{r['redis']} (pid {r['pid']})" for r in runs)
+            return f"several local `sessiond run` are up; pass --redis with one of: {urls}"
+        found = runs[0]
+        args.redis = str(found["redis"])
+    if args.namespace is None:
+        args.namespace = str(found.get("namespace") or "sessiond")
+    if args.partitions is None:
+        args.partitions = int(found.get("partitions") or 16)
+    return None
+
+
+def unreachable(url: str, exc: BaseException) -> str:
+    """One line for a Redis that cannot be used: what failed and what to check."""
+    if isinstance(exc, ResponseError):
+        return f"Redis at {url} refused the command: {exc}"
+    reason = str(exc).strip() or type(exc).__name__
+    return f"cannot use Redis at {url}: {reason} (is it running? check --redis)"
 
 
 async def _list(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
@@ -250,9 +335,17 @@ def _ranges(numbers: list[int]) -> str:
 
 def add_parser(sub: Any) -> None:
     ctl_parser = sub.add_parser("ctl", help="inspect and control live sessions and processes")
-    ctl_parser.add_argument("--redis", required=True)
-    ctl_parser.add_argument("--partitions", type=int, default=16)
-    ctl_parser.add_argument("--namespace", default="sessiond", help="key prefix")
+    ctl_parser.add_argument(
+        "--redis",
+        default=None,
+        help="Redis URL (default: the embedded store of the local `sessiond run`)",
+    )
+    ctl_parser.add_argument(
+        "--partitions", type=positive_int, default=None, help="default: the run's, else 16"
+    )
+    ctl_parser.add_argument(
+        "--namespace", default=None, help="key prefix (default: the run's, else sessiond)"
+    )
     csub = ctl_parser.add_subparsers(dest="ctl_command", required=True)
     lst = csub.add_parser("list", help="sessions, oldest state first")
     lst.add_argument("--state", default=None)

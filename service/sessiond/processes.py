@@ -14,20 +14,23 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
-from sessiond import logs, metrics
+from sessiond import logs, metrics, preflight
 from sessiond.applier import Applier
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.edge.admission import Admission, AuthThrottle
 from sessiond.edge.credentials import CredentialsError, CredentialStore, load_credentials
 from sessiond.edge.registrar_client import OutboundConfig
+from sessiond.embedded import STORE_HOST, StoreListener, open_listener, remove_state, write_state
 from sessiond.errors import TableError
 from sessiond.handlers import CallHandler, builtin, load_handler
 from sessiond.redis_client import connect
 from sessiond.resources import bundled_table_paths
 from sessiond.routes import RoutesError, load_routes
 from sessiond.store import Keys, Store
+from sessiond.streams import cancel_and_wait
 from sessiond.table import Table, load_table
 from sessiond.tables import TableSet
 from sessiond.worker import Worker, default_name
@@ -166,6 +169,9 @@ def run_edge(args: argparse.Namespace) -> int:
     except (ValueError, AccessConfigError, CredentialsError) as exc:
         print(f"sessiond edge: {exc}", file=sys.stderr)
         return 2
+    problem = start_problem(args, specs)
+    if problem:
+        return preflight.fail("sessiond edge", problem)
     metrics.serve(args.metrics_port)
 
     async def main() -> int:
@@ -184,7 +190,7 @@ def run_edge(args: argparse.Namespace) -> int:
         await redis.aclose()
         return 0
 
-    return run_async(main)
+    return _run_or_fail("sessiond edge", main)
 
 
 def run_worker(args: argparse.Namespace) -> int:
@@ -195,6 +201,9 @@ def run_worker(args: argparse.Namespace) -> int:
     handler = load_handler_option(args, tables)
     if handler is None:
         return 2
+    problem = start_problem(args, [])
+    if problem:
+        return preflight.fail("sessiond worker", problem)
 
     metrics.serve(args.metrics_port)
 
@@ -228,10 +237,8 @@ def run_all(args: argparse.Namespace) -> int:
     Without ``--redis`` everything runs in this process on the embedded store: nothing else to
     install. With ``--redis`` the workers and the media node are processes of their own (they
     use other cores than the edge's) and this process runs the edge."""
-    from sessiond.edge.process import Edge
     from sessiond.edge.transport import ListenSpec
-    from sessiond.media.node import MediaNode, available_codecs
-    from sessiond.media.ports import PortAllocator, parse_range
+    from sessiond.media.ports import parse_range
 
     setup_logging(args)
     tables = load_tables(args.table)
@@ -242,12 +249,47 @@ def run_all(args: argparse.Namespace) -> int:
         return 2
     try:
         specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
-        first, last = parse_range(args.rtp_ports)
+        rtp_range = parse_range(args.rtp_ports)
         edge_kwargs = edge_options(args, {spec.transport for spec in specs})
     except (ValueError, AccessConfigError, CredentialsError) as exc:
         print(f"sessiond run: {exc}", file=sys.stderr)
         return 2
+    problem = start_problem(args, specs, rtp_address=args.address)
+    if problem:
+        return preflight.fail("sessiond run", problem)
+    listener = None
+    if not args.redis and args.store_port != preflight.STORE_OFF:
+        try:
+            listener = open_listener(args.store_port)
+        except OSError as exc:
+            where = f"{STORE_HOST}:{args.store_port}"
+            return preflight.fail("sessiond run", f"--store-port: cannot listen on {where}: {exc}")
     metrics.serve(args.metrics_port)
+    state = _announce_store(args, listener)
+    try:
+        return _run_or_fail(
+            "sessiond run", lambda: _run_all(args, specs, rtp_range, edge_kwargs, tables, handler)
+        )
+    finally:
+        remove_state(state)
+        if listener is not None:
+            listener.close()
+
+
+def _run_all(
+    args: argparse.Namespace,
+    specs: list[Any],
+    rtp_range: tuple[int, int],
+    edge_kwargs: dict[str, Any],
+    tables: list[Table],
+    handler: CallHandler,
+) -> Coroutine[Any, Any, int]:
+    """The coroutine of ``sessiond run`` (checked arguments in hand)."""
+    from sessiond.edge.process import Edge
+    from sessiond.media.node import MediaNode, available_codecs
+    from sessiond.media.ports import PortAllocator
+
+    first, last = rtp_range
 
     async def main() -> int:
         redis = connect(args.redis)
@@ -298,13 +340,70 @@ def run_all(args: argparse.Namespace) -> int:
         )
         try:
             nodes = [media.run()] if media is not None else []
-            await asyncio.gather(edge.run(), *nodes, *(w.run() for w in workers))
+            await _all_or_stop([edge.run(), *nodes, *(w.run() for w in workers)], stop)
         finally:
             _stop_children(children)
         await redis.aclose()
         return 0
 
-    return run_async(main)
+    return main()
+
+
+def start_problem(
+    args: argparse.Namespace, specs: list[Any], rtp_address: str | None = None
+) -> str | None:
+    """The first reason this process cannot start (a Redis URL, an address it cannot bind),
+    checked before anything starts; None when there is none."""
+    return preflight.first_problem(
+        [
+            preflight.redis_problem("--redis", args.redis),
+            *(
+                preflight.bind_problem("--listen", spec.transport, spec.host, spec.port)
+                for spec in specs
+            ),
+            preflight.metrics_problem(args.metrics_port),
+            preflight.bind_problem("--address", "UDP", rtp_address, 0) if rtp_address else None,
+        ]
+    )
+
+
+def _announce_store(args: argparse.Namespace, listener: StoreListener | None) -> Path | None:
+    """Say where the embedded store can be read, and leave it in the state file that
+    ``sessiond ctl`` finds it by."""
+    if listener is None:
+        return None
+    state = write_state(
+        {"redis": listener.url, "namespace": args.namespace, "partitions": args.partitions}
+    )
+    logging.getLogger("sessiond").info(
+        "embedded store on %s: redis-cli -p %d, or sessiond ctl%s",
+        listener.url,
+        listener.port,
+        "" if state else f" --redis {listener.url}",
+    )
+    return state
+
+
+def _run_or_fail(prog: str, main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    """Run ``main``; a listener that cannot be bound after all (taken since the check) ends
+    the process with one line, not a traceback."""
+    try:
+        return run_async(main)
+    except OSError as exc:
+        return preflight.fail(prog, f"--listen: {preflight.bind_failure(exc)}")
+
+
+async def _all_or_stop(parts: list[Coroutine[Any, Any, None]], stop: Callable[[], None]) -> None:
+    """Run the parts of a process together. When one fails, the others are asked to stop
+    and awaited, then the failure propagates (a plain gather would leave them running)."""
+    tasks = [asyncio.ensure_future(part) for part in parts]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        stop()
+        await asyncio.wait(tasks, timeout=30)
+        await cancel_and_wait([t for t in tasks if not t.done()])
+        raise
 
 
 def _child(args: argparse.Namespace, kind: str, *extra: str) -> list[str]:

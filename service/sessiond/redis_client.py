@@ -98,6 +98,50 @@ class _SentinelMaster(aioredis.Redis):
             await sentinel_client.aclose()
 
 
+def embedded_server() -> Any:
+    """The one in-process fakeredis server every embedded client of this process shares."""
+    global _EMBEDDED_SERVER
+    if _EMBEDDED_SERVER is None:
+        import fakeredis
+
+        _EMBEDDED_SERVER = fakeredis.FakeServer()
+    return _EMBEDDED_SERVER
+
+
+URL_SCHEMES = (
+    "redis://",
+    "rediss://",
+    "unix://",
+    "redis-sentinel://",
+    "redis-cluster://",
+    "rediss-cluster://",
+)
+
+
+def url_problem(url: str | None) -> str | None:
+    """Why ``url`` cannot name a Redis (a scheme, a port, a path), or None when it can. Only
+    the text is checked: nothing connects."""
+    from redis.asyncio.connection import parse_url
+
+    if url in (None, "", EMBEDDED):
+        return None
+    assert url is not None
+    if not url.startswith(URL_SCHEMES):
+        return f"{url!r} is not a Redis URL: it must start with {', '.join(URL_SCHEMES)}"
+    try:
+        if url.startswith("redis-sentinel://"):
+            hosts, _, service = url.removeprefix("redis-sentinel://").partition("/")
+            if not hosts or not service:
+                raise ValueError("expected redis-sentinel://host:port[,host:port]/service[/db]")
+            for host in hosts.split(","):
+                parse_url(f"redis://{host}")
+        else:
+            parse_url(url.replace("-cluster://", "://", 1))
+    except ValueError as exc:
+        return f"{url!r} is not a usable Redis URL: {exc}"
+    return None
+
+
 def is_cluster(client: Any) -> bool:
     return isinstance(client, RedisCluster)
 
@@ -108,13 +152,10 @@ def connect(url: str | None, **kwargs: Any) -> Any:
 
     ``redis-cluster://host:port`` (or ``rediss-cluster://``) connects to a Redis Cluster
     through any of its nodes."""
-    global _EMBEDDED_SERVER
     if url in (None, "", EMBEDDED):
         import fakeredis
 
-        if _EMBEDDED_SERVER is None:
-            _EMBEDDED_SERVER = fakeredis.FakeServer()
-        return fakeredis.FakeAsyncRedis(server=_EMBEDDED_SERVER)
+        return fakeredis.FakeAsyncRedis(server=embedded_server())
     # No per-read socket timeout: reads are pipelined or blocking (XREADGROUP BLOCK), and a
     # per-reply timeout context costs more than the reply. A dead server is found by TCP
     # keepalive and the periodic health check instead.

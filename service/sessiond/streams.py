@@ -23,10 +23,19 @@ MAX_BACKOFF = 5.0  # seconds: the longest wait between two attempts of a failing
 
 async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
     """Cancel ``tasks`` and wait for them to end. Unlike awaiting each one under
-    ``suppress(CancelledError)``, a cancellation of the caller itself still propagates."""
+    ``suppress(CancelledError)``, a cancellation of the caller itself still propagates.
+
+    A task still running a second later is cancelled again: a cancellation can be lost
+    (Python 3.11's ``wait_for``, inside fakeredis' reads, drops one that arrives as its inner
+    wait completes), and the task then waits on forever (``sessiond run`` hung on SIGTERM)."""
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    pending = set(tasks)
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=1.0)
+        for task in pending:
+            task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)  # all done: collects their errors
 
 
 async def ensure_groups(redis: Any, streams: list[str], group: str, start: str = "0") -> None:

@@ -171,8 +171,13 @@ class MediaNode:
 
     async def run(self) -> None:
         """Serve until drained or stopped; then close every leg and publish what is left."""
-        await self._retrying(self.ensure_groups)
-        await self._retrying(self.register)
+        for step in (self.ensure_groups, self.register):  # SIGTERM ends these retries
+            await retrying(
+                step, stopping=self.draining, recreate_groups=self.ensure_groups, log=log
+            )
+        if self.draining.is_set() and not self._registered:
+            log.info("media node %s stopped before it could register", self.name)
+            return
         own = asyncio.create_task(self._consume(self._own, self.stopping))
         pool = asyncio.create_task(self._consume(self._pool, self.draining))
         helpers = [

@@ -10,11 +10,11 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sessiond import logs
+from sessiond import logs, preflight
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator, parse_range
 from sessiond.metrics import serve
-from sessiond.processes import on_signals, run_async, setup_logging
+from sessiond.processes import on_signals, run_async, setup_logging, start_problem
 from sessiond.redis_client import connect
 from sessiond.store import Keys
 from sessiond.worker import default_name
@@ -23,8 +23,14 @@ from sessiond.worker import default_name
 def run_media(args: argparse.Namespace) -> int:
     """Run one media node until SIGTERM (drain) or a drain request."""
     setup_logging(args)
-    first, last = parse_range(args.rtp_ports)
-    ports = PortAllocator(args.address, first, last)
+    try:
+        first, last = parse_range(args.rtp_ports)
+        ports = PortAllocator(args.address, first, last)
+    except ValueError as exc:
+        return preflight.fail("sessiond media", f"--rtp-ports: {exc}")
+    problem = start_problem(args, [], rtp_address=args.address)
+    if problem:
+        return preflight.fail("sessiond media", problem)
 
     async def main() -> int:
         redis = connect(args.redis)
@@ -63,18 +69,25 @@ def add_parser(sub: Any) -> None:
     media.add_argument("--address", required=True, help="IP address to bind RTP sockets to")
     media.add_argument("--sdp-address", default=None, help="address put in our SDP (NAT)")
     media.add_argument("--name", default=None, help="node name (default: media-HOST-PID)")
-    media.add_argument("--metrics-port", type=int, default=0, help="serve /metrics here")
+    media.add_argument(
+        "--metrics-port", type=preflight.port_number, default=0, help="serve /metrics here"
+    )
     media.add_argument(
         "--rtp-timeout",
-        type=float,
+        type=preflight.nonneg_float,
         default=30.0,
         help="RtpTimeout after this many s without RTP (0: off)",
     )
     media.add_argument(
-        "--drain-timeout", type=float, default=300.0, help="longest wait for legs when draining"
+        "--drain-timeout",
+        type=preflight.nonneg_float,
+        default=300.0,
+        help="longest wait for legs when draining",
     )
     media.add_argument("--files-dir", default=None, help="play/record paths must be inside")
-    media.add_argument("--partitions", type=int, default=16, help="event stream partitions")
+    media.add_argument(
+        "--partitions", type=preflight.positive_int, default=16, help="event stream partitions"
+    )
     media.add_argument("--namespace", default="sessiond", help="Redis key prefix")
     logs.add_option(media)
     media.set_defaults(func=run_media)
