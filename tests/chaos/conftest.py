@@ -1,5 +1,11 @@
 """The chaos suite's fixture (a fresh deployment per scenario, its own Redis with AOF) and
-its summary table, printed at the end of every pytest run that ran a scenario (-q too)."""
+its summary table, printed at the end of every pytest run that ran a scenario (-q too).
+
+Columns: legitimate calls placed; failed (any outcome but a completed call, a 503 without
+Retry-After included); shed 503 (refused with 503 and Retry-After: the edge's documented
+shedding, allowed only in the Redis-outage and flood scenarios); orphan legs; doubles (events
+applied twice plus sessions beyond one per Call-ID); recovery (seconds from the fault's start
+until a fresh call completes); the pytest outcome."""
 
 from __future__ import annotations
 

@@ -120,6 +120,7 @@ class Deployment:
     metrics: dict[str, int] = field(default_factory=dict)
     args: dict[str, list[str]] = field(default_factory=dict)
     started: dict[str, float] = field(default_factory=dict)
+    edge_ready: float = 0.0  # when the edge first answered: its restart window began before
 
     @property
     def tmp(self) -> Path:
@@ -157,6 +158,7 @@ class Deployment:
         for name in PROCESSES:
             self.start(name)
         wait_listening(self.port, 30)
+        self.edge_ready = time.monotonic()
         self.wait_healthy()
 
     def start(self, name: str) -> None:
