@@ -52,7 +52,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or report.outcome != "passed":
-        outcome = "xfailed" if hasattr(report, "wasxfail") else report.outcome
+        outcome = report.outcome
+        if hasattr(report, "wasxfail"):
+            outcome = "xpassed" if report.outcome == "passed" else "xfailed"
         if report.when == "call" or report.nodeid not in OUTCOMES:
             OUTCOMES[report.nodeid] = outcome
 
