@@ -16,6 +16,7 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
     --logfile /tmp/sessiond-test-redis.log
   for _ in $(seq 50); do redis-cli -p 6379 ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
 fi
+command -v redis-server >/dev/null || apt_install redis-server redis-tools  # tests/chaos runs its own
 command -v sipp >/dev/null || apt_install sip-tester
 command -v baresip >/dev/null || apt_install baresip-core   # softphone for media interop tests
 command -v unshare >/dev/null && command -v ip >/dev/null || apt_install util-linux iproute2
