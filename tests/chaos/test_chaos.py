@@ -172,11 +172,6 @@ class Burst:
         return sum(not c.ok for c in self.callers)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F3: the stopped worker's stale INVITE, read before the stop, creates a ghost "
-    "second session once the first one has ended",
-)
 def test_worker_sigstop_10s(deploy: Deployment) -> None:
     """Under load, the worker is stopped and, at that moment, calls start on its partitions:
     the blocked read it left in Redis takes their INVITEs."""
@@ -274,11 +269,6 @@ def test_redis_restart_1s(deploy: Deployment) -> None:
     _redis_restart(deploy, 1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F5: during a 5 s Redis outage the media heartbeats lapse and the workers fail "
-    "a healthy media node over",
-)
 def test_redis_restart_5s(deploy: Deployment) -> None:
     _redis_restart(deploy, 5)
 
@@ -299,11 +289,6 @@ def test_cpu_starvation(deploy: Deployment) -> None:
 # --- hostile traffic ----------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F6: the flood's admitted calls take every media port; legitimate calls from "
-    "another source get 503",
-)
 def test_invite_flood_from_one_source(deploy: Deployment) -> None:
     """127.0.0.2 floods INVITEs (150/s for 4 s, calls held 8 s; 503 is an outcome for it);
     127.0.0.3 places legitimate calls meanwhile."""
@@ -320,10 +305,6 @@ def test_invite_flood_from_one_source(deploy: Deployment) -> None:
     conclude(deploy, "INVITE flood", [legit], recovery, allow_shed=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F2: a call cancelled before its MediaReady leaves its leg on the media node",
-)
 def test_cancel_right_after_180(deploy: Deployment) -> None:
     """Callers who ring (user ``ring``) and cancel as soon as the 180 comes, with the usual
     load alongside."""
@@ -394,11 +375,6 @@ def _garbage_scenario(deploy: Deployment, scenario: str) -> None:
     assert rss[0] - rss_before < EDGE_RSS_GROWTH_KB, (rss_before, rss[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="F1: an INVITE whose Call-ID is not UTF-8 ends the edge's restart-window loop; "
-    "every later new request waits forever",
-)
 def test_garbage_in_the_restart_window(deploy: Deployment) -> None:
     """Within the edge's first 64*T1 (32 s) after it started."""
     _garbage_scenario(deploy, "garbage, restart window")
