@@ -66,6 +66,17 @@ def test_limit_per_source_fixed_or_derived_from_media_capacity() -> None:
     auto.media.observe({"m1": "40 40 2", "m2": "1000 1000 1"}, 1.0)
     assert auto.limit() == 347
     assert Admission(0).limit() == 0
+
+
+def test_the_derived_share_holds_while_a_node_is_away() -> None:
+    auto = Admission()
+    auto.media.observe({"m1": "100 100 1", "m2": "100 100 1"}, 0.0)
+    assert auto.limit() == 67
+    auto.media.observe({"m1": "100 100 2", "m2": "100 100 1"}, 10.0)  # m2 stopped beating
+    assert auto.media.capacity == 100
+    assert auto.limit() == 67  # a node away for a moment shrinks nobody's share
+    auto.media.observe({"m1": "100 100 3"}, 400.0)  # gone for longer than peak_hold
+    assert auto.limit() == 34
     unlimited = Admission(0, reserve=0)
     for n in range(1000):
         unlimited.admit((f"c{n}", "t"), "s", 0.0)

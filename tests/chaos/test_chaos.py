@@ -116,6 +116,8 @@ def conclude(
     if before is not None:
         before()
     in_memory = {m: int(deploy.scrape(m).get("sessiond_media_legs", 0)) for m in MEDIA}
+    dropped = {k: v for k, v in deploy.scrape("edge").items() if "dropped" in k and v}
+    print("EDGE-DROPPED", dropped)
     out.audit = observe.audit(r, ns, MEDIA, in_memory, attacker)
     out.exits = deploy.stop_all()
     a = out.audit

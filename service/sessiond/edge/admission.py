@@ -109,8 +109,10 @@ class MediaCapacity:
     ``beat`` changes at every heartbeat, so a report that stops changing is from a node that
     is gone, without comparing clocks across machines)."""
 
-    def __init__(self, stale_after: float = 5.0) -> None:
+    def __init__(self, stale_after: float = 5.0, peak_hold: float = 300.0) -> None:
         self.stale_after = stale_after
+        self.peak_hold = peak_hold
+        self._peak = (0, 0.0)  # the highest capacity seen, and when it was last seen
         self._nodes: dict[str, tuple[int, int, str, float]] = {}  # free, capacity, beat, seen
         self._admitted = [0, 0]  # calls admitted since the last report, and the one before
         self._now = 0.0
@@ -128,6 +130,15 @@ class MediaCapacity:
         self._nodes = nodes
         self._admitted = [0, self._admitted[0]]
         self._now = now
+        capacity = self.capacity
+        if capacity >= self._peak[0] or now - self._peak[1] > self.peak_hold:
+            self._peak = (capacity, now)
+
+    @property
+    def peak(self) -> int:
+        """The highest capacity of the live nodes in the last ``peak_hold`` seconds: a node
+        that stalls or restarts for a moment does not shrink every source's share."""
+        return max(self._peak[0], self.capacity)
 
     def _live(self) -> list[tuple[int, int, str, float]]:
         return [n for n in self._nodes.values() if self._now - n[3] <= self.stale_after]
@@ -154,8 +165,11 @@ class Admission:
     """Whether a new INVITE from a source may become a call.
 
     ``max_per_source``: calls one source may hold; 0 for no limit; ``None`` (the default):
-    ``share`` of the legs of the live media nodes (at least ``floor``), or ``fallback``
-    while no media node reports. ``reserve``: new calls are shed while the media nodes have
+    ``share`` of the legs the live media nodes had at most in the last ``peak_hold`` seconds
+    (at least ``floor``), or ``fallback`` while no media node reports. The media reserve
+    guards what is really left when a node goes away; the share does not shrink with it, or
+    a source whose calls were fine before a node stalled would be refused for it.
+    ``reserve``: new calls are shed while the media nodes have
     this many free legs or fewer (``None``: 2 % of the capacity, at least 2; 0: never).
     """
 
@@ -184,7 +198,7 @@ class Admission:
             return self.max_per_source
         if not self.media.known:
             return self.fallback
-        return max(self.floor, math.ceil(self.media.capacity * self.share))
+        return max(self.floor, math.ceil(self.media.peak * self.share))
 
     def media_reserve(self) -> int:
         if self.reserve is not None:
