@@ -117,7 +117,6 @@ def conclude(
         before()
     in_memory = {m: int(deploy.scrape(m).get("sessiond_media_legs", 0)) for m in MEDIA}
     dropped = {k: v for k, v in deploy.scrape("edge").items() if "dropped" in k and v}
-    print("EDGE-DROPPED", dropped)
     out.audit = observe.audit(r, ns, MEDIA, in_memory, attacker)
     out.exits = deploy.stop_all()
     a = out.audit
@@ -134,7 +133,7 @@ def conclude(
         )
     )
     logs = "".join(t.output[-1500:] for t in legit if out.failed)
-    assert out.failed == 0, f"{out.failed} of {out.calls} legitimate calls failed\n{logs}"
+    assert out.failed == 0, f"{out.failed} of {out.calls} legitimate calls failed {dropped}\n{logs}"
     assert not a.non_terminal, f"sessions left non-terminal: {a.non_terminal[:10]}"
     assert not a.duplicate_call_ids, f"Call-IDs with several sessions: {a.duplicate_call_ids}"
     assert not a.applied_twice, f"events applied twice: {a.applied_twice}"
