@@ -21,12 +21,18 @@ import msgpack
 import pytest
 import redis as sync_redis
 
+from sessiond.applier import Applier
 from sessiond.edge.process import GROUP as EDGE_GROUP
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
 from sessiond.media.node import GROUP as MEDIA_GROUP
 from sessiond.redis_client import connect
-from sessiond.store import Keys
+from sessiond.store import Keys, Store
+from sessiond.store.store import encode_event
+from sessiond.table import Table
+from sessiond.tables import TableSet
+from sessiond.worker import GROUP as WORKER_GROUP
+from sessiond.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -34,6 +40,7 @@ if str(ROOT) not in sys.path:
 
 from tests.chaos.deploy import RedisServer  # noqa: E402
 from tests.media.node_helpers import start_node, stop_node  # noqa: E402
+from tests.test_worker import invite  # noqa: E402
 
 
 @pytest.fixture
@@ -157,3 +164,36 @@ async def test_media_node_runs_a_destroy_whose_delivery_was_lost(server: RedisSe
         assert node.ports.in_use == 0
     finally:
         await stop_node(harness)
+
+
+async def test_worker_applies_an_event_whose_delivery_was_lost(
+    server: RedisServer, default_table: Table
+) -> None:
+    """No other worker takes the entry over (the claim idle time is long): the worker that
+    lost the delivery runs it from its own pending list."""
+    client = connect(server.url)
+    store = Store(client, Keys(f"t{uuid.uuid4().hex[:8]}"), worker="w1", ttl=300, ended_ttl=60)
+    applier = Applier(store, TableSet([default_table], client, store.keys))
+    worker = Worker(applier, name="w1", block_ms=50, claim_idle_ms=600_000)
+    task = asyncio.create_task(worker.run())
+    keys = store.keys
+    try:
+        first = keys.events(keys.partition_of_call("warm-up@h"))
+        entry_id = await store.publish(keys.partition_of_call("warm-up@h"), invite("warm-up@h"))
+        await until(run_and_acked(client, first, WORKER_GROUP, entry_id))
+        assert await store.lookup(keys.initial("warm-up@h", "ft")) is not None
+        stream = keys.events(keys.partition_of_call("lost@h"))
+        deliver_unseen(server, stream, WORKER_GROUP, "w1", encode_event(invite("lost@h")))
+        await asyncio.to_thread(server.restart, 0.5)
+
+        async def applied() -> bool:
+            return await store.lookup(keys.initial("lost@h", "ft")) is not None
+
+        await until(applied)
+        await until(
+            run_and_acked(client, stream, WORKER_GROUP, (await client.xrange(stream))[-1][0])
+        )
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+        await client.aclose()

@@ -677,7 +677,10 @@ class Edge:
             if acks:  # not sent: keep them for the next round
                 self._to_ack.setdefault(stream, []).extend(acks)
             raise
-        self._backlog.read(stream, start, sum(len(entries) for _, entries in reply or []))
+        got = sum(len(entries) for _, entries in reply or [])
+        self._backlog.read(stream, start, got)
+        if start != ">" and not got:  # an empty backlog: read the new commands now
+            return await self._commands_once(stream, block)
         if not reply:
             if self._poll and block:
                 await asyncio.sleep(self._poll)
