@@ -3,6 +3,11 @@
 A step that fails because Redis went away (restart, failover, loading its data) is retried
 with backoff (0.1 s doubling to 5 s) until it succeeds or the process stops. NOGROUP means
 Redis came back without its data: the consumer groups are created again and the step retried.
+
+An entry XREADGROUP delivered whose reply the consumer never got (Redis stopped right after
+answering, the connection broke) is in the group's pending list under the consumer's name, and
+reading ``>`` never returns it again: so at start and after every Redis error a consumer first
+reads its own pending entries (id ``0``) until none is left (:class:`Backlog`).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
@@ -36,6 +41,32 @@ async def cancel_and_wait(tasks: list[asyncio.Task[Any]]) -> None:
         for task in pending:
             task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)  # all done: collects their errors
+
+
+class Backlog:
+    """Which of a consumer's streams must be read from ``0`` (the entries delivered to this
+    consumer name and not acknowledged) rather than ``>`` (new entries): all of them at start
+    and after an error (:meth:`lost`, the ``on_error`` of :func:`retrying`), until a read from
+    ``0`` returns nothing. The consumer acknowledges what it ran before (or in the same round
+    trip as) its next read, so the backlog shrinks; re-running an entry it had run already
+    must be harmless (command ids are deduplicated, events checked against applied ones)."""
+
+    def __init__(self, streams: Iterable[str]) -> None:
+        self._streams = list(streams)
+        self._due = set(self._streams)
+
+    def start(self, stream: str) -> str:
+        """The id to read ``stream`` from now."""
+        return "0" if stream in self._due else ">"
+
+    def read(self, stream: str, start: str, count: int | None) -> None:
+        """Note that a read of ``stream`` from ``start`` returned ``count`` entries."""
+        if start == "0" and count == 0:
+            self._due.discard(stream)
+
+    def lost(self, *streams: str) -> None:
+        """A Redis error: a delivery may be lost; read ``streams`` (default all) from ``0``."""
+        self._due.update(streams or self._streams)
 
 
 async def ensure_groups(redis: Any, streams: list[str], group: str, start: str = "0") -> None:

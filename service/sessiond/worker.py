@@ -61,7 +61,7 @@ from sessiond.router import (
 )
 from sessiond.store import Store
 from sessiond.store.store import decode_event
-from sessiond.streams import cancel_and_wait, ensure_groups, retrying
+from sessiond.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.worker")
 GROUP = "workers"
@@ -149,6 +149,7 @@ class Worker:
         self._routes: dict[str, str] = {}  # registry key -> sid (immutable while it exists)
         self.owned: frozenset[int] = frozenset()  # partitions whose lease this worker holds
         self._prefetched: Any = None  # the next batch, read in the previous batch's pipeline
+        self._backlog = Backlog(self._streams)  # entries delivered to us, maybe never seen
         self.media_legs = LegRegistry(self.redis, self.keys, stream_maxlen=self.store.stream_maxlen)
         #: judges other processes' heartbeats only after steady contact with Redis
         self.contact = StoreContact.for_heartbeats(heartbeat_ttl)
@@ -203,6 +204,7 @@ class Worker:
         def count() -> None:
             self.stats.errors += 1
             self.contact.failed()
+            self._backlog.lost()  # a read's reply may be lost: its entries are ours, pending
 
         return await retrying(
             step,
@@ -228,18 +230,25 @@ class Worker:
         """Process one batch of new entries (read now, or prefetched by the previous batch's
         pipeline), ack it. Returns the entry count."""
         reply, self._prefetched = self._prefetched, None
-        if not reply and streams != []:
+        starts: dict[str, str] = {}  # read from "0": our backlog, entries maybe applied
+        while not reply and streams != []:  # our backlog first (when due), then new entries
+            starts = {s: self._backlog.start(s) for s in streams or self._streams}
             read = Round(self.redis)
-            read.xreadgroup(
-                GROUP,
-                self.name,
-                {s: ">" for s in streams or self._streams},
-                count=self.batch,
-                block=self.block_ms,
-            )
+            read.xreadgroup(GROUP, self.name, starts, count=self.batch, block=self.block_ms)
             (reply,) = await read.execute()
+            got = {_text(stream): len(items) for stream, items in reply or []}
+            for stream, start in starts.items():
+                self._backlog.read(stream, start, got.get(stream, 0))
+            if any(got.values()) or ">" in starts.values():
+                break
+            reply = None  # an empty backlog: read the new entries now
         entries = [
-            Entry(self._partition(stream), eid, _decode(fields), False)
+            Entry(
+                self._partition(stream),
+                eid,
+                _decode(fields),
+                starts.get(_text(stream), ">") != ">",
+            )
             for stream, items in reply or []
             for eid, fields in items
         ]

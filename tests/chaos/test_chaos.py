@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import pytest
-
 from . import observe
 from .conftest import Row, record
 from .deploy import (
@@ -260,12 +258,6 @@ def _redis_restart(deploy: Deployment, down: float) -> float:
     return down
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="not F1-F6, found here: a command delivered to the edge or a media node just as "
-    "Redis goes down is left pending and never run (a BYE's 200 and the leg's destroy "
-    "lost: the caller times out, the leg is orphaned); fails in about one run of four",
-)
 def test_redis_restart_1s(deploy: Deployment) -> None:
     _redis_restart(deploy, 1)
 

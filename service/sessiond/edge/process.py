@@ -85,7 +85,7 @@ from sessiond.sip.transaction import TransactionLayer, answers
 from sessiond.sip.validate import check_loop, validate_request
 from sessiond.store.keys import Keys
 from sessiond.store.store import encode_event
-from sessiond.streams import cancel_and_wait, ensure_groups, retrying
+from sessiond.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.edge")
 GROUP = "edge"
@@ -163,6 +163,7 @@ class Edge:
         self._wake = asyncio.Event()
         self._poll = 0.002 if is_embedded(redis) else 0.0
         self._streams = [keys.edge_commands(name), keys.edge_commands("any")]
+        self._backlog = Backlog(self._streams)  # commands delivered to us, maybe never run
         # our own accounts (challenges to our INVITEs) and registrations / keepalives
         self.credentials = outbound.credentials if outbound else CredentialStore()
         self.registrar = (
@@ -641,6 +642,7 @@ class Edge:
                     stopping=self.stopping,
                     recreate_groups=self.start_groups,
                     log=log,
+                    on_error=self._backlog.lost,
                 )
                 continue
             await asyncio.sleep(1.0)  # a failure that is not an outage: do not spin on it
@@ -660,18 +662,25 @@ class Edge:
     async def _commands_once(self, stream: str, block: int | None = 50) -> int:
         """Read a batch of commands and run them; returns how many. The acknowledgement of
         the previous batch goes in the same round trip as this read (one round trip per
-        batch, not two)."""
+        batch, not two). After a Redis error (and at start) it first reads the entries
+        delivered to this edge and never acked (:class:`~sessiond.streams.Backlog`): those
+        run already are dropped by id, those older than a transaction's lifetime are stale."""
         pipe = Round(self.redis)
         acks = self._to_ack.pop(stream, [])
         if acks:
             pipe.xack(stream, GROUP, *acks)
-        pipe.xreadgroup(GROUP, self.name, {stream: ">"}, count=self.command_batch, block=block)
+        start = self._backlog.start(stream)
+        pipe.xreadgroup(GROUP, self.name, {stream: start}, count=self.command_batch, block=block)
         try:
             *_, reply = await pipe.execute()
         except BaseException:
             if acks:  # not sent: keep them for the next round
                 self._to_ack.setdefault(stream, []).extend(acks)
             raise
+        got = sum(len(entries) for _, entries in reply or [])
+        self._backlog.read(stream, start, got)
+        if start != ">" and not got:  # an empty backlog: read the new commands now
+            return await self._commands_once(stream, block)
         if not reply:
             if self._poll and block:
                 await asyncio.sleep(self._poll)
@@ -680,12 +689,24 @@ class Edge:
         for _, entries in reply:
             for entry_id, fields in entries:
                 with survive("commands"):  # a poisoned entry is acked and skipped
+                    if start != ">" and (fields is None or self._stale(entry_id)):  # trimmed
+                        continue
                     cmd = {k.decode(): v for k, v in fields.items()}
                     data = msgpack.unpackb(cmd["data"]) if "data" in cmd else {}
                     await self.execute_command(cmd["id"].decode(), cmd["type"].decode(), data)
                 self._to_ack.setdefault(stream, []).append(entry_id)
                 count += 1
         return count
+
+    def _stale(self, entry_id: bytes) -> bool:
+        """Whether a backlog entry is older than a transaction's lifetime (64*T1): a
+        command pending that long (an edge restarted under the same name much later) is for
+        a call that has given up, and is acked without running."""
+        age = time.time() - int(entry_id.split(b"-")[0]) / 1000
+        if age <= self.timers.timeout:
+            return False
+        log.warning("dropped command entry %r: %.0f s old", entry_id, age)
+        return True
 
     async def _flusher(self) -> None:
         while True:

@@ -76,7 +76,7 @@ from sessiond.redis_client import RETRYABLE
 from sessiond.redis_round import Round
 from sessiond.store import Keys
 from sessiond.store.store import encode_event
-from sessiond.streams import cancel_and_wait, ensure_groups, retrying
+from sessiond.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.media")
 GROUP = "media"
@@ -151,7 +151,7 @@ class MediaNode:
         self._claims: dict[str, tuple[str, str]] = {}
         self._beat_at = time.monotonic()  # the last heartbeat that reached Redis
         self._audit_at = 0  # where the next self-audit starts in the legs
-        self._reread: set[str] = set()  # streams whose last batch must be read again
+        self._backlog = Backlog([self._own, self._pool])  # delivered to us, maybe never run
         #: legs ("media id origin") audits found orphaned, and when that was first seen
         self._suspects: dict[str, float] = {}
         self._registered = False
@@ -229,12 +229,17 @@ class MediaNode:
     # -- commands -------------------------------------------------------------------------
 
     async def _consume(self, stream: str, stop: asyncio.Event) -> None:
-        backlog = True  # first, entries delivered to this consumer name before and never acked
         while not stop.is_set():
-            start = "0" if backlog or stream in self._reread else ">"
-            self._reread.discard(stream)
-            count = await self._retrying(partial(self.consume_once, stream, start))
-            backlog = backlog and bool(count)
+            # first (and after a Redis error) the entries delivered to us and never acked
+            start = self._backlog.start(stream)
+            count = await retrying(
+                partial(self.consume_once, stream, start),
+                stopping=self.stopping,
+                recreate_groups=self.ensure_groups,
+                log=log,
+                on_error=partial(self._backlog.lost, stream),
+            )
+            self._backlog.read(stream, start, count)
         if stream in self._unpublished:  # the last batch's events and acks (no more reads)
             with contextlib.suppress(*RETRYABLE):
                 await self._publish_unpublished(stream)
@@ -265,7 +270,7 @@ class MediaNode:
                         if await self._handle(stream, entry_id, fields, events):
                             acks.append(entry_id)
             except RETRYABLE:
-                self._reread.add(stream)  # the entries not acked are read again (backlog)
+                self._backlog.lost(stream)  # the entries not acked are read again
                 raise
         if failed is not None:
             raise failed
