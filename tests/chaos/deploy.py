@@ -46,7 +46,7 @@ PROCESSES = ("edge", *WORKERS, *MEDIA)
 # legs. Each plus 5 s for the interpreter to start and finish on a busy 2-core machine.
 MEDIA_DRAIN = 5.0
 DRAIN_TIMEOUT = {"edge": 6.0 + 5, "worker": 30.0 + 5, "media": MEDIA_DRAIN + 5}
-RTP_PORTS_PER_NODE = 200  # 100 legs a node: small enough for a flood to reach the limit
+RTP_PORTS_PER_NODE = 400  # 200 legs a node: a flood still reaches its per-source share (134)
 TCP_MESSAGE_TIMEOUT = 3.0
 
 ROUTES = """rules:
