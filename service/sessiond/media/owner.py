@@ -29,18 +29,15 @@ record (``lua/media_route.lua``) and forwards the command to the owner's own str
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redis.exceptions import NoScriptError
-
 from sessiond.redis_client import is_cluster
-from sessiond.redis_round import Round
 from sessiond.store import Keys
 from sessiond.store.keys import sid_tag
 from sessiond.store.scripts import source
+from sessiond.store.store import eval_many
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,31 +106,9 @@ class LegOwners:
         keys = [self.keys.media_owner(media_id)]
         return _text(await self._route(keys=keys, args=["1" if destroy else "0"]))
 
-    async def _eval_many(self, calls: list[tuple[Any, list[str], list[str]]]) -> list[Any]:
-        if not calls:
-            return []
-        replies = await self._evalsha(calls)
-        missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missed:  # Redis restarted, failed over or flushed its scripts
-            for script in {id(calls[i][0]): calls[i][0] for i in missed}.values():
-                await self.redis.script_load(script.script)
-            again = await self._evalsha([calls[i] for i in missed])
-            for i, reply in zip(missed, again, strict=True):
-                replies[i] = reply
+    async def _eval_many(self, calls: list[tuple[Any, list[str], list[Any]]]) -> list[Any]:
+        replies = await eval_many(self.redis, calls, cluster=is_cluster(self.redis))
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
         return replies
-
-    async def _evalsha(self, calls: list[tuple[Any, list[str], list[str]]]) -> list[Any]:
-        if is_cluster(self.redis):  # cluster pipelines refuse scripts: one request per slot
-            return list(
-                await asyncio.gather(
-                    *(self.redis.evalsha(s.sha, len(k), *k, *a) for s, k, a in calls),
-                    return_exceptions=True,
-                )
-            )
-        pipe = Round(self.redis)
-        for script, keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))

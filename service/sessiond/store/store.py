@@ -178,22 +178,11 @@ class Store:
         return created, applied
 
     async def _eval_many(self, calls: list[Call]) -> list[Any]:
-        """EVALSHA each (script, keys, args) call in one pipeline (in a Redis Cluster, where
-        pipelines may not carry scripts, as concurrent requests, each to the node of its
-        slot); on NOSCRIPT (Redis restarted or failed over), load the scripts and run the
-        calls that missed them again."""
-        replies = await self._evalsha(calls)
-        missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missed:
-            for script in {id(calls[i][0]): calls[i][0] for i in missed}.values():
-                await self.redis.script_load(script.script)
-            again = await self._evalsha([calls[i] for i in missed])
-            for i, reply in zip(missed, again, strict=True):
-                replies[i] = reply
+        replies = await eval_many(self.redis, calls, cluster=self.cluster)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise StoreError(f"script failed: {reply}") from reply
-        return list(replies)
+        return replies
 
     def _args(
         self,
@@ -233,19 +222,6 @@ class Store:
     async def pop_timers(self, partition: int, now: float, limit: int = 256) -> int:
         keys = [self.keys.timers(partition), self.keys.events(partition)]
         return int(await self.scripts.pop_timers(keys=keys, args=[now, limit, self.stream_maxlen]))
-
-    async def _evalsha(self, calls: list[Call]) -> list[Any]:
-        if self.cluster:
-            return list(
-                await asyncio.gather(
-                    *(self.redis.evalsha(s.sha, len(k), *k, *a) for s, k, a in calls),
-                    return_exceptions=True,
-                )
-            )
-        pipe = Round(self.redis)
-        for script, keys, args in calls:
-            pipe.evalsha(script.sha, len(keys), *keys, *args)
-        return list(await pipe.execute(raise_on_error=False))
 
     async def pop_all_timers(
         self, now: float, limit: int = 256, partitions: Iterable[int] | None = None
@@ -386,3 +362,35 @@ def decode_event(fields: Mapping[bytes, bytes]) -> Event:
     if not event_id or not event_type:
         raise StoreError("event entry without id or type")
     return Event(event_id, event_type, data, sid)
+
+
+async def eval_many(redis: Any, calls: list[Call], *, cluster: bool) -> list[Any]:
+    """EVALSHA each (script, keys, args) call in one round (in a Redis Cluster, where
+    pipelines may not carry scripts, as concurrent requests, each to the node of its slot);
+    on NOSCRIPT (Redis restarted or failed over), load the scripts and run the calls that
+    missed them again. Replies in order; a failed call's reply is its exception."""
+    if not calls:
+        return []
+    replies = await _evalsha(redis, calls, cluster)
+    missed = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+    if missed:
+        for script in {id(calls[i][0]): calls[i][0] for i in missed}.values():
+            await redis.script_load(script.script)
+        again = await _evalsha(redis, [calls[i] for i in missed], cluster)
+        for i, reply in zip(missed, again, strict=True):
+            replies[i] = reply
+    return replies
+
+
+async def _evalsha(redis: Any, calls: list[Call], cluster: bool) -> list[Any]:
+    if cluster:
+        return list(
+            await asyncio.gather(
+                *(redis.evalsha(s.sha, len(k), *k, *a) for s, k, a in calls),
+                return_exceptions=True,
+            )
+        )
+    pipe = Round(redis)
+    for script, keys, args in calls:
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+    return list(await pipe.execute(raise_on_error=False))
