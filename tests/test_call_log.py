@@ -11,7 +11,6 @@ import logging
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -23,6 +22,7 @@ from typing import Any
 import pytest
 
 from api.helpers import ENV, free_udp_port, sipp_command, sipp_stats, wait_listening
+from ports import free_port
 from sessiond.cli import build_parser
 from sessiond.logs import JsonFormatter
 from sessiond.redis_client import connect
@@ -35,12 +35,6 @@ pytestmark = [
 ]
 
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
-
-
-def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Run:
@@ -92,7 +86,7 @@ def routes(tmp_path: Path) -> Path:
 def test_text_lines_of_an_answered_call_by_default(tmp_path: Path) -> None:
     """The newcomer's ``sessiond run`` (embedded store, no log options): the call is logged.
     Its metrics carry no ``_created`` series."""
-    metrics_port = free_tcp_port()
+    metrics_port = free_port()
     run = Run(tmp_path, "--metrics-port", str(metrics_port))
     try:
         assert run.call("anyone", "-sn", "uac", "-d", "200") == (1, 0)

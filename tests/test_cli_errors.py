@@ -22,17 +22,12 @@ from pathlib import Path
 import pytest
 import redis as sync_redis
 
+from ports import free_port
 from sessiond.store import Keys, new_sid
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
 BAD_SCHEME = "http://127.0.0.1:6379"
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rtp_range() -> str:

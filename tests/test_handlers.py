@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from ports import free_port
 from sessiond import Client
 from sessiond.redis_client import connect
 from sessiond.resources import default_table_path, gateway_table_path
@@ -38,12 +39,6 @@ pytestmark = [
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
 DEFER_SECONDS = 2
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 FORWARD_PORT = free_port()  # the sipp callee of the forward rule

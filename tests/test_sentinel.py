@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from ports import free_ports
 from sessiond.applier import Applier
 from sessiond.engine import Event
 from sessiond.redis_client import connect
@@ -30,16 +30,6 @@ pytestmark = [
         reason="redis missing",
     ),
 ]
-
-
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def _wait(predicate: object, timeout: float = 20.0) -> None:
@@ -64,7 +54,7 @@ def _replica_ready(s: redis.Redis) -> bool:
 
 @pytest.fixture
 def sentinel(tmp_path: Path) -> Iterator[tuple[str, int, int, int]]:
-    master, replica, sentinel_port = _ports(3)
+    master, replica, sentinel_port = free_ports(3)
     common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
     procs = [
         subprocess.Popen(

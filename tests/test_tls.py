@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from ports import free_port
 from sessiond.applier import Applier
 from sessiond.engine import Event
 from sessiond.redis_client import connect
@@ -85,9 +86,7 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         "ext.cnf",
         cwd=tmp_path,
     )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     proc = subprocess.Popen(
         [
             "redis-server",

@@ -10,14 +10,13 @@ import sys
 import time
 from pathlib import Path
 
+from ports import free_port
 from sipp_scenarios import uac_refused
 
 
 def free_udp_port() -> int:
-    """A UDP port nothing is bound to right now on 127.0.0.1."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free for UDP and TCP on 127.0.0.1, outside the ephemeral range."""
+    return free_port()
 
 
 ROOT = Path(__file__).resolve().parents[2]

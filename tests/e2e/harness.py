@@ -20,14 +20,10 @@ from typing import Any
 
 import redis as sync_redis
 
+from ports import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def free_rtp_range(size: int = 200) -> str:
@@ -185,15 +181,17 @@ def wait_listening(port: int, timeout: float = 15.0, *, any_answer: bool = False
         s.bind(("127.0.0.1", 0))
         msg = msg.replace(b"127.0.0.1:9;", f"127.0.0.1:{s.getsockname()[1]};".encode())
         s.settimeout(0.3)
+        last = "nothing"
         while time.monotonic() < deadline:
             s.sendto(msg, ("127.0.0.1", port))
             try:
                 reply = s.recv(4096)
                 if reply.startswith(b"SIP/2.0 200") or any_answer and reply.startswith(b"SIP/2.0"):
                     return
+                last = repr(reply.split(b"\r\n", 1)[0])
             except OSError:
                 pass
-        raise TimeoutError(f"nothing answers SIP on udp 127.0.0.1:{port}")
+        raise TimeoutError(f"no 200 to OPTIONS on udp 127.0.0.1:{port}; last answer: {last}")
 
 
 def stats(result: subprocess.CompletedProcess[str]) -> tuple[int, int]:

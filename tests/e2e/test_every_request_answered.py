@@ -57,7 +57,10 @@ def _start(redis_url: str, tmp: Path, answer: str) -> tuple[Cluster, int]:
 def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     cluster, port = _start(redis_url, tmp_path_factory.mktemp("answers"), "auto")
     try:
-        wait_listening(port)
+        try:
+            wait_listening(port)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n--- sessiond run:\n{cluster.log('run')[-3000:]}") from None
         yield Service(cluster, port)
     finally:
         cluster.stop_all()

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from ports import free_port
 from sessiond import metrics
 from sessiond.edge.access import AccessPolicy, Refusal
 from sessiond.edge.process import Edge
@@ -61,7 +62,7 @@ async def make_edge(redis_url: str) -> AsyncIterator[EdgeFactory]:
     keys = Keys(f"faults{time.monotonic_ns() % 10**8}")
 
     async def make(**kwargs: Any) -> Edge:
-        port = _free_port()
+        port = free_port()
         listen = [ListenSpec("UDP", "127.0.0.1", port), ListenSpec("TCP", "127.0.0.1", port)]
         kwargs.setdefault("timers", TimerConfig(t1=T1))
         edge = Edge(client, keys, "f1", listen, **kwargs)
@@ -82,12 +83,6 @@ async def make_edge(redis_url: str) -> AsyncIterator[EdgeFactory]:
             await asyncio.wait_for(task, 10)
         await delete_namespace(client, keys.ns)
         await client.aclose()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _exchange(port: int, data: bytes, within: float = 3.0) -> list[bytes]:

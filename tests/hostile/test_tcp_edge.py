@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from ports import free_port
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
 from sessiond.store import Keys
@@ -31,7 +32,7 @@ async def edge(redis_url: str) -> AsyncIterator[Edge]:
 
     client = connect(redis_url)
     keys = Keys(f"hostile{time.monotonic_ns() % 10**8}")
-    port = _free_port()
+    port = free_port()
     e = Edge(
         client,
         keys,
@@ -53,12 +54,6 @@ async def edge(redis_url: str) -> AsyncIterator[Edge]:
         await asyncio.wait_for(task, 5)
         await delete_namespace(client, keys.ns)
         await client.aclose()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:

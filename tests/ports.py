@@ -1,0 +1,40 @@
+"""Ports for the processes under test.
+
+Listening ports come from below the kernel's ephemeral range (32768-60999 on Linux): a port
+the kernel hands out as free from that range can be taken a moment later as the source port
+of any outgoing connection (a Redis client's), and the process under test then fails to bind
+it. 10000-21999 stays clear of it and of the RTP ranges the tests use (22000 and up).
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+
+LISTEN_PORTS = range(10000, 22000)
+
+
+def free_port(kind: int = socket.SOCK_DGRAM) -> int:
+    """A port on 127.0.0.1 free for both UDP and TCP right now, outside the ephemeral range.
+    ``kind`` is accepted for callers that name the protocol they need; both are checked."""
+    del kind
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct ports as :func:`free_port` gives them."""
+    ports: list[int] = []
+    for _ in range(200 * n):
+        port = random.choice(LISTEN_PORTS)
+        if port in ports:
+            continue
+        try:
+            for proto in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, proto) as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError("no free port left in 10000-21999 on 127.0.0.1")
