@@ -26,8 +26,8 @@ python3 -m pip install -q --disable-pip-version-check -c ops/constraints.txt ".[
 
 # The installed (non-editable) package must find its bundled tables (default, gateway) and scripts.
 ( cd /tmp && sessiond table check $(python3 -c \
-    'from sessiond.resources import bundled_table_paths; print(*bundled_table_paths())') )
-( cd /tmp && python3 -c 'from sessiond.resources import lua_dir; \
+    'from sessiond.core.resources import bundled_table_paths; print(*bundled_table_paths())') )
+( cd /tmp && python3 -c 'from sessiond.core.resources import lua_dir; \
     assert (lua_dir() / "transition.lua").is_file(), lua_dir()' )
 
 sessiond table check state_tables/*.yaml

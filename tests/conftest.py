@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from sessiond.redis_client import connect
-from sessiond.resources import default_table_path
+from sessiond.core.resources import default_table_path
 from sessiond.store import Keys, Store
+from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 from sessiond.table import Table, load_table
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "service"))
 
-from sessiond.applier import Applier, Work  # noqa: E402
-from sessiond.engine import Event  # noqa: E402
-from sessiond.redis_client import connect  # noqa: E402
 from sessiond.store import Keys, Store  # noqa: E402
+from sessiond.store.client import connect  # noqa: E402
 from sessiond.table import load_table  # noqa: E402
-from sessiond.tables import TableSet  # noqa: E402
+from sessiond.table.engine import Event  # noqa: E402
+from sessiond.table.tableset import TableSet  # noqa: E402
+from sessiond.worker.applier import Applier, Work  # noqa: E402
 
 COUNT = 40
 

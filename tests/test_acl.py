@@ -15,19 +15,19 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError
 
-from sessiond.applier import Applier
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
 from sessiond.media.lost import LegRegistry
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator
-from sessiond.redis_client import connect
 from sessiond.store import Keys, Store
+from sessiond.store.client import connect
 from sessiond.store.keys import new_sid
 from sessiond.store.store import delete_namespace
 from sessiond.table import Table
-from sessiond.tables import TableSet
-from sessiond.worker import Worker
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier
+from sessiond.worker.process import Worker
 
 pytestmark = pytest.mark.redis
 ACL_FILE = Path(__file__).resolve().parent.parent / "ops" / "redis-acl.conf"

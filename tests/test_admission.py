@@ -14,10 +14,10 @@ from sessiond.edge.access import AccessPolicy, load_users
 from sessiond.edge.admission import Admission, AuthThrottle, MediaCapacity, SourceCalls
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
-from sessiond.redis_client import connect
 from sessiond.sip.digest import DigestClient
 from sessiond.sip.message import SipRequest, make_response, parse_message
 from sessiond.store import Keys
+from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from sessiond.appschema import SCHEMAS, problem
-from sessiond.vocabulary import PRODUCED
+from sessiond.core.appschema import SCHEMAS, problem
+from sessiond.core.vocabulary import PRODUCED
 
 
 def test_every_application_command_has_a_schema() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sessiond.bench_cps import cap_cpu, cps, uncap
+from sessiond.cli.bench.cps import cap_cpu, cps, uncap
 
 
 def _can_cap() -> bool:

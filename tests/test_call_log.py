@@ -23,9 +23,9 @@ import pytest
 
 from api.helpers import ENV, free_udp_port, sipp_command, sipp_stats, wait_listening
 from ports import free_port
-from sessiond.cli import build_parser
-from sessiond.logs import JsonFormatter
-from sessiond.redis_client import connect
+from sessiond.cli.main import build_parser
+from sessiond.core.logs import JsonFormatter
+from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 from sipp_scenarios import uac_refused
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from sessiond.streams import cancel_and_wait
+from sessiond.store.streams import cancel_and_wait
 
 
 async def test_a_swallowed_cancellation_is_asked_again() -> None:

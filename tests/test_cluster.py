@@ -14,18 +14,18 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from sessiond.applier import Applier
+from sessiond.core.types import Event
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
-from sessiond.engine import Event
 from sessiond.media.audit import orphan_legs_async
 from sessiond.media.owner import Claim, LegOwners
-from sessiond.redis_client import connect
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 from sessiond.table import Table
-from sessiond.tables import TableSet
-from sessiond.worker import Worker
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier
+from sessiond.worker.process import Worker
 
 pytestmark = [
     pytest.mark.redis,

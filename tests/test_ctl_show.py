@@ -8,15 +8,15 @@ import uuid
 
 import pytest
 
-from sessiond.applier import Applier
-from sessiond.cli import main
-from sessiond.engine import Event
-from sessiond.readable import history_line, iso_time, value_rows
-from sessiond.redis_client import connect
+from sessiond.cli.main import main
+from sessiond.cli.readable import history_line, iso_time, value_rows
+from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 from sessiond.table import Table
-from sessiond.tables import TableSet
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier
 
 pytestmark = pytest.mark.redis
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 
 from api.helpers import free_udp_port, wait_listening
-from sessiond.embedded import DEFAULT_STORE_PORT
 from sessiond.store import Keys
+from sessiond.store.embedded import DEFAULT_STORE_PORT
 
 pytestmark = [
     pytest.mark.timeout(120),

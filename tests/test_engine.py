@@ -8,10 +8,11 @@ from typing import Any
 
 import pytest
 
-from sessiond.engine import MAX_STEPS, Event, Outcome, decide
-from sessiond.errors import EngineError
-from sessiond.resources import default_table_path
+from sessiond.core.errors import EngineError
+from sessiond.core.resources import default_table_path
+from sessiond.core.types import Event, Outcome
 from sessiond.table import Alternative, Entry, Table, load_table, load_table_text
+from sessiond.table.engine import MAX_STEPS, decide
 from sessiond.table.model import ANY, GuardCall
 
 TABLE = load_table(default_table_path())

@@ -9,9 +9,10 @@ from typing import Any
 
 import pytest
 
-from sessiond.engine import Command, Decision, Event, Outcome, decide
-from sessiond.resources import gateway_table_path
+from sessiond.core.resources import gateway_table_path
+from sessiond.core.types import Command, Event, Outcome, Verdict
 from sessiond.table import load_table
+from sessiond.table.engine import decide
 
 TABLE = load_table(gateway_table_path())
 INBOUND, OUTBOUND = "aaaaaaaaaa-000000000001", "bbbbbbbbbb-000000000002"
@@ -41,7 +42,7 @@ class Leg:
     def state(self) -> str:
         return self.session["state"]
 
-    def feed(self, kind: str, **data: Any) -> Decision:
+    def feed(self, kind: str, **data: Any) -> Verdict:
         self.count += 1
         event = Event(f"{self.session['sid']}:{self.count}", kind, data, self.session["sid"])
         decision = decide(TABLE, self.session, event, 1000.0)
@@ -51,16 +52,16 @@ class Leg:
         return decision
 
 
-def sent(decision: Decision) -> list[tuple[str, str]]:
+def sent(decision: Verdict) -> list[tuple[str, str]]:
     """(target, name) of the commands, without timers and app events."""
     return [(c.target, c.name) for c in decision.commands if c.target not in ("timer", "app")]
 
 
-def to_peer(decision: Decision) -> list[Command]:
+def to_peer(decision: Verdict) -> list[Command]:
     return [c for c in decision.commands if c.target == "session"]
 
 
-def deliver(command: Command, legs: dict[str, Leg]) -> Decision:
+def deliver(command: Command, legs: dict[str, Leg]) -> Verdict:
     leg = legs[command.data["sid"]]
     return leg.feed(command.name, **command.data["data"])
 

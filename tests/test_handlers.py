@@ -25,8 +25,8 @@ import pytest
 
 from ports import free_port
 from sessiond import Client
-from sessiond.redis_client import connect
-from sessiond.resources import default_table_path, gateway_table_path
+from sessiond.core.resources import default_table_path, gateway_table_path
+from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 from sipp_scenarios import SIPP_ACK, SIPP_INVITE, uac_refused
 

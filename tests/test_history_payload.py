@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from sessiond.engine import HISTORY_VALUE_MAX, Event, history_data
+from sessiond.core.types import HISTORY_VALUE_MAX, Event, history_data
 from sessiond.store import Store
 from sessiond.table import Table
 from test_store import applier_for, create_uas

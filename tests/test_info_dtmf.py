@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from sessiond.engine import Event, decide
-from sessiond.resources import default_table_path
+from sessiond.core.resources import default_table_path
+from sessiond.core.types import Event
 from sessiond.table import load_table
+from sessiond.table.engine import decide
 
 TABLE = load_table(default_table_path())
 

@@ -5,9 +5,10 @@ change (hang up instead) gives a valid table that hangs up."""
 
 from __future__ import annotations
 
-from sessiond.engine import Event, Outcome, decide
-from sessiond.resources import default_table_path
+from sessiond.core.resources import default_table_path
+from sessiond.core.types import Event, Outcome
 from sessiond.table import Table, load_table, load_table_text
+from sessiond.table.engine import decide
 
 TABLE = load_table(default_table_path())
 LOCAL_SDP = "v=0\r\no=sessiond 77 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"

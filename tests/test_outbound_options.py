@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sessiond.cli import main
+from sessiond.cli.main import main
 
 
 def edge(*extra: str) -> list[str]:

@@ -13,8 +13,8 @@ import pytest
 from sessiond.edge.overload import OverloadGuard
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
-from sessiond.redis_client import connect
 from sessiond.store import Keys
+from sessiond.store.client import connect
 from sessiond.store.store import decode_event, delete_namespace
 
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from redis.exceptions import ResponseError
 
-from sessiond.redis_client import connect
-from sessiond.redis_round import Round
+from sessiond.store.client import connect
+from sessiond.store.round import Round
 
 pytestmark = pytest.mark.redis
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from sessiond.engine import Event
-from sessiond.handlers import (
+from sessiond.core.types import Event
+from sessiond.table import Table
+from sessiond.worker.handlers import (
     Accept,
     AskApp,
     Defer,
@@ -21,8 +22,7 @@ from sessiond.handlers import (
     decide_event,
     load_handler,
 )
-from sessiond.routes import RoutesError, load_routes, parse_routes, uri_of
-from sessiond.table import Table
+from sessiond.worker.routes import RoutesError, load_routes, parse_routes, uri_of
 
 GOOD = """\
 rules:
@@ -149,7 +149,7 @@ def test_load_handler_errors() -> None:
     with pytest.raises(ValueError, match="package.module:ClassName"):
         load_handler("nocolon")
     with pytest.raises(ValueError, match="has no class"):
-        load_handler("sessiond.handlers:Nope")
+        load_handler("sessiond.worker.handlers:Nope")
     with pytest.raises(ValueError, match="no decide"):
-        load_handler("sessiond.handlers:Ring")
-    assert isinstance(load_handler("sessiond.handlers:AutoAnswer").decide(call("x")), Accept)
+        load_handler("sessiond.worker.handlers:Ring")
+    assert isinstance(load_handler("sessiond.worker.handlers:AutoAnswer").decide(call("x")), Accept)

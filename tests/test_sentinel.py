@@ -14,13 +14,13 @@ import pytest
 import redis
 
 from ports import free_ports
-from sessiond.applier import Applier
-from sessiond.engine import Event
-from sessiond.redis_client import connect
+from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
-from sessiond.streams import retrying
+from sessiond.store.client import connect
+from sessiond.store.streams import retrying
 from sessiond.table import Table
-from sessiond.tables import TableSet
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier
 
 pytestmark = [
     pytest.mark.redis,

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from sessiond.engine import Event
+from sessiond.core.types import Event
 from sessiond.store import Store
 from sessiond.store.store import REDELIVERY_WINDOW
 from sessiond.table import Table
-from sessiond.worker import GROUP, Entry, Worker, _decode
+from sessiond.worker.process import GROUP, Entry, Worker, _decode
 
 from .test_worker import commands, drain_streams, invite, make_worker, publish
 

@@ -11,12 +11,13 @@ from typing import Any
 import msgpack
 import pytest
 
-from sessiond.applier import Applier, Work
-from sessiond.engine import Event, decide
+from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
 from sessiond.store.store import decode_event, delete_namespace
 from sessiond.table import Table, load_table_text
-from sessiond.tables import TableSet
+from sessiond.table.engine import decide
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier, Work
 
 pytestmark = pytest.mark.redis
 
@@ -238,7 +239,7 @@ def test_two_os_processes_apply_every_event_exactly_once(
     counter_table: Table, redis_url: str
 ) -> None:
     async def setup() -> tuple[Keys, list[str]]:
-        from sessiond.redis_client import connect
+        from sessiond.store.client import connect
 
         keys = Keys(f"tp{new_sid('x')[:8]}")
         redis = connect(redis_url)
@@ -254,7 +255,7 @@ def test_two_os_processes_apply_every_event_exactly_once(
         return keys, sids
 
     async def check(keys: Keys, sids: list[str]) -> None:
-        from sessiond.redis_client import connect
+        from sessiond.store.client import connect
 
         redis = connect(redis_url)
         store = Store(redis, keys)

@@ -1,6 +1,6 @@
 """A command entry delivered to a consumer whose reply never reached it (Redis stopped right
 after answering) is run once the consumer is back: the edge and the media node re-read their
-own pending entries after a Redis error (:class:`sessiond.streams.Backlog`).
+own pending entries after a Redis error (:class:`sessiond.store.streams.Backlog`).
 
 The lost delivery is made exactly: another connection XADDs the entry and XREADGROUPs it under
 the consumer's name in one MULTI, so the entry is in the consumer's pending list but the
@@ -21,18 +21,18 @@ import msgpack
 import pytest
 import redis as sync_redis
 
-from sessiond.applier import Applier
 from sessiond.edge.process import GROUP as EDGE_GROUP
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
 from sessiond.media.node import GROUP as MEDIA_GROUP
-from sessiond.redis_client import connect
 from sessiond.store import Keys, Store
+from sessiond.store.client import connect
 from sessiond.store.store import encode_event
 from sessiond.table import Table
-from sessiond.tables import TableSet
-from sessiond.worker import GROUP as WORKER_GROUP
-from sessiond.worker import Worker
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier
+from sessiond.worker.process import GROUP as WORKER_GROUP
+from sessiond.worker.process import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from sessiond.cli import main
-from sessiond.errors import TableError
-from sessiond.resources import tables_dir
+from sessiond.cli.main import main
+from sessiond.core.errors import TableError
+from sessiond.core.resources import tables_dir
 from sessiond.table import load_table, load_table_text
 from sessiond.table.yamlsrc import load_yaml
 

@@ -14,12 +14,12 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from ports import free_port
-from sessiond.applier import Applier
-from sessiond.engine import Event
-from sessiond.redis_client import connect
+from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.client import connect
 from sessiond.table import Table
-from sessiond.tables import TableSet
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier
 
 pytestmark = [
     pytest.mark.redis,

@@ -8,12 +8,12 @@ from typing import Any
 import msgpack
 import pytest
 
-from sessiond.applier import Applier
-from sessiond.engine import Event
+from sessiond.core.types import Event
 from sessiond.store import Keys, Store
 from sessiond.table import Table
-from sessiond.tables import TableSet
-from sessiond.worker import GROUP, Worker
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier
+from sessiond.worker.process import GROUP, Worker
 
 pytestmark = pytest.mark.redis
 
@@ -208,7 +208,7 @@ async def test_redelivered_invite_still_gets_its_decision(
     redelivery finds the session created, and the decision is applied then (once)."""
     worker = make_worker(store, default_table, "w-redo", claim_idle_ms=1)
     await worker.ensure_groups()
-    from sessiond.router import new_uas
+    from sessiond.worker.router import new_uas
 
     event = invite("redo@h")
     new = new_uas(store.keys, event)

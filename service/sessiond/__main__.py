@@ -1,5 +1,5 @@
 import sys
 
-from sessiond.cli import main
+from sessiond.cli.main import main
 
 sys.exit(main())

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from array import array
 
-from sessiond.engine import Event
+from sessiond.core.types import Event
 from sessiond.media.codecs import SILENCE
 from sessiond.media.commands import Executor, MediaCommand
 from sessiond.media.leg import AudioTap

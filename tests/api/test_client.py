@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sessiond import CallEvent, Client, Ended, Established, SessionNotFound
-from sessiond.redis_client import connect
+from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 
 from .helpers import UAC_486, Service, free_udp_port, sipp_command, sipp_stats

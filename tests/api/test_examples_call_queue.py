@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sessiond import Call, CallEnded, SimplePeer
-from sessiond.redis_client import connect
+from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 
 from .audio_checks import goertzel

@@ -16,7 +16,7 @@ from sessiond import (
     SessiondError,
     SimplePeer,
 )
-from sessiond.errors import SessiondError as RootError
+from sessiond.core.errors import SessiondError as RootError
 
 from .helpers import free_udp_port
 

@@ -16,7 +16,7 @@ import msgpack
 import pytest
 
 from sessiond.api.client import Client
-from sessiond.resources import default_table_path
+from sessiond.core.resources import default_table_path
 from sipp_scenarios import uac_refused
 
 from . import flow_scenarios as sc

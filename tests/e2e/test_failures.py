@@ -12,7 +12,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
-from sessiond.resources import default_table_path
+from sessiond.core.resources import default_table_path
 from sipp_scenarios import uac_refused
 
 from .harness import Cluster, background_sipp, finished, free_port, wait_for
@@ -162,7 +162,7 @@ def test_sigterm_drains_a_worker_under_load(cluster: Cluster, tmp_path: Path) ->
 
 
 def test_sessiond_hangs_up_after_a_worker_was_killed(cluster: Cluster, tmp_path: Path) -> None:
-    from sessiond.cli import main
+    from sessiond.cli.main import main
 
     cluster.start_split("--answer", "auto")
     uas_port = free_port()

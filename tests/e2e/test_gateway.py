@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from sessiond import PlayFinished, SimplePeer
+from sessiond.core.resources import gateway_table_path
 from sessiond.media.node import available_codecs
-from sessiond.resources import gateway_table_path
 from sessiond.table import Table, load_table
 from sipp_scenarios import callee, caller, uac_refused
 
@@ -173,7 +173,7 @@ ROUTING = [
 
 
 def test_table_check_is_clean() -> None:
-    from sessiond.cli import main
+    from sessiond.cli.main import main
 
     assert main(["table", "check", str(gateway_table_path())]) == 0
 

@@ -104,7 +104,7 @@ def _sipp_pcap_call(
 
     ``during(sid)`` runs after the Record command, while sipp is still in the call.
     """
-    from sessiond.cli import main
+    from sessiond.cli.main import main
 
     port = _start_run(cluster)
     _link_pcaps(tmp_path, pcaps)
@@ -221,7 +221,7 @@ def test_sipp_pcap_several_digits_each_once(cluster: Cluster, tmp_path: Path) ->
     The recording is stopped by the application (StopRecord) while the call is up, so its
     RecordingStopped reaches the application stream.
     """
-    from sessiond.cli import main
+    from sessiond.cli.main import main
 
     digit_pcaps = [
         "dtmf_2833_1.pcap",
@@ -265,7 +265,7 @@ def test_sipp_pcap_several_digits_each_once(cluster: Cluster, tmp_path: Path) ->
 
 @NEEDS_SIPP
 def test_recording_closed_by_hangup_is_reported(cluster: Cluster, tmp_path: Path) -> None:
-    from sessiond.cli import main
+    from sessiond.cli.main import main
 
     port = _start_run(cluster)
     wav = tmp_path / "short.wav"

@@ -22,8 +22,8 @@ import msgpack
 import pytest
 import redis
 
-from sessiond.liveness import StoreContact
 from sessiond.store import Keys
+from sessiond.store.liveness import StoreContact
 
 from .harness import (
     Cluster,

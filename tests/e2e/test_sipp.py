@@ -127,7 +127,7 @@ def test_separate_processes_200_calls(cluster: Cluster, tmp_path: Path) -> None:
 
 
 def test_sessiond_calls_sipp_uas_and_hangs_up(cluster: Cluster, tmp_path: Path) -> None:
-    from sessiond.cli import main
+    from sessiond.cli.main import main
 
     run_all_in_one(cluster)
     uas_port = free_port()
@@ -207,7 +207,7 @@ def test_kill_a_worker_mid_call(cluster: Cluster, tmp_path: Path) -> None:
 
 
 def test_sessiond_calls_sipp_uas_over_tcp(cluster: Cluster, tmp_path: Path) -> None:
-    from sessiond.cli import main
+    from sessiond.cli.main import main
 
     udp, tcp = free_port(), free_port(1)
     cluster.start(

@@ -35,7 +35,7 @@ pytestmark = [
 # hand (read, pending, not yet applied); the test lets it go on later.
 STOPPING_HANDLER = """
 import os, signal
-from sessiond.handlers import Accept
+from sessiond.worker.handlers import Accept
 
 class StopOnce:
     stopped = False

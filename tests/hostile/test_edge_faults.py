@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from ports import free_port
-from sessiond import metrics
+from sessiond.core import metrics
 from sessiond.edge.access import AccessPolicy, Refusal
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
@@ -54,7 +54,7 @@ EdgeFactory = Callable[..., Awaitable[Edge]]
 
 @pytest.fixture
 async def make_edge(redis_url: str) -> AsyncIterator[EdgeFactory]:
-    from sessiond.redis_client import connect
+    from sessiond.store.client import connect
     from sessiond.store.store import delete_namespace
 
     client = connect(redis_url)
@@ -297,7 +297,7 @@ def test_partial_message_timeout_defaults_to_32_s() -> None:
     the transports, the edge and the command line."""
     import inspect
 
-    from sessiond.cli import build_parser
+    from sessiond.cli.main import build_parser
     from sessiond.edge.transport import Transports
 
     assert Transports(lambda *_: None).message_timeout == 32.0

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.redis
 
 @pytest.fixture
 async def edge(redis_url: str) -> AsyncIterator[Edge]:
-    from sessiond.redis_client import connect
+    from sessiond.store.client import connect
     from sessiond.store.store import delete_namespace
 
     client = connect(redis_url)

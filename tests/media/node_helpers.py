@@ -15,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-from sessiond.engine import Event
+from sessiond.core.types import Event
 from sessiond.media.codecs import SILENCE
 from sessiond.media.commands import Executor
 from sessiond.media.dtmf import DtmfDigit
@@ -25,8 +25,8 @@ from sessiond.media.ports import PortAllocator
 from sessiond.media.sdp import Direction, SessionDescription
 from sessiond.media.stream import MediaStream
 from sessiond.media.tones import ToneGenerator
-from sessiond.redis_client import connect
 from sessiond.store import Keys
+from sessiond.store.client import connect
 from sessiond.store.keys import new_sid
 from sessiond.store.store import decode_event, delete_namespace
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from sessiond.engine import Event
+from sessiond.core.types import Event
 from sessiond.media.lost import INCARNATION, LegRegistry, lost_events
-from sessiond.redis_client import connect
 from sessiond.store import Keys
+from sessiond.store.client import connect
 from sessiond.store.keys import new_sid
 from sessiond.store.store import decode_event, delete_namespace
 

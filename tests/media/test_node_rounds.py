@@ -1,5 +1,5 @@
 """The media node's consumer rounds: a batch's events and acks ride with the next XREADGROUP
-(one :class:`~sessiond.redis_round.Round`), with RESP2 and RESP3 replies."""
+(one :class:`~sessiond.store.round.Round`), with RESP2 and RESP3 replies."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from sessiond.media.node import GROUP, MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator
-from sessiond.redis_client import connect
-from sessiond.redis_round import Round
 from sessiond.store import Keys
+from sessiond.store.client import connect
+from sessiond.store.round import Round
 
 from .node_helpers import LOOPBACK, Harness, free_range, stop_node
 

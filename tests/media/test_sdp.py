@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sessiond.errors import SessiondError
+from sessiond.core.errors import SessiondError
 from sessiond.media.errors import MediaError, SdpError
 from sessiond.media.sdp import Codec, Direction, Line, SessionDescription
 

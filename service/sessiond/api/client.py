@@ -22,9 +22,9 @@ from redis.exceptions import ResponseError
 
 from sessiond.api.errors import CallFailed, CallTimeout, SessionNotFound
 from sessiond.api.stream import EventStream
-from sessiond.engine import Event
-from sessiond.redis_client import connect
+from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.client import connect
 
 DEFAULT_FROM = "sip:sessiond@127.0.0.1"
 

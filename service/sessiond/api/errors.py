@@ -1,8 +1,8 @@
-"""Errors of the call-control API; all derive from :class:`sessiond.errors.SessiondError`."""
+"""Errors of the call-control API; all derive from :class:`sessiond.core.errors.SessiondError`."""
 
 from __future__ import annotations
 
-from sessiond.errors import SessiondError, SessionNotFound
+from sessiond.core.errors import SessiondError, SessionNotFound
 
 __all__ = [
     "CallEnded",

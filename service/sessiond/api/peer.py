@@ -1,7 +1,7 @@
 """``SimplePeer``: a complete SIP endpoint in this process (edge, worker, media node).
 
 It runs the pieces ``sessiond run`` wires (an :class:`~sessiond.edge.process.Edge`, one
-:class:`~sessiond.worker.Worker` answering in ``app`` mode, a
+:class:`~sessiond.worker.process.Worker` answering in ``app`` mode, a
 :class:`~sessiond.media.node.MediaNode`) on the embedded store by default, under a namespace
 of its own, so several peers can live in one process without sharing calls. Its application
 events are read through a :class:`Client` and routed to the :class:`Call` they belong to.
@@ -21,20 +21,20 @@ from sessiond.api.call import Call, Invitation
 from sessiond.api.client import Client
 from sessiond.api.errors import CallFailed, SessionNotFound
 from sessiond.api.events import CallEvent, IncomingCall, TransferRequested
-from sessiond.applier import Applier
+from sessiond.core.resources import default_table_path
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
 from sessiond.media.leg import Leg
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.offer_answer import TELEPHONE_EVENT
 from sessiond.media.ports import PortAllocator, parse_range
-from sessiond.redis_client import EMBEDDED, connect
-from sessiond.resources import default_table_path
 from sessiond.store import Keys, Store
+from sessiond.store.client import EMBEDDED, connect
 from sessiond.store.store import delete_namespace
 from sessiond.table import load_table
-from sessiond.tables import TableSet
-from sessiond.worker import Worker
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier
+from sessiond.worker.process import Worker
 
 log = logging.getLogger("sessiond.api")
 EARLY_MAX = 1000  # events kept for sessions no Call object claimed yet

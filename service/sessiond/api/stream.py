@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import ResponseError
 
 from sessiond.api.events import CallEvent, parse_entry
-from sessiond.redis_client import is_embedded
+from sessiond.store.client import is_embedded
 
 if TYPE_CHECKING:
     from sessiond.api.client import Client

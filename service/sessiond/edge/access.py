@@ -14,9 +14,9 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from sessiond import metrics
+from sessiond.core import metrics
+from sessiond.core.errors import SessiondError
 from sessiond.edge.admission import AuthThrottle
-from sessiond.errors import SessiondError
 from sessiond.sip.digest import DigestServer, compute_ha1
 from sessiond.sip.message import SipRequest
 

@@ -17,7 +17,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from sessiond.errors import SessiondError
+from sessiond.core.errors import SessiondError
 from sessiond.sip.digest import Challenge, DigestClient
 from sessiond.sip.errors import AuthError
 from sessiond.sip.message import SipRequest, SipResponse

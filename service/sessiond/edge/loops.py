@@ -18,7 +18,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-from sessiond import metrics
+from sessiond.core import metrics
 
 log = logging.getLogger("sessiond.edge")
 _logged: set[tuple[str, str]] = set()  # (loop, exception type) already logged; bounded below

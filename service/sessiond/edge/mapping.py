@@ -1,6 +1,6 @@
 """SIP messages <-> sessiond events and commands. Sans-I/O.
 
-Inbound: a request or response becomes an :class:`~sessiond.engine.Event` whose plain data
+Inbound: a request or response becomes an :class:`~sessiond.table.engine.Event` whose plain data
 fields the worker routes on (``kind``, ``call_id``, ``from_tag``, ``to_tag``) and the tables
 save (``sdp``, ``contact``, ``record_route``, ``txn``...). Event ids are deterministic
 (Call-ID, branch, method, CSeq, and for responses the code and To tag), so a retransmission
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from sessiond.engine import Event
+from sessiond.core.types import Event
 from sessiond.sip.address import NameAddr
 from sessiond.sip.errors import SipError, SipParseError
 from sessiond.sip.headers import display_name

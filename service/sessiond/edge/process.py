@@ -40,7 +40,8 @@ from typing import Any
 
 import msgpack
 
-from sessiond import metrics
+from sessiond.core import metrics
+from sessiond.core.types import Event
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.admission import Admission
 from sessiond.edge.credentials import CredentialStore
@@ -64,9 +65,6 @@ from sessiond.edge.ratelimit import SourceRateLimiter
 from sessiond.edge.registrar_client import OutboundConfig, RegistrarClient
 from sessiond.edge.transport import Address, ListenSpec, Transports
 from sessiond.edge.unanswered import Unanswered
-from sessiond.engine import Event
-from sessiond.redis_client import RETRYABLE, is_embedded
-from sessiond.redis_round import Round
 from sessiond.sip.actions import (
     Action,
     RequestReceived,
@@ -83,9 +81,11 @@ from sessiond.sip.stateless import error_response
 from sessiond.sip.timers import TimerConfig
 from sessiond.sip.transaction import TransactionLayer, answers
 from sessiond.sip.validate import check_loop, validate_request
+from sessiond.store.client import RETRYABLE, is_embedded
 from sessiond.store.keys import Keys
+from sessiond.store.round import Round
 from sessiond.store.store import encode_event
-from sessiond.streams import Backlog, cancel_and_wait, ensure_groups, retrying
+from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.edge")
 GROUP = "edge"
@@ -663,7 +663,7 @@ class Edge:
         """Read a batch of commands and run them; returns how many. The acknowledgement of
         the previous batch goes in the same round trip as this read (one round trip per
         batch, not two). After a Redis error (and at start) it first reads the entries
-        delivered to this edge and never acked (:class:`~sessiond.streams.Backlog`): those
+        delivered to this edge and never acked (:class:`~sessiond.store.streams.Backlog`): those
         run already are dropped by id, those older than a transaction's lifetime are stale."""
         pipe = Round(self.redis)
         acks = self._to_ack.pop(stream, [])

@@ -20,15 +20,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sessiond import metrics
+from sessiond.core import metrics
 from sessiond.edge.credentials import CredentialStore, uri_user
 from sessiond.edge.loops import survive
-from sessiond.redis_client import RETRYABLE
 from sessiond.sip.errors import SipError, SipParseError
 from sessiond.sip.keepalive import Pinger
 from sessiond.sip.message import SipRequest, SipResponse
 from sessiond.sip.registration import Local, Registration
 from sessiond.sip.uri import SipUri
+from sessiond.store.client import RETRYABLE
 from sessiond.store.keys import Keys
 
 log = logging.getLogger("sessiond.edge.registrar")

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgpack
 
-from sessiond.engine import Event
+from sessiond.core.types import Event
 from sessiond.media.errors import MediaError, OfferAnswerError, SdpError
 from sessiond.media.leg import Emit, Leg
 from sessiond.media.lost import leg_entry

@@ -1,12 +1,13 @@
 """Errors of the media core (SDP, offer/answer, RTP/RTCP, codecs, files).
 
-All derive from :class:`MediaError`, itself a :class:`~sessiond.errors.SessiondError`, so the one
+All derive from :class:`MediaError`, itself a
+:class:`~sessiond.core.errors.SessiondError`, so the one
 boundary that turns protocol errors into SIP responses can catch them by type.
 """
 
 from __future__ import annotations
 
-from sessiond.errors import SessiondError
+from sessiond.core.errors import SessiondError
 
 
 class MediaError(SessiondError):

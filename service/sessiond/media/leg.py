@@ -16,7 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from sessiond.engine import Event
+from sessiond.core.types import Event
 from sessiond.media.codecs import SILENCE, AudioCodec, G711Codec
 from sessiond.media.dtmf import DtmfDigit
 from sessiond.media.errors import MediaError

@@ -9,7 +9,7 @@ removed when it ends; so whenever a session has seen a leg's MediaReady, the leg
 
 A node is lost when it is still in the ``processes:media`` zset but its heartbeat key
 (5 s TTL) has expired while the store was there to take it: a worker judges only after a
-grace period of steady contact with Redis (:mod:`sessiond.liveness`), since an outage of
+grace period of steady contact with Redis (:mod:`sessiond.store.liveness`), since an outage of
 the store lets every heartbeat lapse at once. Any worker may notice (every heartbeat,
 :func:`find_lost_nodes`); the one that wins the claim ``media-lost:NAME`` (SET NX, TTL)
 reads the hash, checks the heartbeat is still missing (a restarted node writes its heartbeat
@@ -38,10 +38,10 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
-from sessiond.engine import Event
-from sessiond.liveness import StoreContact
+from sessiond.core.types import Event
 from sessiond.media.errors import MediaError
 from sessiond.store import Keys
+from sessiond.store.liveness import StoreContact
 from sessiond.store.scripts import source
 from sessiond.store.store import encode_event
 

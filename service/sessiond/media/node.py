@@ -10,7 +10,7 @@ separate loops because their keys live in different cluster slots. Commands run 
 derived from the command id, then the entry is acked: a consumer loop sends the events and the
 acks of one batch in the same pipeline as its next XREADGROUP (events first, then XACK, then the
 read: one round trip per batch, packed into one write on a plain Redis, see
-:class:`~sessiond.redis_round.Round`). If a round's publishing part fails, its events and
+:class:`~sessiond.store.round.Round`). If a round's publishing part fails, its events and
 acks are kept and sent again with the next round. Command ids already executed are dropped
 (an LRU), so a re-emitted outbox does nothing twice. Entries nobody acked (a node died) are
 taken over from the pool with XAUTOCLAIM; ``create`` entries older than ``max_create_age`` are
@@ -60,8 +60,8 @@ from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
-from sessiond import metrics as process_metrics
-from sessiond.engine import Event
+from sessiond.core import metrics as process_metrics
+from sessiond.core.types import Event
 from sessiond.media import node_metrics as metrics
 from sessiond.media.audit import orphan_reason, queue_leg_checks
 from sessiond.media.codecs import create_codec
@@ -72,11 +72,11 @@ from sessiond.media.offer_answer import DEFAULT_CODECS
 from sessiond.media.owner import Claim, LegOwners, claimable
 from sessiond.media.ports import PortAllocator
 from sessiond.media.sdp import Codec
-from sessiond.redis_client import RETRYABLE
-from sessiond.redis_round import Round
 from sessiond.store import Keys
+from sessiond.store.client import RETRYABLE
+from sessiond.store.round import Round
 from sessiond.store.store import encode_event
-from sessiond.streams import Backlog, cancel_and_wait, ensure_groups, retrying
+from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.media")
 GROUP = "media"

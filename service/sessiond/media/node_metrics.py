@@ -1,4 +1,4 @@
-"""Prometheus metrics of the media process (served by :func:`sessiond.metrics.serve`)."""
+"""Prometheus metrics of the media process (served by :func:`sessiond.core.metrics.serve`)."""
 
 from __future__ import annotations
 

@@ -33,8 +33,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sessiond.redis_client import is_cluster
 from sessiond.store import Keys
+from sessiond.store.client import is_cluster
 from sessiond.store.keys import sid_tag
 from sessiond.store.scripts import source
 from sessiond.store.store import eval_many

@@ -10,14 +10,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sessiond import logs, preflight
+from sessiond.cli import preflight
+from sessiond.cli.processes import on_signals, run_async, setup_logging, start_problem
+from sessiond.core import logs
+from sessiond.core.metrics import serve
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator, parse_range
-from sessiond.metrics import serve
-from sessiond.processes import on_signals, run_async, setup_logging, start_problem
-from sessiond.redis_client import connect
 from sessiond.store import Keys
-from sessiond.worker import default_name
+from sessiond.store.client import connect
+from sessiond.worker.process import default_name
 
 
 def run_media(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ reason phrase with which an edge answers the offending request statelessly (RFC 
 
 from __future__ import annotations
 
-from sessiond.errors import SessiondError
+from sessiond.core.errors import SessiondError
 
 #: Default reason phrases (RFC 3261 21) for the statuses this package raises.
 DEFAULT_REASONS: dict[int, str] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sessiond.resources import lua_dir
+from sessiond.core.resources import lua_dir
 
 NAMES = ("create", "transition", "unmap", "pop_timers", "lease")
 

@@ -17,16 +17,16 @@ from typing import Any, Literal
 import msgpack
 from redis.exceptions import NoScriptError
 
-from sessiond.engine import Command, Decision, Event
-from sessiond.errors import StoreError
-from sessiond.redis_client import is_cluster
-from sessiond.redis_round import Round
+from sessiond.core.errors import StoreError
+from sessiond.core.types import Command, Event, Verdict
+from sessiond.store.client import is_cluster
 from sessiond.store.keys import Keys
+from sessiond.store.round import Round
 from sessiond.store.scripts import register
 
 ApplyStatus = Literal["OK", "DUPLICATE", "CONFLICT", "MISSING"]
-NewItem = tuple[Mapping[str, str], Sequence[str], Event, Decision]  # fields, registry, ...
-ApplyItem = tuple[Mapping[str, str], str, Decision]  # session as read, event id, decision
+NewItem = tuple[Mapping[str, str], Sequence[str], Event, Verdict]  # fields, registry, ...
+ApplyItem = tuple[Mapping[str, str], str, Verdict]  # session as read, event id, decision
 Call = tuple[Any, list[str], list[Any]]  # script, keys, args
 
 #: Seconds after a call ends during which a copy of an event that started it can still
@@ -120,7 +120,7 @@ class Store:
         ]
 
     async def create(
-        self, fields: Mapping[str, str], registry: Sequence[str], event: Event, decision: Decision
+        self, fields: Mapping[str, str], registry: Sequence[str], event: Event, decision: Verdict
     ) -> CreateResult:
         """Create session ``fields['sid']`` with its first transition already applied."""
         return (await self.create_many([(fields, registry, event, decision)]))[0]
@@ -129,7 +129,7 @@ class Store:
         return (await self.write_many(items, []))[0]
 
     async def apply(
-        self, session: Mapping[str, str], event_id: str, decision: Decision
+        self, session: Mapping[str, str], event_id: str, decision: Verdict
     ) -> ApplyResult:
         """Compare-and-set ``decision`` onto ``session`` (as read, at its ``version``)."""
         return (await self.apply_many([(session, event_id, decision)]))[0]
@@ -188,7 +188,7 @@ class Store:
         self,
         expected: str,
         event_id: str,
-        decision: Decision,
+        decision: Verdict,
         outbox: bytes,
         sid: str,
         fields: Mapping[str, str],
@@ -306,7 +306,7 @@ class Store:
         return count
 
 
-def _ended_by(event_id: str, decision: Decision) -> dict[str, str]:
+def _ended_by(event_id: str, decision: Verdict) -> dict[str, str]:
     """``ended_by``: the event whose transition ended the session (so a stale copy of the
     event that started it can be told from a crash before its outbox went out)."""
     return {"ended_by": event_id} if decision.terminal else {}

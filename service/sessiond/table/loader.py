@@ -11,9 +11,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from sessiond.actions import ACTIONS
-from sessiond.errors import TableError
-from sessiond.guards import GUARDS
+from sessiond.core.errors import TableError
+from sessiond.core.vocabulary import PUBLISHABLE
+from sessiond.table.actions import ACTIONS
+from sessiond.table.guards import GUARDS
 from sessiond.table.model import (
     ANY,
     ROLES,
@@ -29,7 +30,6 @@ from sessiond.table.model import (
 )
 from sessiond.table.validate import validate
 from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
-from sessiond.vocabulary import PUBLISHABLE
 
 _TOP_KEYS = {
     "table",

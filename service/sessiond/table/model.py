@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
-    from sessiond.engine import Context, Event
+    from sessiond.core.types import Context, Event
 
 Role = Literal["UAC", "UAS", "Both"]
 ROLES: tuple[Role, ...] = ("UAC", "UAS", "Both")

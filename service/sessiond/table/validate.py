@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sessiond.core.vocabulary import PRODUCED
 from sessiond.table.model import ANY, Table
-from sessiond.vocabulary import PRODUCED
 
 Report = Callable[[int, str], None]
 

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from sessiond.engine import HISTORY_EVENT_FIELDS
+from sessiond.core.types import HISTORY_EVENT_FIELDS
 
 WRAP = 100  # characters of a value per printed row
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

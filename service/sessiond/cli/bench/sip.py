@@ -15,12 +15,12 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from sessiond.bench_cps import _free_udp_port, _wait_sip, process_cpu
+from sessiond.cli.bench.cps import _free_udp_port, _wait_sip, process_cpu
 from sessiond.sip.bench import bench_parse
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     out = open(log, "wb")  # noqa: SIM115 - the child owns it; closed at exit
     return subprocess.Popen(
         [sys.executable, "-m", "sessiond", *args], stdout=out, stderr=subprocess.STDOUT, env=env

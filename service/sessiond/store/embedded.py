@@ -27,7 +27,7 @@ from typing import Any
 
 from fakeredis import TcpFakeServer
 
-from sessiond.redis_client import embedded_server
+from sessiond.store.client import embedded_server
 
 DEFAULT_STORE_PORT = 6380
 STORE_HOST = "127.0.0.1"

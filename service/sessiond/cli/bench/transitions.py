@@ -12,14 +12,14 @@ import asyncio
 import contextlib
 import time
 
-from sessiond.applier import Applier, NewSession, Work
-from sessiond.engine import Event
-from sessiond.redis_client import connect
-from sessiond.resources import default_table_path
+from sessiond.core.resources import default_table_path
+from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 from sessiond.table import load_table
-from sessiond.tables import TableSet
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier, NewSession, Work
 
 NAMESPACE = "sessiond-bench"
 

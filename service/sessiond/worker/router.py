@@ -13,10 +13,10 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from sessiond.applier import NewSession
-from sessiond.engine import Event
-from sessiond.handlers import builtin, decide_event
+from sessiond.core.types import Event
 from sessiond.store.keys import Keys, derived_sid
+from sessiond.worker.applier import NewSession
+from sessiond.worker.handlers import builtin, decide_event
 
 AnswerMode = Literal["auto", "reject", "app"]
 
@@ -108,7 +108,7 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
 
 def answer_event(mode: AnswerMode, invite: Event, sid: str) -> Event | None:
     """The decision the built-in handler ``mode`` takes on a new incoming call, as an event
-    (see :mod:`sessiond.handlers` for custom handlers and the routing file)."""
+    (see :mod:`sessiond.worker.handlers` for custom handlers and the routing file)."""
     return decide_event(builtin(mode), invite, sid)
 
 

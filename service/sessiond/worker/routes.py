@@ -37,9 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sessiond.actions import uri_of
-from sessiond.errors import SessiondError
-from sessiond.handlers import (
+from sessiond.core.errors import SessiondError
+from sessiond.table.actions import uri_of
+from sessiond.table.model import Table
+from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
+from sessiond.worker.handlers import (
     Accept,
     CallHandler,
     Decision,
@@ -51,8 +53,6 @@ from sessiond.handlers import (
     Reject,
     Ring,
 )
-from sessiond.table.model import Table
-from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
 
 HEADER_NAMES = frozenset({"from", "to", "contact", "source"})
 _MATCH_KEYS = frozenset({"to", "from", "headers"})
@@ -92,7 +92,7 @@ def _field(call: IncomingCallInfo, name: str) -> str:
 
 
 class Routes:
-    """A :class:`~sessiond.handlers.CallHandler` from a routing file: the first matching
+    """A :class:`~sessiond.worker.handlers.CallHandler` from a routing file: the first matching
     rule decides; else the file's ``default``; else ``fallback`` (the ``--answer`` mode)."""
 
     def __init__(

@@ -1,14 +1,14 @@
 """Find the bundled state tables and Lua scripts, installed or in a source checkout.
 
 A wheel carries them inside the package (``sessiond/_bundled``); a source checkout keeps them
-at the repository's top level (``state_tables/``, ``lua/``), two levels above this file.
+at the repository's top level (``state_tables/``, ``lua/``), two levels above the package.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-_PKG = Path(__file__).resolve().parent
+_PKG = Path(__file__).resolve().parent.parent  # the sessiond package
 
 
 def _bundled(name: str) -> Path:

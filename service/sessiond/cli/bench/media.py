@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sessiond.engine import Event
+from sessiond.core.types import Event
 from sessiond.media.bench import bench_relay
 from sessiond.media.commands import Executor, MediaCommand
 from sessiond.media.node import TICK, available_codecs

@@ -14,19 +14,20 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from sessiond import appschema, readable
-from sessiond.embedded import local_runs, runtime_dir
-from sessiond.engine import Event
+from sessiond.cli import readable
+from sessiond.cli.preflight import positive_int
+from sessiond.core import appschema
+from sessiond.core.resources import default_table_path
+from sessiond.core.types import Event
 from sessiond.media.audit import orphan_legs_async
-from sessiond.preflight import positive_int
-from sessiond.redis_client import connect, url_problem
-from sessiond.resources import default_table_path
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.uri import SipUri, parse_uri
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.client import connect, url_problem
+from sessiond.store.embedded import local_runs, runtime_dir
 from sessiond.table import load_table
-from sessiond.tables import TableSet
-from sessiond.worker import GROUP
+from sessiond.table.tableset import TableSet
+from sessiond.worker.process import GROUP
 
 LIST_FIELDS = ("sid", "role", "state", "call_id", "remote_uri", "entered_state_at")
 

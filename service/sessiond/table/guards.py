@@ -14,7 +14,7 @@ from sessiond.sip import session_timer as st
 from sessiond.table.model import GuardFn
 
 if TYPE_CHECKING:
-    from sessiond.engine import Event
+    from sessiond.core.types import Event
 
 ArgCheck = Callable[[Any], str | None]
 

@@ -24,7 +24,7 @@ from typing import Any
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ResponseError
 
-from sessiond.redis_client import hiredis_pack, is_cluster, is_embedded
+from sessiond.store.client import hiredis_pack, is_cluster, is_embedded
 
 Shape = Callable[[Any], Any]
 

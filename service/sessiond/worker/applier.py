@@ -25,15 +25,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
-from sessiond.engine import Decision, Event, Outcome, decide
-from sessiond.errors import ConflictRetriesExhausted
-from sessiond.redis_round import Round
+from sessiond.core.errors import ConflictRetriesExhausted
+from sessiond.core.types import Event, Outcome, Verdict
 from sessiond.store import Store
+from sessiond.store.round import Round
 from sessiond.store.store import ApplyResult
-from sessiond.tables import TableSet
+from sessiond.table.engine import decide
+from sessiond.table.tableset import TableSet
 
 Tail = Callable[[Any, list["Handled"]], int]  # (pipeline, results) -> commands added
-Todo = tuple[int, Mapping[str, str], Decision]  # work index, session as read, decision
+Todo = tuple[int, Mapping[str, str], Verdict]  # work index, session as read, decision
 Status = Literal["applied", "created", "duplicate", "ignored", "no_transition", "missing", "stale"]
 log = logging.getLogger("sessiond.applier")
 
@@ -50,7 +51,7 @@ class Handled:
     terminal: bool = False
     followup: Handled | None = None  # the result of the work's ``then`` event
     # a stored transition: its decision and the session it was decided on (for the call log)
-    decision: Decision | None = field(default=None, compare=False, repr=False)
+    decision: Verdict | None = field(default=None, compare=False, repr=False)
     session: Mapping[str, str] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
@@ -58,7 +59,7 @@ class Handled:
         cls,
         status: Status,
         sid: str,
-        decision: Decision,
+        decision: Verdict,
         conflicts: int = 0,
         previous: str = "",
         session: Mapping[str, str] | None = None,
@@ -285,7 +286,7 @@ class Applier:
                     results[i] = _not_applied(sid, decision)
         return todo
 
-    async def _decide(self, work: Work, session: Mapping[str, str]) -> Decision | None:
+    async def _decide(self, work: Work, session: Mapping[str, str]) -> Verdict | None:
         """Decide on a cached snapshot; only a transition is trusted (the CAS will verify it).
         Anything else may be an artefact of a stale cache, so the caller reads Redis."""
         decision = decide(await self.tables.for_session(session), session, work.event, self.clock())
@@ -337,10 +338,10 @@ class Applier:
 
     def _chain(
         self, creates: list[Todo], items: list[Work]
-    ) -> list[tuple[int, Event, Mapping[str, str], Decision]]:
+    ) -> list[tuple[int, Event, Mapping[str, str], Verdict]]:
         """For each creation whose work has a ``then`` event: (creating work, the event,
         the snapshot it is decided on, its decision), when that decision is a transition."""
-        chain: list[tuple[int, Event, Mapping[str, str], Decision]] = []
+        chain: list[tuple[int, Event, Mapping[str, str], Verdict]] = []
         for i, session, decision in creates:
             then = items[i].then
             if then is None or decision.terminal:
@@ -384,7 +385,7 @@ class Applier:
                 )
 
     def _remember(
-        self, sid: str, session: Mapping[str, str], decision: Decision, version: int
+        self, sid: str, session: Mapping[str, str], decision: Verdict, version: int
     ) -> None:
         """Keep the snapshot this worker just wrote. Every write to a session goes through a
         script that bumps ``version``, so (sid, version) identifies the content exactly."""
@@ -411,6 +412,6 @@ def _stale(event: Event, session: Mapping[str, str] | None) -> str:
     return ended_by
 
 
-def _not_applied(sid: str, decision: Decision) -> Handled:
+def _not_applied(sid: str, decision: Verdict) -> Handled:
     status: Status = "ignored" if decision.outcome is Outcome.IGNORED else "no_transition"
     return Handled(status, sid, decision.state, decision.reason)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from sessiond.errors import StoreError, TableError
+from sessiond.core.errors import StoreError, TableError
 from sessiond.store.keys import Keys
 from sessiond.table import Table, load_table_text
 

@@ -9,7 +9,7 @@ the next state. Actions never do I/O: they append :class:`Command` objects and s
 
 Follow-up events (a trigger whose conditions all became true, or an alternative's
 ``raise:``) go on a FIFO queue and are processed in order after the current step, against the
-updated working copy, never by recursion. The result is one :class:`Decision`: the field
+updated working copy, never by recursion. The result is one :class:`Verdict`: the field
 updates, the commands (including timer arm/cancel and application events), and the steps for
 the history stream. The store applies it atomically; nothing here touches Redis.
 
@@ -23,11 +23,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from sessiond.errors import EngineError
+from sessiond.core.errors import EngineError
+from sessiond.core.types import Command, Context, Event, Outcome, Step, Verdict, history_data
 from sessiond.table.model import Alternative, Table
 
 MAX_STEPS = 32
@@ -48,131 +47,27 @@ APP_EVENT_FIELDS = (
 APP_SESSION_FIELDS = ("end_code", "end_reason", "hold", "transfer_sid", "transfer_target", "peer")
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something that happened to a session: from the edge, media, app, a timer or a trigger."""
-
-    id: str
-    type: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-    sid: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """An effect to emit after the transition is stored. ``id`` is deterministic."""
-
-    id: str
-    target: str  # "edge" | "media" | "media-pool" | "app" | "timer"
-    name: str
-    data: Mapping[str, Any]
-
-
-# Fields of an event worth keeping in its history entry (the rest is in the session or
-# internal), and the longest value kept there (longer ones are cut with a visible marker).
-HISTORY_EVENT_FIELDS = ("code", "reason", "digit", "digits", "target")
-HISTORY_VALUE_MAX = 200
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    from_state: str
-    event: str
-    to_state: str
-    actions: tuple[str, ...]
-    data: tuple[tuple[str, str], ...] = ()  # the event's meaningful fields, for the history
-
-
-def history_data(event: Event) -> tuple[tuple[str, str], ...]:
-    """The DTMF digit, the SIP code and reason, the transfer target... of ``event``: the
-    fields of :data:`HISTORY_EVENT_FIELDS` it carries, as text, each at most
-    :data:`HISTORY_VALUE_MAX` characters (a longer one ends with ``...(+N)``)."""
-    data = event.data
-    if not data:
-        return ()
-    found = []
-    for key in HISTORY_EVENT_FIELDS:
-        value = data.get(key)
-        if value is None or value == "":
-            continue
-        text = value if isinstance(value, str) else str(value)
-        if len(text) > HISTORY_VALUE_MAX:
-            text = f"{text[:HISTORY_VALUE_MAX]}...(+{len(text) - HISTORY_VALUE_MAX})"
-        found.append((key, text))
-    return tuple(found)
-
-
-class Outcome(StrEnum):
-    TRANSITION = "transition"
-    IGNORED = "ignored"
-    NO_TRANSITION = "no_transition"
-
-
-@dataclass(frozen=True, slots=True)
-class Decision:
-    outcome: Outcome
-    reason: str
-    state: str
-    fields: Mapping[str, str] = field(default_factory=dict)
-    commands: tuple[Command, ...] = ()
-    steps: tuple[Step, ...] = ()
-    terminal: bool = False
-
-
-class Context:
-    """What an action sees: the working session, the event, and where to put effects."""
-
-    __slots__ = ("_view", "event", "now", "_commands", "_touched")
-
-    def __init__(
-        self,
-        view: dict[str, str],
-        event: Event,
-        now: float,
-        commands: list[Command],
-        touched: set[str],
-    ):
-        self._view = view
-        self.event = event
-        self.now = now
-        self._commands = commands
-        self._touched = touched
-
-    def get(self, name: str) -> str:
-        return self._view.get(name, "")
-
-    def set(self, name: str, value: str) -> None:
-        self._view[name] = value
-        self._touched.add(name)
-
-    def command(self, target: str, name: str, data: Mapping[str, Any]) -> None:
-        cid = f"{self._view.get('_event_id', '')}/{len(self._commands)}"
-        self._commands.append(Command(cid, target, name, data))
-
-
-def decide(table: Table, session: Mapping[str, str], event: Event, now: float) -> Decision:
+def decide(table: Table, session: Mapping[str, str], event: Event, now: float) -> Verdict:
     """Decide what ``event`` does to ``session``. Pure: no I/O, no clock, no randomness."""
     state = session["state"]
     role = session["role"]
     epoch = str(event.data.get("epoch", ""))
     if epoch.startswith("t"):  # a named timer (timer.start): the session keeps its epoch
         if epoch != session.get(f"timer.{event.type}", ""):
-            return Decision(Outcome.IGNORED, "stale timer (restarted or stopped since)", state)
+            return Verdict(Outcome.IGNORED, "stale timer (restarted or stopped since)", state)
     elif event.type in table.timeout_events and "epoch" in event.data:
         if epoch != session.get("epoch", ""):
-            return Decision(
-                Outcome.IGNORED, "stale timer (state changed since it was armed)", state
-            )
+            return Verdict(Outcome.IGNORED, "stale timer (state changed since it was armed)", state)
     entry = table.lookup(role, state, event.type)
     if entry is None:
-        return Decision(
+        return Verdict(
             Outcome.NO_TRANSITION, f"no entry for ({role}, {state}, {event.type})", state
         )
     if entry.ignore is not None:
-        return Decision(Outcome.IGNORED, entry.ignore, state)
+        return Verdict(Outcome.IGNORED, entry.ignore, state)
     alt = _choose(entry.alternatives, session, event)
     if alt is None:
-        return Decision(Outcome.NO_TRANSITION, f"no guard matched at line {entry.line}", state)
+        return Verdict(Outcome.NO_TRANSITION, f"no guard matched at line {entry.line}", state)
     return _run(table, session, event, alt, now)
 
 
@@ -187,7 +82,7 @@ def _choose(
 
 def _run(
     table: Table, session: Mapping[str, str], first: Event, alt: Alternative, now: float
-) -> Decision:
+) -> Verdict:
     view = dict(session)
     view["_event_id"] = first.id
     commands: list[Command] = []
@@ -282,7 +177,7 @@ def _finish(
     commands: list[Command],
     steps: list[Step],
     touched: set[str],
-) -> Decision:
+) -> Verdict:
     view.pop("_event_id", None)
     old_state, new_state = session["state"], view["state"]
     # A new session (version 0) enters its first state even if its first step is a self-loop.
@@ -297,7 +192,7 @@ def _finish(
     fields = {k: view[k] for k in touched if session.get(k) != view[k]}
     terminal = table.states[new_state].terminal
     reason = " -> ".join([steps[0].from_state, *(s.to_state for s in steps)])
-    return Decision(
+    return Verdict(
         Outcome.TRANSITION, reason, new_state, fields, tuple(commands), tuple(steps), terminal
     )
 

@@ -7,9 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 
-from sessiond import logs
-from sessiond.errors import TableError
-from sessiond.preflight import (
+from sessiond.cli.preflight import (
     Parser,
     at_least_one,
     nonneg_float,
@@ -19,6 +17,8 @@ from sessiond.preflight import (
     positive_int,
     store_port,
 )
+from sessiond.core import logs
+from sessiond.core.errors import TableError
 from sessiond.table import load_table
 from sessiond.table.graph import dot, mermaid
 
@@ -52,20 +52,20 @@ def _table_graph(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from sessiond import bench
+    from sessiond.cli.bench import transitions as bench
 
     if args.what == "transitions":
         return asyncio.run(bench.transitions(args.redis, args.seconds, args.batch))
     if args.what == "media":
-        from sessiond.media.bench_cli import bench_media
+        from sessiond.cli.bench.media import bench_media
 
         return bench_media(args.seconds)
     if args.what == "sip":
-        from sessiond.bench_sip import bench_sip
+        from sessiond.cli.bench.sip import bench_sip
 
         return bench_sip(args.redis, args.seconds, args.calls, args.rate)
     if args.what == "cps":
-        from sessiond.bench_cps import DEFAULT_RATES, cps
+        from sessiond.cli.bench.cps import DEFAULT_RATES, cps
 
         rates = [int(r) for r in args.rates.split(",")] if args.rates else list(DEFAULT_RATES)
         return cps(args.redis, args.workers or [1, 2], rates, args.seconds, args.worker_cpu)
@@ -73,25 +73,25 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sessiond import processes
+    from sessiond.cli import processes
 
     return processes.run_all(args)
 
 
 def _edge(args: argparse.Namespace) -> int:
-    from sessiond import processes
+    from sessiond.cli import processes
 
     return processes.run_edge(args)
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from sessiond import processes
+    from sessiond.cli import processes
 
     return processes.run_worker(args)
 
 
 def _ctl(args: argparse.Namespace) -> int:
-    from sessiond.ctl import ctl
+    from sessiond.cli.ctl import ctl
 
     return asyncio.run(ctl(args))
 
@@ -284,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--name", default=None)
     worker.set_defaults(func=_worker)
 
-    from sessiond.ctl import add_parser as add_ctl
+    from sessiond.cli.ctl import add_parser as add_ctl
 
     add_ctl(sub)
     sub.choices["ctl"].set_defaults(func=_ctl)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
-from sessiond.redis_client import url_problem
+from sessiond.store.client import url_problem
 
 
 class Parser(argparse.ArgumentParser):

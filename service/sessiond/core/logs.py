@@ -15,7 +15,7 @@ import logging
 import sys
 from typing import Any
 
-from sessiond.readable import iso_time
+from sessiond.cli.readable import iso_time
 
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"

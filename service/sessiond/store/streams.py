@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from redis.exceptions import ResponseError
 
-from sessiond.redis_client import RETRYABLE
+from sessiond.store.client import RETRYABLE
 
 T = TypeVar("T")
 MAX_BACKOFF = 5.0  # seconds: the longest wait between two attempts of a failing step

@@ -228,7 +228,7 @@ def _run_workers(
     port = _free_udp_port()
     env = {
         **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parent.parent)
+        "PYTHONPATH": str(Path(__file__).resolve().parents[3])
         + os.pathsep
         + os.environ.get("PYTHONPATH", ""),
     }

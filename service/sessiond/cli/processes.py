@@ -17,23 +17,30 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from sessiond import logs, metrics, preflight
-from sessiond.applier import Applier
+from sessiond.cli import preflight
+from sessiond.core import logs, metrics
+from sessiond.core.errors import TableError
+from sessiond.core.resources import bundled_table_paths
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.edge.admission import Admission, AuthThrottle
 from sessiond.edge.credentials import CredentialsError, CredentialStore, load_credentials
 from sessiond.edge.registrar_client import OutboundConfig
-from sessiond.embedded import STORE_HOST, StoreListener, open_listener, remove_state, write_state
-from sessiond.errors import TableError
-from sessiond.handlers import CallHandler, builtin, load_handler
-from sessiond.redis_client import connect
-from sessiond.resources import bundled_table_paths
-from sessiond.routes import RoutesError, load_routes
 from sessiond.store import Keys, Store
-from sessiond.streams import cancel_and_wait
+from sessiond.store.client import connect
+from sessiond.store.embedded import (
+    STORE_HOST,
+    StoreListener,
+    open_listener,
+    remove_state,
+    write_state,
+)
+from sessiond.store.streams import cancel_and_wait
 from sessiond.table import Table, load_table
-from sessiond.tables import TableSet
-from sessiond.worker import Worker, default_name
+from sessiond.table.tableset import TableSet
+from sessiond.worker.applier import Applier
+from sessiond.worker.handlers import CallHandler, builtin, load_handler
+from sessiond.worker.process import Worker, default_name
+from sessiond.worker.routes import RoutesError, load_routes
 
 
 def setup_logging(args: argparse.Namespace | None = None) -> None:

@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from sessiond.core.vocabulary import SESSION_FIELDS
 from sessiond.sip import session_timer as st
 from sessiond.sip.status import reason_phrase
-from sessiond.vocabulary import SESSION_FIELDS
+from sessiond.store.keys import call_tag
 
 DTMF_CHARS = "0123456789*#ABCD"
 
 if TYPE_CHECKING:
-    from sessiond.engine import Context
+    from sessiond.core.types import Context
 
 ArgCheck = Callable[[Any], str | None]
 
@@ -557,8 +558,6 @@ def session_call(ctx: Context, args: Any) -> None:
     session's ``peer`` is this session; its id goes in field ``save_as``.
     Call-ID, tag and session id derive from this event's id: a redelivered event places the
     same call, which the new session refuses as a duplicate."""
-    from sessiond.store.keys import call_tag  # noqa: PLC0415 - the store imports the engine
-
     if "target_field" in args:
         target = ctx.get(args["target_field"])
     else:

@@ -19,8 +19,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from sessiond.applier import Handled
-from sessiond.engine import Decision
+from sessiond.core.types import Verdict
+from sessiond.worker.applier import Handled
 
 log = logging.getLogger("sessiond.calls")
 
@@ -36,7 +36,7 @@ def record(handled: Handled) -> None:
         item = item.followup
 
 
-def _lines(handled: Handled, decision: Decision, session: Mapping[str, str]) -> None:
+def _lines(handled: Handled, decision: Verdict, session: Mapping[str, str]) -> None:
     def get(name: str) -> str:
         return decision.fields.get(name) or session.get(name, "")
 

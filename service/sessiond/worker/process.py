@@ -5,7 +5,7 @@ Theory of operation
 Every worker joins the consumer group ``workers`` on every partition stream and reads
 batches with one XREADGROUP over all partitions. For each entry it finds the session (the
 event's ``sid``, or a registry lookup, or a new session for an initial INVITE / MakeCall),
-hands the batch to the :class:`~sessiond.applier.Applier` (which keeps one session's events
+hands the batch to the :class:`~sessiond.worker.applier.Applier` (which keeps one session's events
 in order), answers requests no session took (481/500 to the edge), and XACKs only after the
 applier has stored every transition and emitted every outbox. A worker that dies leaves its
 entries pending; live workers take them over with XAUTOCLAIM once they have been idle for
@@ -35,10 +35,18 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from sessiond import appschema, calllog, metrics
-from sessiond.applier import Applier, Handled, Work
-from sessiond.engine import Event
-from sessiond.handlers import (
+from sessiond.core import appschema, metrics
+from sessiond.core.types import Event
+from sessiond.media.lost import LegRegistry
+from sessiond.store import Store
+from sessiond.store.client import RETRYABLE, is_embedded
+from sessiond.store.liveness import StoreContact, run_id
+from sessiond.store.round import Round
+from sessiond.store.store import decode_event
+from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
+from sessiond.worker import calllog
+from sessiond.worker.applier import Applier, Handled, Work
+from sessiond.worker.handlers import (
     CallHandler,
     Decision,
     Forward,
@@ -47,11 +55,7 @@ from sessiond.handlers import (
     builtin,
     decision_event,
 )
-from sessiond.liveness import StoreContact, run_id
-from sessiond.media.lost import LegRegistry
-from sessiond.redis_client import RETRYABLE, is_embedded
-from sessiond.redis_round import Round
-from sessiond.router import (
+from sessiond.worker.router import (
     AnswerMode,
     fallback_response,
     new_uac,
@@ -59,9 +63,6 @@ from sessiond.router import (
     registry_candidates,
     replaced_dialog,
 )
-from sessiond.store import Store
-from sessiond.store.store import decode_event
-from sessiond.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.worker")
 GROUP = "workers"

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sessiond.streams import MAX_BACKOFF
+from sessiond.store.streams import MAX_BACKOFF
 
 HEARTBEAT_INTERVAL = 1.0
 

@@ -1,0 +1,226 @@
+"""Signaling handlers: the decision taken on every new incoming call.
+
+When a worker creates the session for an initial INVITE it asks its handler what to do with
+the call and publishes the answer as one event for the new session (deterministic id
+``<invite id>:answer``: a redelivered INVITE publishes the same id, which the session refuses
+as a duplicate). The state table does the SIP work; the handler only decides.
+
+A handler is any object with ``decide(call: IncomingCallInfo) -> Decision``. It runs inside
+the worker's batch, so it must be fast and must not block (no I/O): to ask something slow,
+return :class:`Defer` and let the application answer through the Client.
+
+Decisions and the events they become:
+
+=====================  ===================  ====================================================
+decision               event                what the default table does
+=====================  ===================  ====================================================
+``Accept()``           ``AcceptCall``       answers 200 once the media is ready
+``Reject(code)``       ``RejectCall``       answers ``code`` (400-699)
+``Defer()``            ``DeferCall``        rings in ``Deferred``; 480 after its table timeout
+``Redirect(contacts)`` ``RedirectCall``     answers 302 with the contacts
+``PlayAndHangup(...)`` ``PlayAndHangup``    answers, plays, sends BYE on PlayFinished
+``Forward(target)``    ``ForwardCall``      B2BUA: the session runs the ``gateway`` table, which
+                                            calls ``target`` and relays ringing, early media,
+                                            answer, failures, CANCEL and BYE between the legs
+``Ring()``             (none)               rings until the app answers (``RingTimeout``)
+=====================  ===================  ====================================================
+
+Forward is the one decision that picks the table: the worker asks the handler before it
+creates the session, and a Forward session runs ``Forward.table`` (``gateway`` unless given).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from sessiond.core.types import Event
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCallInfo:
+    """What a handler knows about a new incoming call (from the INVITE's edge event)."""
+
+    sid: str  #: the new session id
+    call_id: str
+    from_uri: str  #: the From header without its tag (name-addr as received)
+    to_uri: str  #: the To header without its tag
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Header values the edge publishes, lower-case names: ``from``, ``to``, ``contact``,
+    ``source`` (``ip:port``). Other headers are not carried by the edge event."""
+
+    @classmethod
+    def from_invite(cls, invite: Event, sid: str) -> IncomingCallInfo:
+        """Build it from the ``Invite`` edge event."""
+        data = invite.data
+        headers = {k: str(data.get(k, "")) for k in ("from", "to", "contact", "source")}
+        return cls(sid, str(data.get("call_id", "")), headers["from"], headers["to"], headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """Answer the call (200 OK with our SDP)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    """Refuse the call with a SIP final response ``code`` (400-699)."""
+
+    code: int = 486
+
+    def __post_init__(self) -> None:
+        if isinstance(self.code, bool) or not isinstance(self.code, int):
+            raise TypeError("Reject code must be an int")
+        if not 400 <= self.code <= 699:
+            raise ValueError(f"a rejection code is 400-699, not {self.code}")
+
+
+@dataclass(frozen=True, slots=True)
+class Defer:
+    """Ask the application (IncomingCall event); 480 if it does not answer in time. The time
+    is the ``Deferred`` state's timeout in the state table (fixed per table)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Redirect:
+    """Answer 302 Moved Temporarily with these contacts (SIP URIs)."""
+
+    contacts: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if not self.contacts or not all(isinstance(c, str) and c for c in self.contacts):
+            raise ValueError("Redirect needs at least one contact URI")
+
+
+@dataclass(frozen=True, slots=True)
+class PlayAndHangup:
+    """Answer, play a tone (Hz, for ``seconds``) or a WAV file, then hang up."""
+
+    tone: float | None = None
+    file: str | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.tone is None) == (self.file is None):
+            raise ValueError("PlayAndHangup needs exactly one of tone and file")
+        if self.tone is not None and not self.seconds:
+            raise ValueError("a tone needs seconds (it would never end)")
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """Forward the call to ``target`` (a SIP URI) as a back-to-back user agent: the incoming
+    leg runs ``table`` (default ``gateway``), which places the outgoing leg."""
+
+    target: str
+    table: str = "gateway"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.target, str) or not self.target.startswith(("sip:", "sips:")):
+            raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
+        if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
+            raise ValueError(f"Forward target {self.target!r} is not a plain SIP URI")
+
+
+@dataclass(frozen=True, slots=True)
+class Ring:
+    """Publish nothing: the call rings until the application answers it (or RingTimeout)."""
+
+
+Decision = Accept | Reject | Defer | Redirect | PlayAndHangup | Forward | Ring
+
+
+@runtime_checkable
+class CallHandler(Protocol):
+    """Decides what happens to each new incoming call. Must not block."""
+
+    def decide(self, call: IncomingCallInfo) -> Decision:
+        """The decision for ``call``."""
+        ...
+
+
+class AutoAnswer:
+    """``--answer auto``: accept every call."""
+
+    def decide(self, call: IncomingCallInfo) -> Decision:
+        """Accept."""
+        return Accept()
+
+
+class RejectAll:
+    """``--answer reject``: refuse every call with 603 Decline."""
+
+    def decide(self, call: IncomingCallInfo) -> Decision:
+        """Reject with 603."""
+        return Reject(603)
+
+
+class AskApp:
+    """``--answer app``: let every call ring until the application answers it."""
+
+    def decide(self, call: IncomingCallInfo) -> Decision:
+        """Ring."""
+        return Ring()
+
+
+BUILTIN: dict[str, type[CallHandler]] = {"auto": AutoAnswer, "reject": RejectAll, "app": AskApp}
+
+
+def builtin(mode: str) -> CallHandler:
+    """The built-in handler for ``--answer auto|reject|app``."""
+    try:
+        return BUILTIN[mode]()
+    except KeyError:
+        raise ValueError(f"no built-in handler {mode!r} (auto, reject, app)") from None
+
+
+def load_handler(spec: str) -> CallHandler:
+    """Instantiate ``package.module:ClassName`` (no arguments). ValueError if the path does
+    not name a class whose instances have ``decide``."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"a handler is given as package.module:ClassName, not {spec!r}")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import {module_name!r}: {exc}") from exc
+    cls = getattr(module, attr, None)
+    if not isinstance(cls, type):
+        raise ValueError(f"{module_name} has no class {attr!r}")
+    handler = cls()
+    if not isinstance(handler, CallHandler):
+        raise ValueError(f"{spec} has no decide(call) method")
+    return handler
+
+
+def decision_event(decision: Decision, invite: Event, sid: str) -> Event | None:
+    """The event that carries ``decision`` to the new session (None for :class:`Ring`)."""
+    eid = f"{invite.id}:answer"
+    data: dict[str, Any]
+    match decision:
+        case Accept():
+            return Event(eid, "AcceptCall", {}, sid)
+        case Reject(code=code):
+            return Event(eid, "RejectCall", {"code": code}, sid)
+        case Defer():
+            return Event(eid, "DeferCall", {}, sid)
+        case Redirect(contacts=contacts):
+            return Event(eid, "RedirectCall", {"contacts": list(contacts)}, sid)
+        case PlayAndHangup(tone=tone, file=file, seconds=seconds):
+            data = {"tone": tone} if tone is not None else {"file": file}
+            if seconds is not None:
+                data["seconds"] = seconds
+            return Event(eid, "PlayAndHangup", data, sid)
+        case Forward(target=target):
+            return Event(eid, "ForwardCall", {"target": target}, sid)
+        case Ring():
+            return None
+    raise TypeError(f"not a decision: {decision!r}")
+
+
+def decide_event(handler: CallHandler, invite: Event, sid: str) -> Event | None:
+    """Ask ``handler`` about the call that ``invite`` starts; the decision as an event."""
+    decision = handler.decide(IncomingCallInfo.from_invite(invite, sid))
+    return decision_event(decision, invite, sid)
