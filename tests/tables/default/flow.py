@@ -41,7 +41,8 @@ class Call:
             "epoch": version,
             **fields,
         }
-        self.now = 1000.0
+        self.now = 1000.0  # the clock: one second further after each event
+        self.at = 0.0  # when the last event was decided
 
     @classmethod
     def established(cls, role: str = "UAS", state: str = "Established", **fields: str) -> Call:
@@ -68,6 +69,7 @@ class Call:
     def on(self, kind: str, **data: Any) -> Verdict:
         """Decide event ``kind`` (with ``data``) and, if it made a transition, store it."""
         event = Event(f"ev{self.session['version']}", kind, data, SID)
+        self.at = self.now
         verdict = decide(TABLE, self.session, event, self.now)
         if verdict.outcome is Outcome.TRANSITION:
             self.session.update(verdict.fields)

@@ -202,7 +202,7 @@ def test_glare_a_491_to_ours_retries_after_a_delay() -> None:
     assert media(verdict) == ["update"]  # back to the answer we had
     arm = one(verdict, "timer", "arm")
     assert arm["event"] == "ReinviteRetry"
-    assert 2.1 <= float(arm["due"]) - (call.now - 1) <= 4.0  # RFC 3261 14.1: the Call-ID owner
+    assert 2.1 <= float(arm["due"]) - call.at <= 4.0  # RFC 3261 14.1: the Call-ID owner
     assert call["reoffer"] == "hold"
     retry = call.timer("ReinviteRetry")
     assert call.state == "Reoffering"
@@ -212,7 +212,7 @@ def test_glare_a_491_to_ours_retries_after_a_delay() -> None:
 def test_glare_as_uas_retries_within_two_seconds() -> None:
     call = reinviting(role="UAS")
     verdict = call.on("Rejected", code=491, method="INVITE", cseq=4)
-    assert 0 <= float(one(verdict, "timer", "arm")["due"]) - (call.now - 1) <= 2.0
+    assert 0 <= float(one(verdict, "timer", "arm")["due"]) - call.at <= 2.0
 
 
 def test_a_retry_due_during_another_exchange_is_ignored() -> None:
