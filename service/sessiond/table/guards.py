@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sessiond.sip import session_timer as st
-from sessiond.table.argspec import MapOf, Registry, Scalar, Spec, Value, anything
+from sessiond.table.argspec import MapOf, Registry, Scalar, Spec, anything, name
 from sessiond.table.model import GuardFn
 
 if TYPE_CHECKING:
@@ -96,10 +96,7 @@ def _interval_too_small(session: Mapping[str, str], event: Event, args: Any) -> 
     return st.too_small(str(event.data.get("session_expires", "")), args or st.MIN_SE)
 
 
-_FIELDS = MapOf(
-    Value(lambda k: isinstance(k, str), "session_field", "expects {{session_field: value, ...}}"),
-    anything("value"),
-)
+_FIELDS = MapOf(name("session_field"), anything("value"))
 
 
 @guard("data", _FIELDS)

@@ -14,13 +14,13 @@ if TYPE_CHECKING:
 action = Registry[ActionFn]()
 
 
-SAVE = MapOf(
+_SAVE = MapOf(
     Value(lambda k: k in SESSION_FIELDS, "session_field", "unknown session field(s) {key}"),
     Value(lambda v: isinstance(v, str), "event_field", "event field names must be strings"),
 )
 
 
-@action("save", SAVE)
+@action("save", _SAVE)
 def save(ctx: Context, args: Any) -> None:
     """Copy event data into session fields; absent event fields leave the session unchanged."""
     for session_field, event_field in args.items():

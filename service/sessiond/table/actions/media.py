@@ -124,7 +124,7 @@ def _tone_or_file(args: Mapping[str, Any]) -> bool:
 
 
 # Commands whose arguments come from the table or, with none, from the event (an app's).
-PLAY = Fields(
+_PLAY = Fields(
     optional={
         "tone": anything("Hz"),
         "file": anything("path"),
@@ -134,14 +134,14 @@ PLAY = Fields(
     none_ok=True,
     rules=((_tone_or_file, "needs exactly one of tone (Hz) or file (a WAV path)"),),
 )
-RECORD = Fields({"path": anything("path")}, {"direction": anything("in|out|both")}, none_ok=True)
-DTMF = Fields({"digits": anything("digits")}, {"duration_ms": anything("ms")}, none_ok=True)
+_RECORD = Fields({"path": anything("path")}, {"direction": anything("in|out|both")}, none_ok=True)
+_DTMF = Fields({"digits": anything("digits")}, {"duration_ms": anything("ms")}, none_ok=True)
 for _name, _shape in (
-    ("play", PLAY),
+    ("play", _PLAY),
     ("stop_play", None),
-    ("record", RECORD),
+    ("record", _RECORD),
     ("stop_record", None),
-    ("send_dtmf", DTMF),
+    ("send_dtmf", _DTMF),
     ("unbridge", None),
 ):
     action.add(

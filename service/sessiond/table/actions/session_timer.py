@@ -25,10 +25,10 @@ def _session_timer(ctx: Context, interval: int, refresher: str) -> None:
         timer_start(ctx, {"event": event, "seconds": seconds})
 
 
-REQUEST = Fields(optional={"start": anything("bool"), "min_se": anything("seconds")}, none_ok=True)
+_REQUEST = Fields(optional={"start": anything("bool"), "min_se": anything("seconds")}, none_ok=True)
 
 
-@action("session_timer.request", REQUEST)
+@action("session_timer.request", _REQUEST)
 def session_timer_request(ctx: Context, args: Any) -> None:
     """RFC 4028 9, as the UAS of this INVITE/re-INVITE/UPDATE: take the interval and the
     refresher it asks for (none: no session timer) and (re)start our timer; ``start: false``

@@ -25,7 +25,7 @@ def _values(value: Any) -> bool:
     )
 
 
-SEND = Fields(
+_SEND = Fields(
     {"event": name()},
     {
         "to": name("session_field"),
@@ -35,7 +35,7 @@ SEND = Fields(
 )
 
 
-@action("session.send", SEND)
+@action("session.send", _SEND)
 def session_send(ctx: Context, args: Any) -> None:
     """Send ``event`` to the session named by session field ``to`` (default ``peer``), with
     the listed fields of the current event, then the fixed ``values``. Nothing happens when
@@ -56,7 +56,7 @@ def uri_of(text: str) -> str:
     return text.split(";", 1)[0].strip()
 
 
-CALL = Fields(
+_CALL = Fields(
     {"save_as": session_field()},
     {
         "target": anything("event_field"),
@@ -74,7 +74,7 @@ CALL = Fields(
 )
 
 
-@action("session.call", CALL)
+@action("session.call", _CALL)
 def session_call(ctx: Context, args: Any) -> None:
     """Place a new outgoing call as a new session (a MakeCall event for it) to the URI in the
     event field ``target`` (default ``target``) or the session field ``target_field``,

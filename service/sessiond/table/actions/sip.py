@@ -45,7 +45,7 @@ def _contact_list(value: Any) -> bool:
     )
 
 
-RESPOND = Fields(
+_RESPOND = Fields(
     {"code": integer(101, 699, from_event=True)},
     {
         "reason": anything("text"),
@@ -57,7 +57,7 @@ RESPOND = Fields(
 )
 
 
-@action("sip.respond", RESPOND)
+@action("sip.respond", _RESPOND)
 def sip_respond(ctx: Context, args: Any) -> None:
     """Answer the pending INVITE (the server transaction in ``txn``)."""
     code = args["code"]
@@ -90,13 +90,13 @@ def sip_respond(ctx: Context, args: Any) -> None:
         ctx.command("media", "answered", {"media_id": ctx.get("media_id")})
 
 
-REPLY = Fields(
+_REPLY = Fields(
     {"code": integer(200, 699, what="a final status ")},
     {"reason": anything("text"), "sdp": flag(), "retry_after": anything("seconds")},
 )
 
 
-@action("sip.reply", REPLY)
+@action("sip.reply", _REPLY)
 def sip_reply(ctx: Context, args: Any) -> None:
     """Answer the request that is this event (BYE, re-INVITE, UPDATE, REFER, INFO...) through
     the event's transaction; a re-INVITE's or UPDATE's ``txn`` saved earlier when the answer

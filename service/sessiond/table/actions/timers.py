@@ -21,7 +21,7 @@ def _positive(value: Any) -> bool:
     return isinstance(value, int | float) and value > 0
 
 
-TIMER = Either(
+_TIMER = Either(
     (
         Fields({"event": name(), "seconds": Value(_positive, "N", "{key} must be > 0")}),
         Fields(
@@ -32,7 +32,7 @@ TIMER = Either(
 )
 
 
-@action("timer.start", TIMER)
+@action("timer.start", _TIMER)
 def timer_start(ctx: Context, args: Any) -> None:
     """(Re)start the named timer ``event``: fires once after ``seconds``, or after the number
     in session field ``field`` times ``scale`` minus ``margin``. It outlives states (unlike
