@@ -12,7 +12,7 @@ import pytest
 
 from sessiond.media import g711
 from sessiond.media.errors import WavError
-from sessiond.media.wav import WavRecorder, build_wav, frames_of, parse_wav, read_wav, write_wav
+from sessiond.media.wav import build_wav, frames_of, parse_wav, read_wav, write_wav
 
 
 def sine(freq: float, rate: int, seconds: float, amplitude: int = 10000) -> array[int]:
@@ -39,16 +39,6 @@ def test_written_file_is_read_by_the_wave_module(tmp_path: Path) -> None:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
         assert w.readframes(w.getnframes()) == b"".join(frames)
     assert read_wav(path) == frames
-
-
-def test_recorder_appends_frames(tmp_path: Path) -> None:
-    path = tmp_path / "rec.wav"
-    rec = WavRecorder(path)
-    for i in range(5):
-        rec.write(bytes([i]) * 320)
-    rec.close()
-    with wave.open(str(path), "rb") as w:
-        assert w.getnframes() == 800
 
 
 def test_frames_are_padded_to_20ms() -> None:

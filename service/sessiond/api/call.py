@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from sessiond.api.client import Client
 from sessiond.api.errors import (
     CallEnded,
     CallFailed,
@@ -33,20 +34,28 @@ from sessiond.api.events import (
     TransferSucceeded,
 )
 from sessiond.media.codecs import FRAME_BYTES
-from sessiond.media.leg import AudioTap
-
-if TYPE_CHECKING:
-    from sessiond.api.peer import SimplePeer
+from sessiond.media.leg import AudioTap, Leg
 
 AUDIO_QUEUE = 50  # frames (1 s) each way
 FIRST = asyncio.FIRST_COMPLETED
 T = TypeVar("T")
 
 
+class CallHost(Protocol):
+    """What a call needs of its :class:`~sessiond.api.peer.SimplePeer` (no import back)."""
+
+    @property
+    def client(self) -> Client: ...
+
+    def leg(self, sid: str) -> Leg | None: ...
+
+    def _track(self, sid: str) -> Call: ...
+
+
 class Call:
     """A call placed or answered by a SimplePeer. Every event it got is in :attr:`events`."""
 
-    def __init__(self, peer: SimplePeer, sid: str) -> None:
+    def __init__(self, peer: CallHost, sid: str) -> None:
         self.peer = peer
         self.sid = sid
         #: every application event of this call so far, oldest first

@@ -90,6 +90,11 @@ class Client:
                 raise
         self._group_ready = True
 
+    async def recreate_group(self) -> None:
+        """Create the group again (Redis lost its data: NOGROUP)."""
+        self._group_ready = False
+        await self.ensure_group()
+
     # -- placing calls ----------------------------------------------------------------------
 
     async def live_edges(self) -> list[str]:

@@ -20,24 +20,36 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from redis.exceptions import ResponseError
 
 from sessiond.api.events import CallEvent, parse_entry
+from sessiond.store import Keys
 from sessiond.store.client import is_embedded
 
-if TYPE_CHECKING:
-    from sessiond.api.client import Client
-
 SEEN_MAX = 10_000
+
+
+class GroupMember(Protocol):
+    """What the stream needs of its :class:`~sessiond.api.client.Client` (no import back)."""
+
+    redis: Any
+    keys: Keys
+    group: str
+    consumer: str
+    claim_idle: float
+
+    async def ensure_group(self) -> None: ...
+
+    async def recreate_group(self) -> None: ...
 
 
 class EventStream:
     """Async iterator over a group's app events; see the module doc for the ack contract."""
 
     def __init__(
-        self, client: Client, *, types: frozenset[str] | None = None, block_ms: int = 200
+        self, client: GroupMember, *, types: frozenset[str] | None = None, block_ms: int = 200
     ) -> None:
         self.client = client
         self.types = types
@@ -115,8 +127,7 @@ class EventStream:
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
-            self.client._group_ready = False  # Redis lost its data: recreate the group
-            await self.client.ensure_group()
+            await self.client.recreate_group()  # Redis lost its data
             return []
         return [item for _, items in reply or [] for item in items]
 

@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from sessiond.core.types import Event
+from sessiond.media.hold import holds
 from sessiond.sip.address import NameAddr
 from sessiond.sip.errors import SipError, SipParseError
 from sessiond.sip.headers import display_name
@@ -201,21 +202,6 @@ def refer_target(value: str) -> dict[str, str]:
     return out
 
 
-def sdp_holds(sdp: str) -> bool:
-    """True when an offer puts us on hold: its audio is sendonly or inactive, or it uses the
-    RFC 2543 ``c=IN IP4 0.0.0.0`` form. Only the first m= section counts."""
-    audio = False
-    for raw in sdp.splitlines():
-        line = raw.strip()
-        if line.startswith("m="):
-            if audio:
-                break
-            audio = line.startswith("m=audio")
-        elif line in ("a=sendonly", "a=inactive") or line == "c=IN IP4 0.0.0.0":
-            return True
-    return False
-
-
 def sipfrag_code(body: str) -> int:
     """The status code of a message/sipfrag body (``SIP/2.0 200 OK``); 0 if none."""
     parts = body.lstrip().split(" ", 2)
@@ -309,7 +295,7 @@ def request_event(
     if "refer_to" in data:
         data.update(refer_target(data["refer_to"]))
     if data["sdp"]:
-        data["held"] = sdp_holds(data["sdp"])
+        data["held"] = holds(data["sdp"])
     ctype = req.content_type or ""
     if req.body and "application/sdp" not in ctype.lower():
         data["content_type"] = ctype

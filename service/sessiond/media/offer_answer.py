@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sessiond.media.errors import NoCommonCodec, OfferAnswerError
+from sessiond.media.hold import peer_direction
 from sessiond.media.sdp import (
     Codec,
     Connection,
@@ -96,18 +97,6 @@ class NegotiatedStream:
         """The accepted codec (audio or telephone-event) with this payload type."""
         candidates = self.codecs + ((self.telephone_event,) if self.telephone_event else ())
         return next((c for c in candidates if c.payload_type == payload_type), None)
-
-
-def _remote_direction(sdp: SessionDescription, section: MediaDescription) -> Direction:
-    """The peer's direction, with the RFC 2543 ``c=0.0.0.0`` hold read as "does not receive".
-
-    RFC 3264 section 8.4: an offerer may still use the old form of hold (connection address
-    0.0.0.0); an answerer must treat it as if the stream were marked sendonly.
-    """
-    direction = sdp.media_direction(section)
-    if sdp.media_connection(section).is_null:
-        direction = Direction.from_flags(sends=direction.sends, receives=False)
-    return direction
 
 
 def _rtcp_port(section: MediaDescription, mux: bool) -> int:
@@ -204,7 +193,7 @@ class MediaNegotiator:
         audio = [c for c in accepted if not is_telephone_event(c)]
         if not audio:
             raise NoCommonCodec("the answer contains none of the codecs we offered")
-        remote_dir = _remote_direction(answer, section)
+        remote_dir = peer_direction(answer, section)
         ours = Direction.from_flags(
             sends=offered_dir.sends and remote_dir.receives,
             receives=offered_dir.receives and remote_dir.sends,
@@ -230,7 +219,7 @@ class MediaNegotiator:
             if not audio:
                 sections.append(_rejected(offered))
                 continue
-            remote_dir = _remote_direction(offer, offered)
+            remote_dir = peer_direction(offer, offered)
             ours = Direction.from_flags(
                 sends=direction.sends and remote_dir.receives,
                 receives=direction.receives and remote_dir.sends,

@@ -10,7 +10,6 @@ from sessiond.media.errors import RtpError
 RTP_VERSION = 2
 HEADER = struct.Struct("!BBHII")
 SEQ_MOD = 1 << 16
-TS_MOD = 1 << 32
 
 
 def seq_diff(a: int, b: int) -> int:

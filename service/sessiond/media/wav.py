@@ -133,21 +133,3 @@ def build_wav(pcm: bytes, rate: int = SAMPLE_RATE) -> bytes:
 def write_wav(path: str | Path, frames: list[bytes], rate: int = SAMPLE_RATE) -> None:
     """Write PCM16 frames as a mono WAV file."""
     Path(path).write_bytes(build_wav(b"".join(frames), rate))
-
-
-class WavRecorder:
-    """Append frames to a mono PCM16 WAV file as they come (for call recording)."""
-
-    def __init__(self, path: str | Path, rate: int = SAMPLE_RATE) -> None:
-        self._out = wave.open(str(path), "wb")
-        self._out.setnchannels(1)
-        self._out.setsampwidth(2)
-        self._out.setframerate(rate)
-
-    def write(self, frame: bytes) -> None:
-        """Append one frame."""
-        self._out.writeframes(frame)
-
-    def close(self) -> None:
-        """Finish the header and close the file."""
-        self._out.close()

@@ -8,7 +8,7 @@ Layers, bottom up:
 * admission -- :func:`validate_request`, :func:`check_loop` (:mod:`.validate`) and the
   stateless error answer :func:`error_response` (:mod:`.stateless`);
 * transactions -- :class:`TransactionLayer` (:mod:`.transaction`) returning
-  :mod:`.actions`; dialogs -- :class:`Dialog`, :class:`AnswerRetransmitter`;
+  :mod:`.actions`;
 * digest authentication -- :mod:`.digest`.
 
 Every remote protocol error is a :class:`SipParseError` carrying the status to answer.
@@ -27,11 +27,9 @@ from sessiond.sip.actions import (
 from sessiond.sip.address import NameAddr
 from sessiond.sip.client_transaction import build_ack, build_cancel
 from sessiond.sip.cseq import CSeq
-from sessiond.sip.dialog import AnswerRetransmitter, Dialog, request_dialog_id, response_dialog_id
 from sessiond.sip.digest import Challenge, Credentials, DigestClient, DigestServer
 from sessiond.sip.errors import (
     AuthError,
-    DialogError,
     SipError,
     SipParseError,
     TransactionError,
@@ -50,13 +48,10 @@ from sessiond.sip.wire import is_keepalive
 __all__ = [
     "AbsoluteUri",
     "Action",
-    "AnswerRetransmitter",
     "AuthError",
     "CSeq",
     "Challenge",
     "Credentials",
-    "Dialog",
-    "DialogError",
     "DigestClient",
     "DigestServer",
     "Headers",
@@ -90,8 +85,6 @@ __all__ = [
     "new_branch",
     "parse_message",
     "parse_uri",
-    "request_dialog_id",
-    "response_dialog_id",
     "server_key",
     "validate_request",
 ]

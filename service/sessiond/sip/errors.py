@@ -54,17 +54,5 @@ class TransactionError(SipError):
     """The transaction layer was used against its state machine (a TU bug, not the peer's)."""
 
 
-class DialogError(SipError):
-    """A dialog cannot be created or used with the given messages or stored fields.
-
-    ``status`` is the response to send when the error comes from a received request
-    (500 for an out-of-order CSeq, RFC 3261 12.2.2), else 0.
-    """
-
-    def __init__(self, message: str, status: int = 0) -> None:
-        self.status = status
-        super().__init__(message)
-
-
 class AuthError(SipError):
     """A digest challenge or credentials cannot be processed."""

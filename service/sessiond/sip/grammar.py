@@ -17,7 +17,6 @@ TOKEN_RE = re.compile(TOKEN)
 # quoted-string = SWS DQUOTE *(qdtext / quoted-pair ) DQUOTE
 # quoted-pair   = "\" (%x00-09 / %x0B-0C / %x0E-7F)
 QUOTED = r'"(?:[^"\\\r\n]|\\[^\r\n])*"'
-QUOTED_RE = re.compile(QUOTED)
 
 # generic-param = token [ EQUAL gen-value ];  gen-value = token / host / quoted-string
 # SEMI = SWS ";" SWS, EQUAL = SWS "=" SWS.  Values are accepted leniently (any run of
@@ -69,12 +68,6 @@ def get_param(params: Params, name: str) -> str | None:
         if k.lower() == lname:
             return "" if v is None else v
     return None
-
-
-def has_param(params: Params, name: str) -> bool:
-    """Tell whether parameter ``name`` is present (case-insensitive)."""
-    lname = name.lower()
-    return any(k.lower() == lname for k, _ in params)
 
 
 def set_param(params: Params, name: str, value: str | None) -> Params:

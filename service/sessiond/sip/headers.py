@@ -186,10 +186,6 @@ class Headers:
         """Number of lines of header ``name``."""
         return len(self._lines(canonical_key(name)))
 
-    def raw_lines(self) -> list[str]:
-        """The fields as they will be written (without CRLF)."""
-        return [f[3] for f in self.fields]
-
     def raw_text(self) -> str:
         """The header block as it will be written: raw lines joined by CRLF."""
         if self._text is None:

@@ -45,8 +45,6 @@ from sessiond.sip.uri import SipUri
 #: (user, password) for a realm, or None
 CredentialsFor = Callable[[str], tuple[str, str] | None]
 
-STATES = ("registering", "registered", "retrying", "unregistering", "unregistered")
-
 
 @dataclass(frozen=True, slots=True)
 class Local:

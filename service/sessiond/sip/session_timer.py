@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 MIN_SE = 90  # RFC 4028 4: the smallest interval anyone may ask for
-DEFAULT_SE = 1800  # RFC 4028 4: the recommended interval
 
 Get = Callable[[str], str]
 

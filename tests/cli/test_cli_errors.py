@@ -25,7 +25,7 @@ import redis as sync_redis
 from ports import free_port
 from sessiond.store import Keys, new_sid
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
 BAD_SCHEME = "http://127.0.0.1:6379"
 

@@ -30,7 +30,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli missing"),
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STORE = re.compile(r"embedded store on redis://127\.0\.0\.1:(\d+)/0")
 
 

@@ -34,13 +34,13 @@ from sessiond.worker.applier import Applier
 from sessiond.worker.process import GROUP as WORKER_GROUP
 from sessiond.worker.process import Worker
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from tests.chaos.deploy import RedisServer  # noqa: E402
 from tests.media.node_helpers import start_node, stop_node  # noqa: E402
-from tests.test_worker import invite  # noqa: E402
+from tests.worker.test_worker import invite  # noqa: E402
 
 
 @pytest.fixture

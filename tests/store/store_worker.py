@@ -9,7 +9,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "service"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "service"))
 
 from sessiond.store import Keys, Store  # noqa: E402
 from sessiond.store.client import connect  # noqa: E402
@@ -24,7 +24,7 @@ COUNT = 40
 async def main(url: str, namespace: str, worker: str, sids: list[str]) -> None:
     redis = connect(url)
     keys = Keys(namespace)
-    table = load_table(Path(__file__).parent / "tables" / "counter.yaml")
+    table = load_table(Path(__file__).parents[1] / "tables" / "counter.yaml")
     applier = Applier(Store(redis, keys, worker=worker), TableSet([table], redis, keys))
     for n in range(COUNT):
         batch = [Work(sid, Event(f"{worker}:{sid}:{n}", "Hangup"), None, False) for sid in sids]

@@ -30,7 +30,7 @@ from sessiond.worker.applier import Applier
 from sessiond.worker.process import Worker
 
 pytestmark = pytest.mark.redis
-ACL_FILE = Path(__file__).resolve().parent.parent / "ops" / "redis-acl.conf"
+ACL_FILE = Path(__file__).resolve().parents[2] / "ops" / "redis-acl.conf"
 
 
 def acl_rules() -> dict[str, list[str]]:

@@ -8,7 +8,7 @@ import pytest
 from sessiond.core.types import HISTORY_VALUE_MAX, Event, history_data
 from sessiond.store import Store
 from sessiond.table import Table
-from test_store import applier_for, create_uas
+from store.test_store import applier_for, create_uas
 
 pytestmark = pytest.mark.redis
 

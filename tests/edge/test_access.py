@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from e2e.harness import Cluster, free_port, free_rtp_range, wait_listening
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.sip.digest import DigestClient
 from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
 from sipp_scenarios import SIPP_SDP, uac_refused
-
-from .e2e.harness import Cluster, free_port, free_rtp_range, wait_listening
 
 INVITE = (
     b"INVITE sip:bob@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-a\r\n"

@@ -29,7 +29,7 @@ import pytest
 from api.helpers import ENV, free_udp_port, wait_listening
 
 REDIS_URL = os.environ.get("SESSIOND_TEST_REDIS", "redis://127.0.0.1:6379/15")
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 WRAPPER_NOTE = "body of an `async def main()`"
 QUICK_START = "Quick start"
 MAX_QUICK_START_LINES = 5

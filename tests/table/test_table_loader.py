@@ -221,6 +221,6 @@ def test_console_entry_point_runs() -> None:
         capture_output=True,
         text=True,
         check=False,
-        env={"PYTHONPATH": str(Path(__file__).parent.parent / "service"), "PATH": ""},
+        env={"PYTHONPATH": str(Path(__file__).parents[2] / "service"), "PATH": ""},
     )
     assert proc.returncode == 0, proc.stderr
