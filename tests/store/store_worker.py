@@ -11,10 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "service"))
 
+from sessiond.core.types import Event  # noqa: E402
 from sessiond.store import Keys, Store  # noqa: E402
 from sessiond.store.client import connect  # noqa: E402
 from sessiond.table import load_table  # noqa: E402
-from sessiond.table.engine import Event  # noqa: E402
 from sessiond.table.tableset import TableSet  # noqa: E402
 from sessiond.worker.applier import Applier, Work  # noqa: E402
 
