@@ -8,7 +8,7 @@ file is merged once, its includes before itself, in the order listed:
 * a state declared again replaces the included declaration, options and all;
 * an entry for the same (role, state, event) replaces the included one; an included entry
   that lists several states or events is split so that only the replaced keys go;
-* ``table`` and ``version`` are the including file's; ``initial`` too, else an include's.
+* ``table`` and ``version`` are the including file's; ``initial`` too, else the last include's.
 
 Two files that do not include one another may not define the same state or entry, and a
 cycle of includes is an error at the ``include:`` line. Values keep their

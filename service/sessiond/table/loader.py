@@ -100,7 +100,10 @@ def _check_top_keys(doc: LineDict, problems: _Problems) -> None:
 def _build(doc: LineDict, problems: _Problems, path: str, rev: str, text: str) -> Table | None:
     name = doc.get("table")
     if not isinstance(name, str) or not name:
-        problems.add(doc.line_of("table"), "'table' must name the table")
+        problems.add(
+            doc.line_of("table"),
+            "'table' must name the table (a file without one can only be included)",
+        )
     version = doc.get("version", 1)
     if not isinstance(version, int) or isinstance(version, bool):
         problems.add(doc.line_of("version"), "'version' must be an integer")
