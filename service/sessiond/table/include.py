@@ -57,12 +57,13 @@ def listed(value: Any) -> list[Any]:
 class _Item:
     """One transition entry as written, with the keys it defines and those replaced since."""
 
-    raw: LineDict
+    raw: Any  # a LineDict, unless malformed (then it has no keys, and the loader says why)
+    line: int
     origin: Path
     keys: list[Key]
     gone: set[Key] = field(default_factory=set)
 
-    def remaining(self) -> list[LineDict]:
+    def remaining(self) -> list[Any]:
         """The entry, split so that it defines only the keys nobody replaced."""
         if not self.gone:
             return [self.raw]
@@ -218,7 +219,7 @@ class _Merge:
         message = "'transitions' must be a list of entries"
         raw = self.section(doc, "transitions", LineList, message)
         for i, entry in enumerate(raw or ()):
-            item = _Item(entry, me, _keys(entry))
+            item = _Item(entry, raw.line_of(i), me, _keys(entry))
             for key in item.keys:
                 first = self.owner.get(key)
                 if first is None or first.origin == me:
@@ -227,8 +228,8 @@ class _Merge:
                     first.gone.add(key)
                 else:
                     item.gone.add(key)
-                    where = _at(first.raw.line)
-                    self.add(raw.line_of(i), f"entry {key} is also at {where}, {_unrelated}")
+                    where = _at(first.line)
+                    self.add(item.line, f"entry {key} is also at {where}, {_unrelated}")
                     continue
                 self.owner[key] = item
             self.items.append(item)
@@ -241,8 +242,9 @@ class _Merge:
                 out[key], out.key_lines[key] = root[key], root.line_of(key)
         if self.initial is not None:
             out["initial"], out.key_lines["initial"] = self.initial
-        transitions = LineList(part for item in self.items for part in item.remaining())
-        transitions.line, transitions.item_lines = root.line, [t.line for t in transitions]
+        parts = [(part, item.line) for item in self.items for part in item.remaining()]
+        transitions = LineList(part for part, _ in parts)
+        transitions.line, transitions.item_lines = root.line, [line for _, line in parts]
         sections = [
             ("conditions", self.conditions),
             ("states", self.states),
