@@ -90,7 +90,7 @@ def test_the_hang_up_policy_is_one_line_and_valid() -> None:
     variant = source.replace(MOVE, "      # " + MOVE.lstrip()).replace(
         HANG_UP, HANG_UP.replace("# ", "", 1)
     )
-    table: Table = load_table_text(variant)
+    table: Table = load_table_text(variant, str(default_table_path()))  # its include: is beside it
     decision = decide(table, established(), lost(), 100.0)
     assert decision.state == "Terminating"
     assert [c.name for c in decision.commands if c.target == "edge"] == ["bye"]

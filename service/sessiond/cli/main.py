@@ -25,13 +25,16 @@ from sessiond.table.graph import dot, mermaid
 
 def _table_check(args: argparse.Namespace) -> int:
     failed = 0
-    for path in args.files:
+    for i, path in enumerate(args.files):
         try:
             table = load_table(path)
         except TableError as exc:
             failed += 1
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
+            continue
+        if args.expanded:  # YAML that loads as it is: documents apart, no other output
+            sys.stdout.write(("---\n" if i else "") + table.source)
             continue
         print(
             f"{path}: ok (table {table.name} v{table.version}, rev {table.rev}, "
@@ -269,6 +272,11 @@ def build_parser() -> argparse.ArgumentParser:
     tsub = table.add_subparsers(dest="table_command", required=True)
     check = tsub.add_parser("check", help="validate tables; exit 1 with file:line messages")
     check.add_argument("files", nargs="+")
+    check.add_argument(
+        "--expanded",
+        action="store_true",
+        help="print each table with its include: files merged in (the YAML its revision names)",
+    )
     check.set_defaults(func=_table_check)
     graph = tsub.add_parser("graph", help="draw a table")
     graph.add_argument("file")

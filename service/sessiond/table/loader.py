@@ -2,7 +2,8 @@
 
 Each problem is reported as ``file:line: message``; loading never stops at the first one, so
 one ``sessiond table check`` run shows everything wrong with a table. Structure is checked
-here; whole-table properties (reachability, exits, unhandled events) in ``validate``.
+here; whole-table properties (reachability, exits, unhandled events) in ``validate``; a
+table's ``include:`` files are merged first (``include``), each line keeping its file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from sessiond.core.errors import TableError
 from sessiond.core.vocabulary import PUBLISHABLE
 from sessiond.table.actions import ACTIONS
 from sessiond.table.guards import GUARDS
+from sessiond.table.include import TOP_KEYS, expand, listed
 from sessiond.table.model import (
     ANY,
     ROLES,
@@ -31,31 +33,24 @@ from sessiond.table.model import (
 from sessiond.table.validate import validate
 from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
 
-_TOP_KEYS = {
-    "table",
-    "version",
-    "initial",
-    "conditions",
-    "states",
-    "triggers",
-    "transitions",
-    "description",
-}
 _ENTRY_KEYS = {"role", "state", "event", "ignore", "alternatives", "description"}
 _ALT_KEYS = {"when", "actions", "next", "set", "publish", "raise", "description"}
 _STATE_KEYS = {"terminal", "timeout", "description"}
 
 
 class _Problems:
+    """Problems as (file, line, message): a line read from an included file names it."""
+
     def __init__(self, path: str) -> None:
         self.path = path
-        self.items: list[tuple[int, str]] = []
+        self.items: list[tuple[str, int, str]] = []
 
     def add(self, line: int, message: str) -> None:
-        self.items.append((line, message))
+        self.items.append((getattr(line, "file", "") or self.path, int(line), message))
 
     def formatted(self) -> list[str]:
-        return [f"{self.path}:{line}: {msg}" for line, msg in sorted(self.items)]
+        ordered = sorted(self.items, key=lambda p: (p[0] != self.path, *p))
+        return [f"{file}:{line}: {msg}" for file, line, msg in ordered]
 
 
 def load_table(path: str | Path) -> Table:
@@ -69,13 +64,24 @@ def load_table(path: str | Path) -> Table:
 
 
 def load_table_text(text: str, path: str = "<table>") -> Table:
+    """Compile ``text`` (read from ``path``: includes are relative to it).
+
+    The table's ``source`` is ``text``, or for a table with includes the expanded text (no
+    includes left); its revision is that source's hash, so it changes with any included file.
+    """
     problems = _Problems(path)
     try:
-        doc = load_yaml(text)
+        doc = load_yaml(text, path)
     except YamlSourceError as exc:
         raise TableError([f"{path}:{exc.line}: {exc.message}"]) from exc
     if not isinstance(doc, LineDict):
         raise TableError([f"{path}:1: a state table is a YAML mapping"])
+    if "include" in doc:
+        doc, text = expand(doc, path, problems.add)
+        if problems.items:  # a missing or broken include: what follows would be noise
+            raise TableError(problems.formatted())
+    else:
+        _check_top_keys(doc, problems)
     table = _build(doc, problems, path, hashlib.sha256(text.encode()).hexdigest()[:12], text)
     if table is not None:
         validate(table, problems.add)
@@ -85,13 +91,19 @@ def load_table_text(text: str, path: str = "<table>") -> Table:
     return table
 
 
-def _build(doc: LineDict, problems: _Problems, path: str, rev: str, text: str) -> Table | None:
+def _check_top_keys(doc: LineDict, problems: _Problems) -> None:
     for key in doc:
-        if key not in _TOP_KEYS:
+        if key not in TOP_KEYS:
             problems.add(doc.line_of(key), f"unknown top-level key {key!r}")
+
+
+def _build(doc: LineDict, problems: _Problems, path: str, rev: str, text: str) -> Table | None:
     name = doc.get("table")
     if not isinstance(name, str) or not name:
-        problems.add(doc.line_of("table"), "'table' must name the table")
+        problems.add(
+            doc.line_of("table"),
+            "'table' must name the table (a file without one can only be included)",
+        )
     version = doc.get("version", 1)
     if not isinstance(version, int) or isinstance(version, bool):
         problems.add(doc.line_of("version"), "'version' must be an integer")
@@ -237,7 +249,7 @@ class _EntryContext:
             if key not in _ENTRY_KEYS | _ALT_KEYS:
                 add(item.line_of(key), f"unknown key {key!r} in transition entry")
         role = item.get("role")
-        states, events = _listed(item.get("state")), _listed(item.get("event"))
+        states, events = listed(item.get("state")), listed(item.get("event"))
         ok = True
         if role not in ROLES:
             add(item.line_of("role"), f"role must be one of {', '.join(ROLES)}, not {role!r}")
@@ -408,10 +420,6 @@ class _EntryContext:
             else:
                 out.append((name, flag))
         return tuple(out)
-
-
-def _listed(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) and value else [value]
 
 
 def _call(item: Any) -> tuple[str | None, Any]:

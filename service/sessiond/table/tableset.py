@@ -3,7 +3,9 @@
 A session records the table name and revision (content hash) it started with. When a table
 file changes, calls in progress keep running the revision they started on: every process
 publishes the source of its tables to Redis, and a worker that meets a session on a revision
-it has not loaded fetches that source and compiles it once.
+it has not loaded fetches that source and compiles it once. A table with ``include:`` files
+publishes its expanded text, which names no other file (``Table.source``, table/include.py),
+and its revision hashes that text, so a change to an included file is a new revision too.
 """
 
 from __future__ import annotations
