@@ -23,7 +23,7 @@ from sessiond.table.model import Timeout
 from sessiond.table.tableset import TableSet
 from sessiond.table.yamlsrc import Line
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 PART = """\
 conditions: [a]
