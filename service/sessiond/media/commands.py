@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from sessiond.core.types import Event
 from sessiond.media.errors import MediaError, OfferAnswerError, SdpError
 from sessiond.media.leg import Emit, Leg
@@ -31,6 +29,7 @@ from sessiond.media.playback import Player, Recorder
 from sessiond.media.ports import NoFreePort, PortAllocator
 from sessiond.media.sdp import Codec, Direction, Origin, SessionDescription
 from sessiond.media.wav import read_wav
+from sessiond.store.entries import EntryError, decode
 
 log = logging.getLogger("sessiond.media")
 
@@ -52,15 +51,12 @@ class MediaCommand:
 def decode_command(fields: Mapping[bytes, bytes]) -> MediaCommand:
     """Decode an entry (``id``, ``type``, ``sid``, msgpack ``data``); CommandError if bad."""
     try:
-        text = {k.decode(): v for k, v in fields.items() if k != b"data"}
-        cid, ctype = text["id"].decode(), text["type"].decode()
-        sid = text.get("sid", b"").decode()
-        data = msgpack.unpackb(fields[b"data"]) if b"data" in fields else {}
-    except Exception as exc:  # anything a garbage entry can raise
+        entry = decode(fields)
+    except (EntryError, UnicodeDecodeError) as exc:
         raise CommandError(f"undecodable command entry: {exc!r}") from exc
-    if not cid or not ctype or not isinstance(data, dict):
+    if not entry.id or not entry.type:
         raise CommandError("command entry without id, type or a map as data")
-    return MediaCommand(cid, ctype, sid, data)
+    return MediaCommand(entry.id, entry.type, entry.sid, entry.data)
 
 
 def _text(data: Mapping[str, Any], name: str) -> str:

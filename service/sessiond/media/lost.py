@@ -41,9 +41,9 @@ from typing import Any
 from sessiond.core.types import Event
 from sessiond.media.errors import MediaError
 from sessiond.store import Keys
+from sessiond.store.entries import encode_event
 from sessiond.store.liveness import StoreContact
 from sessiond.store.scripts import source
-from sessiond.store.store import encode_event
 
 log = logging.getLogger("sessiond.media")
 INCARNATION = "@incarnation"
