@@ -24,6 +24,7 @@ REFER = (
     b"Call-ID: call-1\r\n"
     b"CSeq: 7 REFER\r\n"
     b"Contact: <sip:alice@10.0.0.1>\r\n"
+    b"Referred-By: <sip:alice@a.example>\r\n"
     b"Refer-To: <sip:carol@c.example?Replaces=x%3Bto-tag%3D1%3Bfrom-tag%3D2>\r\n"
     b"Max-Forwards: 70\r\n"
     b"Content-Length: 0\r\n\r\n"
@@ -92,6 +93,8 @@ def test_edge_events_are_their_records() -> None:
     assert (record.target, record.replaces) == ("sip:carol@c.example", "x;to-tag=1;from-tag=2")
     assert refer.data["from"] == "<sip:alice@a.example>"
     assert "held" not in refer.data
+    # header fields in the order the message had them: the wire is what it was before records
+    assert list(refer.data)[-4:] == ["referred_by", "refer_to", "target", "replaces"]
 
     challenge = response_event(SipResponse.parse(CHALLENGE), "edge-1")
     assert challenge is not None

@@ -15,6 +15,7 @@ writes the schema page ``docs/messages.md`` from these types.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 import msgspec
@@ -32,9 +33,15 @@ class Message(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     STREAM: ClassVar[str] = ""
     TYPES: ClassVar[tuple[str, ...]] = ()
 
-    def data(self) -> dict[str, Any]:
-        """The ``data`` map: every field not at its default, under its wire name."""
-        return dict(msgspec.to_builtins(self))
+    def data(self, last: Iterable[str] = ()) -> dict[str, Any]:
+        """The ``data`` map: every field not at its default, under its wire name, in the
+        order of the fields; then those named in ``last``, in that order (an edge event's
+        header fields in the order the SIP message had them, as on the wire before)."""
+        out = dict(msgspec.to_builtins(self))
+        for name in last:
+            if name in out:
+                out[name] = out.pop(name)
+        return out
 
 
 # -- edge events: SIP requests and responses, as the edge publishes them ----------------------

@@ -325,7 +325,7 @@ def request_event(
         **extra,
     )
     eid = f"sip:{req.call_id}:{req.branch or ''}:{req.method}:{req.cseq.seq}"
-    return Event(eid, kind, record.data())
+    return Event(eid, kind, record.data(last=extra))
 
 
 def response_event(resp: SipResponse, edge: str) -> Event | None:
@@ -377,7 +377,7 @@ def response_event(resp: SipResponse, edge: str) -> Event | None:
         f"sip:{resp.call_id}:{resp.branch or ''}:{method}:{resp.cseq.seq}:"
         f"{resp.status}:{resp.to_tag or ''}"
     )
-    return Event(eid, kind, record.data())
+    return Event(eid, kind, record.data(last=extra))
 
 
 def timeout_event(call_id: str, local_tag: str, method: str, cseq: int, edge: str) -> Event:
