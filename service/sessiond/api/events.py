@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-import msgpack
+from sessiond.store.entries import decode
 
 
 def _text(value: Any) -> str:
@@ -246,14 +246,7 @@ EVENT_TYPES: dict[str, type[CallEvent]] = {
 
 def parse_entry(entry_id: Any, fields: Mapping[Any, Any]) -> CallEvent:
     """Decode one app events stream entry; unknown types become a plain :class:`CallEvent`."""
-    text = {_text(k): v for k, v in fields.items()}
-    raw = text.get("data")
-    data: dict[str, Any] = {}
-    if raw:
-        decoded = msgpack.unpackb(raw)
-        if isinstance(decoded, dict):
-            data = {_text(k): v for k, v in decoded.items()}
-    event_type = _text(text.get("type", ""))
-    sid = _text(text.get("sid", "")) or str(data.get("sid", ""))
-    cls = EVENT_TYPES.get(event_type, CallEvent)
-    return cls(_text(text.get("id", "")), event_type, sid, data, _text(entry_id))
+    entry = decode(fields, lenient=True)
+    sid = entry.sid or str(entry.data.get("sid", ""))
+    cls = EVENT_TYPES.get(entry.type, CallEvent)
+    return cls(entry.id, entry.type, sid, entry.data, _text(entry_id))

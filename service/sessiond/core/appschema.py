@@ -12,7 +12,19 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-Check = Callable[[Any], bool]
+
+class Check:
+    """A test of one field's value, with the words the schema page (docs/messages.md) shows."""
+
+    __slots__ = ("test", "doc")
+
+    def __init__(self, test: Callable[[Any], bool], doc: str) -> None:
+        self.test = test
+        self.doc = doc
+
+    def __call__(self, value: Any) -> bool:
+        return self.test(value)
+
 
 _SIP_URI = re.compile(r"^<?sips?:[^\s<>\r\n]{1,256}>?$")
 _TAG = re.compile(r"^[A-Za-z0-9.!%*_+`'~-]{1,64}$")
@@ -21,7 +33,10 @@ _CALL_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
 
 
 def _text(limit: int = 1024) -> Check:
-    return lambda v: isinstance(v, str) and 0 < len(v) <= limit and "\r" not in v and "\n" not in v
+    return Check(
+        lambda v: isinstance(v, str) and 0 < len(v) <= limit and "\r" not in v and "\n" not in v,
+        f"str, one line of 1-{limit} characters",
+    )
 
 
 def _number(low: float, high: float, integer: bool = False) -> Check:
@@ -30,14 +45,18 @@ def _number(low: float, high: float, integer: bool = False) -> Check:
             return False
         return bool(low <= v <= high)
 
-    return check
+    return Check(check, f"{'int' if integer else 'float'}, {low:g} to {high:g}")
 
 
-def _matches(pattern: re.Pattern[str]) -> Check:
-    return lambda v: isinstance(v, str) and pattern.fullmatch(v) is not None
+def _matches(pattern: re.Pattern[str], doc: str) -> Check:
+    return Check(lambda v: isinstance(v, str) and pattern.fullmatch(v) is not None, doc)
 
 
-def _uris(v: Any) -> bool:
+def _one_of(*values: Any) -> Check:
+    return Check(lambda v: v in values, " or ".join(str(v) for v in values))
+
+
+def _is_uris(v: Any) -> bool:
     items = [v] if isinstance(v, str) else v
     return (
         isinstance(items, list)
@@ -46,20 +65,28 @@ def _uris(v: Any) -> bool:
     )
 
 
+_URI = _matches(_SIP_URI, "str, a SIP URI")
+_uris = Check(_is_uris, "a SIP URI or a list of 1-8")
+
+
 _PLAY = {
     "tone": _number(1, 4000),
     "file": _text(),
     "seconds": _number(0.02, 3600),
-    "loop": lambda v: isinstance(v, bool),
+    "loop": Check(lambda v: isinstance(v, bool), "bool"),
 }
 
 # type -> (required fields, optional fields); every field maps to its check
 SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "MakeCall": (
-        {"target": _matches(_SIP_URI), "call_id": _matches(_CALL_ID), "local_tag": _matches(_TAG)},
         {
-            "to": _matches(_SIP_URI),
-            "from": _matches(_SIP_URI),
+            "target": _URI,
+            "call_id": _matches(_CALL_ID, "str, a Call-ID"),
+            "local_tag": _matches(_TAG, "str, a SIP tag"),
+        },
+        {
+            "to": _URI,
+            "from": _URI,
             "edge": _text(128),
             "table": _text(64),
             "peer": _text(128),
@@ -72,22 +99,22 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "Hangup": ({}, {"by": _text(64)}),
     "Play": ({}, _PLAY),
     "StopPlay": ({}, {}),
-    "Record": ({"path": _text()}, {"direction": lambda v: v in ("in", "out", "both")}),
+    "Record": ({"path": _text()}, {"direction": _one_of("in", "out", "both")}),
     "StopRecord": ({}, {}),
     "SendDtmf": (
-        {"digits": _matches(_DIGITS)},
-        {"duration_ms": _number(40, 5000, True), "method": lambda v: v in ("rfc4733", "info")},
+        {"digits": _matches(_DIGITS, "str, 1-32 of 0-9 * # A-D")},
+        {"duration_ms": _number(40, 5000, True), "method": _one_of("rfc4733", "info")},
     ),
     "Hold": ({}, {}),
     "Progress": ({}, {}),
     "Resume": ({}, {}),
-    "Transfer": ({"target": _matches(_SIP_URI)}, {"replaces": _text(512)}),
+    "Transfer": ({"target": _URI}, {"replaces": _text(512)}),
     "Bridge": ({"other": _text(128)}, {}),
     "Unbridge": ({}, {}),
     "DeferCall": ({}, {}),
     "RedirectCall": ({"contacts": _uris}, {}),
     "PlayAndHangup": ({}, _PLAY),
-    "ForwardCall": ({"target": _matches(_SIP_URI)}, {}),
+    "ForwardCall": ({"target": _URI}, {}),
 }
 
 

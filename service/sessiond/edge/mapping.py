@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from sessiond.core.messages import RequestEvent, ResponseEvent, TransactionTimeout
 from sessiond.core.types import Event
 from sessiond.media.hold import holds
 from sessiond.sip.address import NameAddr
@@ -274,42 +275,43 @@ def request_event(
     if not kind or req.call_id is None or req.cseq is None:
         return None
     contacts = req.contacts()
-    data: dict[str, Any] = {
-        "kind": "request",
-        "method": req.method,
-        "call_id": req.call_id,
-        "from_tag": req.from_tag or "",
-        "to_tag": to_tag,
-        "from": _untagged(req.from_addr),
-        "to": _untagged(req.to_addr),
-        "contact": str(contacts[0].uri) if contacts else "",
-        "cseq": req.cseq.seq,
-        "record_route": ",".join(req.header_values("record-route")),
-        "sdp": _sdp(req),
-        "txn": txn_text(req, transport, source),
-        "edge": edge,
-        "source": f"{source[0]}:{source[1]}",
-    }
-    if kind != "Ack":
-        data.update(_headers(req, _WANTED_REQUEST))
-    if "refer_to" in data:
-        data.update(refer_target(data["refer_to"]))
-    if data["sdp"]:
-        data["held"] = holds(data["sdp"])
+    sdp = _sdp(req)
+    extra: dict[str, Any] = {} if kind == "Ack" else _headers(req, _WANTED_REQUEST)
+    if "refer_to" in extra:
+        extra.update(refer_target(extra["refer_to"]))
+    if sdp:
+        extra["held"] = holds(sdp)
     ctype = req.content_type or ""
     if req.body and "application/sdp" not in ctype.lower():
-        data["content_type"] = ctype
-        data["body"] = req.body.decode("utf-8", "replace")
+        extra["content_type"] = ctype
+        extra["body"] = body = req.body.decode("utf-8", "replace")
         if kind == "Info":
-            digit = dtmf_digit(ctype, data["body"])
+            digit = dtmf_digit(ctype, body)
             if digit:
-                data["digit"] = digit
+                extra["digit"] = digit
         elif kind == "Notify" and "message/sipfrag" in ctype.lower():
-            code = sipfrag_code(data["body"])
+            code = sipfrag_code(body)
             if code:
-                data["code"] = code
+                extra["code"] = code
+    record = RequestEvent(
+        kind="request",
+        method=req.method,
+        call_id=req.call_id,
+        from_tag=req.from_tag or "",
+        to_tag=to_tag,
+        from_=_untagged(req.from_addr),
+        to=_untagged(req.to_addr),
+        contact=str(contacts[0].uri) if contacts else "",
+        cseq=req.cseq.seq,
+        record_route=",".join(req.header_values("record-route")),
+        sdp=sdp,
+        txn=txn_text(req, transport, source),
+        edge=edge,
+        source=f"{source[0]}:{source[1]}",
+        **extra,
+    )
     eid = f"sip:{req.call_id}:{req.branch or ''}:{req.method}:{req.cseq.seq}"
-    return Event(eid, kind, data)
+    return Event(eid, kind, record.data(last=extra))
 
 
 def response_event(resp: SipResponse, edge: str) -> Event | None:
@@ -336,45 +338,38 @@ def response_event(resp: SipResponse, edge: str) -> Event | None:
     except SipError:  # responses are not validated: a final one still ends its request
         contacts = []
     rr = resp.header_values("record-route")
-    data: dict[str, Any] = {
-        "kind": "response",
-        "method": method,
-        "code": resp.status,
-        "reason": resp.reason,
-        "call_id": resp.call_id,
-        "from_tag": resp.from_tag or "",
-        "to_tag": resp.to_tag or "",
-        "contact": str(contacts[0].uri) if contacts else "",
-        "route_set": ",".join(reversed(rr)),  # UAC route set: Record-Route reversed (12.1.2)
-        "sdp": _sdp(resp),
-        "cseq": resp.cseq.seq,
-        "edge": edge,
-        **_headers(resp, _WANTED_RESPONSE),
-    }
+    extra: dict[str, Any] = _headers(resp, _WANTED_RESPONSE)
     if resp.body and "message/sipfrag" in (resp.content_type or "").lower():
-        data["body"] = resp.body.decode("utf-8", "replace")
+        extra["body"] = resp.body.decode("utf-8", "replace")
     if resp.status in (401, 407):  # the challenge, for a retry with credentials (22.2, 22.3)
         name = "www_authenticate" if resp.status == 401 else "proxy_authenticate"
-        data[name] = resp.headers.get_all(name.replace("_", "-"))
+        extra[name] = resp.headers.get_all(name.replace("_", "-"))
+    record = ResponseEvent(
+        kind="response",
+        method=method,
+        code=resp.status,
+        reason=resp.reason,
+        call_id=resp.call_id,
+        from_tag=resp.from_tag or "",
+        to_tag=resp.to_tag or "",
+        contact=str(contacts[0].uri) if contacts else "",
+        route_set=",".join(reversed(rr)),  # UAC route set: Record-Route reversed (12.1.2)
+        sdp=_sdp(resp),
+        cseq=resp.cseq.seq,
+        edge=edge,
+        **extra,
+    )
     eid = (
         f"sip:{resp.call_id}:{resp.branch or ''}:{method}:{resp.cseq.seq}:"
         f"{resp.status}:{resp.to_tag or ''}"
     )
-    return Event(eid, kind, data)
+    return Event(eid, kind, record.data(last=extra))
 
 
 def timeout_event(call_id: str, local_tag: str, method: str, cseq: int, edge: str) -> Event:
-    data = {
-        "kind": "response",
-        "method": method,
-        "code": 408,
-        "reason": "Request Timeout",
-        "call_id": call_id,
-        "from_tag": local_tag,
-        "to_tag": "",
-        "edge": edge,
-    }
-    return Event(f"sip:{call_id}:{local_tag}:{method}:{cseq}:timeout", "TransactionTimeout", data)
+    record = TransactionTimeout(method=method, call_id=call_id, from_tag=local_tag, edge=edge)
+    eid = f"sip:{call_id}:{local_tag}:{method}:{cseq}:timeout"
+    return Event(eid, "TransactionTimeout", record.data())
 
 
 def build_response(

@@ -38,8 +38,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
-
 from sessiond.core import metrics
 from sessiond.core.types import Event
 from sessiond.edge.access import AccessPolicy
@@ -82,9 +80,10 @@ from sessiond.sip.timers import TimerConfig
 from sessiond.sip.transaction import TransactionLayer, answers
 from sessiond.sip.validate import check_loop, validate_request
 from sessiond.store.client import RETRYABLE, is_embedded
+from sessiond.store.entries import decode as decode_entry
+from sessiond.store.entries import encode_event
 from sessiond.store.keys import Keys
 from sessiond.store.round import Round
-from sessiond.store.store import encode_event
 from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.edge")
@@ -691,9 +690,8 @@ class Edge:
                 with survive("commands"):  # a poisoned entry is acked and skipped
                     if start != ">" and (fields is None or self._stale(entry_id)):  # trimmed
                         continue
-                    cmd = {k.decode(): v for k, v in fields.items()}
-                    data = msgpack.unpackb(cmd["data"]) if "data" in cmd else {}
-                    await self.execute_command(cmd["id"].decode(), cmd["type"].decode(), data)
+                    cmd = decode_entry(fields)
+                    await self.execute_command(cmd.id, cmd.type, cmd.data)
                 self._to_ack.setdefault(stream, []).append(entry_id)
                 count += 1
         return count

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
+from sessiond.core.messages import LegEvent, MediaFailed, MediaReady
 from sessiond.core.types import Event
 from sessiond.media.errors import MediaError, OfferAnswerError, SdpError
 from sessiond.media.leg import Emit, Leg
@@ -31,6 +30,7 @@ from sessiond.media.playback import Player, Recorder
 from sessiond.media.ports import NoFreePort, PortAllocator
 from sessiond.media.sdp import Codec, Direction, Origin, SessionDescription
 from sessiond.media.wav import read_wav
+from sessiond.store.entries import EntryError, decode
 
 log = logging.getLogger("sessiond.media")
 
@@ -52,15 +52,12 @@ class MediaCommand:
 def decode_command(fields: Mapping[bytes, bytes]) -> MediaCommand:
     """Decode an entry (``id``, ``type``, ``sid``, msgpack ``data``); CommandError if bad."""
     try:
-        text = {k.decode(): v for k, v in fields.items() if k != b"data"}
-        cid, ctype = text["id"].decode(), text["type"].decode()
-        sid = text.get("sid", b"").decode()
-        data = msgpack.unpackb(fields[b"data"]) if b"data" in fields else {}
-    except Exception as exc:  # anything a garbage entry can raise
+        entry = decode(fields)
+    except (EntryError, UnicodeDecodeError) as exc:
         raise CommandError(f"undecodable command entry: {exc!r}") from exc
-    if not cid or not ctype or not isinstance(data, dict):
+    if not entry.id or not entry.type:
         raise CommandError("command entry without id, type or a map as data")
-    return MediaCommand(cid, ctype, sid, data)
+    return MediaCommand(entry.id, entry.type, entry.sid, entry.data)
 
 
 def _text(data: Mapping[str, Any], name: str) -> str:
@@ -71,7 +68,7 @@ def _text(data: Mapping[str, Any], name: str) -> str:
 
 
 def failed_event(cmd: MediaCommand, media_id: str, code: int, reason: str) -> Event:
-    data = {"code": code, "reason": reason, "media_id": media_id}
+    data = MediaFailed(code=code, reason=reason, media_id=media_id).data()
     return Event(f"{cmd.id}:failed", "MediaFailed", data, cmd.sid)
 
 
@@ -204,7 +201,7 @@ class Executor:
         return [leg.ready]
 
     def _ready(self, cmd: MediaCommand, leg: Leg, sdp: SessionDescription) -> Event:
-        data = {"sdp": str(sdp), "media_node": self.name, "media_id": leg.media_id}
+        data = MediaReady(sdp=str(sdp), media_node=self.name, media_id=leg.media_id).data()
         return Event(f"{cmd.id}:ready", "MediaReady", data, leg.sid or cmd.sid)
 
     def _failure(self, cmd: MediaCommand, media_id: str, exc: Exception) -> Event:
@@ -298,7 +295,7 @@ class Executor:
             path = self._path(_text(data, "file"))
             frames = await asyncio.get_running_loop().run_in_executor(None, read_wav, path)
         except (MediaError, OSError) as exc:
-            failed = {"media_id": leg.media_id, "reason": "failed", "error": str(exc)}
+            failed = LegEvent(media_id=leg.media_id, reason="failed", error=str(exc)).data()
             return [Event(f"{cmd.id}:played", "PlayFinished", failed, leg.sid)]
         if self.legs.get(leg.media_id) is leg:  # not destroyed while the file was read
             leg.play(Player(f"{cmd.id}:played", frames=frames, seconds=seconds, loop=loop))
@@ -316,7 +313,7 @@ class Executor:
             path = self._path(_text(cmd.data, "path"))
             recorder = Recorder(path, str(cmd.data.get("direction", "both")))
         except (ValueError, OSError, CommandError) as exc:
-            failed = {"media_id": leg.media_id, "reason": "failed", "error": str(exc)}
+            failed = LegEvent(media_id=leg.media_id, reason="failed", error=str(exc)).data()
             return [Event(f"{cmd.id}:recorded", "RecordingStopped", failed, leg.sid)]
         leg.record(recorder, cmd.id)
         return []

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from sessiond.core.messages import LegEvent
 from sessiond.core.types import Event
 from sessiond.media.codecs import SILENCE, AudioCodec, G711Codec
 from sessiond.media.dtmf import DtmfDigit
@@ -243,7 +244,8 @@ class Leg:
         transport.sendto(transmit.data, transmit.address)
 
     def _emit(self, event_id: str, event_type: str, **data: Any) -> None:
-        self.emit(Event(event_id, event_type, {"media_id": self.media_id, **data}, self.sid))
+        record = LegEvent(media_id=self.media_id, **data)
+        self.emit(Event(event_id, event_type, record.data(), self.sid))
 
     def attach_audio(self, tap: AudioTap | None) -> None:
         """Exchange audio with this process through ``tap`` (None detaches it)."""

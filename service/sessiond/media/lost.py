@@ -38,12 +38,13 @@ import secrets
 from collections.abc import Mapping
 from typing import Any
 
+from sessiond.core.messages import MediaLost
 from sessiond.core.types import Event
 from sessiond.media.errors import MediaError
 from sessiond.store import Keys
+from sessiond.store.entries import encode_event
 from sessiond.store.liveness import StoreContact
 from sessiond.store.scripts import source
-from sessiond.store.store import encode_event
 
 log = logging.getLogger("sessiond.media")
 INCARNATION = "@incarnation"
@@ -74,7 +75,7 @@ def lost_events(node: str, legs: Mapping[Any, Any]) -> list[Event]:
         if media_id == INCARNATION:
             continue
         sid, _, origin = entry.partition(" ")
-        data = {"media_node": node, "media_id": media_id, "reason": "media node lost"}
+        data = MediaLost(media_node=node, media_id=media_id, reason="media node lost").data()
         events.append(Event(f"medialost:{node}:{media_id}:{origin}", "MediaLost", data, sid))
     return events
 

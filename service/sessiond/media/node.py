@@ -74,8 +74,8 @@ from sessiond.media.ports import PortAllocator
 from sessiond.media.sdp import Codec
 from sessiond.store import Keys
 from sessiond.store.client import RETRYABLE
+from sessiond.store.entries import encode_event
 from sessiond.store.round import Round
-from sessiond.store.store import encode_event
 from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.media")

@@ -33,16 +33,13 @@ from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, TypeVar
 
-import msgpack
-
 from sessiond.core import appschema, metrics
 from sessiond.core.types import Event
 from sessiond.media.lost import LegRegistry
-from sessiond.store import Store
+from sessiond.store import Store, entries
 from sessiond.store.client import RETRYABLE, is_embedded
 from sessiond.store.liveness import StoreContact, run_id
 from sessiond.store.round import Round
-from sessiond.store.store import decode_event
 from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 from sessiond.worker import calllog
 from sessiond.worker.applier import Applier, Handled, Work
@@ -580,12 +577,7 @@ class Worker:
             log.info("dropped %s %s: %s", event.type, event.id, status)
             return 0
         edge = self.keys.edge_commands(str(event.data.get("edge", "any")))
-        fields = {
-            "id": f"{event.id}/fallback",
-            "type": "respond",
-            "sid": "",
-            "data": msgpack.packb(data),
-        }
+        fields = entries.fields(f"{event.id}/fallback", "respond", "", entries.pack(data))
         pipe.xadd(edge, fields, maxlen=self.store.stream_maxlen, approximate=True)
         return 1
 
@@ -600,7 +592,7 @@ def _text(value: bytes | str) -> str:
 
 def _decode(fields: Any) -> Event | None:
     try:
-        return decode_event(fields)
+        return entries.decode_event(fields)
     except Exception:  # a malformed entry must not stop the partition
         log.warning("undecodable stream entry: %r", fields)
         return None
