@@ -115,17 +115,21 @@ class Liveness:
         *,
         accept_drain: bool = True,
         errors: Literal["raise", "own", "return"] = "raise",
+        info: bool = False,
     ) -> Beat:
         """Write the heartbeat and look for a drain request, with the commands ``extra``
         queues on the same pipeline. A drain request found is consumed (its key deleted)
         when ``accept_drain``. An error reply (the whole round is read first) raises
         (``errors="raise"``), raises only for the heartbeat's own commands (``"own"``: the
-        caller looks at its replies), or is left in :attr:`Beat.extra` (``"return"``)."""
+        caller looks at its replies), or is left in :attr:`Beat.extra` (``"return"``). With
+        ``info``, the first extra reply is ``INFO server`` (see :func:`run_id`)."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.set(self.keys.heartbeat(self.kind, self.name), str(os.getpid()), ex=self.ttl)
         if self.listed:
             pipe.zadd(self.keys.processes(self.kind), {self.name: time.time()})
         pipe.exists(self.keys.drain(self.name))
+        if info:
+            pipe.info("server")
         if extra is not None:
             extra(pipe)
         replies = await pipe.execute(raise_on_error=False)
