@@ -49,7 +49,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -70,7 +69,6 @@ from sessiond.store import Keys
 from sessiond.store.client import RETRYABLE
 from sessiond.store.consumer import Consumer, SeenIds
 from sessiond.store.keys import HEARTBEAT_TTL, MEDIA_GROUP, STREAM_MAXLEN
-from sessiond.store.legs import LegStore
 from sessiond.store.liveness import Liveness
 from sessiond.store.round import Round
 from sessiond.store.streams import cancel_and_wait, retrying
@@ -124,8 +122,8 @@ class MediaNode:
         self.consumer = Consumer(redis, GROUP, name, [self._own, self._pool], count=64)
         self._packets = (0, 0)
         self.incarnation = new_incarnation()
-        self.legs = LegStore(redis, keys, stream_maxlen=stream_maxlen)
         self.registry = LegRegistry(redis, keys, stream_maxlen=stream_maxlen)
+        self.legs = self.registry.store
         self.owners = LegOwners(redis, keys)
         self.liveness = Liveness(redis, keys, "media", name, ttl=heartbeat_ttl)
         self.audit = LegAudit(redis, keys, name)
@@ -200,9 +198,15 @@ class MediaNode:
         """Create the ``media`` group on both command streams (from the start of each)."""
         await self.consumer.ensure_groups()
 
-    async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T | None:
+    async def _retrying(
+        self, step: Callable[[], Awaitable[T]], on_error: Callable[[], None] | None = None
+    ) -> T | None:
         return await retrying(
-            step, stopping=self.stopping, recreate_groups=self.ensure_groups, log=log
+            step,
+            stopping=self.stopping,
+            recreate_groups=self.ensure_groups,
+            log=log,
+            on_error=on_error,
         )
 
     # -- commands -------------------------------------------------------------------------
@@ -210,13 +214,8 @@ class MediaNode:
     async def _consume(self, stream: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
             # first (and after a Redis error) the entries delivered to us and never acked
-            await retrying(
-                partial(self.consume_once, stream),
-                stopping=self.stopping,
-                recreate_groups=self.ensure_groups,
-                log=log,
-                on_error=partial(self.consumer.backlog.lost, stream),
-            )
+            lost = partial(self.consumer.backlog.lost, stream)
+            await self._retrying(partial(self.consume_once, stream), lost)
         with contextlib.suppress(*RETRYABLE):  # the last batch's events and acks
             await self._publish_unpublished(stream)
 
@@ -329,7 +328,6 @@ class MediaNode:
         """Claim, in one round trip, the creates of a batch this node will execute (see
         :mod:`sessiond.media.owner`); a FENCED answer means this incarnation was declared
         lost: close its legs, start a new incarnation, and claim the batch again."""
-        self._claims.clear()
         claims = creates_to_claim(
             entries,
             done=self._done,
@@ -337,20 +335,9 @@ class MediaNode:
             makes_none=lambda entry_id: self.draining.is_set() or self._too_old(entry_id),
             takeover=takeover,
         )
-        if not claims:
-            return
-        try:
-            answers = await self.owners.claim_many(
-                self.name, self.incarnation, list(claims.values())
-            )
-        except ResponseError as exc:  # e.g. an ACL without the script's commands
-            log.error("claiming legs failed, creating them unclaimed: %s", exc)
-            return
-        if any(status == "FENCED" for status, _ in answers):
-            await self._fenced_locked()
-            again = [replace(c, takeover=True) for c in claims.values()]
-            answers = await self.owners.claim_many(self.name, self.incarnation, again)
-        self._claims = dict(zip(claims, answers, strict=True))
+        self._claims = await self.owners.claim_batch(
+            self.name, lambda: self.incarnation, claims, self._fenced_locked
+        )
 
     async def _forwarded(self, cmd: Any, fields: Any) -> bool:
         """A command for a leg that reached the pool (its session did not know the leg's

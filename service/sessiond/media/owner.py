@@ -30,9 +30,11 @@ record (``lua/media_route.lua``) and forwards the command to the owner's own str
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection, Container, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Collection, Container, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
+
+from redis.exceptions import ResponseError
 
 from sessiond.media.commands import CommandError, decode_command
 from sessiond.store import Keys
@@ -153,6 +155,31 @@ class LegOwners:
         ]
         replies = await self._eval_many(calls)
         return [(_text(status), _text(detail)) for status, detail in replies]
+
+    async def claim_batch(
+        self,
+        node: str,
+        incarnation: Callable[[], str],
+        claims: Mapping[str, Claim],
+        fenced: Callable[[], Awaitable[None]],
+    ) -> dict[str, tuple[str, str]]:
+        """:meth:`claim_many` for a batch's creates (create id -> claim); the answers by
+        create id. A FENCED answer means the node's incarnation was declared lost: after
+        ``fenced()`` (it closes its legs and starts a new incarnation) the batch is claimed
+        again. A claim the server refuses (say, an ACL without the script's commands)
+        leaves the creates unclaimed."""
+        if not claims:
+            return {}
+        try:
+            answers = await self.claim_many(node, incarnation(), list(claims.values()))
+        except ResponseError as exc:
+            log.error("claiming legs failed, creating them unclaimed: %s", exc)
+            return {}
+        if any(status == "FENCED" for status, _ in answers):
+            await fenced()
+            again = [replace(c, takeover=True) for c in claims.values()]
+            answers = await self.claim_many(node, incarnation(), again)
+        return dict(zip(claims, answers, strict=True))
 
     async def route(self, media_id: str, *, destroy: bool) -> str:
         """The node that owns ``media_id`` ("" if none); a destroy marks the leg destroyed."""
