@@ -1,10 +1,12 @@
-"""One member of a consumer group: what the edge, the media node and the applications share.
+"""One member of a consumer group: acks with the next read, backlog first, claim, seen ids.
 
 A consumer acknowledges the entries it ran in the round trip of its next read (XACK then
 XREADGROUP in one :class:`~sessiond.store.round.Round`: one round trip per batch, not two);
 acks whose round failed are kept for the next one. It reads its own backlog first
 (:class:`~sessiond.store.streams.Backlog`). Commands repeat (a re-emitted outbox, a backlog
 re-read): :class:`SeenIds` drops an id run recently.
+re-read): :class:`SeenIds` drops an id run recently. Used by the media node (and SeenIds by
+the edge); the edge's and the worker's own read loops can move to :meth:`Consumer.read`.
 """
 
 from __future__ import annotations
