@@ -4,7 +4,6 @@ A consumer acknowledges the entries it ran in the round trip of its next read (X
 XREADGROUP in one :class:`~sessiond.store.round.Round`: one round trip per batch, not two);
 acks whose round failed are kept for the next one. It reads its own backlog first
 (:class:`~sessiond.store.streams.Backlog`). Commands repeat (a re-emitted outbox, a backlog
-re-read): :class:`SeenIds` drops an id run recently.
 re-read): :class:`SeenIds` drops an id run recently. Used by the media node (and SeenIds by
 the edge); the edge's and the worker's own read loops can move to :meth:`Consumer.read`.
 """
