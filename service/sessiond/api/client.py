@@ -18,13 +18,13 @@ from collections.abc import Collection
 from types import TracebackType
 from typing import Any
 
-from redis.exceptions import ResponseError
-
 from sessiond.api.errors import CallFailed, CallTimeout, SessionNotFound
 from sessiond.api.stream import EventStream
 from sessiond.core.types import Event
-from sessiond.store import Keys, Store, new_sid
+from sessiond.store import Keys, Store, new_sid, queries
 from sessiond.store.client import connect
+from sessiond.store.liveness import live_processes
+from sessiond.store.streams import ensure_groups
 
 DEFAULT_FROM = "sip:sessiond@127.0.0.1"
 
@@ -81,13 +81,7 @@ class Client:
         """Create the consumer group (from ``start``) unless it exists. Idempotent."""
         if self._group_ready:
             return
-        try:
-            await self.redis.xgroup_create(
-                self.keys.app_events(), self.group, id=self.start, mkstream=True
-            )
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await ensure_groups(self.redis, [self.keys.app_events()], self.group, start=self.start)
         self._group_ready = True
 
     async def recreate_group(self) -> None:
@@ -99,8 +93,7 @@ class Client:
 
     async def live_edges(self) -> list[str]:
         """Names of the edges whose heartbeat is alive."""
-        names = [n.decode() for n in await self.redis.zrange(self.keys.processes("edge"), 0, -1)]
-        return [n for n in names if await self.redis.exists(self.keys.heartbeat("edge", n))]
+        return await live_processes(self.redis, self.keys, "edge")
 
     async def make_call(
         self,
@@ -141,8 +134,7 @@ class Client:
         """Publish the application command ``kind`` to session ``sid``; the event id.
 
         :class:`SessionNotFound` if the session does not exist (or has expired)."""
-        if not await self.redis.exists(self._session_key(sid)):
-            raise SessionNotFound(f"no session {sid}")
+        await self._session_key_exists(sid)
         event = Event(f"app:{kind}:{secrets.token_hex(8)}", kind, data or {}, sid)
         await self.store.publish(self.keys.partition_of(sid), event)
         return event.id
@@ -255,17 +247,19 @@ class Client:
         await self.send(sid, "Unbridge")
 
     async def _session_key_exists(self, sid: str) -> None:
-        if not await self.redis.exists(self._session_key(sid)):
+        self._session_key(sid)  # SessionNotFound for what is not a session id
+        if not await queries.session_exists(self.redis, self.keys, sid):
             raise SessionNotFound(f"no session {sid}")
 
     # -- reading ----------------------------------------------------------------------------
 
     async def session(self, sid: str) -> dict[str, str]:
         """The session hash (fields as text); :class:`SessionNotFound` if there is none."""
-        raw = await self.redis.hgetall(self._session_key(sid))
-        if not raw:
+        self._session_key(sid)  # SessionNotFound for what is not a session id
+        fields = await queries.session_fields(self.redis, self.keys, sid)
+        if not fields:
             raise SessionNotFound(f"no session {sid}")
-        return {k.decode(): v.decode("utf-8", "replace") for k, v in raw.items()}
+        return fields
 
     async def history(self, sid: str, count: int = 100) -> list[dict[str, str]]:
         """The session's transitions, oldest first (event, from, to, actions...)."""

@@ -22,12 +22,12 @@ from sessiond.core.types import Event
 from sessiond.media.audit import orphan_legs_async
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.uri import SipUri, parse_uri
-from sessiond.store import Keys, Store, new_sid
+from sessiond.store import Keys, Store, new_sid, queries
 from sessiond.store.client import connect, url_problem
 from sessiond.store.embedded import local_runs, runtime_dir
+from sessiond.store.liveness import live_processes, request_drain
 from sessiond.table import load_table
 from sessiond.table.tableset import TableSet
-from sessiond.worker.process import GROUP
 
 LIST_FIELDS = ("sid", "role", "state", "call_id", "remote_uri", "entered_state_at")
 
@@ -133,13 +133,11 @@ def unreachable(url: str, exc: BaseException) -> str:
 
 async def _list(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
     now = time.time()
-    rows = []
-    async for key in redis.scan_iter(match=f"{keys.ns}:*:session:*", count=1000):
-        values = await redis.hmget(key, *LIST_FIELDS)
-        row = dict(zip(LIST_FIELDS, (v.decode() if v else "" for v in values), strict=True))
-        if args.state and row["state"] != args.state:
-            continue
-        rows.append(row)
+    rows = [
+        row
+        for row in await queries.session_rows(redis, keys, LIST_FIELDS)
+        if not args.state or row["state"] == args.state
+    ]
     rows.sort(key=lambda r: r["entered_state_at"])
     print(f"{'SESSION':24} {'ROLE':4} {'STATE':12} {'IN STATE':>9}  CALL-ID / REMOTE")
     for r in rows:
@@ -227,15 +225,8 @@ async def _transfer(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
     return await _send(redis, keys, args.sid, "Transfer", {"target": args.target})
 
 
-async def live(redis: Any, keys: Keys, kind: str) -> list[str]:
-    """Names of the processes of ``kind`` whose heartbeat is alive."""
-    names = [n.decode() for n in await redis.zrange(keys.processes(kind), 0, -1)]
-    alive = [n for n in names if await redis.exists(keys.heartbeat(kind, n))]
-    return alive
-
-
 async def _call(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
-    edges = [args.edge] if args.edge else await live(redis, keys, "edge")
+    edges = [args.edge] if args.edge else await live_processes(redis, keys, "edge")
     if not edges:
         print("no live edge to place the call through (start one, or pass --edge)")
         return 1
@@ -258,12 +249,10 @@ async def _call(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
 async def _registrations(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
     """The edges' registrations (and --ping keepalives): state, expiry, reachability."""
     now = time.time()
-    rows = []
-    for kind in ("registration", "keepalive"):
-        async for key in redis.scan_iter(match=f"{keys.ns}:{kind}:*", count=1000):
-            raw = await redis.hgetall(key)
-            row = {k.decode(): v.decode() for k, v in raw.items()}
-            rows.append((row.get("aor") or row.get("target", ""), row))
+    rows = [
+        (row.get("aor") or row.get("target", ""), row)
+        for row in await queries.registrations(redis, keys)
+    ]
     head = f"{'AOR / TARGET':40} {'STATE':13} {'EXPIRES IN':>10} {'LAST':>4} {'REACH':>5}"
     print(f"{head} {'RTT':>8}")
     for name, row in sorted(rows, key=lambda r: r[0]):
@@ -279,37 +268,19 @@ async def _registrations(redis: Any, keys: Keys, args: argparse.Namespace) -> in
 
 
 async def _drain(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
-    await redis.set(keys.drain(args.worker), "1", ex=60)
+    await request_drain(redis, keys, args.worker)
     print(f"drain requested for {args.worker}: it stops reading, finishes its batch and exits")
     return 0
 
 
 async def _workers(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
-    pending: dict[str, int] = {}
-    for p in range(keys.partitions):
-        try:
-            consumers = await redis.xinfo_consumers(keys.events(p), GROUP)
-        except Exception:  # no stream or group yet
-            continue
-        for c in consumers:
-            name = c["name"].decode() if isinstance(c["name"], bytes) else c["name"]
-            pending[name] = pending.get(name, 0) + int(c["pending"])
-    held: dict[str, list[int]] = {}  # worker -> the partitions whose lease it holds
-    pipe = redis.pipeline(transaction=False)
-    for lease in keys.leases():
-        pipe.get(lease)
-    for p, owner in enumerate(await pipe.execute()):
-        if owner is not None:
-            held.setdefault(owner.decode(), []).append(p)
+    rows = await queries.workers(redis, keys)
     now = time.time()
-    seen = await redis.zrange(keys.processes("worker"), 0, -1, withscores=True)
     print(f"{'WORKER':40} {'STATUS':6} {'LAST SEEN':>9} {'PENDING':>8}  PARTITIONS")
-    for raw, score in seen:
-        name = raw.decode()
-        alive = await redis.exists(keys.heartbeat("worker", name))
+    for w in rows:
         print(
-            f"{name:40} {'alive' if alive else 'dead':6} {now - score:8.1f}s "
-            f"{pending.get(name, 0):8}  {_ranges(held.get(name, [])) or '-'}"
+            f"{w.name:40} {'alive' if w.alive else 'dead':6} {now - w.last_seen:8.1f}s "
+            f"{w.pending:8}  {_ranges(w.partitions) or '-'}"
         )
     return 0
 

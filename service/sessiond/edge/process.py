@@ -30,10 +30,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -80,14 +78,16 @@ from sessiond.sip.timers import TimerConfig
 from sessiond.sip.transaction import TransactionLayer, answers
 from sessiond.sip.validate import check_loop, validate_request
 from sessiond.store.client import RETRYABLE, is_embedded
+from sessiond.store.consumer import SeenIds
 from sessiond.store.entries import decode as decode_entry
 from sessiond.store.entries import encode_event
-from sessiond.store.keys import Keys
+from sessiond.store.keys import EDGE_GROUP, STREAM_MAXLEN, WORKERS_GROUP, Keys
+from sessiond.store.liveness import Liveness
 from sessiond.store.round import Round
 from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 
 log = logging.getLogger("sessiond.edge")
-GROUP = "edge"
+GROUP = EDGE_GROUP
 ALLOW = ALLOWED
 MAX_MESSAGE = 65_535
 
@@ -147,7 +147,8 @@ class Edge:
         self.command_batch = command_batch
         self.locals: dict[str, Local] = {}
         self.stopping = asyncio.Event()
-        self._done: OrderedDict[str, None] = OrderedDict()  # recent command ids
+        self._done = SeenIds()  # recent command ids
+        self.liveness = Liveness(redis, keys, "edge", name)
         self._to_ack: dict[str, list[bytes]] = {}  # command entries run, acked on next read
         self._key_transport: dict[str, str] = {}
         self._clients: dict[str, _ClientInfo] = {}
@@ -222,8 +223,7 @@ class Edge:
                 await asyncio.wait_for(self._drain(), 2.0)
             self.transports.close()
         with contextlib.suppress(Exception):
-            await self.redis.delete(self.keys.heartbeat("edge", self.name))
-            await self.redis.zrem(self.keys.processes("edge"), self.name)
+            await self.liveness.leave()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -537,11 +537,8 @@ class Edge:
 
     # -- outbound -------------------------------------------------------------------------
     async def execute_command(self, cid: str, kind: str, data: Mapping[str, Any]) -> None:
-        if cid in self._done:
+        if not self._done.first(cid):
             return
-        self._done[cid] = None
-        if len(self._done) > 50_000:
-            self._done.popitem(last=False)
         try:
             if kind == "respond":
                 self._respond(data)
@@ -733,7 +730,7 @@ class Edge:
         pipe = Round(self.redis)
         for op, key, value in batch:
             if op == "xadd":
-                pipe.xadd(key, value, maxlen=100_000, approximate=True)
+                pipe.xadd(key, value, maxlen=STREAM_MAXLEN, approximate=True)
             else:
                 pipe.set(key, value, ex=int(self.timers.timeout) + 1)
         await pipe.execute()
@@ -777,18 +774,17 @@ class Edge:
 
     async def _beat(self) -> None:
         """Heartbeat and registration, a drain request, and the workers' stream lag."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.keys.heartbeat("edge", self.name), str(os.getpid()), ex=5)
-        pipe.zadd(self.keys.processes("edge"), {self.name: time.time()})
-        pipe.exists(self.keys.drain(self.name))
-        pipe.hgetall(self.keys.media_capacity())
-        for partition in range(self.keys.partitions):
-            pipe.xinfo_groups(self.keys.events(partition))
-        _, _, drain, media, *groups = await pipe.execute(raise_on_error=False)
+
+        def extra(pipe: Any) -> None:
+            pipe.hgetall(self.keys.media_capacity())
+            for partition in range(self.keys.partitions):
+                pipe.xinfo_groups(self.keys.events(partition))
+
+        beat = await self.liveness.beat(extra, errors="return")
+        media, *groups = beat.extra
         self.overload.observe_lag(_worker_lag(groups))
         await self._observe_admission(media)
-        if drain:
-            await self.redis.delete(self.keys.drain(self.name))
+        if beat.drain:
             self.stop()
 
     async def _observe_admission(self, media: Any) -> None:
@@ -834,7 +830,7 @@ def _worker_lag(replies: list[Any]) -> int:
     for reply in replies:
         if isinstance(reply, list):
             for group in reply:
-                if group.get("name") in (b"workers", "workers"):
+                if _text(group.get("name", b"")) == WORKERS_GROUP:
                     lag += int(group.get("lag") or 0)
     return lag
 

@@ -11,13 +11,12 @@ nodes' ``{media:NAME}:legs`` hashes, which trail the nodes' memory by one round 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sessiond.store import Keys
-
-INCARNATION = "@incarnation"
+from sessiond.store.legs import INCARNATION
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -151,3 +150,65 @@ async def orphan_legs_async(client: Any, keys: Keys) -> list[OrphanLeg]:
     pipe = client.pipeline(transaction=False)
     queue_leg_checks(pipe, keys, [(m, sid) for _, _, (m, sid, _) in served])
     return _orphans(served, await pipe.execute() if served else [])
+
+
+class LegAudit:
+    """A node's check of its own legs (:meth:`sessiond.media.node.MediaNode.audit_once`):
+    ``limit`` legs per call, in turn; a leg is condemned once every check for ``grace``
+    seconds found it an orphan (the destroy of a call that just ended is on its way)."""
+
+    def __init__(self, redis: Any, keys: Keys, node: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.node = node
+        self._at = 0  # where the next audit starts in the legs
+        #: legs ("media id origin") found orphaned, and when that was first seen
+        self._suspects: dict[str, float] = {}
+
+    def choose(self, legs: Sequence[Any], limit: int) -> list[Any]:
+        if not legs:
+            return []
+        start = self._at % len(legs)
+        chosen = (list(legs[start:]) + list(legs[:start]))[:limit]
+        self._at = start + len(chosen)
+        return chosen
+
+    async def read(self, chosen: Sequence[Any]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        queue_leg_checks(pipe, self.keys, [(leg.media_id, leg.sid) for leg in chosen])
+        return list(await pipe.execute())
+
+    def condemned(
+        self,
+        chosen: Sequence[Any],
+        replies: Sequence[Any],
+        held: Iterable[Any],
+        incarnation: str,
+        now: float,
+        grace: float,
+    ) -> list[tuple[Any, str]]:
+        """(leg, reason) for the ``chosen`` legs (still ``held``) to close now."""
+        checked = {f"{leg.media_id} {leg.origin}" for leg in chosen}
+        holding = {f"{leg.media_id} {leg.origin}": leg for leg in held}
+        suspects, self._suspects = (
+            self._suspects,
+            {
+                leg: since  # not checked this time, and not ended since
+                for leg, since in self._suspects.items()
+                if leg in holding and leg not in checked
+            },
+        )
+        out = []
+        for i, leg in enumerate(chosen):
+            registry, exists, owner = replies[3 * i : 3 * i + 3]
+            reason = orphan_reason(
+                self.node, incarnation, leg.sid, registry, exists, owner, missing_is_orphan=False
+            )
+            name = f"{leg.media_id} {leg.origin}"
+            if not reason or holding.get(name) is not leg:
+                continue
+            since = self._suspects[name] = suspects.get(name, now)
+            if now - since >= grace:
+                del self._suspects[name]
+                out.append((leg, reason))
+        return out

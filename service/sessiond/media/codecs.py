@@ -16,6 +16,7 @@ from typing import Protocol
 
 from sessiond.media import g711
 from sessiond.media.errors import CodecError
+from sessiond.media.offer_answer import DEFAULT_CODECS
 from sessiond.media.sdp import Codec
 
 SAMPLE_RATE = 8000
@@ -90,3 +91,16 @@ def create_codec(codec: Codec) -> AudioCodec:
     if not supported(codec):
         raise CodecError(f"unsupported codec {codec.name}/{codec.clock_rate}")
     return _FACTORIES[codec.name.lower()](codec)
+
+
+def available_codecs() -> tuple[Codec, ...]:
+    """The default codecs this installation can actually run (Opus needs PyAV)."""
+    usable = []
+    for codec in DEFAULT_CODECS:
+        try:
+            if codec.name != "telephone-event":
+                create_codec(codec)
+        except (CodecError, ImportError):
+            continue
+        usable.append(codec)
+    return tuple(usable)

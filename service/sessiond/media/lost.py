@@ -42,13 +42,13 @@ from sessiond.core.messages import MediaLost
 from sessiond.core.types import Event
 from sessiond.media.errors import MediaError
 from sessiond.store import Keys
-from sessiond.store.entries import encode_event
+from sessiond.store.keys import STREAM_MAXLEN
+from sessiond.store.legs import INCARNATION, LegStore
 from sessiond.store.liveness import StoreContact
-from sessiond.store.scripts import source
 
 log = logging.getLogger("sessiond.media")
-INCARNATION = "@incarnation"
 CLAIM_TTL = 15
+__all__ = ["INCARNATION", "LegRegistry", "leg_entry", "lost_events", "new_incarnation"]
 
 
 def new_incarnation() -> str:
@@ -81,36 +81,28 @@ def lost_events(node: str, legs: Mapping[Any, Any]) -> list[Event]:
 
 
 class LegRegistry:
-    """The Redis side of media node loss, for one client and namespace."""
+    """Media node loss, for one client and namespace (the keys: :class:`LegStore`)."""
 
-    def __init__(self, redis: Any, keys: Keys, *, stream_maxlen: int = 100_000) -> None:
-        self.redis = redis
-        self.keys = keys
-        self.stream_maxlen = stream_maxlen
-        self._forget = redis.register_script(source("forget_legs"))
+    def __init__(self, redis: Any, keys: Keys, *, stream_maxlen: int = STREAM_MAXLEN) -> None:
+        self.store = LegStore(redis, keys, stream_maxlen=stream_maxlen)
 
     def queue_publish(self, pipe: Any, events: list[Event]) -> None:
-        for event in events:
-            stream = self.keys.events(self.keys.partition_of(event.sid))
-            pipe.xadd(stream, encode_event(event), maxlen=self.stream_maxlen, approximate=True)
+        self.store.queue_events(pipe, events)
 
     async def forget(self, node: str, expected: str, new: str = "") -> bool:
         """Drop ``node``'s legs hash if its incarnation is still ``expected``."""
-        keys = [self.keys.media_legs(node)]
-        return bool(await self._forget(keys=keys, args=[expected, new]))
+        return await self.store.forget(node, expected, new)
 
     async def announce_stale(self, node: str, incarnation: str) -> int:
         """For a node (re)starting as ``incarnation``: announce every leg listed for an
         earlier incarnation of its name, then own the hash. Returns the legs announced."""
         announced = 0
         for _ in range(5):  # a worker announcing the same legs may drop the hash meanwhile
-            legs = await self.redis.hgetall(self.keys.media_legs(node))
+            legs = await self.store.legs(node)
             events = lost_events(node, legs)
             if events:
                 log.warning("media node %s: %d legs of a previous run are lost", node, len(events))
-                pipe = self.redis.pipeline(transaction=False)
-                self.queue_publish(pipe, events)
-                await pipe.execute()
+                await self.store.publish(events)
             announced += len(events)
             if await self.forget(node, _incarnation(legs), incarnation):
                 return announced
@@ -121,8 +113,8 @@ class LegRegistry:
         zset entry. Nothing if its heartbeat came back, or if ``contact`` says the store
         stalled meanwhile. Returns the legs announced."""
         started = contact.now() if contact is not None else 0.0
-        legs = await self.redis.hgetall(self.keys.media_legs(node))
-        if await self.redis.exists(self.keys.heartbeat("media", node)):
+        legs = await self.store.legs(node)
+        if (await self.store.alive([node]))[0]:
             return 0  # restarted since: it announces its previous legs itself
         if contact is not None and not contact.reached(started):
             log.info("media node %s: no heartbeat, but the store was away: not judged", node)
@@ -130,11 +122,9 @@ class LegRegistry:
         events = lost_events(node, legs)
         if events:
             log.warning("media node %s lost: moving %d calls", node, len(events))
-            pipe = self.redis.pipeline(transaction=False)
-            self.queue_publish(pipe, events)
-            await pipe.execute()
+            await self.store.publish(events)
         await self.forget(node, _incarnation(legs))
-        await self.redis.zrem(self.keys.processes("media"), node)
+        await self.store.unlist(node)
         return len(events)
 
     async def find_lost_nodes(self, claimant: str, contact: StoreContact | None = None) -> int:
@@ -145,22 +135,18 @@ class LegRegistry:
         if contact is not None and not contact.steady():
             return 0
         started = contact.now() if contact is not None else 0.0
-        names = [_text(n) for n in await self.redis.zrange(self.keys.processes("media"), 0, -1)]
+        names = await self.store.nodes()
         if not names:
             return 0
-        pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.exists(self.keys.heartbeat("media", name))
-        alive = await pipe.execute()
+        alive = await self.store.alive(names)
         if contact is not None and not contact.reached(started):
             return 0
         announced = 0
         for name, live in zip(names, alive, strict=True):
             if live:
                 continue
-            claim = self.keys.media_lost_claim(name)
-            if not await self.redis.set(claim, claimant, nx=True, ex=CLAIM_TTL):
+            if not await self.store.claim_lost(name, claimant, CLAIM_TTL):
                 continue  # another worker is on it
             announced += await self.announce_dead(name, contact)
-            await self.redis.delete(claim)
+            await self.store.release_lost(name)
         return announced

@@ -8,13 +8,13 @@ owns, routed there by the ``media_node`` the session saved from MediaReady). The
 separate loops because their keys live in different cluster slots. Commands run one at a time
 (:class:`~sessiond.media.commands.Executor`); the events a command causes are published with ids
 derived from the command id, then the entry is acked: a consumer loop sends the events and the
-acks of one batch in the same pipeline as its next XREADGROUP (events first, then XACK, then the
-read: one round trip per batch, packed into one write on a plain Redis, see
-:class:`~sessiond.store.round.Round`). If a round's publishing part fails, its events and
-acks are kept and sent again with the next round. Command ids already executed are dropped
-(an LRU), so a re-emitted outbox does nothing twice. Entries nobody acked (a node died) are
-taken over from the pool with XAUTOCLAIM; ``create`` entries older than ``max_create_age`` are
-dropped rather than executed for a call that has long given up.
+acks of one batch in the same round as its next XREADGROUP (events first, then XACK, then the
+read: :class:`~sessiond.store.consumer.Consumer`). If a round's publishing part fails, its
+events and acks are kept and sent again with the next round. Command ids already executed
+are dropped (:class:`~sessiond.store.consumer.SeenIds`), so a re-emitted outbox does
+nothing twice. Entries nobody acked (a node died) are taken over from the pool with
+XAUTOCLAIM; ``create`` entries older than ``max_create_age`` are dropped rather than
+executed for a call that has long given up.
 
 Leg ownership (:mod:`sessiond.media.owner`): the creates of a batch are claimed in one round
 trip before any is executed, so a re-sent or stale create, or one for an ended call, makes
@@ -25,17 +25,13 @@ notices it was declared lost before it executes anything. At every heartbeat the
 checks its legs against their sessions and owner records and closes those found orphaned
 for 3 s (:mod:`sessiond.media.audit`).
 
-Audio runs on ONE timer loop per node: every 20 ms it ticks every leg (send the player's,
-bridge's or a silence frame, record, run RTCP/inactivity timers). Datagrams are handled as they
-arrive, by the socket callbacks, without a task per leg. The schedule is absolute (start +
-k * 20 ms) so timing errors do not accumulate; after a stall of more than ``max_catch_up`` ticks
-the node skips ahead instead of bursting. Media-caused events (DtmfReceived, RtpTimeout,
-PlayFinished, RecordingStopped) go through a queue to a publisher task, so the tick never waits
-for Redis.
+Audio runs on ONE timer loop per node (:mod:`sessiond.media.ticker`); media-caused events
+(DtmfReceived, RtpTimeout, PlayFinished, RecordingStopped) go through a queue to a publisher
+task, so the tick never waits for Redis.
 
-Heartbeat every second (``process:media:NAME`` with a TTL, ``processes:media``). The legs the
-node serves are listed in ``{media:NAME}:legs`` (written in the pipelines that publish their
-events), so that if the node disappears a worker can tell their sessions
+Heartbeat every second (:class:`~sessiond.store.liveness.Liveness`). The legs the node
+serves are listed in ``{media:NAME}:legs`` (written in the rounds that publish their events,
+:mod:`sessiond.media.publishing`), so that if the node disappears a worker can tell their sessions
 (:mod:`sessiond.media.lost`); at start the node announces the legs a previous run under its
 name left there, and if it finds it was declared lost while running, it announces and closes
 its legs and starts afresh. Drain (SIGTERM,
@@ -51,9 +47,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
@@ -63,44 +57,26 @@ from redis.exceptions import ResponseError
 from sessiond.core import metrics as process_metrics
 from sessiond.core.types import Event
 from sessiond.media import node_metrics as metrics
-from sessiond.media.audit import orphan_reason, queue_leg_checks
-from sessiond.media.codecs import create_codec
+from sessiond.media.audit import LegAudit
+from sessiond.media.codecs import available_codecs
 from sessiond.media.commands import CommandError, Executor, decode_command, failed_event
-from sessiond.media.errors import CodecError
-from sessiond.media.lost import INCARNATION, LegRegistry, lost_events, new_incarnation
-from sessiond.media.offer_answer import DEFAULT_CODECS
-from sessiond.media.owner import Claim, LegOwners, claimable
+from sessiond.media.lost import LegRegistry, lost_events, new_incarnation
+from sessiond.media.owner import LegOwners, claim_allows, creates_to_claim, routable
 from sessiond.media.ports import PortAllocator
-from sessiond.media.sdp import Codec
+from sessiond.media.publishing import NodeOutbox
+from sessiond.media.ticker import TICK, run_ticker, tick_legs
 from sessiond.store import Keys
 from sessiond.store.client import RETRYABLE
-from sessiond.store.entries import encode_event
+from sessiond.store.consumer import Consumer, SeenIds
+from sessiond.store.keys import HEARTBEAT_TTL, MEDIA_GROUP, STREAM_MAXLEN
+from sessiond.store.liveness import Liveness
 from sessiond.store.round import Round
-from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
+from sessiond.store.streams import cancel_and_wait, retrying
 
 log = logging.getLogger("sessiond.media")
-GROUP = "media"
-TICK = 0.02
+GROUP = MEDIA_GROUP
 T = TypeVar("T")
-
-
-def available_codecs() -> tuple[Codec, ...]:
-    """The default codecs this installation can actually run (Opus needs PyAV)."""
-    usable = []
-    for codec in DEFAULT_CODECS:
-        try:
-            if codec.name != "telephone-event":
-                create_codec(codec)
-        except (CodecError, ImportError):
-            continue
-        usable.append(codec)
-    return tuple(usable)
-
-
-def _routable(cmd: Any) -> bool:
-    """A command (not a create) for a leg that may have an owner record."""
-    media_id = cmd.data.get("media_id")
-    return isinstance(media_id, str) and claimable(cmd.sid, media_id)
+__all__ = ["GROUP", "TICK", "MediaNode", "available_codecs"]
 
 
 class MediaNode:
@@ -116,10 +92,10 @@ class MediaNode:
         ports: PortAllocator,
         block_ms: int = 200,
         claim_idle_ms: int = 5000,
-        heartbeat_ttl: int = 5,
+        heartbeat_ttl: int = HEARTBEAT_TTL,
         drain_timeout: float = 300.0,
         max_create_age: float = 30.0,
-        stream_maxlen: int = 100_000,
+        stream_maxlen: int = STREAM_MAXLEN,
         max_catch_up: int = 5,
     ) -> None:
         self.redis = redis
@@ -131,35 +107,36 @@ class MediaNode:
         self.heartbeat_ttl = heartbeat_ttl
         self.drain_timeout = drain_timeout
         self.max_create_age = max_create_age
-        self.stream_maxlen = stream_maxlen
         self.max_catch_up = max_catch_up
         self.draining = asyncio.Event()
         self.stopping = asyncio.Event()
         self.ticks = 0
         self._queue: asyncio.Queue[Event] = asyncio.Queue()
-        self._done: OrderedDict[str, None] = OrderedDict()
+        self._done = SeenIds()  # command ids executed
         self._lock = asyncio.Lock()
-        #: per command stream: events a batch caused and its entry ids, not yet published/acked
-        self._unpublished: dict[str, tuple[list[Event], list[bytes]]] = {}
+        #: per command stream: events a batch caused, not yet published (its acks wait in
+        #: the consumer, sent after them in the same round)
+        self._unpublished: dict[str, list[Event]] = {}
         self._pool = keys.media_pool()
         self._own = keys.media_commands(name)
+        self.consumer = Consumer(redis, GROUP, name, [self._own, self._pool], count=64)
         self._packets = (0, 0)
         self.incarnation = new_incarnation()
         self.registry = LegRegistry(redis, keys, stream_maxlen=stream_maxlen)
+        self.legs = self.registry.store
         self.owners = LegOwners(redis, keys)
+        self.liveness = Liveness(redis, keys, "media", name, ttl=heartbeat_ttl)
+        self.audit = LegAudit(redis, keys, name)
         #: claim results (media_claim.lua) of the creates of the batch being executed
         self._claims: dict[str, tuple[str, str]] = {}
         self._beat_at = time.monotonic()  # the last heartbeat that reached Redis
-        self._audit_at = 0  # where the next self-audit starts in the legs
-        self._backlog = Backlog([self._own, self._pool])  # delivered to us, maybe never run
-        #: legs ("media id origin") audits found orphaned, and when that was first seen
-        self._suspects: dict[str, float] = {}
         self._registered = False
         self._beats = 0
         loop = asyncio.get_running_loop()
         self.executor = Executor(
             name=name, ports=ports, emit=self._queue.put_nowait, clock=loop.time, **executor_args
         )
+        self.outbox = NodeOutbox(self.legs, self.consumer, self.executor, name)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -182,7 +159,12 @@ class MediaNode:
         pool = asyncio.create_task(self._consume(self._pool, self.draining))
         helpers = [
             asyncio.create_task(loop)
-            for loop in (self._reclaim_loop(), self._heartbeat(), self._publisher(), self._ticker())
+            for loop in (
+                self._reclaim_loop(),
+                self._heartbeat(),
+                self._publisher(),
+                run_ticker(self.tick, self.max_catch_up),
+            )
         ]
         try:
             await self.draining.wait()
@@ -206,24 +188,25 @@ class MediaNode:
         while not self._queue.empty():
             events.append(self._queue.get_nowait())
         with contextlib.suppress(*RETRYABLE):
-            for stream in list(self._unpublished):  # a consumer stopped before its last round
+            for stream in (self._own, self._pool):  # a consumer stopped before its last round
                 await self._publish_unpublished(stream)
-            await self.publish(events + lost)
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.delete(self.keys.media_legs(self.name))
-            pipe.delete(self.keys.heartbeat("media", self.name))
-            pipe.hdel(self.keys.media_capacity(), self.name)
-            pipe.zrem(self.keys.processes("media"), self.name)
-            await pipe.execute()
+            await self.outbox.publish(events + lost)
+            await self.liveness.leave(partial(self.legs.queue_gone, node=self.name))
         self._update_gauges()
 
     async def ensure_groups(self) -> None:
         """Create the ``media`` group on both command streams (from the start of each)."""
-        await ensure_groups(self.redis, [self._pool, self._own], GROUP)
+        await self.consumer.ensure_groups()
 
-    async def _retrying(self, step: Callable[[], Awaitable[T]]) -> T | None:
+    async def _retrying(
+        self, step: Callable[[], Awaitable[T]], on_error: Callable[[], None] | None = None
+    ) -> T | None:
         return await retrying(
-            step, stopping=self.stopping, recreate_groups=self.ensure_groups, log=log
+            step,
+            stopping=self.stopping,
+            recreate_groups=self.ensure_groups,
+            log=log,
+            on_error=on_error,
         )
 
     # -- commands -------------------------------------------------------------------------
@@ -231,69 +214,61 @@ class MediaNode:
     async def _consume(self, stream: str, stop: asyncio.Event) -> None:
         while not stop.is_set():
             # first (and after a Redis error) the entries delivered to us and never acked
-            start = self._backlog.start(stream)
-            count = await retrying(
-                partial(self.consume_once, stream, start),
-                stopping=self.stopping,
-                recreate_groups=self.ensure_groups,
-                log=log,
-                on_error=partial(self._backlog.lost, stream),
-            )
-            self._backlog.read(stream, start, count)
-        if stream in self._unpublished:  # the last batch's events and acks (no more reads)
-            with contextlib.suppress(*RETRYABLE):
-                await self._publish_unpublished(stream)
+            lost = partial(self.consumer.backlog.lost, stream)
+            await self._retrying(partial(self.consume_once, stream), lost)
+        with contextlib.suppress(*RETRYABLE):  # the last batch's events and acks
+            await self._publish_unpublished(stream)
 
-    async def consume_once(self, stream: str, start: str = ">") -> int:
+    async def consume_once(self, stream: str) -> int:
         """Publish what the previous batch of ``stream`` caused and ack it, and read the next
-        batch, in one pipeline; execute that batch (its events and acks wait for the next
+        batch, in one round; execute that batch (its events and acks wait for the next
         round, or for the end of the loop). Returns the entry count."""
-        events, acks = self._unpublished.get(stream, ([], []))
         pipe = Round(self.redis)
-        changes = self._queue_publish(pipe, events, (stream, acks))
-        pipe.xreadgroup(GROUP, self.name, {stream: start}, count=64, block=self.block_ms)
-        *published, reply = await pipe.execute(raise_on_error=False)
-        failed = next((r for r in published if isinstance(r, Exception)), None)
-        if failed is None:  # else they stay unpublished, sent again in the next round
+        changes = self.outbox.queue(pipe, self._unpublished.get(stream, []))
+        batch = await self.consumer.read(stream, block=self.block_ms, before=pipe, strict=False)
+        if batch.failed is None:  # else they stay unpublished, sent again in the next round
             self._unpublished.pop(stream, None)
-            self._forget_changes(changes)
-        if isinstance(reply, Exception):
-            raise reply
-        entries = [item for _, items in reply or [] for item in items]
-        if entries:
-            events, acks = self._unpublished.setdefault(stream, ([], []))
+            self.outbox.sent(changes)
+        if batch.error is not None:
+            raise batch.error
+        if batch.entries:
+            events = self._unpublished.setdefault(stream, [])
             try:
                 await self._after_stall()
                 async with self._lock:
-                    await self._claim_creates(stream, entries, takeover=start != ">")
-                    for entry_id, fields in entries:
+                    await self._claim_creates(batch.entries, takeover=batch.start != ">")
+                    for entry_id, fields in batch.entries:
                         if await self._handle(stream, entry_id, fields, events):
-                            acks.append(entry_id)
+                            self.consumer.ack(stream, entry_id)
             except RETRYABLE:
-                self._backlog.lost(stream)  # the entries not acked are read again
+                self.consumer.backlog.lost(stream)  # the entries not acked are read again
                 raise
-        if failed is not None:
-            raise failed
-        return len(entries)
+        if batch.failed is not None:
+            raise batch.failed
+        return len(batch.entries)
 
     async def _publish_unpublished(self, stream: str) -> None:
-        events, acks = self._unpublished[stream]
-        await self.publish(events, (stream, acks))
-        del self._unpublished[stream]
+        if stream not in self._unpublished and not self.consumer.pending_acks(stream):
+            return
+        pipe = Round(self.redis)
+        changes = self.outbox.queue(pipe, self._unpublished.get(stream, []))
+        await self.consumer.flush(stream, before=pipe)
+        self._unpublished.pop(stream, None)
+        self.outbox.sent(changes)
 
     async def process(self, stream: str, entries: list[tuple[bytes, Any]]) -> None:
-        """Execute entries in order; then, in one pipeline, publish what they caused and ack
+        """Execute entries in order; then, in one round, publish what they caused and ack
         them (a node that dies before that leaves them pending for another to claim)."""
         handled: list[bytes] = []
         events: list[Event] = []
         await self._after_stall()
         async with self._lock:
-            await self._claim_creates(stream, entries, takeover=True)
+            await self._claim_creates(entries, takeover=True)
             for entry_id, fields in entries:
                 if await self._handle(stream, entry_id, fields, events):
                     handled.append(entry_id)
         if handled or events:
-            await self._retrying(partial(self.publish, events, (stream, handled)))
+            await self._retrying(partial(self.outbox.publish, events, (stream, handled)))
 
     async def _handle(self, stream: str, entry_id: bytes, fields: Any, events: list[Event]) -> bool:
         """Execute one entry, adding the events it caused to ``events``; False to leave it
@@ -322,9 +297,7 @@ class MediaNode:
         except Exception:
             log.exception("command %s %s failed", cmd.type, cmd.id)
             status = "error"
-        self._done[cmd.id] = None
-        while len(self._done) > 50_000:
-            self._done.popitem(last=False)
+        self._done.add(cmd.id)
         process_metrics.child(metrics.COMMANDS, cmd.type, status).inc()
         events.extend(caused)
         return True
@@ -342,67 +315,29 @@ class MediaNode:
             if self.draining.is_set():
                 return [failed_event(cmd, str(cmd.data.get("media_id")), 503, "draining")]
         if cmd.type == "create" and cmd.id in self._claims:
-            if not self._claimed(cmd, *self._claims.pop(cmd.id)):
+            if not claim_allows(self.executor, cmd, *self._claims.pop(cmd.id)):
                 return []
-        elif stream == self._pool and cmd.type != "create" and _routable(cmd):
+        elif stream == self._pool and cmd.type != "create" and routable(cmd):
             if await self._forwarded(cmd, fields):
                 return []
         return await self.executor.execute(cmd)
 
     # -- leg ownership (sessiond.media.owner) ---------------------------------------------
 
-    async def _claim_creates(
-        self, stream: str, entries: list[tuple[bytes, Any]], *, takeover: bool
-    ) -> None:
+    async def _claim_creates(self, entries: list[tuple[bytes, Any]], *, takeover: bool) -> None:
         """Claim, in one round trip, the creates of a batch this node will execute (see
         :mod:`sessiond.media.owner`); a FENCED answer means this incarnation was declared
         lost: close its legs, start a new incarnation, and claim the batch again."""
-        self._claims.clear()
-        claims: dict[str, Claim] = {}
-        for entry_id, fields in entries:
-            try:
-                cmd = decode_command(fields or {})
-            except CommandError:
-                continue
-            media_id = cmd.data.get("media_id")
-            if cmd.type != "create" or cmd.id in self._done or not isinstance(media_id, str):
-                continue
-            if not claimable(cmd.sid, media_id):
-                continue  # a malformed create: made (or refused) as before, without a record
-            if media_id not in self.executor.legs and (
-                self.draining.is_set() or self._too_old(entry_id)
-            ):
-                continue  # not executed (left for another node, refused or dropped)
-            relocation = bool(cmd.data.get("origin"))
-            claims[cmd.id] = Claim(cmd.sid, media_id, cmd.id, takeover, relocation)
-        if not claims:
-            return
-        try:
-            answers = await self.owners.claim_many(
-                self.name, self.incarnation, list(claims.values())
-            )
-        except ResponseError as exc:  # e.g. an ACL without the script's commands
-            log.error("claiming legs failed, creating them unclaimed: %s", exc)
-            return
-        if any(status == "FENCED" for status, _ in answers):
-            await self._fenced_locked()
-            again = [
-                Claim(c.sid, c.media_id, c.create_id, True, c.relocation) for c in claims.values()
-            ]
-            answers = await self.owners.claim_many(self.name, self.incarnation, again)
-        self._claims = dict(zip(claims, answers, strict=True))
-
-    def _claimed(self, cmd: Any, status: str, owner: str) -> bool:
-        """Whether a create whose claim answered ``status`` may make its leg; a copy of the
-        leg this node holds is closed when the leg is not (or no longer) ours."""
-        if status == "OK":
-            return True
-        media_id = str(cmd.data["media_id"])
-        log.info("create %s for %s refused: %s %s", cmd.id, media_id, status, owner)
-        leg = self.executor.legs.get(media_id)
-        if leg is not None and (status == "ENDED" or status == "OWNED" and leg.origin == cmd.id):
-            self.executor.end(leg, f"{cmd.id}:{status.lower()}")
-        return False
+        claims = creates_to_claim(
+            entries,
+            done=self._done,
+            held=self.executor.legs,
+            makes_none=lambda entry_id: self.draining.is_set() or self._too_old(entry_id),
+            takeover=takeover,
+        )
+        self._claims = await self.owners.claim_batch(
+            self.name, lambda: self.incarnation, claims, self._fenced_locked
+        )
 
     async def _forwarded(self, cmd: Any, fields: Any) -> bool:
         """A command for a leg that reached the pool (its session did not know the leg's
@@ -418,8 +353,7 @@ class MediaNode:
         if owner == self.name:
             return False
         if owner:
-            stream = self.keys.media_commands(owner)
-            await self.redis.xadd(stream, dict(fields), maxlen=self.stream_maxlen, approximate=True)
+            await self.legs.forward(owner, fields)
             process_metrics.child(metrics.COMMANDS, cmd.type, "forwarded").inc()
         return True
 
@@ -440,62 +374,11 @@ class MediaNode:
 
     async def reclaim_once(self) -> int:
         """Take over pool entries another node left pending too long (it probably died)."""
-        reply = await self.redis.xautoclaim(
-            self._pool, GROUP, self.name, self.claim_idle_ms, "0-0", count=64
-        )
-        entries = [(eid, fields) for eid, fields in reply[1] if fields is not None]
+        _, entries = await self.consumer.claim(self._pool, self.claim_idle_ms)
         await self.process(self._pool, entries)
         return len(entries)
 
     # -- events ---------------------------------------------------------------------------
-
-    async def publish(
-        self, events: list[Event], ack: tuple[str, list[bytes]] | None = None
-    ) -> None:
-        """XADD events to their sessions' partition streams, then (optionally) XACK command
-        entries, in one pipeline."""
-        if not events and not (ack and ack[1]) and not self.executor.changes:
-            return
-        pipe = Round(self.redis)
-        changes = self._queue_publish(pipe, events, ack)
-        await pipe.execute()
-        self._forget_changes(changes)
-
-    def _queue_publish(
-        self, pipe: Any, events: list[Event], ack: tuple[str, list[bytes]] | None
-    ) -> dict[str, str | None]:
-        """Queue on ``pipe``: the legs hash changes, the events, the acks. Returns the changes
-        queued (for :meth:`_forget_changes` once the pipeline succeeded)."""
-        changes = dict(self.executor.changes)
-        self._queue_leg_changes(pipe, changes)  # first: a leg is listed before it is announced
-        for event in events:
-            try:
-                stream = self.keys.events(self.keys.partition_of(event.sid))
-            except ValueError:
-                log.warning("dropped %s %s: no session id", event.type, event.id)
-                continue
-            fields = encode_event(event)
-            pipe.xadd(stream, fields, maxlen=self.stream_maxlen, approximate=True)
-            process_metrics.child(metrics.EVENTS, event.type).inc()
-        if ack and ack[1]:
-            pipe.xack(ack[0], GROUP, *ack[1])
-        return changes
-
-    def _forget_changes(self, changes: dict[str, str | None]) -> None:
-        """The legs hash has ``changes``: drop those not changed again since."""
-        pending = self.executor.changes
-        for media_id, entry in changes.items():
-            if media_id in pending and pending[media_id] == entry:
-                del pending[media_id]
-
-    def _queue_leg_changes(self, pipe: Any, changes: dict[str, str | None]) -> None:
-        key = self.keys.media_legs(self.name)
-        added = {m: e for m, e in changes.items() if e is not None}
-        gone = [m for m, e in changes.items() if e is None]
-        if added:
-            pipe.hset(key, mapping=added)
-        if gone:
-            pipe.hdel(key, *gone)
 
     def _lost_events(self) -> list[Event]:
         """MediaLost for every leg this node has (the ids workers would use)."""
@@ -507,37 +390,12 @@ class MediaNode:
             events = [await self._queue.get()]
             while not self._queue.empty():
                 events.append(self._queue.get_nowait())
-            await self._retrying(partial(self.publish, events))
-
-    # -- the tick -------------------------------------------------------------------------
-
-    async def _ticker(self) -> None:
-        loop = asyncio.get_running_loop()
-        due = loop.time()
-        while True:
-            now = loop.time()
-            behind = now - due
-            if behind > self.max_catch_up * TICK:
-                skipped = int(behind / TICK)
-                metrics.TICKS_SKIPPED.inc(skipped)
-                due += skipped * TICK
-            elif behind > TICK:
-                metrics.TICKS_LATE.inc()
-            self.tick(now)
-            metrics.TICK_SECONDS.observe(loop.time() - now)
-            due += TICK
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            await self._retrying(partial(self.outbox.publish, events))
 
     def tick(self, now: float) -> None:
-        """Tick every leg once (one leg's failure must not stop the others)."""
+        """Tick every leg once (see :mod:`sessiond.media.ticker`)."""
         self.ticks += 1
-        for leg in list(self.executor.legs.values()):
-            try:
-                leg.tick(now)
-            except Exception:
-                log.exception("%s: tick failed; closing the leg", leg.media_id)
-                with contextlib.suppress(Exception):
-                    self.executor.end(leg, f"{self.name}:error:{leg.media_id}")
+        tick_legs(self.executor, self.name, now)
 
     # -- heartbeat ------------------------------------------------------------------------
 
@@ -560,21 +418,20 @@ class MediaNode:
         self._registered = True
 
     async def heartbeat_once(self) -> None:
-        """Announce this node; start draining if ``drain:NAME`` was set; if a worker declared
-        this node lost (its heartbeat lapsed), give up the legs it moved."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.keys.heartbeat("media", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
-        pipe.zadd(self.keys.processes("media"), {self.name: time.time()})
-        pipe.exists(self.keys.drain(self.name))
-        pipe.hset(self.keys.media_capacity(), self.name, self._capacity_report())
-        pipe.hget(self.keys.media_legs(self.name), INCARNATION)
-        *_, drain, _, incarnation = await pipe.execute()
+        """Announce this node and its free capacity; start draining if ``drain:NAME`` was
+        set; if a worker declared this node lost (its heartbeat lapsed), give up the legs."""
+
+        def extra(pipe: Any) -> None:
+            self.legs.queue_capacity(pipe, self.name, self._capacity_report())
+            self.legs.queue_incarnation(pipe, self.name)
+
+        beat = await self.liveness.beat(extra, accept_drain=not self.draining.is_set())
         self._beat_at = time.monotonic()
+        incarnation = beat.extra[-1]
         if self._registered and (incarnation or b"").decode() != self.incarnation:
             await self._fenced()
-        if drain and not self.draining.is_set():
+        if beat.drain:
             log.info("media node %s: drain requested", self.name)
-            await self.redis.delete(self.keys.drain(self.name))
             self.draining.set()
 
     def _capacity_report(self) -> str:
@@ -589,8 +446,7 @@ class MediaNode:
         announce (same event ids as the worker's, refused as duplicates) and close every leg,
         then start a new incarnation."""
         async with self._lock:
-            current = await self.redis.hget(self.keys.media_legs(self.name), INCARNATION)
-            if (current or b"").decode() != self.incarnation:  # not done meanwhile (a claim)
+            if await self.legs.incarnation(self.name) != self.incarnation:  # not done meanwhile
                 await self._fenced_locked()
 
     async def _fenced_locked(self) -> None:
@@ -599,67 +455,33 @@ class MediaNode:
         self.executor.close_all("fenced")
         self.executor.changes.clear()
         incarnation = new_incarnation()
-        await self.publish(lost)
+        await self.outbox.publish(lost)
         await self.registry.announce_stale(self.name, incarnation)
         self.incarnation = incarnation
 
     async def audit_once(self, limit: int = 256, grace: float = 3.0) -> int:
         """Close the legs (up to ``limit`` per call, in turn) that are not this node's any
         more: their session ended, or their owner record names another node or incarnation
-        (:mod:`sessiond.media.audit`). A leg is closed once every audit for ``grace``
-        seconds found it so (the destroy of a call that just ended is on its way). A safety
-        net under the routing of commands: whatever race leaves a copy behind, it is closed
+        (:mod:`sessiond.media.audit`), in every audit for ``grace`` seconds. A safety net
+        under the routing of commands: whatever race leaves a copy behind, it is closed
         within a few heartbeats."""
-        legs = list(self.executor.legs.values())
-        if not legs:
+        chosen = self.audit.choose(list(self.executor.legs.values()), limit)
+        if not chosen:
             return 0
-        start = self._audit_at % len(legs)
-        chosen = (legs[start:] + legs[:start])[:limit]
-        self._audit_at = start + len(chosen)
-        pipe = self.redis.pipeline(transaction=False)
-        queue_leg_checks(pipe, self.keys, [(leg.media_id, leg.sid) for leg in chosen])
-        replies = await pipe.execute()
-        closed = 0
+        replies = await self.audit.read(chosen)
         async with self._lock:
-            now = time.monotonic()
-            checked = {f"{leg.media_id} {leg.origin}" for leg in chosen}
-            held = {f"{leg.media_id} {leg.origin}" for leg in self.executor.legs.values()}
-            suspects, self._suspects = (
-                self._suspects,
-                {
-                    leg: since  # not checked this time, and not ended since
-                    for leg, since in self._suspects.items()
-                    if leg in held and leg not in checked
-                },
+            condemned = self.audit.condemned(
+                chosen,
+                replies,
+                self.executor.legs.values(),
+                self.incarnation,
+                time.monotonic(),
+                grace,
             )
-            for i, leg in enumerate(chosen):
-                registry, exists, owner = replies[3 * i : 3 * i + 3]
-                reason = orphan_reason(
-                    self.name,
-                    self.incarnation,
-                    leg.sid,
-                    registry,
-                    exists,
-                    owner,
-                    missing_is_orphan=False,
-                )
-                if not reason or self.executor.legs.get(leg.media_id) is not leg:
-                    continue
-                name = f"{leg.media_id} {leg.origin}"
-                since = self._suspects[name] = suspects.get(name, now)
-                if now - since >= grace:
-                    del self._suspects[name]
-                    log.warning("closing leg %s of %s: %s", leg.media_id, leg.sid, reason)
-                    self.executor.end(leg, f"{self.name}:orphan:{leg.media_id}")
-                    closed += 1
-        return closed
+            for leg, reason in condemned:
+                log.warning("closing leg %s of %s: %s", leg.media_id, leg.sid, reason)
+                self.executor.end(leg, f"{self.name}:orphan:{leg.media_id}")
+        return len(condemned)
 
     def _update_gauges(self) -> None:
-        legs = self.executor.legs.values()
-        metrics.LEGS.set(len(legs))
-        metrics.PORTS_FREE.set(self.ports.capacity - self.ports.in_use)
-        received = self.executor.received + sum(leg.received for leg in legs)
-        sent = self.executor.sent + sum(leg.sent for leg in legs)
-        metrics.PACKETS.labels("in").inc(max(0, received - self._packets[0]))
-        metrics.PACKETS.labels("out").inc(max(0, sent - self._packets[1]))
-        self._packets = (received, sent)
+        self._packets = metrics.update_gauges(self.executor, self.ports, self._packets)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
 
 LEGS = Gauge("sessiond_media_legs", "RTP legs open on this media node")
@@ -22,3 +24,16 @@ TICKS_LATE = Counter(
 TICKS_SKIPPED = Counter(
     "sessiond_media_ticks_skipped_total", "Ticks dropped to catch up after a long stall"
 )
+
+
+def update_gauges(executor: Any, ports: Any, counted: tuple[int, int]) -> tuple[int, int]:
+    """Set the legs and ports gauges and add the datagrams since ``counted`` (received,
+    sent, as the previous call returned); the new totals."""
+    legs = executor.legs.values()
+    LEGS.set(len(legs))
+    PORTS_FREE.set(ports.capacity - ports.in_use)
+    received = executor.received + sum(leg.received for leg in legs)
+    sent = executor.sent + sum(leg.sent for leg in legs)
+    PACKETS.labels("in").inc(max(0, received - counted[0]))
+    PACKETS.labels("out").inc(max(0, sent - counted[1]))
+    return received, sent

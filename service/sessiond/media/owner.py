@@ -29,14 +29,18 @@ record (``lua/media_route.lua``) and forwards the command to the owner's own str
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import logging
+from collections.abc import Awaitable, Callable, Collection, Container, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
+from redis.exceptions import ResponseError
+
+from sessiond.media.commands import CommandError, decode_command
 from sessiond.store import Keys
 from sessiond.store.client import is_cluster
 from sessiond.store.keys import sid_tag
-from sessiond.store.scripts import source
+from sessiond.store.scripts import script
 from sessiond.store.store import eval_many
 
 
@@ -61,6 +65,57 @@ def claimable(sid: str, media_id: str) -> bool:
         return False
 
 
+log = logging.getLogger("sessiond.media")
+
+
+def creates_to_claim(
+    entries: Sequence[tuple[bytes, Any]],
+    *,
+    done: Container[str],
+    held: Collection[str],
+    makes_none: Callable[[bytes], Any],
+    takeover: bool,
+) -> dict[str, Claim]:
+    """The creates of a batch a node claims before running it (create id -> claim): well
+    formed, not run already (``done``), and either for a leg the node ``held`` or one it
+    would make (``makes_none(entry id)``: draining, or too old)."""
+    claims: dict[str, Claim] = {}
+    for entry_id, fields in entries:
+        try:
+            cmd = decode_command(fields or {})
+        except CommandError:
+            continue
+        media_id = cmd.data.get("media_id")
+        if cmd.type != "create" or cmd.id in done or not isinstance(media_id, str):
+            continue
+        if not claimable(cmd.sid, media_id):
+            continue  # a malformed create: made (or refused) as before, without a record
+        if media_id not in held and makes_none(entry_id):
+            continue  # not executed (left for another node, refused or dropped)
+        relocation = bool(cmd.data.get("origin"))
+        claims[cmd.id] = Claim(cmd.sid, media_id, cmd.id, takeover, relocation)
+    return claims
+
+
+def claim_allows(executor: Any, cmd: Any, status: str, owner: str) -> bool:
+    """Whether a create whose claim answered ``status`` may make its leg; a copy of the
+    leg the node holds (``executor``) is closed when the leg is not (or no longer) its."""
+    if status == "OK":
+        return True
+    media_id = str(cmd.data["media_id"])
+    log.info("create %s for %s refused: %s %s", cmd.id, media_id, status, owner)
+    leg = executor.legs.get(media_id)
+    if leg is not None and (status == "ENDED" or status == "OWNED" and leg.origin == cmd.id):
+        executor.end(leg, f"{cmd.id}:{status.lower()}")
+    return False
+
+
+def routable(cmd: Any) -> bool:
+    """A command (not a create) for a leg that may have an owner record."""
+    media_id = cmd.data.get("media_id")
+    return isinstance(media_id, str) and claimable(cmd.sid, media_id)
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value or "")
 
@@ -71,8 +126,8 @@ class LegOwners:
     def __init__(self, redis: Any, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._claim = redis.register_script(source("media_claim"))
-        self._route = redis.register_script(source("media_route"))
+        self._claim = script(redis, "media_claim")
+        self._route = script(redis, "media_route")
 
     async def claim_many(
         self, node: str, incarnation: str, claims: Sequence[Claim]
@@ -100,6 +155,31 @@ class LegOwners:
         ]
         replies = await self._eval_many(calls)
         return [(_text(status), _text(detail)) for status, detail in replies]
+
+    async def claim_batch(
+        self,
+        node: str,
+        incarnation: Callable[[], str],
+        claims: Mapping[str, Claim],
+        fenced: Callable[[], Awaitable[None]],
+    ) -> dict[str, tuple[str, str]]:
+        """:meth:`claim_many` for a batch's creates (create id -> claim); the answers by
+        create id. A FENCED answer means the node's incarnation was declared lost: after
+        ``fenced()`` (it closes its legs and starts a new incarnation) the batch is claimed
+        again. A claim the server refuses (say, an ACL without the script's commands)
+        leaves the creates unclaimed."""
+        if not claims:
+            return {}
+        try:
+            answers = await self.claim_many(node, incarnation(), list(claims.values()))
+        except ResponseError as exc:
+            log.error("claiming legs failed, creating them unclaimed: %s", exc)
+            return {}
+        if any(status == "FENCED" for status, _ in answers):
+            await fenced()
+            again = [replace(c, takeover=True) for c in claims.values()]
+            answers = await self.claim_many(node, incarnation(), again)
+        return dict(zip(claims, answers, strict=True))
 
     async def route(self, media_id: str, *, destroy: bool) -> str:
         """The node that owns ``media_id`` ("" if none); a destroy marks the leg destroyed."""

@@ -37,6 +37,18 @@ import secrets
 
 TAG_LEN = 10
 
+#: Consumer groups: the workers on the event partitions, the media nodes and the edges on
+#: their command streams (applications pick their own group on ``{app}:events``).
+WORKERS_GROUP = "workers"
+MEDIA_GROUP = "media"
+EDGE_GROUP = "edge"
+#: Approximate cap (XADD MAXLEN ~) of every stream a process appends to.
+STREAM_MAXLEN = 100_000
+#: Seconds a process's heartbeat key lives; it is written every second.
+HEARTBEAT_TTL = 5
+#: How many recent command ids a consumer remembers to drop repeated commands.
+SEEN_IDS = 50_000
+
 
 def call_tag(call_id: str) -> str:
     """The hash tag shared by all keys of the sessions of one Call-ID."""

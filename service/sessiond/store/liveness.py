@@ -21,10 +21,13 @@ Sans-I/O: the caller reports its round trips and failures; the clock is injectab
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from sessiond.store.keys import HEARTBEAT_TTL, Keys
 from sessiond.store.streams import MAX_BACKOFF
 
 HEARTBEAT_INTERVAL = 1.0
@@ -75,3 +78,93 @@ def run_id(info: Mapping[Any, Any] | None) -> str:
         return ""
     value = info.get("run_id", info.get(b"run_id", ""))
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Beat:
+    drain: bool  # a drain was requested (and its key deleted)
+    extra: list[Any]  # the replies to the caller's own commands (errors as exceptions)
+
+
+class Liveness:
+    """A process's presence in the store, for the worker, the edge and the media node: its
+    heartbeat key (``process:<kind>:<name>``, pid, ``ttl`` seconds), its entry in
+    ``processes:<kind>`` (``listed``; a worker's is written by its lease loop) and the drain
+    request ``drain:<name>`` that ``sessiond ctl drain`` sets."""
+
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        kind: str,
+        name: str,
+        *,
+        ttl: int = HEARTBEAT_TTL,
+        listed: bool = True,
+    ) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.kind = kind
+        self.name = name
+        self.ttl = ttl
+        self.listed = listed
+
+    async def beat(
+        self,
+        extra: Callable[[Any], None] | None = None,
+        *,
+        accept_drain: bool = True,
+        errors: Literal["raise", "own", "return"] = "raise",
+        info: bool = False,
+    ) -> Beat:
+        """Write the heartbeat and look for a drain request, with the commands ``extra``
+        queues on the same pipeline. A drain request found is consumed (its key deleted)
+        when ``accept_drain``. An error reply (the whole round is read first) raises
+        (``errors="raise"``), raises only for the heartbeat's own commands (``"own"``: the
+        caller looks at its replies), or is left in :attr:`Beat.extra` (``"return"``). With
+        ``info``, the first extra reply is ``INFO server`` (see :func:`run_id`)."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.heartbeat(self.kind, self.name), str(os.getpid()), ex=self.ttl)
+        if self.listed:
+            pipe.zadd(self.keys.processes(self.kind), {self.name: time.time()})
+        pipe.exists(self.keys.drain(self.name))
+        if info:
+            pipe.info("server")
+        if extra is not None:
+            extra(pipe)
+        replies = await pipe.execute(raise_on_error=False)
+        own = 3 if self.listed else 2
+        if errors != "return":
+            for reply in replies if errors == "raise" else replies[:own]:
+                if isinstance(reply, Exception):
+                    raise reply
+        drain = replies[own - 1]
+        requested = bool(drain) and not isinstance(drain, Exception) and accept_drain
+        if requested:
+            await self.redis.delete(self.keys.drain(self.name))
+        return Beat(requested, replies[own:])
+
+    def queue_leave(self, pipe: Any) -> None:
+        """Queue the removal of the heartbeat and of the ``processes`` entry."""
+        pipe.delete(self.keys.heartbeat(self.kind, self.name))
+        pipe.zrem(self.keys.processes(self.kind), self.name)
+
+    async def leave(self, extra: Callable[[Any], None] | None = None) -> None:
+        """Remove the heartbeat and the ``processes`` entry, after the commands ``extra``
+        queues (in one round trip)."""
+        pipe = self.redis.pipeline(transaction=False)
+        if extra is not None:
+            extra(pipe)
+        self.queue_leave(pipe)
+        await pipe.execute()
+
+
+async def live_processes(redis: Any, keys: Keys, kind: str) -> list[str]:
+    """Names of the processes of ``kind`` whose heartbeat is alive."""
+    names = [n.decode() for n in await redis.zrange(keys.processes(kind), 0, -1)]
+    return [n for n in names if await redis.exists(keys.heartbeat(kind, n))]
+
+
+async def request_drain(redis: Any, keys: Keys, name: str, ttl: int = 60) -> None:
+    """Ask the process ``name`` to drain (it consumes the request at its next heartbeat)."""
+    await redis.set(keys.drain(name), "1", ex=ttl)

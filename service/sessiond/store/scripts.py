@@ -34,3 +34,8 @@ def source(name: str) -> str:
 def register(redis: Any) -> Scripts:
     """Register every script on a client (async or sync redis-py, or fakeredis)."""
     return Scripts(**{name: redis.register_script(source(name)) for name in NAMES})
+
+
+def script(redis: Any, name: str) -> Any:
+    """One script (``lua/<name>.lua``) registered on ``redis``: call it with keys and args."""
+    return redis.register_script(source(name))

@@ -38,7 +38,8 @@ from sessiond.core.types import Event
 from sessiond.media.lost import LegRegistry
 from sessiond.store import Store, entries
 from sessiond.store.client import RETRYABLE, is_embedded
-from sessiond.store.liveness import StoreContact, run_id
+from sessiond.store.keys import WORKERS_GROUP
+from sessiond.store.liveness import Liveness, StoreContact, run_id
 from sessiond.store.round import Round
 from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 from sessiond.worker import calllog
@@ -62,7 +63,7 @@ from sessiond.worker.router import (
 )
 
 log = logging.getLogger("sessiond.worker")
-GROUP = "workers"
+GROUP = WORKERS_GROUP
 T = TypeVar("T")
 
 
@@ -154,6 +155,10 @@ class Worker:
         # a Redis restart is also told by its run_id (INFO server); a cluster has one per
         # node and the embedded store none: there, by errors and gaps only
         self._ask_run_id = not self.store.cluster and not self._poll
+        # its processes:worker entry is written by the lease loop
+        self.liveness = Liveness(
+            self.redis, self.keys, "worker", self.name, ttl=heartbeat_ttl, listed=False
+        )
 
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self) -> None:
@@ -309,19 +314,10 @@ class Worker:
 
     async def heartbeat_once(self) -> None:
         started = self.contact.now()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.keys.heartbeat("worker", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
-        pipe.exists(self.keys.drain(self.name))
-        if self._ask_run_id:
-            pipe.info("server")
-        _, drain, *server = replies = await pipe.execute(raise_on_error=False)
-        self.contact.reached(started, self._run_id(server))
-        for reply in replies[:2]:
-            if isinstance(reply, Exception):
-                raise reply
-        if drain:
+        beat = await self.liveness.beat(errors="own", info=self._ask_run_id)
+        self.contact.reached(started, self._run_id(beat.extra))
+        if beat.drain:
             log.info("worker %s: drain requested", self.name)
-            await self.redis.delete(self.keys.drain(self.name))
             self.stop()
         if self.contact.steady():
             await self._forget_dead_consumers()
