@@ -70,7 +70,7 @@ class TalkingChanged:
 
 @dataclass(frozen=True, slots=True)
 class SourceFinished:
-    """A source ended, was stopped, or lost the member it played to."""
+    """A source ran out of frames, or lost the member it played to (not sent for stop())."""
 
     source: str
     member: str | None
@@ -222,7 +222,9 @@ class Room:
         return member
 
     def leave(self, member_id: str) -> None:
-        """Remove a member; sources aimed at it end (reported by the next tick)."""
+        """Remove a member; sources aimed at it end (reported by the next tick).
+
+        No TalkingChanged is reported for a member who leaves while talking."""
         del self.members[member_id]
 
     def play(self, source_id: str, source: FrameSource, to: str | None = None) -> None:
@@ -319,8 +321,11 @@ class Room:
         mix: bytes,
     ) -> bytes:
         """The room minus this member's own contribution, plus what only it hears."""
-        if mine is None and extra is None:
-            return mix
+        if extra is None:
+            if mine is None:
+                return mix
+            if mine is total:  # the only sound in the room is this member's own
+                return self.silence
         values: Iterable[int] = self._zeros if total is None else total
         if mine is not None:
             values = map(sub, values, mine)
