@@ -100,7 +100,7 @@ MALFORMED = [
     (f"1 AES-CM inline:{KEY30}", "suite name is malformed"),
     (f"1 F8_128_HMAC_SHA1_80 inline:{KEY30}", "suite F8_128_HMAC_SHA1_80 is not supported"),
     (f"1 AES_CM_128_HMAC_SHA1_80 uri:{KEY30}", "key method must be 'inline:'"),
-    (f"1 AES_CM_128_HMAC_SHA1_80 {KEY30}", "key method must be 'inline:'"),
+    (f"1 AES_CM_128_HMAC_SHA1_80 {KEY30}", "key method must be 'inline:', got none$"),
     ("1 AES_CM_128_HMAC_SHA1_80 inline:****", "key is not base64"),
     ("1 AES_CM_128_HMAC_SHA1_80 inline:QUJD=A", "key is not base64"),
     ("1 AES_CM_128_HMAC_SHA1_80 inline:QUJD", "must be 30 bytes, got 3"),
@@ -189,6 +189,7 @@ def test_answer_picks_first_usable_line_with_same_tag_and_own_key() -> None:
         "2 AES_256_CM_HMAC_SHA1_80 inline:" + KEY44,  # suite libsrtp lacks here
         "3 AES_CM_128_HMAC_SHA1_32 garbage",  # malformed
         f"4 AES_CM_128_HMAC_SHA1_80 inline:{KEY30} UNENCRYPTED_SRTP",  # refused parameter
+        f"4 AES_CM_128_HMAC_SHA1_80 inline:{KEY30} NEW_THING=1",  # unknown parameter
         f"5 AES_CM_128_HMAC_SHA1_32 inline:{KEY30}|2^31",
         f"6 AES_CM_128_HMAC_SHA1_80 inline:{KEY30}",
     ]
@@ -206,6 +207,9 @@ def test_answer_respects_enabled_suites() -> None:
     offered = [f"1 AES_CM_128_HMAC_SHA1_32 inline:{KEY30}", f"2 AEAD_AES_128_GCM inline:{KEY28}"]
     ours, _ = select_answer(offered, suites=[AEAD_AES_128_GCM])
     assert (ours.tag, ours.suite, len(ours.key)) == (2, AEAD_AES_128_GCM, 28)
+    optional = f"3 AEAD_AES_128_GCM inline:{KEY28} -opt=1 WSH=256 FEC_ORDER=SRTP_FEC KDR=0"
+    ours, _ = select_answer([optional])
+    assert (ours.tag, ours.suite, len(ours.key)) == (3, AEAD_AES_128_GCM, 28)
 
 
 def test_no_usable_line_lists_every_reason_on_one_line() -> None:

@@ -15,7 +15,9 @@ Keys are secrets: no ``repr`` here shows them, and error messages never quote a 
 What we refuse, clearly, per line (the line is skipped; other offered lines may still do): an
 unknown suite or key method, MKI and several keys per line (pylibsrtp cannot set an MKI), and
 the session parameters that change the packet format (KDR other than 0, UNENCRYPTED_SRTP,
-UNENCRYPTED_SRTCP, UNAUTHENTICATED_SRTP, FEC_KEY). FEC_ORDER and WSH are accepted and ignored.
+UNENCRYPTED_SRTCP, UNAUTHENTICATED_SRTP, FEC_KEY) and unknown ones, except optional extensions
+marked with a leading ``-``. FEC_ORDER and WSH are accepted and ignored (we send no FEC;
+libsrtp keeps its own 128-packet replay window).
 """
 
 from __future__ import annotations
@@ -76,9 +78,8 @@ _TAG = re.compile(r"[0-9]{1,9}")
 _SUITE_NAME = re.compile(r"[A-Za-z0-9_]+")
 # RFC 3548 section 3 alphabet; padding may be omitted by some peers, we accept both.
 _BASE64 = re.compile(r"[A-Za-z0-9+/]+={0,2}")
-# Session parameters that change what goes on the wire, which libsrtp via pylibsrtp cannot do.
+# RFC 4568 section 6.3: session parameters that are flags (no value).
 _FLAGS = ("UNENCRYPTED_SRTP", "UNENCRYPTED_SRTCP", "UNAUTHENTICATED_SRTP")
-_REFUSED_PARAMS = (*_FLAGS, "FEC_KEY")
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -107,7 +108,9 @@ class KeyParams:
         """
         method, sep, info = text.partition(":")
         if not sep or method.lower() != "inline":
-            raise CryptoError(f"a=crypto key method must be 'inline:', got {method[:16]!r}")
+            # without the colon, ``method`` may be the key itself: never quote it
+            shown = repr(method) if sep and method.isalpha() and len(method) <= 16 else "none"
+            raise CryptoError(f"a=crypto key method must be 'inline:', got {shown}")
         key_text, *fields = info.split("|")
         key_salt = _decode_key(key_text, suite)
         if len(fields) > 2:
@@ -235,8 +238,9 @@ class CryptoAttribute:
             return "MKI is not supported"
         for param in self.session_params:
             name, _, value = param.partition("=")
-            if name in _REFUSED_PARAMS or (name == "KDR" and int(value) != 0):
-                return f"session parameter {name} is not supported"
+            known = name in ("WSH", "FEC_ORDER") or (name == "KDR" and int(value) == 0)
+            if not known and not name.startswith("-"):
+                return f"session parameter {name[:24]} is not supported"
         return None
 
 
