@@ -22,6 +22,7 @@ from sessiond.media.sdes import (
     Suite,
     accept_answer,
     make_offer,
+    redact_keys,
     select_answer,
 )
 from sessiond.media.sdes_sdp import (
@@ -164,6 +165,16 @@ def test_keys_never_appear_in_repr_or_str() -> None:
     assert attr.redacted() == "1 AES_CM_128_HMAC_SHA1_80 inline:<hidden>|2^31"
     assert repr(KeyParams(b"k" * 30, 2**31)) == (
         "KeyParams(key_salt=<30 bytes hidden>, lifetime=2147483648, mki=None)"
+    )
+
+
+def test_redact_keys_hides_every_key_in_a_body() -> None:
+    body = SAVP_OFFER.decode()
+    hidden = redact_keys(body)
+    assert KEY30 not in hidden
+    assert hidden.count("inline:<hidden>|2^") == 3
+    assert redact_keys(f"a=crypto:1 X INLINE:{KEY30};inline:{KEY28}") == (
+        "a=crypto:1 X INLINE:<hidden>;inline:<hidden>"
     )
 
 

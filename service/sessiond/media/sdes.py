@@ -10,7 +10,8 @@ ends get a :class:`NegotiatedCrypto`: the suite, our key (outbound) and theirs (
 all :mod:`sessiond.media.srtp` needs.
 
 Keys are secrets: no ``repr`` here shows them, and error messages never quote a key. Only
-:meth:`CryptoAttribute.wire` (the SDP text itself) carries one.
+:meth:`CryptoAttribute.wire` (the SDP text itself) carries one; :func:`redact_keys` hides them in
+any text (an SDP body about to be logged or recorded).
 
 What we refuse, clearly, per line (the line is skipped; other offered lines may still do): an
 unknown suite or key method, MKI and several keys per line (pylibsrtp cannot set an MKI), and
@@ -242,6 +243,14 @@ class CryptoAttribute:
             if not known and not name.startswith("-"):
                 return f"session parameter {name[:24]} is not supported"
         return None
+
+
+_INLINE_KEY = re.compile(r"(inline:)[^|;\s]+", re.IGNORECASE)
+
+
+def redact_keys(text: str) -> str:
+    """Any text (a whole SDP body, a log line) with every ``inline:`` key hidden."""
+    return _INLINE_KEY.sub(r"\1<hidden>", text)
 
 
 def _redact(key_param: str) -> str:
