@@ -42,3 +42,32 @@ class CodecError(MediaError):
 
 class WavError(MediaError):
     """A WAV file is malformed or uses an encoding we do not read."""
+
+
+class CryptoError(SdpError):
+    """An ``a=crypto`` attribute (RFC 4568 section 9.1) is malformed or one we cannot use.
+
+    Messages name the offending field but never quote key material.
+    """
+
+
+class NoCommonCrypto(OfferAnswerError):
+    """SRTP is required (by RTP/SAVP or our policy) and no ``a=crypto`` line is acceptable.
+
+    RFC 4568 section 7.1.2 / RFC 3264 section 6: the offer cannot be accepted (SIP 488).
+    """
+
+
+class SrtpError(MediaError):
+    """libsrtp refused to protect or unprotect a packet; the RTP path counts it and drops it.
+
+    ``reason`` is one of :data:`AUTH`, :data:`REPLAY` or :data:`MALFORMED`, for metrics.
+    """
+
+    AUTH = "auth"
+    REPLAY = "replay"
+    MALFORMED = "malformed"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"SRTP {reason}: {detail}")
+        self.reason = reason
