@@ -36,6 +36,9 @@ import hashlib
 import secrets
 
 TAG_LEN = 10
+STREAM_MAXLEN = 100_000  # entries an event or command stream keeps (XADD MAXLEN ~)
+WORKERS_GROUP = "workers"  # the consumer group of the event partitions
+EDGE_GROUP = "edge"  # the consumer group of an edge's command streams
 
 
 def call_tag(call_id: str) -> str:
