@@ -387,7 +387,10 @@ class Edge:
         try:
             with survive("timers"):
                 self.execute(self.layer.handle_timer(now))
-            for out in self.tu.not_answered(now):
+            expired: list[Outcome] = []
+            with survive("timers"):
+                expired = self.tu.not_answered(now)
+            for out in expired:
                 with survive("timers"):
                     self.carry_out([out])
             for retx in self.duties.due(now):
