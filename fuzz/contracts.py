@@ -197,7 +197,7 @@ class _EdgePath:
             self.edge = self._new()
         edge = self.edge
         edge.on_message(data, transport, ("127.0.0.1", 5062))
-        batch, edge._outbox = edge._outbox, []
+        batch = edge.outbox.take()
         for op, key, value in batch:
             self.encoder.encode(key)
             if op == "xadd":

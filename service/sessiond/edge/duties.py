@@ -85,6 +85,12 @@ class DialogDuties:
         """The ACK to send again for a retransmitted 2xx, if we sent one."""
         return self._acks.get(key)
 
+    def next_due(self) -> float | None:
+        """The earliest retransmission (or expiry) :meth:`due` has work for."""
+        times = [r.next_at for p in (self._answers, self._provisionals) for r in p.values()]
+        times += [r.deadline for p in (self._answers, self._provisionals) for r in p.values()]
+        return min(times) if times else None
+
     def due(self, now: float) -> list[Retransmit]:
         """What to send now; forgets what has expired."""
         out = []

@@ -43,6 +43,11 @@ class Unanswered:
         if self._due.pop(key, None) is None:
             self._invites.pop(key, None)
 
+    def next_due(self) -> float | None:
+        """The earliest deadline (each kind's oldest key holds its kind's earliest)."""
+        firsts = [next(iter(due.values())) for due in (self._due, self._invites) if due]
+        return min(firsts) if firsts else None
+
     def expired(self, now: float) -> list[str]:
         """Keys whose deadline passed; they are forgotten."""
         out: list[str] = []
