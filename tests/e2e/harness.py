@@ -75,6 +75,31 @@ class Cluster:
         wait_listening(port)
         return port
 
+    def start_run(
+        self,
+        *extra: str,
+        tcp: bool = False,
+        embedded: bool = False,
+        rtp_ports: str = "",
+        any_answer: bool = False,
+    ) -> int:
+        """``sessiond run`` (process ``run``) with ``extra`` options, on this cluster's Redis
+        (the embedded store with ``embedded``), listening on a free UDP port (and TCP on the
+        same number with ``tcp``); returns the port once it answers OPTIONS with 200 (with
+        anything, with ``any_answer``: for an edge that refuses this source)."""
+        port = free_port()
+        listen = ["--listen", f"udp:127.0.0.1:{port}"]
+        if tcp:
+            listen += ["--listen", f"tcp:127.0.0.1:{port}"]
+        store = [] if embedded else self.common()
+        rtp = ["--rtp-ports", rtp_ports or free_rtp_range()]
+        self.start("run", "run", *store, *listen, *rtp, *extra)
+        try:
+            wait_listening(port, any_answer=any_answer)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n--- sessiond run:\n{self.log('run')[-3000:]}") from None
+        return port
+
     def start_media(self, proc: str, name: str, rtp_ports: str) -> subprocess.Popen[bytes]:
         """Another media node (process ``proc``, node name ``name``) on loopback."""
         args = ["--rtp-ports", rtp_ports, "--address", "127.0.0.1", "--name", name]

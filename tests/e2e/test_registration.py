@@ -20,9 +20,7 @@ from .harness import (
     background_sipp,
     finished,
     free_port,
-    free_rtp_range,
     wait_for,
-    wait_listening,
 )
 
 pytestmark = [
@@ -277,10 +275,7 @@ Content-Length: 0
 
 
 def test_options_are_answered_in_and_out_of_a_dialog(cluster: Cluster, tmp_path: Path) -> None:
-    port = free_port()
-    listen = ["--listen", f"udp:127.0.0.1:{port}", "--rtp-ports", free_rtp_range()]
-    cluster.start("run", "run", *cluster.common(), *listen)
-    wait_listening(port)
+    port = cluster.start_run()
     scenario = tmp_path / "options.xml"
     scenario.write_text(OPTIONS_IN_AND_OUT_OF_DIALOG)
     args = ["-sf", str(scenario), f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port())]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness import Cluster, free_port, free_rtp_range, wait_listening
+from e2e.harness import Cluster, free_port
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.sip.digest import DigestClient
 from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
@@ -200,19 +200,7 @@ def _call(tmp_path: Path, port: int, password: str, final: int) -> subprocess.Co
 def test_sipp_authenticates_with_digest(cluster: Cluster, tmp_path: Path) -> None:
     users = tmp_path / "users"
     users.write_text("alice:s3cret\n")
-    port = free_port()
-    cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{port}",
-        "--rtp-ports",
-        free_rtp_range(),
-        "--auth-file",
-        str(users),
-    )
-    wait_listening(port)
+    port = cluster.start_run("--auth-file", str(users))
     ok = _call(tmp_path, port, "s3cret", 200)
     assert ok.returncode == 0, ok.stdout[-2000:]
     assert "Failed call" in ok.stdout
@@ -228,19 +216,8 @@ def test_sipp_authenticates_with_digest(cluster: Cluster, tmp_path: Path) -> Non
 @pytest.mark.redis
 @pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp missing")
 def test_source_outside_the_allow_list_is_refused(cluster: Cluster, tmp_path: Path) -> None:
-    port = free_port()
-    cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{port}",
-        "--rtp-ports",
-        free_rtp_range(),
-        "--allow",
-        "127.0.0.2/32",
-    )
-    wait_listening(port, any_answer=True)  # OPTIONS from 127.0.0.1 gets a 403 too
+    # OPTIONS from 127.0.0.1 gets a 403 too
+    port = cluster.start_run("--allow", "127.0.0.2/32", any_answer=True)
     (tmp_path / "uac_403.xml").write_text(uac_refused(403))
     result = subprocess.run(
         [
