@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sipp_scenarios import SIPP_SDP
+from sipp_scenarios import SIPP_INVITE
 
 from .harness import (
     ENV,
@@ -195,29 +195,14 @@ def test_options_keepalive_records_reachability(cluster: Cluster, tmp_path: Path
 OPTIONS_IN_AND_OUT_OF_DIALOG = (
     """<?xml version="1.0"?>
 <scenario name="OPTIONS in and out of a dialog">
-  <send retrans="500"><![CDATA[
-INVITE sip:svc@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:svc@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
 """
-    + SIPP_SDP
-    + """]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rrs="true"/>
+    + SIPP_INVITE
+    + """  <recv response="200" rrs="true"/>
   <send><![CDATA[
 ACK [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:svc@[remote_ip]:[remote_port]>[peer_tag_param]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 1 ACK
 Max-Forwards: 70
@@ -228,7 +213,7 @@ Content-Length: 0
 OPTIONS [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:svc@[remote_ip]:[remote_port]>[peer_tag_param]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 2 OPTIONS
 Max-Forwards: 70
@@ -260,7 +245,7 @@ Content-Length: 0
 BYE [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:svc@[remote_ip]:[remote_port]>[peer_tag_param]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 3 BYE
 Max-Forwards: 70

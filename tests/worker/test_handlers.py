@@ -26,7 +26,7 @@ from sessiond.core.resources import default_table_path, gateway_table_path
 from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 from sessiond_run import ENV
-from sipp_scenarios import SIPP_ACK, SIPP_INVITE, uac_refused
+from sipp_scenarios import OK_TO_LAST, SIPP_ACK, SIPP_INVITE, uac_refused
 
 pytestmark = [
     pytest.mark.redis,
@@ -77,19 +77,9 @@ ANSWERED_THEN_BYE = (
     + SIPP_INVITE
     + '  <recv response="200" rtd="true"/>\n'
     + SIPP_ACK
-    + """  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"""
+    + '  <recv request="BYE"/>\n'
+    + OK_TO_LAST
+    + "</scenario>\n"
 )
 
 
