@@ -14,11 +14,9 @@ from .harness import (
     background_sipp,
     finished,
     free_port,
-    free_rtp_range,
     sipp,
     stats,
     wait_for,
-    wait_listening,
 )
 
 pytestmark = [
@@ -51,26 +49,7 @@ def test_run_on_embedded_store_answers_sipp(cluster: Cluster, tmp_path: Path) ->
 
 
 def test_separate_processes_200_calls(cluster: Cluster, tmp_path: Path) -> None:
-    port = free_port()
-    cluster.start(
-        "edge", "edge", *cluster.common(), "--listen", f"udp:127.0.0.1:{port}", "--name", "edge1"
-    )
-    for n in range(2):
-        cluster.start(
-            f"worker{n}", "worker", *cluster.common(), "--answer", "auto", "--name", f"w{n}"
-        )
-    cluster.start(
-        "media",
-        "media",
-        *cluster.common(),
-        "--rtp-ports",
-        free_rtp_range(600),
-        "--address",
-        "127.0.0.1",
-        "--name",
-        "m1",
-    )
-    wait_listening(port)
+    port = cluster.start_split("--answer", "auto")
     result = sipp(
         tmp_path,
         "-sn",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness import Cluster, free_port
+from e2e.harness import Cluster, free_port, sipp
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.sip.digest import DigestClient
 from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
@@ -165,34 +165,10 @@ def _call(tmp_path: Path, port: int, password: str, final: int) -> subprocess.Co
     scenario.write_text(
         UAC_AUTH.replace("{final}", str(final)).replace("{bye}", BYE if final == 200 else "")
     )
-    return subprocess.run(
-        [
-            "sipp",
-            "-sf",
-            str(scenario),
-            f"127.0.0.1:{port}",
-            "-m",
-            "1",
-            "-au",
-            "alice",
-            "-ap",
-            password,
-            "-nostdin",
-            "-buff_size",
-            "4194304",
-            "-p",
-            str(free_port()),
-            "-mp",
-            str(free_port()),
-            "-timeout",
-            "20",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    login = ["-au", "alice", "-ap", password]
+    ports = ["-p", str(free_port()), "-mp", str(free_port())]
+    args = ["-sf", str(scenario), f"127.0.0.1:{port}", "-m", "1", *login, *ports]
+    return sipp(tmp_path, *args, "-timeout", "20", timeout=60)
 
 
 @pytest.mark.redis
@@ -219,29 +195,8 @@ def test_source_outside_the_allow_list_is_refused(cluster: Cluster, tmp_path: Pa
     # OPTIONS from 127.0.0.1 gets a 403 too
     port = cluster.start_run("--allow", "127.0.0.2/32", any_answer=True)
     (tmp_path / "uac_403.xml").write_text(uac_refused(403))
-    result = subprocess.run(
-        [
-            "sipp",
-            "-sf",
-            "uac_403.xml",
-            f"127.0.0.1:{port}",
-            "-m",
-            "1",
-            "-nostdin",
-            "-buff_size",
-            "4194304",
-            "-p",
-            str(free_port()),
-            "-mp",
-            str(free_port()),
-            "-timeout",
-            "20",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    ports = ["-p", str(free_port()), "-mp", str(free_port())]
+    args = ["-sf", "uac_403.xml", f"127.0.0.1:{port}", "-m", "1", *ports, "-timeout", "20"]
+    result = sipp(tmp_path, *args, timeout=60)
     assert result.returncode == 0, result.stdout[-2000:]
     assert cluster.sessions() == []
