@@ -76,7 +76,7 @@ Content-Length: 0
 """
 
 # Answer the request just received (BYE, CANCEL) with 200.
-_OK_TO_LAST = """  <send><![CDATA[
+OK_TO_LAST = """  <send><![CDATA[
 SIP/2.0 200 OK
 [last_Via:]
 [last_From:]
@@ -120,7 +120,7 @@ def caller(flow: str) -> str:
         body += '  <pause milliseconds="300"/>\n' + _CALLER_BYE
     elif flow == "hung_up":
         body = SIPP_INVITE + '  <recv response="200"/>\n' + SIPP_ACK
-        body += '  <recv request="BYE"/>\n' + _OK_TO_LAST
+        body += '  <recv request="BYE"/>\n' + OK_TO_LAST
     elif flow == "cancels":
         body = ringing + _CALLER_CANCEL + SIPP_ACK
     else:
@@ -191,7 +191,7 @@ def callee(flow: str, code: int = 486) -> str:
         body += '  <Reference variables="caller,cseq,contact"/>\n'
     elif flow == "cancelled":
         body = invite + _callee_response(180, "Ringing") + '  <recv request="CANCEL"/>\n'
-        body += _OK_TO_LAST + _callee_response(487, "Request Terminated", cseq="cseq")
+        body += OK_TO_LAST + _callee_response(487, "Request Terminated", cseq="cseq")
         body += '  <recv request="ACK"/>\n  <Reference variables="caller,contact"/>\n'
     else:
         raise ValueError(flow)

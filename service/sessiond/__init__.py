@@ -11,63 +11,18 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from sessiond.api import (
-        Answered,
-        Call,
-        CallEnded,
-        CallError,
-        CallEvent,
-        CallFailed,
-        CallRejected,
-        CallTimeout,
-        Client,
-        DtmfReceived,
-        Ended,
-        Established,
-        EventStream,
-        Failed,
-        IncomingCall,
-        Invitation,
-        MediaReady,
-        PlayFinished,
-        RecordingStopped,
-        Ringing,
-        SessiondError,
-        SessionNotFound,
-        SimplePeer,
-    )
-
-__all__ = [
-    "Answered",
-    "Call",
-    "CallEnded",
-    "CallError",
-    "CallEvent",
-    "CallFailed",
-    "CallRejected",
-    "CallTimeout",
-    "Client",
-    "DtmfReceived",
-    "Ended",
-    "Established",
-    "EventStream",
-    "Failed",
-    "IncomingCall",
-    "Invitation",
-    "MediaReady",
-    "PlayFinished",
-    "RecordingStopped",
-    "Ringing",
-    "SessionNotFound",
-    "SessiondError",
-    "SimplePeer",
-]
-_API = frozenset(__all__)
+    from sessiond.api import *  # noqa: F403  (what __getattr__ returns, for type checkers)
+    from sessiond.api import __all__ as __all__
 
 
 def __getattr__(name: str) -> Any:
-    if name in _API:
+    """Load :mod:`sessiond.api` on first use of one of its names (``sessiond.api.__all__``,
+    all class names), so looking up a submodule (lower case) never loads it."""
+    if name == "__all__" or name[:1].isupper():
         from sessiond import api
 
-        return getattr(api, name)
+        if name == "__all__":
+            return api.__all__
+        if name in api.__all__:
+            return getattr(api, name)
     raise AttributeError(f"module 'sessiond' has no attribute {name!r}")

@@ -1,4 +1,5 @@
-"""Tone detection for the API tests: a Goertzel filter over PCM16 samples."""
+"""Tone detection for the API, media and end-to-end tests: a Goertzel filter over PCM16
+samples."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from array import array
 from pathlib import Path
 
 
-def goertzel(samples: array[int], frequency: float, rate: int = 8000) -> float:
+def goertzel(samples: array[int] | list[int], frequency: float, rate: int = 8000) -> float:
     """Signal power at ``frequency`` (one DFT bin, by the Goertzel recurrence)."""
     coeff = 2 * math.cos(2 * math.pi * frequency / rate)
     s1 = s2 = 0.0

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
+from e2e.harness import finished as sipp_stats
 from sessiond import CallEvent, Client, Ended, Established, SessionNotFound
 from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 
-from .helpers import UAC_486, Service, free_udp_port, sipp_command, sipp_stats
+from .helpers import UAC_486, Service, free_udp_port, sipp_command
 
 pytestmark = [
     pytest.mark.redis,
@@ -36,7 +37,7 @@ async def namespace(redis_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture
 def service(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[Service]:
-    svc = Service(redis_url, namespace, tmp_path)
+    svc = Service(redis_url, tmp_path, "--answer", "app", namespace=namespace)
     yield svc
     svc.stop()
 

@@ -73,7 +73,7 @@ async def until_heard(call: Call, hz: float, timeout: float = 8.0) -> None:
 @pytest.fixture
 async def service(redis_url: str, tmp_path: Path) -> AsyncIterator[Service]:
     namespace = f"q{uuid.uuid4().hex[:8]}"
-    svc = Service(redis_url, namespace, tmp_path)
+    svc = Service(redis_url, tmp_path, "--answer", "app", namespace=namespace)
     yield svc
     svc.stop()
     redis = connect(redis_url)

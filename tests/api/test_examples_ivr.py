@@ -4,7 +4,6 @@ keys digits (RFC 4733 over real RTP); and its one-command ``--demo``."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,10 @@ from pathlib import Path
 import pytest
 
 from sessiond import SimplePeer
+from sessiond_run import ENV, ROOT, wait_listening
 
-from .helpers import free_udp_port, wait_listening
+from .helpers import free_udp_port
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
 pytestmark = [pytest.mark.timeout(45)]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from api.helpers import free_udp_port, wait_listening
+from api.helpers import free_udp_port
 from sessiond.store import Keys
 from sessiond.store.embedded import DEFAULT_STORE_PORT
+from sessiond_run import ENV, SessiondRun
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -30,49 +30,27 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("redis-cli") is None, reason="redis-cli missing"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
 STORE = re.compile(r"embedded store on redis://127\.0\.0\.1:(\d+)/0")
 
 
-class Run:
+class Run(SessiondRun):
     """``sessiond run`` (embedded store) in a subprocess, on a free SIP port."""
 
+    stop_timeout = 30.0
+
     def __init__(self, tmp: Path, env: dict[str, str], name: str, *options: str) -> None:
-        self.sip_port = free_udp_port()
-        self.log_path = tmp / f"{name}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         base = 27000 + (os.getpid() % 100) * 40 + (20 if name.endswith("2") else 0)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sessiond", "run", *options]
-            + ["--listen", f"udp:127.0.0.1:{self.sip_port}", "--rate-limit", "1000"]
-            + ["--rtp-ports", f"{base}-{base + 19}"],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        wait_listening(self.sip_port)
+        rtp = ["--rtp-ports", f"{base}-{base + 19}"]
+        super().__init__(tmp / f"{name}.log", *options, "--rate-limit", "1000", *rtp, env=env)
         match = STORE.search(self.log())  # logged before the edge answers SIP
         self.store_port = int(match.group(1)) if match else 0
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     runtime = tmp_path / "xdg"
     runtime.mkdir(mode=0o700)
-    return {**os.environ, "PYTHONPATH": str(ROOT / "service"), "XDG_RUNTIME_DIR": str(runtime)}
+    return {**ENV, "XDG_RUNTIME_DIR": str(runtime)}
 
 
 @pytest.fixture
@@ -115,7 +93,7 @@ def test_ctl_and_redis_cli_read_a_live_call(
     caller = subprocess.Popen(
         ["sipp", "-sn", "uac", "-m", "1", "-d", "60000", "-s", "bob"]
         + ["-p", str(free_udp_port()), "-mp", str(free_udp_port()), "-buff_size", "4194304"]
-        + ["-nostdin", "-timeout", "90", f"127.0.0.1:{run.sip_port}"],
+        + ["-nostdin", "-timeout", "90", f"127.0.0.1:{run.port}"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=tmp_path,

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-from api.helpers import ENV, free_udp_port, wait_listening
+from api.helpers import free_udp_port
+from sessiond_run import ENV, wait_listening
 
 REDIS_URL = os.environ.get("SESSIOND_TEST_REDIS", "redis://127.0.0.1:6379/15")
 README = Path(__file__).resolve().parents[2] / "README.md"

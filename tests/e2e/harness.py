@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,9 +20,7 @@ from typing import Any
 import redis as sync_redis
 
 from ports import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
+from sessiond_run import ENV, wait_listening
 
 
 def free_rtp_range(size: int = 200) -> str:
@@ -76,6 +73,31 @@ class Cluster:
             "m1",
         )
         wait_listening(port)
+        return port
+
+    def start_run(
+        self,
+        *extra: str,
+        tcp: bool = False,
+        embedded: bool = False,
+        rtp_ports: str = "",
+        any_answer: bool = False,
+    ) -> int:
+        """``sessiond run`` (process ``run``) with ``extra`` options, on this cluster's Redis
+        (the embedded store with ``embedded``), listening on a free UDP port (and TCP on the
+        same number with ``tcp``); returns the port once it answers OPTIONS with 200 (with
+        anything, with ``any_answer``: for an edge that refuses this source)."""
+        port = free_port()
+        listen = ["--listen", f"udp:127.0.0.1:{port}"]
+        if tcp:
+            listen += ["--listen", f"tcp:127.0.0.1:{port}"]
+        store = [] if embedded else self.common()
+        rtp = ["--rtp-ports", rtp_ports or free_rtp_range()]
+        self.start("run", "run", *store, *listen, *rtp, *extra)
+        try:
+            wait_listening(port, any_answer=any_answer)
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n--- sessiond run:\n{self.log('run')[-3000:]}") from None
         return port
 
     def start_media(self, proc: str, name: str, rtp_ports: str) -> subprocess.Popen[bytes]:
@@ -168,41 +190,9 @@ def wait_for(predicate: Any, timeout: float = 10.0, every: float = 0.1) -> bool:
     return False
 
 
-def wait_listening(port: int, timeout: float = 15.0, *, any_answer: bool = False) -> None:
-    """Wait until something answers SIP OPTIONS on 127.0.0.1:port (UDP) with 200 (or with
-    any response, for an edge that refuses this source)."""
-    msg = (
-        f"OPTIONS sip:127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bK-w"
-        f"\r\nFrom: <sip:probe@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe\r\n"
-        f"CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        msg = msg.replace(b"127.0.0.1:9;", f"127.0.0.1:{s.getsockname()[1]};".encode())
-        s.settimeout(0.3)
-        last = "nothing"
-        while time.monotonic() < deadline:
-            s.sendto(msg, ("127.0.0.1", port))
-            try:
-                reply = s.recv(4096)
-                if reply.startswith(b"SIP/2.0 200") or any_answer and reply.startswith(b"SIP/2.0"):
-                    return
-                last = repr(reply.split(b"\r\n", 1)[0])
-            except OSError:
-                pass
-        raise TimeoutError(f"no 200 to OPTIONS on udp 127.0.0.1:{port}; last answer: {last}")
-
-
 def stats(result: subprocess.CompletedProcess[str]) -> tuple[int, int]:
-    """(successful, failed) from sipp's final screen."""
-    ok = failed = -1
-    for line in result.stdout.splitlines():
-        if "Successful call" in line:
-            ok = int(line.split("|")[2].split()[0])
-        elif "Failed call" in line:
-            failed = int(line.split("|")[2].split()[0])
-    return ok, failed
+    """(successful, failed) from the final screen of a sipp run."""
+    return finished(result.stdout)
 
 
 @contextlib.contextmanager
@@ -227,5 +217,11 @@ def background_sipp(tmp: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
 
 
 def finished(out: str) -> tuple[int, int]:
-    """(successful, failed) from a sipp final screen."""
-    return stats(subprocess.CompletedProcess([], 0, out, ""))
+    """(successful, failed) from a sipp final screen (-1: not on it)."""
+    ok = failed = -1
+    for line in out.splitlines():
+        if "Successful call" in line:
+            ok = int(line.split("|")[2].split()[0])
+        elif "Failed call" in line:
+            failed = int(line.split("|")[2].split()[0])
+    return ok, failed

@@ -17,6 +17,8 @@ from typing import Any
 
 import msgpack
 
+from api.audio_checks import goertzel
+
 DTMF_EVENTS = "0123456789*#ABCD"
 _PCAP_MAGIC_LE = 0xA1B2C3D4
 _LINKTYPE_ETHERNET = 1
@@ -128,11 +130,7 @@ def goertzel_power(samples: array[int] | list[int], freq: float, rate: int) -> f
     n = len(samples)
     if n == 0:
         return 0.0
-    coeff = 2 * math.cos(2 * math.pi * freq / rate)
-    s1 = s2 = 0.0
-    for x in samples:
-        s1, s2 = x + coeff * s1 - s2, s1
-    return (s1 * s1 + s2 * s2 - coeff * s1 * s2) / (n * n)
+    return goertzel(samples, freq, rate) / (n * n)
 
 
 def dominant_tone(

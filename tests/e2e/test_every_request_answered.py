@@ -18,7 +18,7 @@ import pytest
 
 from sessiond.edge.mapping import ALLOWED, HANDLED_METHODS
 
-from .harness import Cluster, free_port, free_rtp_range, wait_for, wait_listening
+from .harness import Cluster, wait_for
 
 pytestmark = [pytest.mark.redis]
 
@@ -34,34 +34,11 @@ class Service:
     port: int
 
 
-def _start(redis_url: str, tmp: Path, answer: str) -> tuple[Cluster, int]:
-    cluster = Cluster(redis_url, tmp)
-    port = free_port()
-    cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{port}",
-        "--listen",
-        f"tcp:127.0.0.1:{port}",
-        "--rtp-ports",
-        free_rtp_range(),
-        "--answer",
-        answer,
-    )
-    return cluster, port
-
-
 @pytest.fixture(scope="module")
 def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    cluster, port = _start(redis_url, tmp_path_factory.mktemp("answers"), "auto")
+    cluster = Cluster(redis_url, tmp_path_factory.mktemp("answers"))
     try:
-        try:
-            wait_listening(port)
-        except TimeoutError as e:
-            raise TimeoutError(f"{e}\n--- sessiond run:\n{cluster.log('run')[-3000:]}") from None
-        yield Service(cluster, port)
+        yield Service(cluster, cluster.start_run("--answer", "auto", tcp=True))
     finally:
         cluster.stop_all()
         cluster.cleanup()
@@ -325,9 +302,9 @@ def test_rfc2543_cancel_and_the_ack_of_the_487_are_matched(
     again, not a 100), whose ACK (same Via, the 487's To tag) the INVITE transaction
     absorbs: the tables see no ACK, and (UDP) a later INVITE retransmission is absorbed in
     Confirmed."""
-    cluster, port = _start(redis_url, tmp_path, "app")
+    cluster = Cluster(redis_url, tmp_path)
     try:
-        wait_listening(port)
+        port = cluster.start_run("--answer", "app", tcp=True)
         phone = Phone(port, transport)
         call_id = uuid.uuid4().hex
         via = ";branch=2543inv"

@@ -28,10 +28,8 @@ from .harness import (
     Cluster,
     background_sipp,
     free_port,
-    free_rtp_range,
     sipp,
     wait_for,
-    wait_listening,
 )
 from .media_checks import dominant_tone, read_wav
 
@@ -66,19 +64,7 @@ class Gateway:
             for flow, port in self.targets.items()
         )
         (cluster.tmp / "routes.yaml").write_text(f"rules:\n{rules}default: {{reject: 404}}\n")
-        self.port = free_port()
-        cluster.start(
-            "run",
-            "run",
-            *cluster.common(),
-            "--listen",
-            f"udp:127.0.0.1:{self.port}",
-            "--rtp-ports",
-            free_rtp_range(),
-            "--routes",
-            "routes.yaml",
-        )
-        wait_listening(self.port)
+        self.port = cluster.start_run("--routes", "routes.yaml")
         self.table = load_table(gateway_table_path())
 
     def callee(self, flow: str, scenario: str | None = None) -> Any:

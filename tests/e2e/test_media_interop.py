@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from .harness import Cluster, free_port, free_rtp_range, wait_for, wait_listening
+from .harness import Cluster, free_port, wait_for
 from .media_checks import (
     alaw_pcm,
     app_events,
@@ -40,21 +40,6 @@ NEEDS_SIPP = pytest.mark.skipif(
     reason="sipp or its pcaps (Debian sip-tester) missing",
 )
 TELEPHONE_EVENT_PT = 101  # what sipp's uac_pcap SDP offers (a=rtpmap:101 telephone-event/8000)
-
-
-def _start_run(cluster: Cluster) -> int:
-    port = free_port()
-    cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{port}",
-        "--rtp-ports",
-        free_rtp_range(),
-    )
-    wait_listening(port)
-    return port
 
 
 def _link_pcaps(tmp_path: Path, names: list[str]) -> None:
@@ -106,7 +91,7 @@ def _sipp_pcap_call(
     """
     from sessiond.cli.main import main
 
-    port = _start_run(cluster)
+    port = cluster.start_run()
     _link_pcaps(tmp_path, pcaps)
     wav = tmp_path / "heard.wav"
     caller = subprocess.Popen(
@@ -267,7 +252,7 @@ def test_sipp_pcap_several_digits_each_once(cluster: Cluster, tmp_path: Path) ->
 def test_recording_closed_by_hangup_is_reported(cluster: Cluster, tmp_path: Path) -> None:
     from sessiond.cli.main import main
 
-    port = _start_run(cluster)
+    port = cluster.start_run()
     wav = tmp_path / "short.wav"
     caller = subprocess.Popen(
         ["sipp", "-sn", "uac", f"127.0.0.1:{port}", "-m", "1", "-d", "1500"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sipp_scenarios import SIPP_SDP
+from sipp_scenarios import SIPP_INVITE
 
 from .harness import (
     ENV,
@@ -20,9 +20,7 @@ from .harness import (
     background_sipp,
     finished,
     free_port,
-    free_rtp_range,
     wait_for,
-    wait_listening,
 )
 
 pytestmark = [
@@ -197,29 +195,14 @@ def test_options_keepalive_records_reachability(cluster: Cluster, tmp_path: Path
 OPTIONS_IN_AND_OUT_OF_DIALOG = (
     """<?xml version="1.0"?>
 <scenario name="OPTIONS in and out of a dialog">
-  <send retrans="500"><![CDATA[
-INVITE sip:svc@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:svc@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
 """
-    + SIPP_SDP
-    + """]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rrs="true"/>
+    + SIPP_INVITE
+    + """  <recv response="200" rrs="true"/>
   <send><![CDATA[
 ACK [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:svc@[remote_ip]:[remote_port]>[peer_tag_param]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 1 ACK
 Max-Forwards: 70
@@ -230,7 +213,7 @@ Content-Length: 0
 OPTIONS [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:svc@[remote_ip]:[remote_port]>[peer_tag_param]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 2 OPTIONS
 Max-Forwards: 70
@@ -262,7 +245,7 @@ Content-Length: 0
 BYE [next_url] SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
 From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
-To: <sip:svc@[remote_ip]:[remote_port]>[peer_tag_param]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
 Call-ID: [call_id]
 CSeq: 3 BYE
 Max-Forwards: 70
@@ -277,10 +260,7 @@ Content-Length: 0
 
 
 def test_options_are_answered_in_and_out_of_a_dialog(cluster: Cluster, tmp_path: Path) -> None:
-    port = free_port()
-    listen = ["--listen", f"udp:127.0.0.1:{port}", "--rtp-ports", free_rtp_range()]
-    cluster.start("run", "run", *cluster.common(), *listen)
-    wait_listening(port)
+    port = cluster.start_run()
     scenario = tmp_path / "options.xml"
     scenario.write_text(OPTIONS_IN_AND_OUT_OF_DIALOG)
     args = ["-sf", str(scenario), f"127.0.0.1:{port}", "-i", "127.0.0.1", "-p", str(free_port())]

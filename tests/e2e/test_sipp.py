@@ -14,11 +14,9 @@ from .harness import (
     background_sipp,
     finished,
     free_port,
-    free_rtp_range,
     sipp,
     stats,
     wait_for,
-    wait_listening,
 )
 
 pytestmark = [
@@ -28,25 +26,8 @@ pytestmark = [
 ]
 
 
-def run_all_in_one(cluster: Cluster, *extra: str, embedded: bool = False) -> int:
-    port = free_port()
-    store = [] if embedded else cluster.common()
-    cluster.start(
-        "run",
-        "run",
-        *store,
-        "--listen",
-        f"udp:127.0.0.1:{port}",
-        "--rtp-ports",
-        free_rtp_range(),
-        *extra,
-    )
-    wait_listening(port)
-    return port
-
-
 def test_run_on_embedded_store_answers_sipp(cluster: Cluster, tmp_path: Path) -> None:
-    port = run_all_in_one(cluster, embedded=True)
+    port = cluster.start_run(embedded=True)
     result = sipp(
         tmp_path,
         "-sn",
@@ -68,26 +49,7 @@ def test_run_on_embedded_store_answers_sipp(cluster: Cluster, tmp_path: Path) ->
 
 
 def test_separate_processes_200_calls(cluster: Cluster, tmp_path: Path) -> None:
-    port = free_port()
-    cluster.start(
-        "edge", "edge", *cluster.common(), "--listen", f"udp:127.0.0.1:{port}", "--name", "edge1"
-    )
-    for n in range(2):
-        cluster.start(
-            f"worker{n}", "worker", *cluster.common(), "--answer", "auto", "--name", f"w{n}"
-        )
-    cluster.start(
-        "media",
-        "media",
-        *cluster.common(),
-        "--rtp-ports",
-        free_rtp_range(600),
-        "--address",
-        "127.0.0.1",
-        "--name",
-        "m1",
-    )
-    wait_listening(port)
+    port = cluster.start_split("--answer", "auto")
     result = sipp(
         tmp_path,
         "-sn",
@@ -129,7 +91,7 @@ def test_separate_processes_200_calls(cluster: Cluster, tmp_path: Path) -> None:
 def test_sessiond_calls_sipp_uas_and_hangs_up(cluster: Cluster, tmp_path: Path) -> None:
     from sessiond.cli.main import main
 
-    run_all_in_one(cluster)
+    cluster.start_run()
     uas_port = free_port()
     with background_sipp(
         tmp_path, "-sn", "uas", "-p", str(uas_port), "-m", "1", "-timeout", "60"
@@ -145,19 +107,8 @@ def test_sessiond_calls_sipp_uas_and_hangs_up(cluster: Cluster, tmp_path: Path) 
 
 
 def test_tcp_transport(cluster: Cluster, tmp_path: Path) -> None:
-    udp, tcp = free_port(), free_port(socket.SOCK_STREAM)
-    cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{udp}",
-        "--listen",
-        f"tcp:127.0.0.1:{tcp}",
-        "--rtp-ports",
-        free_rtp_range(),
-    )
-    wait_listening(udp)
+    tcp = free_port(socket.SOCK_STREAM)
+    cluster.start_run("--listen", f"tcp:127.0.0.1:{tcp}")
     result = sipp(
         tmp_path,
         "-sn",
@@ -209,19 +160,8 @@ def test_kill_a_worker_mid_call(cluster: Cluster, tmp_path: Path) -> None:
 def test_sessiond_calls_sipp_uas_over_tcp(cluster: Cluster, tmp_path: Path) -> None:
     from sessiond.cli.main import main
 
-    udp, tcp = free_port(), free_port(1)
-    cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{udp}",
-        "--listen",
-        f"tcp:127.0.0.1:{tcp}",
-        "--rtp-ports",
-        free_rtp_range(),
-    )
-    wait_listening(udp)
+    tcp = free_port(1)
+    cluster.start_run("--listen", f"tcp:127.0.0.1:{tcp}")
     uas_port = free_port(1)
     with background_sipp(
         tmp_path, "-sn", "uas", "-t", "t1", "-p", str(uas_port), "-m", "1", "-timeout", "60"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e.harness import Cluster, free_port, free_rtp_range, wait_listening
+from e2e.harness import Cluster, free_port, sipp
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.sip.digest import DigestClient
 from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
@@ -165,34 +165,10 @@ def _call(tmp_path: Path, port: int, password: str, final: int) -> subprocess.Co
     scenario.write_text(
         UAC_AUTH.replace("{final}", str(final)).replace("{bye}", BYE if final == 200 else "")
     )
-    return subprocess.run(
-        [
-            "sipp",
-            "-sf",
-            str(scenario),
-            f"127.0.0.1:{port}",
-            "-m",
-            "1",
-            "-au",
-            "alice",
-            "-ap",
-            password,
-            "-nostdin",
-            "-buff_size",
-            "4194304",
-            "-p",
-            str(free_port()),
-            "-mp",
-            str(free_port()),
-            "-timeout",
-            "20",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    login = ["-au", "alice", "-ap", password]
+    ports = ["-p", str(free_port()), "-mp", str(free_port())]
+    args = ["-sf", str(scenario), f"127.0.0.1:{port}", "-m", "1", *login, *ports]
+    return sipp(tmp_path, *args, "-timeout", "20", timeout=60)
 
 
 @pytest.mark.redis
@@ -200,19 +176,7 @@ def _call(tmp_path: Path, port: int, password: str, final: int) -> subprocess.Co
 def test_sipp_authenticates_with_digest(cluster: Cluster, tmp_path: Path) -> None:
     users = tmp_path / "users"
     users.write_text("alice:s3cret\n")
-    port = free_port()
-    cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{port}",
-        "--rtp-ports",
-        free_rtp_range(),
-        "--auth-file",
-        str(users),
-    )
-    wait_listening(port)
+    port = cluster.start_run("--auth-file", str(users))
     ok = _call(tmp_path, port, "s3cret", 200)
     assert ok.returncode == 0, ok.stdout[-2000:]
     assert "Failed call" in ok.stdout
@@ -228,43 +192,11 @@ def test_sipp_authenticates_with_digest(cluster: Cluster, tmp_path: Path) -> Non
 @pytest.mark.redis
 @pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp missing")
 def test_source_outside_the_allow_list_is_refused(cluster: Cluster, tmp_path: Path) -> None:
-    port = free_port()
-    cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{port}",
-        "--rtp-ports",
-        free_rtp_range(),
-        "--allow",
-        "127.0.0.2/32",
-    )
-    wait_listening(port, any_answer=True)  # OPTIONS from 127.0.0.1 gets a 403 too
+    # OPTIONS from 127.0.0.1 gets a 403 too
+    port = cluster.start_run("--allow", "127.0.0.2/32", any_answer=True)
     (tmp_path / "uac_403.xml").write_text(uac_refused(403))
-    result = subprocess.run(
-        [
-            "sipp",
-            "-sf",
-            "uac_403.xml",
-            f"127.0.0.1:{port}",
-            "-m",
-            "1",
-            "-nostdin",
-            "-buff_size",
-            "4194304",
-            "-p",
-            str(free_port()),
-            "-mp",
-            str(free_port()),
-            "-timeout",
-            "20",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=tmp_path,
-        check=False,
-    )
+    ports = ["-p", str(free_port()), "-mp", str(free_port())]
+    args = ["-sf", "uac_403.xml", f"127.0.0.1:{port}", "-m", "1", *ports, "-timeout", "20"]
+    result = sipp(tmp_path, *args, timeout=60)
     assert result.returncode == 0, result.stdout[-2000:]
     assert cluster.sessions() == []

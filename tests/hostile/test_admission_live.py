@@ -26,7 +26,7 @@ from sessiond.sip.message import SipResponse, parse_message
 from sipp_scenarios import SIPP_INVITE
 
 from .net import SDP, UdpAttacker, header, request, status
-from .shared import Cluster, free_port, sipp, stats, wait_listening
+from .shared import Cluster, free_port, sipp, stats
 
 pytestmark = [
     pytest.mark.redis,
@@ -83,20 +83,9 @@ class Service:
 
 
 def _start(cluster: Cluster, *extra: str, legs: int = LEGS) -> Service:
-    port, mport = free_port(), free_port(socket.SOCK_STREAM)
-    cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{port}",
-        "--rtp-ports",
-        _rtp_range(legs),
-        "--metrics-port",
-        str(mport),
-        *extra,
-    )
-    wait_listening(port, any_answer=True)
+    mport = free_port(socket.SOCK_STREAM)
+    extra = ("--metrics-port", str(mport), *extra)
+    port = cluster.start_run(*extra, rtp_ports=_rtp_range(legs), any_answer=True)
     return Service(cluster, port, mport)
 
 

@@ -23,10 +23,8 @@ from .shared import (
     VALID,
     Cluster,
     free_port,
-    free_rtp_range,
     sipp,
     stats,
-    wait_listening,
 )
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -51,25 +49,9 @@ class Service:
 def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     tmp = tmp_path_factory.mktemp("hostile")
     cluster = Cluster(redis_url, tmp)
-    port = free_port()
-    proc = cluster.start(
-        "run",
-        "run",
-        *cluster.common(),
-        "--listen",
-        f"udp:127.0.0.1:{port}",
-        "--listen",
-        f"tcp:127.0.0.1:{port}",
-        "--rtp-ports",
-        free_rtp_range(),
-        "--rate-limit",
-        str(RATE),
-        "--rate-burst",
-        str(BURST),
-    )
     try:
-        wait_listening(port)
-        yield Service(cluster, port, proc.pid, tmp)
+        port = cluster.start_run("--rate-limit", str(RATE), "--rate-burst", str(BURST), tcp=True)
+        yield Service(cluster, port, cluster.procs["run"].pid, tmp)
     finally:
         cluster.stop_all()
         cluster.cleanup()

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import socket
 import time
 import uuid
-from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
 
+from api.audio_checks import dominant, goertzel  # noqa: F401 - for test_node
 from sessiond.core.types import Event
 from sessiond.media.codecs import SILENCE
 from sessiond.media.commands import Executor
@@ -31,20 +30,6 @@ from sessiond.store.keys import new_sid
 from sessiond.store.store import decode_event, delete_namespace
 
 LOOPBACK = "127.0.0.1"
-
-
-def goertzel(samples: array[int], frequency: float, rate: int = 8000) -> float:
-    """Signal power at ``frequency`` (one DFT bin, computed by the Goertzel recurrence)."""
-    coeff = 2 * math.cos(2 * math.pi * frequency / rate)
-    s1 = s2 = 0.0
-    for x in samples:
-        s1, s2 = x + coeff * s1 - s2, s1
-    return s1 * s1 + s2 * s2 - coeff * s1 * s2
-
-
-def dominant(samples: array[int], candidates: tuple[float, ...]) -> float:
-    """The candidate frequency with the most power."""
-    return max(candidates, key=lambda f: goertzel(samples, f))
 
 
 def softphone_offer(port: int, rtcp_port: int, codecs: str = "8 0 101") -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import random
 from array import array
 
@@ -10,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api.audio_checks import goertzel
 from sessiond.media.dtmf import (
     DtmfDigit,
     DtmfReceiver,
@@ -116,14 +116,6 @@ def test_any_digit_string_survives_duplication_and_local_reordering(
         packets += event
     assert receive_all(DtmfReceiver(PT), packets) == list(digits)
     assert DtmfDigit("1", 0) == DtmfDigit("1", 0)
-
-
-def goertzel(samples: list[int], freq: float, rate: int = 8000) -> float:
-    w = 2 * math.pi * freq / rate
-    s1 = s2 = 0.0
-    for x in samples:
-        s1, s2 = x + 2 * math.cos(w) * s1 - s2, s1
-    return s1 * s1 + s2 * s2 - 2 * math.cos(w) * s1 * s2
 
 
 def test_tone_frames_have_the_right_frequency_and_continuous_phase() -> None:

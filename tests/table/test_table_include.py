@@ -5,7 +5,6 @@ file and line, revisions through includes, the self-contained published source, 
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from sessiond.table import Table, load_table, load_table_text
 from sessiond.table.model import Timeout
 from sessiond.table.tableset import TableSet
 from sessiond.table.yamlsrc import Line
+from sessiond_run import ENV
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -249,16 +249,13 @@ def test_bundled_parts_are_not_tables() -> None:
 
 def test_cli_check_expanded(tmp_path: Path) -> None:
     write(tmp_path, {"parts/base.yaml": PART, "t.yaml": TABLE})
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
-    run = [sys.executable, "-m", "sessiond", "table", "check"]
-    proc = subprocess.run(
-        [*run, "--expanded", str(tmp_path / "t.yaml")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    run = [sys.executable, "-m", "sessiond", "table", "check", "--expanded"]
+    run.append(str(tmp_path / "t.yaml"))
+
+    def expand() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(run, capture_output=True, text=True, env=ENV, timeout=60, check=False)
+
+    proc = expand()
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert out.startswith("# t.yaml with parts/base.yaml merged in")
@@ -268,13 +265,6 @@ def test_cli_check_expanded(tmp_path: Path) -> None:
     assert load_table(tmp_path / "expanded.yaml").rev == load_table(tmp_path / "t.yaml").rev
     # an error in the included file: exit 1, the file and line on stderr, nothing expanded
     (tmp_path / "parts" / "base.yaml").write_text(PART.replace("next: Ringing", "next: Nowhere"))
-    proc = subprocess.run(
-        [*run, "--expanded", str(tmp_path / "t.yaml")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    proc = expand()
     assert (proc.returncode, proc.stdout) == (1, "")
     assert f"{tmp_path / 'parts' / 'base.yaml'}:10: unknown state 'Nowhere'" in proc.stderr

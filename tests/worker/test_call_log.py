@@ -10,7 +10,6 @@ import json
 import logging
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -21,12 +20,14 @@ from typing import Any
 
 import pytest
 
-from api.helpers import ENV, free_udp_port, sipp_command, sipp_stats, wait_listening
+from api.helpers import free_udp_port, sipp_command
+from e2e.harness import finished as sipp_stats
 from ports import free_port
 from sessiond.cli.main import build_parser
 from sessiond.core.logs import JsonFormatter
 from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
+from sessiond_run import SessiondRun
 from sipp_scenarios import uac_refused
 
 pytestmark = [
@@ -37,24 +38,16 @@ pytestmark = [
 ISO = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
 
 
-class Run:
+class Run(SessiondRun):
     """``sessiond run`` as a subprocess on a free port; its output (stdout and stderr)."""
 
+    stop_timeout = 45.0
+
     def __init__(self, tmp: Path, *options: str) -> None:
-        self.port = free_udp_port()
         self.tmp = tmp
-        self.out = tmp / "run.log"
         rtp = free_udp_port() // 100 * 100
-        with open(self.out, "wb") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "sessiond", "run", "--listen", f"udp:127.0.0.1:{self.port}"]
-                + ["--rtp-ports", f"{rtp}-{rtp + 99}", *options],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=ENV,
-                cwd=tmp,
-            )
-        wait_listening(self.port, timeout=30)
+        rtp_ports = ["--rtp-ports", f"{rtp}-{rtp + 99}"]
+        super().__init__(tmp / "run.log", *rtp_ports, *options, cwd=tmp, timeout=30)
 
     def call(self, user: str, *scenario: str) -> tuple[int, int]:
         """One sipp call to ``user``; (successful, failed) calls."""
@@ -63,17 +56,6 @@ class Run:
             [*command, f"127.0.0.1:{self.port}"], capture_output=True, text=True, timeout=60
         )
         return sipp_stats(result.stdout)
-
-    def stop(self) -> str:
-        """SIGTERM, wait for the exit (children included), the whole output."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        return self.out.read_text(errors="replace")
 
 
 @pytest.fixture

@@ -10,10 +10,7 @@ Its table is the default one with a 2 s Deferred timeout, so the routes say ``de
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from api.helpers import Service
 from ports import free_port
-from sessiond import Client
 from sessiond.core.resources import default_table_path, gateway_table_path
 from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
-from sipp_scenarios import SIPP_ACK, SIPP_INVITE, uac_refused
+from sessiond_run import ENV
+from sipp_scenarios import OK_TO_LAST, SIPP_ACK, SIPP_INVITE, uac_refused
 
 pytestmark = [
     pytest.mark.redis,
@@ -36,8 +34,6 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
 DEFER_SECONDS = 2
 
 
@@ -81,78 +77,10 @@ ANSWERED_THEN_BYE = (
     + SIPP_INVITE
     + '  <recv response="200" rtd="true"/>\n'
     + SIPP_ACK
-    + """  <recv request="BYE"/>
-  <send><![CDATA[
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Content-Length: 0
-
-]]></send>
-</scenario>
-"""
+    + '  <recv request="BYE"/>\n'
+    + OK_TO_LAST
+    + "</scenario>\n"
 )
-
-
-class Service:
-    """``sessiond run --redis URL`` with the given decision options, in a subprocess."""
-
-    def __init__(self, redis_url: str, tmp: Path, *options: str) -> None:
-        self.namespace = f"h{uuid.uuid4().hex[:8]}"
-        self.redis_url = redis_url
-        self.port = free_port()
-        self.tmp = tmp
-        self._log = open(tmp / "sessiond.log", "wb")  # noqa: SIM115 - closed in stop()
-        base = 24000 + (os.getpid() % 100) * 40
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sessiond", "run", "--redis", redis_url, *options]
-            + ["--namespace", self.namespace, "--rtp-ports", f"{base}-{base + 39}"]
-            + ["--listen", f"udp:127.0.0.1:{self.port}", "--rate-limit", "1000"],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=ENV,
-            cwd=tmp,
-        )
-        self._wait_listening()
-
-    def _wait_listening(self, timeout: float = 15.0) -> None:
-        deadline = time.monotonic() + timeout
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.1", 0))
-            msg = (
-                f"OPTIONS sip:127.0.0.1:{self.port} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{s.getsockname()[1]};branch=z9hG4bK-w\r\n"
-                "From: <sip:p@127.0.0.1>;tag=p\r\nTo: <sip:127.0.0.1>\r\nCall-ID: probe\r\n"
-                "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-            ).encode()
-            s.settimeout(0.3)
-            while time.monotonic() < deadline and self.proc.poll() is None:
-                s.sendto(msg, ("127.0.0.1", self.port))
-                try:
-                    if s.recv(4096).startswith(b"SIP/2.0 200"):
-                        return
-                except OSError:
-                    pass
-        raise RuntimeError(f"sessiond run did not start:\n{self.log()}")
-
-    def log(self) -> str:
-        return (self.tmp / "sessiond.log").read_text(errors="replace")[-3000:]
-
-    def client(self, group: str) -> Client:
-        return Client(self.redis_url, namespace=self.namespace, group=group)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
 
 
 async def sipp(service: Service, user: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -210,6 +138,7 @@ def routed(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     short = text.replace("{after: 20, event: DeferTimeout}", "{after: 2, event: DeferTimeout}")
     assert short != text
     table.write_text(short)
+    (tmp / "parts").symlink_to(default_table_path().parent / "parts")  # what it includes
     (tmp / "routes.yaml").write_text(ROUTES)
     gateway = str(gateway_table_path())
     service = Service(

@@ -94,6 +94,18 @@ def load_handler_option(args: argparse.Namespace, tables: list[Table]) -> CallHa
     return fallback
 
 
+def load_tables_and_handler(
+    args: argparse.Namespace,
+) -> tuple[list[Table], CallHandler] | None:
+    """What a worker runs: the tables (``--table``) and the signaling handler; None after
+    printing the problems (the caller exits 2)."""
+    tables = load_tables(args.table)
+    if tables is None:
+        return None
+    handler = load_handler_option(args, tables)
+    return None if handler is None else (tables, handler)
+
+
 def _handler_args(args: argparse.Namespace) -> list[str]:
     """``--handler``/``--routes`` again, for worker subprocesses."""
     if getattr(args, "handler", None):
@@ -202,12 +214,10 @@ def run_edge(args: argparse.Namespace) -> int:
 
 def run_worker(args: argparse.Namespace) -> int:
     setup_logging(args)
-    tables = load_tables(args.table)
-    if tables is None:
+    loaded = load_tables_and_handler(args)
+    if loaded is None:
         return 2
-    handler = load_handler_option(args, tables)
-    if handler is None:
-        return 2
+    tables, handler = loaded
     problem = start_problem(args, [])
     if problem:
         return preflight.fail("sessiond worker", problem)
@@ -248,12 +258,10 @@ def run_all(args: argparse.Namespace) -> int:
     from sessiond.media.ports import parse_range
 
     setup_logging(args)
-    tables = load_tables(args.table)
-    if tables is None:
+    loaded = load_tables_and_handler(args)
+    if loaded is None:
         return 2
-    handler = load_handler_option(args, tables)
-    if handler is None:
-        return 2
+    tables, handler = loaded
     try:
         specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
         rtp_range = parse_range(args.rtp_ports)

@@ -34,7 +34,7 @@ from sessiond.sip.actions import Action, Peer, ResponseReceived, Send, Terminate
 from sessiond.sip.errors import TransactionError
 from sessiond.sip.headers import Headers
 from sessiond.sip.message import SipRequest, SipResponse
-from sessiond.sip.timers import Deadlines, TimerConfig, TimerDriven
+from sessiond.sip.timers import TimerConfig, TimerDriven
 
 
 class ClientState(StrEnum):
@@ -86,15 +86,8 @@ class ClientTransaction(TimerDriven):
     def __init__(
         self, key: str, request: SipRequest, peer: Peer, reliable: bool, timers: TimerConfig
     ) -> None:
-        self.key = key
-        self.request = request
-        self.peer = peer
-        self.reliable = reliable
-        self.timers = timers
+        super().__init__(key, request, peer, reliable, timers)
         self.state = ClientState.TERMINATED
-        self.last_response: SipResponse | None = None
-        self._deadlines = Deadlines()
-        self._interval = timers.t1
 
     @property
     def terminated(self) -> bool:

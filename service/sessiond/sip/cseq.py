@@ -33,10 +33,7 @@ class CSeq:
     @classmethod
     def parse(cls, text: str) -> CSeq:
         """Parse a CSeq value; sequence numbers must be below 2**31."""
-        cseq = _PARSED.get(text)
-        if cseq is None:
-            cseq = _PARSED.put(text, _parse(text))  # errors raise: never kept
-        return cseq
+        return _PARSED.parse(text, _parse)
 
     def __str__(self) -> str:
         return f"{self.seq} {self.method}"

@@ -9,6 +9,7 @@ kept.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -29,4 +30,11 @@ class Memo(Generic[T]):
             if len(self._values) >= self.max_size:
                 self._values.clear()
             self._values[text] = value
+        return value
+
+    def parse(self, text: str, parser: Callable[[str], T]) -> T:
+        """The value kept for ``text``, else ``parser(text)``, kept (its errors raise)."""
+        value = self._values.get(text)
+        if value is None:
+            value = self.put(text, parser(text))
         return value

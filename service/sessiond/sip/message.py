@@ -58,6 +58,14 @@ class SipMessage:
     cseq: CSeq | None
     version: str
 
+    @classmethod
+    def parse(cls, data: bytes, *, stream: bool = False) -> Self:
+        """Parse bytes that must hold a message of this class ("Expected a request" else)."""
+        msg = parse_message(data, stream=stream)
+        if not isinstance(msg, cls):
+            raise SipParseError(400, f"Expected a {cls.__name__.removeprefix('Sip').lower()}")
+        return msg
+
     def start_line(self) -> str:
         """The Request-Line or Status-Line, without CRLF."""
         raise NotImplementedError
@@ -158,14 +166,6 @@ class SipRequest(SipMessage):
     uri: str = ""
 
     @classmethod
-    def parse(cls, data: bytes, *, stream: bool = False) -> SipRequest:
-        """Parse bytes that must hold a request."""
-        msg = parse_message(data, stream=stream)
-        if not isinstance(msg, SipRequest):
-            raise SipParseError(400, "Expected a request")
-        return msg
-
-    @classmethod
     def create(
         cls,
         method: str,
@@ -210,14 +210,6 @@ class SipResponse(SipMessage):
 
     status: int = 0
     reason: str = ""
-
-    @classmethod
-    def parse(cls, data: bytes, *, stream: bool = False) -> SipResponse:
-        """Parse bytes that must hold a response."""
-        msg = parse_message(data, stream=stream)
-        if not isinstance(msg, SipResponse):
-            raise SipParseError(400, "Expected a response")
-        return msg
 
     def start_line(self) -> str:
         """``SIP-Version SP Status-Code SP Reason-Phrase``."""

@@ -47,7 +47,7 @@ from sessiond.sip.actions import (
 )
 from sessiond.sip.errors import TransactionError
 from sessiond.sip.message import SipRequest, SipResponse, make_response
-from sessiond.sip.timers import Deadlines, TimerConfig, TimerDriven
+from sessiond.sip.timers import TimerConfig, TimerDriven
 
 
 class ServerState(StrEnum):
@@ -73,16 +73,9 @@ class ServerTransaction(TimerDriven):
         timers: TimerConfig,
         cancels: str | None = None,
     ) -> None:
-        self.key = key
-        self.request = request
-        self.peer = peer
-        self.reliable = reliable
-        self.timers = timers
+        super().__init__(key, request, peer, reliable, timers)
         self.cancels = cancels
         self.state = ServerState.TRYING
-        self.last_response: SipResponse | None = None
-        self._deadlines = Deadlines()
-        self._interval = timers.t1
 
     @property
     def terminated(self) -> bool:

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sessiond.sip.actions import Action
+    from sessiond.sip.actions import Action, Peer
+    from sessiond.sip.message import SipRequest, SipResponse
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,10 +64,21 @@ class Deadlines:
 
 
 class TimerDriven:
-    """``get_timer``/``handle_timer`` over a :class:`Deadlines` set, for transactions:
-    subclasses keep their timers in ``self._deadlines`` and implement :meth:`_fire`."""
+    """What client and server transactions share: the request and where it goes, the last
+    response, and ``get_timer``/``handle_timer`` over their :class:`Deadlines` (subclasses
+    arm ``self._deadlines`` and implement :meth:`_fire`)."""
 
-    _deadlines: Deadlines
+    def __init__(
+        self, key: str, request: SipRequest, peer: Peer, reliable: bool, timers: TimerConfig
+    ) -> None:
+        self.key = key
+        self.request = request
+        self.peer = peer
+        self.reliable = reliable
+        self.timers = timers
+        self.last_response: SipResponse | None = None
+        self._deadlines = Deadlines()
+        self._interval = timers.t1
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` must next be called (``None``: no timer runs)."""

@@ -134,10 +134,7 @@ _PARSED: Memo[Uri] = Memo()
 
 def parse_uri(text: str) -> Uri:
     """Parse any absolute URI; SIP and SIPS URIs are decomposed (RFC 3261 19.1.1)."""
-    uri = _PARSED.get(text)
-    if uri is None:
-        uri = _PARSED.put(text, _parse_uri(text))  # errors raise: never kept
-    return uri
+    return _PARSED.parse(text, _parse_uri)
 
 
 def _parse_uri(text: str) -> Uri:

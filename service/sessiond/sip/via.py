@@ -53,10 +53,7 @@ class Via:
     @classmethod
     def parse(cls, text: str) -> Via:
         """Parse one via-parm (already split at top-level commas)."""
-        via = _PARSED.get(text)
-        if via is None:
-            via = _PARSED.put(text, _parse(text))  # errors raise: never kept
-        return via
+        return _PARSED.parse(text, _parse)
 
     def __str__(self) -> str:
         port = "" if self.port is None else f":{self.port}"

@@ -37,6 +37,25 @@ def _free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def sipp_uac(port: int, calls: int, rate: int, timeout: int, *extra: str) -> list[str]:
+    """The sipp command of the benches: its built-in UAC scenario against ``port``, ``calls``
+    calls at ``rate`` per second, from free local ports; ``extra``: more options."""
+    return [
+        *("sipp", "-sn", "uac", f"127.0.0.1:{port}", "-m", str(calls), "-r", str(rate)),
+        *("-d", "0", "-nostdin", "-buff_size", "4194304", "-timeout", str(timeout)),
+        *("-p", str(_free_udp_port()), "-mp", str(_free_udp_port()), *extra),
+    ]
+
+
+def sipp_count(out: str, label: str) -> int:
+    """The last count sipp printed on its ``label`` line (``Successful call``...), or 0."""
+    count = 0
+    for line in out.splitlines():
+        if label in line:
+            count = int(line.split("|")[2].split()[0])
+    return count
+
+
 def _processes(pid: int) -> Iterator[tuple[int, str, list[str]]]:
     """(pid, role, /proc stat fields) of ``pid`` (``run``: the edge), its live children
     (``worker``, ``media``), and a local ``redis-server`` if there is one."""
@@ -166,44 +185,14 @@ def _sipp_step(port: int, rate: int, seconds: float, work: Path) -> dict[str, fl
     for old in work.glob("*"):
         old.unlink()
     calls = int(rate * seconds)
-    cmd = [
-        "sipp",
-        "-sn",
-        "uac",
-        f"127.0.0.1:{port}",
-        "-m",
-        str(calls),
-        "-r",
-        str(rate),
-        "-l",
-        str(max(rate * 4, 100)),
-        "-d",
-        "0",
-        "-nostdin",
-        "-buff_size",
-        "4194304",
-        "-trace_rtt",
-        "-rtt_freq",
-        "50",
-        "-p",
-        str(_free_udp_port()),
-        "-mp",
-        str(_free_udp_port()),
-        "-timeout",
-        str(int(seconds * 3 + 30)),
-        "-timeout_error",
-    ]
+    extra = ["-l", str(max(rate * 4, 100)), "-trace_rtt", "-rtt_freq", "50", "-timeout_error"]
+    cmd = sipp_uac(port, calls, rate, int(seconds * 3 + 30), *extra)
     started = time.monotonic()
     out = subprocess.run(
         cmd, capture_output=True, text=True, cwd=work, check=False, timeout=seconds * 3 + 60
     ).stdout
     elapsed = time.monotonic() - started
-    ok = failed = 0
-    for line in out.splitlines():
-        if "Successful call" in line:
-            ok = int(line.split("|")[2].split()[0])
-        elif "Failed call" in line:
-            failed = int(line.split("|")[2].split()[0])
+    ok, failed = sipp_count(out, "Successful call"), sipp_count(out, "Failed call")
     rtts: list[float] = []
     for rtt in work.glob("*_rtt.csv"):
         for line in rtt.read_text().splitlines()[1:]:

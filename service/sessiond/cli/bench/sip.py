@@ -15,7 +15,7 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from sessiond.cli.bench.cps import _free_udp_port, _wait_sip, process_cpu
+from sessiond.cli.bench.cps import _free_udp_port, _wait_sip, process_cpu, sipp_count, sipp_uac
 from sessiond.sip.bench import bench_parse
 
 
@@ -67,27 +67,7 @@ def per_call_cpu(redis_url: str, calls: int, rate: int) -> dict[str, float]:
         _wait_sip(port)
         before = {name: process_cpu(p.pid) for name, p in procs.items()}
         sipp = subprocess.run(
-            [
-                "sipp",
-                "-sn",
-                "uac",
-                f"127.0.0.1:{port}",
-                "-m",
-                str(calls),
-                "-r",
-                str(rate),
-                "-d",
-                "0",
-                "-nostdin",
-                "-buff_size",
-                "4194304",
-                "-p",
-                str(_free_udp_port()),
-                "-mp",
-                str(_free_udp_port()),
-                "-timeout",
-                str(calls // rate + 60),
-            ],
+            sipp_uac(port, calls, rate, calls // rate + 60),
             capture_output=True,
             text=True,
             cwd=work,
@@ -96,10 +76,7 @@ def per_call_cpu(redis_url: str, calls: int, rate: int) -> dict[str, float]:
         )
         time.sleep(1.0)
         after = {name: process_cpu(p.pid) for name, p in procs.items()}
-        ok = 0
-        for line in sipp.stdout.splitlines():
-            if "Successful call" in line:
-                ok = int(line.split("|")[2].split()[0])
+        ok = sipp_count(sipp.stdout, "Successful call")
         result = {f"{n}_ms": 1000 * (after[n] - before[n]) / max(1, ok) for n in procs}
         result["calls_ok"] = ok
         return result
