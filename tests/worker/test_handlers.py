@@ -138,7 +138,6 @@ def routed(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     short = text.replace("{after: 20, event: DeferTimeout}", "{after: 2, event: DeferTimeout}")
     assert short != text
     table.write_text(short)
-    (tmp / "parts").symlink_to(default_table_path().parent / "parts")  # what it includes
     (tmp / "routes.yaml").write_text(ROUTES)
     gateway = str(gateway_table_path())
     service = Service(
