@@ -149,7 +149,7 @@ class _Job:
         return _Job(Work(sid, then, None, self.work.redelivered))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Write:
     """A decided transition, waiting for the round that stores it."""
 

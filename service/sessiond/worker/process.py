@@ -2,17 +2,19 @@
 
 Theory of operation
 -------------------
-Every worker joins the consumer group ``workers`` on every partition stream and reads
-batches with one XREADGROUP over all partitions. For each entry it finds the session (the
-event's ``sid``, or a registry lookup, or a new session for an initial INVITE / MakeCall),
-hands the batch to the :class:`~sessiond.worker.applier.Applier` (which keeps one session's events
-in order), answers requests no session took (481/500 to the edge), and XACKs only after the
-applier has stored every transition and emitted every outbox. A worker that dies leaves its
-entries pending; live workers take them over with XAUTOCLAIM once they have been idle for
-``claim_idle_ms``, and process them as redeliveries (the applied-event check makes that
-harmless). Timers are popped into the streams by whichever worker polls first. Every
-heartbeat also looks for media nodes whose heartbeat expired and tells their sessions
-(``MediaLost``, one claimant per node: :mod:`sessiond.media.lost`).
+Every worker joins the consumer group ``workers`` on every partition stream, holds leases on
+a fair share of the partitions (:mod:`~sessiond.worker.leases`), and reads batches with one
+XREADGROUP over the partitions it holds. :mod:`~sessiond.worker.intake` finds each entry's
+session (the event's ``sid``, a registry lookup, or a new session for an initial INVITE /
+MakeCall); the :class:`~sessiond.worker.applier.Applier` decides and stores the batch (one
+session's events in order); then one last round sends the stored outboxes, answers the
+requests no session took (481/500 to the edge), XACKs the batch and reads the next one. A
+worker that dies leaves its entries pending; live workers take them over with XAUTOCLAIM
+once they have been idle for ``claim_idle_ms``, and process them as redeliveries (the
+applied-event check makes that harmless). Timers are popped into the streams by whichever
+worker polls first. Every heartbeat also tidies the consumer group
+(:mod:`~sessiond.worker.upkeep`) and looks for media nodes whose heartbeat expired and tells
+their sessions (``MediaLost``, one claimant per node: :mod:`sessiond.media.lost`).
 
 Shutdown (SIGTERM, or ``ctl drain``): stop reading, finish the batch in hand, ack, exit.
 Redis errors: back off (0.1 s doubling to 5 s) and carry on; consumer groups are recreated if
@@ -43,15 +45,15 @@ from sessiond.store.liveness import StoreContact, run_id
 from sessiond.store.round import Round
 from sessiond.store.store import decode_event
 from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
-from sessiond.worker import calllog
+from sessiond.worker import calllog, upkeep
 from sessiond.worker.applier import Applier, Handled, Work
 from sessiond.worker.handlers import CallHandler, builtin
 from sessiond.worker.intake import Entry, Intake
 from sessiond.worker.leases import Leases
 from sessiond.worker.router import AnswerMode, fallback_response
+from sessiond.worker.upkeep import GROUP as GROUP  # ctl and tests import it from here
 
 log = logging.getLogger("sessiond.worker")
-GROUP = "workers"
 T = TypeVar("T")
 
 
@@ -286,13 +288,10 @@ class Worker:
         return fired
 
     async def heartbeat_once(self) -> None:
+        """Refresh our heartbeat and look for a drain request; then the consumer group's
+        upkeep and the search for lost media nodes."""
         started = self.contact.now()
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.set(self.keys.heartbeat("worker", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
-        pipe.exists(self.keys.drain(self.name))
-        if self._ask_run_id:
-            pipe.info("server")
-        _, drain, *server = replies = await pipe.execute(raise_on_error=False)
+        _, drain, *server = replies = await self._beat()
         self.contact.reached(started, self._run_id(server))
         for reply in replies[:2]:
             if isinstance(reply, Exception):
@@ -302,9 +301,18 @@ class Worker:
             await self.redis.delete(self.keys.drain(self.name))
             self.stop()
         if self.contact.steady():
-            await self._forget_dead_consumers()
-        await self._sample_streams()
+            await upkeep.forget_dead_consumers(self.redis, self.keys, self._streams, self.name)
+        await upkeep.sample_streams(self.redis, self._streams)
         await self.media_legs.find_lost_nodes(self.name, self.contact)
+
+    async def _beat(self) -> list[Any]:
+        """SET our heartbeat, EXISTS our drain key (and INFO server): replies or errors."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.set(self.keys.heartbeat("worker", self.name), str(os.getpid()), ex=self.heartbeat_ttl)
+        pipe.exists(self.keys.drain(self.name))
+        if self._ask_run_id:
+            pipe.info("server")
+        return list(await pipe.execute(raise_on_error=False))
 
     def _run_id(self, server: list[Any]) -> str:
         if server and isinstance(server[0], Exception):  # e.g. an ACL without +info
@@ -319,31 +327,6 @@ class Worker:
 
     async def lease_once(self) -> None:
         await self.leases.renew(self.stopping)
-
-    async def _sample_streams(self) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        for stream in self._streams:
-            pipe.xinfo_groups(stream)
-        for stream, groups in zip(self._streams, await pipe.execute(), strict=True):
-            for group in groups:
-                if _text(group["name"]) == GROUP:
-                    metrics.STREAM_LAG.labels(stream).set(int(group.get("lag") or 0))
-                    metrics.STREAM_PENDING.labels(stream).set(int(group["pending"]))
-
-    async def _forget_dead_consumers(self) -> None:
-        """Remove consumers with nothing pending whose process no longer heartbeats."""
-        for stream in self._streams[:1]:  # every worker joins every partition: one suffices
-            for consumer in await self.redis.xinfo_consumers(stream, GROUP):
-                name = _text(consumer["name"])
-                if name == self.name or int(consumer["pending"]) > 0:
-                    continue
-                if await self.redis.exists(self.keys.heartbeat("worker", name)):
-                    continue
-                if int(consumer.get("idle", 0)) < 60_000:
-                    continue
-                for s in self._streams:
-                    await self.redis.xgroup_delconsumer(s, GROUP, name)
-                await self.redis.zrem(self.keys.processes("worker"), name)
 
     # -- one batch ------------------------------------------------------------------------
     async def process(
