@@ -28,7 +28,7 @@ from sessiond.worker.handlers import (
     Reject,
     decision_event,
 )
-from sessiond.worker.router import new_uac, new_uas, registry_candidates, replaced_dialog
+from sessiond.worker.router import new_uac, new_uas, registry_key, replaced_dialog
 
 log = logging.getLogger("sessiond.worker")
 ROUTE_CACHE = 50_000  # registry entries remembered
@@ -59,7 +59,7 @@ class Intake:
             if event is None or _refused(event):
                 work.append(None)
                 continue
-            key = "" if event.sid else _registry_key(self.keys, event)
+            key = "" if event.sid else registry_key(self.keys, event)
             work.append(self._work(event, key, entry.redelivered))
             if work[-1] is None:
                 lookups.append((len(work) - 1, key))
@@ -158,11 +158,6 @@ def _refused(event: Event) -> bool:
         log.warning("refused command %s: %s", event.id, problem)
         metrics.EVENTS.labels(event.type, "refused").inc()
     return problem is not None
-
-
-def _registry_key(keys: Keys, event: Event) -> str:
-    candidates = registry_candidates(keys, event)
-    return candidates[0] if candidates else ""
 
 
 async def _get_many(redis: Any, keys: list[str]) -> list[Any]:

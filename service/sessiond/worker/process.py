@@ -114,7 +114,6 @@ class Worker:
         self.redis: Any = applier.store.redis
         self.keys = applier.store.keys
         self.name = name or default_name("worker")
-        self.answer = answer
         self.batch = batch
         self.block_ms = block_ms
         self.claim_idle_ms = claim_idle_ms

@@ -23,19 +23,19 @@ AnswerMode = Literal["auto", "reject", "app"]
 NO_ANSWER_NEEDED = frozenset({"Ack", "Cancel"})  # the edge answers CANCEL itself
 
 
-def registry_candidates(keys: Keys, event: Event) -> list[str]:
-    """Registry entries that may map this event to its session, best first."""
+def registry_key(keys: Keys, event: Event) -> str:
+    """The registry entry that maps this event to its session ("" when it has none)."""
     data = event.data
     call_id = data.get("call_id")
     if not isinstance(call_id, str) or not call_id:
-        return []
+        return ""
     if "media_id" in data and not event.sid:
-        return [keys.media(str(data["media_id"]))]
+        return keys.media(str(data["media_id"]))
     if data.get("kind") == "response":
-        return [keys.dialog(call_id, str(data.get("from_tag", "")))]
+        return keys.dialog(call_id, str(data.get("from_tag", "")))
     if data.get("to_tag"):
-        return [keys.dialog(call_id, str(data["to_tag"]))]
-    return [keys.initial(call_id, str(data.get("from_tag", "")))]
+        return keys.dialog(call_id, str(data["to_tag"]))
+    return keys.initial(call_id, str(data.get("from_tag", "")))
 
 
 def replaced_dialog(keys: Keys, event: Event) -> str | None:
