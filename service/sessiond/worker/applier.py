@@ -319,9 +319,10 @@ class Applier:
     async def _store(
         self, creates: list[_Write], applies: list[_Write], outboxes: list[bytes]
     ) -> None:
-        """Create the new sessions and compare-and-set the others, in one round trip; a
-        creation's follow-up goes right after the creations: if the creation failed, it
-        finds no session (or another version) and changes nothing."""
+        """Create the new sessions and compare-and-set the others, in one round trip. A
+        creation's follow-up goes right after the creations, expecting version 1: if the
+        creation failed, it finds no session or another version, or the same session
+        created by another worker from the same event, where it is due anyway."""
         if not creates and not applies:
             return
         thens = [w.then for w in creates if w.then is not None]
