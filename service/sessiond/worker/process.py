@@ -272,7 +272,7 @@ class Worker:
         metrics.RECLAIMED.inc(total)
         return total
 
-    async def _claim(self, stream: str, start: str) -> tuple[str, list[Any]]:
+    async def _claim(self, stream: str, start: Any) -> tuple[Any, list[Any]]:
         """XAUTOCLAIM from ``start``: (where to go on, the entries claimed)."""
         reply = await self.redis.xautoclaim(
             stream, GROUP, self.name, self.claim_idle_ms, start, count=self.batch
