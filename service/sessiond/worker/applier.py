@@ -36,7 +36,7 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -214,9 +214,7 @@ class Applier:
             lost = max((job.conflicts for job in heads if job.result is None), default=0)
             if lost:  # lost a race: back off a little, with jitter, so racers spread out
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**lost)))
-            for sid, queue in list(queues.items()):
-                if not _advance(queue):
-                    del queues[sid]
+            _advance(queues)
         return Applied([job.handled() for job in jobs], outboxes)
 
     # -- 1. decide ----------------------------------------------------------------------
@@ -333,8 +331,7 @@ class Applier:
         followed = iter(applied[: len(thens)])
         for write, made in zip(creates, created, strict=True):
             self._created(write, made, next(followed) if write.then else None, outboxes)
-        for write, result in zip(applies, applied[len(thens) :], strict=True):
-            self._applied(write, result, outboxes)
+        self._applied(zip(applies, applied[len(thens) :], strict=True), outboxes)
 
     def _created(
         self,
@@ -363,29 +360,35 @@ class Applier:
             )
             job.followup = then.job
 
-    def _applied(self, write: _Write, result: ApplyResult, outboxes: list[bytes]) -> None:
-        job = write.job
-        sid = job.work.sid
-        if result.status == "CONFLICT":  # stays at the head; read fresh next round
-            self._cache.pop(sid, None)
-            job.work = replace(job.work, redelivered=True)
-            job.conflicts += 1
-            if job.conflicts >= self.max_conflicts:
-                raise ConflictRetriesExhausted(f"{sid}: {job.conflicts} conflicts")
-        elif result.status == "MISSING":
-            self._cache.pop(sid, None)
-            job.result = Handled("missing", sid, reason="session expired while deciding")
-        else:
-            outboxes.append(result.outbox)
-            status: Status = "applied"
-            if result.status == "OK":
-                self._remember(sid, write.session, write.decision, result.version)
-            else:
-                status = "duplicate"
+    def _applied(self, stored: Iterable[tuple[_Write, ApplyResult]], outboxes: list[bytes]) -> None:
+        for write, result in stored:
+            job = write.job
+            sid = job.work.sid
+            if result.status == "CONFLICT":  # stays at the head; read fresh next round
                 self._cache.pop(sid, None)
-            job.result = Handled.of(
-                status, sid, write.decision, job.conflicts, write.session["state"], write.session
-            )
+                job.work = replace(job.work, redelivered=True)
+                job.conflicts += 1
+                if job.conflicts >= self.max_conflicts:
+                    raise ConflictRetriesExhausted(f"{sid}: {job.conflicts} conflicts")
+            elif result.status == "MISSING":
+                self._cache.pop(sid, None)
+                job.result = Handled("missing", sid, reason="session expired while deciding")
+            else:
+                outboxes.append(result.outbox)
+                status: Status = "applied"
+                if result.status == "OK":
+                    self._remember(sid, write.session, write.decision, result.version)
+                else:
+                    status = "duplicate"
+                    self._cache.pop(sid, None)
+                job.result = Handled.of(
+                    status,
+                    sid,
+                    write.decision,
+                    job.conflicts,
+                    write.session["state"],
+                    write.session,
+                )
 
     def _remember(
         self, sid: str, session: Mapping[str, str], decision: Verdict, version: int
@@ -403,20 +406,23 @@ class Applier:
 
 
 # -- 3. follow up -------------------------------------------------------------------------
-def _advance(queue: deque[_Job]) -> bool:
-    """Drop a handled head from its session's queue. A creation's (or a duplicate's)
-    ``then`` event goes first, unless it was stored with the creation. Returns whether
-    the queue still has work."""
-    job = queue[0]
-    if job.result is None:  # lost a race, or became an event for another's session
-        return True
-    queue.popleft()
-    if job.work.then is not None and job.result.status in ("created", "duplicate"):
-        if job.followup is None:
-            job.followup = job.follow(job.result.sid)
-        if job.followup.result is None:
-            queue.appendleft(job.followup)
-    return bool(queue)
+def _advance(queues: dict[str, deque[_Job]]) -> None:
+    """Drop the handled heads from their sessions' queues, and the queues left empty. A
+    creation's (or a duplicate's) ``then`` event goes first, unless it was stored with the
+    creation. A head without a result (it lost a race, or became an event for the session
+    another worker created) stays for the next round."""
+    for sid, queue in list(queues.items()):
+        job = queue[0]
+        if job.result is None:
+            continue
+        queue.popleft()
+        if job.work.then is not None and job.result.status in ("created", "duplicate"):
+            if job.followup is None:
+                job.followup = job.follow(job.result.sid)
+            if job.followup.result is None:
+                queue.appendleft(job.followup)
+        if not queue:
+            del queues[sid]
 
 
 def _registry(write: _Write) -> Sequence[str]:
