@@ -10,7 +10,8 @@ is stored. A round costs at most two round trips, whatever the batch size:
 1. Decide. A new session's first event is decided on the fresh session (no I/O). Any
    other event of a first delivery is decided on the snapshot this worker cached when it
    last wrote that session, if the decision is a transition (the compare-and-set checks
-   the snapshot). The rest are decided after one read of their sessions together with
+   the snapshot: every write bumps ``version``, so sid and version name its content; the
+   cache forgets a session on a conflict, a duplicate, its end or its expiry). The rest are decided after one read of their sessions together with
    their applied-event markers. An event applied already was stored by an attempt that
    died before or after emitting: its stored outbox is emitted again (receivers drop
    repeated command ids), unless the call it started has ended since (stale).
@@ -330,7 +331,7 @@ class Applier:
         )
         followed = iter(applied[: len(thens)])
         for write, made in zip(creates, created, strict=True):
-            self._created(write, made, next(followed) if write.then else None, outboxes)
+            self._created(write, made, next(followed) if write.then is not None else None, outboxes)
         self._applied(zip(applies, applied[len(thens) :], strict=True), outboxes)
 
     def _created(
