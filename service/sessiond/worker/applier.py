@@ -11,10 +11,11 @@ is stored. A round costs at most two round trips, whatever the batch size:
    other event of a first delivery is decided on the snapshot this worker cached when it
    last wrote that session, if the decision is a transition (the compare-and-set checks
    the snapshot: every write bumps ``version``, so sid and version name its content; the
-   cache forgets a session on a conflict, a duplicate, its end or its expiry). The rest are decided after one read of their sessions together with
-   their applied-event markers. An event applied already was stored by an attempt that
-   died before or after emitting: its stored outbox is emitted again (receivers drop
-   repeated command ids), unless the call it started has ended since (stale).
+   cache forgets a session on a conflict, a duplicate, its end or its expiry). The rest
+   are decided after one read of their sessions together with their applied-event
+   markers. An event applied already was stored by an attempt that died before or after
+   emitting: its stored outbox is emitted again (receivers drop repeated command ids),
+   unless the call it started has ended since (stale).
 2. Store, in one round: create.lua for new sessions (create-if-absent on the registry
    entries), transition.lua (compare-and-set on ``version``) for the others. CONFLICT means
    another worker moved the session first: the job stays at the head of its queue, its
