@@ -241,8 +241,7 @@ async def test_workers_share_the_partitions(store: Store, default_table: Table) 
     assert one.owned | two.owned == everything
     assert not one.owned & two.owned
     assert len(one.owned) == len(two.owned) == len(everything) // 2
-    await one._lease(0)  # what a stopping worker does
-    await store.redis.zrem(store.keys.processes("worker"), "w-l1")
+    await one.leases.leave()  # what a stopping worker does
     await two.lease_once()
     assert two.owned == everything
 

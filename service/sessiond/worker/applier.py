@@ -1,17 +1,34 @@
-"""Apply events to sessions: read, decide, compare-and-set, emit. Retries on conflict.
+"""Apply events to sessions: read, decide, compare-and-set. Retries on conflict.
 
-This is the whole per-event job of a worker, minus reading the stream. For each event:
+Theory of operation
+-------------------
+A batch is many events for many sessions. Each event becomes a :class:`_Job`, the one
+record of its progress. One session's jobs queue in batch order, and each *round* takes
+the head job of every queue, so a session's next event starts only after its previous one
+is stored. A round costs at most two round trips, whatever the batch size:
 
-1. Read the session and, in the same round trip, whether this event id was applied already.
-   If it was, a previous attempt died after its transition and maybe before its emission:
-   re-emit the stored outbox (receivers drop repeated command ids) and stop.
-2. Decide on the snapshot (pure).
-3. Compare-and-set. CONFLICT means another worker moved the session first: go to 1.
-4. Emit the outbox. The caller acknowledges the stream entry only after this returns.
+1. Decide. A new session's first event is decided on the fresh session (no I/O). Any
+   other event of a first delivery is decided on the snapshot this worker cached when it
+   last wrote that session, if the decision is a transition (the compare-and-set checks
+   the snapshot: every write bumps ``version``, so sid and version name its content; the
+   cache forgets a session on a conflict, a duplicate, its end or its expiry). The rest
+   are decided after one read of their sessions together with their applied-event
+   markers. An event applied already was stored by an attempt that died before or after
+   emitting: its stored outbox is emitted again (receivers drop repeated command ids),
+   unless the call it started has ended since (stale).
+2. Store, in one round: create.lua for new sessions (create-if-absent on the registry
+   entries), transition.lua (compare-and-set on ``version``) for the others. CONFLICT means
+   another worker moved the session first: the job stays at the head of its queue, its
+   cached snapshot is dropped, and the next round reads again after a jittered back-off.
+   A creation that finds the call's session already there becomes an event for it.
+3. Follow up. A work's ``then`` event (the call handler's decision on a new call) is
+   decided on the created snapshot and stored in the same round, right after the creation
+   (expecting version 1). If that is not possible it becomes the session's next job.
 
-Batches run these steps for many sessions at once, one pipeline per step, while one
-session's events still go strictly one after another (a session's next event starts only
-after the previous one is stored and its outbox emitted).
+Nothing is emitted here: :meth:`Applier.apply` returns the stored outboxes, in the order
+they were stored, for the caller to send in its last round (the worker adds its acks and
+its next read to that round). A crash before then leaves the stream entries pending, and
+their redelivery re-emits. :meth:`Applier.run` is ``apply`` plus that round.
 """
 
 from __future__ import annotations
@@ -21,20 +38,18 @@ import logging
 import random
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Literal
 
 from sessiond.core.errors import ConflictRetriesExhausted
 from sessiond.core.types import Event, Outcome, Verdict
 from sessiond.store import Store
 from sessiond.store.round import Round
-from sessiond.store.store import ApplyResult
+from sessiond.store.store import ApplyResult, CreateResult
 from sessiond.table.engine import decide
 from sessiond.table.tableset import TableSet
 
-Tail = Callable[[Any, list["Handled"]], int]  # (pipeline, results) -> commands added
-Todo = tuple[int, Mapping[str, str], Verdict]  # work index, session as read, decision
 Status = Literal["applied", "created", "duplicate", "ignored", "no_transition", "missing", "stale"]
 log = logging.getLogger("sessiond.applier")
 
@@ -105,6 +120,47 @@ class Work:
     then: Event | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """A batch's results, in batch order, and the outboxes of its stored transitions, in
+    the order they were stored: the caller emits them before acknowledging the events."""
+
+    handled: list[Handled]
+    outboxes: list[bytes]
+
+
+@dataclass(slots=True)
+class _Job:
+    """One event of a batch, from its first decision to its result."""
+
+    work: Work
+    conflicts: int = 0
+    result: Handled | None = None
+    followup: _Job | None = None  # the work's ``then`` event, once it has a job
+
+    def handled(self) -> Handled:
+        assert self.result is not None
+        if self.followup is None:
+            return self.result
+        return replace(self.result, followup=self.followup.result)
+
+    def follow(self, sid: str) -> _Job:
+        """A job for this work's ``then`` event, on session ``sid``."""
+        assert self.work.then is not None
+        then = replace(self.work.then, sid=sid)
+        return _Job(Work(sid, then, None, self.work.redelivered))
+
+
+@dataclass(slots=True)
+class _Write:
+    """A decided transition, waiting for the round that stores it."""
+
+    job: _Job
+    session: Mapping[str, str]  # the snapshot it was decided on
+    decision: Verdict
+    then: _Write | None = None  # a creation's follow-up, stored right after it
+
+
 class Applier:
     def __init__(
         self,
@@ -137,89 +193,40 @@ class Applier:
         work = Work(fields["sid"], event, NewSession(fields, registry, table_name))
         return (await self.run([work]))[0]
 
-    async def run(
-        self, batch: Sequence[Work], tail: Tail | None = None, replies: list[Any] | None = None
-    ) -> list[Handled]:
-        """Handle a batch; results in batch order. Per session, events keep batch order.
+    async def run(self, batch: Sequence[Work]) -> list[Handled]:
+        """:meth:`apply`, then emit the outboxes in one round."""
+        applied = await self.apply(batch)
+        pipe = Round(self.store.redis)
+        if self.store.queue_outboxes(pipe, applied.outboxes):
+            await pipe.execute()
+        return applied.handled
 
-        Every stored transition's outbox is emitted at the end, in order, in one pipeline,
-        followed by whatever ``tail(pipe, results)`` adds (the worker's XACKs): a crash
-        before that pipeline leaves the entries pending, and their redelivery re-emits.
-        That pipeline's replies are appended to ``replies`` if given."""
-        items = list(batch)
-        count = len(items)
-        results: list[Handled | None] = [None] * count
-        parent: dict[int, int] = {}  # follow-up index -> the index of the work it follows
-        queues: dict[str, deque[int]] = {}
-        for i, work in enumerate(items):
-            queues.setdefault(work.sid, deque()).append(i)
-        conflicts = [0] * count
+    async def apply(self, batch: Sequence[Work]) -> Applied:
+        """Decide and store a batch, round by round (see the module's docstring)."""
+        jobs = [_Job(work) for work in batch]
+        queues: dict[str, deque[_Job]] = {}
+        for job in jobs:
+            queues.setdefault(job.work.sid, deque()).append(job)
         outboxes: list[bytes] = []
         while queues:
-            heads = [q[0] for q in queues.values()]
-            creates = self._prepare_creates([i for i in heads if items[i].new], items, results)
-            applies = await self._prepare_events(
-                [i for i in heads if not items[i].new], items, results, outboxes
-            )
-            chained = await self._write(creates, applies, items, results, outboxes, conflicts)
-            lost = max(
-                (conflicts[q[0]] for q in queues.values() if results[q[0]] is None), default=0
-            )
+            heads = [queue[0] for queue in queues.values()]
+            creates = self._decide_new(heads)
+            applies = await self._decide_events(heads, outboxes)
+            await self._store(creates, applies, outboxes)
+            lost = max((job.conflicts for job in heads if job.result is None), default=0)
             if lost:  # lost a race: back off a little, with jitter, so racers spread out
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**lost)))
-            self._advance(queues, items, results, conflicts, parent, chained)
-        for i, head in parent.items():
-            if (first := results[head]) is not None:
-                results[head] = replace(first, followup=results[i])
-        done = [r for r in results[:count] if r is not None]
-        pipe = Round(self.store.redis)
-        queued = self.store.queue_outboxes(pipe, outboxes)
-        if tail is not None:
-            queued += tail(pipe, done)
-        if queued:
-            got = await pipe.execute()
-            if replies is not None:
-                replies.extend(got)
-        return done
+            _advance(queues)
+        return Applied([job.handled() for job in jobs], outboxes)
 
-    @staticmethod
-    def _advance(
-        queues: dict[str, deque[int]],
-        items: list[Work],
-        results: list[Handled | None],
-        conflicts: list[int],
-        parent: dict[int, int],
-        chained: dict[int, Handled],
-    ) -> None:
-        """Drop the handled heads from their queues; a head's ``then`` becomes the new head,
-        unless it was applied already, chained to the head's creation."""
-        for sid in list(queues):
-            queue = queues[sid]
-            head = queue[0]
-            result = results[head]
-            if result is None:
+    # -- 1. decide ----------------------------------------------------------------------
+    def _decide_new(self, heads: list[_Job]) -> list[_Write]:
+        """The first transitions of new sessions, with their follow-ups (no I/O)."""
+        writes: list[_Write] = []
+        for job in heads:
+            work = job.work
+            if work.new is None:
                 continue
-            queue.popleft()
-            then = items[head].then
-            if then is not None and result.status in ("created", "duplicate"):
-                parent[len(items)] = head
-                follow = replace(then, sid=result.sid)
-                items.append(Work(result.sid, follow, None, items[head].redelivered))
-                results.append(chained.get(head))
-                conflicts.append(0)
-                if head not in chained:
-                    queue.appendleft(len(items) - 1)
-            if not queue:
-                del queues[sid]
-
-    def _prepare_creates(
-        self, heads: list[int], items: list[Work], results: list[Handled | None]
-    ) -> list[Todo]:
-        """Decide the first transition of each new session (no I/O)."""
-        todo: list[Todo] = []
-        for i in heads:
-            work = items[i]
-            assert work.new is not None
             table = self.tables.current(work.new.table)
             now = self.clock()
             session = {
@@ -232,156 +239,157 @@ class Applier:
             }
             decision = decide(table, session, work.event, now)
             if decision.outcome is Outcome.TRANSITION:
-                todo.append((i, session, decision))
+                then = self._decide_then(job, session, decision)
+                writes.append(_Write(job, session, decision, then))
             else:
-                results[i] = _not_applied(work.sid, decision)
-        return todo
+                job.result = _not_applied(work.sid, decision)
+        return writes
 
-    async def _prepare_events(
-        self,
-        heads: list[int],
-        items: list[Work],
-        results: list[Handled | None],
-        outboxes: list[bytes],
-    ) -> list[Todo]:
-        """Decide each event on its cached snapshot, or on one read of the sessions not
-        cached (one round trip for all of them)."""
-        todo: list[Todo] = []
-        to_read = []
-        for i in heads:
-            cached = None if items[i].redelivered else self._cache.get(items[i].sid)
-            decided = await self._decide(items[i], cached) if cached is not None else None
-            if decided is None:  # not cached, or cached but not a transition: read to be sure
-                to_read.append(i)
-            else:
-                todo.append((i, cached, decided))  # type: ignore[arg-type]
-        if not to_read:
-            return todo
-        reads = await self.store.read_many([(items[i].sid, items[i].event.id) for i in to_read])
-        for i, (session, done) in zip(to_read, reads, strict=True):
-            sid = items[i].sid
-            if done is not None and (ended_by := _stale(items[i].event, session)):
-                log.info(
-                    "dropped stale %s %s: %s ended by %s",
-                    items[i].event.type,
-                    items[i].event.id,
-                    sid,
-                    ended_by,
-                )
-                state = (session or {}).get("state", "")
-                results[i] = Handled("stale", sid, state, f"ended by {ended_by}")
-            elif done is not None:
-                outboxes.append(done)
-                results[i] = Handled("duplicate", sid, (session or {}).get("state", ""))
-            elif session is None:
-                self._cache.pop(sid, None)
-                results[i] = Handled("missing", sid, reason="no such session")
-            else:
-                decision = decide(
-                    await self.tables.for_session(session), session, items[i].event, self.clock()
-                )
-                if decision.outcome is Outcome.TRANSITION:
-                    todo.append((i, session, decision))
-                else:
-                    results[i] = _not_applied(sid, decision)
-        return todo
+    def _decide_then(
+        self, job: _Job, session: Mapping[str, str], decision: Verdict
+    ) -> _Write | None:
+        """The work's ``then`` event decided on the snapshot its creation will store."""
+        if job.work.then is None or decision.terminal:
+            return None
+        after = {**session, **decision.fields, "version": "1"}
+        follow = job.follow(job.work.sid)
+        then = decide(self.tables.current(session["table"]), after, follow.work.event, self.clock())
+        return _Write(follow, after, then) if then.outcome is Outcome.TRANSITION else None
 
-    async def _decide(self, work: Work, session: Mapping[str, str]) -> Verdict | None:
-        """Decide on a cached snapshot; only a transition is trusted (the CAS will verify it).
-        Anything else may be an artefact of a stale cache, so the caller reads Redis."""
-        decision = decide(await self.tables.for_session(session), session, work.event, self.clock())
-        return decision if decision.outcome is Outcome.TRANSITION else None
-
-    async def _write(
-        self,
-        creates: list[Todo],
-        applies: list[Todo],
-        items: list[Work],
-        results: list[Handled | None],
-        outboxes: list[bytes],
-        conflicts: list[int],
-    ) -> dict[int, Handled]:
-        """Create the new sessions and compare-and-set the others, in one round trip.
-
-        A new session's ``then`` event is decided on the created snapshot and its
-        compare-and-set (expecting version 1) goes in the same pipeline, right after the
-        creation: if the creation fails, it finds no session (or another version) and
-        changes nothing. Returns the results of those that were applied, by creating work."""
-        if not creates and not applies:
-            return {}
-        chain = self._chain(creates, items)
-        created, applied = await self.store.write_many(
-            [(s, items[i].new.registry, items[i].event, d) for i, s, d in creates],  # type: ignore[union-attr]
-            [(s, e.id, d) for _, e, s, d in chain]
-            + [(s, items[i].event.id, d) for i, s, d in applies],
-        )
-        chained_results = dict(zip([i for i, *_ in chain], applied, strict=False))
-        applied = applied[len(chain) :]
-        chained: dict[int, Handled] = {}
-        for (i, session, decision), made in zip(creates, created, strict=True):
-            if made.created:
-                self._remember(made.sid, session, decision, 1)
-                outboxes.append(made.outbox)
-                results[i] = Handled.of("created", made.sid, decision, session=session)
-                follow = chained_results.get(i)
-                if follow is not None and follow.status == "OK":
-                    _, _, after, then = next(c for c in chain if c[0] == i)
-                    self._remember(made.sid, after, then, follow.version)
-                    outboxes.append(follow.outbox)
-                    chained[i] = Handled.of(
-                        "applied", made.sid, then, previous=decision.state, session=after
-                    )
-            else:  # another worker won: this event now goes to the session that exists
-                items[i] = replace(items[i], sid=made.sid, new=None, redelivered=True)
-        self._applied(applies, applied, items, results, outboxes, conflicts)
-        return chained
-
-    def _chain(
-        self, creates: list[Todo], items: list[Work]
-    ) -> list[tuple[int, Event, Mapping[str, str], Verdict]]:
-        """For each creation whose work has a ``then`` event: (creating work, the event,
-        the snapshot it is decided on, its decision), when that decision is a transition."""
-        chain: list[tuple[int, Event, Mapping[str, str], Verdict]] = []
-        for i, session, decision in creates:
-            then = items[i].then
-            if then is None or decision.terminal:
+    async def _decide_events(self, heads: list[_Job], outboxes: list[bytes]) -> list[_Write]:
+        """Decide the events of existing sessions: on cached snapshots, and on one read of
+        the sessions not cached (one round trip for all of them)."""
+        writes: list[_Write] = []
+        to_read: list[_Job] = []
+        for job in heads:
+            if job.work.new is not None:
                 continue
-            after = {**session, **decision.fields, "version": "1"}
-            follow = decide(self.tables.current(session["table"]), after, then, self.clock())
-            if follow.outcome is Outcome.TRANSITION:
-                chain.append((i, then, after, follow))
-        return chain
+            write = await self._decide_cached(job)
+            if write is None:
+                to_read.append(job)
+            else:
+                writes.append(write)
+        if to_read:
+            reads = await self.store.read_many([(j.work.sid, j.work.event.id) for j in to_read])
+            for job, (session, done) in zip(to_read, reads, strict=True):
+                write = await self._decide_read(job, session, done, outboxes)
+                if write is not None:
+                    writes.append(write)
+        return writes
 
-    def _applied(
+    async def _decide_cached(self, job: _Job) -> _Write | None:
+        """Decide a first delivery on the cached snapshot; only a transition is trusted
+        (the compare-and-set will verify it). Anything else may be an artefact of a stale
+        cache, so the caller reads Redis."""
+        work = job.work
+        session = None if work.redelivered else self._cache.get(work.sid)
+        if session is None:
+            return None
+        table = await self.tables.for_session(session)
+        decision = decide(table, session, work.event, self.clock())
+        return _Write(job, session, decision) if decision.outcome is Outcome.TRANSITION else None
+
+    async def _decide_read(
         self,
-        applies: list[Todo],
-        applied: list[ApplyResult],
-        items: list[Work],
-        results: list[Handled | None],
+        job: _Job,
+        session: dict[str, str] | None,
+        done: bytes | None,
         outboxes: list[bytes],
-        conflicts: list[int],
+    ) -> _Write | None:
+        """Decide on the session as read, knowing whether the event was applied already."""
+        sid, event = job.work.sid, job.work.event
+        state = (session or {}).get("state", "")
+        if done is not None and (ended_by := _stale(event, session)):
+            log.info("dropped stale %s %s: %s ended by %s", event.type, event.id, sid, ended_by)
+            job.result = Handled("stale", sid, state, f"ended by {ended_by}")
+        elif done is not None:
+            outboxes.append(done)
+            job.result = Handled("duplicate", sid, state)
+        elif session is None:
+            self._cache.pop(sid, None)
+            job.result = Handled("missing", sid, reason="no such session")
+        else:
+            decision = decide(await self.tables.for_session(session), session, event, self.clock())
+            if decision.outcome is Outcome.TRANSITION:
+                return _Write(job, session, decision)
+            job.result = _not_applied(sid, decision)
+        return None
+
+    # -- 2. store -----------------------------------------------------------------------
+    async def _store(
+        self, creates: list[_Write], applies: list[_Write], outboxes: list[bytes]
     ) -> None:
-        for (i, session, decision), result in zip(applies, applied, strict=True):
-            sid = items[i].sid
-            if result.status == "CONFLICT":
+        """Create the new sessions and compare-and-set the others, in one round trip. A
+        creation's follow-up goes right after the creations, expecting version 1: if the
+        creation failed, it finds no session or another version, or the same session
+        created by another worker from the same event, where it is due anyway."""
+        if not creates and not applies:
+            return
+        thens = [w.then for w in creates if w.then is not None]
+        created, applied = await self.store.write_many(
+            [(w.session, _registry(w), w.job.work.event, w.decision) for w in creates],
+            [(w.session, w.job.work.event.id, w.decision) for w in thens + applies],
+        )
+        followed = iter(applied[: len(thens)])
+        for write, made in zip(creates, created, strict=True):
+            self._created(write, made, next(followed) if write.then is not None else None, outboxes)
+        self._applied(zip(applies, applied[len(thens) :], strict=True), outboxes)
+
+    def _created(
+        self,
+        write: _Write,
+        made: CreateResult,
+        followed: ApplyResult | None,
+        outboxes: list[bytes],
+    ) -> None:
+        job = write.job
+        if not made.created:  # another worker won: this event now goes to its session
+            job.work = replace(job.work, sid=made.sid, new=None, redelivered=True)
+            return
+        self._remember(made.sid, write.session, write.decision, 1)
+        outboxes.append(made.outbox)
+        job.result = Handled.of("created", made.sid, write.decision, session=write.session)
+        then = write.then
+        if then is not None and followed is not None and followed.status == "OK":
+            self._remember(made.sid, then.session, then.decision, followed.version)
+            outboxes.append(followed.outbox)
+            then.job.result = Handled.of(
+                "applied",
+                made.sid,
+                then.decision,
+                previous=write.decision.state,
+                session=then.session,
+            )
+            job.followup = then.job
+
+    def _applied(self, stored: Iterable[tuple[_Write, ApplyResult]], outboxes: list[bytes]) -> None:
+        for write, result in stored:
+            job = write.job
+            sid = job.work.sid
+            if result.status == "CONFLICT":  # stays at the head; read fresh next round
                 self._cache.pop(sid, None)
-                items[i] = replace(items[i], redelivered=True)  # read fresh next round
-                conflicts[i] += 1
-                if conflicts[i] >= self.max_conflicts:
-                    raise ConflictRetriesExhausted(f"{sid}: {conflicts[i]} conflicts")
+                job.work = replace(job.work, redelivered=True)
+                job.conflicts += 1
+                if job.conflicts >= self.max_conflicts:
+                    raise ConflictRetriesExhausted(f"{sid}: {job.conflicts} conflicts")
             elif result.status == "MISSING":
                 self._cache.pop(sid, None)
-                results[i] = Handled("missing", sid, reason="session expired while deciding")
+                job.result = Handled("missing", sid, reason="session expired while deciding")
             else:
                 outboxes.append(result.outbox)
                 status: Status = "applied"
                 if result.status == "OK":
-                    self._remember(sid, session, decision, result.version)
+                    self._remember(sid, write.session, write.decision, result.version)
                 else:
                     status = "duplicate"
                     self._cache.pop(sid, None)
-                results[i] = Handled.of(
-                    status, sid, decision, conflicts[i], session["state"], session
+                job.result = Handled.of(
+                    status,
+                    sid,
+                    write.decision,
+                    job.conflicts,
+                    write.session["state"],
+                    write.session,
                 )
 
     def _remember(
@@ -397,6 +405,32 @@ class Applier:
         cache.move_to_end(sid)
         if len(cache) > self.cache_size:
             cache.popitem(last=False)
+
+
+# -- 3. follow up -------------------------------------------------------------------------
+def _advance(queues: dict[str, deque[_Job]]) -> None:
+    """Drop the handled heads from their sessions' queues, and the queues left empty. A
+    creation's (or a duplicate's) ``then`` event goes first, unless it was stored with the
+    creation. A head without a result (it lost a race, or became an event for the session
+    another worker created) stays for the next round."""
+    for sid, queue in list(queues.items()):
+        job = queue[0]
+        if job.result is None:
+            continue
+        queue.popleft()
+        if job.work.then is not None and job.result.status in ("created", "duplicate"):
+            if job.followup is None:
+                job.followup = job.follow(job.result.sid)
+            if job.followup.result is None:
+                queue.appendleft(job.followup)
+        if not queue:
+            del queues[sid]
+
+
+def _registry(write: _Write) -> Sequence[str]:
+    new = write.job.work.new
+    assert new is not None
+    return new.registry
 
 
 def _stale(event: Event, session: Mapping[str, str] | None) -> str:

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from sessiond.core.types import Event
 from sessiond.store.keys import Keys, derived_sid
 from sessiond.worker.applier import NewSession
-from sessiond.worker.handlers import builtin, decide_event
 
 AnswerMode = Literal["auto", "reject", "app"]
 
@@ -24,19 +23,19 @@ AnswerMode = Literal["auto", "reject", "app"]
 NO_ANSWER_NEEDED = frozenset({"Ack", "Cancel"})  # the edge answers CANCEL itself
 
 
-def registry_candidates(keys: Keys, event: Event) -> list[str]:
-    """Registry entries that may map this event to its session, best first."""
+def registry_key(keys: Keys, event: Event) -> str:
+    """The registry entry that maps this event to its session ("" when it has none)."""
     data = event.data
     call_id = data.get("call_id")
     if not isinstance(call_id, str) or not call_id:
-        return []
+        return ""
     if "media_id" in data and not event.sid:
-        return [keys.media(str(data["media_id"]))]
+        return keys.media(str(data["media_id"]))
     if data.get("kind") == "response":
-        return [keys.dialog(call_id, str(data.get("from_tag", "")))]
+        return keys.dialog(call_id, str(data.get("from_tag", "")))
     if data.get("to_tag"):
-        return [keys.dialog(call_id, str(data["to_tag"]))]
-    return [keys.initial(call_id, str(data.get("from_tag", "")))]
+        return keys.dialog(call_id, str(data["to_tag"]))
+    return keys.initial(call_id, str(data.get("from_tag", "")))
 
 
 def replaced_dialog(keys: Keys, event: Event) -> str | None:
@@ -55,7 +54,7 @@ def replaced_dialog(keys: Keys, event: Event) -> str | None:
     return keys.dialog(call_id, to_tag) if call_id and to_tag else None
 
 
-def new_uas(keys: Keys, event: Event, table: str = "default") -> NewSession | None:
+def new_uas(keys: Keys, event: Event) -> NewSession | None:
     """A UAS session for an initial INVITE, or None for anything else."""
     data = event.data
     if event.type != "Invite" or data.get("to_tag"):
@@ -76,7 +75,7 @@ def new_uas(keys: Keys, event: Event, table: str = "default") -> NewSession | No
         "media_id": f"{sid}.m",
         "edge": str(data.get("edge", "")),
     }
-    return NewSession(fields, keys.registry_keys(fields), table)
+    return NewSession(fields, keys.registry_keys(fields))
 
 
 def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | None:
@@ -104,12 +103,6 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
     if data.get("media_node"):  # a B2BUA leg: its media goes on its peer's node
         fields["media_node"] = str(data["media_node"])
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
-
-
-def answer_event(mode: AnswerMode, invite: Event, sid: str) -> Event | None:
-    """The decision the built-in handler ``mode`` takes on a new incoming call, as an event
-    (see :mod:`sessiond.worker.handlers` for custom handlers and the routing file)."""
-    return decide_event(builtin(mode), invite, sid)
 
 
 def fallback_response(event: Event, status: str, state: str) -> dict[str, Any] | None:
