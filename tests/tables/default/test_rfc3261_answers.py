@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from .flow import THEIR_SDP, Call, one, published, sip, timers
+from .flow import OUR_SDP, THEIR_SDP, Call, one, published, sip, timers
 
 
 def test_a_notify_while_our_bye_is_out_is_answered_200() -> None:
@@ -100,3 +100,47 @@ def test_other_answers_to_our_notify_keep_the_dialog(code: int) -> None:
     verdict = call.on("NotifyResponse", code=code, method="NOTIFY")
     assert call.state == "Established"
     assert sip(verdict) == []
+
+
+def calling() -> Call:
+    """Our INVITE is out; no provisional response has come."""
+    call = Call("UAC", local_cseq="0")
+    call.on("MakeCall", target="sip:them@192.0.2.1")
+    call.on("MediaReady", sdp=OUR_SDP, media_node="m1")
+    assert call.state == "Calling"
+    return call
+
+
+def test_a_hangup_before_any_provisional_holds_the_cancel_back() -> None:
+    """RFC 3261 9.1: no CANCEL before a provisional response; the first 1xx sends it."""
+    call = calling()
+    verdict = call.on("Hangup")
+    assert sip(verdict) == []
+    assert call.state == "Withdrawing"
+    assert call["end_code"] == "487"
+    first = call.on("Provisional", code=180, to_tag="t1")
+    assert sip(first) == ["cancel"]
+    assert one(first, "edge", "cancel")["cseq"] == 1
+    assert call.state == "Cancelling"
+    ended = call.on("Rejected", code=487, method="INVITE", cseq=1)
+    assert call.state == "Terminated"
+    assert published(ended) == ["Ended"]
+
+
+def test_a_held_back_cancel_goes_when_only_a_100_trying_came() -> None:
+    """Timer B (32 s) did not end the INVITE, so a 100 Trying came: CANCEL then."""
+    call = calling()
+    call.on("Hangup")
+    verdict = call.timeout()
+    assert sip(verdict) == ["cancel"]
+    assert call.state == "Cancelling"
+
+
+def test_a_final_response_after_a_held_back_cancel_needs_none() -> None:
+    call = calling()
+    call.on("Hangup")
+    verdict = call.on("Rejected", code=486, method="INVITE", cseq=1)
+    assert sip(verdict) == []
+    assert call.state == "Terminated"
+    assert published(verdict) == ["Ended"]
+    assert call["end_code"] == "487"
