@@ -251,8 +251,6 @@ def short_timers_table(tmp_path: Path, min_se: int) -> Path:
         "- session_timer.request\n", f"- session_timer.request: {{min_se: {min_se}}}\n"
     )
     text = text.replace("when: [interval_too_small]", f"when: [{{interval_too_small: {min_se}}}]")
-    parts = default_table_path().parent / "parts"  # the copy includes what the original does
-    text = text.replace("include: parts/", f"include: {parts}/")
     path = tmp_path / "short_timers.yaml"
     path.write_text(text)
     return path

@@ -10,7 +10,6 @@ from sessiond.store import Store
 from sessiond.store.round import Round
 from sessiond.table import Table
 from sessiond.worker.applier import NewSession, Work
-
 from store.test_store import applier_for, uas_fields
 
 pytestmark = pytest.mark.redis
