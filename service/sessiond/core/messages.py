@@ -169,21 +169,9 @@ class TimerFired(Message, frozen=True):
 # -- edge commands: what the tables tell an edge to send -------------------------------------
 
 
-class Dialog(Message, frozen=True):
-    """The dialog fields every edge command but ``respond`` carries."""
-
-    call_id: str
-    local_tag: str
-    remote_tag: str
-    local_uri: str
-    remote_uri: str
-    remote_target: str
-    route_set: str
-    cseq: int
-
-
 class Respond(Message, frozen=True):
-    """Answer the server transaction of ``txn``."""
+    """Answer the server transaction of ``txn``. The tables' answers carry the dialog
+    fields too (a worker's fallback answer to an unknown session does not)."""
 
     STREAM = EDGE
     TYPES = ("respond",)
@@ -204,30 +192,51 @@ class Respond(Message, frozen=True):
     contacts: list[str] | None = None  # 3xx: the Contact URIs
 
 
-class SendInvite(Dialog, frozen=True):
+# The requests below carry the dialog (call_id ... route_set) so that an edge that restarted
+# can still send them. Their fields are in the order of the wire map (hence no shared base:
+# a subclass's fields would come after its base's).
+
+
+class SendInvite(Message, frozen=True):
     """Send the initial INVITE (again, with credentials, after a 401/407)."""
 
     STREAM = EDGE
     TYPES = ("invite",)
 
-    sdp: str
+    cseq: int
+    sdp: str  # our offer
+    call_id: str
+    local_tag: str
+    remote_tag: str  # empty: the INVITE is out of dialog
+    local_uri: str
+    remote_uri: str
+    remote_target: str
+    route_set: str
     challenge_code: int | None = None  # 401 or 407
     challenges: list[str] | None = None  # the WWW-/Proxy-Authenticate values
-    headers: list[list[str]] | None = None
+    headers: list[list[str]] | None = None  # [name, value] pairs
 
 
-class SendRequest(Dialog, frozen=True):
+class SendRequest(Message, frozen=True, kw_only=True):
     """Send an in-dialog request (re-INVITE, UPDATE, REFER, NOTIFY, INFO, PRACK...); ``ack``,
-    ``cancel`` and ``bye`` carry only the dialog fields."""
+    ``cancel`` and ``bye`` carry only ``cseq`` and the dialog fields."""
 
     STREAM = EDGE
     TYPES = ("request", "ack", "cancel", "bye")
 
     method: str | None = None  # "request" only
+    cseq: int
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_uri: str
+    remote_uri: str
+    remote_target: str
+    route_set: str
     sdp: str | None = None
-    content_type: str | None = None
+    headers: list[list[str]] | None = None  # [name, value] pairs
     body: str | None = None
-    headers: list[list[str]] | None = None
+    content_type: str | None = None  # of ``body``
 
 
 # -- media commands and events --------------------------------------------------------------
@@ -291,16 +300,22 @@ class Play(MediaLeg, frozen=True):
 
 
 class Record(MediaLeg, frozen=True):
+    """Record the leg to a WAV file. Like ``play``'s and ``send_dtmf``'s, its fields come
+    from the table or, as they are, from the event (an application's, checked by its
+    schema), so the node checks them."""
+
     TYPES = ("record",)
 
-    path: str
+    path: str | None = None  # the node fails the command without it
     direction: str | None = None  # in, out, both (default)
 
 
 class SendDtmf(MediaLeg, frozen=True):
+    """Send digits as RFC 4733 events in the RTP stream."""
+
     TYPES = ("send_dtmf",)
 
-    digits: str
+    digits: str | None = None  # the node fails the command without them
     duration_ms: int | None = None  # per digit, 100 by default
 
 
@@ -376,17 +391,23 @@ class AppEvent(Message, frozen=True):
     call_id: str
     local_uri: str
     remote_uri: str
+    # the fields the event that made the step carried (sessiond.table.engine.APP_EVENT_FIELDS)
     code: int | None = None
     reason: str | None = None
-    end_code: int | None = None
-    end_reason: str | None = None
     digit: str | None = None
     path: str | None = None
     seconds: float | None = None
-    hold: str | None = None
-    transfer_target: str | None = None
+    error: str | None = None
+    media_id: str | None = None
+    method: str | None = None
     refer_to: str | None = None
+    # then the session's fields, when set (APP_SESSION_FIELDS; session fields are text)
+    end_code: str | None = None
+    end_reason: str | None = None
+    hold: str | None = None
     transfer_sid: str | None = None
+    transfer_target: str | None = None
+    peer: str | None = None  # a B2BUA's other leg
 
 
 RECORDS: tuple[type[Message], ...] = (

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from sessiond.core.messages import Message
+
 
 @dataclass(frozen=True, slots=True)
 class Event:
@@ -115,6 +117,14 @@ class Context:
         self._view[name] = value
         self._touched.add(name)
 
-    def command(self, target: str, name: str, data: Mapping[str, Any]) -> None:
+    def command(self, target: str, name: str, data: Mapping[str, Any] | Message) -> None:
+        """Add command ``name``. Edge and media commands come as their typed record
+        (:mod:`sessiond.core.messages`), kept as its wire map; timer, app and session
+        commands are plain maps (the store reads timers' fields; the others carry event
+        data along as it came)."""
+        if isinstance(data, Message):
+            if name not in data.TYPES:
+                raise ValueError(f"{type(data).__name__} is no {name!r} command")
+            data = data.data()
         cid = f"{self._view.get('_event_id', '')}/{len(self._commands)}"
         self._commands.append(Command(cid, target, name, data))

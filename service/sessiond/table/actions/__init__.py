@@ -4,7 +4,9 @@ session fields, and declares its arguments (checked when a table loads).
 
 A command is only data; the worker emits it after the transition is stored. Commands carry
 everything the receiver needs (call ids, tags, URIs, SDP) so an edge or media process that
-restarted can still execute them.
+restarted can still execute them. Edge and media commands are built as their typed records
+(:mod:`sessiond.core.messages`); timer commands (read by the store), app events and events
+for other sessions (event data passed along as it came) stay plain maps.
 """
 
 from __future__ import annotations

@@ -5,6 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from sessiond.core.messages import (
+    Bridge,
+    CreateLeg,
+    MediaLeg,
+    Play,
+    Record,
+    Reoffer,
+    SendDtmf,
+    UpdateLeg,
+)
 from sessiond.table.actions.hold import holding
 from sessiond.table.argspec import (
     NO_ARGS,
@@ -29,12 +39,15 @@ def media_create(ctx: Context, args: Any) -> None:
     """Ask any media node for an RTP session: an offer, or the answer to the remote SDP.
     ``pinned: true`` asks the node already in ``media_node`` instead (a B2BUA's outbound
     leg, created on its peer's node so that the two legs can be bridged)."""
-    data = {"media_id": ctx.get("media_id"), "mode": args["mode"]}
-    if args["mode"] == "answer":  # quiet until our answer is out (sip.respond with sdp)
-        data["remote_sdp"] = ctx.get("remote_sdp")
-        data["quiet"] = True
+    answer = args["mode"] == "answer"  # quiet until our answer is out (sip.respond with sdp)
+    leg = CreateLeg(
+        media_id=ctx.get("media_id"),
+        mode=args["mode"],
+        remote_sdp=ctx.get("remote_sdp") if answer else None,
+        quiet=True if answer else None,
+    )
     pinned = args.get("pinned") and ctx.get("media_node")
-    ctx.command("media" if pinned else "media-pool", "create", data)
+    ctx.command("media" if pinned else "media-pool", "create", leg)
 
 
 def _origin(sdp: str) -> str:
@@ -51,14 +64,15 @@ def media_relocate(ctx: Context, args: Any) -> None:
     that continues our SDP origin (same o= username and session id, a higher version, RFC
     3264 8), sendonly while we hold the far end. ``media_node`` is cleared until the new
     node's MediaReady names it; field ``reoffer`` is ``relocate`` until the re-INVITE ends."""
-    data = {"media_id": ctx.get("media_id"), "mode": "offer"}
-    data["direction"] = "sendonly" if holding(ctx) else "sendrecv"
-    origin = _origin(ctx.get("local_sdp"))
-    if origin:
-        data["origin"] = origin
+    leg = CreateLeg(
+        media_id=ctx.get("media_id"),
+        mode="offer",
+        direction="sendonly" if holding(ctx) else "sendrecv",
+        origin=_origin(ctx.get("local_sdp")) or None,
+    )
     ctx.set("media_node", "")
     ctx.set("reoffer", "relocate")
-    ctx.command("media-pool", "create", data)
+    ctx.command("media-pool", "create", leg)
 
 
 @action("media.update", Fields({"answer": true()}, none_ok=True))
@@ -66,12 +80,13 @@ def media_update(ctx: Context, args: Any) -> None:
     """Give the media node the remote SDP (answer to our offer, or a new offer: answered
     sendonly while we hold the far end). ``{answer: true}``: it answers our last offer even
     if an earlier answer was taken (early media in a 183, then the 2xx)."""
-    data: dict[str, Any] = {"media_id": ctx.get("media_id"), "remote_sdp": ctx.get("remote_sdp")}
-    if holding(ctx):
-        data["direction"] = "sendonly"
-    if args:
-        data["answer"] = True
-    ctx.command("media", "update", data)
+    update = UpdateLeg(
+        media_id=ctx.get("media_id"),
+        remote_sdp=ctx.get("remote_sdp"),
+        direction="sendonly" if holding(ctx) else None,
+        answer=True if args else None,
+    )
+    ctx.command("media", "update", update)
 
 
 _REOFFERS = ("hold", "resume", "refresh", "again", "offerless")
@@ -90,30 +105,32 @@ def media_reoffer(ctx: Context, args: Any) -> None:
     if why in ("hold", "resume", "refresh"):
         ctx.set("reoffer", why)
     hold = why == "hold" or (why != "resume" and holding(ctx))
-    data = {"media_id": ctx.get("media_id"), "direction": "sendonly" if hold else "sendrecv"}
-    ctx.command("media", "reoffer", data)
+    direction = "sendonly" if hold else "sendrecv"
+    ctx.command("media", "reoffer", Reoffer(media_id=ctx.get("media_id"), direction=direction))
 
 
 @action("media.destroy")
 def media_destroy(ctx: Context, args: Any) -> None:
     """Free the RTP session (ports, files). Harmless if media was never created."""
-    ctx.command("media", "destroy", {"media_id": ctx.get("media_id")})
+    ctx.command("media", "destroy", MediaLeg(media_id=ctx.get("media_id")))
 
 
-def _media_command(name: str, keys: tuple[str, ...]) -> Callable[[Context, Any], None]:
+def _media_command(
+    name: str, record: type[MediaLeg], keys: tuple[str, ...]
+) -> Callable[[Context, Any], None]:
     """An action that sends ``name`` to the session's media node. Its arguments come from
     the table (``{tone: 440}``) or, with no arguments, from the event (an app command)."""
 
     def send(ctx: Context, args: Any) -> None:
         source = args if isinstance(args, dict) else ctx.event.data
-        data: dict[str, Any] = {"media_id": ctx.get("media_id")}
+        data: dict[str, Any] = {}
         for key in keys:
             if key in source:
                 value = source[key]
                 if isinstance(value, str):
                     value = value.replace("{sid}", ctx.get("sid"))
                 data[key] = value
-        ctx.command("media", name, data)
+        ctx.command("media", name, record(media_id=ctx.get("media_id"), **data))
 
     send.__doc__ = f"media {name}: " + ", ".join(keys)
     return send
@@ -136,17 +153,18 @@ _PLAY = Fields(
 )
 _RECORD = Fields({"path": anything("path")}, {"direction": anything("in|out|both")}, none_ok=True)
 _DTMF = Fields({"digits": anything("digits")}, {"duration_ms": anything("ms")}, none_ok=True)
-for _name, _shape in (
-    ("play", _PLAY),
-    ("stop_play", None),
-    ("record", _RECORD),
-    ("stop_record", None),
-    ("send_dtmf", _DTMF),
-    ("unbridge", None),
-):
+_ARGS: tuple[tuple[str, type[MediaLeg], Fields | None], ...] = (
+    ("play", Play, _PLAY),
+    ("stop_play", MediaLeg, None),
+    ("record", Record, _RECORD),
+    ("stop_record", MediaLeg, None),
+    ("send_dtmf", SendDtmf, _DTMF),
+    ("unbridge", MediaLeg, None),
+)
+for _name, _record, _shape in _ARGS:
     action.add(
         f"media.{_name}",
-        _media_command(_name, _shape.keys if _shape else ()),
+        _media_command(_name, _record, _shape.keys if _shape else ()),
         _shape or NO_ARGS,
     )
 
@@ -155,15 +173,14 @@ for _name, _shape in (
 def media_play_saved(ctx: Context, args: Any) -> None:
     """Play what the session saved (``play_tone`` Hz or ``play_file``, ``play_seconds``):
     the play-and-hang-up handler stores it on the decision and starts it once answered."""
-    data: dict[str, Any] = {"media_id": ctx.get("media_id")}
     tone, file, seconds = ctx.get("play_tone"), ctx.get("play_file"), ctx.get("play_seconds")
-    if tone:
-        data["tone"] = float(tone)
-    else:
-        data["file"] = file
-    if seconds:
-        data["seconds"] = float(seconds)
-    ctx.command("media", "play", data)
+    play = Play(
+        media_id=ctx.get("media_id"),
+        tone=float(tone) if tone else None,
+        file=None if tone else file,
+        seconds=float(seconds) if seconds else None,
+    )
+    ctx.command("media", "play", play)
 
 
 @action("media.bridge", Fields({"with": session_field()}, none_ok=True))
@@ -177,4 +194,4 @@ def media_bridge(ctx: Context, args: Any) -> None:
         other = str(ctx.event.data.get("other", ""))
     if other and not other.endswith(".m"):
         other = f"{other}.m"  # a session id: its leg is <sid>.m
-    ctx.command("media", "bridge", {"media_id": ctx.get("media_id"), "other": other})
+    ctx.command("media", "bridge", Bridge(media_id=ctx.get("media_id"), other=other))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from sessiond.core.messages import MediaLeg, Respond, SendInvite, SendRequest
 from sessiond.sip import session_timer as st
 from sessiond.sip.status import reason_phrase
 from sessiond.table.argspec import Fields, NoArgs, Registry, Value, anything, flag, integer, true
@@ -63,31 +64,36 @@ def sip_respond(ctx: Context, args: Any) -> None:
     code = args["code"]
     if code == "from_event":
         code = ctx.event.data.get("code", 603)
-    data: dict[str, Any] = {"code": code, "txn": ctx.get("txn"), **_dialog(ctx)}
-    if "reason" in args:
-        data["reason"] = args["reason"]
-    if args.get("sdp"):
-        data["sdp"] = ctx.get("local_sdp")
     headers = st.response_headers(ctx.get) if 200 <= int(code) < 300 else []
+    reliable = None
     if 100 < int(code) < 200 and "100rel" in ctx.get("remote_require"):
         rseq = int(ctx.get("rseq") or "0") + 1  # RFC 3262 3: reliable, retransmitted
         ctx.set("rseq", str(rseq))  # by the edge until the PRACK
         headers += [["Require", "100rel"], ["RSeq", str(rseq)]]
-        data["reliable"] = True
+        reliable = True
     if int(code) == 422:
         headers.append(["Min-SE", str(st.MIN_SE)])
-    if headers:
-        data["headers"] = headers
+    contacts = None
     if "contacts" in args:
         contacts = args["contacts"]
         if contacts == "from_event":
             contacts = ctx.event.data.get("contacts") or []
         if isinstance(contacts, str):
             contacts = [contacts]
-        data["contacts"] = [str(c) for c in contacts]
-    ctx.command("edge", "respond", data)
+        contacts = [str(c) for c in contacts]
+    respond = Respond(
+        code=code,
+        txn=ctx.get("txn"),
+        **_dialog(ctx),
+        reason=args.get("reason"),
+        sdp=ctx.get("local_sdp") if args.get("sdp") else None,
+        reliable=reliable,
+        headers=headers or None,
+        contacts=contacts,
+    )
+    ctx.command("edge", "respond", respond)
     if args.get("sdp") and ctx.get("media_node"):  # our answer is out: the leg may send
-        ctx.command("media", "answered", {"media_id": ctx.get("media_id")})
+        ctx.command("media", "answered", MediaLeg(media_id=ctx.get("media_id")))
 
 
 _REPLY = Fields(
@@ -101,18 +107,18 @@ def sip_reply(ctx: Context, args: Any) -> None:
     """Answer the request that is this event (BYE, re-INVITE, UPDATE, REFER, INFO...) through
     the event's transaction; a re-INVITE's or UPDATE's ``txn`` saved earlier when the answer
     waits for the media node (``sdp: true`` sends our current SDP)."""
-    txn = ctx.event.data.get("txn") or ctx.get("txn")
-    data: dict[str, Any] = {"code": args["code"], "txn": txn, **_dialog(ctx)}
-    if "reason" in args:
-        data["reason"] = args["reason"]
-    if args.get("sdp"):
-        data["sdp"] = ctx.get("local_sdp")
     headers = st.response_headers(ctx.get) if 200 <= args["code"] < 300 else []
     if "retry_after" in args:
         headers.append(["Retry-After", str(args["retry_after"])])
-    if headers:
-        data["headers"] = headers
-    ctx.command("edge", "respond", data)
+    respond = Respond(
+        code=args["code"],
+        txn=ctx.event.data.get("txn") or ctx.get("txn"),
+        **_dialog(ctx),
+        reason=args.get("reason"),
+        sdp=ctx.get("local_sdp") if args.get("sdp") else None,
+        headers=headers or None,
+    )
+    ctx.command("edge", "respond", respond)
 
 
 @action("sip.invite", Fields({"auth": true()}, none_ok=True))
@@ -122,18 +128,24 @@ def sip_invite(ctx: Context, args: Any) -> None:
     Authorization / Proxy-Authorization from its credentials (RFC 3261 22.2, 22.3)."""
     cseq = _next_cseq(ctx)
     ctx.set("invite_cseq", str(cseq))
-    data = {"cseq": cseq, "sdp": ctx.get("local_sdp"), **_dialog(ctx)}
+    code = challenges = None
     if args:
         ctx.set("remote_tag", "")  # a 1xx may have given one: the new INVITE is out of dialog
         code = ctx.event.data.get("code")
         name = "www_authenticate" if code == 401 else "proxy_authenticate"
-        data.update(remote_tag="", challenge_code=code, challenges=ctx.event.data.get(name) or [])
+        challenges = ctx.event.data.get(name) or []
     headers = st.request_headers(ctx.get)
     if ctx.get("replaces"):
         headers.append(["Replaces", ctx.get("replaces")])
-    if headers:
-        data["headers"] = headers
-    ctx.command("edge", "invite", data)
+    invite = SendInvite(
+        cseq=cseq,
+        sdp=ctx.get("local_sdp"),
+        **_dialog(ctx),
+        challenge_code=code,
+        challenges=challenges,
+        headers=headers or None,
+    )
+    ctx.command("edge", "invite", invite)
 
 
 @action("sip.ack")
@@ -142,23 +154,22 @@ def sip_ack(ctx: Context, args: Any) -> None:
     (the initial INVITE or a re-INVITE)."""
     data = ctx.event.data
     cseq = data.get("cseq") if data.get("method") == "INVITE" else None
-    ctx.command("edge", "ack", {"cseq": int(cseq or ctx.get("invite_cseq") or "1"), **_dialog(ctx)})
+    ack = SendRequest(cseq=int(cseq or ctx.get("invite_cseq") or "1"), **_dialog(ctx))
+    ctx.command("edge", "ack", ack)
 
 
 def _in_dialog(ctx: Context, method: str, **extra: Any) -> int:
     cseq = _next_cseq(ctx)
-    ctx.command("edge", "request", {"method": method, "cseq": cseq, **_dialog(ctx), **extra})
+    ctx.command("edge", "request", SendRequest(method=method, cseq=cseq, **_dialog(ctx), **extra))
     return cseq
 
 
 @action("sip.reinvite")
 def sip_reinvite(ctx: Context, args: Any) -> None:
     """Send a re-INVITE (RFC 3261 14.1) offering our current SDP (``local_sdp``)."""
-    headers = st.request_headers(ctx.get)
-    extra: dict[str, Any] = {"sdp": ctx.get("local_sdp")}
-    if headers:
-        extra["headers"] = headers
-    ctx.set("reinvite_cseq", str(_in_dialog(ctx, "INVITE", **extra)))
+    headers = st.request_headers(ctx.get) or None
+    cseq = _in_dialog(ctx, "INVITE", sdp=ctx.get("local_sdp"), headers=headers)
+    ctx.set("reinvite_cseq", str(cseq))
 
 
 @action("sip.refer", NoArgs("the target comes from the event's 'target'"))
@@ -230,7 +241,8 @@ def queue_info_dtmf(ctx: Context, args: Any) -> None:
 @action("sip.cancel")
 def sip_cancel(ctx: Context, args: Any) -> None:
     """CANCEL our pending INVITE (RFC 3261 section 9.1)."""
-    ctx.command("edge", "cancel", {"cseq": int(ctx.get("invite_cseq") or "1"), **_dialog(ctx)})
+    cancel = SendRequest(cseq=int(ctx.get("invite_cseq") or "1"), **_dialog(ctx))
+    ctx.command("edge", "cancel", cancel)
 
 
 @action("sip.prack")
@@ -244,4 +256,4 @@ def sip_prack(ctx: Context, args: Any) -> None:
 @action("sip.bye")
 def sip_bye(ctx: Context, args: Any) -> None:
     """End the dialog with BYE."""
-    ctx.command("edge", "bye", {"cseq": _next_cseq(ctx), **_dialog(ctx)})
+    ctx.command("edge", "bye", SendRequest(cseq=_next_cseq(ctx), **_dialog(ctx)))
