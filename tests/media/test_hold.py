@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sessiond.media.hold import holds
+from sessiond.media.errors import SdpError
+from sessiond.media.hold import holds, holds_parsed
 from sessiond.media.offer_answer import MediaNegotiator
 from sessiond.media.sdp import SessionDescription
 
@@ -64,3 +65,28 @@ def test_answerer_agrees(body: bytes) -> None:
     negotiator = MediaNegotiator(address="198.51.100.1", port=40000)
     _, stream = negotiator.create_answer(SessionDescription.parse(body))
     assert stream.remote_hold is holds(body)
+
+
+_DIRS = ("", "a=sendonly\n", "a=inactive\n", "a=recvonly\n", "a=sendrecv\n")
+_CONNS = ("", "c=IN IP4 192.0.2.9\n", "c=IN IP4 0.0.0.0\n", "c=IN IP6 ::\n")
+_BEFORE = ("", "m=video 5006 RTP/AVP 96\na=sendonly\nc=IN IP4 0.0.0.0\n", "m=audio 0 RTP/AVP 0\n")
+
+
+@pytest.mark.parametrize("before", _BEFORE)
+@pytest.mark.parametrize("session_conn", _CONNS)
+@pytest.mark.parametrize("session_dir", _DIRS)
+def test_the_one_pass_rule_is_the_parsers(before: str, session_conn: str, session_dir: str) -> None:
+    """:func:`holds` reads the lines in one pass; on every valid combination of session- and
+    media-level direction and connection lines, before and after other sections, it says
+    what the full parser's reading (:func:`holds_parsed`) says."""
+    for media_dir in _DIRS:
+        for media_conn in _CONNS:
+            body = crlf(
+                f"v=0\no=bob 1 1 IN IP4 192.0.2.33\ns=-\n{session_conn}t=0 0\n{session_dir}"
+                f"{before}m=audio 5004 RTP/AVP 0\n{media_conn}{media_dir}"
+            )
+            try:
+                SessionDescription.parse(body)
+            except SdpError:
+                continue  # no c= for the audio: refused by the negotiation either way
+            assert holds(body) is holds_parsed(body), body
