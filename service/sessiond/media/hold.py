@@ -32,9 +32,10 @@ def holds(body: str | bytes) -> bool:
     offer/answer negotiates.
 
     A body without live audio holds nothing (nor, in :func:`holds_parsed`, one the parser
-    refuses: the negotiation rejects those either way). The edge asks this of every request with SDP, so the rule is read from the lines in one
-    pass (about 2 us) instead of through :meth:`SessionDescription.parse` (about 25 us);
-    ``tests/media/test_hold.py`` checks the two agree.
+    refuses: the negotiation rejects those either way). The edge asks this of every request
+    with SDP, so the rule is read from the lines in one pass (about 2 us) instead of through
+    :meth:`SessionDescription.parse` (about 25 us); ``tests/media/test_hold.py`` checks that
+    the two agree.
     """
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     session_dir = media_dir = ""
