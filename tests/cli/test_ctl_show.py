@@ -14,8 +14,8 @@ from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
 from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
+from sessiond.store.tableset import TableSet
 from sessiond.table import Table
-from sessiond.table.tableset import TableSet
 from sessiond.worker.applier import Applier
 
 pytestmark = pytest.mark.redis

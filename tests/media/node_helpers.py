@@ -14,6 +14,7 @@ from typing import Any
 import msgpack
 
 from api.audio_checks import dominant, goertzel  # noqa: F401 - for test_node
+from sessiond.core.ids import new_sid
 from sessiond.core.types import Event
 from sessiond.media.codecs import SILENCE
 from sessiond.media.commands import Executor
@@ -26,7 +27,6 @@ from sessiond.media.stream import MediaStream
 from sessiond.media.tones import ToneGenerator
 from sessiond.store import Keys
 from sessiond.store.client import connect
-from sessiond.store.keys import new_sid
 from sessiond.store.store import decode_event, delete_namespace
 
 LOOPBACK = "127.0.0.1"

@@ -12,11 +12,11 @@ import pytest
 import redis as sync_redis
 import redis.asyncio as aioredis
 
+from sessiond.core.ids import new_sid
 from sessiond.media.audit import OrphanLeg, orphan_legs, orphan_legs_async
 from sessiond.media.lost import LegRegistry, lost_events
 from sessiond.media.owner import Claim, LegOwners
 from sessiond.store import Keys
-from sessiond.store.keys import new_sid
 
 from .node_helpers import Harness, start_node, stop_node
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from sessiond.core.ids import new_sid
 from sessiond.core.types import Event
 from sessiond.media.lost import INCARNATION, LegRegistry, lost_events
 from sessiond.store import Keys
 from sessiond.store.client import connect
-from sessiond.store.keys import new_sid
 from sessiond.store.store import decode_event, delete_namespace
 
 from .node_helpers import start_node, stop_node

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import redis as sync_redis
 
-from sessiond.media.process import add_parser, run_media
+from sessiond.cli.media import add_parser, run_media
 
 from .node_helpers import free_range
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.redis
 SERVICE = Path(__file__).resolve().parents[2] / "service"
 MAIN = """
 import argparse, sys
-from sessiond.media.process import add_parser
+from sessiond.cli.media import add_parser
 parser = argparse.ArgumentParser(prog="sessiond")
 add_parser(parser.add_subparsers(dest="command", required=True))
 args = parser.parse_args(sys.argv[1:])

@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "service"))
 from sessiond.core.types import Event  # noqa: E402
 from sessiond.store import Keys, Store  # noqa: E402
 from sessiond.store.client import connect  # noqa: E402
+from sessiond.store.tableset import TableSet  # noqa: E402
 from sessiond.table import load_table  # noqa: E402
-from sessiond.table.tableset import TableSet  # noqa: E402
 from sessiond.worker.applier import Applier, Work  # noqa: E402
 
 COUNT = 40

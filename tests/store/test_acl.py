@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import NoPermissionError
 
+from sessiond.core.ids import new_sid
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
 from sessiond.media.lost import LegRegistry
@@ -22,10 +23,9 @@ from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator
 from sessiond.store import Keys, Store
 from sessiond.store.client import connect
-from sessiond.store.keys import new_sid
 from sessiond.store.store import delete_namespace
+from sessiond.store.tableset import TableSet
 from sessiond.table import Table
-from sessiond.table.tableset import TableSet
 from sessiond.worker.applier import Applier
 from sessiond.worker.process import Worker
 

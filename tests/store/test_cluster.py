@@ -22,8 +22,8 @@ from sessiond.media.owner import Claim, LegOwners
 from sessiond.store import Keys, Store, new_sid
 from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
+from sessiond.store.tableset import TableSet
 from sessiond.table import Table
-from sessiond.table.tableset import TableSet
 from sessiond.worker.applier import Applier
 from sessiond.worker.process import Worker
 

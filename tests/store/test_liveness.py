@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from sessiond.core.ids import new_sid
 from sessiond.media.lost import INCARNATION, LegRegistry
 from sessiond.store import Keys
-from sessiond.store.keys import new_sid
 from sessiond.store.liveness import StoreContact, run_id
 from sessiond.store.store import decode_event
 

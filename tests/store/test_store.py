@@ -14,9 +14,9 @@ import pytest
 from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
 from sessiond.store.store import decode_event, delete_namespace
+from sessiond.store.tableset import TableSet
 from sessiond.table import Table, load_table_text
 from sessiond.table.engine import decide
-from sessiond.table.tableset import TableSet
 from sessiond.worker.applier import Applier, Work
 
 pytestmark = pytest.mark.redis

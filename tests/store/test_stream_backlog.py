@@ -28,8 +28,8 @@ from sessiond.media.node import GROUP as MEDIA_GROUP
 from sessiond.store import Keys, Store
 from sessiond.store.client import connect
 from sessiond.store.store import encode_event
+from sessiond.store.tableset import TableSet
 from sessiond.table import Table
-from sessiond.table.tableset import TableSet
 from sessiond.worker.applier import Applier
 from sessiond.worker.process import GROUP as WORKER_GROUP
 from sessiond.worker.process import Worker

@@ -17,9 +17,9 @@ import pytest
 from sessiond.core.errors import TableError
 from sessiond.core.resources import default_table_path, gateway_table_path, tables_dir
 from sessiond.store import Keys
+from sessiond.store.tableset import TableSet
 from sessiond.table import Table, load_table, load_table_text
 from sessiond.table.model import Timeout
-from sessiond.table.tableset import TableSet
 from sessiond.table.yamlsrc import Line
 from sessiond_run import ENV
 

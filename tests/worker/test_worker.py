@@ -10,8 +10,8 @@ import pytest
 
 from sessiond.core.types import Event
 from sessiond.store import Keys, Store
+from sessiond.store.tableset import TableSet
 from sessiond.table import Table
-from sessiond.table.tableset import TableSet
 from sessiond.worker.applier import Applier
 from sessiond.worker.process import GROUP, Worker
 

@@ -31,8 +31,8 @@ from sessiond.media.ports import PortAllocator, parse_range
 from sessiond.store import Keys, Store
 from sessiond.store.client import EMBEDDED, connect
 from sessiond.store.store import delete_namespace
+from sessiond.store.tableset import TableSet
 from sessiond.table import load_table
-from sessiond.table.tableset import TableSet
 from sessiond.worker.applier import Applier
 from sessiond.worker.process import Worker
 

@@ -26,8 +26,8 @@ from sessiond.store import Keys, Store, new_sid, queries
 from sessiond.store.client import connect, url_problem
 from sessiond.store.embedded import local_runs, runtime_dir
 from sessiond.store.liveness import live_processes, request_drain
+from sessiond.store.tableset import TableSet
 from sessiond.table import load_table
-from sessiond.table.tableset import TableSet
 
 LIST_FIELDS = ("sid", "role", "state", "call_id", "remote_uri", "entered_state_at")
 

@@ -315,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(func=_run)
 
-    from sessiond.media.process import add_parser as add_media
+    from sessiond.cli.media import add_parser as add_media
 
     add_media(sub)
 

@@ -35,8 +35,8 @@ from sessiond.store.embedded import (
     write_state,
 )
 from sessiond.store.streams import cancel_and_wait
+from sessiond.store.tableset import TableSet
 from sessiond.table import Table, load_table
-from sessiond.table.tableset import TableSet
 from sessiond.worker.applier import Applier
 from sessiond.worker.handlers import CallHandler, builtin, load_handler
 from sessiond.worker.process import Worker, default_name

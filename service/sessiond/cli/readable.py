@@ -7,18 +7,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 
+from sessiond.core.logs import iso_time
 from sessiond.core.types import HISTORY_EVENT_FIELDS
 
 WRAP = 100  # characters of a value per printed row
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def iso_time(unix: float) -> str:
-    """``1764900452.1234`` -> ``2025-12-05T02:07:32.123Z`` (UTC, milliseconds)."""
-    moment = datetime.fromtimestamp(unix, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def iso_or_text(value: str) -> str:

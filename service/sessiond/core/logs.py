@@ -13,9 +13,8 @@ import argparse
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Any
-
-from sessiond.cli.readable import iso_time
 
 FORMATS = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -69,3 +68,9 @@ def setup(log_format: str = "text", level: int = logging.INFO) -> None:
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level)
+
+
+def iso_time(unix: float) -> str:
+    """``1764900452.1234`` -> ``2025-12-05T02:07:32.123Z`` (UTC, milliseconds)."""
+    moment = datetime.fromtimestamp(unix, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

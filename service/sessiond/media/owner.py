@@ -36,10 +36,10 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
+from sessiond.core.ids import sid_tag
 from sessiond.media.commands import CommandError, decode_command
 from sessiond.store import Keys
 from sessiond.store.client import is_cluster
-from sessiond.store.keys import sid_tag
 from sessiond.store.scripts import script
 from sessiond.store.store import eval_many
 

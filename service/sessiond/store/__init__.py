@@ -7,7 +7,8 @@ of commands), ``scripts`` and ``store`` (the session store: Lua scripts and thei
 ``legs`` (media nodes' records), ``queries`` (reads for ctl and the Client API).
 """
 
-from sessiond.store.keys import Keys, call_tag, new_sid
+from sessiond.core.ids import call_tag, new_sid
+from sessiond.store.keys import Keys
 from sessiond.store.store import ApplyResult, CreateResult, Store
 
 __all__ = ["ApplyResult", "CreateResult", "Keys", "Store", "call_tag", "new_sid"]

@@ -32,10 +32,7 @@ be computed from its id alone.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-
-TAG_LEN = 10
+from sessiond.core.ids import TAG_LEN, call_tag, sid_tag
 
 #: Consumer groups: the workers on the event partitions, the media nodes and the edges on
 #: their command streams (applications pick their own group on ``{app}:events``).
@@ -48,31 +45,6 @@ STREAM_MAXLEN = 100_000
 HEARTBEAT_TTL = 5
 #: How many recent command ids a consumer remembers to drop repeated commands.
 SEEN_IDS = 50_000
-
-
-def call_tag(call_id: str) -> str:
-    """The hash tag shared by all keys of the sessions of one Call-ID."""
-    return hashlib.blake2b(call_id.encode("utf-8", "surrogateescape"), digest_size=5).hexdigest()
-
-
-def new_sid(call_id: str) -> str:
-    return f"{call_tag(call_id)}-{secrets.token_hex(6)}"
-
-
-def derived_sid(call_id: str, event_id: str) -> str:
-    """The session id that the event starting a call (an initial INVITE) always gives. A
-    retransmitted, replayed or reclaimed copy of that event (same id) finds the session it
-    made, while the session's keys live (the ended TTL after the call ends), even though
-    its registry entries were removed when the call ended."""
-    seed = event_id.encode("utf-8", "surrogateescape")
-    return f"{call_tag(call_id)}-{hashlib.blake2b(seed, digest_size=6).hexdigest()}"
-
-
-def sid_tag(sid: str) -> str:
-    tag = sid[:TAG_LEN]
-    if len(sid) <= TAG_LEN + 1 or sid[TAG_LEN] != "-":
-        raise ValueError(f"not a session id: {sid!r}")
-    return tag
 
 
 class Keys:

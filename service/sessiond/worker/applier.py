@@ -47,8 +47,8 @@ from sessiond.core.types import Event, Outcome, Verdict
 from sessiond.store import Store
 from sessiond.store.round import Round
 from sessiond.store.store import ApplyResult, CreateResult
+from sessiond.store.tableset import TableSet
 from sessiond.table.engine import decide
-from sessiond.table.tableset import TableSet
 
 Status = Literal["applied", "created", "duplicate", "ignored", "no_transition", "missing", "stale"]
 log = logging.getLogger("sessiond.applier")

@@ -18,7 +18,7 @@ from sessiond.core import appschema, metrics
 from sessiond.core.types import Event
 from sessiond.store.keys import Keys
 from sessiond.store.round import Round
-from sessiond.table.tableset import TableSet
+from sessiond.store.tableset import TableSet
 from sessiond.worker.applier import Work
 from sessiond.worker.handlers import (
     CallHandler,

@@ -13,8 +13,9 @@ import secrets
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from sessiond.core.ids import derived_sid
 from sessiond.core.types import Event
-from sessiond.store.keys import Keys, derived_sid
+from sessiond.store.keys import Keys
 from sessiond.worker.applier import NewSession
 
 AnswerMode = Literal["auto", "reject", "app"]

@@ -17,8 +17,8 @@ from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
 from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
+from sessiond.store.tableset import TableSet
 from sessiond.table import load_table
-from sessiond.table.tableset import TableSet
 from sessiond.worker.applier import Applier, NewSession, Work
 
 NAMESPACE = "sessiond-bench"

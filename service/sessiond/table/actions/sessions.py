@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING, Any
 
-from sessiond.store.keys import call_tag
+from sessiond.core.ids import call_tag
 from sessiond.table.argspec import Fields, Registry, Value, anything, flag, name, session_field
 from sessiond.table.model import ActionFn
 
