@@ -102,16 +102,21 @@ PUBLISHABLE: Final[frozenset[str]] = frozenset(
     }
 )
 
+# Session fields every SIP command carries, so the edge needs no state of its own.
+DIALOG_FIELDS: Final[tuple[str, ...]] = (
+    "call_id",
+    "local_tag",
+    "remote_tag",
+    "local_uri",
+    "remote_uri",
+    "remote_target",
+    "route_set",
+)
+
 # Fields of the session hash a table may write with ``save``/``set`` (besides ``cond.*``).
 SESSION_FIELDS: Final[frozenset[str]] = frozenset(
     {
-        "call_id",
-        "local_tag",
-        "remote_tag",
-        "local_uri",
-        "remote_uri",
-        "remote_target",
-        "route_set",
+        *DIALOG_FIELDS,
         "local_cseq",
         "remote_cseq",
         "local_sdp",

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from sessiond.core.messages import MediaLeg, Respond, SendInvite, SendRequest
+from sessiond.core.vocabulary import DIALOG_FIELDS
 from sessiond.sip import session_timer as st
 from sessiond.sip.status import reason_phrase
 from sessiond.table.argspec import Fields, NoArgs, Registry, Value, anything, flag, integer, true
@@ -18,20 +19,9 @@ if TYPE_CHECKING:
 action = Registry[ActionFn]()
 DTMF_CHARS = "0123456789*#ABCD"
 
-# Session fields every SIP command carries, so the edge needs no state of its own.
-_DIALOG_FIELDS = (
-    "call_id",
-    "local_tag",
-    "remote_tag",
-    "local_uri",
-    "remote_uri",
-    "remote_target",
-    "route_set",
-)
-
 
 def _dialog(ctx: Context) -> dict[str, Any]:
-    return {name: ctx.get(name) for name in _DIALOG_FIELDS}
+    return {name: ctx.get(name) for name in DIALOG_FIELDS}
 
 
 def _next_cseq(ctx: Context) -> int:
