@@ -7,9 +7,9 @@ from array import array
 
 import pytest
 
+from sessiond.cli.bench.mixer import bench_mixer
 from sessiond.media.codecs import FRAME_SAMPLES, SILENCE
 from sessiond.media.mixer import GAIN_MAX_DB, GAIN_MIN_DB, Room, SourceFinished, TalkingChanged
-from sessiond.media.mixer_bench import bench_mixer
 from sessiond.media.playback import Player
 from sessiond.media.tones import ToneGenerator
 from sessiond.media.vad import FLOOR_DBOV, VoiceActivity, level_dbov

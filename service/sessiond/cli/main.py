@@ -63,6 +63,10 @@ def _bench(args: argparse.Namespace) -> int:
         from sessiond.cli.bench.media import bench_media
 
         return bench_media(args.seconds)
+    if args.what == "mixer":
+        from sessiond.cli.bench import mixer
+
+        return mixer.main(args.seconds)
     if args.what == "sip":
         from sessiond.cli.bench.sip import bench_sip
 
@@ -326,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     edge.set_defaults(func=_edge)
 
     bench = sub.add_parser("bench", help="measure throughput")
-    bench.add_argument("what", choices=["transitions", "cps", "sip", "media"])
+    bench.add_argument("what", choices=["transitions", "cps", "sip", "media", "mixer"])
     bench.add_argument(
         "--redis",
         default="redis://127.0.0.1:6379/15",

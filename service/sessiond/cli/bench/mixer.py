@@ -82,3 +82,26 @@ def bench_mixer(
         "realtime_members": rooms_per_core * members,
         "cpu_per_member_pct": 100.0 / (rooms_per_core * members),
     }
+
+
+# (members, talkers) of the rooms ``sessiond bench mixer`` measures
+CASES = ((3, 3), (5, 5), (10, 2), (10, 10), (20, 3), (50, 3))
+
+
+def main(seconds: float) -> int:
+    """``sessiond bench mixer``: one core's real-time capacity, mixing alone and with G.711
+    decoded and encoded at both ends, for rooms of a few sizes."""
+    per_case = max(0.2, seconds / (2 * len(CASES)))
+    print(
+        f"{'members x talkers':>18} {'room tick us':>13} {'members/core':>13} "
+        f"{'with G.711 us':>14} {'members/core':>13}"
+    )
+    for members, talkers in CASES:
+        mix = bench_mixer(members, 4, per_case, talkers=talkers)
+        g711 = bench_mixer(members, 4, per_case, talkers=talkers, g711_edges=True)
+        print(
+            f"{members:>8} x {talkers:<7} {mix['room_tick_us']:>13.0f} "
+            f"{mix['realtime_members']:>13.0f} {g711['room_tick_us']:>14.0f} "
+            f"{g711['realtime_members']:>13.0f}"
+        )
+    return 0
