@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from array import array
 
+from sessiond.core.messages import CreateLeg, UpdateLeg
 from sessiond.core.types import Event
 from sessiond.media.codecs import SILENCE
 from sessiond.media.commands import Executor, MediaCommand
@@ -41,11 +42,11 @@ async def test_frames_from_the_tap_cross_rtp_to_the_other_legs_tap() -> None:
     )
     try:
         (offer,) = await executor.execute(
-            MediaCommand("c1", "create", SID, {"media_id": "a.m", "mode": "offer"})
+            MediaCommand("c1", "create", SID, CreateLeg(media_id="a.m", mode="offer"))
         )
-        answer_data = {"media_id": "b.m", "mode": "answer", "remote_sdp": offer.data["sdp"]}
+        answer_data = CreateLeg(media_id="b.m", mode="answer", remote_sdp=offer.data["sdp"])
         (answer,) = await executor.execute(MediaCommand("c2", "create", SID, answer_data))
-        update = {"media_id": "a.m", "remote_sdp": answer.data["sdp"]}
+        update = UpdateLeg(media_id="a.m", remote_sdp=answer.data["sdp"])
         await executor.execute(MediaCommand("c3", "update", SID, update))
         alice, bob = executor.legs["a.m"], executor.legs["b.m"]
         sent, heard = AudioTap(maxsize=100), AudioTap(maxsize=100)

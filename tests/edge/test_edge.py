@@ -192,6 +192,8 @@ async def test_uac_invite_retransmitted_then_timeout_event(
         "local_uri": "sip:alice@127.0.0.1",
         "remote_uri": f"sip:bob@127.0.0.1:{silent.port}",
         "remote_target": f"sip:bob@127.0.0.1:{silent.port}",
+        "remote_tag": "",  # out of dialog
+        "route_set": "",
         "cseq": 1,
         "sdp": "v=0\r\n",
     }

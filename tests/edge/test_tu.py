@@ -4,7 +4,9 @@ and command answer gives the outcomes the adapter carries out."""
 from __future__ import annotations
 
 import ipaddress
+from typing import Any
 
+from sessiond.core.messages import Respond
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.admission import Admission
 from sessiond.edge.credentials import CredentialStore
@@ -203,10 +205,10 @@ def test_the_early_window_is_64_t1() -> None:
     assert not tu.looks_up_answers(100.0 + tu.timers.timeout)
 
 
-def _respond_cmd(action: RequestReceived, code: int, **extra: object) -> dict[str, object]:
+def _respond_cmd(action: RequestReceived, code: int, **extra: Any) -> Respond:
     event = request_event(action.request, "UDP", PEER, "e1")
     assert event is not None
-    return {"txn": event.data["txn"], "code": code, "local_tag": "b1", **extra}
+    return Respond(txn=event.data["txn"], code=code, local_tag="b1", **extra)
 
 
 def test_a_2xx_to_an_invite_is_retransmitted_until_its_ack() -> None:

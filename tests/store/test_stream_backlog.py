@@ -107,6 +107,8 @@ async def test_edge_runs_a_command_whose_delivery_was_lost(server: RedisServer) 
             "local_uri": "sip:alice@127.0.0.1",
             "remote_uri": f"sip:bob@127.0.0.1:{port}",
             "remote_target": f"sip:bob@127.0.0.1:{port}",
+            "remote_tag": "",  # out of dialog
+            "route_set": "",
             "cseq": 1,
             "sdp": "v=0\r\n",
         }

@@ -25,7 +25,14 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from sessiond.core.messages import RequestEvent, ResponseEvent, TransactionTimeout
+from sessiond.core.messages import (
+    RequestEvent,
+    Respond,
+    ResponseEvent,
+    SendInvite,
+    SendRequest,
+    TransactionTimeout,
+)
 from sessiond.core.types import Event
 from sessiond.media.hold import holds
 from sessiond.sip.address import NameAddr
@@ -373,32 +380,26 @@ def timeout_event(call_id: str, local_tag: str, method: str, cseq: int, edge: st
 
 
 def build_response(
-    cmd: Mapping[str, Any], local: Local, txn: Txn | None = None
+    cmd: Respond, local: Local, txn: Txn | None = None
 ) -> tuple[str, tuple[str, int], SipResponse]:
     """A ``respond`` command -> (transport, destination, response)."""
-    transport, source, req = txn or parse_txn(str(cmd["txn"]))
+    transport, source, req = txn or parse_txn(cmd.txn)
     extra: list[tuple[str, str]] = []
-    code = int(cmd["code"])
+    code = cmd.code
     if req.method in CONTACT_METHODS and 101 <= code < 300:
         extra.append(("Contact", local.contact()))
     if code in (405, 501) or req.method == "OPTIONS" and code < 300:
         extra.append(("Allow", ALLOWED))
-    for name, value in cmd.get("headers") or ():
-        extra.append((str(name), str(value)))
-    contacts = cmd.get("contacts")
-    if 300 <= code < 400 and isinstance(contacts, list) and contacts:
-        extra.append(("Contact", ", ".join(_name_addr(str(c)) for c in contacts)))
-    body = str(cmd.get("sdp") or "").encode()
+    for name, value in cmd.headers or ():
+        extra.append((name, value))
+    if 300 <= code < 400 and cmd.contacts:
+        extra.append(("Contact", ", ".join(_name_addr(c) for c in cmd.contacts)))
+    body = (cmd.sdp or "").encode()
     if body:
         extra.append(("Content-Type", "application/sdp"))
     extra.append(("Server", USER_AGENT))
     resp = make_response(
-        req,
-        code,
-        cmd.get("reason"),
-        to_tag=str(cmd.get("local_tag") or "") or None,
-        headers=extra,
-        body=body,
+        req, code, cmd.reason, to_tag=cmd.local_tag or None, headers=extra, body=body
     )
     return transport, response_destination(req, transport, source), resp
 
@@ -423,38 +424,41 @@ def _name_addr(text: str) -> str:
 
 
 def _dialog_headers(
-    cmd: Mapping[str, Any], method: str, cseq: int, local: Local, branch: str
+    cmd: SendInvite | SendRequest,
+    method: str,
+    local: Local,
+    branch: str,
+    remote_tag: str,
+    route_set: str,
 ) -> list[tuple[str, str]]:
-    to = _name_addr(str(cmd.get("remote_uri") or cmd.get("remote_target")))
-    if cmd.get("remote_tag"):
-        to = f"{to};tag={cmd['remote_tag']}"
+    to = _name_addr(cmd.remote_uri or cmd.remote_target)
+    if remote_tag:
+        to = f"{to};tag={remote_tag}"
     headers = [
         ("Via", local.via(branch)),
         ("Max-Forwards", MAX_FORWARDS),
-        ("From", f"{_name_addr(str(cmd['local_uri']))};tag={cmd['local_tag']}"),
+        ("From", f"{_name_addr(cmd.local_uri)};tag={cmd.local_tag}"),
         ("To", to),
-        ("Call-ID", str(cmd["call_id"])),
-        ("CSeq", f"{cseq} {method}"),
+        ("Call-ID", cmd.call_id),
+        ("CSeq", f"{cmd.cseq} {method}"),
     ]
-    for route in filter(None, str(cmd.get("route_set") or "").split(",")):
+    for route in filter(None, route_set.split(",")):
         headers.append(("Route", route))
     return headers
 
 
-def build_request(cmd: Mapping[str, Any], method: str, local: Local) -> SipRequest:
+def build_request(cmd: SendInvite | SendRequest, method: str, local: Local) -> SipRequest:
     """An edge command -> a request (RFC 3261 8.1.1, 12.2.1.1, 9.1 for CANCEL, 13.2.2.4 for
     the ACK of a 2xx). In-dialog requests (re-INVITE, UPDATE, REFER, NOTIFY, INFO, PRACK) take
     their body from ``sdp`` or ``body``/``content_type`` and extra ``headers`` [[name, value]]."""
-    cseq = int(cmd["cseq"])
-    call_id, local_tag = str(cmd["call_id"]), str(cmd["local_tag"])
-    target = str(cmd.get("remote_target") or cmd.get("remote_uri"))
+    cseq, call_id, local_tag = cmd.cseq, cmd.call_id, cmd.local_tag
+    target = cmd.remote_target or cmd.remote_uri
     if method == "CANCEL":  # same Request-URI, Call-ID, From, To, CSeq number and branch
         branch = branch_for(call_id, local_tag, cseq, "INVITE")
-        cancel = {**cmd, "remote_tag": "", "route_set": cmd.get("route_set", "")}
-        headers = _dialog_headers(cancel, "CANCEL", cseq, local, branch)
+        headers = _dialog_headers(cmd, "CANCEL", local, branch, "", cmd.route_set)
         return SipRequest.create("CANCEL", target, headers)
     branch = branch_for(call_id, local_tag, cseq, method)
-    headers = _dialog_headers(cmd, method, cseq, local, branch)
+    headers = _dialog_headers(cmd, method, local, branch, cmd.remote_tag, cmd.route_set)
     body = b""
     if method in CONTACT_METHODS:
         headers.append(("Contact", local.contact()))
@@ -463,14 +467,14 @@ def build_request(cmd: Mapping[str, Any], method: str, local: Local) -> SipReque
         headers.append(("User-Agent", USER_AGENT))
     if method in ("INVITE", "UPDATE"):
         headers.append(("Supported", ", ".join(SUPPORTED)))
-    for name, value in cmd.get("headers") or ():
-        headers.append((str(name), str(value)))
-    if cmd.get("sdp"):
-        body = str(cmd["sdp"]).encode()
+    for name, value in cmd.headers or ():
+        headers.append((name, value))
+    if cmd.sdp:
+        body = cmd.sdp.encode()
         headers.append(("Content-Type", "application/sdp"))
-    elif cmd.get("body"):
-        body = str(cmd["body"]).encode()
-        headers.append(("Content-Type", str(cmd.get("content_type") or "text/plain")))
+    elif isinstance(cmd, SendRequest) and cmd.body:
+        body = cmd.body.encode()
+        headers.append(("Content-Type", cmd.content_type or "text/plain"))
     return SipRequest.create(method, target, headers, body)
 
 

@@ -34,14 +34,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
 from typing import Any
 
 from sessiond.core import metrics
+from sessiond.core.messages import Respond, SendInvite, SendRequest
 from sessiond.edge import liveness
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.admission import Admission
-from sessiond.edge.commands import CommandReader
+from sessiond.edge.commands import CommandReader, EdgeCommand
 from sessiond.edge.counts import count as _count
 from sessiond.edge.counts import dropped as _dropped
 from sessiond.edge.counts import kind as _kind
@@ -402,37 +402,40 @@ class Edge:
             self._arm(force=True)
 
     # -- outbound -------------------------------------------------------------------------
-    async def execute_command(self, cid: str, kind: str, data: Mapping[str, Any]) -> None:
+    async def execute_command(self, cid: str, kind: str, cmd: EdgeCommand | None) -> None:
+        """Carry out a command (None: one :func:`decode_command` could not read, and logged)."""
+        if cmd is None:
+            return
         try:
-            if kind == "respond":
-                self._respond(data)
-            elif kind in ("invite", "bye", "cancel"):
-                await self._request(kind.upper(), data)
-            elif kind == "request":  # an in-dialog request: re-INVITE, UPDATE, REFER...
-                await self._request(str(data["method"]), data)
+            if isinstance(cmd, Respond):
+                self._respond(cmd)
+            elif isinstance(cmd, SendInvite):
+                await self._request("INVITE", cmd)
             elif kind == "ack":
-                await self._ack(data)
+                await self._ack(cmd)
+            elif kind != "request":  # bye, cancel
+                await self._request(kind.upper(), cmd)
+            elif cmd.method:  # an in-dialog request: re-INVITE, UPDATE, REFER...
+                await self._request(cmd.method, cmd)
             else:
-                log.warning("unknown edge command %s (%s)", kind, cid)
+                log.warning("command %s %s failed: no method", kind, cid)
         except (SipError, ValueError, KeyError, OSError) as exc:
             log.warning("command %s %s failed: %s", kind, cid, exc)
         finally:
             self._arm()
 
-    def _respond(self, data: Mapping[str, Any]) -> None:
-        self.carry_out([self.tu.respond(data, self.locals, self.address, time.monotonic())])
+    def _respond(self, cmd: Respond) -> None:
+        self.carry_out([self.tu.respond(cmd, self.locals, self.address, time.monotonic())])
 
     async def _resolve(self, req: SipRequest) -> tuple[str, Address]:
         transport, host, port = request_destination(req)
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # SOCK_DGRAM
         return transport, (str(infos[0][4][0]), int(infos[0][4][1]))
 
-    async def _request(self, method: str, data: Mapping[str, Any]) -> None:
-        req = self.tu.outgoing(data, method, self.locals, self.address)
+    async def _request(self, method: str, cmd: SendInvite | SendRequest) -> None:
+        req = self.tu.outgoing(cmd, method, self.locals, self.address)
         key = await self.send_own(req)
-        self.tu.clients[key] = ClientInfo(
-            str(data["call_id"]), str(data["local_tag"]), method, int(data["cseq"])
-        )
+        self.tu.clients[key] = ClientInfo(cmd.call_id, cmd.local_tag, method, cmd.cseq)
 
     async def send_own(self, req: SipRequest) -> str:
         """Send a request through the transaction layer (the tables' requests, and the
@@ -447,13 +450,13 @@ class Edge:
         self._arm()
         return key
 
-    async def _ack(self, data: Mapping[str, Any]) -> None:
-        req = self.tu.build(data, "ACK", self.locals, self.address)
+    async def _ack(self, cmd: SendRequest) -> None:
+        req = self.tu.build(cmd, "ACK", self.locals, self.address)
         transport, peer = await self._resolve(req)
         raw = bytes(req)
         _count("out", "ACK")
         self.transports.send(transport, peer, raw)
-        key = (str(data["call_id"]), int(data["cseq"]))
+        key = (cmd.call_id, cmd.cseq)
         self.duties.sent_ack(key, raw, transport, peer, time.monotonic())
 
     async def _drain(self) -> None:

@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sessiond.core.messages import Respond, SendInvite, SendRequest
 from sessiond.core.types import Event
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.admission import Admission
@@ -348,13 +349,13 @@ class TransactionUser:
 
     # -- commands -------------------------------------------------------------------------
     def respond(
-        self, data: Mapping[str, Any], locals_: Mapping[str, Local], default: Local, now: float
+        self, cmd: Respond, locals_: Mapping[str, Local], default: Local, now: float
     ) -> Reply | Transmit:
         """The workers' answer to a request: through its server transaction, or, when that
         is gone (we restarted), statelessly to the address its ``txn`` recorded."""
-        txn = parse_txn(str(data["txn"]))
+        txn = parse_txn(cmd.txn)
         req = txn[2]
-        transport, dest, resp = build_response(data, locals_.get(txn[0]) or default, txn)
+        transport, dest, resp = build_response(cmd, locals_.get(txn[0]) or default, txn)
         key = self.layer.key_for(req)
         self.unanswered.answered(key)
         out = (
@@ -366,7 +367,7 @@ class TransactionUser:
         if req.method == "INVITE" and 200 <= resp.status < 300:
             dialog = (resp.call_id or "", resp.cseq.seq if resp.cseq else 0)
             self.duties.answered(dialog, self.wire(resp), transport, dest, now)
-        elif data.get("reliable") and resp.header("rseq"):  # RFC 3262: until the PRACK
+        elif cmd.reliable and resp.header("rseq"):  # RFC 3262: until the PRACK
             rseq = int(str(resp.header("rseq")).strip())
             self.duties.provisional(
                 (resp.call_id or "", rseq), self.wire(resp), transport, dest, now
@@ -375,29 +376,33 @@ class TransactionUser:
 
     @staticmethod
     def build(
-        data: Mapping[str, Any], method: str, locals_: Mapping[str, Local], default: Local
+        cmd: SendInvite | SendRequest, method: str, locals_: Mapping[str, Local], default: Local
     ) -> SipRequest:
         """A request of a command, with the Via/Contact of the transport it will leave on."""
-        req = build_request(data, method, default)
+        req = build_request(cmd, method, default)
         local = locals_.get(request_destination(req)[0])
         if local is not None and local is not default:
-            req = build_request(data, method, local)
+            req = build_request(cmd, method, local)
         return req
 
     def outgoing(
-        self, data: Mapping[str, Any], method: str, locals_: Mapping[str, Local], default: Local
+        self,
+        cmd: SendInvite | SendRequest,
+        method: str,
+        locals_: Mapping[str, Local],
+        default: Local,
     ) -> SipRequest:
         """A request of a command that starts a client transaction: our BYE ends its call;
         an INVITE retried after a 401/407 carries our credentials."""
-        req = self.build(data, method, locals_, default)
+        req = self.build(cmd, method, locals_, default)
         if method == "BYE":
             self.call_ended(req, 0, ours=True)
-        if data.get("challenges"):  # RFC 3261 22.2
-            req, answered = self.credentials.authorize(
-                req, int(data["challenge_code"]), [str(v) for v in data["challenges"]]
-            )
+        if isinstance(cmd, SendInvite) and cmd.challenges:  # RFC 3261 22.2
+            if cmd.challenge_code is None:
+                raise ValueError("challenges without challenge_code")
+            req, answered = self.credentials.authorize(req, cmd.challenge_code, cmd.challenges)
             if not answered:
-                log.warning("no credentials answer the challenge to %s", data["call_id"])
+                log.warning("no credentials answer the challenge to %s", cmd.call_id)
         return req
 
     def call_ended(self, req: SipRequest, status: int, *, ours: bool = False) -> None:

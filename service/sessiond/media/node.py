@@ -308,12 +308,12 @@ class MediaNode:
         return age if age > self.max_create_age else 0.0
 
     async def _execute(self, stream: str, entry_id: bytes, cmd: Any, fields: Any) -> list[Event]:
-        if cmd.type == "create" and cmd.data.get("media_id") not in self.executor.legs:
+        if cmd.type == "create" and cmd.data.media_id not in self.executor.legs:
             if age := self._too_old(entry_id):
                 log.warning("dropped create %s: %.0f s old", cmd.id, age)
                 return []
             if self.draining.is_set():
-                return [failed_event(cmd, str(cmd.data.get("media_id")), 503, "draining")]
+                return [failed_event(cmd, cmd.data.media_id, 503, "draining")]
         if cmd.type == "create" and cmd.id in self._claims:
             if not claim_allows(self.executor, cmd, *self._claims.pop(cmd.id)):
                 return []
@@ -344,9 +344,7 @@ class MediaNode:
         node): send it to the node that owns the leg, unless that is this one. A destroy
         with no owner yet marks the leg so its create makes nothing."""
         try:
-            owner = await self.owners.route(
-                str(cmd.data["media_id"]), destroy=cmd.type == "destroy"
-            )
+            owner = await self.owners.route(cmd.data.media_id, destroy=cmd.type == "destroy")
         except ResponseError as exc:
             log.error("routing %s %s failed, running it here: %s", cmd.type, cmd.id, exc)
             return False

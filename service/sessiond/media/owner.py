@@ -37,6 +37,7 @@ from typing import Any
 from redis.exceptions import ResponseError
 
 from sessiond.core.ids import sid_tag
+from sessiond.core.messages import CreateLeg
 from sessiond.media.commands import CommandError, decode_command
 from sessiond.store import Keys
 from sessiond.store.client import is_cluster
@@ -85,14 +86,14 @@ def creates_to_claim(
             cmd = decode_command(fields or {})
         except CommandError:
             continue
-        media_id = cmd.data.get("media_id")
-        if cmd.type != "create" or cmd.id in done or not isinstance(media_id, str):
+        media_id = cmd.data.media_id
+        if cmd.type != "create" or cmd.id in done:
             continue
         if not claimable(cmd.sid, media_id):
             continue  # a malformed create: made (or refused) as before, without a record
         if media_id not in held and makes_none(entry_id):
             continue  # not executed (left for another node, refused or dropped)
-        relocation = bool(cmd.data.get("origin"))
+        relocation = isinstance(cmd.data, CreateLeg) and bool(cmd.data.origin)
         claims[cmd.id] = Claim(cmd.sid, media_id, cmd.id, takeover, relocation)
     return claims
 
@@ -102,7 +103,7 @@ def claim_allows(executor: Any, cmd: Any, status: str, owner: str) -> bool:
     leg the node holds (``executor``) is closed when the leg is not (or no longer) its."""
     if status == "OK":
         return True
-    media_id = str(cmd.data["media_id"])
+    media_id = cmd.data.media_id
     log.info("create %s for %s refused: %s %s", cmd.id, media_id, status, owner)
     leg = executor.legs.get(media_id)
     if leg is not None and (status == "ENDED" or status == "OWNED" and leg.origin == cmd.id):
@@ -112,8 +113,7 @@ def claim_allows(executor: Any, cmd: Any, status: str, owner: str) -> bool:
 
 def routable(cmd: Any) -> bool:
     """A command (not a create) for a leg that may have an owner record."""
-    media_id = cmd.data.get("media_id")
-    return isinstance(media_id, str) and claimable(cmd.sid, media_id)
+    return claimable(cmd.sid, cmd.data.media_id)
 
 
 def _text(value: Any) -> str:

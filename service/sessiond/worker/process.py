@@ -357,11 +357,12 @@ class Worker:
 
     def _fallback(self, pipe: Round, event: Event, status: str, state: str) -> None:
         """Answer a request no session took (481 or 500), through the edge's stream."""
-        data = fallback_response(event, status, state)
-        if data is None:
+        answer = fallback_response(event, status, state)
+        if answer is None:
             log.info("dropped %s %s: %s", event.type, event.id, status)
             return
         edge = self.keys.edge_commands(str(event.data.get("edge", "any")))
+        data = answer.data(last=("txn", "call_id", "local_tag"))  # the map's order before
         fields = entry_fields(f"{event.id}/fallback", "respond", "", pack(data))
         pipe.xadd(edge, fields, maxlen=self.store.stream_maxlen, approximate=True)
 

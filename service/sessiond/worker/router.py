@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from sessiond.core.ids import derived_sid
+from sessiond.core.messages import Respond
 from sessiond.core.types import Event
 from sessiond.store.keys import Keys
 from sessiond.worker.applier import NewSession
@@ -106,7 +107,7 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
 
 
-def fallback_response(event: Event, status: str, state: str) -> dict[str, Any] | None:
+def fallback_response(event: Event, status: str, state: str) -> Respond | None:
     """The edge command answering a request no session took (481 or 500), or None."""
     data: Mapping[str, Any] = event.data
     if data.get("kind") != "request" or event.type in NO_ANSWER_NEEDED or not data.get("txn"):
@@ -115,10 +116,10 @@ def fallback_response(event: Event, status: str, state: str) -> dict[str, Any] |
         code, reason = 481, "Call/Transaction Does Not Exist"
     else:
         code, reason = 500, f"No transition for {event.type} in {state or 'this state'}"
-    return {
-        "code": code,
-        "reason": reason,
-        "txn": data["txn"],
-        "call_id": data.get("call_id", ""),
-        "local_tag": data.get("to_tag") or secrets.token_hex(5),
-    }
+    return Respond(
+        code=code,
+        reason=reason,
+        txn=data["txn"],
+        call_id=data.get("call_id", ""),
+        local_tag=data.get("to_tag") or secrets.token_hex(5),
+    )

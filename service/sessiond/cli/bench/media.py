@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
+from sessiond.core.messages import Bridge, CreateLeg
 from sessiond.core.types import Event
 from sessiond.media.bench import bench_relay
 from sessiond.media.commands import Executor, MediaCommand
@@ -139,14 +140,14 @@ async def _step(legs: int, seconds: float, conn: Connection, far_port: int) -> S
         leg_ports = []
         for i in range(legs):
             media_id = f"bench-{i}.m"
-            data = {"media_id": media_id, "mode": "answer", "remote_sdp": _offer(far_port)}
+            data = CreateLeg(media_id=media_id, mode="answer", remote_sdp=_offer(far_port))
             ready = await executor.execute(MediaCommand(f"c{i}", "create", f"bench-{i}", data))
             if ready[0].type != "MediaReady":
                 raise RuntimeError(f"leg {i}: {ready[0].type} {ready[0].data}")
             leg_ports.append(executor.legs[media_id].port)
         for i in range(0, legs - 1, 2):
-            data = {"media_id": f"bench-{i}.m", "other": f"bench-{i + 1}.m"}
-            await executor.execute(MediaCommand(f"b{i}", "bridge", f"bench-{i}", data))
+            pair = Bridge(media_id=f"bench-{i}.m", other=f"bench-{i + 1}.m")
+            await executor.execute(MediaCommand(f"b{i}", "bridge", f"bench-{i}", pair))
         conn.send((leg_ports, seconds))
         durations: list[float] = []
         late = 0
