@@ -331,3 +331,36 @@ def test_rfc2543_cancel_and_the_ack_of_the_487_are_matched(
     finally:
         cluster.stop_all()
         cluster.cleanup()
+
+
+def test_ringing_and_answer_copy_the_record_route(phone: Phone) -> None:
+    """Behind a record-routing proxy: the 180 and the 200 carry the INVITE's Record-Route
+    values in order (RFC 3261 12.1.1), so the caller's ACK and BYE go through the proxy."""
+    call_id = uuid.uuid4().hex
+    routes = "Record-Route: <sip:p2.example.com;lr>, <sip:p1.example.com;lr>"
+    invite = phone.request(
+        "INVITE", call_id=call_id, via_params=";branch=z9hG4bK-rr", body=SDP, extra=routes
+    )
+    phone.send(invite)
+    replies = phone.replies(until=200, limit=15)
+    answers = [r for r in replies if status(r) in (180, 200)]
+    assert [status(r) for r in answers] == [180, 200], replies
+    for reply in answers:  # the same values in the same order, on one line or several
+        lines = reply.split("\r\n\r\n", 1)[0].split("\r\n")
+        values = [v.split(":", 1)[1] for v in lines if v.lower().startswith("record-route:")]
+        routes_seen = [r.strip() for v in values for r in v.split(",")]
+        assert routes_seen == ["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr>"], reply
+    tag = to_tag(answers[-1])
+    contact = (header(answers[-1], "Contact") or "").strip("<>")
+    for method, cseq in (("ACK", 1), ("BYE", 2)):
+        phone.send(
+            phone.request(
+                method,
+                call_id=call_id,
+                via_params=f";branch=z9hG4bK-rr{cseq}",
+                to_tag=tag,
+                cseq=cseq,
+                uri=contact,
+            )
+        )
+    assert 200 in [status(r) for r in phone.replies(quiet=1.0, limit=10)]

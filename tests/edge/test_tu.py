@@ -6,6 +6,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
+import pytest
+
 from sessiond.core.messages import Respond
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.admission import Admission
@@ -268,3 +270,61 @@ def test_replies_go_through_the_transaction_layer() -> None:
     assert isinstance(reply, Reply)
     sent = tu.layer.respond(reply.key, reply.response, 0.0)
     assert any(isinstance(a, Send) for a in sent)
+
+
+RECORD_ROUTE = (
+    "Record-Route: <sip:p2.example.com;lr>, <sip:p1.example.com;lr>\r\n"
+    "Record-Route: <sip:p0.example.com;lr>\r\n"
+)
+ROUTES = ["<sip:p2.example.com;lr>", "<sip:p1.example.com;lr>", "<sip:p0.example.com;lr>"]
+
+
+def _record_routes(data: bytes) -> list[str]:
+    resp = parse_message(data)
+    return [v.strip() for v in ",".join(resp.header_values("record-route")).split(",")]
+
+
+@pytest.mark.parametrize("restarted", [False, True])
+@pytest.mark.parametrize("code", [180, 200])
+def test_a_dialog_making_answer_copies_the_record_route(restarted: bool, code: int) -> None:
+    """RFC 3261 12.1.1: 18x/2xx to an initial INVITE carry its Record-Route values, in order,
+    through the live transaction or (after a restart) from the ``txn`` text alone."""
+    tu = make_tu()
+    action = received(tu, message("INVITE", body=SDP, extra=RECORD_ROUTE))
+    tu.on_request(action, "UDP", 0.0, 0.0)
+    cmd = _respond_cmd(action, code, sdp=SDP if code == 200 else None)
+    out = (make_tu() if restarted else tu).respond(cmd, {}, LOCAL, 0.0)
+    data = out.data if isinstance(out, Transmit) else bytes(out.response)
+    assert isinstance(out, Transmit if restarted else Reply)
+    assert _record_routes(data) == ROUTES
+
+
+def test_other_answers_copy_no_record_route() -> None:
+    """A final failure makes no dialog; an answer inside a dialog keeps its route set."""
+    tu = make_tu()
+    invite = received(tu, message("INVITE", body=SDP, extra=RECORD_ROUTE))
+    tu.on_request(invite, "UDP", 0.0, 0.0)
+    out = tu.respond(_respond_cmd(invite, 486), {}, LOCAL, 0.0)
+    assert isinstance(out, Reply)
+    assert out.response.header_values("record-route") == []
+    again = received(tu, message("INVITE", branch="z9hG4bK-2", to_tag="b", extra=RECORD_ROUTE))
+    tu.on_request(again, "UDP", 0.0, 0.0)
+    ok = tu.respond(_respond_cmd(again, 200), {}, LOCAL, 0.0)
+    assert isinstance(ok, Reply)
+    assert ok.response.header_values("record-route") == []
+
+
+def test_a_respond_finds_its_live_transaction_by_its_txn_without_parsing_it() -> None:
+    """The command's ``txn`` names the server transaction the edge still holds: the response
+    goes through it, built on the request it holds (the text is parsed only after a
+    restart), and the name is forgotten when the transaction ends."""
+    tu = make_tu()
+    action = received(tu, message("INVITE", body=SDP))
+    tu.on_request(action, "UDP", 0.0, 0.0)
+    cmd = _respond_cmd(action, 180)
+    out = tu.respond(cmd, {}, LOCAL, 0.0)
+    assert isinstance(out, Reply)
+    assert out.key == action.key
+    assert tu._by_txn[cmd.txn][0] == action.key
+    tu.on_terminated(action.key)
+    assert cmd.txn not in tu._by_txn

@@ -98,7 +98,7 @@ ALLOWED = ", ".join(HANDLED_METHODS)
 # 3891 Replaces): a
 # request that requires another one gets 420 (RFC 3261 8.2.2.3).
 SUPPORTED = ("timer", "100rel", "replaces")
-TXN_HEADERS = ("via", "from", "to", "call-id", "cseq")
+TXN_HEADERS = ("via", "from", "to", "call-id", "cseq", "record-route")
 MAX_FORWARDS = "70"
 # Header fields whose values become event fields, stream ids or Redis keys: they must be
 # UTF-8 (RFC 3261 7.3.1), or the event cannot be encoded. The parser keeps other bytes as
@@ -107,7 +107,6 @@ MAPPED_HEADERS = frozenset(
     {
         *TXN_HEADERS,
         "contact",
-        "record-route",
         "content-type",
         "www-authenticate",
         "proxy-authenticate",
@@ -388,6 +387,8 @@ def build_response(
     code = cmd.code
     if req.method in CONTACT_METHODS and 101 <= code < 300:
         extra.append(("Contact", local.contact()))
+        if req.method == "INVITE" and not req.to_tag:  # it makes a dialog: RFC 3261 12.1.1
+            extra.extend(("Record-Route", rr) for rr in req.header_values("record-route"))
     if code in (405, 501) or req.method == "OPTIONS" and code < 300:
         extra.append(("Allow", ALLOWED))
     for name, value in cmd.headers or ():

@@ -149,6 +149,11 @@ class TransactionUser:
         self.duties = DialogDuties(timers)
         self.unanswered = Unanswered(timers.timeout)  # the workers have not answered
         self.clients: dict[str, ClientInfo] = {}
+        # the live server transaction each published request's ``txn`` names: a respond
+        # command finds its transaction (and the request it holds) by the text it carries,
+        # without parsing it; the text is parsed only when the transaction is gone
+        self._by_txn: dict[str, tuple[str, str, tuple[str, int]]] = {}  # txn: key, transport, peer
+        self._txn_of: dict[str, str] = {}  # server transaction key: txn
         self._wired: tuple[object, bytes] = (None, b"")
 
     def wire(self, msg: SipRequest | SipResponse) -> bytes:
@@ -275,6 +280,10 @@ class TransactionUser:
             event = Event(f"{event.id}:cancel", "Cancel", event.data)
         else:  # the workers answer it (a CANCEL was answered above)
             self.unanswered.handed(action.key, now, invite=req.method == "INVITE")
+            txn = event.data.get("txn")
+            if isinstance(txn, str):
+                self._by_txn[txn] = (action.key, transport, action.peer)
+                self._txn_of[action.key] = txn
         out.append(Publish(event))
         return out
 
@@ -322,6 +331,9 @@ class TransactionUser:
 
     def on_terminated(self, key: str) -> None:
         self.unanswered.answered(key)
+        txn = self._txn_of.pop(key, None)
+        if txn is not None:
+            self._by_txn.pop(txn, None)
         self.clients.pop(key, None)
 
     def not_answered(self, now: float) -> list[Outcome]:
@@ -353,10 +365,15 @@ class TransactionUser:
     ) -> Reply | Transmit:
         """The workers' answer to a request: through its server transaction, or, when that
         is gone (we restarted), statelessly to the address its ``txn`` recorded."""
-        txn = parse_txn(cmd.txn)
+        live = self._by_txn.get(cmd.txn)
+        server = self.layer.servers.get(live[0]) if live is not None else None
+        if live is not None and server is not None:
+            key, txn = live[0], (live[1], live[2], server.request)
+        else:
+            txn = parse_txn(cmd.txn)
+            key = self.layer.key_for(txn[2])
         req = txn[2]
         transport, dest, resp = build_response(cmd, locals_.get(txn[0]) or default, txn)
-        key = self.layer.key_for(req)
         self.unanswered.answered(key)
         out = (
             Reply(key, resp)
