@@ -22,6 +22,7 @@ from sessiond.store.round import Round
 from sessiond.store.streams import Backlog, ensure_groups
 
 Entry = tuple[bytes, Any]  # entry id, fields (None: trimmed from the stream meanwhile)
+Write = tuple[str, str, Any]  # ("xadd", stream, fields) or ("set", key, value)
 
 
 class SeenIds:
@@ -172,3 +173,18 @@ def queue_events(
         pipe.xadd(stream, encode_event(event), maxlen=maxlen, approximate=True)
         queued.append(event)
     return queued
+
+
+async def write(redis: Any, batch: list[Write], ttl: int) -> None:
+    """Send ``batch`` in order in one round trip: each XADD to its stream (trimmed to
+    :data:`~sessiond.store.keys.STREAM_MAXLEN`), each SET kept ``ttl`` seconds (the edge's
+    outbox: its events and its final answers)."""
+    if not batch:
+        return
+    pipe = Round(redis)
+    for op, key, value in batch:
+        if op == "xadd":
+            pipe.xadd(key, value, maxlen=STREAM_MAXLEN, approximate=True)
+        else:
+            pipe.set(key, value, ex=ttl)
+    await pipe.execute()
