@@ -152,11 +152,30 @@ class Consumer:
         """Take over entries other consumers left pending ``idle_ms`` (they probably died):
         one page from ``start``; the next page's start ("0-0": the end) and the entries
         still in the stream."""
-        reply = await self.redis.xautoclaim(
-            stream, self.group, self.name, idle_ms, start, count=self.count
+        after, entries = await autoclaim(
+            self.redis, stream, self.group, self.name, idle_ms, start, self.count
         )
-        after = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        return after, [(eid, fields) for eid, fields in reply[1] if fields is not None]
+        return after, [(eid, fields) for eid, fields in entries if fields is not None]
+
+
+async def read_group(
+    redis: Any, group: str, name: str, starts: dict[str, str], *, count: int, block: int | None
+) -> Any:
+    """One XREADGROUP of several streams (the reply as is: ``[[stream, entries]]`` or None)."""
+    pipe = Round(redis)
+    pipe.xreadgroup(group, name, starts, count=count, block=block)
+    (reply,) = await pipe.execute()
+    return reply
+
+
+async def autoclaim(
+    redis: Any, stream: str, group: str, name: str, idle_ms: int, start: str, count: int
+) -> tuple[str, list[Entry]]:
+    """One XAUTOCLAIM page from ``start``: the next page's start ("0-0": the end) and the
+    entries claimed (fields None: trimmed from the stream meanwhile)."""
+    reply = await redis.xautoclaim(stream, group, name, idle_ms, start, count=count)
+    after = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+    return after, list(reply[1])
 
 
 def queue_events(

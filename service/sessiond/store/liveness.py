@@ -159,6 +159,22 @@ class Liveness:
         await pipe.execute()
 
 
+async def list_and_count(redis: Any, keys: Keys, kind: str, name: str, since: float) -> int:
+    """Score ``name`` now in ``processes:<kind>``; how many there were scored since
+    ``since`` (one round trip: the workers' live count for their leases)."""
+    listed = keys.processes(kind)
+    pipe = redis.pipeline(transaction=False)
+    pipe.zadd(listed, {name: time.time()})
+    pipe.zcount(listed, since, "+inf")
+    _, count = await pipe.execute()
+    return int(count)
+
+
+async def unlist(redis: Any, keys: Keys, kind: str, name: str) -> None:
+    """Remove ``name`` from ``processes:<kind>``."""
+    await redis.zrem(keys.processes(kind), name)
+
+
 async def live_processes(redis: Any, keys: Keys, kind: str) -> list[str]:
     """Names of the processes of ``kind`` whose heartbeat is alive."""
     names = [n.decode() for n in await redis.zrange(keys.processes(kind), 0, -1)]
