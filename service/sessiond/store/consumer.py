@@ -4,8 +4,11 @@ A consumer acknowledges the entries it ran in the round trip of its next read (X
 XREADGROUP in one :class:`~sessiond.store.round.Round`: one round trip per batch, not two);
 acks whose round failed are kept for the next one. It reads its own backlog first
 (:class:`~sessiond.store.streams.Backlog`). Commands repeat (a re-emitted outbox, a backlog
-re-read): :class:`SeenIds` drops an id run recently. Used by the media node (and SeenIds by
-the edge); the edge's and the worker's own read loops can move to :meth:`Consumer.read`.
+re-read): :class:`SeenIds` drops an id run recently. Used by the media node and the edge.
+The worker reads all its partitions in one XREADGROUP and acks in the round that publishes
+what the batch caused, so it queues those commands itself (:func:`queue_read`,
+:func:`queue_acks`); the Client API acks each event on its own (:func:`ack`). The edge's
+outbox goes out through :func:`write`.
 """
 
 from __future__ import annotations
@@ -158,14 +161,40 @@ class Consumer:
         return after, [(eid, fields) for eid, fields in entries if fields is not None]
 
 
+async def ack(redis: Any, stream: str, group: str, *ids: Any) -> None:
+    """XACK ``ids`` now (a consumer that acks outside its reads: the Client API)."""
+    await redis.xack(stream, group, *ids)
+
+
 async def read_group(
     redis: Any, group: str, name: str, starts: dict[str, str], *, count: int, block: int | None
 ) -> Any:
     """One XREADGROUP of several streams (the reply as is: ``[[stream, entries]]`` or None)."""
     pipe = Round(redis)
-    pipe.xreadgroup(group, name, starts, count=count, block=block)
+    queue_read(pipe, group, name, starts, count=count, block=block)
     (reply,) = await pipe.execute()
     return reply
+
+
+def queue_read(
+    pipe: Round,
+    group: str,
+    name: str,
+    starts: dict[str, str],
+    *,
+    count: int,
+    block: int | None = None,
+) -> None:
+    """Queue an XREADGROUP of several streams (the worker reads its next batch in the
+    round that acks the last one)."""
+    pipe.xreadgroup(group, name, starts, count=count, block=block)
+
+
+def queue_acks(pipe: Round, group: str, acks: dict[str, list[bytes]]) -> None:
+    """Queue an XACK of the ids of each stream."""
+    for stream, ids in acks.items():
+        if ids:
+            pipe.xack(stream, group, *ids)
 
 
 async def autoclaim(

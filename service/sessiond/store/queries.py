@@ -1,13 +1,14 @@
 """Reads for operators and applications (``sessiond ctl``, the Client API): sessions by
 scanning, the edges' registrations, the workers' view of the event partitions; and the
-processes' batched key reads (GET or EXISTS of many keys in one round trip).
+processes' batched key reads and status writes (GET or EXISTS of many keys, HSET with
+EXPIRE of many hashes: one round trip each).
 
 The operators' reads scan or walk many keys and are not for the processes' hot loops.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,6 +18,11 @@ from sessiond.store.round import Round
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def ping(redis: Any) -> None:
+    """A round trip that fails when the server is unreachable or silent."""
+    await redis.ping()
 
 
 async def get_many(
@@ -30,6 +36,15 @@ async def get_many(
     for key in names:
         pipe.get(key)
     return list(await pipe.execute(raise_on_error=errors == "raise"))
+
+
+async def write_hashes(redis: Any, writes: Sequence[tuple[str, Mapping[str, Any], int]]) -> None:
+    """HSET then EXPIRE (seconds) of each (key, fields, ttl), in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for key, fields, ttl in writes:
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, ttl)
+    await pipe.execute()
 
 
 async def exist(redis: Any, names: Sequence[str]) -> list[Any]:

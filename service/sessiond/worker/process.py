@@ -39,7 +39,7 @@ from sessiond.core.types import Event
 from sessiond.media.lost import LegRegistry
 from sessiond.store import Store
 from sessiond.store.client import RETRYABLE, is_embedded
-from sessiond.store.consumer import autoclaim, read_group
+from sessiond.store.consumer import autoclaim, queue_acks, queue_read, read_group
 from sessiond.store.entries import decode_event, pack
 from sessiond.store.entries import fields as entry_fields
 from sessiond.store.liveness import Liveness, StoreContact, run_id
@@ -325,7 +325,7 @@ class Worker:
             self._fallback(last, event, status, state)
         self._ack(last, entries)
         if prefetch:
-            last.xreadgroup(GROUP, self.name, {s: ">" for s in prefetch}, count=self.batch)
+            queue_read(last, GROUP, self.name, {s: ">" for s in prefetch}, count=self.batch)
         replies = await last.execute()
         if prefetch:
             self._prefetched = replies[-1]
@@ -341,11 +341,10 @@ class Worker:
         return applied.handled
 
     def _ack(self, pipe: Round, entries: Sequence[Entry]) -> None:
-        by_partition: dict[int, list[bytes]] = {}
+        by_stream: dict[str, list[bytes]] = {}
         for entry in entries:
-            by_partition.setdefault(entry.partition, []).append(entry.entry_id)
-        for partition, ids in by_partition.items():
-            pipe.xack(self._streams[partition], GROUP, *ids)
+            by_stream.setdefault(self._streams[entry.partition], []).append(entry.entry_id)
+        queue_acks(pipe, GROUP, by_stream)
 
     def _fallback(self, pipe: Round, event: Event, status: str, state: str) -> None:
         """Answer a request no session took (481 or 500), through the edge's stream."""
