@@ -27,6 +27,7 @@ from redis.exceptions import ResponseError
 from sessiond.api.events import CallEvent, parse_entry
 from sessiond.store import Keys
 from sessiond.store.client import is_embedded
+from sessiond.store.consumer import ack, autoclaim, read_group
 
 SEEN_MAX = 10_000
 
@@ -97,7 +98,7 @@ class EventStream:
         self._buffer.clear()
 
     async def _ack_ids(self, *entry_ids: Any) -> None:
-        await self._redis.xack(self._stream, self.client.group, *entry_ids)
+        await ack(self._redis, self._stream, self.client.group, *entry_ids)
 
     async def _next_entry(self) -> tuple[Any, Any]:
         await self.client.ensure_group()
@@ -117,7 +118,8 @@ class EventStream:
 
     async def _read(self, start: str) -> list[tuple[Any, Any]]:
         try:
-            reply = await self._redis.xreadgroup(
+            reply = await read_group(
+                self._redis,
                 self.client.group,
                 self.client.consumer,
                 {self._stream: start},
@@ -133,12 +135,13 @@ class EventStream:
 
     async def _claim(self) -> list[tuple[Any, Any]]:
         self._next_claim = time.monotonic() + max(0.05, self.client.claim_idle / 4)
-        reply = await self._redis.xautoclaim(
+        _, entries = await autoclaim(
+            self._redis,
             self._stream,
             self.client.group,
             self.client.consumer,
             int(self.client.claim_idle * 1000),
             "0-0",
-            count=1,
+            1,
         )
-        return [(eid, fields) for eid, fields in reply[1]]
+        return entries

@@ -56,7 +56,8 @@ async def ctl(args: argparse.Namespace) -> int:
             "registrations": _registrations,
             "orphans": _orphans,
         }[args.ctl_command]
-        await redis.ping()  # an unreachable or silent server fails here, once, within seconds
+        # an unreachable or silent server fails here, once, within seconds
+        await queries.ping(redis)
         return await handler(redis, keys, args)
     except (RedisError, OSError) as exc:
         print(f"sessiond ctl: {unreachable(args.redis, exc)}", file=sys.stderr)

@@ -1,8 +1,9 @@
 """Reading the edge's command streams: its own and the shared ``any`` stream.
 
-One reader per stream (the two live in different cluster slots). The acknowledgement of
-the previous batch goes in the same round trip as the next read (one round trip per batch,
-not two). Command ids seen recently are dropped, so a re-emitted outbox does not send twice.
+One reader per stream (the two live in different cluster slots), through one
+:class:`~sessiond.store.consumer.Consumer`: the acknowledgement of the previous batch goes
+in the same round trip as the next read (one round trip per batch, not two). Command ids
+seen recently are dropped, so a re-emitted outbox does not send twice.
 After a Redis error (and at start) a reader first reads the entries delivered to this edge
 and never acked (:class:`~sessiond.store.streams.Backlog`): those run already are dropped by
 id, those older than a transaction's lifetime (64*T1) are stale.
@@ -20,11 +21,10 @@ import msgspec
 
 from sessiond.core.messages import Respond, SendInvite, SendRequest
 from sessiond.edge.loops import survive
-from sessiond.store.consumer import SeenIds
+from sessiond.store.consumer import Consumer, SeenIds
 from sessiond.store.entries import decode as decode_entry
 from sessiond.store.keys import EDGE_GROUP
-from sessiond.store.round import Round
-from sessiond.store.streams import Backlog, ensure_groups, retrying
+from sessiond.store.streams import retrying
 
 log = logging.getLogger("sessiond.edge")
 EdgeCommand = Respond | SendInvite | SendRequest
@@ -73,21 +73,17 @@ class CommandReader:
         poll: float,
         stopping: asyncio.Event,
     ) -> None:
-        self.redis = redis
         self.streams = streams
-        self.consumer = consumer
+        # groups start at the stream's end: commands older than any edge are stale
+        self.consumer = Consumer(redis, EDGE_GROUP, consumer, streams, count=batch, start="$")
         self.execute = execute
-        self.batch = batch
         self.max_age = max_age
         self.poll = poll  # the embedded server does not block: pause between empty reads
         self.stopping = stopping
-        self._backlog = Backlog(streams)  # commands delivered to us, maybe never run
-        self._to_ack: dict[str, list[bytes]] = {}  # command entries run, acked on next read
         self._done = SeenIds()  # recent command ids
 
     async def start_groups(self) -> None:
-        """Groups start at the stream's end: commands older than any edge are stale."""
-        await ensure_groups(self.redis, self.streams, EDGE_GROUP, start="$")
+        await self.consumer.ensure_groups()
 
     async def run(self, stream: str) -> None:
         while not self.stopping.is_set():
@@ -97,7 +93,7 @@ class CommandReader:
                     stopping=self.stopping,
                     recreate_groups=self.start_groups,
                     log=log,
-                    on_error=self._backlog.lost,
+                    on_error=self.consumer.backlog.lost,
                 )
                 continue
             await asyncio.sleep(1.0)  # a failure that is not an outage: do not spin on it
@@ -111,35 +107,19 @@ class CommandReader:
 
     async def once(self, stream: str, block: int | None = 50) -> int:
         """Read a batch of commands and run them; returns how many."""
-        pipe = Round(self.redis)
-        acks = self._to_ack.pop(stream, [])
-        if acks:
-            pipe.xack(stream, EDGE_GROUP, *acks)
-        start = self._backlog.start(stream)
-        pipe.xreadgroup(EDGE_GROUP, self.consumer, {stream: start}, count=self.batch, block=block)
-        try:
-            *_, reply = await pipe.execute()
-        except BaseException:
-            if acks:  # not sent: keep them for the next round
-                self._to_ack.setdefault(stream, []).extend(acks)
-            raise
-        got = sum(len(entries) for _, entries in reply or [])
-        self._backlog.read(stream, start, got)
-        if start != ">" and not got:  # an empty backlog: read the new commands now
-            return await self.once(stream, block)
-        if not reply:
+        batch = await self.consumer.read(stream, block=block)
+        if not batch.entries:
             if self.poll and block:
                 await asyncio.sleep(self.poll)
             return 0
         count = 0
-        for _, entries in reply:
-            for entry_id, fields in entries:
-                with survive("commands"):  # a poisoned entry is acked and skipped
-                    if start != ">" and (fields is None or self._stale(entry_id)):  # trimmed
-                        continue
+        for entry_id, fields in batch.entries:
+            with survive("commands"):  # a poisoned entry is acked and skipped
+                backlog = batch.start != ">"  # an entry trimmed meanwhile has no fields
+                if not (backlog and (fields is None or self._stale(entry_id))):
                     await self._run(*decode_command(fields))
-                self._to_ack.setdefault(stream, []).append(entry_id)
-                count += 1
+            self.consumer.ack(stream, entry_id)
+            count += 1
         return count
 
     async def _run(self, cid: str, kind: str, data: EdgeCommand | None) -> None:

@@ -18,12 +18,11 @@ from sessiond.core.types import Event
 from sessiond.edge.loops import failed
 from sessiond.edge.overload import OverloadGuard
 from sessiond.store.client import RETRYABLE
+from sessiond.store.consumer import Write, write
 from sessiond.store.entries import encode_event
-from sessiond.store.keys import STREAM_MAXLEN, Keys
-from sessiond.store.round import Round
+from sessiond.store.keys import Keys
 
 log = logging.getLogger("sessiond.edge")
-Entry = tuple[str, str, Any]  # ("xadd", stream, fields) or ("set", key, answer bytes)
 
 
 class Outbox:
@@ -32,7 +31,7 @@ class Outbox:
         self.keys = keys
         self.overload = overload
         self.ttl = int(ttl) + 1
-        self._entries: list[Entry] = []
+        self._entries: list[Write] = []
         self._wake = asyncio.Event()
 
     def publish(self, event: Event) -> None:
@@ -48,7 +47,7 @@ class Outbox:
             self._entries.append(("set", key, answer))
             self._wake.set()
 
-    def take(self) -> list[Entry]:
+    def take(self) -> list[Write]:
         """What is queued, removed from the outbox."""
         batch, self._entries = self._entries, []
         return batch
@@ -64,7 +63,7 @@ class Outbox:
             delay = 0.1
             while True:
                 try:
-                    await self._write(batch)
+                    await write(self.redis, batch, self.ttl)
                     self.overload.published(time.monotonic(), bool(self._entries))
                     break
                 except RETRYABLE as exc:
@@ -77,15 +76,4 @@ class Outbox:
 
     async def flush(self) -> None:
         """Write what is queued now (at shutdown)."""
-        await self._write(self.take())
-
-    async def _write(self, batch: list[Entry]) -> None:
-        if not batch:
-            return
-        pipe = Round(self.redis)
-        for op, key, value in batch:
-            if op == "xadd":
-                pipe.xadd(key, value, maxlen=STREAM_MAXLEN, approximate=True)
-            else:
-                pipe.set(key, value, ex=self.ttl)
-        await pipe.execute()
+        await write(self.redis, self.take(), self.ttl)

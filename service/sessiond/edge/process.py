@@ -38,7 +38,6 @@ from typing import Any
 
 from sessiond.core import metrics
 from sessiond.core.messages import Respond, SendInvite, SendRequest
-from sessiond.edge import liveness
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.admission import Admission
 from sessiond.edge.commands import CommandReader, EdgeCommand
@@ -70,8 +69,8 @@ from sessiond.sip.timers import TimerConfig
 from sessiond.sip.transaction import TransactionLayer
 from sessiond.store.client import RETRYABLE, is_embedded
 from sessiond.store.keys import EDGE_GROUP, Keys
-from sessiond.store.liveness import Liveness
-from sessiond.store.round import Round
+from sessiond.store.liveness import Liveness, edge_beat
+from sessiond.store.queries import exist, get_many
 from sessiond.store.streams import cancel_and_wait, retrying
 
 log = logging.getLogger("sessiond.edge")
@@ -347,7 +346,7 @@ class Edge:
             stored: list[Any] = [None] * len(batch)
             if any(keys):
                 try:
-                    found = iter(await self._stored_answers([k for k in keys if k]))
+                    found = iter(await get_many(self.redis, [k for k in keys if k], "return"))
                     stored = [next(found) if key else None for key in keys]
                 except Exception as exc:  # a failed lookup must never stop this loop
                     log.warning("looking up %d stored answers failed: %s", len(batch), exc)
@@ -360,12 +359,6 @@ class Edge:
                     else:
                         self._handle_request(action, transport)
             self._arm()
-
-    async def _stored_answers(self, keys: list[str]) -> list[Any]:
-        pipe = Round(self.redis)
-        for key in keys:
-            pipe.get(key)
-        return list(await pipe.execute(raise_on_error=False))
 
     # -- the timer ------------------------------------------------------------------------
     def _arm(self, *, force: bool = False) -> None:
@@ -472,7 +465,7 @@ class Edge:
 
     async def _beat(self) -> None:
         """Heartbeat and registration, a drain request, and the workers' stream lag."""
-        drain, media, lag = await liveness.beat(self.presence, self.keys)
+        drain, media, lag = await edge_beat(self.presence, self.keys)
         self.overload.observe_lag(lag)
         await self._observe_admission(media)
         if drain:
@@ -486,7 +479,7 @@ class Edge:
         self.admission.media.observe(media, now)
         stale = self.admission.calls.stale(now, self.timers.timeout + 10.0)
         if stale:
-            found = await liveness.exist(self.redis, [self.keys.initial(*k) for k in stale])
+            found = await exist(self.redis, [self.keys.initial(*k) for k in stale])
             for key, exists in zip(stale, found, strict=True):
                 if exists == 0:
                     self.admission.release(key)

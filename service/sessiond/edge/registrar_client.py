@@ -30,6 +30,7 @@ from sessiond.sip.registration import Local, Registration
 from sessiond.sip.uri import SipUri
 from sessiond.store.client import RETRYABLE
 from sessiond.store.keys import Keys
+from sessiond.store.queries import write_hashes
 
 log = logging.getLogger("sessiond.edge.registrar")
 TTL = 3600  # seconds a state hash outlives its last write (beyond the binding's expiry)
@@ -250,14 +251,13 @@ class RegistrarClient:
 
     async def _write_state(self) -> None:
         dirty, self._dirty = self._dirty, set()
-        pipe = self.redis.pipeline(transaction=False)
+        writes: list[tuple[str, dict[str, str], int]] = []  # (key, fields, ttl)
         for reg in self.registrations:
             pinger = next((p for p in self.pingers if p.target == reg.registrar), None)
             if id(reg) in dirty or pinger is not None and id(pinger) in dirty:
                 fields = {**self._registration_fields(reg), **_ping_fields(pinger)}
                 key = self.keys.registration(str(reg.aor))
-                pipe.hset(key, mapping=fields)
-                pipe.expire(key, TTL + reg.expires)
+                writes.append((key, fields, TTL + reg.expires))
                 metrics.REGISTERED.labels(str(reg.aor)).set(reg.state == "registered")
         registrars = {r.registrar for r in self.registrations}
         for pinger in self.pingers:
@@ -267,10 +267,10 @@ class RegistrarClient:
                     key = self.keys.keepalive(pinger.target)
                     fields = {"target": pinger.target, "edge": self.edge_name}
                     fields["updated_at"] = f"{time.time():.3f}"
-                    pipe.hset(key, mapping={**fields, **_ping_fields(pinger)})
-                    pipe.expire(key, TTL + int(3 * pinger.interval))
+                    fields |= _ping_fields(pinger)
+                    writes.append((key, fields, TTL + int(3 * pinger.interval)))
         try:
-            await pipe.execute()
+            await write_hashes(self.redis, writes)
         except RETRYABLE as exc:
             log.warning("cannot write the registration state: %s", exc)
             self._dirty |= dirty

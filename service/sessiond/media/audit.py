@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sessiond.store import Keys
+from sessiond.store import Keys, legs
 from sessiond.store.legs import INCARNATION
 
 
@@ -79,31 +79,6 @@ def _legs(node: str, raw: Mapping[Any, Any]) -> tuple[str, list[tuple[str, str, 
     return incarnation, out
 
 
-def leg_keys(keys: Keys, media_id: str, sid: str) -> tuple[str, str, str]:
-    """The media registry entry, session hash and owner record a leg is judged by (keys of
-    nothing, for ids that are not session ids: such legs have no session)."""
-    try:
-        return keys.media(media_id), keys.session(sid), keys.media_owner(media_id)
-    except ValueError:
-        none = f"{keys.ns}:no-such-session"
-        return none, none, none
-
-
-def _queue_nodes(pipe: Any, keys: Keys, names: Sequence[str]) -> None:
-    for name in names:
-        pipe.exists(keys.heartbeat("media", name))
-        pipe.hgetall(keys.media_legs(name))
-
-
-def queue_leg_checks(pipe: Any, keys: Keys, legs: Sequence[tuple[str, str]]) -> None:
-    """Queue, for each (media id, sid), the three reads :func:`orphan_reason` takes."""
-    for media_id, sid in legs:
-        registry, session, owner = leg_keys(keys, media_id, sid)
-        pipe.get(registry)
-        pipe.exists(session)
-        pipe.hgetall(owner)
-
-
 def _served(
     names: Sequence[str], replies: Sequence[Any]
 ) -> list[tuple[str, str, tuple[str, str, str]]]:
@@ -113,8 +88,8 @@ def _served(
         live, raw = replies[2 * i], replies[2 * i + 1]
         if not live:
             continue  # a dead node's legs are announced lost by the workers
-        incarnation, legs = _legs(name, raw or {})
-        served += [(name, incarnation, leg) for leg in legs]
+        incarnation, held = _legs(name, raw or {})
+        served += [(name, incarnation, leg) for leg in held]
     return served
 
 
@@ -132,24 +107,16 @@ def _orphans(
 
 def orphan_legs(client: Any, keys: Keys) -> list[OrphanLeg]:
     """Every orphan leg on the live media nodes, with a synchronous redis-py client."""
-    names = [_text(n) for n in client.zrange(keys.processes("media"), 0, -1)]
-    pipe = client.pipeline(transaction=False)
-    _queue_nodes(pipe, keys, names)
-    served = _served(names, pipe.execute())
-    pipe = client.pipeline(transaction=False)
-    queue_leg_checks(pipe, keys, [(m, sid) for _, _, (m, sid, _) in served])
-    return _orphans(served, pipe.execute() if served else [])
+    served = _served(*legs.read_nodes_sync(client, keys))
+    checks = [(m, sid) for _, _, (m, sid, _) in served]
+    return _orphans(served, legs.read_leg_checks_sync(client, keys, checks) if served else [])
 
 
 async def orphan_legs_async(client: Any, keys: Keys) -> list[OrphanLeg]:
     """:func:`orphan_legs` with an asyncio client."""
-    names = [_text(n) for n in await client.zrange(keys.processes("media"), 0, -1)]
-    pipe = client.pipeline(transaction=False)
-    _queue_nodes(pipe, keys, names)
-    served = _served(names, await pipe.execute())
-    pipe = client.pipeline(transaction=False)
-    queue_leg_checks(pipe, keys, [(m, sid) for _, _, (m, sid, _) in served])
-    return _orphans(served, await pipe.execute() if served else [])
+    served = _served(*await legs.read_nodes(client, keys))
+    checks = [(m, sid) for _, _, (m, sid, _) in served]
+    return _orphans(served, await legs.read_leg_checks(client, keys, checks) if served else [])
 
 
 class LegAudit:
@@ -174,9 +141,8 @@ class LegAudit:
         return chosen
 
     async def read(self, chosen: Sequence[Any]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        queue_leg_checks(pipe, self.keys, [(leg.media_id, leg.sid) for leg in chosen])
-        return list(await pipe.execute())
+        checks = [(leg.media_id, leg.sid) for leg in chosen]
+        return await legs.read_leg_checks(self.redis, self.keys, checks)
 
     def condemned(
         self,

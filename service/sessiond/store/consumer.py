@@ -4,8 +4,11 @@ A consumer acknowledges the entries it ran in the round trip of its next read (X
 XREADGROUP in one :class:`~sessiond.store.round.Round`: one round trip per batch, not two);
 acks whose round failed are kept for the next one. It reads its own backlog first
 (:class:`~sessiond.store.streams.Backlog`). Commands repeat (a re-emitted outbox, a backlog
-re-read): :class:`SeenIds` drops an id run recently. Used by the media node (and SeenIds by
-the edge); the edge's and the worker's own read loops can move to :meth:`Consumer.read`.
+re-read): :class:`SeenIds` drops an id run recently. Used by the media node and the edge.
+The worker reads all its partitions in one XREADGROUP and acks in the round that publishes
+what the batch caused, so it queues those commands itself (:func:`queue_read`,
+:func:`queue_acks`); the Client API acks each event on its own (:func:`ack`). The edge's
+outbox goes out through :func:`write`.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from sessiond.store.round import Round
 from sessiond.store.streams import Backlog, ensure_groups
 
 Entry = tuple[bytes, Any]  # entry id, fields (None: trimmed from the stream meanwhile)
+Write = tuple[str, str, Any]  # ("xadd", stream, fields) or ("set", key, value)
 
 
 class SeenIds:
@@ -151,11 +155,56 @@ class Consumer:
         """Take over entries other consumers left pending ``idle_ms`` (they probably died):
         one page from ``start``; the next page's start ("0-0": the end) and the entries
         still in the stream."""
-        reply = await self.redis.xautoclaim(
-            stream, self.group, self.name, idle_ms, start, count=self.count
+        after, entries = await autoclaim(
+            self.redis, stream, self.group, self.name, idle_ms, start, self.count
         )
-        after = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
-        return after, [(eid, fields) for eid, fields in reply[1] if fields is not None]
+        return after, [(eid, fields) for eid, fields in entries if fields is not None]
+
+
+async def ack(redis: Any, stream: str, group: str, *ids: Any) -> None:
+    """XACK ``ids`` now (a consumer that acks outside its reads: the Client API)."""
+    await redis.xack(stream, group, *ids)
+
+
+async def read_group(
+    redis: Any, group: str, name: str, starts: dict[str, str], *, count: int, block: int | None
+) -> Any:
+    """One XREADGROUP of several streams (the reply as is: ``[[stream, entries]]`` or None)."""
+    pipe = Round(redis)
+    queue_read(pipe, group, name, starts, count=count, block=block)
+    (reply,) = await pipe.execute()
+    return reply
+
+
+def queue_read(
+    pipe: Round,
+    group: str,
+    name: str,
+    starts: dict[str, str],
+    *,
+    count: int,
+    block: int | None = None,
+) -> None:
+    """Queue an XREADGROUP of several streams (the worker reads its next batch in the
+    round that acks the last one)."""
+    pipe.xreadgroup(group, name, starts, count=count, block=block)
+
+
+def queue_acks(pipe: Round, group: str, acks: dict[str, list[bytes]]) -> None:
+    """Queue an XACK of the ids of each stream."""
+    for stream, ids in acks.items():
+        if ids:
+            pipe.xack(stream, group, *ids)
+
+
+async def autoclaim(
+    redis: Any, stream: str, group: str, name: str, idle_ms: int, start: str, count: int
+) -> tuple[str, list[Entry]]:
+    """One XAUTOCLAIM page from ``start``: the next page's start ("0-0": the end) and the
+    entries claimed (fields None: trimmed from the stream meanwhile)."""
+    reply = await redis.xautoclaim(stream, group, name, idle_ms, start, count=count)
+    after = reply[0].decode() if isinstance(reply[0], bytes) else str(reply[0])
+    return after, list(reply[1])
 
 
 def queue_events(
@@ -172,3 +221,18 @@ def queue_events(
         pipe.xadd(stream, encode_event(event), maxlen=maxlen, approximate=True)
         queued.append(event)
     return queued
+
+
+async def write(redis: Any, batch: list[Write], ttl: int) -> None:
+    """Send ``batch`` in order in one round trip: each XADD to its stream (trimmed to
+    :data:`~sessiond.store.keys.STREAM_MAXLEN`), each SET kept ``ttl`` seconds (the edge's
+    outbox: its events and its final answers)."""
+    if not batch:
+        return
+    pipe = Round(redis)
+    for op, key, value in batch:
+        if op == "xadd":
+            pipe.xadd(key, value, maxlen=STREAM_MAXLEN, approximate=True)
+        else:
+            pipe.set(key, value, ex=ttl)
+    await pipe.execute()

@@ -107,3 +107,59 @@ class LegStore:
         """Append a command entry, as read, to ``node``'s own command stream."""
         stream = self.keys.media_commands(node)
         await self.redis.xadd(stream, dict(fields), maxlen=self.stream_maxlen, approximate=True)
+
+
+def leg_keys(keys: Keys, media_id: str, sid: str) -> tuple[str, str, str]:
+    """The media registry entry, session hash and owner record a leg is judged by (keys of
+    nothing, for ids that are not session ids: such legs have no session)."""
+    try:
+        return keys.media(media_id), keys.session(sid), keys.media_owner(media_id)
+    except ValueError:
+        none = f"{keys.ns}:no-such-session"
+        return none, none, none
+
+
+def _queue_nodes(pipe: Any, keys: Keys, names: Sequence[str]) -> None:
+    for name in names:
+        pipe.exists(keys.heartbeat("media", name))
+        pipe.hgetall(keys.media_legs(name))
+
+
+def _queue_leg_checks(pipe: Any, keys: Keys, legs: Sequence[tuple[str, str]]) -> None:
+    for media_id, sid in legs:
+        registry, session, owner = leg_keys(keys, media_id, sid)
+        pipe.get(registry)
+        pipe.exists(session)
+        pipe.hgetall(owner)
+
+
+async def read_leg_checks(redis: Any, keys: Keys, legs: Sequence[tuple[str, str]]) -> list[Any]:
+    """For each (media id, sid): its media registry value, whether its session hash exists
+    and its owner record (three replies a leg, in one round trip)."""
+    pipe = redis.pipeline(transaction=False)
+    _queue_leg_checks(pipe, keys, legs)
+    return list(await pipe.execute())
+
+
+async def read_nodes(redis: Any, keys: Keys) -> tuple[list[str], list[Any]]:
+    """The media nodes listed, and for each whether its heartbeat lives and its legs hash
+    (two replies a node)."""
+    names = [_text(n) for n in await redis.zrange(keys.processes("media"), 0, -1)]
+    pipe = redis.pipeline(transaction=False)
+    _queue_nodes(pipe, keys, names)
+    return names, list(await pipe.execute())
+
+
+def read_leg_checks_sync(client: Any, keys: Keys, legs: Sequence[tuple[str, str]]) -> list[Any]:
+    """:func:`read_leg_checks` with a synchronous redis-py client (tests, ops)."""
+    pipe = client.pipeline(transaction=False)
+    _queue_leg_checks(pipe, keys, legs)
+    return list(pipe.execute())
+
+
+def read_nodes_sync(client: Any, keys: Keys) -> tuple[list[str], list[Any]]:
+    """:func:`read_nodes` with a synchronous redis-py client."""
+    names = [_text(n) for n in client.zrange(keys.processes("media"), 0, -1)]
+    pipe = client.pipeline(transaction=False)
+    _queue_nodes(pipe, keys, names)
+    return names, list(pipe.execute())

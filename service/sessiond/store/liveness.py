@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sessiond.store.keys import HEARTBEAT_TTL, Keys
+from sessiond.store.keys import HEARTBEAT_TTL, WORKERS_GROUP, Keys
 from sessiond.store.streams import MAX_BACKOFF
 
 HEARTBEAT_INTERVAL = 1.0
@@ -159,6 +159,22 @@ class Liveness:
         await pipe.execute()
 
 
+async def list_and_count(redis: Any, keys: Keys, kind: str, name: str, since: float) -> int:
+    """Score ``name`` now in ``processes:<kind>``; how many there were scored since
+    ``since`` (one round trip: the workers' live count for their leases)."""
+    listed = keys.processes(kind)
+    pipe = redis.pipeline(transaction=False)
+    pipe.zadd(listed, {name: time.time()})
+    pipe.zcount(listed, since, "+inf")
+    _, count = await pipe.execute()
+    return int(count)
+
+
+async def unlist(redis: Any, keys: Keys, kind: str, name: str) -> None:
+    """Remove ``name`` from ``processes:<kind>``."""
+    await redis.zrem(keys.processes(kind), name)
+
+
 async def live_processes(redis: Any, keys: Keys, kind: str) -> list[str]:
     """Names of the processes of ``kind`` whose heartbeat is alive."""
     names = [n.decode() for n in await redis.zrange(keys.processes(kind), 0, -1)]
@@ -168,3 +184,36 @@ async def live_processes(redis: Any, keys: Keys, kind: str) -> list[str]:
 async def request_drain(redis: Any, keys: Keys, name: str, ttl: int = 60) -> None:
     """Ask the process ``name`` to drain (it consumes the request at its next heartbeat)."""
     await redis.set(keys.drain(name), "1", ex=ttl)
+
+
+async def edge_beat(presence: Liveness, keys: Keys) -> tuple[bool, dict[str, str], int]:
+    """The edge's heartbeat round: whether a drain was asked (its key is then deleted), the
+    media nodes' capacity reports and the workers' lag (entries not yet delivered to them),
+    in one round trip."""
+
+    def extra(pipe: Any) -> None:
+        pipe.hgetall(keys.media_capacity())
+        for partition in range(keys.partitions):
+            pipe.xinfo_groups(keys.events(partition))
+
+    done = await presence.beat(extra, errors="return")
+    media, *groups = done.extra
+    reports = media if isinstance(media, dict) else {}
+    return done.drain, {_text(k): _text(v) for k, v in reports.items()}, worker_lag(groups)
+
+
+def worker_lag(replies: list[Any]) -> int:
+    """Entries not yet delivered to the workers, summed over the partition streams (XINFO
+    GROUPS; a stream that does not exist yet answers an error and counts 0)."""
+    lag = 0
+    names = (WORKERS_GROUP, WORKERS_GROUP.encode())
+    for reply in replies:
+        if isinstance(reply, list):
+            for group in reply:
+                if group.get("name") in names:
+                    lag += int(group.get("lag") or 0)
+    return lag
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)

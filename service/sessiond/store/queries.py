@@ -1,20 +1,58 @@
 """Reads for operators and applications (``sessiond ctl``, the Client API): sessions by
-scanning, the edges' registrations, the workers' view of the event partitions.
+scanning, the edges' registrations, the workers' view of the event partitions; and the
+processes' batched key reads and status writes (GET or EXISTS of many keys, HSET with
+EXPIRE of many hashes: one round trip each).
 
-These scan or walk many keys and are not for the processes' hot loops.
+The operators' reads scan or walk many keys and are not for the processes' hot loops.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sessiond.store.keys import WORKERS_GROUP, Keys
+from sessiond.store.round import Round
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+async def ping(redis: Any) -> None:
+    """A round trip that fails when the server is unreachable or silent."""
+    await redis.ping()
+
+
+async def get_many(
+    redis: Any, names: Sequence[str], errors: Literal["raise", "return"] = "raise"
+) -> list[Any]:
+    """GET of every key, in one round trip (none for no keys); ``errors="return"`` puts a
+    failed answer's error in its place."""
+    if not names:
+        return []
+    pipe = Round(redis)
+    for key in names:
+        pipe.get(key)
+    return list(await pipe.execute(raise_on_error=errors == "raise"))
+
+
+async def write_hashes(redis: Any, writes: Sequence[tuple[str, Mapping[str, Any], int]]) -> None:
+    """HSET then EXPIRE (seconds) of each (key, fields, ttl), in one round trip."""
+    pipe = redis.pipeline(transaction=False)
+    for key, fields, ttl in writes:
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, ttl)
+    await pipe.execute()
+
+
+async def exist(redis: Any, names: Sequence[str]) -> list[Any]:
+    """EXISTS for each key, in one round trip (an error in place of a failed answer)."""
+    pipe = redis.pipeline(transaction=False)
+    for key in names:
+        pipe.exists(key)
+    return list(await pipe.execute(raise_on_error=False))
 
 
 async def session_rows(redis: Any, keys: Keys, fields: Sequence[str]) -> list[dict[str, str]]:

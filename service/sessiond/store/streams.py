@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from redis.exceptions import ResponseError
 
 from sessiond.store.client import RETRYABLE
+from sessiond.store.keys import Keys
 
 T = TypeVar("T")
 MAX_BACKOFF = 5.0  # seconds: the longest wait between two attempts of a failing step
@@ -77,6 +78,42 @@ async def ensure_groups(redis: Any, streams: list[str], group: str, start: str =
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+
+
+async def group_stats(redis: Any, streams: list[str], group: str) -> list[tuple[int, int] | None]:
+    """(lag, pending) of ``group`` on each stream, in one round trip (None where the group
+    is missing)."""
+    pipe = redis.pipeline(transaction=False)
+    for stream in streams:
+        pipe.xinfo_groups(stream)
+    stats: list[tuple[int, int] | None] = []
+    for groups in await pipe.execute():
+        found = [g for g in groups if _text(g["name"]) == group]
+        stats.append((int(found[0].get("lag") or 0), int(found[0]["pending"])) if found else None)
+    return stats
+
+
+async def forget_dead_consumers(
+    redis: Any, keys: Keys, streams: list[str], group: str, me: str, idle_ms: int
+) -> None:
+    """Remove the consumers of ``group`` (workers) with nothing pending whose process no
+    longer heartbeats and that have not read for ``idle_ms``, and their ``processes`` entry."""
+    # every worker joins every partition: the first one's consumers are all of them
+    for consumer in await redis.xinfo_consumers(streams[0], group):
+        name = _text(consumer["name"])
+        if name == me or int(consumer["pending"]) > 0:
+            continue
+        if await redis.exists(keys.heartbeat("worker", name)):
+            continue
+        if int(consumer.get("idle", 0)) < idle_ms:
+            continue
+        for stream in streams:
+            await redis.xgroup_delconsumer(stream, group, name)
+        await redis.zrem(keys.processes("worker"), name)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 async def retrying(

@@ -17,7 +17,7 @@ from typing import Any
 from sessiond.core import appschema, metrics
 from sessiond.core.types import Event
 from sessiond.store.keys import Keys
-from sessiond.store.round import Round
+from sessiond.store.queries import get_many
 from sessiond.store.tableset import TableSet
 from sessiond.worker.applier import Work
 from sessiond.worker.handlers import (
@@ -64,7 +64,7 @@ class Intake:
             if work[-1] is None:
                 lookups.append((len(work) - 1, key))
         orphans: list[Event] = []
-        owners = await _get_many(self.redis, [key for _, key in lookups])
+        owners = await get_many(self.redis, [key for _, key in lookups])
         for (i, key), owner in zip(lookups, owners, strict=True):
             event = entries[i].event
             assert event is not None
@@ -128,7 +128,7 @@ class Intake:
             for i, item in enumerate(work)
             if item.new is not None and (key := replaced_dialog(self.keys, item.event)) is not None
         ]
-        owners = await _get_many(self.redis, [key for _, key in found])
+        owners = await get_many(self.redis, [key for _, key in found])
         for (i, _), owner in zip(found, owners, strict=True):
             event = work[i].event
             data = {**event.data, "replaces_sid": _text(owner) if owner is not None else ""}
@@ -158,16 +158,6 @@ def _refused(event: Event) -> bool:
         log.warning("refused command %s: %s", event.id, problem)
         metrics.EVENTS.labels(event.type, "refused").inc()
     return problem is not None
-
-
-async def _get_many(redis: Any, keys: list[str]) -> list[Any]:
-    """GET of every key, in one round trip (none for no keys)."""
-    if not keys:
-        return []
-    pipe = Round(redis)
-    for key in keys:
-        pipe.get(key)
-    return list(await pipe.execute())
 
 
 def _text(value: bytes | str) -> str:

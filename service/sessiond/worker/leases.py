@@ -16,6 +16,7 @@ import time
 
 from sessiond.core import metrics
 from sessiond.store import Store
+from sessiond.store.liveness import list_and_count, unlist
 
 log = logging.getLogger("sessiond.worker")
 
@@ -30,13 +31,15 @@ class Leases:
 
     async def renew(self, stopping: asyncio.Event) -> None:
         """Say we are alive, count the live workers, and hold our share (unless stopping)."""
-        live = await self._count_live(time.time())
+        store = self.store
+        since = time.time() - 4 * self.interval  # the workers seen in the last four intervals
+        live = await list_and_count(store.redis, store.keys, "worker", self.name, since)
         if not stopping.is_set():
             await self.hold(math.ceil(self.store.keys.partitions / max(1, live)))
 
     async def leave(self) -> None:
         """Leave the live count, then let the other workers take our partitions at once."""
-        await self.store.redis.zrem(self.store.keys.processes("worker"), self.name)
+        await unlist(self.store.redis, self.store.keys, "worker", self.name)
         await self.hold(0)
 
     async def hold(self, share: int) -> None:
@@ -48,12 +51,3 @@ class Leases:
             log.info("worker %s reads partitions %s", self.name, sorted(owned))
         self.owned = owned
         metrics.PARTITIONS.labels(self.name).set(len(owned))
-
-    async def _count_live(self, now: float) -> int:
-        """Record our presence; the workers seen in the last four intervals."""
-        live = self.store.keys.processes("worker")
-        pipe = self.store.redis.pipeline(transaction=False)
-        pipe.zadd(live, {self.name: now})
-        pipe.zcount(live, now - 4 * self.interval, "+inf")
-        _, count = await pipe.execute()
-        return int(count)

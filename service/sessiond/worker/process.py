@@ -39,6 +39,7 @@ from sessiond.core.types import Event
 from sessiond.media.lost import LegRegistry
 from sessiond.store import Store
 from sessiond.store.client import RETRYABLE, is_embedded
+from sessiond.store.consumer import autoclaim, queue_acks, queue_read, read_group
 from sessiond.store.entries import decode_event, pack
 from sessiond.store.entries import fields as entry_fields
 from sessiond.store.liveness import Liveness, StoreContact, run_id
@@ -223,7 +224,9 @@ class Worker:
         starts: dict[str, str] = {}  # read from "0": our backlog, entries maybe applied
         while not reply and streams != []:  # our backlog first (when due), then new entries
             starts = {s: self._backlog.start(s) for s in streams or self._streams}
-            reply = await self._read(starts)
+            reply = await read_group(
+                self.redis, GROUP, self.name, starts, count=self.batch, block=self.block_ms
+            )
             got = {_text(stream): len(items) for stream, items in reply or []}
             for stream, start in starts.items():
                 self._backlog.read(stream, start, got.get(stream, 0))
@@ -248,19 +251,15 @@ class Worker:
             await asyncio.sleep(self._poll)
         return len(entries)
 
-    async def _read(self, starts: dict[str, str]) -> Any:
-        read = Round(self.redis)
-        read.xreadgroup(GROUP, self.name, starts, count=self.batch, block=self.block_ms)
-        (reply,) = await read.execute()
-        return reply
-
     async def reclaim_once(self) -> int:
         """Take over entries another consumer left pending too long (it probably died)."""
         total = 0
         for partition, stream in enumerate(self._streams):
             start = "0-0"
             while True:
-                start, claimed = await self._claim(stream, start)
+                start, claimed = await autoclaim(
+                    self.redis, stream, GROUP, self.name, self.claim_idle_ms, start, self.batch
+                )
                 entries = [
                     Entry(partition, eid, _decode(fields), True)
                     for eid, fields in claimed
@@ -269,18 +268,11 @@ class Worker:
                 if entries:
                     total += len(entries)
                     await self.process(entries)
-                if start in (b"0-0", "0-0") or not claimed:
+                if start == "0-0" or not claimed:
                     break
         self.stats.reclaimed += total
         metrics.RECLAIMED.inc(total)
         return total
-
-    async def _claim(self, stream: str, start: Any) -> tuple[Any, list[Any]]:
-        """XAUTOCLAIM from ``start``: (where to go on, the entries claimed)."""
-        reply = await self.redis.xautoclaim(
-            stream, GROUP, self.name, self.claim_idle_ms, start, count=self.batch
-        )
-        return reply[0], reply[1]
 
     async def timers_once(self) -> int:
         # the timers of the partitions this worker reads (all of them if it holds none)
@@ -333,7 +325,7 @@ class Worker:
             self._fallback(last, event, status, state)
         self._ack(last, entries)
         if prefetch:
-            last.xreadgroup(GROUP, self.name, {s: ">" for s in prefetch}, count=self.batch)
+            queue_read(last, GROUP, self.name, {s: ">" for s in prefetch}, count=self.batch)
         replies = await last.execute()
         if prefetch:
             self._prefetched = replies[-1]
@@ -349,11 +341,10 @@ class Worker:
         return applied.handled
 
     def _ack(self, pipe: Round, entries: Sequence[Entry]) -> None:
-        by_partition: dict[int, list[bytes]] = {}
+        by_stream: dict[str, list[bytes]] = {}
         for entry in entries:
-            by_partition.setdefault(entry.partition, []).append(entry.entry_id)
-        for partition, ids in by_partition.items():
-            pipe.xack(self._streams[partition], GROUP, *ids)
+            by_stream.setdefault(self._streams[entry.partition], []).append(entry.entry_id)
+        queue_acks(pipe, GROUP, by_stream)
 
     def _fallback(self, pipe: Round, event: Event, status: str, state: str) -> None:
         """Answer a request no session took (481 or 500), through the edge's stream."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from sessiond.core import metrics
+from sessiond.store import streams as group
 from sessiond.store.keys import WORKERS_GROUP, Keys
 
 GROUP = WORKERS_GROUP
@@ -14,31 +15,12 @@ FORGET_IDLE_MS = 60_000  # a dead consumer is removed after this long without re
 
 async def sample_streams(redis: Any, streams: list[str]) -> None:
     """Set the lag and pending gauges of every partition stream (one round trip)."""
-    pipe = redis.pipeline(transaction=False)
-    for stream in streams:
-        pipe.xinfo_groups(stream)
-    for stream, groups in zip(streams, await pipe.execute(), strict=True):
-        for group in groups:
-            if _text(group["name"]) == GROUP:
-                metrics.STREAM_LAG.labels(stream).set(int(group.get("lag") or 0))
-                metrics.STREAM_PENDING.labels(stream).set(int(group["pending"]))
+    for stream, stats in zip(streams, await group.group_stats(redis, streams, GROUP), strict=True):
+        if stats is not None:
+            metrics.STREAM_LAG.labels(stream).set(stats[0])
+            metrics.STREAM_PENDING.labels(stream).set(stats[1])
 
 
 async def forget_dead_consumers(redis: Any, keys: Keys, streams: list[str], me: str) -> None:
     """Remove consumers with nothing pending whose process no longer heartbeats."""
-    # every worker joins every partition: the first one's consumers are all of them
-    for consumer in await redis.xinfo_consumers(streams[0], GROUP):
-        name = _text(consumer["name"])
-        if name == me or int(consumer["pending"]) > 0:
-            continue
-        if await redis.exists(keys.heartbeat("worker", name)):
-            continue
-        if int(consumer.get("idle", 0)) < FORGET_IDLE_MS:
-            continue
-        for stream in streams:
-            await redis.xgroup_delconsumer(stream, GROUP, name)
-        await redis.zrem(keys.processes("worker"), name)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+    await group.forget_dead_consumers(redis, keys, streams, GROUP, me, FORGET_IDLE_MS)
