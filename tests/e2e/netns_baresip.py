@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import redis as sync_redis
-from harness import wait_for, wait_listening
-from media_checks import app_events, write_tone_wav
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
+from harness import wait_for, wait_listening  # noqa: E402
+from media_checks import app_events, write_tone_wav  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
