@@ -127,21 +127,30 @@ class EventStream:
                 block=None if start == "0" or self._poll else self.block_ms,
             )
         except ResponseError as exc:
-            if "NOGROUP" not in str(exc):
-                raise
-            await self.client.recreate_group()  # Redis lost its data
+            await self._group_lost(exc)
             return []
         return [item for _, items in reply or [] for item in items]
 
     async def _claim(self) -> list[tuple[Any, Any]]:
         self._next_claim = time.monotonic() + max(0.05, self.client.claim_idle / 4)
-        _, entries = await autoclaim(
-            self._redis,
-            self._stream,
-            self.client.group,
-            self.client.consumer,
-            int(self.client.claim_idle * 1000),
-            "0-0",
-            1,
-        )
+        try:
+            _, entries = await autoclaim(
+                self._redis,
+                self._stream,
+                self.client.group,
+                self.client.consumer,
+                int(self.client.claim_idle * 1000),
+                "0-0",
+                1,
+            )
+        except ResponseError as exc:
+            await self._group_lost(exc)
+            return []
         return entries
+
+    async def _group_lost(self, exc: ResponseError) -> None:
+        """NOGROUP: Redis lost its data (or the group was destroyed): make the group again.
+        Any other error is the caller's."""
+        if "NOGROUP" not in str(exc):
+            raise exc
+        await self.client.recreate_group()
