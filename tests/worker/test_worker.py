@@ -120,6 +120,33 @@ async def test_orphan_request_gets_481(store: Store, default_table: Table) -> No
     assert [(t, d["code"], d["txn"]) for t, d in sent] == [("respond", 481, "txn-9")]
 
 
+async def test_request_to_an_ended_dialog_gets_481(store: Store, default_table: Table) -> None:
+    """RFC 3261 12.2.2: a request inside a dialog that no longer exists gets 481, not 500,
+    also while the ended session is still kept (its registry entry answers retransmissions)."""
+    worker = make_worker(store, default_table, "w-e")
+    await worker.ensure_groups()
+    await publish(store, invite("end@h"), "end@h")
+    await drain_streams(worker)
+    sid = await store.lookup(store.keys.initial("end@h", "ft"))
+    assert sid is not None
+    ready = Event(f"media:{sid}:ready", "MediaReady", {"sdp": "v=0 ours", "media_node": "m"}, sid)
+    await store.publish(store.keys.partition_of(sid), ready)
+    await drain_streams(worker)
+    session = await store.get(sid)
+    assert session is not None
+    dialog = {"kind": "request", "call_id": "end@h", "from_tag": "ft", "edge": "e1"}
+    dialog["to_tag"] = session["local_tag"]
+    for name, txn in (("Ack", ""), ("Bye", "txn-2"), ("Info", "txn-3")):
+        event = Event(f"sip:end@h:{name}", name, {**dialog, "txn": txn} if txn else dialog)
+        await publish(store, event, "end@h")
+        await drain_streams(worker)
+    session = await store.get(sid)
+    assert session is not None
+    assert session["state"] == "Terminated"
+    sent = await commands(store, store.keys.edge_commands("e1"))
+    assert [(d["code"], d["txn"]) for _, d in sent if d.get("txn") == "txn-3"] == [(481, "txn-3")]
+
+
 async def test_reject_mode_declines(store: Store, default_table: Table) -> None:
     worker = make_worker(store, default_table, "w-c", answer="reject")
     await worker.ensure_groups()

@@ -49,6 +49,7 @@ from sessiond.store.round import Round
 from sessiond.store.store import ApplyResult, CreateResult
 from sessiond.store.tableset import TableSet
 from sessiond.table.engine import decide
+from sessiond.table.model import Table
 
 Status = Literal["applied", "created", "duplicate", "ignored", "no_transition", "missing", "stale"]
 log = logging.getLogger("sessiond.applier")
@@ -242,7 +243,7 @@ class Applier:
                 then = self._decide_then(job, session, decision)
                 writes.append(_Write(job, session, decision, then))
             else:
-                job.result = _not_applied(work.sid, decision)
+                job.result = _not_applied(work.sid, decision, table)
         return writes
 
     def _decide_then(
@@ -309,10 +310,11 @@ class Applier:
             self._cache.pop(sid, None)
             job.result = Handled("missing", sid, reason="no such session")
         else:
-            decision = decide(await self.tables.for_session(session), session, event, self.clock())
+            table = await self.tables.for_session(session)
+            decision = decide(table, session, event, self.clock())
             if decision.outcome is Outcome.TRANSITION:
                 return _Write(job, session, decision)
-            job.result = _not_applied(sid, decision)
+            job.result = _not_applied(sid, decision, table)
         return None
 
     # -- 2. store -----------------------------------------------------------------------
@@ -446,6 +448,10 @@ def _stale(event: Event, session: Mapping[str, str] | None) -> str:
     return ended_by
 
 
-def _not_applied(sid: str, decision: Verdict) -> Handled:
+def _not_applied(sid: str, decision: Verdict, table: Table) -> Handled:
+    """An event the session took no transition on; ``terminal`` when the session has ended
+    (a request to it then gets 481: its dialog no longer exists, RFC 3261 12.2.2)."""
     status: Status = "ignored" if decision.outcome is Outcome.IGNORED else "no_transition"
-    return Handled(status, sid, decision.state, decision.reason)
+    state = table.states.get(decision.state)
+    ended = state is not None and state.terminal
+    return Handled(status, sid, decision.state, decision.reason, terminal=ended)

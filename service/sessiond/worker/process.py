@@ -368,7 +368,9 @@ def _unanswered(
     """The requests no session took: (event, status, state) for a fallback answer."""
     missed = [(event, "missing", "") for event in orphans]
     for item, result in zip(work, handled, strict=True):
-        if result.status in ("missing", "no_transition"):
+        if result.status == "no_transition" and result.terminal:  # the dialog has ended
+            missed.append((item.event, "missing", result.state))
+        elif result.status in ("missing", "no_transition"):
             missed.append((item.event, result.status, result.state))
     return missed
 
