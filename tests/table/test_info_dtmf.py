@@ -30,7 +30,17 @@ def test_digits_queue_behind_the_unanswered_info() -> None:
     assert _step(session, "SendDtmf", {"digits": "12", "method": "info"}) == ["1"]
     assert _step(session, "SendDtmf", {"digits": "3", "method": "info"}) == []  # "1" is out
     assert _step(session, "InfoResponse", {"code": 200, "method": "INFO"}) == ["2"]
-    assert _step(session, "TransactionTimeout", {"method": "INFO"}) == ["3"]  # lost: go on
+    assert _step(session, "InfoResponse", {"code": 200, "method": "INFO"}) == ["3"]
     assert _step(session, "InfoResponse", {"code": 200, "method": "INFO"}) == []
     assert session["info_pending"] == ""
     assert _step(session, "SendDtmf", {"digits": "4", "method": "info"}) == ["4"]  # idle: at once
+
+
+def test_an_info_nobody_answers_ends_the_dialog() -> None:
+    """RFC 3261 12.2.1.2: no response at all to a request in the dialog ends it, as a 408:
+    the digits behind it are not sent, and a BYE goes out."""
+    session = {"sid": "0123456789-abcdef", "role": "UAC", "state": "Established", "version": "3"}
+    assert _step(session, "SendDtmf", {"digits": "12", "method": "info"}) == ["1"]
+    decision = decide(TABLE, session, Event("t1", "TransactionTimeout", {"method": "INFO"}), 1.0)
+    assert decision.state == "Terminating"
+    assert [c.name for c in decision.commands if c.target == "edge"] == ["bye"]

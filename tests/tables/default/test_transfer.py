@@ -74,11 +74,14 @@ def test_a_failed_notify_keeps_the_call() -> None:
     assert published(verdict) == ["TransferFailed"]
 
 
-def test_no_answer_to_our_refer_is_a_failed_transfer() -> None:
+def test_no_answer_to_our_refer_fails_the_transfer_and_ends_the_dialog() -> None:
+    """RFC 3261 12.2.1.2: no response at all to a request in the dialog ends it, as a 408."""
     call = referred()
     verdict = call.on("TransactionTimeout", method="REFER")
     assert published(verdict) == ["TransferFailed"]
-    assert call.state == "Established"
+    assert call.state == "Terminating"
+    assert sip(verdict) == ["bye"]
+    assert (call["end_code"], call["end_reason"]) == ("408", "a request in the dialog timed out")
 
 
 def test_their_refer_is_accepted_and_the_new_call_placed() -> None:
