@@ -103,6 +103,28 @@ def test_a_200_crossing_our_cancel_is_acked_then_byed() -> None:
     assert b.state == "Terminating"
 
 
+@pytest.mark.parametrize("event", ["PeerCancel", "PeerHangup", "NoAnswer"])
+def test_giving_up_before_any_1xx_cancels_only_after_one(event: str) -> None:
+    """RFC 3261 9.1: no CANCEL before a provisional response; it waits in Withdrawing, and
+    a final response that comes first ends the leg without one."""
+    b = pair("Terminated", "Calling")[OUTBOUND]
+    assert ("edge", "cancel") not in sent(b.feed(event))
+    assert b.state == "Withdrawing"
+    assert sent(b.feed("Provisional", code=180, to_tag="x")) == [("edge", "cancel")]
+    assert b.state == "Cancelling"
+    c = pair("Terminated", "Calling")[OUTBOUND]
+    c.feed(event)
+    assert sent(c.feed("Rejected", code=486)) == [("media", "destroy")]
+    assert c.state == "Terminated"
+    d = pair("Terminated", "Calling")[OUTBOUND]
+    d.feed(event)
+    assert sent(d.feed("Answered", code=200, to_tag="x", contact="sip:b@h")) == [
+        ("edge", "ack"),
+        ("edge", "bye"),
+    ]
+    assert d.state == "Terminating"
+
+
 def test_byes_from_both_sides_at_once() -> None:
     legs = pair("Established", "Established")
     a, b = legs[INBOUND], legs[OUTBOUND]

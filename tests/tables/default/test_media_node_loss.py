@@ -77,10 +77,24 @@ def test_a_loss_before_the_answer_as_uac_cancels() -> None:
     call = Call("UAC", local_cseq="0")
     call.on("MakeCall", target="sip:them@192.0.2.1")
     call.on("MediaReady", sdp=OUR_SDP, media_node="m1")
+    call.on("Provisional", code=180, to_tag="them")
     verdict = call.on("MediaLost", **lost())
     assert call.state == "Cancelling"
     assert sip(verdict) == ["cancel"]
     assert call["end_code"] == "503"
+
+
+def test_a_loss_before_any_1xx_as_uac_waits_to_cancel() -> None:
+    """RFC 3261 9.1: the CANCEL waits for a provisional response (or timer B ends it)."""
+    call = Call("UAC", local_cseq="0")
+    call.on("MakeCall", target="sip:them@192.0.2.1")
+    call.on("MediaReady", sdp=OUR_SDP, media_node="m1")
+    verdict = call.on("MediaLost", **lost())
+    assert call.state == "Withdrawing"
+    assert sip(verdict) == []
+    assert call["end_code"] == "503"
+    call.on("Rejected", code=503)
+    assert call.state == "Terminated"
 
 
 def test_a_loss_before_the_ack_moves_the_call_once_it_comes() -> None:

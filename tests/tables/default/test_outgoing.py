@@ -146,6 +146,7 @@ def test_a_challenge_is_answered_once_with_credentials() -> None:
 
 def test_no_answer_in_time_cancels_and_the_487_ends_the_call() -> None:
     call = calling()
+    call.on("Provisional", code=180, to_tag="them")
     verdict = call.timeout()
     assert call.state == "Cancelling"
     assert one(verdict, "edge", "cancel")["cseq"] == 1
@@ -155,6 +156,18 @@ def test_no_answer_in_time_cancels_and_the_487_ends_the_call() -> None:
     assert media(ended) == ["destroy"]
     assert published(ended) == ["Ended"]
     assert call["end_code"] == "408"  # the 487 answers our CANCEL: the cause stays
+
+
+def test_no_answer_and_no_1xx_waits_for_one_before_cancelling() -> None:
+    """RFC 3261 9.1: a CANCEL only after a provisional response."""
+    call = calling()
+    verdict = call.timeout()
+    assert call.state == "Withdrawing"
+    assert sip(verdict) == []
+    assert call["end_code"] == "408"
+    later = call.on("Provisional", code=180, to_tag="them")
+    assert call.state == "Cancelling"
+    assert sip(later) == ["cancel"]
 
 
 def test_no_response_at_all_fails_the_call() -> None:
