@@ -4,6 +4,8 @@ and a NOTIFY arriving while our BYE is out (answered 200)."""
 
 from __future__ import annotations
 
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -119,3 +121,79 @@ def test_a_notify_while_our_bye_is_out_is_answered(redis_url: str, tmp_path: Pat
             assert "Notify" in steps_of(cluster, call_id)
         finally:
             phone.close()
+
+
+def _reply(request: bytes, code: int, reason: str, tag: str, contact: str = "") -> bytes:
+    """A response to ``request``: its Via, From, To (with our tag), Call-ID and CSeq."""
+    head = request.split(b"\r\n\r\n", 1)[0].decode()
+    keep = [
+        line
+        for line in head.split("\r\n")[1:]
+        if line.split(":", 1)[0].lower() in ("via", "from", "call-id", "cseq")
+    ]
+    to = next(line for line in head.split("\r\n") if line.lower().startswith("to:"))
+    if ";tag=" not in to:
+        to += f";tag={tag}"
+    extra = [f"Contact: <{contact}>"] if contact else []
+    return "\r\n".join(
+        [f"SIP/2.0 {code} {reason}", *keep, to, *extra, "Content-Length: 0", "", ""]
+    ).encode()
+
+
+def test_our_call_given_up_before_any_1xx_cancels_only_after_one(
+    redis_url: str, tmp_path: Path
+) -> None:
+    """RFC 3261 9.1: we place a call, the callee sends nothing yet (not even 100 Trying), and
+    we hang up. No CANCEL may go before a provisional response: it goes once the 180 comes,
+    and the call ends with the 487. Before the fix the CANCEL went at once."""
+    from sessiond.cli.main import main
+
+    with _run(redis_url, tmp_path, "--answer", "auto") as (cluster, _port):
+        callee = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        callee.bind(("127.0.0.1", 0))
+        callee.settimeout(0.3)
+        try:
+            target = f"sip:bob@127.0.0.1:{callee.getsockname()[1]}"
+            assert main(["ctl", *cluster.common(), "call", target]) == 0
+            invite, edge = _receive(callee, "INVITE", 10)
+            assert wait_for(lambda: len(cluster.sessions()) == 1, 10)
+            (session,) = cluster.sessions()
+            assert main(["ctl", *cluster.common(), "hangup", session["sid"]]) == 0
+            assert wait_for(lambda: cluster.sessions()[0]["state"] == "Withdrawing", 10)
+            early = _drain(callee, 2.0)
+            assert [m.split(b" ", 1)[0] for m in early if not m.startswith(b"SIP/")] in (
+                [],
+                [b"INVITE"] * len(early),  # timer A retransmissions only
+            ), early
+            callee.sendto(_reply(invite, 180, "Ringing", "callee1"), edge)
+            cancel, _ = _receive(callee, "CANCEL", 10)
+            callee.sendto(_reply(cancel, 200, "OK", "callee1"), edge)
+            callee.sendto(_reply(invite, 487, "Request Terminated", "callee1"), edge)
+            _receive(callee, "ACK", 10)
+            assert wait_for(lambda: cluster.sessions()[0]["state"] == "Terminated", 10)
+        finally:
+            callee.close()
+
+
+def _receive(sock: socket.socket, method: str, seconds: float) -> tuple[bytes, tuple[str, int]]:
+    """The first ``method`` request that arrives within ``seconds``, and where it came from."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            data, source = sock.recvfrom(65535)
+        except TimeoutError:
+            continue
+        if data.startswith(f"{method} ".encode()):
+            return data, source
+    raise AssertionError(f"no {method} within {seconds} s")
+
+
+def _drain(sock: socket.socket, seconds: float) -> list[bytes]:
+    """Every datagram that arrives within ``seconds``."""
+    got, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            got.append(sock.recvfrom(65535)[0])
+        except TimeoutError:
+            continue
+    return got
