@@ -51,6 +51,7 @@ from sessiond.edge.outbox import Outbox
 from sessiond.edge.overload import OverloadGuard
 from sessiond.edge.ratelimit import SourceRateLimiter
 from sessiond.edge.registrar_client import OutboundConfig, RegistrarClient
+from sessiond.edge.tls import TlsContexts
 from sessiond.edge.transport import Address, ListenSpec, Transports
 from sessiond.edge.tu import ClientInfo, Drop, Outcome, Publish, Reply, TransactionUser, Transmit
 from sessiond.sip.actions import (
@@ -103,8 +104,10 @@ class Edge:
         outbound: OutboundConfig | None = None,
         trying_delay: float = 0.18,
         admission: Admission | None = None,
+        tls: TlsContexts | None = None,
     ) -> None:
         self.max_message = max_message
+        self.tls = tls
         self.redis = redis
         self.keys = keys
         self.name = name
@@ -118,6 +121,7 @@ class Edge:
             message_timeout=tcp_message_timeout,
             max_connections=max_connections,
             on_drop=_dropped,
+            tls=tls,
         )
         self.overload = OverloadGuard(shed_lag, shed_delay)
         self.access = access or AccessPolicy()
@@ -242,11 +246,14 @@ class Edge:
 
     # -- inbound --------------------------------------------------------------------------
     def on_message(self, data: bytes, transport: str, source: Address) -> None:
+        if len(data) <= 4 and transport == "UDP":  # a keepalive (CRLF, 4 bytes): no answer
+            _dropped("keepalive")
+            return
         if len(data) > self.max_message:
             self._stateless_error(data, transport, source, SipParseError(513, "Message Too Large"))
             return
         try:
-            msg = parse_message(data, stream=transport == "TCP")
+            msg = parse_message(data, stream=transport != "UDP")
         except SipParseError as exc:
             self._stateless_error(data, transport, source, exc)
             return
@@ -263,7 +270,7 @@ class Edge:
             _dropped("invalid-utf8")
             return
         _count("in", _kind(msg))
-        self.execute(self.layer.receive(msg, source, now, reliable=transport == "TCP"), transport)
+        self.execute(self.layer.receive(msg, source, now, reliable=transport != "UDP"), transport)
         self._arm()
 
     def _stateless_error(
@@ -420,10 +427,16 @@ class Edge:
     def _respond(self, cmd: Respond) -> None:
         self.carry_out([self.tu.respond(cmd, self.locals, self.address, time.monotonic())])
 
-    async def _resolve(self, req: SipRequest) -> tuple[str, Address]:
+    async def _resolve(self, req: SipRequest) -> tuple[str, Address] | None:
+        """Where ``req`` goes: (transport, address). Over TCP or TLS the connection is
+        opened first (a TLS one verifies the server's certificate for the host name of the
+        URI); None (logged) when it cannot be."""
         transport, host, port = request_destination(req)
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # SOCK_DGRAM
-        return transport, (str(infos[0][4][0]), int(infos[0][4][1]))
+        peer = (str(infos[0][4][0]), int(infos[0][4][1]))
+        if not await self.transports.connect(transport, peer, host):
+            return None
+        return transport, peer
 
     async def _request(self, method: str, cmd: SendInvite | SendRequest) -> None:
         req = self.tu.outgoing(cmd, method, self.locals, self.address)
@@ -434,18 +447,31 @@ class Edge:
         """Send a request through the transaction layer (the tables' requests, and the
         edge's own REGISTER and OPTIONS keepalives); returns the transaction key its
         responses will carry."""
-        transport, peer = await self._resolve(req)
+        where = await self._resolve(req)
+        transport, peer = where or (request_destination(req)[0], ("", 0))
         key, actions = self.layer.send_request(
-            req, peer, time.monotonic(), reliable=transport == "TCP"
+            req, peer, time.monotonic(), reliable=transport != "UDP"
         )
         self._key_transport[key] = transport
+        if where is None:  # no connection: a transport error (17.1.4) once the caller knows
+            # the key (its owner, the table or the registrar, then hears of it as a timeout)
+            asyncio.get_running_loop().call_soon(self._transport_error, key, transport)
+            return key
         self.execute(actions, transport)
         self._arm()
         return key
 
+    def _transport_error(self, key: str, transport: str) -> None:
+        with survive("transport-error"):
+            self.execute(self.layer.transport_error(key), transport)
+        self._arm()
+
     async def _ack(self, cmd: SendRequest) -> None:
         req = self.tu.build(cmd, "ACK", self.locals, self.address)
-        transport, peer = await self._resolve(req)
+        where = await self._resolve(req)
+        if where is None:
+            return
+        transport, peer = where
         raw = bytes(req)
         _count("out", "ACK")
         self.transports.send(transport, peer, raw)
