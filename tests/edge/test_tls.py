@@ -106,12 +106,10 @@ async def test_reload_serves_the_new_certificate_and_keeps_the_old_on_a_bad_one(
     contexts = TlsContexts(TlsConfig(str(live_cert), str(live_key)))
     listener = contexts.server  # what a listener holds for its whole life
     assert await served_serial(contexts, ca) == first.serial
-    assert not contexts.changed()
 
     second = ca.issue("second")
     shutil.copy(second.cert, live_cert)
     shutil.copy(second.key, live_key)
-    assert contexts.changed()
     assert contexts.reload()
     assert contexts.server is not listener
     assert await served_serial_through(listener, ca) == second.serial

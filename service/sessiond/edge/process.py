@@ -45,6 +45,7 @@ from sessiond.edge.counts import count as _count
 from sessiond.edge.counts import dropped as _dropped
 from sessiond.edge.counts import kind as _kind
 from sessiond.edge.credentials import CredentialStore
+from sessiond.edge.flows import Flow, Flows
 from sessiond.edge.loops import survive
 from sessiond.edge.mapping import ALLOWED, Local, request_destination
 from sessiond.edge.outbox import Outbox
@@ -108,6 +109,7 @@ class Edge:
     ) -> None:
         self.max_message = max_message
         self.tls = tls
+        self.flows = Flows()
         self.redis = redis
         self.keys = keys
         self.name = name
@@ -122,6 +124,7 @@ class Edge:
             max_connections=max_connections,
             on_drop=_dropped,
             tls=tls,
+            on_closed=lambda transport, peer: self.flows.closed((transport, peer)),
         )
         self.overload = OverloadGuard(shed_lag, shed_delay)
         self.access = access or AccessPolicy()
@@ -266,6 +269,8 @@ class Edge:
                     _dropped(refused.why)
                 self._stateless_error(data, transport, source, refused.error)
                 return
+            if transport != "UDP":
+                self.flows.learn(msg, (transport, source))
         elif not self.tu.mappable(msg):
             _dropped("invalid-utf8")
             return
@@ -427,10 +432,27 @@ class Edge:
     def _respond(self, cmd: Respond) -> None:
         self.carry_out([self.tu.respond(cmd, self.locals, self.address, time.monotonic())])
 
-    async def _resolve(self, req: SipRequest) -> tuple[str, Address] | None:
-        """Where ``req`` goes: (transport, address). Over TCP or TLS the connection is
-        opened first (a TLS one verifies the server's certificate for the host name of the
-        URI); None (logged) when it cannot be."""
+    def _flow(self, cmd: SendInvite | SendRequest) -> Flow | None:
+        """The open connection the dialog's peer reached us over, if requests to it go back
+        over that one (:mod:`~sessiond.edge.flows`)."""
+        flow = self.flows.find(cmd.call_id, cmd.remote_tag, routed=bool(cmd.route_set))
+        return flow if flow is not None and self.transports.has(*flow) else None
+
+    def _locals(self, flow: Flow | None) -> tuple[dict[str, Local], Local]:
+        """(locals, default) naming us in a request: over a flow, its transport's only."""
+        if flow is None:
+            return self.locals, self.address
+        return {}, self.locals.get(flow[0], self.address)
+
+    async def _resolve(
+        self, req: SipRequest, flow: Flow | None = None
+    ) -> tuple[str, Address] | None:
+        """Where ``req`` goes: (transport, address): over ``flow`` when one is given, else
+        as its Route or Request-URI says. Over TCP or TLS the connection is opened first (a
+        TLS one verifies the server's certificate for the host name of the URI); None
+        (logged) when it cannot be."""
+        if flow is not None:
+            return flow
         transport, host, port = request_destination(req)
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # SOCK_DGRAM
         peer = (str(infos[0][4][0]), int(infos[0][4][1]))
@@ -439,15 +461,16 @@ class Edge:
         return transport, peer
 
     async def _request(self, method: str, cmd: SendInvite | SendRequest) -> None:
-        req = self.tu.outgoing(cmd, method, self.locals, self.address)
-        key = await self.send_own(req)
+        flow = self._flow(cmd)
+        req = self.tu.outgoing(cmd, method, *self._locals(flow))
+        key = await self.send_own(req, flow)
         self.tu.clients[key] = ClientInfo(cmd.call_id, cmd.local_tag, method, cmd.cseq)
 
-    async def send_own(self, req: SipRequest) -> str:
+    async def send_own(self, req: SipRequest, flow: Flow | None = None) -> str:
         """Send a request through the transaction layer (the tables' requests, and the
         edge's own REGISTER and OPTIONS keepalives); returns the transaction key its
         responses will carry."""
-        where = await self._resolve(req)
+        where = await self._resolve(req, flow)
         transport, peer = where or (request_destination(req)[0], ("", 0))
         key, actions = self.layer.send_request(
             req, peer, time.monotonic(), reliable=transport != "UDP"
@@ -467,8 +490,9 @@ class Edge:
         self._arm()
 
     async def _ack(self, cmd: SendRequest) -> None:
-        req = self.tu.build(cmd, "ACK", self.locals, self.address)
-        where = await self._resolve(req)
+        flow = self._flow(cmd)
+        req = self.tu.build(cmd, "ACK", *self._locals(flow))
+        where = await self._resolve(req, flow)
         if where is None:
             return
         transport, peer = where

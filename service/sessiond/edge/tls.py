@@ -17,7 +17,7 @@ Theory of operation
 
 TLS 1.2 is the oldest version either side accepts.
 
-Reload (:meth:`TlsContexts.reload`, on SIGHUP or when a file's mtime changes) builds both
+Reload (:meth:`TlsContexts.reload`, on SIGHUP) builds both
 contexts anew from the files. Only when that succeeds are they swapped in: new handshakes
 use them (the listener's context hands every handshake to the current server context from
 its SNI callback, which OpenSSL calls for each ClientHello, with or without a server name),
@@ -31,7 +31,6 @@ them as one line and exit non-zero.
 from __future__ import annotations
 
 import logging
-import os
 import ssl
 from dataclasses import dataclass
 
@@ -79,7 +78,6 @@ class TlsContexts:
     def __init__(self, config: TlsConfig) -> None:
         self.config = config
         self._server, self._client = self._build()  # TlsConfigError at startup
-        self._stamps = _stamps(config.files())
         self.reloads = 0  # successful reloads since start
         self.failures = 0  # reloads that kept the old certificate
 
@@ -95,7 +93,6 @@ class TlsContexts:
 
     def reload(self) -> bool:
         """Load the files again; on any problem log one line and keep the old contexts."""
-        self._stamps = _stamps(self.config.files())
         try:
             server, client = self._build()
         except TlsConfigError as exc:
@@ -106,10 +103,6 @@ class TlsContexts:
         self.reloads += 1
         log.info("TLS certificate reloaded from %s", self.config.cert or "(no certificate)")
         return True
-
-    def changed(self) -> bool:
-        """Whether a file's mtime or size changed since the last (re)load."""
-        return _stamps(self.config.files()) != self._stamps
 
     def _build(self) -> tuple[ssl.SSLContext, ssl.SSLContext]:
         config = self.config
@@ -173,14 +166,3 @@ def _load_chain(ctx: ssl.SSLContext, cert: str, key: str) -> None:
 
 def _reason(exc: ssl.SSLError) -> str:
     return str(exc.reason or exc.strerror or exc)
-
-
-def _stamps(paths: list[str]) -> list[tuple[float, int]]:
-    out = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-            out.append((st.st_mtime, st.st_size))
-        except OSError:
-            out.append((0.0, -1))
-    return out
