@@ -17,6 +17,7 @@ import pytest
 from sessiond.core import metrics
 from sessiond.core.messages import SendInvite
 from sessiond.edge.process import Edge
+from sessiond.edge.registrar_client import OutboundConfig
 from sessiond.edge.tls import TlsConfig, TlsContexts
 from sessiond.edge.transport import ListenSpec
 from sessiond.sip.framing import StreamFramer
@@ -52,7 +53,8 @@ async def edge(backend: tuple[str, Any, Keys], ca: Ca) -> AsyncIterator[Edge]:
 class TlsServer:
     """A SIP server on TLS that records what each connection sends (it never answers)."""
 
-    def __init__(self, issued: Issued) -> None:
+    def __init__(self, issued: Issued, *, answer: bool = False) -> None:
+        self.answer = answer  # 200 OK to each request
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(issued.cert, issued.key)
         self.connections = 0
@@ -68,7 +70,10 @@ class TlsServer:
         framer = StreamFramer()
         try:
             while data := await reader.read(65535):
-                self.messages += framer.feed(data)
+                for message in framer.feed(data):
+                    self.messages.append(message)
+                    if self.answer:
+                        writer.write(ok(message.decode()))
                 self.got.set()
         except (ssl.SSLError, ConnectionError):
             pass
@@ -76,6 +81,17 @@ class TlsServer:
 
     async def stop(self) -> None:
         self.server.close()
+
+
+def ok(request: str) -> bytes:
+    """200 OK to ``request`` (with its Contact and an Expires, as a registrar answers)."""
+    head = request.split("\r\n\r\n", 1)[0].split("\r\n")[1:]
+    keep = ("via", "from", "to", "call-id", "cseq", "contact")
+    lines = [line for line in head if line.split(":", 1)[0].strip().lower() in keep]
+    lines = [f"{line};tag=srv" if line.lower().startswith("to:") else line for line in lines]
+    return (
+        "SIP/2.0 200 OK\r\n" + "\r\n".join(lines) + "\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
 
 
 def invite(call_id: str, target: str) -> SendInvite:
@@ -182,3 +198,36 @@ async def test_udp_keepalives_are_dropped_without_an_answer(edge: Edge) -> None:
         first = await asyncio.wait_for(loop.sock_recv(sock, 65535), 2)
         assert first.startswith(b"SIP/2.0 200")  # nothing came before it
         assert keepalive._value.get() == before + 3
+
+
+async def test_a_registration_to_a_sips_registrar_goes_over_verified_tls(
+    backend: tuple[str, Any, Keys], ca: Ca
+) -> None:
+    _, client, keys = backend
+    registrar = TlsServer(ca.issue("registrar", ("localhost",)), answer=True)
+    port = await registrar.start()
+    ours = ca.issue("edge")
+    tls = TlsContexts(TlsConfig(str(ours.cert), str(ours.key), str(ca.path)))
+    listen = [ListenSpec("UDP", "127.0.0.1", 0), ListenSpec("TLS", "127.0.0.1", 0)]
+    outbound = OutboundConfig(register=(f"sips:alice@localhost:{port}",))
+    outbound.check({"UDP", "TLS"})
+    e = Edge(client, keys, "e1", listen, tls=tls, outbound=outbound)
+    task = asyncio.create_task(e.run())
+    try:
+        assert e.registrar is not None
+        reg = e.registrar.registrations
+        for _ in range(300):
+            if reg and reg[0].state == "registered":
+                break
+            await asyncio.sleep(0.02)
+        assert reg[0].state == "registered"
+        first = registrar.messages[0].decode()
+        assert first.startswith(f"REGISTER sips:localhost:{port} SIP/2.0")
+        tls_port = e.locals["TLS"].port
+        assert f"Via: SIP/2.0/TLS 127.0.0.1:{tls_port};" in first
+        assert f"Contact: <sips:alice@127.0.0.1:{tls_port}>" in first
+        assert registrar.connections == 1
+    finally:
+        e.stop()
+        await asyncio.wait_for(task, 5)
+        await registrar.stop()
