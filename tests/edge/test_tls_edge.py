@@ -58,6 +58,7 @@ class TlsServer:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(issued.cert, issued.key)
         self.connections = 0
+        self.closed = 0  # connections the far end (the edge) closed
         self.messages: list[bytes] = []
         self.got = asyncio.Event()
 
@@ -77,6 +78,7 @@ class TlsServer:
                 self.got.set()
         except (ssl.SSLError, ConnectionError):
             pass
+        self.closed += 1
         writer.close()
 
     async def stop(self) -> None:
@@ -231,3 +233,61 @@ async def test_a_registration_to_a_sips_registrar_goes_over_verified_tls(
         e.stop()
         await asyncio.wait_for(task, 5)
         await registrar.stop()
+
+
+async def test_an_idle_outbound_tls_connection_is_closed(
+    backend: tuple[str, Any, Keys], ca: Ca
+) -> None:
+    _, client, keys = backend
+    server = TlsServer(ca.issue("far", ("localhost",)))
+    port = await server.start()
+    ours = ca.issue("edge")
+    tls = TlsContexts(TlsConfig(str(ours.cert), str(ours.key), str(ca.path)))
+    e = Edge(client, keys, "e1", [ListenSpec("TLS", "127.0.0.1", 0)], tls=tls, tcp_idle_timeout=1.0)
+    task = asyncio.create_task(e.run())
+    try:
+        for _ in range(200):
+            if e.locals:
+                break
+            await asyncio.sleep(0.01)
+        await e.execute_command("c1", "invite", invite("idle-1", f"sips:bob@localhost:{port}"))
+        await asyncio.wait_for(server.got.wait(), 5)
+        assert e.transports.connections == 1
+        for _ in range(500):  # the reaper looks every 0.5 s
+            if server.closed:
+                break
+            await asyncio.sleep(0.02)
+        assert server.closed == 1
+        assert e.transports.connections == 0
+    finally:
+        e.stop()
+        await asyncio.wait_for(task, 5)
+        await server.stop()
+
+
+async def test_tls_without_a_tls_listener_is_a_transport_error(
+    backend: tuple[str, Any, Keys], ca: Ca
+) -> None:
+    _, client, keys = backend
+    server = TlsServer(ca.issue("far", ("localhost",)))
+    port = await server.start()
+    e = Edge(client, keys, "e1", [ListenSpec("UDP", "127.0.0.1", 0)])
+    task = asyncio.create_task(e.run())
+    try:
+        for _ in range(200):
+            if e.locals:
+                break
+            await asyncio.sleep(0.01)
+        await e.execute_command("c1", "invite", invite("nolis-1", f"sips:bob@localhost:{port}"))
+        found: list[Any] = []
+        for _ in range(300):
+            found = await events(e, "nolis-1")
+            if found:
+                break
+            await asyncio.sleep(0.02)
+        assert [ev.type for ev in found] == ["TransactionTimeout"]
+        assert server.connections == 0
+    finally:
+        e.stop()
+        await asyncio.wait_for(task, 5)
+        await server.stop()

@@ -449,11 +449,15 @@ class Edge:
     ) -> tuple[str, Address] | None:
         """Where ``req`` goes: (transport, address): over ``flow`` when one is given, else
         as its Route or Request-URI says. Over TCP or TLS the connection is opened first (a
-        TLS one verifies the server's certificate for the host name of the URI); None
-        (logged) when it cannot be."""
+        TLS one verifies the server's certificate for the host name of the URI, and needs a
+        TLS listener to name in Via and Contact); None (logged) when it cannot be."""
         if flow is not None:
             return flow
         transport, host, port = request_destination(req)
+        if transport == "TLS" and "TLS" not in self.locals:  # our Via and Contact need one
+            log.warning("cannot send %s to %s: no tls: listener", req.method, req.uri)
+            _dropped("no-tls-listener")
+            return None
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # SOCK_DGRAM
         peer = (str(infos[0][4][0]), int(infos[0][4][1]))
         if not await self.transports.connect(transport, peer, host):
