@@ -3,14 +3,17 @@
 baresip binds wildcard addresses, so it runs in a namespace of its own where only loopback
 exists; everything it talks to (sessiond, and the Redis sessiond uses) must live there too.
 
-    unshare -n python netns_baresip.py WORKDIR
+    unshare -n python netns_baresip.py WORKDIR [tls]
 
 Brings ``lo`` up, starts ``redis-server`` on 127.0.0.1:6379, ``sessiond run`` on it, and baresip
 (config generated in WORKDIR/baresip) dialling sessiond with an 880 Hz WAV as microphone. Once
 the call is Established it tells sessiond (``sessiond ctl``) to play 440 Hz for 4 s and to record
 what baresip sends; then hangs up. baresip's sndfile module dumps what it heard (``*-dec.wav``).
-Writes WORKDIR/result.json; every process is bounded in time and killed at the end. Exit 0
-whether or not the call worked: the test judges the result (``error`` says what went wrong).
+With ``tls`` sessiond also listens on TLS (certificate WORKDIR/server.crt and .key, made by
+the test) and baresip dials ``;transport=tls`` over it (its /dial takes no ``sips:``),
+trusting WORKDIR/ca.pem. Writes WORKDIR/result.json; every process is bounded in time and
+killed at the end. Exit 0 whether or not the call worked: the test judges the result
+(``error`` says what went wrong).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
 REDIS_URL = "redis://127.0.0.1:6379/0"
 NAMESPACE = "netns"
 SIP_PORT = 5090
+TLS_PORT = 5091
 BARESIP_PORT = 5070
 TONE_TO_BARESIP = 440.0
 TONE_FROM_BARESIP = 880.0
@@ -109,7 +113,7 @@ def established() -> str | None:
     return None
 
 
-def main(work: Path) -> dict[str, Any]:
+def main(work: Path, tls: bool = False) -> dict[str, Any]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
     procs = Procs(work)
     result: dict[str, Any] = {"error": None}
@@ -134,7 +138,13 @@ def main(work: Path) -> dict[str, Any]:
             "sessiond",
             [sys.executable, "-m", "sessiond", "run", "--redis", REDIS_URL]
             + ["--namespace", NAMESPACE, "--listen", f"udp:127.0.0.1:{SIP_PORT}"]
-            + ["--rtp-ports", "20000-20100", "--answer", "auto"],
+            + ["--rtp-ports", "20000-20100", "--answer", "auto"]
+            + (
+                ["--listen", f"tls:127.0.0.1:{TLS_PORT}", "--tls-ca", str(work / "ca.pem")]
+                + ["--tls-cert", str(work / "server.crt"), "--tls-key", str(work / "server.key")]
+                if tls
+                else []
+            ),
         )
         wait_listening(SIP_PORT)
 
@@ -143,14 +153,18 @@ def main(work: Path) -> dict[str, Any]:
         dump.mkdir(exist_ok=True)
         source = work / "baresip_source.wav"
         write_tone_wav(source, TONE_FROM_BARESIP, 20.0)
-        (cfg / "config").write_text(
-            BARESIP_CONFIG.format(baresip_port=BARESIP_PORT, source=source, dump=dump)
-        )
+        config = BARESIP_CONFIG.format(baresip_port=BARESIP_PORT, source=source, dump=dump)
+        if tls:
+            config += f"sip_cafile {work / 'ca.pem'}\n"
+        (cfg / "config").write_text(config)
+        target = f"sip:bob@127.0.0.1:{SIP_PORT}"
+        if tls:
+            target = f"sip:bob@127.0.0.1:{TLS_PORT};transport=tls"
         (cfg / "accounts").write_text("<sip:alice@127.0.0.1>;regint=0\n")
         baresip = procs.start(
             "baresip",
             ["timeout", "40", "baresip", "-4", "-n", "127.0.0.1", "-f", str(cfg)]
-            + ["-e", f"/dial sip:bob@127.0.0.1:{SIP_PORT}", "-t", "30"],
+            + ["-e", f"/dial {target}", "-t", "30"],
         )
         sid = None
         deadline = time.monotonic() + 15
@@ -160,6 +174,7 @@ def main(work: Path) -> dict[str, Any]:
         if sid is None:
             raise RuntimeError("no Established session: baresip did not call, or no answer")
         result["sid"] = sid
+        result["show"] = ctl("show", sid)
         recording = work / "sessiond_heard.wav"
         result["sessiond_recording"] = str(recording)
         ctl("record", sid, str(recording), "--direction", "in")
@@ -172,6 +187,7 @@ def main(work: Path) -> dict[str, Any]:
             return "Terminated" in ctl("show", sid)
 
         result["terminated"] = wait_for(ended, timeout=10, every=0.3)
+        result["show_end"] = ctl("show", sid)
         time.sleep(0.5)  # let baresip close its dump files after the BYE
         baresip.send_signal(signal.SIGTERM)
         try:
@@ -192,5 +208,5 @@ def main(work: Path) -> dict[str, Any]:
 
 if __name__ == "__main__":
     workdir = Path(sys.argv[1])
-    outcome = main(workdir)
+    outcome = main(workdir, tls=sys.argv[2:] == ["tls"])
     (workdir / "result.json").write_text(json.dumps(outcome, indent=1, default=str))

@@ -427,7 +427,8 @@ async def test_a_failing_reaper_step_ends_no_reaper(make_edge: EdgeFactory) -> N
     to it is still closed at the idle timeout (1 s here)."""
     edge = await make_edge(tcp_idle_timeout=1.0)
     before = _loop_errors("reaper")
-    edge.transports._tcp[("poison", 1)] = _PoisonedConnection()  # type: ignore[assignment]
+    poison = _PoisonedConnection()
+    edge.transports._open.add(poison)  # type: ignore[arg-type]
     reader, writer = await asyncio.open_connection("127.0.0.1", edge.address.port)
     try:
         assert await asyncio.wait_for(reader.read(1), 10) == b""  # closed by the reaper
@@ -436,5 +437,5 @@ async def test_a_failing_reaper_step_ends_no_reaper(make_edge: EdgeFactory) -> N
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
     assert _loop_errors("reaper") > before
-    del edge.transports._tcp[("poison", 1)]
+    edge.transports._open.discard(poison)  # type: ignore[arg-type]
     await _still_serves(edge)

@@ -40,6 +40,17 @@ def test_keepalive_pings_are_counted_and_skipped() -> None:
     assert framer.feed(NOREASON) == [NOREASON]
 
 
+@pytest.mark.parametrize("size", [1, 2, 3, 4])
+def test_a_ping_split_across_reads_is_one_ping_and_a_lone_crlf_none(size: int) -> None:
+    out, framer = _feed_in_chunks(b"\r\n\r\n" + NOREASON + b"\r\n" + NOREASON, size)
+    assert out == [NOREASON, NOREASON]
+    assert framer.pings == 1  # the CRLF between the messages is not a ping
+    assert framer.feed(b"\r\n") == []
+    assert framer.pings == 1  # a lone CRLF (a pong) asks for nothing
+    assert framer.feed(b"\r\n") == []
+    assert framer.pings == 2  # with the previous one, CRLFCRLF
+
+
 def test_partial_message_waits_for_the_body() -> None:
     framer = StreamFramer()
     assert framer.feed(WSINV[:-10]) == []

@@ -123,7 +123,29 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         "--listen",
         action="append",
         default=[],
-        help="udp:HOST:PORT or tcp:HOST:PORT (repeatable; default udp:127.0.0.1:5060)",
+        help="udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (repeatable; default "
+        "udp:127.0.0.1:5060)",
+    )
+    parser.add_argument(
+        "--tls-cert",
+        default=None,
+        metavar="FILE",
+        help="PEM certificate chain of the tls: listeners (reloaded on SIGHUP or change)",
+    )
+    parser.add_argument(
+        "--tls-key", default=None, metavar="FILE", help="PEM private key of --tls-cert"
+    )
+    parser.add_argument(
+        "--tls-ca",
+        default=None,
+        metavar="FILE",
+        help="PEM CA bundle that TLS servers we call must chain to (default: the system's), "
+        "and clients with --tls-verify-client",
+    )
+    parser.add_argument(
+        "--tls-verify-client",
+        action="store_true",
+        help="tls: listeners require a client certificate signed by --tls-ca",
     )
     parser.add_argument(
         "--rate-limit",

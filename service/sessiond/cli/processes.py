@@ -25,6 +25,7 @@ from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, pa
 from sessiond.edge.admission import Admission, AuthThrottle
 from sessiond.edge.credentials import CredentialsError, CredentialStore, load_credentials
 from sessiond.edge.registrar_client import OutboundConfig
+from sessiond.edge.tls import TlsConfig, TlsContexts
 from sessiond.store import Keys, Store
 from sessiond.store.client import connect
 from sessiond.store.embedded import (
@@ -162,9 +163,24 @@ def outbound_config(args: argparse.Namespace, transports: set[str]) -> OutboundC
     return config
 
 
+def tls_contexts(args: argparse.Namespace, transports: set[str]) -> TlsContexts | None:
+    """``--tls-cert``/``--tls-key``/``--tls-ca``/``--tls-verify-client`` loaded (TlsConfigError,
+    naming the flag and the file, when unusable); None without any of them."""
+    config = TlsConfig(args.tls_cert, args.tls_key, args.tls_ca, args.tls_verify_client)
+    config.check("TLS" in transports)
+    return TlsContexts(config) if config.files() else None
+
+
+def watch_tls(edge: Any) -> None:
+    """SIGHUP reloads the edge's TLS certificate (when it has one)."""
+    if edge.tls is not None:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, edge.tls.reload)
+
+
 def edge_options(args: argparse.Namespace, transports: set[str]) -> dict[str, Any]:
     """The Edge keyword arguments that come straight from the command line."""
     return {
+        "tls": tls_contexts(args, transports),
         "outbound": outbound_config(args, transports),
         "access": access_policy(args),
         "admission": admission(args),
@@ -205,6 +221,7 @@ def run_edge(args: argparse.Namespace) -> int:
             **edge_kwargs,
         )
         on_signals(edge.stop)
+        watch_tls(edge)
         await edge.run()
         await redis.aclose()
         return 0
@@ -349,6 +366,7 @@ def _run_all(
                 w.stop()
 
         on_signals(stop)
+        watch_tls(edge)
         store_name = args.redis or "the embedded store"
         logging.getLogger("sessiond").info(
             "sessiond run: %d worker(s), answer=%s, on %s", args.workers, args.answer, store_name

@@ -150,7 +150,11 @@ class Local:
     def via(self, branch: str) -> str:
         return f"SIP/2.0/{self.transport} {_hostport(self.host, self.port)};branch={branch};rport"
 
-    def contact(self) -> str:
+    def contact(self, scheme: str = "sip") -> str:
+        """Our Contact; a SIPS one (no transport parameter: TLS is implied) answers or
+        sends a request whose Request-URI is SIPS (RFC 3261 8.1.1.8, 12.1.1)."""
+        if scheme == "sips" and self.transport == "TLS":
+            return f"<sips:sessiond@{_hostport(self.host, self.port)}>"
         suffix = "" if self.transport == "UDP" else f";transport={self.transport.lower()}"
         return f"<sip:sessiond@{_hostport(self.host, self.port)}{suffix}>"
 
@@ -386,7 +390,7 @@ def build_response(
     extra: list[tuple[str, str]] = []
     code = cmd.code
     if req.method in CONTACT_METHODS and 101 <= code < 300:
-        extra.append(("Contact", local.contact()))
+        extra.append(("Contact", local.contact(_scheme(req.uri))))
         if req.method == "INVITE" and not req.to_tag:  # it makes a dialog: RFC 3261 12.1.1
             extra.extend(("Record-Route", rr) for rr in req.header_values("record-route"))
     if code in (405, 501) or req.method == "OPTIONS" and code < 300:
@@ -417,6 +421,11 @@ def response_destination(
         return source
     host, port = via.sent_by
     return source[0], port or 5060
+
+
+def _scheme(uri: object) -> str:
+    """ "sips" for a SIPS URI (as text or parsed), else "sip"."""
+    return "sips" if str(uri)[:5].lower() == "sips:" else "sip"
 
 
 def _name_addr(text: str) -> str:
@@ -462,7 +471,7 @@ def build_request(cmd: SendInvite | SendRequest, method: str, local: Local) -> S
     headers = _dialog_headers(cmd, method, local, branch, cmd.remote_tag, cmd.route_set)
     body = b""
     if method in CONTACT_METHODS:
-        headers.append(("Contact", local.contact()))
+        headers.append(("Contact", local.contact(_scheme(target))))
     if method == "INVITE":
         headers.append(("Allow", ALLOWED))
         headers.append(("User-Agent", USER_AGENT))
@@ -479,13 +488,13 @@ def build_request(cmd: SendInvite | SendRequest, method: str, local: Local) -> S
     return SipRequest.create(method, target, headers, body)
 
 
-def request_destination(req: SipRequest, default_port: int = 5060) -> tuple[str, str, int]:
+def request_destination(req: SipRequest) -> tuple[str, str, int]:
     """(transport, host, port) for a request: the first Route if any (loose routing),
-    else the Request-URI. Host names are left for the transport to resolve."""
+    else the Request-URI; ``sips:`` or ``;transport=tls`` is TLS, to port 5061 by default.
+    Host names are left for the transport to resolve (and, for TLS, to verify)."""
     routes = req.header_values("route")
     uri_text = NameAddr.parse(routes[0], "Route").uri if routes else req.uri
     uri = parse_uri(str(uri_text))
     if not isinstance(uri, SipUri):
         raise ValueError(f"cannot send to {uri_text}")
-    transport = (uri.transport or "udp").upper()
-    return transport, uri.host, uri.port or default_port
+    return uri.wire_transport, uri.host.strip("[]"), uri.port or uri.default_port

@@ -45,12 +45,14 @@ from sessiond.edge.counts import count as _count
 from sessiond.edge.counts import dropped as _dropped
 from sessiond.edge.counts import kind as _kind
 from sessiond.edge.credentials import CredentialStore
+from sessiond.edge.flows import Flow, Flows
 from sessiond.edge.loops import survive
 from sessiond.edge.mapping import ALLOWED, Local, request_destination
 from sessiond.edge.outbox import Outbox
 from sessiond.edge.overload import OverloadGuard
 from sessiond.edge.ratelimit import SourceRateLimiter
 from sessiond.edge.registrar_client import OutboundConfig, RegistrarClient
+from sessiond.edge.tls import TlsContexts
 from sessiond.edge.transport import Address, ListenSpec, Transports
 from sessiond.edge.tu import ClientInfo, Drop, Outcome, Publish, Reply, TransactionUser, Transmit
 from sessiond.sip.actions import (
@@ -103,8 +105,11 @@ class Edge:
         outbound: OutboundConfig | None = None,
         trying_delay: float = 0.18,
         admission: Admission | None = None,
+        tls: TlsContexts | None = None,
     ) -> None:
         self.max_message = max_message
+        self.tls = tls
+        self.flows = Flows()
         self.redis = redis
         self.keys = keys
         self.name = name
@@ -118,6 +123,8 @@ class Edge:
             message_timeout=tcp_message_timeout,
             max_connections=max_connections,
             on_drop=_dropped,
+            tls=tls,
+            on_closed=lambda transport, peer: self.flows.closed((transport, peer)),
         )
         self.overload = OverloadGuard(shed_lag, shed_delay)
         self.access = access or AccessPolicy()
@@ -242,11 +249,14 @@ class Edge:
 
     # -- inbound --------------------------------------------------------------------------
     def on_message(self, data: bytes, transport: str, source: Address) -> None:
+        if len(data) <= 4 and transport == "UDP":  # a keepalive (CRLF, 4 bytes): no answer
+            _dropped("keepalive")
+            return
         if len(data) > self.max_message:
             self._stateless_error(data, transport, source, SipParseError(513, "Message Too Large"))
             return
         try:
-            msg = parse_message(data, stream=transport == "TCP")
+            msg = parse_message(data, stream=transport != "UDP")
         except SipParseError as exc:
             self._stateless_error(data, transport, source, exc)
             return
@@ -259,11 +269,13 @@ class Edge:
                     _dropped(refused.why)
                 self._stateless_error(data, transport, source, refused.error)
                 return
+            if transport != "UDP":
+                self.flows.learn(msg, (transport, source))
         elif not self.tu.mappable(msg):
             _dropped("invalid-utf8")
             return
         _count("in", _kind(msg))
-        self.execute(self.layer.receive(msg, source, now, reliable=transport == "TCP"), transport)
+        self.execute(self.layer.receive(msg, source, now, reliable=transport != "UDP"), transport)
         self._arm()
 
     def _stateless_error(
@@ -420,32 +432,74 @@ class Edge:
     def _respond(self, cmd: Respond) -> None:
         self.carry_out([self.tu.respond(cmd, self.locals, self.address, time.monotonic())])
 
-    async def _resolve(self, req: SipRequest) -> tuple[str, Address]:
+    def _flow(self, cmd: SendInvite | SendRequest) -> Flow | None:
+        """The open connection the dialog's peer reached us over, if requests to it go back
+        over that one (:mod:`~sessiond.edge.flows`)."""
+        flow = self.flows.find(cmd.call_id, cmd.remote_tag, routed=bool(cmd.route_set))
+        return flow if flow is not None and self.transports.has(*flow) else None
+
+    def _locals(self, flow: Flow | None) -> tuple[dict[str, Local], Local]:
+        """(locals, default) naming us in a request: over a flow, its transport's only."""
+        if flow is None:
+            return self.locals, self.address
+        return {}, self.locals.get(flow[0], self.address)
+
+    async def _resolve(
+        self, req: SipRequest, flow: Flow | None = None
+    ) -> tuple[str, Address] | None:
+        """Where ``req`` goes: (transport, address): over ``flow`` when one is given, else
+        as its Route or Request-URI says. Over TCP or TLS the connection is opened first (a
+        TLS one verifies the server's certificate for the host name of the URI, and needs a
+        TLS listener to name in Via and Contact); None (logged) when it cannot be."""
+        if flow is not None:
+            return flow
         transport, host, port = request_destination(req)
+        if transport == "TLS" and "TLS" not in self.locals:  # our Via and Contact need one
+            log.warning("cannot send %s to %s: no tls: listener", req.method, req.uri)
+            _dropped("no-tls-listener")
+            return None
         infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=2)  # SOCK_DGRAM
-        return transport, (str(infos[0][4][0]), int(infos[0][4][1]))
+        peer = (str(infos[0][4][0]), int(infos[0][4][1]))
+        if not await self.transports.connect(transport, peer, host):
+            return None
+        return transport, peer
 
     async def _request(self, method: str, cmd: SendInvite | SendRequest) -> None:
-        req = self.tu.outgoing(cmd, method, self.locals, self.address)
-        key = await self.send_own(req)
+        flow = self._flow(cmd)
+        req = self.tu.outgoing(cmd, method, *self._locals(flow))
+        key = await self.send_own(req, flow)
         self.tu.clients[key] = ClientInfo(cmd.call_id, cmd.local_tag, method, cmd.cseq)
 
-    async def send_own(self, req: SipRequest) -> str:
+    async def send_own(self, req: SipRequest, flow: Flow | None = None) -> str:
         """Send a request through the transaction layer (the tables' requests, and the
         edge's own REGISTER and OPTIONS keepalives); returns the transaction key its
         responses will carry."""
-        transport, peer = await self._resolve(req)
+        where = await self._resolve(req, flow)
+        transport, peer = where or (request_destination(req)[0], ("", 0))
         key, actions = self.layer.send_request(
-            req, peer, time.monotonic(), reliable=transport == "TCP"
+            req, peer, time.monotonic(), reliable=transport != "UDP"
         )
         self._key_transport[key] = transport
+        if where is None:  # no connection: a transport error (17.1.4) once the caller knows
+            # the key (its owner, the table or the registrar, then hears of it as a timeout)
+            asyncio.get_running_loop().call_soon(self._transport_error, key, transport)
+            return key
         self.execute(actions, transport)
         self._arm()
         return key
 
+    def _transport_error(self, key: str, transport: str) -> None:
+        with survive("transport-error"):
+            self.execute(self.layer.transport_error(key), transport)
+        self._arm()
+
     async def _ack(self, cmd: SendRequest) -> None:
-        req = self.tu.build(cmd, "ACK", self.locals, self.address)
-        transport, peer = await self._resolve(req)
+        flow = self._flow(cmd)
+        req = self.tu.build(cmd, "ACK", *self._locals(flow))
+        where = await self._resolve(req, flow)
+        if where is None:
+            return
+        transport, peer = where
         raw = bytes(req)
         _count("out", "ACK")
         self.transports.send(transport, peer, raw)

@@ -56,7 +56,7 @@ class OutboundConfig:
                     uri = SipUri.parse(text)
                 except SipParseError as exc:
                     raise ValueError(f"{option} {text}: not a SIP URI ({exc})") from exc
-                transport = (uri.transport or "udp").upper()
+                transport = uri.wire_transport
                 if transport not in transports:
                     raise ValueError(f"{option} {text}: the edge does not listen on {transport}")
                 if option == "--register" and not uri.user:
@@ -315,6 +315,6 @@ def _ping_fields(pinger: Pinger | None) -> dict[str, str]:
 
 
 def _local(uri: SipUri, locals_: Mapping[str, tuple[str, int]]) -> Local:
-    transport = (uri.transport or "udp").upper()
+    transport = uri.wire_transport
     host, port = locals_[transport]
     return Local(transport, host, port)

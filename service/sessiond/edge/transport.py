@@ -1,9 +1,13 @@
-"""UDP and TCP transports for SIP (RFC 3261 18), IPv4 and IPv6, on asyncio.
+"""UDP, TCP and TLS transports for SIP (RFC 3261 18, 26.2), IPv4 and IPv6, on asyncio.
 
 Each listener hands complete messages to ``on_message(data, transport, source)``: a UDP
-datagram as it came, a TCP byte stream cut into messages by the sans-I/O
-:class:`~sessiond.sip.framing.StreamFramer` (Content-Length framing, bounded buffers).
-Sending over TCP reuses the connection the peer opened (responses go back on it) or opens one.
+datagram as it came, a TCP or TLS byte stream cut into messages by the sans-I/O
+:class:`~sessiond.sip.framing.StreamFramer` (Content-Length framing, bounded buffers). On a
+stream a double-CRLF keepalive ping is answered with a CRLF pong (RFC 5626 4.4.1); a lone
+CRLF is skipped. Connections are keyed by (transport, peer address): sending reuses the one
+the peer opened (responses go back on it) or the one we opened before, and :meth:`connect`
+opens one (a TLS one verifies the server's certificate and name, see
+:mod:`sessiond.edge.tls`); concurrent requests to one target share one connect.
 Connections idle for ``idle_timeout`` seconds are closed, and so are connections that hold a
 partial message for longer than ``message_timeout`` seconds however slowly they trickle bytes
 (a slow sender cannot pin a connection with one byte per idle period); at most
@@ -17,36 +21,41 @@ import contextlib
 import logging
 import resource
 import socket
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
 from sessiond.edge.loops import survive
+from sessiond.edge.tls import TlsContexts
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.framing import StreamFramer
 
 log = logging.getLogger("sessiond.edge.transport")
 Address = tuple[str, int]
 OnMessage = Callable[[bytes, str, Address], None]
+STREAMS = ("TCP", "TLS")
+CONNECT_TIMEOUT = 10.0  # seconds for a TCP connect plus TLS handshake
 
 
 @dataclass(frozen=True, slots=True)
 class ListenSpec:
-    transport: str  # "UDP" or "TCP"
+    transport: str  # "UDP", "TCP" or "TLS"
     host: str
     port: int
 
     @classmethod
     def parse(cls, text: str) -> ListenSpec:
-        """``udp:127.0.0.1:5060``, ``tcp:[::1]:5060``."""
+        """``udp:127.0.0.1:5060``, ``tcp:[::1]:5060``, ``tls:0.0.0.0:5061``."""
         proto, _, rest = text.partition(":")
-        if proto.lower() not in ("udp", "tcp") or not rest:
-            raise ValueError(f"listen address must be udp:HOST:PORT or tcp:HOST:PORT: {text!r}")
+        usage = f"listen address must be udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT: {text!r}"
+        if proto.lower() not in ("udp", "tcp", "tls") or not rest:
+            raise ValueError(usage)
         host, _, port = rest.rpartition(":")
         host = host.strip("[]")
         if not host or not port.isdigit():
-            raise ValueError(f"listen address must be udp:HOST:PORT or tcp:HOST:PORT: {text!r}")
+            raise ValueError(usage)
         return cls(proto.upper(), host, int(port))
 
 
@@ -67,8 +76,13 @@ class _Udp(asyncio.DatagramProtocol):
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, owner: Transports) -> None:
+    """One TCP or TLS connection (``name``); ``server_name`` is the host name a TLS
+    connection we opened verified (None for one the peer opened)."""
+
+    def __init__(self, owner: Transports, name: str = "TCP", server_name: str | None = None):
         self.owner = owner
+        self.name = name
+        self.server_name = server_name
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
@@ -84,21 +98,24 @@ class _TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_seen = time.monotonic()
+        pings = self.framer.pings
         try:
             messages = self.framer.feed(data)
         except SipParseError as exc:  # oversize or unframeable: the stream is lost
-            log.info("closing TCP %s: %s", self.peer, exc.reason)
+            log.info("closing %s %s: %s", self.name, self.peer, exc.reason)
             self.owner.dropped("tcp-framing")
             if self.transport is not None:
                 self.transport.close()
             return
+        if self.framer.pings != pings and self.transport is not None:
+            self.transport.write(b"\r\n" * (self.framer.pings - pings))  # RFC 5626 4.4.1 pong
         if not self.framer.buffered:
             self._partial(None)
         elif self.partial_since is None or messages:
             self._partial(self.last_seen)
         for message in messages:
             with survive("inbound"):
-                self.owner.on_message(message, "TCP", self.peer)
+                self.owner.on_message(message, self.name, self.peer)
 
     def _partial(self, since: float | None) -> None:
         """A partial message began at ``since`` (None: none is held): arm its own timer, so
@@ -116,7 +133,8 @@ class _TcpConnection(asyncio.Protocol):
         self._slow = None
         if self.transport is not None and not self.transport.is_closing():
             log.info(
-                "closing TCP %s: partial message held for %ss",
+                "closing %s %s: partial message held for %ss",
+                self.name,
                 self.peer,
                 self.owner.message_timeout,
             )
@@ -139,14 +157,20 @@ class Transports:
         message_timeout: float = 32.0,
         max_connections: int = 10_000,
         on_drop: Callable[[str], None] | None = None,
+        tls: TlsContexts | None = None,
+        on_closed: Callable[[str, Address], None] | None = None,
     ) -> None:
         self.on_message = on_message
         self.idle_timeout = idle_timeout
         self.message_timeout = message_timeout
         self.max_connections = min(max_connections, _connection_room())
+        self.tls = tls
         self._on_drop = on_drop
+        self._on_closed = on_closed
         self._udp: dict[int, asyncio.DatagramTransport] = {}  # address family -> socket
-        self._tcp: dict[Address, _TcpConnection] = {}
+        self._tcp: dict[tuple[str, Address], _TcpConnection] = {}  # the one each send uses
+        self._open: set[_TcpConnection] = set()  # every connection, for the reaper
+        self._connecting: dict[tuple[str, Address, str | None], asyncio.Task[bool]] = {}
         self._servers: list[asyncio.base_events.Server] = []
         self.specs: list[ListenSpec] = []
         self._reaper: asyncio.Task[None] | None = None
@@ -165,12 +189,20 @@ class Transports:
             self._udp[family] = transport
             port = int(transport.get_extra_info("sockname")[1])
         else:
+            context = None
+            if spec.transport == "TLS":
+                if self.tls is None:
+                    raise ValueError("a TLS listener needs a certificate (--tls-cert, --tls-key)")
+                context = self.tls.server
+            name = spec.transport
             server = await loop.create_server(
-                lambda: _TcpConnection(self),
+                lambda: _TcpConnection(self, name),
                 spec.host,
                 spec.port,
                 family=family,
                 reuse_address=True,
+                ssl=context,
+                ssl_handshake_timeout=self.message_timeout if context is not None else None,
             )
             self._servers.append(server)
             port = int(server.sockets[0].getsockname()[1])
@@ -181,27 +213,37 @@ class Transports:
         return bound
 
     def register(self, conn: _TcpConnection) -> None:
-        if len(self._tcp) >= self.max_connections and conn.transport is not None:
+        if len(self._open) >= self.max_connections and conn.transport is not None:
             self.dropped("tcp-limit")
             conn.transport.close()
             return
-        self._tcp[conn.peer] = conn
+        self._open.add(conn)
+        self._tcp[(conn.name, conn.peer)] = conn
 
     def unregister(self, conn: _TcpConnection) -> None:
-        if self._tcp.get(conn.peer) is conn:
-            del self._tcp[conn.peer]
+        self._open.discard(conn)
+        key = (conn.name, conn.peer)
+        if self._tcp.get(key) is conn:
+            del self._tcp[key]
+            if self._on_closed is not None:
+                self._on_closed(conn.name, conn.peer)
 
     def dropped(self, why: str) -> None:
         if self._on_drop is not None:
             self._on_drop(why)
 
+    def has(self, transport: str, addr: Address) -> bool:
+        """Whether a connection to or from ``addr`` is open (and would carry a send)."""
+        conn = self._tcp.get((transport, addr))
+        return conn is not None and conn.transport is not None and not conn.transport.is_closing()
+
     def send(self, transport: str, addr: Address, data: bytes) -> None:
-        if transport == "TCP":
-            conn = self._tcp.get(addr)
+        if transport in STREAMS:
+            conn = self._tcp.get((transport, addr))
             if conn is not None and conn.transport is not None:
                 conn.transport.write(data)
                 return
-            asyncio.get_running_loop().create_task(self._connect_and_send(addr, data))
+            asyncio.get_running_loop().create_task(self._connect_and_send(transport, addr, data))
             return
         family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
         udp = self._udp.get(family)
@@ -211,22 +253,70 @@ class Transports:
             return
         udp.sendto(data, addr)
 
-    async def _connect_and_send(self, addr: Address, data: bytes) -> None:
+    async def connect(self, transport: str, addr: Address, server_name: str | None = None) -> bool:
+        """Make sure a connection to ``addr`` is open, reusing one (a TLS one only when it
+        verified ``server_name``); False (logged) when it cannot be opened. Requests to
+        one target while the first connect is under way wait for that one."""
+        if transport not in STREAMS:
+            return True
+        conn = self._tcp.get((transport, addr))
+        if conn is not None and conn.transport is not None and not conn.transport.is_closing():
+            if transport == "TCP" or server_name is None or conn.server_name == server_name:
+                return True
+        key = (transport, addr, server_name)
+        task = self._connecting.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._open_connection(*key))
+            self._connecting[key] = task
+            task.add_done_callback(lambda _: self._connecting.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _open_connection(
+        self, transport: str, addr: Address, server_name: str | None
+    ) -> bool:
         loop = asyncio.get_running_loop()
+        context: ssl.SSLContext | None = None
+        name = None
+        if transport == "TLS":
+            context = self.tls.client if self.tls is not None else _default_client()
+            name = server_name or addr[0]
         try:
-            transport, conn = await loop.create_connection(lambda: _TcpConnection(self), *addr)
-        except OSError as exc:
-            log.info("TCP connect to %s failed: %s", addr, exc)
+            await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _TcpConnection(self, transport, name),
+                    *addr,
+                    ssl=context,
+                    server_hostname=name,
+                ),
+                CONNECT_TIMEOUT,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            log.warning(
+                "TLS to %s:%s (%s): certificate not accepted: %s",
+                *addr,
+                name,
+                exc.verify_message or exc.reason,
+            )
+            self.dropped("tls-verify")
+            return False
+        except (OSError, TimeoutError) as exc:
+            log.info("%s connect to %s failed: %s", transport, addr, exc or "timeout")
             self.dropped("tcp-connect")
-            return
-        transport.write(data)
+            return False
+        return True
+
+    async def _connect_and_send(self, transport: str, addr: Address, data: bytes) -> None:
+        if await self.connect(transport, addr):
+            conn = self._tcp.get((transport, addr))
+            if conn is not None and conn.transport is not None:
+                conn.transport.write(data)
 
     async def _reap(self) -> None:
         """Idle connections (partial messages have their own timer: ``_TcpConnection``)."""
         while True:
             await asyncio.sleep(min(30.0, self.idle_timeout / 2))
             now = time.monotonic()
-            for conn in list(self._tcp.values()):
+            for conn in list(self._open):
                 with survive("reaper"):
                     if conn.last_seen < now - self.idle_timeout and conn.transport is not None:
                         self.dropped("tcp-idle")
@@ -234,8 +324,8 @@ class Transports:
 
     @property
     def connections(self) -> int:
-        """TCP connections open now."""
-        return len(self._tcp)
+        """TCP and TLS connections open now."""
+        return len(self._open)
 
     def close(self) -> None:
         if self._reaper is not None:
@@ -244,9 +334,21 @@ class Transports:
             udp.close()
         for server in self._servers:
             server.close()
-        for conn in list(self._tcp.values()):
+        for conn in list(self._open):
             if conn.transport is not None:
                 conn.transport.close()
+
+
+_DEFAULT_CLIENT: list[ssl.SSLContext] = []
+
+
+def _default_client() -> ssl.SSLContext:
+    """The client context without any --tls-* flag: the system's trust store."""
+    if not _DEFAULT_CLIENT:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        _DEFAULT_CLIENT.append(ctx)
+    return _DEFAULT_CLIENT[0]
 
 
 def _connection_room(reserve: int = 256) -> int:

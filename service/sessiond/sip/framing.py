@@ -8,7 +8,9 @@ give to :func:`parse_message` with ``stream=True``). A message is complete when 
 section (up to the empty line) and ``Content-Length`` body bytes have arrived.
 
 CRLFs between messages are skipped (7.5); a double-CRLF "ping" (RFC 5626 4.4.1) bumps
-:attr:`StreamFramer.pings` so the edge can answer with a single-CRLF "pong".
+:attr:`StreamFramer.pings` so the edge can answer with a single-CRLF "pong", also when its
+four bytes arrive in separate reads. A lone CRLF (a "pong", or 7.5 padding) is skipped
+without a count.
 
 Memory stays bounded: a header section longer than ``max_header`` raises 513, a
 Content-Length above ``max_body`` raises 513, a missing Content-Length raises 400. After
@@ -38,6 +40,7 @@ class StreamFramer:
         self._scan = 0  # where to resume looking for the end of the header section
         self._need: int | None = None  # total size of the message being received
         self._failed: SipParseError | None = None
+        self._gap = b""  # the CR/LF bytes skipped since the last message or ping (< 4)
 
     @property
     def buffered(self) -> int:
@@ -73,6 +76,7 @@ class StreamFramer:
             if end > self.max_header:
                 raise SipParseError(513, "Header section too large")
             self._need = end + 4 + self._body_length(end)
+            self._gap = b""
         if len(self._buf) < self._need:
             return None
         msg = bytes(self._buf[: self._need])
@@ -87,7 +91,12 @@ class StreamFramer:
         while n < len(buf) and buf[n] in (13, 10):
             n += 1
         if n:
-            self.pings += bytes(buf[:n]).count(b"\r\n\r\n")
+            gap = self._gap + bytes(buf[:n])
+            found = gap.count(b"\r\n\r\n")
+            if found:
+                self.pings += found
+                gap = gap[gap.rindex(b"\r\n\r\n") + 4 :]
+            self._gap = gap[-3:]
             del buf[:n]
             self._scan = 0
 

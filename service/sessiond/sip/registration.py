@@ -92,7 +92,10 @@ class Registration:
         self.local = local
         user = self.aor.user or "sessiond"
         suffix = "" if local.transport == "UDP" else f";transport={local.transport.lower()}"
-        self.contact = SipUri.parse(f"sip:{user}@{local.sent_by}{suffix}")
+        scheme = "sip"
+        if self.aor.scheme == "sips":  # a SIPS AOR registers SIPS contacts (10.2.1)
+            scheme, suffix = "sips", ""
+        self.contact = SipUri.parse(f"{scheme}:{user}@{local.sent_by}{suffix}")
         self.credentials = credentials
         self.requested = expires
         self.retry_base = retry_base

@@ -94,6 +94,21 @@ class SipUri:
         return t.lower() if t else None
 
     @property
+    def wire_transport(self) -> str:
+        """The transport a request to this URI leaves on (RFC 3261 18.1.1, 26.2.2; RFC 3263
+        4.1 without NAPTR/SRV): "TLS" for ``sips:`` or ``;transport=tls``, else the
+        ``transport`` parameter upper-cased, "UDP" when there is none."""
+        t = self.transport
+        if self.scheme == "sips" or t == "tls":
+            return "TLS"
+        return t.upper() if t else "UDP"
+
+    @property
+    def default_port(self) -> int:
+        """5061 for TLS, 5060 otherwise (RFC 3261 19.1.2)."""
+        return 5061 if self.wire_transport == "TLS" else 5060
+
+    @property
     def lr(self) -> bool:
         """Whether the URI carries the loose-routing ``lr`` flag (RFC 3261 16.12)."""
         return self.param("lr") is not None

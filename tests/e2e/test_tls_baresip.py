@@ -1,0 +1,66 @@
+"""A real softphone over TLS: baresip dials ``;transport=tls`` to a live ``sessiond run`` in
+a private network namespace (tests/e2e/netns_baresip.py in its ``tls`` mode), the call is answered,
+audio flows both ways (Goertzel tones), and sessiond's hangup reaches baresip over TLS."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tls_certs import Ca
+
+from .media_checks import dominant_tone, loudest_window, read_wav
+from .test_media_interop import _baresip_usable, _tone_seconds
+
+
+def test_baresip_calls_over_tls_and_audio_flows(tmp_path: Path) -> None:
+    why_not = _baresip_usable()
+    if why_not is not None:
+        pytest.skip(why_not)
+    ca = Ca(tmp_path)
+    ca.path.rename(tmp_path / "ca.pem")
+    ca.issue("server", ("localhost", "127.0.0.1"))
+    driver = Path(__file__).with_name("netns_baresip.py")
+    run = subprocess.run(
+        ["unshare", "-n", sys.executable, str(driver), str(tmp_path), "tls"],
+        capture_output=True,
+        text=True,
+        timeout=55,
+        check=False,
+    )
+    logs = {
+        name: (tmp_path / f"{name}.log").read_text(errors="replace")[-3000:]
+        for name in ("sessiond", "baresip")
+        if (tmp_path / f"{name}.log").exists()
+    }
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["error"] is None, (result["error"], logs)
+    assert result["terminated"], logs  # our BYE reached baresip (over its TLS connection)
+    show = result["show"]
+    assert "txn  TLS 127.0.0.1" in show, show  # the INVITE came over TLS
+    assert "Via: SIP/2.0/TLS" in show, show
+    history = result["show_end"].split("history:", 1)[1]
+    assert "--ByeDone-->" in history, history  # baresip answered our BYE
+    assert "TransactionTimeout" not in history, history
+
+    sid = result["sid"]
+    types = [e["type"] for e in result["app_events"] if e["sid"] == sid]
+    assert types[:3] == ["IncomingCall", "Answered", "Established"], types
+
+    others = [300.0, 660.0, 880.0, 1000.0, 1320.0]
+    decoded = [p for p in result["baresip_dumps"] if p.endswith("-dec.wav")]
+    assert len(decoded) == 1, result["baresip_dumps"]
+    rate, heard = read_wav(decoded[0])
+    best, powers = dominant_tone(loudest_window(heard, rate), rate, [440.0, *others])
+    assert best == 440.0, powers
+    assert _tone_seconds(heard, rate, 440.0, others) > 3.0
+
+    rate, recorded = read_wav(result["sessiond_recording"])
+    best, powers = dominant_tone(loudest_window(recorded, rate), rate, [880.0, 440.0, 300.0])
+    assert best == 880.0, powers
+    assert _tone_seconds(recorded, rate, 880.0, [440.0, 300.0, 1000.0]) > 3.0
