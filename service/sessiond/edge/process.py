@@ -34,9 +34,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sessiond.core import metrics
+from sessiond.core.addresses import HostPort, reachable_host
 from sessiond.core.messages import Respond, SendInvite, SendRequest
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.admission import Admission
@@ -103,6 +105,7 @@ class Edge:
         outbound: OutboundConfig | None = None,
         trying_delay: float = 0.18,
         admission: Admission | None = None,
+        advertise: Sequence[HostPort | None] = (),
     ) -> None:
         self.max_message = max_message
         self.redis = redis
@@ -110,6 +113,7 @@ class Edge:
         self.name = name
         self.presence = Liveness(redis, keys, "edge", name)
         self.listen = listen
+        self.advertise = list(advertise)  # per listener: the address to name in headers
         self.timers = timers or TimerConfig()
         self.layer = TransactionLayer(self.timers, trying_delay=trying_delay)
         self.transports = Transports(
@@ -172,17 +176,24 @@ class Edge:
         await retrying(
             self.start_groups, stopping=self.stopping, recreate_groups=self.start_groups, log=log
         )
-        for spec in self.listen:
+        for i, spec in enumerate(self.listen):
             bound = await self.transports.listen(spec)
-            self.locals.setdefault(
-                bound.transport, Local(bound.host, bound.port, bound.transport, self.name)
+            advertised = self.advertise[i] if i < len(self.advertise) else None
+            local = Local(
+                reachable_host(bound.host, advertised),
+                advertised.port if advertised and advertised.port else bound.port,
+                bound.transport,
+                self.name,
             )
+            self.locals.setdefault(bound.transport, local)
             log.info(
-                "edge %s listening on %s:%s:%s",
+                "edge %s listening on %s:%s:%s, advertised as %s:%s",
                 self.name,
                 bound.transport.lower(),
                 bound.host,
                 bound.port,
+                local.host,
+                local.port,
             )
         await retrying(
             self._beat, stopping=self.stopping, recreate_groups=self.start_groups, log=log
