@@ -147,6 +147,7 @@ class Edge:
         self.locals: dict[str, Local] = {}
         self.stopping = asyncio.Event()
         self._key_transport: dict[str, str] = {}
+        self._source: Address | None = None  # where the message being handled came from
         self.outbox = Outbox(redis, keys, self.overload, self.timers.timeout)
         self._early: asyncio.Queue[tuple[RequestReceived, str]] = asyncio.Queue()
         self._early_task: asyncio.Task[None] | None = None
@@ -274,6 +275,7 @@ class Edge:
             _dropped("invalid-utf8")
             return
         _count("in", _kind(msg))
+        self._source = source  # a response's, for a Contact behind NAT (edge/nat.py)
         self.execute(self.layer.receive(msg, source, now, reliable=transport == "TCP"), transport)
         self._arm()
 
@@ -306,7 +308,7 @@ class Edge:
                 if registrar is not None and registrar.owns(action.key):
                     registrar.on_response(action.key, action.response)
                 else:
-                    self.carry_out(self.tu.on_response(action.response), transport)
+                    self.carry_out(self.tu.on_response(action.response, self._source), transport)
             elif isinstance(action, StrayMessage):
                 self.carry_out(self.tu.on_stray(action.message, transport), transport)
             elif isinstance(action, TimedOut):
