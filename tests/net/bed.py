@@ -25,6 +25,7 @@ left in them and deletes them, and runs even when building the bed failed half-w
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -234,17 +235,34 @@ class Bed:
             raise RuntimeError(f"sessiond ctl {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
 
+    def session(self, redis_url: str, sid: str) -> dict[str, Any]:
+        """The session hash ``sid`` ({} when there is none), read inside ``pub``."""
+        found: dict[str, Any] = json.loads(self.python("pub", session_code(redis_url, sid)))
+        return found
+
+    def wait_session(
+        self, redis_url: str, sid: str, field: str, value: str, timeout: float = 20
+    ) -> dict[str, Any]:
+        """Poll the session until ``field`` is ``value``; the session (AssertionError with
+        the last one seen after ``timeout`` s)."""
+        deadline = time.monotonic() + timeout
+        seen: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            seen = self.session(redis_url, sid)
+            if str(seen.get(field, "")) == value:
+                return seen
+            time.sleep(0.3)
+        raise AssertionError(f"{sid}: {field} never became {value!r}: {seen}")
+
     # -- removing -------------------------------------------------------------------------
     def close(self) -> None:
         """Stop what was started (SIGTERM, then SIGKILL), kill anything else left in the
         namespaces, delete them."""
-        for proc in reversed(self.procs):
+        for proc in reversed(self.procs):  # one by one: Redis outlives sessiond's drain
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in reversed(self.procs):
             try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
@@ -267,3 +285,18 @@ def _ip(*args: str) -> None:
     done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30)
     if done.returncode != 0:
         raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+
+
+def session_code(redis_url: str, sid: str, namespace: str = "sessiond") -> str:
+    """Python that prints the session hash ``sid`` as JSON ({} when there is none)."""
+    return (
+        "import asyncio, json\n"
+        "from sessiond.store import Keys, Store\n"
+        "from sessiond.store.client import connect\n"
+        "async def main():\n"
+        f"    redis = connect({redis_url!r})\n"
+        f"    found = await Store(redis, Keys({namespace!r})).get({sid!r})\n"
+        "    print(json.dumps(found or {}, default=str))\n"
+        "    await redis.aclose()\n"
+        "asyncio.run(main())\n"
+    )
