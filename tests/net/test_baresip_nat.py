@@ -13,7 +13,11 @@ One test, in the order a user would meet it:
 
 Audio is checked by Goertzel filters (tests/e2e/media_checks.py) in both directions of both
 calls: RTP crossed both NATs both ways (the phone's SDP names its private address, so
-sessiond's media only reaches it by latching onto where its RTP comes from).
+sessiond's media only reaches it by latching onto where its RTP comes from). Both calls ask
+for ``latch_private`` (the routes file for the incoming one, ``ctl call --latch-private``
+for the call back): a capture on the public host shows that nothing at all, RTP or RTCP,
+was sent to the phone's private address (without the option, RTP and RTCP go there until
+the phone's RTP arrives, and again after each re-INVITE).
 """
 
 from __future__ import annotations
@@ -147,12 +151,39 @@ def _stop(proc: subprocess.Popen[Any]) -> None:
         proc.wait()
 
 
+def _packets(pcap: Path) -> int:
+    """The number of packets in a classic pcap file."""
+    data = pcap.read_bytes()
+    count, offset = 0, 24
+    while offset + 16 <= len(data):
+        offset += 16 + int.from_bytes(data[offset + 8 : offset + 12], "little")
+        count += 1
+    return count
+
+
+def _capture(bed: Bed, role: str, name: str, bpf: str) -> tuple[subprocess.Popen[Any], Path]:
+    """dumpcap on ``role``'s interface with filter ``bpf``; returns once it captures."""
+    pcap = bed.work / f"{name}.pcap"
+    iface = {"home": "eth0", "pub": "eth0"}[role]
+    proc = bed.start(role, name, ["dumpcap", "-q", "-P", "-i", iface, "-w", str(pcap), "-f", bpf])
+    for _ in range(50):  # dumpcap writes the file's header once it captures
+        if pcap.exists() or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert pcap.exists(), bed.log(name)
+    return proc, pcap
+
+
 def test_phone_behind_nat_calls_holds_and_is_called_back(bed: Bed) -> None:
     redis_url = bed.start_redis()
+    routes = bed.work / "routes.yaml"
+    routes.write_text("latch_private: true  # our phones are behind NAT\nrules: []\n")
     bed.start_sessiond(
         ["--redis", redis_url, "--listen", f"udp:0.0.0.0:{SIP_PORT}", "--advertise", PUBLIC]
-        + ["--rtp-ports", "20000-20100", "--answer", "auto"]
+        + ["--rtp-ports", "20000-20100", "--answer", "auto", "--routes", str(routes)]
     )
+    # nothing may leave the public host for the phone's LAN address its SDP names
+    leak, leaked = _capture(bed, "pub", "leak", f"dst host {HOME}")
     cfg, dump = bed.work / "baresip", bed.work / "dump"
     cfg.mkdir()
     dump.mkdir()
@@ -182,25 +213,21 @@ def test_phone_behind_nat_calls_holds_and_is_called_back(bed: Bed) -> None:
         assert bed.session(redis_url, first)["state"] == "Established"
         # baresip's sndfile dump stops at a hold (its player is made anew), so what reaches
         # the phone after the resume is captured on its LAN interface instead
-        pcap = bed.work / "phone.pcap"
-        capture = bed.start(
+        capture, pcap = _capture(
+            bed,
             "home",
-            "dumpcap",
-            ["dumpcap", "-q", "-P", "-i", "eth0", "-w", str(pcap)]
-            + ["-f", f"udp and src host {PUBLIC} and dst host {HOME} and portrange 10000-10100"],
+            "phone",
+            f"udp and src host {PUBLIC} and dst host {HOME} and portrange 10000-10100",
         )
-        for _ in range(50):  # dumpcap writes the file's header once it captures
-            if pcap.exists() or capture.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert pcap.exists(), bed.log("dumpcap")
         heard_resumed = bed.work / "sessiond_heard_1b.wav"
         _exchange(bed, redis_url, first, 660.0, heard_resumed)
         _stop(capture)
         _hang_up(bed, redis_url, first)
 
         # 2. sessiond calls the phone back where its call came from
-        back = bed.ctl(redis_url, "call", target, "--from", f"sip:sessiond@{PUBLIC}").strip()
+        back = bed.ctl(
+            redis_url, "call", target, "--from", f"sip:sessiond@{PUBLIC}", "--latch-private"
+        ).strip()
         bed.wait_session(redis_url, back, "state", "Established")
         heard_back = bed.work / "sessiond_heard_2.wav"
         _exchange(bed, redis_url, back, 1000.0, heard_back)
@@ -208,6 +235,8 @@ def test_phone_behind_nat_calls_holds_and_is_called_back(bed: Bed) -> None:
         time.sleep(0.5)  # baresip closes its dump files after the BYE
     finally:
         _stop(phone)
+        _stop(leak)
+    assert _packets(leaked) == 0, "sessiond sent to the phone's private address"
     decoded = sorted(dump.glob("*-dec.wav"), key=lambda p: p.stat().st_mtime)
     assert len(decoded) == 2, (sorted(dump.iterdir()), bed.log("baresip"))
     enough = PLAY_SECONDS - 0.5
