@@ -167,3 +167,34 @@ async def test_headers_carry_the_advertised_address(backend: tuple[str, Any, Key
         e.stop()
         await asyncio.wait_for(task, 5)
         peer.sock.close()
+
+
+@pytest.mark.redis
+async def test_an_edge_on_0000_registers_its_advertised_contact(
+    backend: tuple[str, Any, Keys],
+) -> None:
+    """Bound on 0.0.0.0 and advertised as 203.0.113.7: the REGISTER's Contact and Via name
+    the advertised address (before, a wildcard edge registered an unusable Contact)."""
+    from sessiond.edge.registrar_client import OutboundConfig
+
+    _, client, keys = backend
+    registrar = Peer()
+    aor = f"sip:alice@127.0.0.1:{registrar.port}"
+    e = Edge(
+        client,
+        keys,
+        "e1",
+        [ListenSpec("UDP", "0.0.0.0", 0)],
+        advertise=[HostPort(PUBLIC)],
+        outbound=OutboundConfig(register=(aor,), expires=60),
+    )
+    task = await running(e)
+    try:
+        register = await registrar.expect("REGISTER")
+        bound = e.transports.specs[0].port
+        assert f"Contact: <sip:alice@{PUBLIC}:{bound}>" in register
+        assert f"Via: SIP/2.0/UDP {PUBLIC}:{bound};branch=" in register
+    finally:
+        e.stop()
+        await asyncio.wait_for(task, 10)
+        registrar.sock.close()
