@@ -95,6 +95,14 @@ def test_advertise_alone_listens_everywhere_and_moves_media() -> None:
     assert media_addresses(args, listeners(args)[1]) == ("0.0.0.0", "198.51.100.9")
     plain = _args()
     assert media_addresses(plain, listeners(plain)[1]) == ("127.0.0.1", "127.0.0.1")
+    named = _args("--advertise", "sip.example.com")
+    with pytest.raises(ValueError, match="give --media-advertise IP"):
+        media_addresses(named, listeners(named)[1])
+    named = _args("--advertise", "sip.example.com", "--media-advertise", PUBLIC)
+    assert media_addresses(named, listeners(named)[1]) == ("0.0.0.0", PUBLIC)
+    for bad in (f"{PUBLIC}:9", "media.example.com"):
+        with pytest.raises(ValueError, match="--media-advertise"):
+            media_addresses(_args("--media-advertise", bad), [])
 
 
 def _cli(*argv: str) -> tuple[int, str]:

@@ -13,7 +13,7 @@ from typing import Any
 from sessiond.cli import preflight
 from sessiond.cli.processes import on_signals, run_async, setup_logging, start_problem
 from sessiond.core import logs
-from sessiond.core.addresses import HostPort, reachable_host
+from sessiond.core.addresses import media_address, reachable_host
 from sessiond.core.metrics import serve
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator, parse_range
@@ -34,12 +34,10 @@ def run_media(args: argparse.Namespace) -> int:
     if problem:
         return preflight.fail("sessiond media", problem)
     try:
-        shown = HostPort.parse(args.advertise) if args.advertise else None
+        shown = media_address(args.advertise, "--advertise") if args.advertise else None
     except ValueError as exc:
         return preflight.fail("sessiond media", str(exc))
-    if shown is not None and shown.port is not None:
-        return preflight.fail("sessiond media", "--advertise: an address without a port")
-    sdp_address = reachable_host(args.address, shown)
+    sdp_address = shown or reachable_host(args.address, None)
 
     async def main() -> int:
         redis = connect(args.redis)

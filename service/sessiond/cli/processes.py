@@ -19,7 +19,7 @@ from typing import Any
 
 from sessiond.cli import preflight
 from sessiond.core import logs, metrics
-from sessiond.core.addresses import HostPort, reachable_host
+from sessiond.core.addresses import HostPort, media_address, reachable_host
 from sessiond.core.errors import TableError
 from sessiond.core.resources import bundled_table_paths
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
@@ -203,13 +203,16 @@ def media_addresses(args: argparse.Namespace, advertise: list[HostPort | None]) 
     """``sessiond run``'s RTP (bind, SDP) addresses: ``--address`` (default 127.0.0.1, or
     0.0.0.0 when something is advertised) and ``--media-advertise``, else the first
     advertised host, else the bound address (the default route's for a wildcard)."""
-    shown = next((a for a in advertise if a is not None), None)
-    bind = args.address or ("0.0.0.0" if shown is not None else "127.0.0.1")
+    first = next((a for a in advertise if a is not None), None)
+    bind = args.address or ("0.0.0.0" if first is not None else "127.0.0.1")
     if args.media_advertise:
-        shown = HostPort.parse(args.media_advertise, "--media-advertise")
-        if shown.port is not None:
-            raise ValueError("--media-advertise: an address without a port (RTP ports vary)")
-    return bind, reachable_host(bind, shown)
+        return bind, media_address(args.media_advertise, "--media-advertise")
+    if first is None:
+        return bind, reachable_host(bind, None)
+    try:
+        return bind, media_address(first.host, "--advertise")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; give --media-advertise IP for the SDP") from None
 
 
 def run_edge(args: argparse.Namespace) -> int:

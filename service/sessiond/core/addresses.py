@@ -70,6 +70,19 @@ class HostPort:
         return host if self.port is None else f"{host}:{self.port}"
 
 
+def media_address(text: str, option: str) -> str:
+    """An address for SDP ``c=``/``o=``: an IP literal without a port (RTP ports vary, and
+    phones do not resolve names in SDP); ValueError naming ``option``."""
+    shown = HostPort.parse(text, option)
+    if shown.port is not None:
+        raise ValueError(f"{option} {text!r}: an address without a port (RTP ports vary)")
+    try:
+        ipaddress.ip_address(shown.host)
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: an IP address (SDP c= takes no names)") from None
+    return shown.host
+
+
 def is_wildcard(host: str) -> bool:
     """True for ``0.0.0.0`` and ``::`` (bind every address of the machine)."""
     try:
