@@ -18,8 +18,9 @@
   knows it as the answer to something sent out: a home router.
 * ``outside`` is a host with a public address and no NAT (sipp's).
 
-Names are unique per bed (``sd<pid><hex>-<role>``); :meth:`Bed.close` kills every process
-left in them and deletes them, and runs even when building the bed failed half-way.
+Names are unique per bed (``sdn<pid>-<hex>-<role>``); :meth:`Bed.close` kills every process
+left in them and deletes them, and runs even when building the bed failed half-way; a bed
+whose test process was killed outright is removed by the next one (:func:`sweep_stale`).
 :func:`why_not` says why a bed cannot be built here (not root, no ``ip`` / ``nft``).
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -48,6 +50,7 @@ PUBLIC = "198.51.100.7"  # the public host's address on the internet (the 1:1 NA
 PRIVATE = "10.0.2.2"  # the public host's own interface address
 PRIVATE_GW = "10.0.2.1"
 ROLES = ("inet", "home", "router", "outside", "cloud", "pub")
+PREFIX = "sdn"  # the namespaces of these beds: sdn<pid of the test process>-<hex>-<role>
 
 ROUTER_NFT = """
 table ip nat {
@@ -82,7 +85,7 @@ def why_not() -> str | None:
     for tool in ("ip", "nft"):
         if shutil.which(tool) is None:
             return f"{tool} missing (apt-get install -y iproute2 nftables)"
-    name = f"sdprobe{os.getpid()}{secrets.token_hex(2)}"
+    name = f"{PREFIX}{os.getpid()}-{secrets.token_hex(2)}-probe"
     made = subprocess.run(["ip", "netns", "add", name], capture_output=True, text=True)
     if made.returncode != 0:
         return f"cannot create a network namespace: {made.stderr.strip()}"
@@ -105,7 +108,8 @@ class Bed:
 
     def __init__(self, work: Path) -> None:
         self.work = work
-        self.prefix = f"sd{os.getpid() % 100000}{secrets.token_hex(2)}"
+        sweep_stale()
+        self.prefix = f"{PREFIX}{os.getpid()}-{secrets.token_hex(2)}"
         self.ns = {role: f"{self.prefix}-{role}" for role in ROLES}
         self.procs: list[subprocess.Popen[Any]] = []
         self._logs: list[Any] = []
@@ -266,19 +270,41 @@ class Bed:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        for role in ROLES:
-            pids = subprocess.run(
-                ["ip", "netns", "pids", self.ns[role]], capture_output=True, text=True
-            ).stdout.split()
-            for pid in pids:  # children of ours that outlived their parent
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            subprocess.run(["ip", "netns", "del", self.ns[role]], capture_output=True)
+        for role in ROLES:  # and children of ours that outlived their parent
+            _remove(self.ns[role])
         for log in self._logs:
             log.close()
         self._logs.clear()
+
+
+def _remove(name: str) -> None:
+    """Kill what runs in namespace ``name`` (ours: a bed's), then delete it."""
+    pids = subprocess.run(
+        ["ip", "netns", "pids", name], capture_output=True, text=True
+    ).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), signal.SIGKILL)
+        except (ProcessLookupError, ValueError):
+            pass
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def sweep_stale() -> None:
+    """Remove the namespaces of beds whose test process is gone (killed before its
+    cleanup ran)."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+    for line in listed.splitlines():
+        name = line.split(" ")[0]
+        found = re.fullmatch(rf"{PREFIX}(\d+)-[0-9a-f]{{4}}-[a-z]+", name)
+        if found is None or int(found.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(found.group(1)), 0)
+        except ProcessLookupError:
+            _remove(name)
+        except PermissionError:
+            pass
 
 
 def _ip(*args: str) -> None:

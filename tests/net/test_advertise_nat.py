@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from tests.net.bed import OUTSIDE, PRIVATE, PUBLIC, Bed, why_not
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 SIP_PORT = 5060
 SIPP_PORT = 5070
 ADVERTISED = PUBLIC.replace(".", "[.]")

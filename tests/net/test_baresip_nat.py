@@ -42,6 +42,7 @@ from tests.e2e.media_checks import (
 )
 from tests.net.bed import HOME, PUBLIC, Bed, why_not
 
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 SIP_PORT = 5060
 PHONE_PORT = 5070
 MIC = 880.0
