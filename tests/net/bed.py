@@ -90,14 +90,15 @@ def why_not() -> str | None:
     if made.returncode != 0:
         return f"cannot create a network namespace: {made.stderr.strip()}"
     try:
-        probe = subprocess.run(
-            ["ip", "netns", "exec", name, "nft", "add", "table", "ip", "probe"],
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        if probe.returncode != 0:
-            return f"nftables unusable in a namespace: {probe.stderr.strip()}"
+        for what, cmd in (
+            ("nftables", ["nft", "add", "table", "ip", "probe"]),
+            ("routing (sysctl)", ["sysctl", "-qw", "net.ipv4.ip_forward=1"]),
+        ):
+            probe = subprocess.run(
+                ["ip", "netns", "exec", name, *cmd], capture_output=True, text=True, timeout=10
+            )
+            if probe.returncode != 0:
+                return f"{what} unusable in a namespace: {probe.stderr.strip()}"
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
     return None
