@@ -20,6 +20,8 @@ command -v redis-server >/dev/null || apt_install redis-server redis-tools  # te
 command -v sipp >/dev/null || apt_install sip-tester
 command -v baresip >/dev/null || apt_install baresip-core   # softphone for media interop tests
 command -v unshare >/dev/null && command -v ip >/dev/null || apt_install util-linux iproute2
+command -v nft >/dev/null || apt_install nftables   # tests/net: the NATs of the multi-host bed
+command -v dumpcap >/dev/null || apt_install tshark   # tests/net: RTP reaching the phone behind NAT
 
 # exact versions from ops/constraints.txt: a new upstream release cannot turn CI red by itself
 python3 -m pip install -q --disable-pip-version-check -c ops/constraints.txt ".[dev,codecs]" atheris

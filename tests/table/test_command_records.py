@@ -87,6 +87,18 @@ def test_a_command_keeps_the_field_order_of_its_wire_map(
     assert read(stream, command.name, command.data).data() == command.data
 
 
+def test_a_route_s_latch_private_reaches_the_media_leg() -> None:
+    """Session field ``latch_private`` (set by the call's route) is on the create command
+    of its leg, and of the leg that replaces it on another node."""
+    for action, args in (("media.create", {"mode": "answer"}), ("media.relocate", None)):
+        assert "latch_private" not in run(action, args)[0].data
+        commands: list[Command] = []
+        session = {**SESSION, "latch_private": "true"}
+        ctx = Context(session, Event("e1", "X", {}), 1.0, commands, set())
+        ACTIONS[action].fn(ctx, args)
+        assert commands[0].data["latch_private"] is True
+
+
 def test_fields_left_out_stay_off_the_wire() -> None:
     """An app command's fields go as they came: a missing one is absent, not null."""
     (record,) = run("media.record", None, {"direction": "in"})

@@ -153,3 +153,48 @@ def test_load_handler_errors() -> None:
     with pytest.raises(ValueError, match="no decide"):
         load_handler("sessiond.worker.handlers:Ring")
     assert isinstance(load_handler("sessiond.worker.handlers:AutoAnswer").decide(call("x")), Accept)
+
+
+def test_latch_private_for_every_call_or_per_rule() -> None:
+    text = """\
+latch_private: true
+rules:
+  - match: {to: "sip:lan@*"}
+    do: accept
+    latch_private: false
+  - match: {to: "sip:desk@*"}
+    do: accept
+"""
+    routes = parse_routes(text, "r.yaml")
+    assert routes.session_fields(call("sip:desk@h")) == {"latch_private": "true"}
+    assert routes.session_fields(call("sip:other@h")) == {"latch_private": "true"}
+    assert routes.session_fields(call("sip:lan@h")) == {}
+    one = parse_routes(
+        'rules:\n  - match: {to: "sip:nat@*"}\n    do: accept\n    latch_private: true\n'
+    )
+    assert one.session_fields(call("sip:nat@h")) == {"latch_private": "true"}
+    assert one.session_fields(call("sip:x@h")) == {}
+    with pytest.raises(RoutesError) as info:
+        parse_routes(
+            'latch_private: yes\nrules:\n  - {match: {to: "a"}, do: accept, latch_private: 1}\n',
+            "b.yaml",
+        )
+    assert info.value.problems == [
+        "b.yaml:1: latch_private is true or false",
+        "b.yaml:3: latch_private is true or false",
+    ]
+
+
+def test_an_outbound_call_asks_for_latch_private() -> None:
+    from sessiond.core import appschema
+    from sessiond.store import Keys
+    from sessiond.worker.router import new_uac
+
+    data = {"target": "sip:p@198.51.100.2:5070", "call_id": "c1@h", "local_tag": "t1"}
+    assert appschema.problem("MakeCall", {**data, "latch_private": True}) is None
+    assert appschema.problem("MakeCall", {**data, "latch_private": "yes"}) is not None
+    for given, field in ((True, "true"), (None, None)):
+        extra = {} if given is None else {"latch_private": given}
+        new = new_uac(Keys("t"), Event("e", "MakeCall", {**data, **extra}, "0123456789-abcdef"))
+        assert new is not None
+        assert new.fields.get("latch_private") == field

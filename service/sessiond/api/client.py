@@ -102,8 +102,11 @@ class Client:
         from_uri: str = DEFAULT_FROM,
         to: str | None = None,
         edge: str | None = None,
+        latch_private: bool = False,
     ) -> str:
         """Place a call to ``target`` (a SIP URI) through ``edge`` (default: any live edge).
+        ``latch_private``: the callee is behind NAT; its media leg sends nothing to a private
+        address its SDP names, only to where its RTP comes from.
 
         Returns the new session id at once; follow the call with :meth:`events` or
         :meth:`wait_for_state`; a call that cannot be set up ends with a ``Failed`` event.
@@ -115,7 +118,7 @@ class Client:
             edge = edges[0]
         call_id = f"{secrets.token_hex(8)}@sessiond"
         sid = new_sid(call_id)
-        data = {
+        data: dict[str, Any] = {
             "target": target,
             "to": to or target,
             "from": from_uri,
@@ -123,6 +126,8 @@ class Client:
             "local_tag": secrets.token_hex(5),
             "edge": edge,
         }
+        if latch_private:
+            data["latch_private"] = True
         await self.store.publish(
             self.keys.partition_of(sid), Event(f"app:call:{sid}", "MakeCall", data, sid)
         )

@@ -241,6 +241,8 @@ async def _call(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
         "local_tag": secrets.token_hex(5),
         "edge": edges[0],
     }
+    if args.latch_private:
+        data["latch_private"] = True
     event = Event(f"ctl:call:{sid}", "MakeCall", data, sid)
     await Store(redis, keys).publish(keys.partition_of(sid), event)
     print(sid)
@@ -355,3 +357,9 @@ def add_parser(sub: Any) -> None:
     call.add_argument("target", help="SIP URI to call, e.g. sip:bob@127.0.0.1:5062")
     call.add_argument("--from", dest="from_uri", default="sip:sessiond@127.0.0.1")
     call.add_argument("--edge", default=None, help="edge to use (default: any live one)")
+    call.add_argument(
+        "--latch-private",
+        action="store_true",
+        help="the callee is behind NAT: send its media only where its RTP comes from, "
+        "never to a private address its SDP names",
+    )

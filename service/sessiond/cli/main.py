@@ -124,7 +124,8 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         help="udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT (repeatable; default "
-        "udp:127.0.0.1:5060)",
+        "udp:127.0.0.1:5060, or udp:0.0.0.0:5060 with --advertise); HOST may be 0.0.0.0 or "
+        "[::] (every address)",
     )
     parser.add_argument(
         "--tls-cert",
@@ -146,6 +147,16 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         "--tls-verify-client",
         action="store_true",
         help="tls: listeners require a client certificate signed by --tls-ca",
+    )
+    parser.add_argument(
+        "--advertise",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="the address peers reach us at (a NAT's public address), written in Via, Contact "
+        "and every header instead of the bound one: once for every --listen, or once per "
+        "--listen in the same order ('-': that listener's own address); without PORT, the "
+        "listener's port",
     )
     parser.add_argument(
         "--rate-limit",
@@ -329,7 +340,17 @@ def build_parser() -> argparse.ArgumentParser:
     _worker_options(run, answer="auto")
     run.add_argument("--workers", type=positive_int, default=1)
     run.add_argument("--rtp-ports", default="20000-20999")
-    run.add_argument("--address", default="127.0.0.1", help="RTP address (bind and SDP)")
+    run.add_argument(
+        "--address",
+        default=None,
+        help="RTP bind address (default 127.0.0.1, or 0.0.0.0 with --advertise)",
+    )
+    run.add_argument(
+        "--media-advertise",
+        default=None,
+        metavar="ADDR",
+        help="the address in our SDP (c=, o=) (default: the --advertise host, else --address)",
+    )
     run.add_argument("--rtp-timeout", type=nonneg_float, default=30.0)
     run.add_argument(
         "--store-port",

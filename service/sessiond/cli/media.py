@@ -1,7 +1,7 @@
 """``sessiond media``: the command line of the media process.
 
 sessiond media --redis URL --rtp-ports 20000-20999 --address 127.0.0.1
-               [--name NAME] [--metrics-port N] [--sdp-address ADDR] [--rtp-timeout S]
+               [--name NAME] [--metrics-port N] [--advertise ADDR] [--rtp-timeout S]
                [--drain-timeout S] [--files-dir DIR] [--partitions N] [--namespace NS]
 """
 
@@ -13,6 +13,7 @@ from typing import Any
 from sessiond.cli import preflight
 from sessiond.cli.processes import on_signals, run_async, setup_logging, start_problem
 from sessiond.core import logs
+from sessiond.core.addresses import media_address, reachable_host
 from sessiond.core.metrics import serve
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator, parse_range
@@ -32,12 +33,17 @@ def run_media(args: argparse.Namespace) -> int:
     problem = start_problem(args, [], rtp_address=args.address)
     if problem:
         return preflight.fail("sessiond media", problem)
+    try:
+        shown = media_address(args.advertise, "--advertise") if args.advertise else None
+    except ValueError as exc:
+        return preflight.fail("sessiond media", str(exc))
+    sdp_address = shown or reachable_host(args.address, None)
 
     async def main() -> int:
         redis = connect(args.redis)
         keys = Keys(args.namespace, partitions=args.partitions)
         executor_args = {
-            "sdp_address": args.sdp_address or args.address,
+            "sdp_address": sdp_address,
             "codecs": available_codecs(),
             "inactivity_timeout": args.rtp_timeout or None,
             "files_dir": args.files_dir,
@@ -67,8 +73,17 @@ def add_parser(sub: Any) -> None:
     media = sub.add_parser("media", help="run a media node (RTP, codecs, play, record, DTMF)")
     media.add_argument("--redis", required=True, help="Redis URL, or 'embedded'")
     media.add_argument("--rtp-ports", required=True, help="UDP port range, e.g. 20000-20999")
-    media.add_argument("--address", required=True, help="IP address to bind RTP sockets to")
-    media.add_argument("--sdp-address", default=None, help="address put in our SDP (NAT)")
+    media.add_argument(
+        "--address", required=True, help="IP address to bind RTP sockets to (0.0.0.0: all)"
+    )
+    media.add_argument(
+        "--advertise",
+        "--sdp-address",
+        default=None,
+        metavar="ADDR",
+        help="the address peers send RTP to, put in our SDP c=/o= (a NAT's public address; "
+        "default: --address, or the default route's address when that is 0.0.0.0)",
+    )
     media.add_argument("--name", default=None, help="node name (default: media-HOST-PID)")
     media.add_argument(
         "--metrics-port", type=preflight.port_number, default=0, help="serve /metrics here"

@@ -19,6 +19,7 @@ from typing import Any
 
 from sessiond.cli import preflight
 from sessiond.core import logs, metrics
+from sessiond.core.addresses import HostPort, media_address, reachable_host
 from sessiond.core.errors import TableError
 from sessiond.core.resources import bundled_table_paths
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
@@ -193,13 +194,49 @@ def edge_options(args: argparse.Namespace, transports: set[str]) -> dict[str, An
     }
 
 
+def listeners(args: argparse.Namespace) -> tuple[list[Any], list[HostPort | None]]:
+    """``--listen`` and ``--advertise``: the listen specs and, for each, the address to
+    advertise (None: its own). One ``--advertise`` applies to every listener; several pair
+    with the ``--listen`` options in order (``-`` for a listener's own address). With
+    ``--advertise`` and no ``--listen``, udp:0.0.0.0:5060. ValueError naming the flag."""
+    from sessiond.edge.transport import ListenSpec
+
+    given = list(args.advertise)
+    default = "udp:0.0.0.0:5060" if given else "udp:127.0.0.1:5060"
+    specs = [ListenSpec.parse(text) for text in args.listen or [default]]
+    if len(given) not in (0, 1, len(specs)):
+        raise ValueError(
+            f"--advertise: give one for every --listen or one per --listen ({len(specs)}), "
+            f"not {len(given)}"
+        )
+    advertise = [None if text == "-" else HostPort.parse(text) for text in given]
+    if len(advertise) == 1:
+        advertise *= len(specs)
+    return specs, advertise
+
+
+def media_addresses(args: argparse.Namespace, advertise: list[HostPort | None]) -> tuple[str, str]:
+    """``sessiond run``'s RTP (bind, SDP) addresses: ``--address`` (default 127.0.0.1, or
+    0.0.0.0 when something is advertised) and ``--media-advertise``, else the first
+    advertised host, else the bound address (the default route's for a wildcard)."""
+    first = next((a for a in advertise if a is not None), None)
+    bind = args.address or ("0.0.0.0" if first is not None else "127.0.0.1")
+    if args.media_advertise:
+        return bind, media_address(args.media_advertise, "--media-advertise")
+    if first is None:
+        return bind, reachable_host(bind, None)
+    try:
+        return bind, media_address(first.host, "--advertise")
+    except ValueError as exc:
+        raise ValueError(f"{exc}; give --media-advertise IP for the SDP") from None
+
+
 def run_edge(args: argparse.Namespace) -> int:
     from sessiond.edge.process import Edge
-    from sessiond.edge.transport import ListenSpec
 
     setup_logging(args)
     try:
-        specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
+        specs, advertise = listeners(args)
         edge_kwargs = edge_options(args, {spec.transport for spec in specs})
     except (ValueError, AccessConfigError, CredentialsError) as exc:
         print(f"sessiond edge: {exc}", file=sys.stderr)
@@ -218,6 +255,7 @@ def run_edge(args: argparse.Namespace) -> int:
             specs,
             rate_limit=args.rate_limit,
             rate_burst=args.rate_burst,
+            advertise=advertise,
             **edge_kwargs,
         )
         on_signals(edge.stop)
@@ -271,7 +309,6 @@ def run_all(args: argparse.Namespace) -> int:
     Without ``--redis`` everything runs in this process on the embedded store: nothing else to
     install. With ``--redis`` the workers and the media node are processes of their own (they
     use other cores than the edge's) and this process runs the edge."""
-    from sessiond.edge.transport import ListenSpec
     from sessiond.media.ports import parse_range
 
     setup_logging(args)
@@ -280,9 +317,11 @@ def run_all(args: argparse.Namespace) -> int:
         return 2
     tables, handler = loaded
     try:
-        specs = [ListenSpec.parse(text) for text in args.listen or ["udp:127.0.0.1:5060"]]
+        specs, advertise = listeners(args)
+        args.address, args.media_advertise = media_addresses(args, advertise)
         rtp_range = parse_range(args.rtp_ports)
         edge_kwargs = edge_options(args, {spec.transport for spec in specs})
+        edge_kwargs["advertise"] = advertise
     except (ValueError, AccessConfigError, CredentialsError) as exc:
         print(f"sessiond run: {exc}", file=sys.stderr)
         return 2
@@ -345,7 +384,7 @@ def _run_all(
                 Worker(applier, name=f"{base}-w{n}", answer=args.answer, handler=handler)
             )
         executor_args = {
-            "sdp_address": args.address,
+            "sdp_address": args.media_advertise,
             "codecs": available_codecs(),
             "inactivity_timeout": args.rtp_timeout or None,
             "files_dir": None,
@@ -466,6 +505,7 @@ def _spawn_workers(args: argparse.Namespace, base: str) -> list[subprocess.Popen
 def _spawn_media(args: argparse.Namespace, base: str) -> subprocess.Popen[bytes]:
     """The media node as a process of its own (with a Redis server)."""
     rtp = ["--rtp-ports", args.rtp_ports, "--address", args.address]
+    rtp += ["--advertise", args.media_advertise]
     limits = ["--rtp-timeout", str(args.rtp_timeout), "--drain-timeout", "5"]
     return subprocess.Popen(_child(args, "media", *rtp, *limits, "--name", f"{base}-media"))
 

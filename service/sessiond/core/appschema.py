@@ -92,6 +92,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "peer": _text(128),
             "replaces": _text(512),
             "media_node": _text(128),
+            "latch_private": Check(lambda v: isinstance(v, bool), "bool"),
         },
     ),
     "AcceptCall": ({}, {}),

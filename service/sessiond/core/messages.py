@@ -72,7 +72,7 @@ class RequestEvent(Message, frozen=True, rename={"from_": "from"}):
     to_tag: str
     from_: str  # the From header without its tag
     to: str  # the To header without its tag
-    contact: str  # the first Contact URI
+    contact: str  # the first Contact URI (a private host behind NAT: the source, edge/nat.py)
     cseq: int
     record_route: str  # Record-Route values, comma-separated
     sdp: str  # the body when it is application/sdp
@@ -122,7 +122,7 @@ class ResponseEvent(Message, frozen=True):
     call_id: str
     from_tag: str
     to_tag: str
-    contact: str  # the first Contact URI
+    contact: str  # the first Contact URI (a private host behind NAT: the source, edge/nat.py)
     route_set: str  # Record-Route reversed, comma-separated (RFC 3261 12.1.2)
     sdp: str
     cseq: int
@@ -268,6 +268,7 @@ class CreateLeg(MediaLeg, frozen=True):
     quiet: bool | None = None  # answer: silent until the answer is sent
     direction: str | None = None  # sendrecv (default), sendonly, recvonly, inactive
     origin: str | None = None  # the o= line to keep (a leg moved to another node)
+    latch_private: bool | None = None  # a private SDP address: send only where RTP comes from
 
 
 class UpdateLeg(MediaLeg, frozen=True):

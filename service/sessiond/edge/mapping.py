@@ -34,6 +34,7 @@ from sessiond.core.messages import (
     TransactionTimeout,
 )
 from sessiond.core.types import Event
+from sessiond.edge.nat import reachable_contact
 from sessiond.media.hold import holds
 from sessiond.sip.address import NameAddr
 from sessiond.sip.errors import SipError, SipParseError
@@ -311,7 +312,7 @@ def request_event(
         to_tag=to_tag,
         from_=_untagged(req.from_addr),
         to=_untagged(req.to_addr),
-        contact=str(contacts[0].uri) if contacts else "",
+        contact=reachable_contact(contacts[0].uri, source, direct=_direct(req)) if contacts else "",
         cseq=req.cseq.seq,
         record_route=",".join(req.header_values("record-route")),
         sdp=sdp,
@@ -324,8 +325,18 @@ def request_event(
     return Event(eid, kind, record.data(last=extra))
 
 
-def response_event(resp: SipResponse, edge: str) -> Event | None:
-    """The event for a response to one of our requests (None: nothing to tell)."""
+def _direct(msg: SipRequest | SipResponse) -> bool:
+    """No proxy between us and the peer: one Via (a request's), no Record-Route."""
+    return not msg.header_values("record-route") and (
+        isinstance(msg, SipResponse) or len(msg.vias) == 1
+    )
+
+
+def response_event(
+    resp: SipResponse, edge: str, source: tuple[str, int] | None = None
+) -> Event | None:
+    """The event for a response to one of our requests (None: nothing to tell); ``source``
+    (where it came from) replaces a private Contact behind NAT (:mod:`sessiond.edge.nat`)."""
     method = resp.method
     if resp.call_id is None or resp.cseq is None or resp.status == 100:
         return None
@@ -362,7 +373,9 @@ def response_event(resp: SipResponse, edge: str) -> Event | None:
         call_id=resp.call_id,
         from_tag=resp.from_tag or "",
         to_tag=resp.to_tag or "",
-        contact=str(contacts[0].uri) if contacts else "",
+        contact=reachable_contact(contacts[0].uri, source, direct=_direct(resp))
+        if contacts
+        else "",
         route_set=",".join(reversed(rr)),  # UAC route set: Record-Route reversed (12.1.2)
         sdp=_sdp(resp),
         cseq=resp.cseq.seq,

@@ -34,9 +34,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from sessiond.core import metrics
+from sessiond.core.addresses import HostPort, reachable_host
 from sessiond.core.messages import Respond, SendInvite, SendRequest
 from sessiond.edge.access import AccessPolicy
 from sessiond.edge.admission import Admission
@@ -106,6 +108,7 @@ class Edge:
         trying_delay: float = 0.18,
         admission: Admission | None = None,
         tls: TlsContexts | None = None,
+        advertise: Sequence[HostPort | None] = (),
     ) -> None:
         self.max_message = max_message
         self.tls = tls
@@ -115,6 +118,7 @@ class Edge:
         self.name = name
         self.presence = Liveness(redis, keys, "edge", name)
         self.listen = listen
+        self.advertise = list(advertise)  # per listener: the address to name in headers
         self.timers = timers or TimerConfig()
         self.layer = TransactionLayer(self.timers, trying_delay=trying_delay)
         self.transports = Transports(
@@ -150,6 +154,7 @@ class Edge:
         self.locals: dict[str, Local] = {}
         self.stopping = asyncio.Event()
         self._key_transport: dict[str, str] = {}
+        self._source: Address | None = None  # where the message being handled came from
         self.outbox = Outbox(redis, keys, self.overload, self.timers.timeout)
         self._early: asyncio.Queue[tuple[RequestReceived, str]] = asyncio.Queue()
         self._early_task: asyncio.Task[None] | None = None
@@ -179,17 +184,24 @@ class Edge:
         await retrying(
             self.start_groups, stopping=self.stopping, recreate_groups=self.start_groups, log=log
         )
-        for spec in self.listen:
+        for i, spec in enumerate(self.listen):
             bound = await self.transports.listen(spec)
-            self.locals.setdefault(
-                bound.transport, Local(bound.host, bound.port, bound.transport, self.name)
+            advertised = self.advertise[i] if i < len(self.advertise) else None
+            local = Local(
+                reachable_host(bound.host, advertised),
+                advertised.port if advertised and advertised.port else bound.port,
+                bound.transport,
+                self.name,
             )
+            self.locals.setdefault(bound.transport, local)
             log.info(
-                "edge %s listening on %s:%s:%s",
+                "edge %s listening on %s:%s:%s, advertised as %s:%s",
                 self.name,
                 bound.transport.lower(),
                 bound.host,
                 bound.port,
+                local.host,
+                local.port,
             )
         await retrying(
             self._beat, stopping=self.stopping, recreate_groups=self.start_groups, log=log
@@ -275,6 +287,7 @@ class Edge:
             _dropped("invalid-utf8")
             return
         _count("in", _kind(msg))
+        self._source = source  # a response's, for a Contact behind NAT (edge/nat.py)
         self.execute(self.layer.receive(msg, source, now, reliable=transport != "UDP"), transport)
         self._arm()
 
@@ -307,7 +320,7 @@ class Edge:
                 if registrar is not None and registrar.owns(action.key):
                     registrar.on_response(action.key, action.response)
                 else:
-                    self.carry_out(self.tu.on_response(action.response), transport)
+                    self.carry_out(self.tu.on_response(action.response, self._source), transport)
             elif isinstance(action, StrayMessage):
                 self.carry_out(self.tu.on_stray(action.message, transport), transport)
             elif isinstance(action, TimedOut):

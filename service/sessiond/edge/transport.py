@@ -27,8 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
+from sessiond.core.addresses import is_wildcard
 from sessiond.edge.loops import survive
 from sessiond.edge.tls import TlsContexts
+from sessiond.edge.udp_wildcard import WildcardUdp
 from sessiond.sip.errors import SipParseError
 from sessiond.sip.framing import StreamFramer
 
@@ -180,9 +182,14 @@ class Transports:
         loop = asyncio.get_running_loop()
         family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
         if spec.transport == "UDP":
-            transport, _ = await loop.create_datagram_endpoint(
-                lambda: _Udp(self.on_message), local_addr=(spec.host, spec.port), family=family
-            )
+            if is_wildcard(spec.host):  # answers leave from the address each request came to
+                transport: asyncio.DatagramTransport = WildcardUdp.open(
+                    spec.host, spec.port, self.on_message, on_drop=self.dropped
+                )
+            else:
+                transport, _ = await loop.create_datagram_endpoint(
+                    lambda: _Udp(self.on_message), local_addr=(spec.host, spec.port), family=family
+                )
             sock = transport.get_extra_info("socket")
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)

@@ -288,12 +288,14 @@ class TransactionUser:
         return out
 
     # -- responses, strays, timeouts ------------------------------------------------------
-    def on_response(self, resp: SipResponse) -> list[Outcome]:
+    def on_response(
+        self, resp: SipResponse, source: tuple[str, int] | None = None
+    ) -> list[Outcome]:
         if resp.method == "INVITE" and 200 <= resp.status < 300:
             ack = self._reack(resp)
             if ack is not None:
                 return [ack]
-        event = response_event(resp, self.name)
+        event = response_event(resp, self.name, source)
         if event is None:
             return []
         if resp.status in (401, 407):  # the table retries only when we can answer

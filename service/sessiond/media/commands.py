@@ -249,6 +249,7 @@ class Executor:
             inactivity_timeout=self.inactivity_timeout,
             cname=f"{self.name}/{media_id}",
             origin=cmd.id,
+            latch_private=bool(data.latch_private),
         )
         self.legs[media_id] = leg
         try:

@@ -112,8 +112,10 @@ class Leg:
         inactivity_timeout: float | None,
         cname: str,
         origin: str,
+        latch_private: bool = False,
     ) -> None:
         self.media_id = media_id
+        self.latch_private = latch_private  # see MediaStream
         # Media-caused event ids start with the id of the create command: unique per leg even
         # when a session re-creates media under the same media id (the worker would refuse a
         # repeated id as a duplicate), and still deterministic.
@@ -171,6 +173,7 @@ class Leg:
             rng=RNG,
             cname=self.cname,
             inactivity_timeout=self.inactivity_timeout,
+            latch_private=self.latch_private,
         )
         if isinstance(self.stream.codec, G711Codec):
             self.stream.codec = _SilenceCache(self.stream.codec)
@@ -239,6 +242,8 @@ class Leg:
 
     def _send(self, transport: asyncio.DatagramTransport | None, transmit: Transmit) -> None:
         if transport is None or transport.is_closing() or self.quiet:
+            return
+        if self.stream is not None and not self.stream.sendable(transmit):
             return
         self.sent += 1
         transport.sendto(transmit.data, transmit.address)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
+from sessiond.core.addresses import is_private
 from sessiond.media.codecs import AudioCodec, create_codec, supported
 from sessiond.media.dtmf import DtmfDigit, DtmfReceiver, TelephoneEvent, dtmf_packets
 from sessiond.media.jitter import AudioPlayout
@@ -42,8 +43,12 @@ class MediaStream:
         cname: str = "sessiond",
         inactivity_timeout: float | None = 30.0,
         target_frames: int = 3,
+        latch_private: bool = False,
     ) -> None:
         self.negotiated = negotiated
+        # a private SDP address (RFC 1918, ULA) is not sent to: the peer is behind NAT, and
+        # its media is sent where its RTP comes from once it arrives (the latch)
+        self.latch_private = latch_private
         self.inactivity_timeout = inactivity_timeout
         self.codec: AudioCodec = create_codec(negotiated.codec)
         decoders = {self.codec.payload_type: self.codec}
@@ -80,9 +85,21 @@ class MediaStream:
         self.negotiated = negotiated
         self.rtp.remote_rtp = self._remote(negotiated)
         self.rtp.remote_rtcp = None if negotiated.rtcp_mux else self._remote_rtcp(negotiated)
-        if self._remote(negotiated) != self.rtp.latched:
+        if self._remote(negotiated) != self.rtp.latched and not self._ignores(negotiated):
             self.rtp.latched = None  # the peer moved: latch again to what it sends from
         self.rtp.inactivity_timeout = None if negotiated.remote_hold else self.inactivity_timeout
+
+    def _ignores(self, negotiated: NegotiatedStream) -> bool:
+        return self.latch_private and is_private(negotiated.remote_address)
+
+    def sendable(self, transmit: Transmit) -> bool:
+        """False for a datagram to a private SDP address while ``latch_private`` holds and
+        the peer's RTP has not yet come from it (nothing goes to an address behind NAT;
+        RTCP without rtcp-mux goes to the latched host only)."""
+        latched = self.rtp.latched
+        if latched is not None and transmit.address[0] == latched[0]:
+            return True
+        return not (self.latch_private and is_private(transmit.address[0]))
 
     def receive(self, data: bytes, source: Address, now: float) -> list[MediaEvent]:
         """Handle one datagram; audio goes to the jitter buffer, events come back."""

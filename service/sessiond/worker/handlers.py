@@ -25,6 +25,9 @@ decision               event                what the default table does
 ``Ring()``             (none)               rings until the app answers (``RingTimeout``)
 =====================  ===================  ====================================================
 
+A handler with a ``session_fields(call)`` method (:class:`SessionOptions`) also sets
+per-call options in the new session: ``latch_private`` (a phone behind NAT).
+
 Forward is the one decision that picks the table: the worker asks the handler before it
 creates the session, and a Forward session runs ``Forward.table`` (``gateway`` unless given).
 """
@@ -139,6 +142,21 @@ class CallHandler(Protocol):
     def decide(self, call: IncomingCallInfo) -> Decision:
         """The decision for ``call``."""
         ...
+
+
+@runtime_checkable
+class SessionOptions(Protocol):
+    """A handler may also set fields of the new session (read by the table's actions), by
+    having this method; ``--routes`` does, for ``latch_private``. Must not block."""
+
+    def session_fields(self, call: IncomingCallInfo) -> Mapping[str, str]:
+        """Fields to write into the new session of ``call`` (only :data:`OPTION_FIELDS`)."""
+        ...
+
+
+#: session fields a handler may set: ``latch_private: "true"`` makes the call's media leg
+#: ignore a private (RFC 1918 / ULA) SDP address and send where the caller's RTP comes from
+OPTION_FIELDS = frozenset({"latch_private"})
 
 
 class AutoAnswer:

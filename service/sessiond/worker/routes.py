@@ -16,6 +16,12 @@
       - match: {to: "sip:sales@*"}
         do: {forward: "sip:sales@10.0.0.7:5060"}   # B2BUA (the gateway table)
     default: ring                           # optional; without it the --answer mode decides
+    latch_private: false                    # optional; true: see below
+
+``latch_private: true`` (at the top: every call; in a rule: the calls it matches) is for
+phones behind NAT: the call's media leg does not send to a private (RFC 1918 / ULA) address
+its SDP names, and sends to where the phone's RTP comes from once it arrives (and keeps
+sending there when a re-INVITE names the private address again).
 
 ``to`` and ``from`` match the URI inside the header (``sip:user@host``, no display name or
 tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``contact``,
@@ -77,6 +83,7 @@ class Rule:
     matchers: tuple[tuple[str, str, Matcher], ...]  # (field, pattern text, matcher)
     decision: Decision
     defer_seconds: float | None = None
+    latch_private: bool | None = None  # None: the file's top-level value
 
     def matches(self, call: IncomingCallInfo) -> bool:
         """True when every condition of the rule holds for ``call``."""
@@ -103,7 +110,9 @@ class Routes:
         *,
         path: str = "<routes>",
         default_defer: tuple[int, float] | None = None,
+        latch_private: bool = False,
     ) -> None:
+        self.latch_private = latch_private  # every call's, unless its rule says otherwise
         self.rules = rules
         self.default = default
         self.fallback = fallback
@@ -118,6 +127,16 @@ class Routes:
         if self.default is not None:
             return self.default
         return self.fallback.decide(call) if self.fallback is not None else Ring()
+
+    def session_fields(self, call: IncomingCallInfo) -> dict[str, str]:
+        """Per-call options (:class:`~sessiond.worker.handlers.SessionOptions`): the first
+        matching rule's ``latch_private``, else the file's."""
+        latch = self.latch_private
+        for rule in self.rules:
+            if rule.matches(call):
+                latch = latch if rule.latch_private is None else rule.latch_private
+                break
+        return {"latch_private": "true"} if latch else {}
 
     def check_table(self, table: Table) -> list[str]:
         """Problems (``file:line: message``) of ``{defer: N}`` against ``table``."""
@@ -164,8 +183,9 @@ def parse_routes(text: str, name: str = "<routes>", fallback: CallHandler | None
 
     if not isinstance(doc, LineDict):
         raise RoutesError([f"{name}:1: expected a mapping with rules: and default:"])
-    for key in sorted(set(doc) - {"rules", "default"}, key=str):
-        problem(doc.line_of(key), f"unknown key {key!r} (rules, default)")
+    for key in sorted(set(doc) - {"rules", "default", "latch_private"}, key=str):
+        problem(doc.line_of(key), f"unknown key {key!r} (rules, default, latch_private)")
+    latch_private = _flag(doc, "latch_private", problem)
     rules: list[Rule] = []
     raw_rules = doc.get("rules", [])
     if not isinstance(raw_rules, LineList):
@@ -186,18 +206,35 @@ def parse_routes(text: str, name: str = "<routes>", fallback: CallHandler | None
                 default_defer = (line, parsed[1])
     if problems:
         raise RoutesError(problems)
-    return Routes(rules, default, fallback, path=name, default_defer=default_defer)
+    return Routes(
+        rules,
+        default,
+        fallback,
+        path=name,
+        default_defer=default_defer,
+        latch_private=bool(latch_private),
+    )
 
 
 Problem = Callable[[int, str], None]
+
+
+def _flag(raw: LineDict, key: str, problem: Problem) -> bool | None:
+    """``key: true|false`` of a mapping (None when absent or not a boolean: a problem)."""
+    value = raw.get(key)
+    if value is None or isinstance(value, bool):
+        return value
+    problem(raw.line_of(key), f"{key} is true or false")
+    return None
 
 
 def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
     if not isinstance(raw, LineDict):
         problem(line, "a rule is a mapping with match: and do:")
         return None
-    for key in sorted(set(raw) - {"match", "do"}, key=str):
-        problem(raw.line_of(key), f"unknown rule key {key!r} (match, do)")
+    for key in sorted(set(raw) - {"match", "do", "latch_private"}, key=str):
+        problem(raw.line_of(key), f"unknown rule key {key!r} (match, do, latch_private)")
+    latch = _flag(raw, "latch_private", problem)
     if "do" not in raw:
         problem(line, "rule has no do:")
         return None
@@ -205,7 +242,7 @@ def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
     parsed = _decision(raw["do"], raw.line_of("do"), problem)
     if matchers is None or parsed is None:
         return None
-    return Rule(line, tuple(matchers), parsed[0], parsed[1])
+    return Rule(line, tuple(matchers), parsed[0], parsed[1], latch)
 
 
 def _matchers(raw: Any, line: int, problem: Problem) -> list[tuple[str, str, Matcher]] | None:

@@ -45,9 +45,16 @@ def media_create(ctx: Context, args: Any) -> None:
         mode=args["mode"],
         remote_sdp=ctx.get("remote_sdp") if answer else None,
         quiet=True if answer else None,
+        latch_private=_latch_private(ctx),
     )
     pinned = args.get("pinned") and ctx.get("media_node")
     ctx.command("media" if pinned else "media-pool", "create", leg)
+
+
+def _latch_private(ctx: Context) -> bool | None:
+    """Session field ``latch_private`` (set when the call's route asks for it): the leg
+    ignores a private SDP address and sends where the peer's RTP comes from."""
+    return True if ctx.get("latch_private") == "true" else None
 
 
 def _origin(sdp: str) -> str:
@@ -69,6 +76,7 @@ def media_relocate(ctx: Context, args: Any) -> None:
         mode="offer",
         direction="sendonly" if holding(ctx) else "sendrecv",
         origin=_origin(ctx.get("local_sdp")) or None,
+        latch_private=_latch_private(ctx),
     )
     ctx.set("media_node", "")
     ctx.set("reoffer", "relocate")
