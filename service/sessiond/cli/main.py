@@ -97,6 +97,10 @@ def _bench(args: argparse.Namespace) -> int:
         if rates is None:
             return 2
         return peers.peers(args.systems, rates, args.seconds, args.rounds, args.hold, args.install)
+    if args.what == "memory":
+        from sessiond.cli.bench.memory import memory
+
+        return memory(args.calls, args.rate)
     raise AssertionError(args.what)
 
 
@@ -377,8 +381,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="cps: cap each worker process at this fraction of a core (a cgroup; needs root), "
         "so the workers are the bottleneck and scaling them out shows",
     )
-    bench.add_argument("--calls", type=int, default=1000, help="sip: calls for the CPU figure")
-    bench.add_argument("--rate", type=int, default=100, help="sip: calls/s for the CPU figure")
+    bench.add_argument(
+        "--calls",
+        type=int,
+        default=1000,
+        help="sip: calls for the CPU figure; memory: answered calls held",
+    )
+    bench.add_argument("--rate", type=int, default=100, help="sip, memory: calls/s")
     bench.add_argument(
         "--systems",
         default="",

@@ -92,6 +92,8 @@ class Running:
     port: int
     callee_port: int | None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: the private redis-server of the system, if it has one
+    redis_url: str = ""
     #: pid -> role of every process to count (a system's tree, its one redis-server)
     roles: Callable[[], dict[int, str]] = dict
 
@@ -311,14 +313,16 @@ def start_sippy(work: Path) -> Running:
     return running
 
 
-def start_sessiond(work: Path, *, forward: bool, rtp_ports: str) -> Running:
+def start_sessiond(
+    work: Path, *, forward: bool, rtp_ports: str, namespace: str = "bench"
+) -> Running:
     """``sessiond run --redis`` on a private redis-server, one worker; ``forward``: every
     call forwarded to the callee by a routes file, else ``--answer auto``."""
     name = "sessiond-forward" if forward else "sessiond-answer"
     server, redis_port = _redis(work)
     running = Running(name, free_udp_port(), free_udp_port() if forward else None, [server])
-    url = f"redis://127.0.0.1:{redis_port}/0"
-    cmd = [sys.executable, "-m", "sessiond", "run", "--redis", url, "--namespace", "bench"]
+    url = running.redis_url = f"redis://127.0.0.1:{redis_port}/0"
+    cmd = [sys.executable, "-m", "sessiond", "run", "--redis", url, "--namespace", namespace]
     cmd += ["--workers", "1", "--listen", f"udp:127.0.0.1:{running.port}"]
     cmd += ["--rtp-ports", rtp_ports, "--rtp-timeout", "0", "--rate-limit", "1000000"]
     cmd += ["--rate-burst", "1000000", "--max-calls-per-source", "0"]
@@ -343,7 +347,7 @@ def start_sessiond(work: Path, *, forward: bool, rtp_ports: str) -> Running:
     }
     try:
         _wait_options(running.port, name, proc, work / f"{name}.log")
-        _wait_ready(url, "bench", 1)
+        _wait_ready(url, namespace, 1)
     except (PeerMissing, TimeoutError) as exc:
         running.stop()
         raise PeerMissing(f"{name} did not come up: {exc}") from None
