@@ -22,8 +22,9 @@ _PEER = next((p for p in ("kamailio", "sippy") if why_missing(p) is None), None)
 
 
 def _row(out: str, system: str) -> re.Match[str] | None:
-    """The step row: system, round 1, rate 20, ok, failed, CPU ms per call, then by process."""
-    pattern = rf"^{system} +1 +20 +(\d+) +(\d+) +([0-9.]+) .*   (.+)$"
+    """The step row: system, round 1, rate 20, ok, failed, verdict, CPU ms per call, then by
+    process."""
+    pattern = rf"^{system} +1 +20 +(\d+) +(\d+) +(pass|slow|FAIL) +([0-9.]+) .*   (.+)$"
     return re.search(pattern, out, re.MULTILINE)
 
 
@@ -34,14 +35,15 @@ def _summary(out: str, system: str) -> re.Match[str] | None:
 def _check(out: str, system: str, processes: set[str]) -> None:
     row = _row(out, system)
     assert row, out
-    ok, failed, cpu, split = row.groups()
+    ok, failed, verdict, cpu, split = row.groups()
     assert (int(ok), int(failed)) == (20, 0), out
+    assert verdict in ("pass", "slow")  # slow: setup delays on a busy machine
     assert float(cpu) >= 0  # /proc counts in 10 ms ticks: 20 calls of Kamailio may be 0
     # the CPU is split by the system's own processes (and its one redis-server)
     assert {part.split()[0] for part in re.findall(r"[a-z-]+ [0-9.]+", split)} == processes
     summary = _summary(out, system)
     assert summary, out
-    assert summary.group(1) == "20"  # the highest clean step of the one round
+    assert summary.group(1) == ("20" if verdict == "pass" else "0")  # highest clean step
 
 
 @needs_sipp
