@@ -98,15 +98,10 @@ class Running:
     roles: Callable[[], dict[int, str]] = dict
 
     def cpu(self) -> dict[str, float]:
-        """User+system CPU seconds by role, of the processes alive now."""
-        tick = os.sysconf("SC_CLK_TCK")
+        """CPU seconds by role, of the processes alive now (:func:`cpu_seconds`)."""
         total: dict[str, float] = {}
         for pid, role in self.roles().items():
-            try:
-                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            total[role] = total.get(role, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+            total[role] = total.get(role, 0.0) + cpu_seconds(pid)
         return total
 
     def stop(self) -> None:
@@ -118,6 +113,24 @@ class Running:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of ``pid``: the run time of its threads in nanoseconds from
+    ``/proc/PID/task/*/schedstat`` (a step of 75 calls through Kamailio's nine processes is
+    well under the 10 ms ticks of ``/proc/PID/stat``, whose rounding would be +-1 ms per
+    call), or user+system ticks where the kernel has no schedstat. A thread that exits
+    between two readings takes its time with it (these systems keep their threads)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        return sum(int((t / "schedstat").read_text().split()[0]) for t in tasks) / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _children() -> dict[int, list[int]]:
