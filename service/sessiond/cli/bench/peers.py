@@ -38,6 +38,7 @@ from sessiond.cli.bench.peer_systems import (
 )
 
 DEFAULT_RATES = (50, 100, 150, 200, 300, 400, 600, 800, 1000, 1200, 1400)
+IDLE_SECONDS = 3.0
 
 
 @dataclass
@@ -47,6 +48,9 @@ class Measured:
     name: str
     hold: float
     note: str = ""
+    #: CPU ms per second with no calls (heartbeats, timers, the media node's tick): it is
+    #: part of every step's figure, a larger share at low rates
+    idle: float = float("nan")
     rounds: list[dict[int, tuple[Step, dict[str, float]]]] = field(default_factory=list)
 
     def verdict(self, rate: int, step: Step) -> str:
@@ -107,7 +111,7 @@ def _summary(results: list[Measured], rounds: int) -> None:
     print(f"\nsummary ({rounds} round(s); CPU, setup and retransmissions {at}, mean of rounds)")
     print(
         f"{'system':<17} {'clean step per round':>21} {'cpu ms/call':>11} "
-        f"{'p50':>5} {'p99':>5} {'retrans':>7}   cpu ms/call by process"
+        f"{'p50':>5} {'p99':>5} {'retrans':>7} {'idle ms/s':>9}   cpu ms/call by process"
     )
     for m in results:
         if not m.rounds:
@@ -125,8 +129,8 @@ def _summary(results: list[Measured], rounds: int) -> None:
         p99 = _mean([s.p99 for s, _ in steps])
         retrans = sum(s.retransmissions for s, _ in steps) / len(steps)
         print(
-            f"{m.name:<17} {clean:>21} {total:>11.2f} {p50:>5.0f} {p99:>5.0f} {retrans:>7.0f}   "
-            f"{_split(used, calls)}"
+            f"{m.name:<17} {clean:>21} {total:>11.2f} {p50:>5.0f} {p99:>5.0f} {retrans:>7.0f} "
+            f"{m.idle:>9.1f}   {_split(used, calls)}"
         )
 
 
@@ -173,6 +177,11 @@ def _rounds(
     work: Path,
 ) -> None:
     hold = results[0].hold
+    measured = [m for m in results if m.name in running]
+    before = {m.name: sum(running[m.name].cpu().values()) for m in measured}
+    time.sleep(IDLE_SECONDS)
+    for m in measured:
+        m.idle = 1000 * (sum(running[m.name].cpu().values()) - before[m.name]) / IDLE_SECONDS
     print(
         f"{len(running)} system(s) up; {seconds:g} s per step, calls held {hold:g} s, "
         f"{rounds} round(s)"
@@ -181,7 +190,6 @@ def _rounds(
         f"{'system':<17} {'round':>5} {'rate':>5} {'ok':>6} {'failed':>6} {'verdict':>7} "
         f"{'cpu ms':>8} {'p50':>6} {'p99':>6} {'retrans':>7}   cpu ms/call by process"
     )
-    measured = [m for m in results if m.name in running]
     for round_ in range(rounds):
         stepping = list(measured)
         for m in measured:
