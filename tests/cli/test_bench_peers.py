@@ -1,6 +1,6 @@
 """``sessiond bench peers``: the smallest load end to end against sessiond answering and
 against one peer (Kamailio, else sippy) when installed; the table's rows and summary, never
-its timings (the machines are shared). And ``bench memory``'s key families."""
+its timings (the machines are shared). And ``bench memory`` on 10 held calls."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from sessiond.cli.bench.memory import family
+from sessiond.cli.bench.memory import family, memory
 from sessiond.cli.bench.peer_systems import why_missing
 from sessiond.cli.bench.peers import peers
 from sessiond.cli.main import main
@@ -85,3 +85,18 @@ def test_memory_families_follow_the_key_names() -> None:
     assert family("mem:{app}:events") == "app events"
     assert family("mem:{leases}:p3") == "leases"
     assert family("mem:answered:127.0.0.1:5060:z9hG4bK1:INVITE") == "answered"
+
+
+@needs_sipp
+def test_memory_per_call_by_family(capsys: pytest.CaptureFixture[str]) -> None:
+    assert memory(10, 20, settle=0.5) == 0
+    out = capsys.readouterr().out
+    assert "10 answered calls held" in out
+    for name in ("session", "history", "applied", "dialog", "initial", "media", "media-owner"):
+        row = re.search(rf"^{name} +([0-9.]+) +(-?\d+) +([0-9.]+) +(-?\d+)$", out, re.MULTILINE)
+        assert row, out
+        assert row.group(1) == "1.00"  # one key of this family per answered call
+        assert int(row.group(2)) > 0
+    assert re.search(r"^all keys +[0-9.]+ +\d+", out, re.MULTILINE), out
+    assert re.search(r"^INFO used_memory +-?\d+ +-?\d+$", out, re.MULTILINE), out
+    assert "encodings: " in out

@@ -160,7 +160,9 @@ def _hold(port: int, calls: int, rate: int, hold: float, work: Path) -> subproce
     return subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def memory(calls: int, rate: int) -> int:
+def memory(calls: int, rate: int, settle: float = ANSWERS_EXPIRE) -> int:
+    """``settle``: seconds between the two readings (64*T1 and a second: the stored answers
+    have expired by the second one)."""
     if not 1 <= calls <= MAX_CALLS:
         print(f"sessiond bench memory: --calls must be 1-{MAX_CALLS}", file=sys.stderr)
         return 2
@@ -180,7 +182,7 @@ def memory(calls: int, rate: int) -> int:
     try:
         base = read(client)
         setup = calls / max(rate, 1) + 60.0
-        caller = _hold(system.port, calls, rate, setup + ANSWERS_EXPIRE + 60.0, work)
+        caller = _hold(system.port, calls, rate, setup + settle + 60.0, work)
         deadline = time.monotonic() + setup
         live = 0
         while time.monotonic() < deadline and caller.poll() is None:
@@ -195,9 +197,9 @@ def memory(calls: int, rate: int) -> int:
             return 1
         print(f"{calls} answered calls held (sessiond run --redis, --answer auto, 1 worker)")
         first = read(client)
-        time.sleep(ANSWERS_EXPIRE)
+        time.sleep(settle)
         later = read(client)
-        report(calls, base, [("just answered", first), ("after 64*T1", later)])
+        report(calls, base, [("just answered", first), (f"after {settle:g} s", later)])
         details(client, calls)
     finally:
         if caller is not None:
