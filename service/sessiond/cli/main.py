@@ -363,7 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="redis://127.0.0.1:6379/15",
         help="Redis URL, or 'embedded' for the in-process store",
     )
-    bench.add_argument("--seconds", type=float, default=5.0)
+    bench.add_argument(
+        "--seconds", type=positive_float, default=5.0, help="how long to run (cps, peers: per step)"
+    )
     bench.add_argument("--batch", type=int, default=64, help="sessions per pipeline round")
     bench.add_argument(
         "--workers",

@@ -166,6 +166,9 @@ def memory(calls: int, rate: int, settle: float = ANSWERS_EXPIRE) -> int:
     if not 1 <= calls <= MAX_CALLS:
         print(f"sessiond bench memory: --calls must be 1-{MAX_CALLS}", file=sys.stderr)
         return 2
+    if rate < 1:
+        print("sessiond bench memory: --rate must be at least 1", file=sys.stderr)
+        return 2
     for tool, package in (("sipp", "sip-tester"), ("redis-server", "redis-server")):
         if shutil.which(tool) is None:
             print(f"sessiond bench memory needs {tool} (Debian package {package})", file=sys.stderr)
@@ -181,7 +184,7 @@ def memory(calls: int, rate: int, settle: float = ANSWERS_EXPIRE) -> int:
     caller = None
     try:
         base = read(client)
-        setup = calls / max(rate, 1) + 60.0
+        setup = calls / rate + 60.0
         caller = _hold(system.port, calls, rate, setup + settle + 60.0, work)
         deadline = time.monotonic() + setup
         live = 0

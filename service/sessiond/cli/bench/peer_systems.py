@@ -75,9 +75,10 @@ def install(names: list[str]) -> None:
     if packages:
         apt = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
         print("installing: " + " ".join(apt), flush=True)
-        if subprocess.run(apt, check=False).returncode:
-            subprocess.run(["apt-get", "update"], check=False)
-            subprocess.run(apt, check=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        if subprocess.run(apt, check=False, env=env).returncode:
+            subprocess.run(["apt-get", "update"], check=False, env=env)
+            subprocess.run(apt, check=True, env=env)
     if "sippy" in names and sippy_binary() is None:
         pip = [sys.executable, "-m", "pip", "install", f"sippy=={SIPPY_VERSION}"]
         print("installing: " + " ".join(pip), flush=True)
