@@ -6,9 +6,14 @@ from __future__ import annotations
 
 import re
 import shutil
+import socket
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
+from sessiond.cli.bench.dialog_sipp import run_step
 from sessiond.cli.bench.memory import family, memory
 from sessiond.cli.bench.peer_systems import why_missing
 from sessiond.cli.bench.peers import peers
@@ -100,3 +105,68 @@ def test_memory_per_call_by_family(capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"^all keys +[0-9.]+ +\d+", out, re.MULTILINE), out
     assert re.search(r"^INFO used_memory +-?\d+ +-?\d+$", out, re.MULTILINE), out
     assert "encodings: " in out
+
+
+class _ReorderingCallee:
+    """A callee that answers 200 (Record-Route, a Contact with a display name) and only then
+    180, as a proxy's receivers or a loaded B2BUA reorder them; answers BYE; keeps what it
+    got."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = int(self.sock.getsockname()[1])
+        self.received: list[str] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                data, addr = self.sock.recvfrom(65535)
+            except TimeoutError:
+                continue
+            msg = data.decode()
+            self.received.append(msg)
+            lines = {line.split(":", 1)[0].lower(): line for line in msg.split("\r\n")}
+            base = "\r\n".join(lines[h] for h in ("via", "from", "to", "call-id", "cseq"))
+            if msg.startswith("INVITE"):
+                base = base.replace(lines["to"], lines["to"] + ";tag=callee")
+                sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                sdp += "m=audio 9 RTP/AVP 0\r\n"
+                ok = (
+                    f"SIP/2.0 200 OK\r\n{base}\r\nRecord-Route: <sip:127.0.0.1:{self.port};lr>\r\n"
+                    f'Contact: "Anonymous" <sip:callee@127.0.0.1:{self.port}>\r\n'
+                    f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+                )
+                self.sock.sendto(ok.encode(), addr)
+                time.sleep(0.005)
+                ringing = f"SIP/2.0 180 Ringing\r\n{base}\r\nContent-Length: 0\r\n\r\n"
+                self.sock.sendto(ringing.encode(), addr)
+            elif msg.startswith("BYE"):
+                ok = f"SIP/2.0 200 OK\r\n{base}\r\nContent-Length: 0\r\n\r\n"
+                self.sock.sendto(ok.encode(), addr)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.sock.close()
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="needs sipp")
+def test_the_caller_follows_the_dialog_and_absorbs_a_late_180(tmp_path: Path) -> None:
+    callee = _ReorderingCallee()
+    try:
+        step = run_step(callee.port, 10, 1.0, 0.3, tmp_path)
+    finally:
+        callee.close()
+    assert (step.ok, step.failed) == (10, 0)
+    in_dialog = [m for m in callee.received if m.startswith(("ACK", "BYE"))]
+    assert len(in_dialog) == 20
+    for msg in in_dialog:
+        # to the Contact's URI (no display name), through the route set of the 200
+        assert msg.split(" ", 2)[1] == f"sip:callee@127.0.0.1:{callee.port}"
+        assert f"Route: <sip:127.0.0.1:{callee.port};lr>" in msg
+        assert "transport=UDP" not in msg

@@ -6,9 +6,11 @@ header, so a record-routing proxy (Kamailio) never sees them, and it fails a cal
 arrives after the 200 (proxies with several receiving processes, and B2BUAs under load,
 reorder them). The caller here takes the route set from the 200's Record-Route (``rrs``), sends
 ACK and BYE to the 200's Contact (the URI alone: sipp's ``[next_url]`` keeps a display name),
-treats 100/180/183 as optional and absorbs one 180 arriving after the 200 while it holds the
-call. The callee answers 180 then 200 with SDP, copies Record-Route into its responses and
-answers the BYE. Neither puts ``;transport=UDP`` in its Contact (sippy refuses it).
+treats 100/180/183 as optional, and ties its receptions to the INVITE's transaction
+(``start_txn``/``response_txn``), which makes a 180 arriving after the 200 a late response of
+that transaction instead of an unexpected message that fails the call. The callee answers
+180 then 200 with SDP, copies Record-Route into its responses and answers the BYE. Neither
+puts ``;transport=UDP`` in its Contact (sippy refuses it).
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ _CALLER_REQUEST = """
 
 def caller_xml(hold_ms: int) -> str:
     """The caller: INVITE with SDP, optional 100/180/183, 200 (setup time ``setup``: INVITE
-    sent -> 200 received), ACK, hold ``hold_ms`` (a 180 arriving then is absorbed), BYE, 200."""
+    sent -> 200 received), ACK, hold ``hold_ms``, BYE, 200."""
     invite = _CALLER_REQUEST.format(
         method="INVITE",
         uri="sip:[service]@[remote_ip]:[remote_port]",
@@ -84,9 +86,7 @@ def caller_xml(hold_ms: int) -> str:
 
     ]]>
   </send>
-  <recv response="180" timeout="{hold_ms}" ontimeout="bye" response_txn="invite"/>
   <pause milliseconds="{hold_ms}"/>
-  <label id="bye"/>
   <send retrans="500" start_txn="bye">
     <![CDATA[
 {in_dialog["BYE"]}      Content-Length: 0
