@@ -29,9 +29,15 @@ from sessiond.cli.bench.cps import _wait_ready
 from sessiond.cli.bench.dialog_sipp import free_udp_port, port_is_free
 
 SYSTEMS = ("kamailio", "kamailio-redis", "sippy", "sessiond-forward", "sessiond-answer")
-KAMAILIO_MODULES = Path("/usr/lib/x86_64-linux-gnu/kamailio/modules")
 DB_REDIS_SCHEMA = Path("/usr/share/kamailio/db_redis/kamailio")
 SIPPY_VERSION = "2.5.0"
+
+
+def kamailio_modules() -> Path:
+    """Where Debian's packages put Kamailio's modules (``/usr/lib/<multiarch>/kamailio/
+    modules``; ``/usr/lib/kamailio/modules`` for other builds)."""
+    found = sorted(Path("/usr/lib").glob("*/kamailio/modules/tm.so"))
+    return found[0].parent if found else Path("/usr/lib/kamailio/modules")
 
 
 class PeerMissing(Exception):
@@ -55,7 +61,7 @@ def why_missing(name: str) -> str | None:
     """None when ``name`` can run here, else the reason."""
     if name in ("kamailio", "kamailio-redis") and kamailio_binary() is None:
         return "kamailio is not installed (apt package kamailio)"
-    if name == "kamailio-redis" and not (KAMAILIO_MODULES / "db_redis.so").exists():
+    if name == "kamailio-redis" and not (kamailio_modules() / "db_redis.so").exists():
         return "Kamailio's db_redis module is not installed (apt package kamailio-redis-modules)"
     if name == "sippy" and sippy_binary() is None:
         return f"sippy is not installed (pip install sippy=={SIPPY_VERSION})"
@@ -70,7 +76,7 @@ def install(names: list[str]) -> None:
     packages = []
     if any(n.startswith("kamailio") for n in names) and kamailio_binary() is None:
         packages.append("kamailio")
-    if "kamailio-redis" in names and not (KAMAILIO_MODULES / "db_redis.so").exists():
+    if "kamailio-redis" in names and not (kamailio_modules() / "db_redis.so").exists():
         packages.append("kamailio-redis-modules")
     if packages:
         apt = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
@@ -281,7 +287,7 @@ def start_kamailio(work: Path, *, redis: bool, children: int = 4) -> Running:
         KAMAILIO_CFG.format(
             children=children,
             port=running.port,
-            modules=KAMAILIO_MODULES,
+            modules=kamailio_modules(),
             redis=extra,
             callee=running.callee_port,
         )
