@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sessiond.cli.bench import peer_systems
 from sessiond.cli.bench.dialog_sipp import run_step
 from sessiond.cli.bench.memory import family, memory
 from sessiond.cli.bench.peer_systems import why_missing
@@ -67,6 +68,18 @@ def test_an_unknown_system_is_one_line_naming_the_flag(capsys: pytest.CaptureFix
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "--systems: unknown asterisk" in err
+
+
+def test_a_missing_peer_is_one_line_naming_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(peer_systems, "sippy_binary", lambda: None)
+    assert main(["bench", "peers", "--systems", "sippy,sippy"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        "sessiond bench peers: sippy: sippy is not installed (pip install sippy==2.5.0); "
+        "run with --install\n"
+    )
 
 
 def test_bad_rates_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:

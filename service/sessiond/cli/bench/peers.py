@@ -72,6 +72,7 @@ class Measured:
 
 def parse_systems(text: str) -> list[str] | str:
     names = [n.strip() for n in text.split(",") if n.strip()] if text else list(SYSTEMS)
+    names = list(dict.fromkeys(names))  # each once, in the order given
     unknown = [n for n in names if n not in SYSTEMS]
     if unknown or not names:
         return f"--systems: unknown {', '.join(unknown) or '(none)'}; known: {', '.join(SYSTEMS)}"
