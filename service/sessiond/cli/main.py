@@ -54,6 +54,18 @@ def _table_graph(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rates(text: str, default: Sequence[int]) -> list[int] | None:
+    """``--rates`` as positive integers (``default`` when empty); None after an error line."""
+    try:
+        rates = [int(r) for r in text.split(",")] if text else list(default)
+    except ValueError:
+        rates = []
+    if not rates or min(rates) <= 0:
+        print(f"sessiond bench: --rates: expected positive integers, got {text!r}", file=sys.stderr)
+        return None
+    return rates
+
+
 def _bench(args: argparse.Namespace) -> int:
     from sessiond.cli.bench import transitions as bench
 
@@ -74,8 +86,21 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "cps":
         from sessiond.cli.bench.cps import DEFAULT_RATES, cps
 
-        rates = [int(r) for r in args.rates.split(",")] if args.rates else list(DEFAULT_RATES)
+        rates = _rates(args.rates, DEFAULT_RATES)
+        if rates is None:
+            return 2
         return cps(args.redis, args.workers or [1, 2], rates, args.seconds, args.worker_cpu)
+    if args.what == "peers":
+        from sessiond.cli.bench import peers
+
+        rates = _rates(args.rates, peers.DEFAULT_RATES)
+        if rates is None:
+            return 2
+        return peers.peers(args.systems, rates, args.seconds, args.rounds, args.hold, args.install)
+    if args.what == "memory":
+        from sessiond.cli.bench.memory import memory
+
+        return memory(args.calls, args.rate)
     raise AssertionError(args.what)
 
 
@@ -373,13 +398,17 @@ def build_parser() -> argparse.ArgumentParser:
     edge.set_defaults(func=_edge)
 
     bench = sub.add_parser("bench", help="measure throughput")
-    bench.add_argument("what", choices=["transitions", "cps", "sip", "media", "mixer"])
+    bench.add_argument(
+        "what", choices=["transitions", "cps", "sip", "media", "mixer", "peers", "memory"]
+    )
     bench.add_argument(
         "--redis",
         default="redis://127.0.0.1:6379/15",
         help="Redis URL, or 'embedded' for the in-process store",
     )
-    bench.add_argument("--seconds", type=float, default=5.0)
+    bench.add_argument(
+        "--seconds", type=positive_float, default=5.0, help="how long to run (cps, peers: per step)"
+    )
     bench.add_argument("--batch", type=int, default=64, help="sessions per pipeline round")
     bench.add_argument(
         "--workers",
@@ -388,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="cps: worker counts to measure (repeatable; default 1 and 2)",
     )
-    bench.add_argument("--rates", default="", help="cps: comma-separated calls/s steps")
+    bench.add_argument("--rates", default="", help="cps, peers: comma-separated calls/s steps")
     bench.add_argument(
         "--worker-cpu",
         type=float,
@@ -397,8 +426,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="cps: cap each worker process at this fraction of a core (a cgroup; needs root), "
         "so the workers are the bottleneck and scaling them out shows",
     )
-    bench.add_argument("--calls", type=int, default=1000, help="sip: calls for the CPU figure")
-    bench.add_argument("--rate", type=int, default=100, help="sip: calls/s for the CPU figure")
+    bench.add_argument(
+        "--calls",
+        type=int,
+        default=1000,
+        help="sip: calls for the CPU figure; memory: answered calls held",
+    )
+    bench.add_argument("--rate", type=int, default=100, help="sip, memory: calls/s")
+    bench.add_argument(
+        "--systems",
+        default="",
+        help="peers: comma-separated, of kamailio, kamailio-redis, sippy, sessiond-forward, "
+        "sessiond-answer (default: all)",
+    )
+    bench.add_argument("--rounds", type=positive_int, default=2, help="peers: rounds of steps")
+    bench.add_argument(
+        "--hold", type=positive_float, default=1.0, help="peers: seconds each call is held"
+    )
+    bench.add_argument(
+        "--install",
+        action="store_true",
+        help="peers: install what the systems need first (apt kamailio, "
+        "kamailio-redis-modules; pip sippy)",
+    )
     bench.set_defaults(func=_bench)
     return parser
 

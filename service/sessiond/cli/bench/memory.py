@@ -1,0 +1,214 @@
+"""``sessiond bench memory``: Redis memory per live answered call.
+
+``sessiond run --redis`` (``--answer auto``, 1 worker) on a private ``redis-server``; a sipp
+caller places ``--calls`` calls and holds them. Once they are all established the bench
+reads ``INFO memory`` (``used_memory`` against the idle baseline, divided by the calls) and
+``MEMORY USAGE`` of every key, summed by key family (the names of ``store/keys.py``): what a
+call leaves in its session hash, history stream, applied-events hash, registry strings,
+media-owner hash, the edge's stored answers, and what it adds to the shared streams. A
+second reading after 64*T1 (32 s) shows the same calls once the stored answers expired.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import redis as sync_redis
+
+from sessiond.cli.bench.dialog_sipp import caller_xml, free_udp_port
+from sessiond.cli.bench.peer_systems import PeerMissing, start_sessiond
+from sessiond.core.ids import TAG_LEN
+
+NAMESPACE = "mem"
+MAX_CALLS = 10_000
+ANSWERS_EXPIRE = 33.0  # 64*T1 and a second
+
+_CALL_TAG = re.compile(rf"[0-9a-f]{{{TAG_LEN}}}")
+_PARTITION = re.compile(r"p\d+")
+
+
+def family(key: str, namespace: str = NAMESPACE) -> str:
+    """The family of a key name of ``store/keys.py``: ``session``, ``history``, ``applied``,
+    ``dialog``, ``initial``, ``media``, ``media-owner`` (a call's own keys, hash tag ``{T}``),
+    ``partition events``, ``edge commands``... (shared, tagged by what they serve), or the
+    first name part of an untagged key (``answered``, ``process``...)."""
+    rest = key.removeprefix(f"{namespace}:")
+    if not rest.startswith("{"):
+        return rest.split(":", 1)[0]
+    tag, _, tail = rest[1:].partition("}:")
+    kind = tail.split(":", 1)[0]
+    if _CALL_TAG.fullmatch(tag):
+        return kind
+    head = tag.split(":", 1)[0]
+    if head == "leases":
+        return "leases"
+    return f"{'partition' if _PARTITION.fullmatch(head) else head} {kind}"
+
+
+Reading = tuple[int, dict[str, tuple[int, int]]]  # used_memory, family -> (keys, bytes)
+
+
+def read(client: sync_redis.Redis, namespace: str = NAMESPACE) -> Reading:
+    """``used_memory`` and (keys, ``MEMORY USAGE`` bytes) per family."""
+    keys = [k.decode() for k in client.scan_iter(match=f"{namespace}:*", count=1000)]
+    families: dict[str, tuple[int, int]] = {}
+    for i in range(0, len(keys), 1000):
+        chunk = keys[i : i + 1000]
+        pipe = client.pipeline(transaction=False)
+        for key in chunk:
+            pipe.memory_usage(key, samples=0)
+        for key, size in zip(chunk, pipe.execute(), strict=True):
+            count, total = families.get(family(key, namespace), (0, 0))
+            families[family(key, namespace)] = (count + 1, total + int(size or 0))
+    used = int(client.info("memory")["used_memory"])
+    return used, families
+
+
+def established(client: sync_redis.Redis, namespace: str = NAMESPACE) -> int:
+    """Sessions in state Established."""
+    keys = list(client.scan_iter(match=f"{namespace}:*:session:*", count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.hget(key, "state")
+    return sum(1 for state in pipe.execute() if state == b"Established")
+
+
+def report(calls: int, base: Reading, readings: list[tuple[str, Reading]]) -> None:
+    """Bytes (and keys) per call by family, against the idle baseline."""
+    names = sorted({f for _, (_, fams) in readings for f in fams} | set(base[1]))
+    head = "".join(f" {label:>24}" for label, _ in readings)
+    print(f"\n{'':<22}{head}")
+    print(f"{'':<22}" + "".join(f" {'keys/call':>11} {'bytes/call':>12}" for _ in readings))
+    rows: list[tuple[str, list[tuple[float, float]]]] = []
+    for name in names:
+        k0, b0 = base[1].get(name, (0, 0))
+        rows.append(
+            (
+                name,
+                [
+                    (
+                        (fams.get(name, (0, 0))[0] - k0) / calls,
+                        (fams.get(name, (0, 0))[1] - b0) / calls,
+                    )
+                    for _, (_, fams) in readings
+                ],
+            )
+        )
+    rows.sort(key=lambda row: -row[1][0][1])
+    for name, cells in rows:
+        print(f"{name:<22}" + "".join(f" {k:>11.2f} {b:>12.0f}" for k, b in cells))
+    totals = [
+        (
+            sum(c[i][0] for _, c in rows),
+            sum(c[i][1] for _, c in rows),
+        )
+        for i in range(len(readings))
+    ]
+    print(f"{'all keys':<22}" + "".join(f" {k:>11.2f} {b:>12.0f}" for k, b in totals))
+    print(
+        f"{'INFO used_memory':<22}"
+        + "".join(f" {'':>11} {(used - base[0]) / calls:>12.0f}" for _, (used, _) in readings)
+    )
+
+
+def details(client: sync_redis.Redis, calls: int, namespace: str = NAMESPACE) -> None:
+    """What fills the largest families: entries per call of the history streams and of the
+    shared streams, fields of the hashes, how Redis encodes a call's keys (a hash with a
+    value over ``hash-max-listpack-value``, 64 bytes by default, is a hashtable), and the
+    session hash's largest fields."""
+    entries: dict[str, int] = {}
+    encodings: dict[str, int] = {}
+    fields: dict[str, int] = {}
+    for raw in client.scan_iter(match=f"{namespace}:*", count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        kind = family(key, namespace)
+        if client.type(key) == b"stream":
+            entries[kind] = entries.get(kind, 0) + int(client.xlen(key))
+        if kind not in ("applied", "session", "history"):
+            continue
+        encoding = client.object("encoding", key)
+        label = f"{kind} {encoding.decode() if isinstance(encoding, bytes) else encoding}"
+        encodings[label] = encodings.get(label, 0) + 1
+        if kind == "history":
+            continue
+        values: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
+        entries[kind] = entries.get(kind, 0) + len(values)
+        for name, value in values.items():
+            part = f"session:{name.decode()}" if kind == "session" else "applied:(outbox)"
+            fields[part] = fields.get(part, 0) + len(name) + len(value)
+    print("\nentries per call (streams), fields per call (hashes):")
+    for kind, count in sorted(entries.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:<22} {count / calls:8.2f}")
+    print("encodings: " + ", ".join(f"{k} x{v}" for k, v in sorted(encodings.items())))
+    print("largest hash contents (bytes of name + value per call):")
+    for part, total in sorted(fields.items(), key=lambda kv: -kv[1])[:12]:
+        print(f"  {part:<32} {total / calls:8.0f}")
+
+
+def _hold(port: int, calls: int, rate: int, hold: float, work: Path) -> subprocess.Popen[bytes]:
+    (work / "caller.xml").write_text(caller_xml(int(hold * 1000)))
+    cmd = ["sipp", "-sf", str(work / "caller.xml"), f"127.0.0.1:{port}", "-s", "bench"]
+    cmd += ["-i", "127.0.0.1", "-nostdin", "-buff_size", "4194304"]
+    cmd += ["-p", str(free_udp_port()), "-mp", str(free_udp_port())]
+    cmd += ["-m", str(calls), "-r", str(rate), "-l", str(calls), "-timeout", str(int(hold))]
+    return subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def memory(calls: int, rate: int, settle: float = ANSWERS_EXPIRE) -> int:
+    """``settle``: seconds between the two readings (64*T1 and a second: the stored answers
+    have expired by the second one)."""
+    if not 1 <= calls <= MAX_CALLS:
+        print(f"sessiond bench memory: --calls must be 1-{MAX_CALLS}", file=sys.stderr)
+        return 2
+    if rate < 1:
+        print("sessiond bench memory: --rate must be at least 1", file=sys.stderr)
+        return 2
+    for tool, package in (("sipp", "sip-tester"), ("redis-server", "redis-server")):
+        if shutil.which(tool) is None:
+            print(f"sessiond bench memory needs {tool} (Debian package {package})", file=sys.stderr)
+            return 2
+    work = Path(tempfile.mkdtemp(prefix="sessiond-memory-"))
+    try:
+        system = start_sessiond(work, forward=False, rtp_ports="20000-59999", namespace=NAMESPACE)
+    except PeerMissing as exc:
+        print(f"sessiond bench memory: {exc}", file=sys.stderr)
+        shutil.rmtree(work, ignore_errors=True)
+        return 1
+    client = sync_redis.Redis.from_url(system.redis_url)
+    caller = None
+    try:
+        base = read(client)
+        setup = calls / rate + 60.0
+        caller = _hold(system.port, calls, rate, setup + settle + 60.0, work)
+        deadline = time.monotonic() + setup
+        live = 0
+        while time.monotonic() < deadline and caller.poll() is None:
+            live = established(client)
+            if live >= calls:
+                break
+            time.sleep(1.0)
+        if live < calls:
+            print(
+                f"sessiond bench memory: only {live} of {calls} calls established", file=sys.stderr
+            )
+            return 1
+        print(f"{calls} answered calls held (sessiond run --redis, --answer auto, 1 worker)")
+        first = read(client)
+        time.sleep(settle)
+        later = read(client)
+        report(calls, base, [("just answered", first), (f"after {settle:g} s", later)])
+        details(client, calls)
+    finally:
+        if caller is not None:
+            caller.kill()
+            caller.wait()
+        client.close()
+        system.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
