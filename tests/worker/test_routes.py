@@ -153,3 +153,50 @@ def test_load_handler_errors() -> None:
     with pytest.raises(ValueError, match="no decide"):
         load_handler("sessiond.worker.handlers:Ring")
     assert isinstance(load_handler("sessiond.worker.handlers:AutoAnswer").decide(call("x")), Accept)
+
+
+SRTP_ROUTES = """\
+rules:
+  - match: {to: "sip:secure@*"}
+    do: accept
+    srtp: require
+  - match: {to: "sip:gw@*"}
+    do: {forward: {to: "sip:desk@10.0.0.8", srtp: "off"}}
+    srtp: offer
+  - match: {to: "sip:plain@*"}
+    do: {forward: "sip:desk@10.0.0.8"}
+"""
+
+
+def test_srtp_per_route_and_per_forwarded_leg() -> None:
+    routes = parse_routes(SRTP_ROUTES, "r.yaml")
+    assert routes.decide(call("sip:secure@h")) == Accept(srtp="require")
+    gateway = routes.decide(call("sip:gw@h"))
+    assert gateway == Forward("sip:desk@10.0.0.8", srtp="offer", target_srtp="off")
+    assert routes.decide(call("sip:plain@h")) == Forward("sip:desk@10.0.0.8")
+    invite = Event("sip:c:b:INVITE:1", "Invite", {"to": "<sip:gw@h>", "call_id": "c"})
+    event = decide_event(routes, invite, "0123456789-abcdef")
+    assert event is not None
+    assert event.data == {"target": "sip:desk@10.0.0.8", "srtp": "off"}
+
+
+def test_srtp_errors_name_file_and_line() -> None:
+    text = """\
+rules:
+  - match: {to: "sip:a@*"}
+    do: {reject: 486}
+    srtp: require
+  - match: {to: "sip:b@*"}
+    do: accept
+    srtp: always
+  - match: {to: "sip:c@*"}
+    do: {forward: {to: "sip:x@h", srtp: maybe}}
+"""
+    with pytest.raises(RoutesError) as info:
+        parse_routes(text, "bad.yaml")
+    problems = info.value.problems
+    assert any(p.startswith("bad.yaml:4: srtp: needs a decision") for p in problems), problems
+    assert any(p.startswith("bad.yaml:7: srtp is one of off") for p in problems), problems
+    assert any(p.startswith("bad.yaml:9: forward: srtp is one of") for p in problems), problems
+    with pytest.raises(ValueError, match="srtp is one of"):
+        Accept(srtp="yes")

@@ -21,6 +21,7 @@ from typing import Any
 from sessiond.api.errors import CallFailed, CallTimeout, SessionNotFound
 from sessiond.api.stream import EventStream
 from sessiond.core.types import Event
+from sessiond.core.vocabulary import SRTP_POLICIES
 from sessiond.store import Keys, Store, new_sid, queries
 from sessiond.store.client import connect
 from sessiond.store.liveness import live_processes
@@ -102,8 +103,10 @@ class Client:
         from_uri: str = DEFAULT_FROM,
         to: str | None = None,
         edge: str | None = None,
+        srtp: str | None = None,
     ) -> str:
-        """Place a call to ``target`` (a SIP URI) through ``edge`` (default: any live edge).
+        """Place a call to ``target`` (a SIP URI) through ``edge`` (default: any live edge),
+        with SRTP policy ``srtp`` (``off``, ``offer``, ``require``; default: the media node's).
 
         Returns the new session id at once; follow the call with :meth:`events` or
         :meth:`wait_for_state`; a call that cannot be set up ends with a ``Failed`` event.
@@ -123,6 +126,10 @@ class Client:
             "local_tag": secrets.token_hex(5),
             "edge": edge,
         }
+        if srtp is not None:
+            if srtp not in SRTP_POLICIES:
+                raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {srtp!r}")
+            data["srtp"] = srtp
         await self.store.publish(
             self.keys.partition_of(sid), Event(f"app:call:{sid}", "MakeCall", data, sid)
         )

@@ -303,6 +303,7 @@ def _run_all(
     from sessiond.edge.process import Edge
     from sessiond.media.node import MediaNode, available_codecs
     from sessiond.media.ports import PortAllocator
+    from sessiond.media.sdes_sdp import SrtpPolicy
 
     first, last = rtp_range
 
@@ -332,6 +333,7 @@ def _run_all(
             "codecs": available_codecs(),
             "inactivity_timeout": args.rtp_timeout or None,
             "files_dir": None,
+            "srtp": SrtpPolicy(args.srtp),
         }
         media = None
         if not children:
@@ -449,6 +451,7 @@ def _spawn_media(args: argparse.Namespace, base: str) -> subprocess.Popen[bytes]
     """The media node as a process of its own (with a Redis server)."""
     rtp = ["--rtp-ports", args.rtp_ports, "--address", args.address]
     limits = ["--rtp-timeout", str(args.rtp_timeout), "--drain-timeout", "5"]
+    rtp += ["--srtp", args.srtp]
     return subprocess.Popen(_child(args, "media", *rtp, *limits, "--name", f"{base}-media"))
 
 

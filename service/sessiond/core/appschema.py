@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sessiond.core.vocabulary import SRTP_POLICIES
+
 
 class Check:
     """A test of one field's value, with the words the schema page (docs/messages.md) shows."""
@@ -92,6 +94,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "peer": _text(128),
             "replaces": _text(512),
             "media_node": _text(128),
+            "srtp": _one_of(*SRTP_POLICIES),
         },
     ),
     "AcceptCall": ({}, {}),

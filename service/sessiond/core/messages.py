@@ -268,6 +268,7 @@ class CreateLeg(MediaLeg, frozen=True):
     quiet: bool | None = None  # answer: silent until the answer is sent
     direction: str | None = None  # sendrecv (default), sendonly, recvonly, inactive
     origin: str | None = None  # the o= line to keep (a leg moved to another node)
+    srtp: str | None = None  # SRTP policy off, offer, require (None: the node's --srtp)
 
 
 class UpdateLeg(MediaLeg, frozen=True):

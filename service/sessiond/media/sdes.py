@@ -326,11 +326,14 @@ def select_answer(
     offered: Iterable[str],
     suites: Sequence[Suite] = tuple(SUITES.values()),
     source: KeySource = secrets.token_bytes,
+    reuse: NegotiatedCrypto | None = None,
 ) -> tuple[CryptoAttribute, NegotiatedCrypto]:
     """Answer an offer's ``a=crypto`` values: the first usable one wins (section 7.1.2).
 
-    Our line has the same tag and suite and a new key. Malformed or unsupported lines are
-    skipped; when none is left, :class:`NoCommonCrypto` lists why each was refused.
+    Our line has the same tag and suite and a new key, or, when the stream already runs
+    ``reuse`` with that suite (a re-offer), the key we send with already: our SRTP sender
+    then goes on unchanged. Malformed or unsupported lines are skipped; when none is left,
+    :class:`NoCommonCrypto` lists why each was refused.
     """
     reasons: list[str] = []
     for value in offered:
@@ -340,9 +343,9 @@ def select_answer(
         elif found.suite not in suites:
             reasons.append(f"a=crypto tag {found.tag}: suite {found.suite} is not enabled")
         else:
-            ours = CryptoAttribute(
-                found.tag, found.suite, (KeyParams(generate_key(found.suite, source)),)
-            )
+            same = reuse is not None and reuse.suite == found.suite
+            key = reuse.local_key if same and reuse else generate_key(found.suite, source)
+            ours = CryptoAttribute(found.tag, found.suite, (KeyParams(key),))
             return ours, NegotiatedCrypto(found.suite, found.tag, ours.key, found.key)
     raise NoCommonCrypto("no acceptable a=crypto line: " + ("; ".join(reasons) or "none offered"))
 

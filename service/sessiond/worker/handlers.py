@@ -27,6 +27,11 @@ decision               event                what the default table does
 
 Forward is the one decision that picks the table: the worker asks the handler before it
 creates the session, and a Forward session runs ``Forward.table`` (``gateway`` unless given).
+
+The decisions that answer with media (Accept, Defer, Ring, PlayAndHangup, Forward) may name
+the SRTP policy of the call's leg, ``srtp`` (``off``, ``offer`` or ``require``; None: the
+media node's ``--srtp``): the worker writes it into the new session (field ``srtp``) before
+the INVITE's media is created. Forward's ``target_srtp`` is the outbound leg's.
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from sessiond.core.types import Event
+from sessiond.core.vocabulary import SRTP_POLICIES
+
+
+def _check_srtp(*policies: str | None) -> None:
+    for policy in policies:
+        if policy is not None and policy not in SRTP_POLICIES:
+            raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {policy!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +75,11 @@ class IncomingCallInfo:
 class Accept:
     """Answer the call (200 OK with our SDP)."""
 
+    srtp: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_srtp(self.srtp)
+
 
 @dataclass(frozen=True, slots=True)
 class Reject:
@@ -81,6 +98,11 @@ class Reject:
 class Defer:
     """Ask the application (IncomingCall event); 480 if it does not answer in time. The time
     is the ``Deferred`` state's timeout in the state table (fixed per table)."""
+
+    srtp: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_srtp(self.srtp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,8 +123,10 @@ class PlayAndHangup:
     tone: float | None = None
     file: str | None = None
     seconds: float | None = None
+    srtp: str | None = None
 
     def __post_init__(self) -> None:
+        _check_srtp(self.srtp)
         if (self.tone is None) == (self.file is None):
             raise ValueError("PlayAndHangup needs exactly one of tone and file")
         if self.tone is not None and not self.seconds:
@@ -112,12 +136,17 @@ class PlayAndHangup:
 @dataclass(frozen=True, slots=True)
 class Forward:
     """Forward the call to ``target`` (a SIP URI) as a back-to-back user agent: the incoming
-    leg runs ``table`` (default ``gateway``), which places the outgoing leg."""
+    leg runs ``table`` (default ``gateway``), which places the outgoing leg. ``srtp`` is the
+    caller's leg's SRTP policy, ``target_srtp`` the outgoing leg's (each its own: the media
+    node bridges decrypted audio)."""
 
     target: str
     table: str = "gateway"
+    srtp: str | None = None
+    target_srtp: str | None = None
 
     def __post_init__(self) -> None:
+        _check_srtp(self.srtp, self.target_srtp)
         if not isinstance(self.target, str) or not self.target.startswith(("sip:", "sips:")):
             raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
         if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
@@ -127,6 +156,11 @@ class Forward:
 @dataclass(frozen=True, slots=True)
 class Ring:
     """Publish nothing: the call rings until the application answers it (or RingTimeout)."""
+
+    srtp: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_srtp(self.srtp)
 
 
 Decision = Accept | Reject | Defer | Redirect | PlayAndHangup | Forward | Ring
@@ -213,8 +247,11 @@ def decision_event(decision: Decision, invite: Event, sid: str) -> Event | None:
             if seconds is not None:
                 data["seconds"] = seconds
             return Event(eid, "PlayAndHangup", data, sid)
-        case Forward(target=target):
-            return Event(eid, "ForwardCall", {"target": target}, sid)
+        case Forward(target=target, target_srtp=target_srtp):
+            data = {"target": target}
+            if target_srtp is not None:
+                data["srtp"] = target_srtp
+            return Event(eid, "ForwardCall", data, sid)
         case Ring():
             return None
     raise TypeError(f"not a decision: {decision!r}")

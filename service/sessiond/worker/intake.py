@@ -99,6 +99,9 @@ class Intake:
             return None
         sid = new.fields["sid"]
         decision = self.decide(event, sid)
+        srtp = getattr(decision, "srtp", None)
+        if srtp is not None:  # the leg's SRTP policy, before the INVITE's media is created
+            new = replace(new, fields={**new.fields, "srtp": srtp})
         if event.data.get("replaces"):  # the table answers a replacing call
             return Work(sid, event, new, redelivered)
         if isinstance(decision, Forward):

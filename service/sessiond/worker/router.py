@@ -104,6 +104,8 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
         fields["replaces"] = str(data["replaces"])
     if data.get("media_node"):  # a B2BUA leg: its media goes on its peer's node
         fields["media_node"] = str(data["media_node"])
+    if data.get("srtp"):  # the leg's SRTP policy (else the media node's)
+        fields["srtp"] = str(data["srtp"])
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
 
 

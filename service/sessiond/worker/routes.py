@@ -15,6 +15,9 @@
         do: {defer: 20}                     # must equal the table's Deferred timeout
       - match: {to: "sip:sales@*"}
         do: {forward: "sip:sales@10.0.0.7:5060"}   # B2BUA (the gateway table)
+      - match: {to: "sip:secure@*"}
+        do: {forward: {to: "sip:desk@10.0.0.8", srtp: off}}   # the outbound leg's SRTP
+        srtp: require                       # this call's leg (default: the media's --srtp)
     default: ring                           # optional; without it the --answer mode decides
 
 ``to`` and ``from`` match the URI inside the header (``sip:user@host``, no display name or
@@ -22,7 +25,11 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 ``source``). All conditions of a rule must hold. Actions: ``accept``, ``ring`` (the app
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
-``{forward: URI}``.
+``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``.
+
+A rule's ``srtp:`` (``off``, ``offer``, ``require``) is the SRTP policy of the call's leg
+(for a decision that answers with media: not reject or redirect); a forward's ``srtp:`` is
+the outbound leg's. Without them, the media node's ``--srtp`` applies.
 
 A defer's time is a state timeout, fixed per table: ``{defer: N}`` is checked against the
 table's ``Deferred`` state when the worker starts (:meth:`Routes.check_table`).
@@ -33,11 +40,12 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from sessiond.core.errors import SessiondError
+from sessiond.core.vocabulary import SRTP_POLICIES
 from sessiond.table.actions import uri_of
 from sessiond.table.model import Table
 from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
@@ -196,8 +204,8 @@ def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
     if not isinstance(raw, LineDict):
         problem(line, "a rule is a mapping with match: and do:")
         return None
-    for key in sorted(set(raw) - {"match", "do"}, key=str):
-        problem(raw.line_of(key), f"unknown rule key {key!r} (match, do)")
+    for key in sorted(set(raw) - {"match", "do", "srtp"}, key=str):
+        problem(raw.line_of(key), f"unknown rule key {key!r} (match, do, srtp)")
     if "do" not in raw:
         problem(line, "rule has no do:")
         return None
@@ -205,7 +213,17 @@ def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
     parsed = _decision(raw["do"], raw.line_of("do"), problem)
     if matchers is None or parsed is None:
         return None
-    return Rule(line, tuple(matchers), parsed[0], parsed[1])
+    decision = parsed[0]
+    if "srtp" in raw:
+        at = raw.line_of("srtp")
+        if raw["srtp"] not in SRTP_POLICIES:
+            problem(at, f"srtp is one of {', '.join(SRTP_POLICIES)}, not {raw['srtp']!r}")
+            return None
+        if not hasattr(decision, "srtp"):
+            problem(at, "srtp: needs a decision that answers with media (not reject, redirect)")
+            return None
+        decision = replace(decision, srtp=raw["srtp"])
+    return Rule(line, tuple(matchers), decision, parsed[1])
 
 
 def _matchers(raw: Any, line: int, problem: Problem) -> list[tuple[str, str, Matcher]] | None:
@@ -317,6 +335,13 @@ def _uris(value: Any) -> tuple[str, ...]:
 
 
 def _forward(value: Any) -> Forward:
+    if isinstance(value, Mapping):
+        if set(value) - {"to", "srtp"} or not isinstance(value.get("to"), str):
+            raise ValueError("expected a SIP URI, or {to: URI, srtp: off|offer|require}")
+        srtp = value.get("srtp")
+        if srtp is not None and srtp not in SRTP_POLICIES:
+            raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {srtp!r}")
+        return Forward(value["to"], target_srtp=srtp)
     if not isinstance(value, str):
         raise ValueError("expected one SIP URI (sip: or sips:)")
     return Forward(value)
