@@ -93,6 +93,31 @@ def alaw_pcm(packets: list[Rtp], payload_type: int = 8) -> array[int]:
     return out
 
 
+def ulaw_to_linear(octet: int) -> int:
+    """ITU-T G.711 mu-law expansion of one octet to a 16-bit sample."""
+    u = ~octet & 0xFF
+    exponent = (u >> 4) & 0x07
+    magnitude = ((((u & 0x0F) << 3) + 0x84) << exponent) - 0x84
+    return -magnitude if u & 0x80 else magnitude
+
+
+def ulaw_pcm(payloads: list[bytes]) -> array[int]:
+    """RTP payloads decoded as mu-law (PCMU) 16-bit samples, in the order given."""
+    out = array("h")
+    for payload in payloads:
+        out.extend(ulaw_to_linear(b) for b in payload)
+    return out
+
+
+def tone_share(samples: array[int] | list[int], freq: float, rate: int = 8000) -> float:
+    """The share of the signal's energy at ``freq``: about 1 for a pure tone (less with a
+    window that cuts it mid-period), about 2/N for noise (what encrypted bytes decode to)."""
+    energy = sum(s * s for s in samples)
+    if not energy:
+        return 0.0
+    return goertzel(samples, freq, rate) / (energy * len(samples) / 2)
+
+
 def read_wav(path: str | Path) -> tuple[int, array[int]]:
     """(sample rate, mono 16-bit samples) of a WAV file; fails on anything else."""
     with wave.open(str(path), "rb") as w:
