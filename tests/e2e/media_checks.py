@@ -32,6 +32,8 @@ class Rtp:
     timestamp: int
     ssrc: int
     payload: bytes
+    src_port: int = 0  # UDP ports, from a pcap
+    dst_port: int = 0
 
 
 def pcap_rtp(path: str | Path) -> list[Rtp]:
@@ -49,12 +51,14 @@ def pcap_rtp(path: str | Path) -> list[Rtp]:
         if frame[12:14] != b"\x08\x00" or frame[23] != 17:  # IPv4, UDP
             continue
         ihl = (frame[14] & 0x0F) * 4
+        ports = struct.unpack_from("!HH", frame, 14 + ihl)
         rtp = frame[14 + ihl + 8 :]
         if len(rtp) < 12 or rtp[0] >> 6 != 2:
             continue
         csrc = (rtp[0] & 0x0F) * 4
         seq, ts, ssrc = struct.unpack_from("!HII", rtp, 2)
-        out.append(Rtp(rtp[1] & 0x7F, bool(rtp[1] & 0x80), seq, ts, ssrc, rtp[12 + csrc :]))
+        marker, payload = bool(rtp[1] & 0x80), rtp[12 + csrc :]
+        out.append(Rtp(rtp[1] & 0x7F, marker, seq, ts, ssrc, payload, *ports))
     return out
 
 
