@@ -28,6 +28,7 @@ from sessiond.media.leg import Leg
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.offer_answer import TELEPHONE_EVENT
 from sessiond.media.ports import PortAllocator, parse_range
+from sessiond.media.sdes_sdp import SrtpPolicy
 from sessiond.store import Keys, Store
 from sessiond.store.client import EMBEDDED, connect
 from sessiond.store.store import delete_namespace
@@ -48,6 +49,8 @@ class SimplePeer:
     ring until :meth:`incoming_call`'s invitation is accepted or rejected (180 s at most).
     ``codecs`` limits the audio codecs offered and accepted to these names (``PCMU``,
     ``PCMA``, ``opus``; RFC 4733 telephone-event is always kept); default: all usable.
+    ``srtp`` is the SRTP policy (SDES) of its calls: ``off`` (default), ``offer`` or
+    ``require``.
     """
 
     def __init__(
@@ -60,8 +63,10 @@ class SimplePeer:
         rtp_ports: str = "20000-20999",
         rtp_timeout: float = 30.0,
         codecs: Sequence[str] | None = None,
+        srtp: str = "off",
     ) -> None:
         self.name = name
+        self.srtp = SrtpPolicy.parse(srtp)
         self.port = port
         self.host = host
         self.redis_url = redis_url or EMBEDDED
@@ -127,6 +132,7 @@ class SimplePeer:
             "codecs": self.codecs,
             "inactivity_timeout": self.rtp_timeout,
             "files_dir": None,
+            "srtp": self.srtp,
         }
         ports = PortAllocator(self.host, *self.rtp_range)
         self._media = MediaNode(
