@@ -21,6 +21,7 @@ from sessiond.api.call import Call, Invitation
 from sessiond.api.client import Client
 from sessiond.api.errors import CallFailed, SessionNotFound
 from sessiond.api.events import CallEvent, IncomingCall, TransferRequested
+from sessiond.core.redact import redact_keys
 from sessiond.core.resources import default_table_path
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
@@ -243,7 +244,7 @@ class SimplePeer:
             try:
                 self._route(event)
             except Exception:  # one bad event must not stop the peer
-                log.exception("%s: could not route %s", self.name, event)
+                log.exception("%s: could not route %s", self.name, redact_keys(str(event)))
 
     def _route(self, event: CallEvent) -> None:
         if isinstance(event, IncomingCall):
