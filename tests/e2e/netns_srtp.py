@@ -1,13 +1,14 @@
 """Run inside a private network namespace (``unshare -n``): baresip with SRTP and sessiond.
 
-    unshare -n python netns_srtp.py WORKDIR MODE
+    unshare -n python netns_srtp.py WORKDIR MODE [POLICY MEDIAENC]
 
 Like :mod:`netns_baresip` (Redis, ``sessiond run`` and baresip in the namespace), with SRTP:
-baresip's account uses ``mediaenc=srtp-mand`` (RTP/SAVP, SDES) and everything on ``lo`` is
+baresip's account uses ``mediaenc=MEDIAENC`` (default ``srtp-mand``: RTP/SAVP, SDES;
+``srtp`` is best effort: RTP/AVP with ``a=crypto``; ``none``: plain RTP) and everything on ``lo`` is
 captured (an AF_PACKET socket, written as WORKDIR/wire.pcap) while the call runs. MODE:
 
-* ``calls``: baresip calls ``sessiond run --srtp require``;
-* ``called``: ``sessiond ctl call`` makes sessiond (``--srtp require``) call baresip, which
+* ``calls``: baresip calls ``sessiond run --srtp POLICY`` (default ``require``);
+* ``called``: ``sessiond ctl call`` makes sessiond (``--srtp POLICY``) call baresip, which
   answers by itself;
 * ``gateway``: baresip calls ``sessiond run`` (``--srtp off``) whose routes forward the call,
   the caller's leg with ``srtp: require``, to sipp (plain RTP/AVP, echoing the RTP it gets).
@@ -105,7 +106,7 @@ def bound(port: int) -> bool:
     return False
 
 
-def start_baresip(procs: Procs, work: Path, dial: str | None) -> Any:
+def start_baresip(procs: Procs, work: Path, dial: str | None, mediaenc: str) -> Any:
     cfg, dump = work / "baresip", work / "dump"
     cfg.mkdir(exist_ok=True)
     dump.mkdir(exist_ok=True)
@@ -113,7 +114,8 @@ def start_baresip(procs: Procs, work: Path, dial: str | None) -> Any:
     write_tone_wav(source, TONE_FROM_BARESIP, 30.0)
     config = BARESIP_CONFIG.format(baresip_port=BARESIP_PORT, source=source, dump=dump)
     (cfg / "config").write_text(config + "module srtp.so\n")
-    account = "<sip:alice@127.0.0.1>;regint=0;mediaenc=srtp-mand;answermode=auto\n"
+    encryption = "" if mediaenc == "none" else f";mediaenc={mediaenc}"  # none: plain RTP
+    account = f"<sip:alice@127.0.0.1>;regint=0{encryption};answermode=auto\n"
     (cfg / "accounts").write_text(account)
     command = ["timeout", "45", "baresip", "-4", "-n", "127.0.0.1", "-f", str(cfg), "-t", "35"]
     if dial is not None:
@@ -141,7 +143,7 @@ def play_and_record(work: Path, sid: str, result: dict[str, Any]) -> None:
     ctl("record", sid, "--stop")
 
 
-def run_sessiond(procs: Procs, work: Path, mode: str) -> None:
+def run_sessiond(procs: Procs, work: Path, mode: str, policy: str) -> None:
     command = [sys.executable, "-m", "sessiond", "run", "--redis", REDIS_URL]
     command += ["--namespace", NAMESPACE, "--listen", f"udp:127.0.0.1:{SIP_PORT}"]
     command += ["--rtp-ports", "20000-20100"]
@@ -149,12 +151,12 @@ def run_sessiond(procs: Procs, work: Path, mode: str) -> None:
         (work / "routes.yaml").write_text(ROUTES)
         command += ["--srtp", "off", "--routes", str(work / "routes.yaml")]
     else:
-        command += ["--srtp", "require", "--answer", "auto"]
+        command += ["--srtp", policy, "--answer", "auto"]
     procs.start("sessiond", command)
     wait_listening(SIP_PORT)
 
 
-def main(work: Path, mode: str) -> dict[str, Any]:
+def main(work: Path, mode: str, policy: str, mediaenc: str) -> dict[str, Any]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
     procs = Procs(work)
     result: dict[str, Any] = {"error": None, "mode": mode}
@@ -176,7 +178,7 @@ def main(work: Path, mode: str) -> dict[str, Any]:
 
         if not wait_for(redis_up, timeout=10):
             raise RuntimeError("redis-server did not start in the namespace")
-        run_sessiond(procs, work, mode)
+        run_sessiond(procs, work, mode, policy)
         capture = Capture(work / "wire.pcap")
         if mode == "gateway":
             procs.start(
@@ -190,7 +192,7 @@ def main(work: Path, mode: str) -> dict[str, Any]:
             "calls": f"sip:bob@127.0.0.1:{SIP_PORT}",
             "gateway": f"sip:echo@127.0.0.1:{SIP_PORT}",
         }.get(mode)
-        baresip = start_baresip(procs, work, dial)
+        baresip = start_baresip(procs, work, dial, mediaenc)
         if mode == "called":
             time.sleep(1.0)  # baresip listening
             ctl("call", f"sip:alice@127.0.0.1:{BARESIP_PORT}")
@@ -237,5 +239,6 @@ def main(work: Path, mode: str) -> dict[str, Any]:
 
 if __name__ == "__main__":
     workdir, how = Path(sys.argv[1]), sys.argv[2]
-    outcome = main(workdir, how)
+    policy, mediaenc = (sys.argv[3:5] + ["require", "srtp-mand"][len(sys.argv[3:5]) :])[:2]
+    outcome = main(workdir, how, policy, mediaenc)
     (workdir / "result.json").write_text(json.dumps(outcome, indent=1, default=str))

@@ -4,7 +4,9 @@ in a private network namespace, everything on ``lo`` captured (driver: netns_srt
 * baresip calls ``sessiond run --srtp require``, and sessiond (``ctl call``) calls baresip:
   sessiond plays 440 Hz to baresip and records baresip's 880 Hz microphone. The RTP between
   them, decoded as PCMU straight off the wire, holds no tone (it is SRTP); what each side
-  decoded holds the other's tone.
+  decoded holds the other's tone. Also with ``--srtp offer``: baresip's best-effort SRTP
+  (RTP/AVP with ``a=crypto``) gets SRTP, and our best-effort offer to a baresip without SRTP
+  makes a plain call (the tone is then on the wire in the clear: the check can see it).
 * the B2BUA: baresip calls a route that forwards to sipp (plain RTP/AVP, echoing RTP), the
   caller's leg ``srtp: require``, the outbound leg plain: the caller's leg is SRTP on the
   wire, sipp's leg carries baresip's 880 Hz in the clear, and baresip hears itself back.
@@ -43,7 +45,9 @@ SIPP_RTP = 6000
 A_KEY = re.compile(r"inline:(?!<hidden>)[A-Za-z0-9+/]{20,}")
 
 
-def _drive(tmp_path: Path, mode: str) -> dict[str, Any]:
+def _drive(
+    tmp_path: Path, mode: str, policy: str = "require", mediaenc: str = "srtp-mand"
+) -> dict[str, Any]:
     why_not = _baresip_usable()
     if why_not is None and not Path("/usr/lib/baresip/modules/srtp.so").exists():
         why_not = "baresip module srtp.so missing"
@@ -53,7 +57,7 @@ def _drive(tmp_path: Path, mode: str) -> dict[str, Any]:
         pytest.skip(why_not)
     driver = Path(__file__).with_name("netns_srtp.py")
     run = subprocess.run(
-        ["unshare", "-n", sys.executable, str(driver), str(tmp_path), mode],
+        ["unshare", "-n", sys.executable, str(driver), str(tmp_path), mode, policy, mediaenc],
         capture_output=True,
         text=True,
         timeout=80,
@@ -122,20 +126,35 @@ def _assert_no_key_kept(result: dict[str, Any]) -> None:
     assert not A_KEY.search(Path(result["pcap"]).with_name("sessiond.log").read_text())
 
 
-@pytest.mark.parametrize("mode", ["calls", "called"])
-def test_baresip_srtp_call_is_encrypted_on_the_wire_and_carries_both_tones(
-    tmp_path: Path, mode: str
+@pytest.mark.parametrize(
+    ("mode", "policy", "mediaenc"),
+    [
+        ("calls", "require", "srtp-mand"),  # RTP/SAVP both ways
+        ("called", "require", "srtp-mand"),
+        ("calls", "offer", "srtp"),  # best effort: RTP/AVP with a=crypto, answered so
+        ("called", "offer", "none"),  # our best-effort offer to a phone without SRTP: plain
+    ],
+)
+def test_baresip_call_is_encrypted_on_the_wire_and_carries_both_tones(
+    tmp_path: Path, mode: str, policy: str, mediaenc: str
 ) -> None:
-    result = _drive(tmp_path, mode)
+    result = _drive(tmp_path, mode, policy, mediaenc)
     baresip_log = (tmp_path / "baresip.log").read_text(errors="replace")
-    assert "SRTP is Enabled" in baresip_log, baresip_log[:3000]
-    _assert_encrypted(pcap_rtp(result["pcap"]))
+    packets = pcap_rtp(result["pcap"])
+    if mediaenc == "none":
+        assert "SRTP is Enabled" not in baresip_log
+        plain = _flow(packets, BARESIP_RTP, SESSIOND_RTP)
+        assert tone_share(ulaw_pcm(plain[50:]), 880.0) > 0.5  # the check sees a clear tone
+    else:
+        assert "SRTP is Enabled" in baresip_log, baresip_log[:3000]
+        _assert_encrypted(packets)
     decoded = [p for p in result["baresip_dumps"] if p.endswith("-dec.wav")]
     assert len(decoded) == 1, result["baresip_dumps"]
     others = [300.0, 660.0, 880.0, 1000.0]
     _assert_heard(decoded[0], 440.0, others, 3.5)  # sessiond played 4 s
     _assert_heard(result["sessiond_recording"], 880.0, [300.0, 440.0, 1000.0], 3.5)
-    _assert_no_key_kept(result)
+    if mediaenc != "none":
+        _assert_no_key_kept(result)
 
 
 def test_gateway_bridges_an_srtp_caller_to_a_plain_rtp_callee(tmp_path: Path) -> None:
