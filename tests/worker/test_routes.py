@@ -170,10 +170,14 @@ rules:
 
 def test_srtp_per_route_and_per_forwarded_leg() -> None:
     routes = parse_routes(SRTP_ROUTES, "r.yaml")
-    assert routes.decide(call("sip:secure@h")) == Accept(srtp="require")
+    assert routes.decide(call("sip:secure@h")) == Accept()
+    assert routes.session_fields(call("sip:secure@h")) == {"srtp": "require"}
     gateway = routes.decide(call("sip:gw@h"))
-    assert gateway == Forward("sip:desk@10.0.0.8", srtp="offer", target_srtp="off")
+    assert gateway == Forward("sip:desk@10.0.0.8", target_srtp="off")
+    assert routes.session_fields(call("sip:gw@h")) == {"srtp": "offer"}
     assert routes.decide(call("sip:plain@h")) == Forward("sip:desk@10.0.0.8")
+    assert routes.session_fields(call("sip:plain@h")) == {}
+    assert routes.session_fields(call("sip:nothing@h")) == {}
     invite = Event("sip:c:b:INVITE:1", "Invite", {"to": "<sip:gw@h>", "call_id": "c"})
     event = decide_event(routes, invite, "0123456789-abcdef")
     assert event is not None
@@ -199,4 +203,4 @@ rules:
     assert any(p.startswith("bad.yaml:7: srtp is one of off") for p in problems), problems
     assert any(p.startswith("bad.yaml:9: forward: srtp is one of") for p in problems), problems
     with pytest.raises(ValueError, match="srtp is one of"):
-        Accept(srtp="yes")
+        Forward("sip:x@h", target_srtp="yes")

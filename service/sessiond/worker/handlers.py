@@ -28,10 +28,10 @@ decision               event                what the default table does
 Forward is the one decision that picks the table: the worker asks the handler before it
 creates the session, and a Forward session runs ``Forward.table`` (``gateway`` unless given).
 
-The decisions that answer with media (Accept, Defer, Ring, PlayAndHangup, Forward) may name
-the SRTP policy of the call's leg, ``srtp`` (``off``, ``offer`` or ``require``; None: the
-media node's ``--srtp``): the worker writes it into the new session (field ``srtp``) before
-the INVITE's media is created. Forward's ``target_srtp`` is the outbound leg's.
+A handler with a ``session_fields(call)`` method (:class:`SessionOptions`) also sets
+per-call options in the new session: ``srtp`` (the SRTP policy of the call's leg: ``off``,
+``offer``, ``require``; without it the media node's ``--srtp``). Forward's ``target_srtp``
+is the outbound leg's.
 """
 
 from __future__ import annotations
@@ -43,12 +43,6 @@ from typing import Any, Protocol, runtime_checkable
 
 from sessiond.core.types import Event
 from sessiond.core.vocabulary import SRTP_POLICIES
-
-
-def _check_srtp(*policies: str | None) -> None:
-    for policy in policies:
-        if policy is not None and policy not in SRTP_POLICIES:
-            raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {policy!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +69,6 @@ class IncomingCallInfo:
 class Accept:
     """Answer the call (200 OK with our SDP)."""
 
-    srtp: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_srtp(self.srtp)
-
 
 @dataclass(frozen=True, slots=True)
 class Reject:
@@ -98,11 +87,6 @@ class Reject:
 class Defer:
     """Ask the application (IncomingCall event); 480 if it does not answer in time. The time
     is the ``Deferred`` state's timeout in the state table (fixed per table)."""
-
-    srtp: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_srtp(self.srtp)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,10 +107,8 @@ class PlayAndHangup:
     tone: float | None = None
     file: str | None = None
     seconds: float | None = None
-    srtp: str | None = None
 
     def __post_init__(self) -> None:
-        _check_srtp(self.srtp)
         if (self.tone is None) == (self.file is None):
             raise ValueError("PlayAndHangup needs exactly one of tone and file")
         if self.tone is not None and not self.seconds:
@@ -136,17 +118,18 @@ class PlayAndHangup:
 @dataclass(frozen=True, slots=True)
 class Forward:
     """Forward the call to ``target`` (a SIP URI) as a back-to-back user agent: the incoming
-    leg runs ``table`` (default ``gateway``), which places the outgoing leg. ``srtp`` is the
-    caller's leg's SRTP policy, ``target_srtp`` the outgoing leg's (each its own: the media
-    node bridges decrypted audio)."""
+    leg runs ``table`` (default ``gateway``), which places the outgoing leg. ``target_srtp``
+    is the SRTP policy of the outgoing leg (``off``, ``offer``, ``require``; None: the media
+    node's ``--srtp``); the caller's leg has its own (:class:`SessionOptions`, field
+    ``srtp``), and the media node bridges decrypted audio between them."""
 
     target: str
     table: str = "gateway"
-    srtp: str | None = None
     target_srtp: str | None = None
 
     def __post_init__(self) -> None:
-        _check_srtp(self.srtp, self.target_srtp)
+        if self.target_srtp is not None and self.target_srtp not in SRTP_POLICIES:
+            raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {self.target_srtp!r}")
         if not isinstance(self.target, str) or not self.target.startswith(("sip:", "sips:")):
             raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
         if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
@@ -156,11 +139,6 @@ class Forward:
 @dataclass(frozen=True, slots=True)
 class Ring:
     """Publish nothing: the call rings until the application answers it (or RingTimeout)."""
-
-    srtp: str | None = None
-
-    def __post_init__(self) -> None:
-        _check_srtp(self.srtp)
 
 
 Decision = Accept | Reject | Defer | Redirect | PlayAndHangup | Forward | Ring
@@ -173,6 +151,21 @@ class CallHandler(Protocol):
     def decide(self, call: IncomingCallInfo) -> Decision:
         """The decision for ``call``."""
         ...
+
+
+@runtime_checkable
+class SessionOptions(Protocol):
+    """A handler may also set fields of the new session (read by the table's actions), by
+    having this method; ``--routes`` does, for ``srtp``. Must not block."""
+
+    def session_fields(self, call: IncomingCallInfo) -> Mapping[str, str]:
+        """Fields to write into the new session of ``call`` (only :data:`OPTION_FIELDS`)."""
+        ...
+
+
+#: session fields a handler may set: ``srtp`` (off, offer, require) is the SRTP policy of
+#: the call's media leg (media.create)
+OPTION_FIELDS = frozenset({"srtp"})
 
 
 class AutoAnswer:

@@ -21,11 +21,13 @@ from sessiond.store.queries import get_many
 from sessiond.store.tableset import TableSet
 from sessiond.worker.applier import Work
 from sessiond.worker.handlers import (
+    OPTION_FIELDS,
     CallHandler,
     Decision,
     Forward,
     IncomingCallInfo,
     Reject,
+    SessionOptions,
     decision_event,
 )
 from sessiond.worker.router import new_uac, new_uas, registry_key, replaced_dialog
@@ -99,9 +101,9 @@ class Intake:
             return None
         sid = new.fields["sid"]
         decision = self.decide(event, sid)
-        srtp = getattr(decision, "srtp", None)
-        if srtp is not None:  # the leg's SRTP policy, before the INVITE's media is created
-            new = replace(new, fields={**new.fields, "srtp": srtp})
+        options = self.options(event, sid)
+        if options:
+            new = replace(new, fields={**new.fields, **options})
         if event.data.get("replaces"):  # the table answers a replacing call
             return Work(sid, event, new, redelivered)
         if isinstance(decision, Forward):
@@ -137,6 +139,22 @@ class Intake:
             data = {**event.data, "replaces_sid": _text(owner) if owner is not None else ""}
             work[i] = replace(work[i], event=Event(event.id, event.type, data, event.sid))
         return work
+
+    def options(self, invite: Event, sid: str) -> dict[str, str]:
+        """Per-call session fields from a handler that sets them (:class:`SessionOptions`);
+        none when it has no such method, fails, or names another field (logged)."""
+        if not isinstance(self.handler, SessionOptions):
+            return {}
+        try:
+            fields = dict(self.handler.session_fields(IncomingCallInfo.from_invite(invite, sid)))
+        except Exception:
+            log.exception("handler %r session_fields failed on %s", self.handler, invite.id)
+            return {}
+        unknown = set(fields) - OPTION_FIELDS
+        if unknown:
+            log.error("handler %r set unknown session fields %s", self.handler, sorted(unknown))
+            return {}
+        return {k: str(v) for k, v in fields.items()}
 
     def decide(self, invite: Event, sid: str) -> Decision:
         """The handler's decision on a new call; a handler that raises, returns something

@@ -40,7 +40,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,7 @@ class Rule:
     matchers: tuple[tuple[str, str, Matcher], ...]  # (field, pattern text, matcher)
     decision: Decision
     defer_seconds: float | None = None
+    srtp: str | None = None  # the SRTP policy of the call's leg (None: the media node's)
 
     def matches(self, call: IncomingCallInfo) -> bool:
         """True when every condition of the rule holds for ``call``."""
@@ -126,6 +127,14 @@ class Routes:
         if self.default is not None:
             return self.default
         return self.fallback.decide(call) if self.fallback is not None else Ring()
+
+    def session_fields(self, call: IncomingCallInfo) -> dict[str, str]:
+        """Per-call options (:class:`~sessiond.worker.handlers.SessionOptions`): the first
+        matching rule's ``srtp``."""
+        for rule in self.rules:
+            if rule.matches(call):
+                return {"srtp": rule.srtp} if rule.srtp is not None else {}
+        return {}
 
     def check_table(self, table: Table) -> list[str]:
         """Problems (``file:line: message``) of ``{defer: N}`` against ``table``."""
@@ -213,17 +222,14 @@ def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
     parsed = _decision(raw["do"], raw.line_of("do"), problem)
     if matchers is None or parsed is None:
         return None
-    decision = parsed[0]
-    if "srtp" in raw:
-        at = raw.line_of("srtp")
-        if raw["srtp"] not in SRTP_POLICIES:
-            problem(at, f"srtp is one of {', '.join(SRTP_POLICIES)}, not {raw['srtp']!r}")
-            return None
-        if not hasattr(decision, "srtp"):
-            problem(at, "srtp: needs a decision that answers with media (not reject, redirect)")
-            return None
-        decision = replace(decision, srtp=raw["srtp"])
-    return Rule(line, tuple(matchers), decision, parsed[1])
+    srtp = raw.get("srtp")
+    if srtp is not None and srtp not in SRTP_POLICIES:
+        problem(raw.line_of("srtp"), f"srtp is one of {', '.join(SRTP_POLICIES)}, not {srtp!r}")
+        return None
+    if srtp is not None and isinstance(parsed[0], Reject | Redirect):
+        problem(raw.line_of("srtp"), "srtp: needs a decision that answers with media")
+        return None
+    return Rule(line, tuple(matchers), parsed[0], parsed[1], srtp)
 
 
 def _matchers(raw: Any, line: int, problem: Problem) -> list[tuple[str, str, Matcher]] | None:
