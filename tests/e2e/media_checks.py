@@ -88,6 +88,24 @@ def alaw_to_linear(octet: int) -> int:
     return magnitude if a & 0x80 else -magnitude
 
 
+def ulaw_to_linear(octet: int) -> int:
+    """ITU-T G.711 mu-law expansion of one octet to a 16-bit sample."""
+    u = ~octet & 0xFF
+    magnitude = (((u & 0x0F) << 3) + 0x84 << ((u >> 4) & 0x07)) - 0x84
+    return -magnitude if u & 0x80 else magnitude
+
+
+def g711_pcm(packets: list[Rtp]) -> array[int]:
+    """The G.711 audio of ``packets`` (PCMU, payload type 0, or PCMA, 8) as 16-bit samples."""
+    out = array("h")
+    for p in packets:
+        if p.payload_type == 0:
+            out.extend(ulaw_to_linear(b) for b in p.payload)
+        elif p.payload_type == 8:
+            out.extend(alaw_to_linear(b) for b in p.payload)
+    return out
+
+
 def alaw_pcm(packets: list[Rtp], payload_type: int = 8) -> array[int]:
     """The A-law audio of ``packets`` decoded to 16-bit samples, in sequence order."""
     out = array("h")
@@ -95,14 +113,6 @@ def alaw_pcm(packets: list[Rtp], payload_type: int = 8) -> array[int]:
         if p.payload_type == payload_type:
             out.extend(alaw_to_linear(b) for b in p.payload)
     return out
-
-
-def ulaw_to_linear(octet: int) -> int:
-    """ITU-T G.711 mu-law expansion of one octet to a 16-bit sample."""
-    u = ~octet & 0xFF
-    exponent = (u >> 4) & 0x07
-    magnitude = ((((u & 0x0F) << 3) + 0x84) << exponent) - 0x84
-    return -magnitude if u & 0x80 else magnitude
 
 
 def ulaw_pcm(payloads: list[bytes]) -> array[int]:
