@@ -163,15 +163,15 @@ def answer_section(
     line is usable). ``reuse`` is the crypto the stream runs now (a re-offer): its key is
     answered again when the suite stays.
     """
-    values = crypto_values(offered)
     if policy is SrtpPolicy.OFF:
         if is_secure(offered):
             raise NoCommonCrypto(f"the offer is {offered.proto} (SRTP) and SRTP is off here")
-        return without_crypto(answer), None
+        return _plain(answer), None
+    values = crypto_values(offered)
     if not is_secure(offered) and not values:
         if policy is SrtpPolicy.REQUIRE:
             raise NoCommonCrypto("SRTP is required but the offer is plain RTP (RTP/AVP)")
-        return without_crypto(answer), None
+        return _plain(answer), None
     try:
         ours, negotiated = select_answer(values, suites, source, reuse)
     except NoCommonCrypto:
@@ -181,6 +181,13 @@ def answer_section(
     # RFC 3264 section 6: the answer uses the offer's profile.
     section = with_crypto(answer, [ours], proto=offered.proto)
     return section, negotiated
+
+
+def _plain(section: MediaDescription) -> MediaDescription:
+    """``section`` as plain RTP (itself when it is already: the common case, no copy)."""
+    if is_secure(section) or any(_is_crypto(line) for line in section.lines):
+        return without_crypto(section)
+    return section
 
 
 def accept_section(
