@@ -62,6 +62,23 @@ def pcap_rtp(path: str | Path) -> list[Rtp]:
     return out
 
 
+def pcap_udp(path: str | Path) -> list[tuple[int, int, bytes]]:
+    """(source port, destination port, payload) of every IPv4 UDP datagram of a classic
+    little-endian Ethernet pcap."""
+    data = Path(path).read_bytes()
+    out = []
+    offset = 24
+    while offset + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, offset + 8)[0]
+        frame = data[offset + 16 : offset + 16 + incl]
+        offset += 16 + incl
+        if frame[12:14] == b"\x08\x00" and frame[23] == 17:
+            ihl = (frame[14] & 0x0F) * 4
+            src, dst = struct.unpack_from("!HH", frame, 14 + ihl)
+            out.append((src, dst, frame[14 + ihl + 8 :]))
+    return out
+
+
 def telephone_event_digits(packets: list[Rtp], payload_type: int) -> list[str]:
     """RFC 4733 digits carried by ``packets``: one per distinct event (RTP timestamp)."""
     digits = []

@@ -156,6 +156,38 @@ def run_sessiond(procs: Procs, work: Path, mode: str, policy: str) -> None:
     wait_listening(SIP_PORT)
 
 
+def live_sdp(client: Any) -> dict[str, str]:
+    """The SRTP leg's SDP bodies during the call, keys included (this test's own files): the
+    test checks the SRTCP it captured against them."""
+    for key in client.scan_iter(f"{NAMESPACE}:*:session:*"):
+        sdp = {n: (client.hget(key, f"{n}_sdp") or b"").decode() for n in ("local", "remote")}
+        if "a=crypto" in sdp["local"]:
+            return sdp
+    return {}
+
+
+def after_the_call(client: Any) -> dict[str, Any]:
+    """Every session once all have ended (their hashes), and every history entry."""
+
+    def all_ended() -> bool:
+        keys = list(client.scan_iter(f"{NAMESPACE}:*:session:*"))
+        return all(client.hget(key, "state") == b"Terminated" for key in keys)
+
+    ended = wait_for(all_ended, 10, every=0.3)
+    return {
+        "all_ended": ended,
+        "ended_sessions": [
+            {k.decode(): v.decode(errors="replace") for k, v in client.hgetall(key).items()}
+            for key in client.scan_iter(f"{NAMESPACE}:*:session:*")
+        ],
+        "history": [
+            {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+            for key in client.scan_iter(f"{NAMESPACE}:*:history:*")
+            for _, fields in client.xrange(key)
+        ],
+    }
+
+
 def main(work: Path, mode: str, policy: str, mediaenc: str) -> dict[str, Any]:
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
     procs = Procs(work)
@@ -204,27 +236,14 @@ def main(work: Path, mode: str, policy: str, mediaenc: str) -> dict[str, Any]:
         else:
             play_and_record(work, sid, result)
         result["session_fields"] = ctl("show", sid)
+        result["live_sdp"] = live_sdp(client)
         ctl("hangup", sid)
         result["terminated"] = wait_for(lambda: "Terminated" in ctl("show", sid), 10, every=0.3)
         time.sleep(0.5)  # let baresip close its dump files after the BYE
         procs.procs[-1].terminate()
         result["baresip_dumps"] = sorted(str(p) for p in (work / "dump").glob("*.wav"))
         result["app_events"] = app_events(client, f"{NAMESPACE}:{{app}}:events")
-
-        def all_ended() -> bool:
-            keys = list(client.scan_iter(f"{NAMESPACE}:*:session:*"))
-            return all(client.hget(key, "state") == b"Terminated" for key in keys)
-
-        result["all_ended"] = wait_for(all_ended, 10, every=0.3)
-        result["ended_sessions"] = [
-            {k.decode(): v.decode(errors="replace") for k, v in client.hgetall(key).items()}
-            for key in client.scan_iter(f"{NAMESPACE}:*:session:*")
-        ]
-        result["history"] = [
-            {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
-            for key in client.scan_iter(f"{NAMESPACE}:*:history:*")
-            for _, fields in client.xrange(key)
-        ]
+        result.update(after_the_call(client))
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     finally:

@@ -11,7 +11,9 @@ in a private network namespace, everything on ``lo`` captured (driver: netns_srt
   caller's leg ``srtp: require``, the outbound leg plain: the caller's leg is SRTP on the
   wire, sipp's leg carries baresip's 880 Hz in the clear, and baresip hears itself back.
 
-No SRTP key is ever in a session's history, and an ended session keeps none in its hash.
+The SRTCP each side sent unprotects with the keys of the SDP (libsrtp here, libre's own SRTP
+in baresip). No SRTP key is ever in a session's history, and an ended session keeps none in
+its hash.
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ from typing import Any
 
 import pytest
 
+from sessiond.media.rtcp import parse_compound
+from sessiond.media.sdes import CryptoAttribute
+from sessiond.media.sdes_sdp import crypto_values
+from sessiond.media.sdp import SessionDescription
+from sessiond.media.srtp import SrtpSession
+
 from .media_checks import (
     Rtp,
     dominant_tone,
     loudest_window,
     pcap_rtp,
+    pcap_udp,
     read_wav,
     rms,
     tone_share,
@@ -100,6 +109,35 @@ def _assert_encrypted(packets: list[Rtp]) -> None:
             assert tone_share(samples, freq) < 0.01, (src, dst, freq)
 
 
+def _assert_srtcp_both_ways(result: dict[str, Any]) -> None:
+    """The SRTCP reports baresip sent unprotect with the keys of the SDP as our media node
+    holds them (libsrtp there, libre's own SRTP in baresip), and ours with baresip's view."""
+    sdp = result["live_sdp"]
+    ours = [CryptoAttribute.parse(v) for v in _crypto(sdp["local"])]
+    theirs = [CryptoAttribute.parse(v) for v in _crypto(sdp["remote"])]
+    answer = ours if len(ours) == 1 else theirs  # the answer has the one line agreed
+    tag = answer[0].tag
+    mine = next(a for a in ours if a.tag == tag)
+    peer = next(a for a in theirs if a.tag == tag)
+    we, they = (
+        SrtpSession(mine.suite, mine.key, peer.key),
+        SrtpSession(peer.suite, peer.key, mine.key),
+    )
+    udp = pcap_udp(result["pcap"])
+    for src, dst, session in ((BARESIP_RTP, SESSIOND_RTP, we), (SESSIOND_RTP, BARESIP_RTP, they)):
+        # the reports (SR, RR first); baresip sends its first RTCP (an APP "PINGPONG" NAT
+        # keepalive, before its SRTP starts) and its last (BYE, after it stopped) in the clear:
+        # not SRTCP, so our leg drops them (counted as malformed)
+        srtcp = [d for s, t, d in udp if s in src and t in dst and d[1] in (200, 201)]
+        assert srtcp, f"no SRTCP report {src} -> {dst}"
+        for data in srtcp:
+            assert parse_compound(session.unprotect_rtcp(data))
+
+
+def _crypto(sdp: str) -> list[str]:
+    return crypto_values(SessionDescription.parse(sdp).media[0])
+
+
 def _assert_heard(path: str, freq: float, others: list[float], seconds: float) -> None:
     rate, samples = read_wav(path)
     best, powers = dominant_tone(loudest_window(samples, rate), rate, [freq, *others])
@@ -148,6 +186,7 @@ def test_baresip_call_is_encrypted_on_the_wire_and_carries_both_tones(
     else:
         assert "SRTP is Enabled" in baresip_log, baresip_log[:3000]
         _assert_encrypted(packets)
+        _assert_srtcp_both_ways(result)
     decoded = [p for p in result["baresip_dumps"] if p.endswith("-dec.wav")]
     assert len(decoded) == 1, result["baresip_dumps"]
     others = [300.0, 660.0, 880.0, 1000.0]
@@ -161,6 +200,7 @@ def test_gateway_bridges_an_srtp_caller_to_a_plain_rtp_callee(tmp_path: Path) ->
     result = _drive(tmp_path, "gateway")
     packets = pcap_rtp(result["pcap"])
     _assert_encrypted(packets)
+    _assert_srtcp_both_ways(result)
     for src, dst in ((SESSIOND_RTP, SIPP_RTP), (SIPP_RTP, SESSIOND_RTP)):
         plain = _flow(packets, src, dst)
         assert len(plain) > 150, f"only {len(plain)} plain RTP packets {src} -> {dst}"
