@@ -142,3 +142,13 @@ def test_dual_audio_lines_take_the_first_the_policy_accepts() -> None:
         assert stream.index == used
         assert [m.port for m in answer.media] == [30000 if i == used else 0 for i in (0, 1)]
         assert (stream.crypto is not None) == (used == 0)
+
+
+def test_savpf_offer_is_answered_in_its_profile() -> None:
+    """RFC 5124: RTP/SAVPF (a WebRTC-style gateway's SDES offer) is answered RTP/SAVPF."""
+    a, b = pair(REQUIRE, OFFER)
+    text = bytes(a.create_offer()).replace(b"RTP/SAVP", b"RTP/SAVPF")
+    answer, stream = b.create_answer(SessionDescription.parse(text))
+    assert answer.media[0].proto == "RTP/SAVPF"
+    assert stream.crypto is not None
+    assert a.process_answer(wire(answer)).crypto is not None
