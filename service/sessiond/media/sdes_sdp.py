@@ -49,7 +49,7 @@ _PLAIN = {secure: plain for plain, secure in _SECURE.items()}
 SRTP_HELP = (
     "SRTP (SDES) of legs whose route names no policy: off (plain RTP; an RTP/SAVP offer "
     "gets 488), offer (offer RTP/AVP with a=crypto, take SRTP when offered), require "
-    "(offer RTP/SAVP; a plain offer or answer gets 488)"
+    "(offer RTP/SAVP; a plain offer gets 488, a plain answer ends the call)"
 )
 
 
