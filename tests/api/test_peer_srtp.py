@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
+import subprocess
 from array import array
+from pathlib import Path
 
 import pytest
 
-from sessiond import CallRejected, DtmfReceived, SimplePeer
+from sessiond import CallRejected, DtmfReceived, Ended, SimplePeer
 from sessiond.api.call import Call
 from sessiond.media.tones import ToneGenerator
 
 from .audio_checks import dominant
-from .helpers import free_udp_port
+from .helpers import free_udp_port, sipp_command
 
 pytestmark = pytest.mark.timeout(40)
 
@@ -96,3 +99,27 @@ async def test_policies_refuse_with_488(caller: str, callee: str) -> None:
             await carol.call(f"sip:dave@127.0.0.1:{dave.port}", timeout=10)
         assert info.value.code == 488
         answering.cancel()
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing")
+async def test_require_ends_a_call_answered_with_plain_rtp(tmp_path: Path) -> None:
+    """sipp's uas answers every offer ``RTP/AVP 0`` (it does not read ours, RTP/SAVP): under
+    ``require`` that answer is refused, and the established call is hung up (BYE)."""
+    sipp_port = free_udp_port()
+    command = sipp_command(tmp_path, "-sn", "uas", "-m", "1", port=sipp_port)
+    sipp = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        async with SimplePeer(
+            "erin", free_udp_port(), rtp_ports="21600-21649", srtp="require"
+        ) as erin:
+            call = await erin.call(f"sip:uas@127.0.0.1:{sipp_port}", timeout=10)
+            ended = await call.wait_ended(timeout=10)
+            assert isinstance(ended, Ended)
+            assert ended.reason == "media failed"
+            assert ended.code == 488
+        out, _ = await asyncio.to_thread(sipp.communicate, timeout=20)
+    finally:
+        if sipp.poll() is None:
+            sipp.kill()
+            sipp.communicate()
+    assert sipp.returncode == 0, out[-2000:]  # sipp got our BYE: its call completed
