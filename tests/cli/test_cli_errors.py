@@ -300,6 +300,11 @@ def test_ctl_transfer_refuses_a_bad_target() -> None:
         (["run", "--metrics-port", "70000"], ["--metrics-port", "0-65535"]),
         (["run", "--store-port", "65536"], ["--store-port"]),
         (["run", "--rtp-timeout", "-1"], ["--rtp-timeout"]),
+        (["run", "--srtp", "always"], ["--srtp", "off", "offer", "require"]),
+        (
+            ["media", "--redis", "x", "--rtp-ports", "1-2", "--address", "a", "--srtp", "yes"],
+            ["--srtp", "require"],
+        ),
         (["run", "--rate-burst", "0"], ["--rate-burst"]),
         (["run", "--max-connections", "many"], ["--max-connections", "'many'"]),
         (["run", "--listen", "udp:127.0.0.1:70000"], ["--listen", "70000"]),

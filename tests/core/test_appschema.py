@@ -33,6 +33,7 @@ def test_every_application_command_has_a_schema() -> None:
                 "local_tag": "t1",
                 "to": "sip:bob@127.0.0.1",
                 "edge": "e1",
+                "srtp": "require",
             },
         ),
         ("Invite", {"anything": object()}),  # not an application command: not checked here
@@ -56,6 +57,11 @@ def test_well_formed(kind: str, data: dict[str, Any]) -> None:
         ("RedirectCall", {"contacts": ["sip:a@b\r\nX: injected"]}, "bad contacts"),
         ("RedirectCall", {"contacts": ["http://example.com"]}, "bad contacts"),
         ("MakeCall", {"target": "sip:bob@h", "call_id": "c"}, "missing local_tag"),
+        (
+            "MakeCall",
+            {"target": "sip:bob@h", "call_id": "c", "local_tag": "t", "srtp": "on"},
+            "srtp",
+        ),
         ("AcceptCall", {"__class__": "x"}, "unknown field"),
     ],
 )

@@ -52,9 +52,11 @@ class Cluster:
         self.procs[name] = proc
         return proc
 
-    def start_split(self, *worker_args: str, workers: int = 2) -> int:
-        """edge (``edge1``), ``workers`` workers (``w0``...) and a media node (``m1``) as
-        separate processes; returns the edge's UDP port once it answers."""
+    def start_split(
+        self, *worker_args: str, workers: int = 2, media_args: tuple[str, ...] = ()
+    ) -> int:
+        """edge (``edge1``), ``workers`` workers (``w0``...) and a media node (``m1``, with
+        ``media_args``) as separate processes; returns the edge's UDP port once it answers."""
         port = free_port()
         self.start(
             "edge", "edge", *self.common(), "--listen", f"udp:127.0.0.1:{port}", "--name", "edge1"
@@ -71,6 +73,7 @@ class Cluster:
             "127.0.0.1",
             "--name",
             "m1",
+            *media_args,
         )
         wait_listening(port)
         return port
@@ -100,9 +103,11 @@ class Cluster:
             raise TimeoutError(f"{e}\n--- sessiond run:\n{self.log('run')[-3000:]}") from None
         return port
 
-    def start_media(self, proc: str, name: str, rtp_ports: str) -> subprocess.Popen[bytes]:
+    def start_media(
+        self, proc: str, name: str, rtp_ports: str, *extra: str
+    ) -> subprocess.Popen[bytes]:
         """Another media node (process ``proc``, node name ``name``) on loopback."""
-        args = ["--rtp-ports", rtp_ports, "--address", "127.0.0.1", "--name", name]
+        args = ["--rtp-ports", rtp_ports, "--address", "127.0.0.1", "--name", name, *extra]
         return self.start(proc, "media", *self.common(), *args)
 
     def common(self) -> list[str]:

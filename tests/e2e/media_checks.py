@@ -32,6 +32,8 @@ class Rtp:
     timestamp: int
     ssrc: int
     payload: bytes
+    src_port: int = 0  # UDP ports, from a pcap
+    dst_port: int = 0
 
 
 def pcap_rtp(path: str | Path) -> list[Rtp]:
@@ -49,12 +51,31 @@ def pcap_rtp(path: str | Path) -> list[Rtp]:
         if frame[12:14] != b"\x08\x00" or frame[23] != 17:  # IPv4, UDP
             continue
         ihl = (frame[14] & 0x0F) * 4
+        ports = struct.unpack_from("!HH", frame, 14 + ihl)
         rtp = frame[14 + ihl + 8 :]
         if len(rtp) < 12 or rtp[0] >> 6 != 2:
             continue
         csrc = (rtp[0] & 0x0F) * 4
         seq, ts, ssrc = struct.unpack_from("!HII", rtp, 2)
-        out.append(Rtp(rtp[1] & 0x7F, bool(rtp[1] & 0x80), seq, ts, ssrc, rtp[12 + csrc :]))
+        marker, payload = bool(rtp[1] & 0x80), rtp[12 + csrc :]
+        out.append(Rtp(rtp[1] & 0x7F, marker, seq, ts, ssrc, payload, *ports))
+    return out
+
+
+def pcap_udp(path: str | Path) -> list[tuple[int, int, bytes]]:
+    """(source port, destination port, payload) of every IPv4 UDP datagram of a classic
+    little-endian Ethernet pcap."""
+    data = Path(path).read_bytes()
+    out = []
+    offset = 24
+    while offset + 16 <= len(data):
+        incl = struct.unpack_from("<I", data, offset + 8)[0]
+        frame = data[offset + 16 : offset + 16 + incl]
+        offset += 16 + incl
+        if frame[12:14] == b"\x08\x00" and frame[23] == 17:
+            ihl = (frame[14] & 0x0F) * 4
+            src, dst = struct.unpack_from("!HH", frame, 14 + ihl)
+            out.append((src, dst, frame[14 + ihl + 8 :]))
     return out
 
 
@@ -109,6 +130,23 @@ def alaw_pcm(packets: list[Rtp], payload_type: int = 8) -> array[int]:
         if p.payload_type == payload_type:
             out.extend(alaw_to_linear(b) for b in p.payload)
     return out
+
+
+def ulaw_pcm(payloads: list[bytes]) -> array[int]:
+    """RTP payloads decoded as mu-law (PCMU) 16-bit samples, in the order given."""
+    out = array("h")
+    for payload in payloads:
+        out.extend(ulaw_to_linear(b) for b in payload)
+    return out
+
+
+def tone_share(samples: array[int] | list[int], freq: float, rate: int = 8000) -> float:
+    """The share of the signal's energy at ``freq``: about 1 for a pure tone (less with a
+    window that cuts it mid-period), about 2/N for noise (what encrypted bytes decode to)."""
+    energy = sum(s * s for s in samples)
+    if not energy:
+        return 0.0
+    return goertzel(samples, freq, rate) / (energy * len(samples) / 2)
 
 
 def read_wav(path: str | Path) -> tuple[int, array[int]]:

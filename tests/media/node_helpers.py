@@ -19,10 +19,13 @@ from sessiond.core.types import Event
 from sessiond.media.codecs import SILENCE
 from sessiond.media.commands import Executor
 from sessiond.media.dtmf import DtmfDigit
+from sessiond.media.errors import SrtpError
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.offer_answer import NegotiatedStream, is_telephone_event
 from sessiond.media.ports import PortAllocator
+from sessiond.media.rtp import is_rtcp
 from sessiond.media.sdp import Direction, SessionDescription
+from sessiond.media.srtp import SrtpSession
 from sessiond.media.stream import MediaStream
 from sessiond.media.tones import ToneGenerator
 from sessiond.store import Keys
@@ -101,6 +104,9 @@ class FarEnd:
     digits: list[str] = field(default_factory=list)
     received: int = 0
     sending: bool = True
+    srtp: SrtpSession | None = None  # set: SRTP on the wire (what the node sends is kept)
+    wire: list[bytes] = field(default_factory=list)  # datagrams as received (with srtp)
+    refused: int = 0  # datagrams SRTP refused
     _transports: list[asyncio.DatagramTransport] = field(default_factory=list)
     _task: asyncio.Task[None] | None = None
 
@@ -128,6 +134,15 @@ class FarEnd:
         if self.stream is None:
             return
         self.received += 1
+        if self.srtp is not None:
+            self.wire.append(data)
+            try:
+                data = (
+                    self.srtp.unprotect_rtcp(data) if is_rtcp(data) else self.srtp.unprotect(data)
+                )
+            except SrtpError:
+                self.refused += 1
+                return
         for event in self.stream.receive(data, source, asyncio.get_running_loop().time()):
             if isinstance(event, DtmfDigit):
                 self.digits.append(event.digit)
@@ -142,7 +157,8 @@ class FarEnd:
             heard, out = self.stream.tick(frame if self.sending else None, loop.time())
             self.heard.append(heard)
             for transmit in out:
-                self._transports[0].sendto(transmit.data, transmit.address)
+                data = self.srtp.protect(transmit.data) if self.srtp else transmit.data
+                self._transports[0].sendto(data, transmit.address)
             due += 0.02
             await asyncio.sleep(max(0.0, due - loop.time()))
 

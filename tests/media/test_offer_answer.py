@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from sessiond.media.errors import NoCommonCodec, OfferAnswerError
+from sessiond.media.errors import NoCommonCodec, NoCommonCrypto, OfferAnswerError
 from sessiond.media.offer_answer import MediaNegotiator, NegotiatedStream
 from sessiond.media.sdp import Codec, Direction, SessionDescription
 
@@ -127,8 +127,8 @@ def test_only_video_offered_raises_488() -> None:
         negotiator().create_answer(SessionDescription.parse(body))
 
 
-def test_srtp_profile_is_rejected() -> None:
-    with pytest.raises(NoCommonCodec):
+def test_srtp_profile_is_refused_when_srtp_is_off() -> None:
+    with pytest.raises(NoCommonCrypto, match="SRTP is off"):
         negotiator().create_answer(
             SessionDescription.parse(CARRIER.replace(b"RTP/AVP", b"RTP/SAVP"))
         )

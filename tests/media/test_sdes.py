@@ -315,9 +315,13 @@ def test_policy_offer_and_answer_through_sdp() -> None:
     section = negotiator.create_offer().media[0]
     same, lines = offer_section(section, SrtpPolicy.OFF)
     assert (same, lines) == (section, ())
-    offered, ours = offer_section(section, SrtpPolicy.OFFER)
+    best_effort, _ = offer_section(section, SrtpPolicy.OFFER)  # plain profile, a=crypto
+    assert (best_effort.proto, len(crypto_values(best_effort))) == ("RTP/AVP", 4)
+    offered, ours = offer_section(section, SrtpPolicy.REQUIRE)
     assert offered.proto == "RTP/SAVP"
     assert len(crypto_values(offered)) == 4
+    again, same_lines = offer_section(section, SrtpPolicy.REQUIRE, lines=ours)  # a re-offer
+    assert (again, same_lines) == (offered, ours)
     body = SessionDescription(negotiator.create_offer().session_lines, (offered,))
     reparsed = SessionDescription.parse(bytes(body)).media[0]  # the whole body still parses
     assert crypto_values(reparsed) == crypto_values(offered)
@@ -347,6 +351,41 @@ def test_answer_section_per_policy() -> None:
     only_mki = with_crypto(plain, [CryptoAttribute.parse(RFC_EXAMPLES[0])])
     with pytest.raises(NoCommonCrypto, match="MKI is not supported"):
         answer_section(only_mki, ours, SrtpPolicy.REQUIRE)
+
+
+def test_best_effort_offer_is_answered_per_policy() -> None:
+    """RTP/AVP with a=crypto (baresip's ``srtp``, Asterisk's optimistic SRTP): SRTP in the
+    same profile under offer and require, plain under off or when no line is usable."""
+    offer = SessionDescription.parse(SAVP_OFFER)
+    best_effort = with_crypto(offer.media[0], crypto_values_parsed(offer), proto="RTP/AVP")
+    ours = our_answer_section(offer)
+    for policy in (SrtpPolicy.OFFER, SrtpPolicy.REQUIRE):
+        answer, negotiated = answer_section(best_effort, ours, policy)
+        assert negotiated is not None
+        assert (answer.proto, len(crypto_values(answer))) == ("RTP/AVP", 1)
+    assert answer_section(best_effort, ours, SrtpPolicy.OFF) == (ours, None)
+    only_mki = with_crypto(best_effort, [CryptoAttribute.parse(RFC_EXAMPLES[0])], "RTP/AVP")
+    assert answer_section(only_mki, ours, SrtpPolicy.OFFER) == (ours, None)
+    with pytest.raises(NoCommonCrypto, match="MKI is not supported"):
+        answer_section(only_mki, ours, SrtpPolicy.REQUIRE)
+
+
+def crypto_values_parsed(offer: SessionDescription) -> list[CryptoAttribute]:
+    return [CryptoAttribute.parse(v) for v in crypto_values(offer.media[0])]
+
+
+def test_reoffer_keeps_our_key_and_the_running_crypto() -> None:
+    offer = SessionDescription.parse(SAVP_OFFER)
+    ours = our_answer_section(offer)
+    _, first = answer_section(offer.media[0], ours, SrtpPolicy.REQUIRE)
+    assert first is not None
+    answer, again = answer_section(offer.media[0], ours, SrtpPolicy.REQUIRE, reuse=first)
+    assert again == first  # same suite offered again: we answer with the key we send with
+    # The peer's offer taken back as the answer to our re-offer (a glare): still `first`.
+    ours_now = make_offer()
+    assert accept_section(offer.media[0], ours_now, SrtpPolicy.REQUIRE, first) is first
+    with pytest.raises(NoCommonCrypto):
+        accept_section(offer.media[0], ours_now, SrtpPolicy.REQUIRE)
 
 
 def test_accept_section_per_policy() -> None:

@@ -23,10 +23,7 @@ from sessiond.media.sdes import (
     make_offer,
     select_answer,
 )
-
-pytest.importorskip("pylibsrtp")
-
-from sessiond.media.srtp import SrtpSession  # noqa: E402 - needs pylibsrtp
+from sessiond.media.srtp import SrtpSession
 
 ALL_SUITES = list(SUITES.values())
 # Authentication tag bytes added to each RTP packet (RFC 3711 section 4.2; RFC 7714 section 7).
@@ -235,3 +232,26 @@ def test_session_repr_hides_keys() -> None:
         session.unprotect(b"\x80" * 40)
     assert local.hex() not in str(info.value)
     assert remote.hex() not in str(info.value)
+
+
+def test_rekeyed_keeps_what_did_not_change() -> None:
+    """A re-negotiation that changes only the peer's key keeps our sender (its rollover
+    counter and replay list: the same sequence number twice is still refused), a change of
+    our key or suite makes a new session, and an unchanged outcome keeps the session."""
+    suite = AES_CM_128_HMAC_SHA1_80
+    ours, theirs = b"\x01" * 30, b"\x02" * 30
+    crypto = NegotiatedCrypto(suite, 1, ours, theirs)
+    session = SrtpSession.from_negotiated(crypto)
+    session.protect(rtp(1))
+    assert session.rekeyed(crypto) is session
+    new_peer_key = NegotiatedCrypto(suite, 1, ours, b"\x03" * 30)
+    assert session.rekeyed(new_peer_key) is session
+    with pytest.raises(SrtpError):
+        session.protect(rtp(1))  # our sender went on: no keystream reuse
+    peer = SrtpSession(suite, b"\x03" * 30, ours)
+    assert session.unprotect(peer.protect(rtp(7))) == rtp(7)  # the new inbound key
+    new_local = NegotiatedCrypto(suite, 1, b"\x04" * 30, b"\x03" * 30)
+    fresh = session.rekeyed(new_local)
+    assert fresh is not session
+    assert fresh.runs(new_local)
+    assert not session.runs(new_local)

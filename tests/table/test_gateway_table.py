@@ -190,3 +190,17 @@ def test_place_call_waits_for_both_the_decision_and_the_media() -> None:
     assert (make.data["data"]["target"], make.data["data"]["media_node"]) == ("sip:b@h", "m7")
     assert a.state == "Forwarding"
     assert a.session["peer"] == make.data["sid"]
+
+
+def test_each_leg_has_its_own_srtp_policy() -> None:
+    """The route's policy for the outbound leg (ForwardCall's srtp) goes to the new call;
+    without one the new call names none (the media node's --srtp applies)."""
+    a = Leg(INBOUND, "UAS", "Routing", "")
+    a.session["srtp"] = "require"  # the caller's leg (written by the worker at creation)
+    a.feed("ForwardCall", target="sip:b@h", srtp="off")
+    (make,) = to_peer(a.feed("MediaReady", sdp="v=0 ours", media_node="m7"))
+    assert make.data["data"]["srtp"] == "off"
+    plain = Leg(INBOUND, "UAS", "Routing", "")
+    plain.feed("ForwardCall", target="sip:b@h")
+    (make,) = to_peer(plain.feed("MediaReady", sdp="v=0 ours", media_node="m7"))
+    assert "srtp" not in make.data["data"]

@@ -56,3 +56,9 @@ def test_a_long_value_is_cut_visibly() -> None:
     reason = "x" * (HISTORY_VALUE_MAX + 7)
     ((name, value),) = history_data(Event("e", "Rejected", {"reason": reason, "sdp": "v=0"}))
     assert (name, value) == ("reason", "x" * HISTORY_VALUE_MAX + "...(+7)")
+
+
+def test_an_srtp_key_never_reaches_the_history() -> None:
+    reason = "bad answer a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7"
+    ((name, value),) = history_data(Event("e", "MediaFailed", {"reason": reason}))
+    assert value == "bad answer a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:<hidden>"

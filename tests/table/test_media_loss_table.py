@@ -95,3 +95,12 @@ def test_the_hang_up_policy_is_one_line_and_valid() -> None:
     assert decision.state == "Terminating"
     assert [c.name for c in decision.commands if c.target == "edge"] == ["bye"]
     assert decision.fields["end_code"] == "503"
+
+
+def test_a_moved_leg_keeps_its_srtp_policy_and_gets_new_keys_on_its_new_node() -> None:
+    """Only the policy is in the session: the new node makes new keys, which the re-INVITE
+    offers (the old ones died with the old node)."""
+    decision = decide(TABLE, established(srtp="require"), lost(), 100.0)
+    (create,) = [c for c in decision.commands if c.name == "create"]
+    assert create.data["srtp"] == "require"
+    assert create.data["mode"] == "offer"

@@ -198,3 +198,54 @@ def test_an_outbound_call_asks_for_latch_private() -> None:
         new = new_uac(Keys("t"), Event("e", "MakeCall", {**data, **extra}, "0123456789-abcdef"))
         assert new is not None
         assert new.fields.get("latch_private") == field
+
+
+SRTP_ROUTES = """\
+rules:
+  - match: {to: "sip:secure@*"}
+    do: accept
+    srtp: require
+  - match: {to: "sip:gw@*"}
+    do: {forward: {to: "sip:desk@10.0.0.8", srtp: "off"}}
+    srtp: offer
+  - match: {to: "sip:plain@*"}
+    do: {forward: "sip:desk@10.0.0.8"}
+"""
+
+
+def test_srtp_per_route_and_per_forwarded_leg() -> None:
+    routes = parse_routes(SRTP_ROUTES, "r.yaml")
+    assert routes.decide(call("sip:secure@h")) == Accept()
+    assert routes.session_fields(call("sip:secure@h")) == {"srtp": "require"}
+    gateway = routes.decide(call("sip:gw@h"))
+    assert gateway == Forward("sip:desk@10.0.0.8", target_srtp="off")
+    assert routes.session_fields(call("sip:gw@h")) == {"srtp": "offer"}
+    assert routes.decide(call("sip:plain@h")) == Forward("sip:desk@10.0.0.8")
+    assert routes.session_fields(call("sip:plain@h")) == {}
+    assert routes.session_fields(call("sip:nothing@h")) == {}
+    invite = Event("sip:c:b:INVITE:1", "Invite", {"to": "<sip:gw@h>", "call_id": "c"})
+    event = decide_event(routes, invite, "0123456789-abcdef")
+    assert event is not None
+    assert event.data == {"target": "sip:desk@10.0.0.8", "srtp": "off"}
+
+
+def test_srtp_errors_name_file_and_line() -> None:
+    text = """\
+rules:
+  - match: {to: "sip:a@*"}
+    do: {reject: 486}
+    srtp: require
+  - match: {to: "sip:b@*"}
+    do: accept
+    srtp: always
+  - match: {to: "sip:c@*"}
+    do: {forward: {to: "sip:x@h", srtp: maybe}}
+"""
+    with pytest.raises(RoutesError) as info:
+        parse_routes(text, "bad.yaml")
+    problems = info.value.problems
+    assert any(p.startswith("bad.yaml:4: srtp: needs a decision") for p in problems), problems
+    assert any(p.startswith("bad.yaml:7: srtp is one of off") for p in problems), problems
+    assert any(p.startswith("bad.yaml:9: forward: srtp is one of") for p in problems), problems
+    with pytest.raises(ValueError, match="srtp is one of"):
+        Forward("sip:x@h", target_srtp="yes")

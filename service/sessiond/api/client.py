@@ -21,6 +21,7 @@ from typing import Any
 from sessiond.api.errors import CallFailed, CallTimeout, SessionNotFound
 from sessiond.api.stream import EventStream
 from sessiond.core.types import Event
+from sessiond.core.vocabulary import SRTP_POLICIES
 from sessiond.store import Keys, Store, new_sid, queries
 from sessiond.store.client import connect
 from sessiond.store.liveness import live_processes
@@ -103,8 +104,10 @@ class Client:
         to: str | None = None,
         edge: str | None = None,
         latch_private: bool = False,
+        srtp: str | None = None,
     ) -> str:
-        """Place a call to ``target`` (a SIP URI) through ``edge`` (default: any live edge).
+        """Place a call to ``target`` (a SIP URI) through ``edge`` (default: any live edge),
+        with SRTP policy ``srtp`` (``off``, ``offer``, ``require``; default: the media node's).
         ``latch_private``: the callee is behind NAT; its media leg sends nothing to a private
         address its SDP names, only to where its RTP comes from.
 
@@ -128,6 +131,10 @@ class Client:
         }
         if latch_private:
             data["latch_private"] = True
+        if srtp is not None:
+            if srtp not in SRTP_POLICIES:
+                raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {srtp!r}")
+            data["srtp"] = srtp
         await self.store.publish(
             self.keys.partition_of(sid), Event(f"app:call:{sid}", "MakeCall", data, sid)
         )

@@ -21,6 +21,7 @@ from sessiond.api.call import Call, Invitation
 from sessiond.api.client import Client
 from sessiond.api.errors import CallFailed, SessionNotFound
 from sessiond.api.events import CallEvent, IncomingCall, TransferRequested
+from sessiond.core.redact import redact_keys
 from sessiond.core.resources import default_table_path
 from sessiond.edge.process import Edge
 from sessiond.edge.transport import ListenSpec
@@ -28,6 +29,7 @@ from sessiond.media.leg import Leg
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.offer_answer import TELEPHONE_EVENT
 from sessiond.media.ports import PortAllocator, parse_range
+from sessiond.media.sdes_sdp import SrtpPolicy
 from sessiond.store import Keys, Store
 from sessiond.store.client import EMBEDDED, connect
 from sessiond.store.store import delete_namespace
@@ -48,6 +50,8 @@ class SimplePeer:
     ring until :meth:`incoming_call`'s invitation is accepted or rejected (180 s at most).
     ``codecs`` limits the audio codecs offered and accepted to these names (``PCMU``,
     ``PCMA``, ``opus``; RFC 4733 telephone-event is always kept); default: all usable.
+    ``srtp`` is the SRTP policy (SDES) of its calls: ``off`` (default), ``offer`` or
+    ``require``.
     """
 
     def __init__(
@@ -60,8 +64,10 @@ class SimplePeer:
         rtp_ports: str = "20000-20999",
         rtp_timeout: float = 30.0,
         codecs: Sequence[str] | None = None,
+        srtp: str = "off",
     ) -> None:
         self.name = name
+        self.srtp = SrtpPolicy.parse(srtp)
         self.port = port
         self.host = host
         self.redis_url = redis_url or EMBEDDED
@@ -127,6 +133,7 @@ class SimplePeer:
             "codecs": self.codecs,
             "inactivity_timeout": self.rtp_timeout,
             "files_dir": None,
+            "srtp": self.srtp,
         }
         ports = PortAllocator(self.host, *self.rtp_range)
         self._media = MediaNode(
@@ -237,7 +244,7 @@ class SimplePeer:
             try:
                 self._route(event)
             except Exception:  # one bad event must not stop the peer
-                log.exception("%s: could not route %s", self.name, event)
+                log.exception("%s: could not route %s", self.name, redact_keys(str(event)))
 
     def _route(self, event: CallEvent) -> None:
         if isinstance(event, IncomingCall):

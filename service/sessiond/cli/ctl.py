@@ -17,6 +17,7 @@ from redis.exceptions import RedisError, ResponseError
 from sessiond.cli import readable
 from sessiond.cli.preflight import positive_int
 from sessiond.core import appschema
+from sessiond.core.redact import redact_keys
 from sessiond.core.resources import default_table_path
 from sessiond.core.types import Event
 from sessiond.media.audit import orphan_legs_async
@@ -159,7 +160,8 @@ async def _show(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
         return 1
     width = max(len(k) for k in session)
     for name in sorted(session):
-        print("\n".join(readable.field_lines(name, session[name], width)))
+        value = redact_keys(session[name])  # SRTP keys (SDES) are not for screens
+        print("\n".join(readable.field_lines(name, value, width)))
     entered = float(session.get("entered_state_at") or time.time())
     print(f"\ntime in state: {time.time() - entered:.1f}s")
     try:

@@ -19,6 +19,7 @@ from sessiond.cli.preflight import (
 )
 from sessiond.core import logs
 from sessiond.core.errors import TableError
+from sessiond.media.sdes_sdp import SRTP_HELP, SrtpPolicy
 from sessiond.table import load_table
 from sessiond.table.graph import dot, mermaid
 
@@ -377,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the address in our SDP (c=, o=) (default: the --advertise host, else --address)",
     )
     run.add_argument("--rtp-timeout", type=nonneg_float, default=30.0)
+    run.add_argument("--srtp", choices=[p.value for p in SrtpPolicy], default="off", help=SRTP_HELP)
     run.add_argument(
         "--store-port",
         type=store_port,

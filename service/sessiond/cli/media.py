@@ -3,6 +3,7 @@
 sessiond media --redis URL --rtp-ports 20000-20999 --address 127.0.0.1
                [--name NAME] [--metrics-port N] [--advertise ADDR] [--rtp-timeout S]
                [--drain-timeout S] [--files-dir DIR] [--partitions N] [--namespace NS]
+               [--srtp off|offer|require]
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sessiond.core.addresses import media_address, reachable_host
 from sessiond.core.metrics import serve
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator, parse_range
+from sessiond.media.sdes_sdp import SRTP_HELP, SrtpPolicy
 from sessiond.store import Keys
 from sessiond.store.client import connect
 from sessiond.worker.process import default_name
@@ -47,6 +49,7 @@ def run_media(args: argparse.Namespace) -> int:
             "codecs": available_codecs(),
             "inactivity_timeout": args.rtp_timeout or None,
             "files_dir": args.files_dir,
+            "srtp": SrtpPolicy(args.srtp),
         }
         node = MediaNode(
             redis,
@@ -101,6 +104,9 @@ def add_parser(sub: Any) -> None:
         help="longest wait for legs when draining",
     )
     media.add_argument("--files-dir", default=None, help="play/record paths must be inside")
+    media.add_argument(
+        "--srtp", choices=[p.value for p in SrtpPolicy], default="off", help=SRTP_HELP
+    )
     media.add_argument(
         "--partitions", type=preflight.positive_int, default=16, help="event stream partitions"
     )

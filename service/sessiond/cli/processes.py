@@ -359,6 +359,7 @@ def _run_all(
     from sessiond.edge.process import Edge
     from sessiond.media.node import MediaNode, available_codecs
     from sessiond.media.ports import PortAllocator
+    from sessiond.media.sdes_sdp import SrtpPolicy
 
     first, last = rtp_range
 
@@ -388,6 +389,7 @@ def _run_all(
             "codecs": available_codecs(),
             "inactivity_timeout": args.rtp_timeout or None,
             "files_dir": None,
+            "srtp": SrtpPolicy(args.srtp),
         }
         media = None
         if not children:
@@ -507,6 +509,7 @@ def _spawn_media(args: argparse.Namespace, base: str) -> subprocess.Popen[bytes]
     rtp = ["--rtp-ports", args.rtp_ports, "--address", args.address]
     rtp += ["--advertise", args.media_advertise]
     limits = ["--rtp-timeout", str(args.rtp_timeout), "--drain-timeout", "5"]
+    rtp += ["--srtp", args.srtp]
     return subprocess.Popen(_child(args, "media", *rtp, *limits, "--name", f"{base}-media"))
 
 

@@ -12,6 +12,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from sessiond.core.vocabulary import SRTP_POLICIES
+
 
 class Check:
     """A test of one field's value, with the words the schema page (docs/messages.md) shows."""
@@ -93,6 +95,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "replaces": _text(512),
             "media_node": _text(128),
             "latch_private": Check(lambda v: isinstance(v, bool), "bool"),
+            "srtp": _one_of(*SRTP_POLICIES),
         },
     ),
     "AcceptCall": ({}, {}),

@@ -269,6 +269,7 @@ class CreateLeg(MediaLeg, frozen=True):
     direction: str | None = None  # sendrecv (default), sendonly, recvonly, inactive
     origin: str | None = None  # the o= line to keep (a leg moved to another node)
     latch_private: bool | None = None  # a private SDP address: send only where RTP comes from
+    srtp: str | None = None  # SRTP policy off, offer, require (None: the node's --srtp)
 
 
 class UpdateLeg(MediaLeg, frozen=True):

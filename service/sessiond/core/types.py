@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from sessiond.core.messages import Message
+from sessiond.core.redact import redact_keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,8 @@ class Step:
 def history_data(event: Event) -> tuple[tuple[str, str], ...]:
     """The DTMF digit, the SIP code and reason, the transfer target... of ``event``: the
     fields of :data:`HISTORY_EVENT_FIELDS` it carries, as text, each at most
-    :data:`HISTORY_VALUE_MAX` characters (a longer one ends with ``...(+N)``)."""
+    :data:`HISTORY_VALUE_MAX` characters (a longer one ends with ``...(+N)``), SRTP keys
+    (``inline:...``) hidden: the history never holds one."""
     data = event.data
     if not data:
         return ()
@@ -64,7 +66,7 @@ def history_data(event: Event) -> tuple[tuple[str, str], ...]:
         value = data.get(key)
         if value is None or value == "":
             continue
-        text = value if isinstance(value, str) else str(value)
+        text = redact_keys(value if isinstance(value, str) else str(value))
         if len(text) > HISTORY_VALUE_MAX:
             text = f"{text[:HISTORY_VALUE_MAX]}...(+{len(text) - HISTORY_VALUE_MAX})"
         found.append((key, text))

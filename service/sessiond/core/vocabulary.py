@@ -77,7 +77,8 @@ PRODUCED: Final[dict[str, str]] = {
     "DeferCall": "handler: ask the application, 480 after the Deferred state's timeout",
     "RedirectCall": "handler: answer 302 (data: contacts, a list of SIP URIs)",
     "PlayAndHangup": "handler: answer, play, hang up (data: tone | file, seconds)",
-    "ForwardCall": "handler: forward the call to data.target as a B2BUA (gateway table)",
+    "ForwardCall": "handler: forward the call to data.target as a B2BUA (gateway table); "
+    "data.srtp: the outbound leg's SRTP policy",
 }
 
 # Events a table may publish to the application stream.
@@ -101,6 +102,9 @@ PUBLISHABLE: Final[frozenset[str]] = frozenset(
         "MediaMoved",
     }
 )
+
+#: SRTP policies (SDES) of a leg: session field ``srtp``, a route's ``srtp:``, ``--srtp``.
+SRTP_POLICIES: Final[tuple[str, ...]] = ("off", "offer", "require")
 
 # Session fields every SIP command carries, so the edge needs no state of its own.
 DIALOG_FIELDS: Final[tuple[str, ...]] = (
@@ -135,6 +139,8 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "transfer_sid",
         "transfer_target",
         "forward_target",
+        "forward_srtp",
+        "srtp",
         "session_expires",
         "refresher",
         "reoffer",

@@ -48,6 +48,7 @@ from sessiond.media.lost import leg_entry
 from sessiond.media.offer_answer import MediaNegotiator
 from sessiond.media.playback import Player, Recorder
 from sessiond.media.ports import NoFreePort, PortAllocator
+from sessiond.media.sdes_sdp import SrtpPolicy
 from sessiond.media.sdp import Codec, Direction, Origin, SessionDescription
 from sessiond.media.wav import read_wav
 from sessiond.store.entries import EntryError, decode
@@ -138,8 +139,10 @@ class Executor:
         clock: Callable[[], float],
         inactivity_timeout: float | None = 30.0,
         files_dir: str | None = None,
+        srtp: SrtpPolicy = SrtpPolicy.OFF,
     ) -> None:
         self.name = name
+        self.srtp = srtp  # the SRTP policy of a create that names none
         self.sdp_address = sdp_address
         self.ports = ports
         self.codecs = codecs
@@ -214,7 +217,8 @@ class Executor:
 
         ``origin`` (an o= value) makes the leg continue a session the far end knows from a
         lost media node: same o= username and session id, a higher version; ``direction``
-        (default sendrecv) is what we offer or answer."""
+        (default sendrecv) is what we offer or answer; ``srtp`` the SRTP policy (default: this
+        node's)."""
         data = cmd.data
         media_id = data.media_id
         existing = self.legs.get(media_id)
@@ -232,13 +236,16 @@ class Executor:
         try:
             previous = Origin.parse(data.origin) if data.origin else None
             direction = Direction("sendrecv" if data.direction is None else data.direction)
+            srtp = SrtpPolicy.parse(data.srtp) if data.srtp else self.srtp
         except (SdpError, ValueError) as exc:
             return [failed_event(cmd, media_id, 500, str(exc))]
         try:
             pair = self.ports.allocate()
         except NoFreePort as exc:
             return [failed_event(cmd, media_id, 503, str(exc))]
-        negotiator = MediaNegotiator(self.sdp_address, pair.port, self.codecs, previous=previous)
+        negotiator = MediaNegotiator(
+            self.sdp_address, pair.port, self.codecs, previous=previous, srtp=srtp
+        )
         leg = Leg(
             media_id,
             cmd.sid,

@@ -7,6 +7,13 @@ peer's last decoded frame, or silence so latching peers and NATs see our RTP), l
 packetise it, sends the datagrams, feeds the recorder and runs the stream's timers (RTCP,
 inactivity). Media-caused events (digits, RTP timeout, end of a play) go out through the
 ``emit`` callback the node gave it.
+
+SRTP (when offer/answer agreed keys, :attr:`NegotiatedStream.crypto`) sits on the wire side
+of the stream: every datagram received is unprotected (SRTP or SRTCP, told apart by the
+packet type) before the stream sees it, every datagram sent is protected after the stream
+made it. A packet libsrtp refuses (authentication, replay, malformed) is counted
+(``sessiond_media_srtp_errors_total``) and dropped; the stream, its latching included, only
+ever sees authenticated packets.
 """
 
 from __future__ import annotations
@@ -18,13 +25,16 @@ from typing import Any
 
 from sessiond.core.messages import LegEvent
 from sessiond.core.types import Event
+from sessiond.media import node_metrics as metrics
 from sessiond.media.codecs import SILENCE, AudioCodec, G711Codec
 from sessiond.media.dtmf import DtmfDigit
-from sessiond.media.errors import MediaError
+from sessiond.media.errors import MediaError, SrtpError
 from sessiond.media.offer_answer import RNG, MediaNegotiator, NegotiatedStream
 from sessiond.media.playback import Player, Recorder, inband_dtmf
 from sessiond.media.ports import PortPair
+from sessiond.media.rtp import is_rtcp
 from sessiond.media.rtp_session import Address, RtpTimeout, SourceLatched, Transmit
+from sessiond.media.srtp import SrtpSession
 from sessiond.media.stream import MediaStream
 
 log = logging.getLogger("sessiond.media")
@@ -141,6 +151,8 @@ class Leg:
         self.received = 0
         self.sent = 0
         self.send_errors = 0
+        self.srtp: SrtpSession | None = None  # None: plain RTP
+        self.srtp_errors = 0  # packets refused by libsrtp (dropped)
         self._rtp: asyncio.DatagramTransport | None = None
         self._rtcp: asyncio.DatagramTransport | None = None
         self._digits = 0
@@ -163,6 +175,13 @@ class Leg:
 
     def negotiated(self, result: NegotiatedStream) -> None:
         """Start sending/receiving per an offer/answer outcome (first, or a re-negotiation)."""
+        crypto = result.crypto
+        if crypto is None:
+            self.srtp = None
+        elif self.srtp is None:
+            self.srtp = SrtpSession.from_negotiated(crypto)
+        else:
+            self.srtp = self.srtp.rekeyed(crypto)
         stream = self.stream
         if stream is not None and stream.negotiated.codec == result.codec:
             stream.update(result)
@@ -186,6 +205,13 @@ class Leg:
         if stream is None:
             return  # our offer is not answered yet: we do not know what to expect
         self.received += 1
+        srtp = self.srtp
+        if srtp is not None:
+            try:
+                data = srtp.unprotect_rtcp(data) if is_rtcp(data) else srtp.unprotect(data)
+            except SrtpError as exc:
+                self._srtp_failed("in", exc)
+                return
         try:
             events = stream.receive(data, source, self.clock())
         except MediaError as exc:  # e.g. a malformed telephone-event payload
@@ -245,8 +271,21 @@ class Leg:
             return
         if self.stream is not None and not self.stream.sendable(transmit):
             return
+        data = transmit.data
+        srtp = self.srtp
+        if srtp is not None:
+            try:
+                data = srtp.protect_rtcp(data) if is_rtcp(data) else srtp.protect(data)
+            except SrtpError as exc:
+                self._srtp_failed("out", exc)
+                return
         self.sent += 1
-        transport.sendto(transmit.data, transmit.address)
+        transport.sendto(data, transmit.address)
+
+    def _srtp_failed(self, direction: str, exc: SrtpError) -> None:
+        self.srtp_errors += 1
+        metrics.SRTP_ERRORS.labels(direction, exc.reason).inc()
+        log.debug("%s: dropped an SRTP packet (%s): %s", self.media_id, direction, exc.reason)
 
     def _emit(self, event_id: str, event_type: str, **data: Any) -> None:
         record = LegEvent(media_id=self.media_id, **data)

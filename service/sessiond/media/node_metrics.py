@@ -13,6 +13,12 @@ COMMANDS = Counter(
 )
 EVENTS = Counter("sessiond_media_events_total", "Events published by the media node", ["type"])
 PACKETS = Counter("sessiond_media_packets_total", "RTP/RTCP datagrams", ["direction"])
+SRTP_ERRORS = Counter(
+    "sessiond_media_srtp_errors_total",
+    "SRTP/SRTCP packets libsrtp refused and the leg dropped, by direction (in, out) and "
+    "reason (auth, replay, malformed)",
+    ["direction", "reason"],
+)
 TICK_SECONDS = Histogram(
     "sessiond_media_tick_seconds",
     "Time to tick every leg once (the budget is 20 ms)",

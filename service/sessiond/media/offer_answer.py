@@ -8,10 +8,18 @@ RFC 3264 section 8) and produces either an offer (:meth:`create_offer`, then
 address, ptime, telephone-event payload type and directions. The media process builds its RTP
 session from that and nothing else.
 
-We carry one audio stream. Further audio streams, video, T.38 (``m=image ... udptl t38``) and
-SRTP profiles are answered as rejected streams (port 0), one answer line per offered line, in
-order (RFC 3264 section 6). An offer whose every audio stream lacks a common codec raises
+We carry one audio stream. Further audio streams, video and T.38 (``m=image ... udptl t38``)
+are answered as rejected streams (port 0), one answer line per offered line, in order (RFC
+3264 section 6). An offer whose every audio stream lacks a common codec raises
 :class:`~sessiond.media.errors.NoCommonCodec`, which maps to SIP 488.
+
+SRTP (SDES, RFC 4568) follows the leg's :class:`~sessiond.media.sdes_sdp.SrtpPolicy`
+(:mod:`sessiond.media.sdes_sdp` says what each policy offers and accepts): the agreed keys
+are in :attr:`NegotiatedStream.crypto`. An audio stream whose crypto cannot be agreed is
+rejected like one without a common codec (and :class:`~sessiond.media.errors.NoCommonCrypto`
+is raised when no stream is left). A re-offer offers the keys the stream runs (or, before
+any answer, the lines offered last) again, and a re-answer keeps our key when the suite
+stays: the SRTP sender goes on unchanged (RFC 4568 section 7.1.4 allows either).
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sessiond.media.errors import NoCommonCodec, OfferAnswerError
+from sessiond.media.errors import NoCommonCodec, NoCommonCrypto, OfferAnswerError
 from sessiond.media.hold import peer_direction
+from sessiond.media.sdes import CryptoAttribute, KeyParams, NegotiatedCrypto
+from sessiond.media.sdes_sdp import SrtpPolicy, accept_section, answer_section, offer_section
 from sessiond.media.sdp import (
     Codec,
     Connection,
@@ -37,8 +47,9 @@ from sessiond.media.sdp import (
 
 TELEPHONE_EVENT = "telephone-event"
 DEFAULT_PTIME_MS = 20
-# Profiles we can carry: plain RTP, and AVPF which is AVP plus feedback we may ignore.
-SUPPORTED_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF"})
+# Profiles we can carry: plain RTP, AVPF which is AVP plus feedback we may ignore, and their
+# SRTP forms (RFC 3711 section 12, RFC 5124), which the SRTP policy then accepts or refuses.
+SUPPORTED_PROFILES = frozenset({"RTP/AVP", "RTP/AVPF", "RTP/SAVP", "RTP/SAVPF"})
 
 #: The random source of session ids, SSRCs, initial sequence numbers and timestamps: one per
 #: process, seeded from the OS once (seeding a ``random.Random()`` per leg was a noticeable
@@ -92,6 +103,7 @@ class NegotiatedStream:
     ptime_ms: int
     direction: Direction
     remote_hold: bool
+    crypto: NegotiatedCrypto | None = None  # SRTP keys agreed (SDES), None for plain RTP
 
     def codec_for(self, payload_type: int) -> Codec | None:
         """The accepted codec (audio or telephone-event) with this payload type."""
@@ -128,8 +140,13 @@ class MediaNegotiator:
         ptime_ms: int = DEFAULT_PTIME_MS,
         rng: random.Random | None = None,
         previous: Origin | None = None,
+        srtp: SrtpPolicy = SrtpPolicy.OFF,
     ) -> None:
         self.address = address
+        self.srtp = srtp
+        #: the SRTP keys the stream runs now, and the a=crypto lines of our last offer
+        self.crypto: NegotiatedCrypto | None = None
+        self._crypto_offer: tuple[CryptoAttribute, ...] = ()
         self.port = port
         self.codecs = tuple(codecs)
         self.ptime_ms = ptime_ms
@@ -165,6 +182,7 @@ class MediaNegotiator:
         The re-offer keeps the session id and increments the version when anything changed.
         """
         section = self._audio_section(self.port, "RTP/AVP", self.codecs, direction, mux=False)
+        section, self._crypto_offer = offer_section(section, self.srtp, lines=self._offer_lines())
         offer = self._finish(section_list=[section])
         self._pending_offer = offer
         return offer
@@ -198,7 +216,17 @@ class MediaNegotiator:
             sends=offered_dir.sends and remote_dir.receives,
             receives=offered_dir.receives and remote_dir.sends,
         )
-        return self._negotiated(answer, 0, audio, accepted, ours, remote_dir)
+        crypto = accept_section(section, self._crypto_offer, self.srtp, self.crypto)
+        self.crypto = crypto
+        result = self._negotiated(answer, 0, audio, accepted, ours, remote_dir)
+        return dataclasses.replace(result, crypto=crypto)
+
+    def _offer_lines(self) -> tuple[CryptoAttribute, ...]:
+        """What a re-offer offers: the line the stream runs (our key), else our last lines."""
+        crypto = self.crypto
+        if crypto is None:
+            return self._crypto_offer
+        return (CryptoAttribute(crypto.tag, crypto.suite, (KeyParams(crypto.local_key),)),)
 
     # -- answerer -----------------------------------------------------------------------------
 
@@ -213,6 +241,7 @@ class MediaNegotiator:
         """
         sections: list[MediaDescription] = []
         result: NegotiatedStream | None = None
+        refused: NoCommonCrypto | None = None
         for index, offered in enumerate(offer.media):
             accepted = self._acceptable(offered) if result is None else []
             audio = [c for c in accepted if not is_telephone_event(c)]
@@ -225,10 +254,21 @@ class MediaNegotiator:
                 receives=direction.receives and remote_dir.sends,
             )
             mux = offered.has_attribute("rtcp-mux")
-            sections.append(self._audio_section(self.port, offered.proto, accepted, ours, mux))
+            section = self._audio_section(self.port, offered.proto, accepted, ours, mux)
+            try:
+                section, crypto = answer_section(offered, section, self.srtp, reuse=self.crypto)
+            except NoCommonCrypto as exc:
+                refused = refused or exc
+                sections.append(_rejected(offered))
+                continue
+            sections.append(section)
             result = self._negotiated(offer, index, audio, accepted, ours, remote_dir)
+            result = dataclasses.replace(result, crypto=crypto)
         if result is None:
+            if refused is not None:
+                raise refused
             raise NoCommonCodec("no offered audio stream has a codec in common with us")
+        self.crypto = result.crypto
         return self._finish(sections), result
 
     def _acceptable(self, offered: MediaDescription) -> list[Codec]:

@@ -30,6 +30,7 @@ import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from sessiond.core.redact import redact_keys as redact_keys  # the media code's name for it
 from sessiond.media.errors import CryptoError, NoCommonCrypto
 
 
@@ -245,14 +246,6 @@ class CryptoAttribute:
         return None
 
 
-_INLINE_KEY = re.compile(r"(inline:)[^|;\s]+", re.IGNORECASE)
-
-
-def redact_keys(text: str) -> str:
-    """Any text (a whole SDP body, a log line) with every ``inline:`` key hidden."""
-    return _INLINE_KEY.sub(r"\1<hidden>", text)
-
-
 def _redact(key_param: str) -> str:
     method, _, info = key_param.partition(":")
     _, sep, rest = info.partition("|")
@@ -326,11 +319,14 @@ def select_answer(
     offered: Iterable[str],
     suites: Sequence[Suite] = tuple(SUITES.values()),
     source: KeySource = secrets.token_bytes,
+    reuse: NegotiatedCrypto | None = None,
 ) -> tuple[CryptoAttribute, NegotiatedCrypto]:
     """Answer an offer's ``a=crypto`` values: the first usable one wins (section 7.1.2).
 
-    Our line has the same tag and suite and a new key. Malformed or unsupported lines are
-    skipped; when none is left, :class:`NoCommonCrypto` lists why each was refused.
+    Our line has the same tag and suite and a new key, or, when the stream already runs
+    ``reuse`` with that suite (a re-offer), the key we send with already: our SRTP sender
+    then goes on unchanged. Malformed or unsupported lines are skipped; when none is left,
+    :class:`NoCommonCrypto` lists why each was refused.
     """
     reasons: list[str] = []
     for value in offered:
@@ -340,9 +336,9 @@ def select_answer(
         elif found.suite not in suites:
             reasons.append(f"a=crypto tag {found.tag}: suite {found.suite} is not enabled")
         else:
-            ours = CryptoAttribute(
-                found.tag, found.suite, (KeyParams(generate_key(found.suite, source)),)
-            )
+            same = reuse is not None and reuse.suite == found.suite
+            key = reuse.local_key if same and reuse else generate_key(found.suite, source)
+            ours = CryptoAttribute(found.tag, found.suite, (KeyParams(key),))
             return ours, NegotiatedCrypto(found.suite, found.tag, ours.key, found.key)
     raise NoCommonCrypto("no acceptable a=crypto line: " + ("; ".join(reasons) or "none offered"))
 

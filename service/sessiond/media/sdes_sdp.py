@@ -5,9 +5,14 @@ Theory of operation: SRTP with SDES is a media section whose profile is ``RTP/SA
 read and write exactly that on a :class:`~sessiond.media.sdp.MediaDescription`, leaving every
 other line where it was, and apply a per-listener or per-route :class:`SrtpPolicy`:
 
-- ``off``: plain RTP only; an RTP/SAVP offer cannot be accepted.
-- ``offer``: we offer SRTP; as answerer we take SRTP when offered and plain RTP otherwise.
-- ``require``: SRTP or nothing: a plain offer, or one with no usable ``a=crypto``, is refused.
+- ``off``: plain RTP only; an RTP/SAVP offer cannot be accepted (its ``a=crypto`` lines in a
+  plain RTP/AVP offer are ignored).
+- ``offer``: we offer SRTP the way phones with optional SRTP do ("best effort": ``RTP/AVP``
+  with ``a=crypto``, so a peer without SRTP answers plain instead of refusing); as answerer
+  we take SRTP when offered (``RTP/SAVP``, or ``RTP/AVP`` with a usable ``a=crypto``) and
+  plain RTP otherwise.
+- ``require``: SRTP or nothing: we offer ``RTP/SAVP``; a plain offer or answer, or one with
+  no usable ``a=crypto``, is refused.
 
 Refusals raise :class:`~sessiond.media.errors.NoCommonCrypto` (SIP 488 when answering).
 Nothing here changes :mod:`sessiond.media.offer_answer`; the caller builds the section with it
@@ -38,6 +43,14 @@ from sessiond.media.sdp_fields import DIRECTION_NAMES
 # RFC 3711 section 12 (SAVP) and RFC 5124 section 4 (SAVPF): the secure form of each profile.
 _SECURE = {"RTP/AVP": "RTP/SAVP", "RTP/AVPF": "RTP/SAVPF"}
 _PLAIN = {secure: plain for plain, secure in _SECURE.items()}
+
+
+#: The help text of the ``--srtp`` options.
+SRTP_HELP = (
+    "SRTP (SDES) of legs whose route names no policy: off (plain RTP; an RTP/SAVP offer "
+    "gets 488), offer (offer RTP/AVP with a=crypto, take SRTP when offered), require "
+    "(offer RTP/SAVP; a plain offer gets 488, a plain answer ends the call)"
+)
 
 
 class SrtpPolicy(Enum):
@@ -116,15 +129,22 @@ def offer_section(
     policy: SrtpPolicy,
     suites: Sequence[Suite] = DEFAULT_SUITES,
     source: KeySource = secrets.token_bytes,
+    *,
+    lines: Sequence[CryptoAttribute] = (),
 ) -> tuple[MediaDescription, tuple[CryptoAttribute, ...]]:
     """Our offer's audio section under ``policy``, and the crypto lines to keep for the answer.
 
-    ``off`` returns the section unchanged and no lines.
+    ``require`` offers ``RTP/SAVP`` (``RTP/SAVPF``); ``offer`` keeps the plain profile and
+    adds the ``a=crypto`` lines ("best effort" SRTP, as phones with optional SRTP offer it),
+    so that a peer without SRTP answers plain RTP instead of refusing the call; ``off``
+    returns the section unchanged and no lines. ``lines`` (a re-offer) are offered again
+    instead of new keys.
     """
     if policy is SrtpPolicy.OFF:
         return section, ()
-    offer = make_offer(suites, source)
-    return with_crypto(section, offer), offer
+    offer = tuple(lines) or make_offer(suites, source)
+    proto = None if policy is SrtpPolicy.REQUIRE else section.proto
+    return with_crypto(section, offer, proto=proto), offer
 
 
 def answer_section(
@@ -133,37 +153,74 @@ def answer_section(
     policy: SrtpPolicy,
     suites: Sequence[Suite] = tuple(SUITES.values()),
     source: KeySource = secrets.token_bytes,
+    reuse: NegotiatedCrypto | None = None,
 ) -> tuple[MediaDescription, NegotiatedCrypto | None]:
     """Our answer section (built by offer/answer) made secure or plain to match the offer.
 
-    Returns the crypto agreed, or None for plain RTP. A plain offer carrying ``a=crypto``
-    ("best effort" SRTP, not in any RFC) is answered plain.
+    Returns the crypto agreed, or None for plain RTP. A plain (``RTP/AVP``) offer carrying
+    ``a=crypto`` ("best effort" SRTP) is answered with ``a=crypto`` in the same profile
+    under ``offer`` and ``require``, and plain under ``off`` (or under ``offer`` when no
+    line is usable). ``reuse`` is the crypto the stream runs now (a re-offer): its key is
+    answered again when the suite stays.
     """
-    if not is_secure(offered):
+    if policy is SrtpPolicy.OFF:
+        if is_secure(offered):
+            raise NoCommonCrypto(f"the offer is {offered.proto} (SRTP) and SRTP is off here")
+        return _plain(answer), None
+    values = crypto_values(offered)
+    if not is_secure(offered) and not values:
         if policy is SrtpPolicy.REQUIRE:
             raise NoCommonCrypto("SRTP is required but the offer is plain RTP (RTP/AVP)")
+        return _plain(answer), None
+    try:
+        ours, negotiated = select_answer(values, suites, source, reuse)
+    except NoCommonCrypto:
+        if is_secure(offered) or policy is SrtpPolicy.REQUIRE:
+            raise
         return without_crypto(answer), None
-    if policy is SrtpPolicy.OFF:
-        raise NoCommonCrypto(f"the offer is {offered.proto} (SRTP) and SRTP is off here")
-    ours, negotiated = select_answer(crypto_values(offered), suites, source)
     # RFC 3264 section 6: the answer uses the offer's profile.
     section = with_crypto(answer, [ours], proto=offered.proto)
     return section, negotiated
 
 
+def _plain(section: MediaDescription) -> MediaDescription:
+    """``section`` as plain RTP (itself when it is already: the common case, no copy)."""
+    if is_secure(section) or any(_is_crypto(line) for line in section.lines):
+        return without_crypto(section)
+    return section
+
+
 def accept_section(
-    answer: MediaDescription, offer: Sequence[CryptoAttribute], policy: SrtpPolicy
+    answer: MediaDescription,
+    offer: Sequence[CryptoAttribute],
+    policy: SrtpPolicy,
+    current: NegotiatedCrypto | None = None,
 ) -> NegotiatedCrypto | None:
     """What the peer's answer section agreed to our offer, or None for plain RTP.
 
-    A plain answer to our SRTP offer is accepted as plain RTP under ``offer`` (some peers do
-    this though RFC 3264 says the profile must match) and refused under ``require``.
+    A plain answer (no ``a=crypto``) to our SRTP offer is accepted as plain RTP under
+    ``offer`` (our offer was plain RTP with ``a=crypto``, or a peer that answers an SAVP
+    offer plain, though RFC 3264 says the profile must match) and refused under
+    ``require``. An SDP that still carries the line the stream runs now (``current``: its
+    tag, suite and the peer's key) keeps it: the peer's earlier SDP taken back as the
+    answer to a re-offer a glare withdrew.
     """
     values = crypto_values(answer)
     if not offer:
         return None
-    if not is_secure(answer) and not values:
+    if not values and not is_secure(answer):
         if policy is SrtpPolicy.REQUIRE:
             raise NoCommonCrypto("SRTP is required but the answer is plain RTP")
         return None
+    if current is not None and any(_runs(value, current) for value in values):
+        return current
     return accept_answer(offer, values)
+
+
+def _runs(value: str, current: NegotiatedCrypto) -> bool:
+    """True when ``value`` is the peer's line of the crypto the stream runs now."""
+    try:
+        attr = CryptoAttribute.parse(value)
+    except CryptoError:
+        return False
+    return (attr.tag, attr.suite, attr.key) == (current.tag, current.suite, current.remote_key)

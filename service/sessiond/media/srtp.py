@@ -50,7 +50,7 @@ def _reason(message: str) -> str:
 class SrtpSession:
     """Protect what we send and unprotect what we receive, for one negotiated stream."""
 
-    __slots__ = ("_inbound", "_outbound", "suite")
+    __slots__ = ("_inbound", "_keys", "_outbound", "_profile", "_window", "suite")
 
     def __init__(
         self, suite: Suite, local_key: bytes, remote_key: bytes, *, window: int = DEFAULT_WINDOW
@@ -64,6 +64,8 @@ class SrtpSession:
         if not 64 <= window < 2**15:  # libsrtp's bounds for the replay window
             raise CryptoError(f"SRTP replay window must be 64..32767 packets, got {window}")
         self.suite = suite
+        self._keys = (local_key, remote_key)
+        self._profile, self._window = profile, window
         self._outbound = self._session(
             profile, local_key, pylibsrtp.Policy.SSRC_ANY_OUTBOUND, window
         )
@@ -77,6 +79,26 @@ class SrtpSession:
     ) -> SrtpSession:
         """The session SDES agreed on: our key outbound, the peer's inbound."""
         return cls(crypto.suite, crypto.local_key, crypto.remote_key, window=window)
+
+    def runs(self, crypto: NegotiatedCrypto) -> bool:
+        """True when this session already runs exactly what ``crypto`` agreed."""
+        return (crypto.suite, crypto.local_key, crypto.remote_key) == (self.suite, *self._keys)
+
+    def rekeyed(self, crypto: NegotiatedCrypto) -> SrtpSession:
+        """The session for a new offer/answer outcome: this one when nothing changed; this
+        one with a new inbound key when only the peer's key changed (what we send goes on
+        with its rollover counter and replay list); else a new session."""
+        if self.runs(crypto):
+            return self
+        if crypto.suite != self.suite or crypto.local_key != self._keys[0]:
+            return SrtpSession.from_negotiated(crypto, window=self._window)
+        if len(crypto.remote_key) != crypto.suite.key_salt_length:
+            raise CryptoError(f"{crypto.suite} needs a {crypto.suite.key_salt_length}-byte key")
+        self._inbound = self._session(
+            self._profile, crypto.remote_key, pylibsrtp.Policy.SSRC_ANY_INBOUND, self._window
+        )
+        self._keys = (self._keys[0], crypto.remote_key)
+        return self
 
     @staticmethod
     def _session(profile: int, key: bytes, ssrc_type: int, window: int) -> pylibsrtp.Session:

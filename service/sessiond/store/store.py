@@ -18,6 +18,7 @@ import msgpack
 from redis.exceptions import NoScriptError
 
 from sessiond.core.errors import StoreError
+from sessiond.core.redact import scrubbed
 from sessiond.core.types import Command, Event, Verdict
 from sessiond.store import entries
 from sessiond.store.client import is_cluster
@@ -159,6 +160,8 @@ class Store:
             view = {**session, **decision.fields}
             outbox = self.build_outbox(view, decision.commands)
             changed = {**decision.fields, **_ended_by(event_id, decision)}
+            if decision.terminal:  # the call's SRTP keys are not kept after it
+                changed.update(scrubbed(view))
             args = self._args(session["version"], event_id, decision, outbox, sid, changed)
             keys = [*self.keys.session_keys(sid), *self.keys.registry_keys(view)]
             calls.append((self.scripts.transition, keys, args))

@@ -30,6 +30,11 @@ per-call options in the new session: ``latch_private`` (a phone behind NAT).
 
 Forward is the one decision that picks the table: the worker asks the handler before it
 creates the session, and a Forward session runs ``Forward.table`` (``gateway`` unless given).
+
+A handler with a ``session_fields(call)`` method (:class:`SessionOptions`) also sets
+per-call options in the new session: ``srtp`` (the SRTP policy of the call's leg: ``off``,
+``offer``, ``require``; without it the media node's ``--srtp``). Forward's ``target_srtp``
+is the outbound leg's.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from sessiond.core.types import Event
+from sessiond.core.vocabulary import SRTP_POLICIES
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +121,18 @@ class PlayAndHangup:
 @dataclass(frozen=True, slots=True)
 class Forward:
     """Forward the call to ``target`` (a SIP URI) as a back-to-back user agent: the incoming
-    leg runs ``table`` (default ``gateway``), which places the outgoing leg."""
+    leg runs ``table`` (default ``gateway``), which places the outgoing leg. ``target_srtp``
+    is the SRTP policy of the outgoing leg (``off``, ``offer``, ``require``; None: the media
+    node's ``--srtp``); the caller's leg has its own (:class:`SessionOptions`, field
+    ``srtp``), and the media node bridges decrypted audio between them."""
 
     target: str
     table: str = "gateway"
+    target_srtp: str | None = None
 
     def __post_init__(self) -> None:
+        if self.target_srtp is not None and self.target_srtp not in SRTP_POLICIES:
+            raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {self.target_srtp!r}")
         if not isinstance(self.target, str) or not self.target.startswith(("sip:", "sips:")):
             raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
         if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
@@ -147,7 +159,7 @@ class CallHandler(Protocol):
 @runtime_checkable
 class SessionOptions(Protocol):
     """A handler may also set fields of the new session (read by the table's actions), by
-    having this method; ``--routes`` does, for ``latch_private``. Must not block."""
+    having this method; ``--routes`` does, for ``latch_private`` and ``srtp``. Must not block."""
 
     def session_fields(self, call: IncomingCallInfo) -> Mapping[str, str]:
         """Fields to write into the new session of ``call`` (only :data:`OPTION_FIELDS`)."""
@@ -155,8 +167,9 @@ class SessionOptions(Protocol):
 
 
 #: session fields a handler may set: ``latch_private: "true"`` makes the call's media leg
-#: ignore a private (RFC 1918 / ULA) SDP address and send where the caller's RTP comes from
-OPTION_FIELDS = frozenset({"latch_private"})
+#: ignore a private (RFC 1918 / ULA) SDP address and send where the caller's RTP comes from;
+#: ``srtp`` (off, offer, require) is the SRTP policy of the call's media leg (media.create)
+OPTION_FIELDS = frozenset({"latch_private", "srtp"})
 
 
 class AutoAnswer:
@@ -231,8 +244,11 @@ def decision_event(decision: Decision, invite: Event, sid: str) -> Event | None:
             if seconds is not None:
                 data["seconds"] = seconds
             return Event(eid, "PlayAndHangup", data, sid)
-        case Forward(target=target):
-            return Event(eid, "ForwardCall", {"target": target}, sid)
+        case Forward(target=target, target_srtp=target_srtp):
+            data = {"target": target}
+            if target_srtp is not None:
+                data["srtp"] = target_srtp
+            return Event(eid, "ForwardCall", data, sid)
         case Ring():
             return None
     raise TypeError(f"not a decision: {decision!r}")

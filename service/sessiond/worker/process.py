@@ -35,6 +35,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 from sessiond.core import metrics
+from sessiond.core.redact import redact_keys
 from sessiond.core.types import Event
 from sessiond.media.lost import LegRegistry
 from sessiond.store import Store
@@ -383,5 +384,5 @@ def _decode(fields: Any) -> Event | None:
     try:
         return decode_event(fields)
     except Exception:  # a malformed entry must not stop the partition
-        log.warning("undecodable stream entry: %r", fields)
+        log.warning("undecodable stream entry: %s", redact_keys(repr(fields)))
         return None

@@ -106,6 +106,8 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
         fields["media_node"] = str(data["media_node"])
     if data.get("latch_private") is True:  # the callee is behind NAT (media.create)
         fields["latch_private"] = "true"
+    if data.get("srtp"):  # the leg's SRTP policy (else the media node's)
+        fields["srtp"] = str(data["srtp"])
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
 
 

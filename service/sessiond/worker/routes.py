@@ -15,6 +15,9 @@
         do: {defer: 20}                     # must equal the table's Deferred timeout
       - match: {to: "sip:sales@*"}
         do: {forward: "sip:sales@10.0.0.7:5060"}   # B2BUA (the gateway table)
+      - match: {to: "sip:secure@*"}
+        do: {forward: {to: "sip:desk@10.0.0.8", srtp: off}}   # the outbound leg's SRTP
+        srtp: require                       # this call's leg (default: the media's --srtp)
     default: ring                           # optional; without it the --answer mode decides
     latch_private: false                    # optional; true: see below
 
@@ -28,7 +31,11 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 ``source``). All conditions of a rule must hold. Actions: ``accept``, ``ring`` (the app
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
-``{forward: URI}``.
+``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``.
+
+A rule's ``srtp:`` (``off``, ``offer``, ``require``) is the SRTP policy of the call's leg
+(for a decision that answers with media: not reject or redirect); a forward's ``srtp:`` is
+the outbound leg's. Without them, the media node's ``--srtp`` applies.
 
 A defer's time is a state timeout, fixed per table: ``{defer: N}`` is checked against the
 table's ``Deferred`` state when the worker starts (:meth:`Routes.check_table`).
@@ -44,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from sessiond.core.errors import SessiondError
+from sessiond.core.vocabulary import SRTP_POLICIES
 from sessiond.table.actions import uri_of
 from sessiond.table.model import Table
 from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
@@ -84,6 +92,7 @@ class Rule:
     decision: Decision
     defer_seconds: float | None = None
     latch_private: bool | None = None  # None: the file's top-level value
+    srtp: str | None = None  # the SRTP policy of the call's leg (None: the media node's)
 
     def matches(self, call: IncomingCallInfo) -> bool:
         """True when every condition of the rule holds for ``call``."""
@@ -130,13 +139,18 @@ class Routes:
 
     def session_fields(self, call: IncomingCallInfo) -> dict[str, str]:
         """Per-call options (:class:`~sessiond.worker.handlers.SessionOptions`): the first
-        matching rule's ``latch_private``, else the file's."""
+        matching rule's ``latch_private``, else the file's, and the rule's ``srtp``."""
         latch = self.latch_private
+        fields: dict[str, str] = {}
         for rule in self.rules:
             if rule.matches(call):
                 latch = latch if rule.latch_private is None else rule.latch_private
+                if rule.srtp is not None:
+                    fields["srtp"] = rule.srtp
                 break
-        return {"latch_private": "true"} if latch else {}
+        if latch:
+            fields["latch_private"] = "true"
+        return fields
 
     def check_table(self, table: Table) -> list[str]:
         """Problems (``file:line: message``) of ``{defer: N}`` against ``table``."""
@@ -232,8 +246,8 @@ def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
     if not isinstance(raw, LineDict):
         problem(line, "a rule is a mapping with match: and do:")
         return None
-    for key in sorted(set(raw) - {"match", "do", "latch_private"}, key=str):
-        problem(raw.line_of(key), f"unknown rule key {key!r} (match, do, latch_private)")
+    for key in sorted(set(raw) - {"match", "do", "latch_private", "srtp"}, key=str):
+        problem(raw.line_of(key), f"unknown rule key {key!r} (match, do, latch_private, srtp)")
     latch = _flag(raw, "latch_private", problem)
     if "do" not in raw:
         problem(line, "rule has no do:")
@@ -242,7 +256,14 @@ def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
     parsed = _decision(raw["do"], raw.line_of("do"), problem)
     if matchers is None or parsed is None:
         return None
-    return Rule(line, tuple(matchers), parsed[0], parsed[1], latch)
+    srtp = raw.get("srtp")
+    if srtp is not None and srtp not in SRTP_POLICIES:
+        problem(raw.line_of("srtp"), f"srtp is one of {', '.join(SRTP_POLICIES)}, not {srtp!r}")
+        return None
+    if srtp is not None and isinstance(parsed[0], Reject | Redirect):
+        problem(raw.line_of("srtp"), "srtp: needs a decision that answers with media")
+        return None
+    return Rule(line, tuple(matchers), parsed[0], parsed[1], latch, srtp)
 
 
 def _matchers(raw: Any, line: int, problem: Problem) -> list[tuple[str, str, Matcher]] | None:
@@ -354,6 +375,13 @@ def _uris(value: Any) -> tuple[str, ...]:
 
 
 def _forward(value: Any) -> Forward:
+    if isinstance(value, Mapping):
+        if set(value) - {"to", "srtp"} or not isinstance(value.get("to"), str):
+            raise ValueError("expected a SIP URI, or {to: URI, srtp: off|offer|require}")
+        srtp = value.get("srtp")
+        if srtp is not None and srtp not in SRTP_POLICIES:
+            raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {srtp!r}")
+        return Forward(value["to"], target_srtp=srtp)
     if not isinstance(value, str):
         raise ValueError("expected one SIP URI (sip: or sips:)")
     return Forward(value)

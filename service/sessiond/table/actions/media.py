@@ -36,7 +36,8 @@ action = Registry[ActionFn]()
 
 @action("media.create", Fields({"mode": choice("offer", "answer")}, {"pinned": flag()}))
 def media_create(ctx: Context, args: Any) -> None:
-    """Ask any media node for an RTP session: an offer, or the answer to the remote SDP.
+    """Ask any media node for an RTP session: an offer, or the answer to the remote SDP,
+    under the SRTP policy in field ``srtp`` (the route's; empty: the node's ``--srtp``).
     ``pinned: true`` asks the node already in ``media_node`` instead (a B2BUA's outbound
     leg, created on its peer's node so that the two legs can be bridged)."""
     answer = args["mode"] == "answer"  # quiet until our answer is out (sip.respond with sdp)
@@ -46,6 +47,7 @@ def media_create(ctx: Context, args: Any) -> None:
         remote_sdp=ctx.get("remote_sdp") if answer else None,
         quiet=True if answer else None,
         latch_private=_latch_private(ctx),
+        srtp=ctx.get("srtp") or None,
     )
     pinned = args.get("pinned") and ctx.get("media_node")
     ctx.command("media" if pinned else "media-pool", "create", leg)
@@ -69,7 +71,8 @@ def _origin(sdp: str) -> str:
 def media_relocate(ctx: Context, args: Any) -> None:
     """Ask any media node (the pool) for a new leg to replace one on a lost node: an offer
     that continues our SDP origin (same o= username and session id, a higher version, RFC
-    3264 8), sendonly while we hold the far end. ``media_node`` is cleared until the new
+    3264 8), sendonly while we hold the far end, under the session's SRTP policy (the new
+    node makes new keys, which the re-INVITE offers). ``media_node`` is cleared until the new
     node's MediaReady names it; field ``reoffer`` is ``relocate`` until the re-INVITE ends."""
     leg = CreateLeg(
         media_id=ctx.get("media_id"),
@@ -77,6 +80,7 @@ def media_relocate(ctx: Context, args: Any) -> None:
         direction="sendonly" if holding(ctx) else "sendrecv",
         origin=_origin(ctx.get("local_sdp")) or None,
         latch_private=_latch_private(ctx),
+        srtp=ctx.get("srtp") or None,
     )
     ctx.set("media_node", "")
     ctx.set("reoffer", "relocate")

@@ -64,6 +64,7 @@ _CALL = Fields(
         "from": session_field(),
         "pin_media": flag(),
         "table": anything("name"),
+        "srtp_field": session_field(),
     },
     rules=(
         (
@@ -80,7 +81,8 @@ def session_call(ctx: Context, args: Any) -> None:
     event field ``target`` (default ``target``) or the session field ``target_field``,
     running ``table`` (default: this session's table), From the URI in session field
     ``from`` (default ``local_uri``). ``pin_media: true`` passes this session's media node,
-    so the new leg is created there (see :func:`media_create`'s ``pinned``). The new
+    so the new leg is created there (see :func:`media_create`'s ``pinned``); the SRTP
+    policy in session field ``srtp_field``, when set, becomes the new leg's. The new
     session's ``peer`` is this session; its id goes in field ``save_as``.
     Call-ID, tag and session id derive from this event's id: a redelivered event places the
     same call, which the new session refuses as a duplicate."""
@@ -106,5 +108,7 @@ def session_call(ctx: Context, args: Any) -> None:
         data["replaces"] = replaces
     if args.get("pin_media") and ctx.get("media_node"):
         data["media_node"] = ctx.get("media_node")
+    if "srtp_field" in args and ctx.get(args["srtp_field"]):
+        data["srtp"] = ctx.get(args["srtp_field"])
     ctx.set(args["save_as"], sid)
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})
