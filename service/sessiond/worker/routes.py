@@ -15,6 +15,8 @@
         do: {defer: 20}                     # must equal the table's Deferred timeout
       - match: {to: "sip:sales@*"}
         do: {forward: "sip:sales@10.0.0.7:5060"}   # B2BUA (the gateway table)
+      - match: {to: "sip:standup@*"}
+        do: {conference: standup}           # answer into conference room "standup"
     default: ring                           # optional; without it the --answer mode decides
 
 ``to`` and ``from`` match the URI inside the header (``sip:user@host``, no display name or
@@ -22,7 +24,7 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 ``source``). All conditions of a rule must hold. Actions: ``accept``, ``ring`` (the app
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
-``{forward: URI}``.
+``{forward: URI}``, ``{conference: ROOM}``.
 
 A defer's time is a state timeout, fixed per table: ``{defer: N}`` is checked against the
 table's ``Deferred`` state when the worker starts (:meth:`Routes.check_table`).
@@ -44,6 +46,7 @@ from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yam
 from sessiond.worker.handlers import (
     Accept,
     CallHandler,
+    Conference,
     Decision,
     Defer,
     Forward,
@@ -270,7 +273,7 @@ def _decision(raw: Any, line: int, problem: Problem) -> tuple[Decision, float | 
         problem(
             line,
             "do: is accept, ring, defer, or one of {reject: CODE}, {defer: SECONDS}, "
-            "{redirect: URIS}, {play: {...}}, {forward: URI}",
+            "{redirect: URIS}, {play: {...}}, {forward: URI}, {conference: ROOM}",
         )
         return None
     ((kind, arg),) = raw.items()
@@ -280,12 +283,14 @@ def _decision(raw: Any, line: int, problem: Problem) -> tuple[Decision, float | 
         "redirect": lambda a: (Redirect(_uris(a)), None),
         "play": lambda a: (_play(a), None),
         "forward": lambda a: (_forward(a), None),
+        "conference": lambda a: (_conference(a), None),
     }
     build = builders.get(str(kind))
     if build is None:
         problem(
             line,
-            f"unknown action {kind!r} (accept, ring, defer, reject, redirect, play, forward)",
+            f"unknown action {kind!r} "
+            "(accept, ring, defer, reject, redirect, play, forward, conference)",
         )
         return None
     try:
@@ -320,6 +325,12 @@ def _forward(value: Any) -> Forward:
     if not isinstance(value, str):
         raise ValueError("expected one SIP URI (sip: or sips:)")
     return Forward(value)
+
+
+def _conference(value: Any) -> Conference:
+    if not isinstance(value, str):
+        raise ValueError("expected a room name (1-64 of A-Z a-z 0-9 ._@+-)")
+    return Conference(value)
 
 
 def _play(value: Any) -> PlayAndHangup:
