@@ -131,13 +131,18 @@ class Conferences:
             return [*events, self._room_event(cmd.id, "elsewhere", leg, name, media_node=node)]
         if self.executor.legs.get(leg.media_id) is not leg:
             return events  # destroyed while the record was written: its destroy leaves
+        self.mix_here(name, leg, joined.flags)
+        events.append(self._room_event(cmd.id, "joined", leg, name, members=joined.members))
+        return events
+
+    def mix_here(self, name: str, leg: Leg, flags: MemberFlags) -> None:
+        """Mix ``leg`` into room ``name`` on this node (the record says it may: see
+        :meth:`join`; ``sessiond bench conference`` calls it directly)."""
         live = self.rooms.get(name)
         if live is None:
             live = self.rooms[name] = LiveRoom(name)
-        self._mix(live, leg, joined.flags)
+        self._mix(live, leg, flags)
         self.room_of[leg.media_id] = name
-        events.append(self._room_event(cmd.id, "joined", leg, name, members=joined.members))
-        return events
 
     def _mix(self, live: LiveRoom, leg: Leg, flags: MemberFlags) -> None:
         if leg.sid in live.mixer.members:
