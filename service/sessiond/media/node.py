@@ -25,7 +25,9 @@ notices it was declared lost before it executes anything. At every heartbeat the
 checks its legs against their sessions and owner records and closes those found orphaned
 for 3 s (:mod:`sessiond.media.audit`).
 
-Audio runs on ONE timer loop per node (:mod:`sessiond.media.ticker`); media-caused events
+Audio runs on ONE timer loop per node (:mod:`sessiond.media.ticker`): every leg, then every
+conference room's mix (:mod:`sessiond.media.rooms`, which also runs the ``conf_*`` commands
+and a leg's ``destroy``); media-caused events
 (DtmfReceived, RtpTimeout, PlayFinished, RecordingStopped) go through a queue to a publisher
 task, so the tick never waits for Redis.
 
