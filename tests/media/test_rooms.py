@@ -291,9 +291,11 @@ async def test_a_room_on_another_node_moves_the_call_unless_that_node_is_dead(
     assert answer.type == "ConferenceElsewhere"
     assert answer.data["media_node"] == "m2"
     assert "a.m" not in node.rooms.room_of
+    assert node.executor.legs["a.m"].quiet  # its call moves: this copy sends nothing
     await client.delete(keys.heartbeat("media", "m2"))  # m2 died: m1 takes the room over
     answer = await node.join("a")
     assert answer.type == "ConferenceJoined"
+    assert not node.executor.legs["a.m"].quiet
     record = await RoomStore(client, keys).record("r1")
     assert (record["media_node"], record["moves"]) == ("m1", "1")
 

@@ -92,6 +92,7 @@ class Conferences:
         self.rooms: dict[str, LiveRoom] = {}
         self.room_of: dict[str, str] = {}  # media id -> room name
         self._talks: dict[str, int] = {}  # leg origin -> TalkingChanged count
+        self._moving: dict[str, Leg] = {}  # media id -> leg told its room is elsewhere
         self._destroy = executor._handlers["destroy"]
         executor._handlers.update(
             {
@@ -112,6 +113,7 @@ class Conferences:
         leg, name = self.executor._leg(cmd), cmd.data.room
         if not valid_room(name):
             raise CommandError(f"bad room name {name!r}")
+        self._stay(leg)
         current = self.room_of.get(leg.media_id)
         live = self.rooms.get(current) if current else None
         if live is not None and current == name and leg.sid in live.legs:
@@ -127,6 +129,11 @@ class Conferences:
             log.warning("room %s: its node %s is gone; taking it over", name, joined.node)
             joined = await self.store.join(name, self.node, leg.sid, wanted, dead=joined.node)
         if joined.status == "ELSEWHERE":
+            # The call's leg is about to be made again on that node and offered by
+            # re-INVITE: this copy goes quiet (until its node's audit closes it), so the far
+            # end does not get two RTP streams meanwhile. A join or leave wakes it up again.
+            leg.quiet = True
+            self._moving[leg.media_id] = leg
             node = joined.node
             return [*events, self._room_event(cmd.id, "elsewhere", leg, name, media_node=node)]
         if self.executor.legs.get(leg.media_id) is not leg:
@@ -160,10 +167,17 @@ class Conferences:
     async def leave(self, cmd: MediaCommand[MediaLeg]) -> list[Event]:
         """Take the leg out of its room (nothing if it is in none)."""
         leg = self.executor._leg(cmd)
+        self._stay(leg)
         return await self._leave(leg, cmd.id, "left")
+
+    def _stay(self, leg: Leg) -> None:
+        """A leg told its room was elsewhere is used here after all: it may send again."""
+        if self._moving.pop(leg.media_id, None) is leg:
+            leg.quiet = False
 
     async def destroy(self, cmd: MediaCommand[MediaLeg]) -> list[Event]:
         """The call ended: leave its room, then destroy the leg as usual."""
+        self._moving.pop(cmd.data.media_id, None)
         leg = self.executor.legs.get(cmd.data.media_id)
         events = await self._leave(leg, cmd.id, "hung up") if leg is not None else []
         return events + await self._destroy(cmd)
@@ -283,6 +297,11 @@ class Conferences:
 
     def tick(self) -> None:
         """Mix every room once (after the legs' tick: each leg's ``heard`` is this tick's)."""
+        if self._moving:  # forget the moved legs their node's audit closed
+            legs = self.executor.legs
+            for media_id, leg in list(self._moving.items()):
+                if legs.get(media_id) is not leg:
+                    del self._moving[media_id]
         for live in list(self.rooms.values()):
             try:
                 self._tick_room(live)
