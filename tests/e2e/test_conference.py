@@ -260,7 +260,8 @@ def test_three_callers_mute_a_fourth_and_the_recording(cluster: Cluster, tmp_pat
                 await until(lambda: len(members(cluster)) == 3, 20, "dave left")
                 show = await app.rooms.show(ROOM)
                 assert set(show["members"]) == {server_sid(cluster, c) for c in trio}
-                await app.rooms.stop_record(ROOM)
+                stopping = await asyncio.to_thread(ctl, cluster, "record", ROOM, "--stop")
+                assert "ConferenceStopRecord sent" in stopping, stopping
                 await until(lambda: "recording" not in record(cluster), 10, "recording stopped")
                 for c in trio:
                     assert c.call is not None

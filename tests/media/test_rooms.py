@@ -263,6 +263,22 @@ async def test_plays_recording_and_leaving(
     await node.ticks(25)
     assert hears(node.far["b"].recent(25), 1500.0)
     assert not hears(node.far["a"].recent(25), 1500.0)
+    # a WAV file into the room; a file that is not there fails the play
+    prompt = tmp_path / "prompt.wav"
+    with wave.open(str(prompt), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        step = 2 * math.pi * 1800 / 8000
+        w.writeframes(array("h", (int(6000 * math.sin(step * n)) for n in range(3200))).tobytes())
+    await node.run("conf_play", "b", ConferencePlay(media_id="b.m", file=str(prompt)))
+    await node.ticks(25)
+    for sid in "ab":
+        assert hears(node.far[sid].recent(25), 1800.0), sid
+    failed = await node.run(
+        "conf_play", "a", ConferencePlay(media_id="a.m", file=str(tmp_path / "none.wav"))
+    )
+    assert [(e.type, e.data["reason"]) for e in failed] == [("PlayFinished", "failed")]
     await node.run("conf_stop_record", "a", MediaLeg(media_id="a.m"))
     stopped = [e for e in node.events if e.type == "RecordingStopped"]
     assert stopped[-1].data["reason"] == "stopped"
