@@ -19,3 +19,26 @@ def test_bench_relay_reports_rates() -> None:
     assert result["transcode_pps"] > 1000
     assert result["packet_octets"] == 172
     assert result["jitter_missing"] == 0
+
+
+def test_bench_conference_mixes_rooms_over_real_sockets() -> None:
+    """Two rooms of three members for a second: every member gets mixed packets back."""
+    import asyncio
+    import multiprocessing
+
+    from sessiond.cli.bench import conference
+
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=conference._sender, args=(child,), daemon=True)
+    proc.start()
+    try:
+        far = parent.recv()
+        step = asyncio.run(conference._step(2, 3, 2, 1.0, parent, far))
+    finally:
+        parent.send(None)
+        proc.join(timeout=10)
+    assert step.legs == 6
+    assert step.ticks > 0
+    assert step.sent > 0
+    assert step.received > 0

@@ -23,6 +23,7 @@ from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator
 from sessiond.store import Keys, Store
 from sessiond.store.client import connect
+from sessiond.store.rooms import MemberFlags, RoomStore
 from sessiond.store.store import delete_namespace
 from sessiond.store.tableset import TableSet
 from sessiond.table import Table
@@ -190,6 +191,36 @@ async def test_media_node_and_loss_detection_work_as_their_users(
         await media_redis.aclose()
         await worker_redis.aclose()
         await admin.aclose()
+
+
+async def test_rooms_as_the_media_and_ctl_users(users: tuple[Keys, dict[str, str]]) -> None:
+    """The media user joins, changes and leaves a conference room (scripts, the index); the
+    ctl user lists and reads rooms."""
+    keys, urls = users
+    media_redis = connect(urls["sessiond-media"])
+    ctl_redis = connect(urls["sessiond-ctl"])
+    try:
+        rooms = RoomStore(media_redis, keys)
+        joined = await rooms.join("acl-room", "acl-m", "s1", MemberFlags(muted=True))
+        assert (joined.status, joined.flags.muted, joined.members) == ("OK", True, 1)
+        elsewhere = await rooms.join("acl-room", "acl-m2", "s2", MemberFlags())
+        assert (elsewhere.status, elsewhere.node) == ("ELSEWHERE", "acl-m")
+        assert not await rooms.alive("acl-m")
+        taken = await rooms.join("acl-room", "acl-m2", "s2", MemberFlags(), dead="acl-m")
+        assert taken.status == "OK"
+        assert await rooms.set_flags("acl-room", "s2", MemberFlags(deaf=True))
+        await rooms.set_field("acl-room", "recording", "/tmp/r.wav")
+        reader = RoomStore(ctl_redis, keys)
+        assert await reader.names() == ["acl-room"]
+        record = await reader.record("acl-room")
+        assert (record["media_node"], record["moves"]) == ("acl-m2", "1")
+        assert (await reader.members("acl-room"))["s2"].deaf
+        assert await rooms.leave("acl-room", "s1") == ("LEFT", 1)
+        assert await rooms.leave("acl-room", "s2") == ("EMPTY", 0)
+        assert await reader.names() == []
+    finally:
+        await media_redis.aclose()
+        await ctl_redis.aclose()
 
 
 async def test_a_worker_user_without_info_still_heartbeats(

@@ -40,6 +40,8 @@ def _satisfy(guard: GuardCall, data: dict[str, Any], session: dict[str, str]) ->
         data["auth_user"] = "alice" if want else ""
     elif guard.name == "media_node_lost":
         session["media_node"], data["media_node"] = "m1", "m1" if want else "m2"
+    elif guard.name == "in_conference":
+        session["conference"] = "standup" if want else ""
     else:
         _satisfy_dialog(guard, want, data, session)
 

@@ -249,3 +249,16 @@ rules:
     assert any(p.startswith("bad.yaml:9: forward: srtp is one of") for p in problems), problems
     with pytest.raises(ValueError, match="srtp is one of"):
         Forward("sip:x@h", target_srtp="yes")
+
+
+def test_conference_answers_into_a_room_and_checks_its_name() -> None:
+    text = 'rules:\n  - match: {to: "sip:room@*"}\n    do: {conference: standup}\n'
+    invite = Event("sip:c:b:INVITE:1", "Invite", {"to": "<sip:room@h>", "call_id": "c"})
+    event = decide_event(parse_routes(text), invite, "0123456789-abcdef")
+    assert event == Event(
+        "sip:c:b:INVITE:1:answer", "ConferenceCall", {"room": "standup"}, "0123456789-abcdef"
+    )
+    for bad in ("a b", "{x}", "", "r" * 65, 7):
+        bad_text = text.replace("standup", repr(bad) if isinstance(bad, str) else str(bad))
+        with pytest.raises(RoutesError, match=r"r.yaml:3: conference: "):
+            parse_routes(bad_text, "r.yaml")

@@ -21,11 +21,16 @@ from sessiond.api.events import (
     Failed,
     IncomingCall,
     MediaReady,
+    MemberJoined,
+    MemberLeft,
     PlayFinished,
     RecordingStopped,
     Ringing,
+    RoomEmpty,
+    TalkingChanged,
 )
 from sessiond.api.peer import SimplePeer
+from sessiond.api.rooms import Rooms
 from sessiond.api.stream import EventStream
 
 __all__ = [
@@ -46,10 +51,15 @@ __all__ = [
     "IncomingCall",
     "Invitation",
     "MediaReady",
+    "MemberJoined",
+    "MemberLeft",
     "PlayFinished",
     "RecordingStopped",
     "Ringing",
+    "RoomEmpty",
+    "Rooms",
     "SessionNotFound",
     "SessiondError",
     "SimplePeer",
+    "TalkingChanged",
 ]

@@ -28,6 +28,8 @@ from sessiond.api.events import (
     Failed,
     HoldChanged,
     HoldFailed,
+    MemberJoined,
+    MemberLeft,
     RecordingStopped,
     TransferFailed,
     TransferRequested,
@@ -217,6 +219,21 @@ class Call:
         """Close the recording; its RecordingStopped event."""
         await self.peer.client.stop_record(self.sid)
         return await self.wait_for(RecordingStopped)
+
+    # -- conference rooms -----------------------------------------------------------------
+
+    async def join(
+        self, room: str, *, muted: bool = False, deaf: bool = False, timeout: float = 30.0
+    ) -> CallEvent:
+        """Mix this call into conference ``room`` of the peer's media node (leaving the room
+        it is in); its MemberJoined event."""
+        await self.peer.client.rooms.add(room, self.sid, muted=muted, deaf=deaf)
+        return await self.wait_for(MemberJoined, timeout)
+
+    async def leave_room(self, timeout: float = 10.0) -> CallEvent:
+        """Take this call out of its room; its MemberLeft event."""
+        await self.peer.client.rooms.remove(self.sid)
+        return await self.wait_for(MemberLeft, timeout)
 
     # -- audio ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Any
 
 from sessiond.api.errors import CallFailed, CallTimeout, SessionNotFound
+from sessiond.api.rooms import Rooms
 from sessiond.api.stream import EventStream
 from sessiond.core.types import Event
 from sessiond.core.vocabulary import SRTP_POLICIES
@@ -61,6 +62,14 @@ class Client:
         self.claim_idle = claim_idle
         self.start = start
         self._group_ready = False
+        self._rooms: Rooms | None = None
+
+    @property
+    def rooms(self) -> Rooms:
+        """Conference rooms: create, add and move calls, kick, mute, deaf, play, record."""
+        if self._rooms is None:
+            self._rooms = Rooms(self)
+        return self._rooms
 
     async def __aenter__(self) -> Client:
         await self.ensure_group()

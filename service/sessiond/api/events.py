@@ -221,6 +221,55 @@ class TransferFailed(CallEvent):
         return _int(self.data.get("code"))
 
 
+class _RoomEvent(CallEvent):
+    @property
+    def room(self) -> str:
+        """The conference room."""
+        return str(self.data.get("room", ""))
+
+    @property
+    def members(self) -> int:
+        """How many members the room has now (MemberJoined, MemberLeft)."""
+        return _int(self.data.get("members"))
+
+
+class MemberJoined(_RoomEvent):
+    """The call is mixed into a conference room (again, after a move to another node)."""
+
+    TYPE = "MemberJoined"
+
+
+class MemberLeft(_RoomEvent):
+    """The call left its conference room (``reason``: left, moved to another room, hung up)."""
+
+    TYPE = "MemberLeft"
+
+    @property
+    def reason(self) -> str:
+        return str(self.data.get("reason", ""))
+
+
+class RoomEmpty(_RoomEvent):
+    """The call was the last member of its room: the room is gone."""
+
+    TYPE = "RoomEmpty"
+
+
+class TalkingChanged(_RoomEvent):
+    """The member started or stopped talking (a voice-activity level, ``level`` in dBov)."""
+
+    TYPE = "TalkingChanged"
+
+    @property
+    def talking(self) -> bool:
+        return bool(self.data.get("talking"))
+
+    @property
+    def level(self) -> float:
+        value = self.data.get("level", -127.0)
+        return float(value) if isinstance(value, int | float) else -127.0
+
+
 EVENT_TYPES: dict[str, type[CallEvent]] = {
     cls.TYPE: cls
     for cls in (
@@ -240,6 +289,10 @@ EVENT_TYPES: dict[str, type[CallEvent]] = {
         TransferRequested,
         TransferSucceeded,
         TransferFailed,
+        MemberJoined,
+        MemberLeft,
+        RoomEmpty,
+        TalkingChanged,
     )
 }
 

@@ -21,6 +21,7 @@ from sessiond.api.call import Call, Invitation
 from sessiond.api.client import Client
 from sessiond.api.errors import CallFailed, SessionNotFound
 from sessiond.api.events import CallEvent, IncomingCall, TransferRequested
+from sessiond.api.rooms import Rooms
 from sessiond.core.redact import redact_keys
 from sessiond.core.resources import default_table_path
 from sessiond.edge.process import Edge
@@ -109,6 +110,11 @@ class SimplePeer:
         return self._client
 
     # -- lifecycle ------------------------------------------------------------------------
+
+    @property
+    def rooms(self) -> Rooms:
+        """Conference rooms mixed by this peer's media node (see :class:`Rooms`)."""
+        return self.client.rooms
 
     async def start(self) -> None:
         """Bind the SIP port and start the edge, the worker, the media node, the events."""

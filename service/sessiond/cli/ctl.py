@@ -14,7 +14,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError, ResponseError
 
-from sessiond.cli import readable
+from sessiond.cli import conference, readable
 from sessiond.cli.preflight import positive_int
 from sessiond.core import appschema
 from sessiond.core.redact import redact_keys
@@ -56,6 +56,7 @@ async def ctl(args: argparse.Namespace) -> int:
             "transfer": _transfer,
             "registrations": _registrations,
             "orphans": _orphans,
+            "conference": conference.conference,
         }[args.ctl_command]
         # an unreachable or silent server fails here, once, within seconds
         await queries.ping(redis)
@@ -87,6 +88,8 @@ def usage_problem(args: argparse.Namespace) -> str | None:
         for option, uri in (("target", args.target), ("--from", getattr(args, "from_uri", None))):
             if uri is not None and not _sip_uri(uri):
                 return f"{option}: {uri!r} is not a SIP URI (e.g. sip:bob@127.0.0.1:5062)"
+    if args.ctl_command == "conference" and (problem := conference.usage_problem(args)):
+        return problem
     problem = url_problem(args.redis)
     return f"--redis: {problem}" if problem else None
 
@@ -355,6 +358,7 @@ def add_parser(sub: Any) -> None:
     transfer = csub.add_parser("transfer", help="blind transfer: REFER the far end to URI")
     transfer.add_argument("sid")
     transfer.add_argument("target", help="SIP URI the far end should call")
+    conference.add_parser(csub)
     call = csub.add_parser("call", help="place a call; prints the new session id")
     call.add_argument("target", help="SIP URI to call, e.g. sip:bob@127.0.0.1:5062")
     call.add_argument("--from", dest="from_uri", default="sip:sessiond@127.0.0.1")

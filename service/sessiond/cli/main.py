@@ -80,6 +80,10 @@ def _bench(args: argparse.Namespace) -> int:
         from sessiond.cli.bench import mixer
 
         return mixer.main(args.seconds)
+    if args.what == "conference":
+        from sessiond.cli.bench.conference import bench_conference
+
+        return bench_conference(args.seconds, args.members, args.talkers)
     if args.what == "sip":
         from sessiond.cli.bench.sip import bench_sip
 
@@ -401,7 +405,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="measure throughput")
     bench.add_argument(
-        "what", choices=["transitions", "cps", "sip", "media", "mixer", "peers", "memory"]
+        "what",
+        choices=["transitions", "cps", "sip", "media", "mixer", "conference", "peers", "memory"],
+    )
+    bench.add_argument(
+        "--members", type=positive_int, default=5, help="conference: members per room"
+    )
+    bench.add_argument(
+        "--talkers", type=int, default=3, help="conference: members per room sending a tone"
     )
     bench.add_argument(
         "--redis",

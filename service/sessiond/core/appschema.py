@@ -78,6 +78,14 @@ _PLAY = {
     "loop": Check(lambda v: isinstance(v, bool), "bool"),
 }
 
+_BOOL = Check(lambda v: isinstance(v, bool), "bool")
+_ROOM = _matches(re.compile(r"^[A-Za-z0-9._@+-]{1,64}$"), "str, a room name")
+_GAIN = _number(-24, 12)
+_WHISPER = Check(
+    lambda v: isinstance(v, str) and len(v) <= 64 and "\r" not in v and "\n" not in v,
+    "str, a member's session id, or empty",
+)
+
 # type -> (required fields, optional fields); every field maps to its check
 SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "MakeCall": (
@@ -119,6 +127,16 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "RedirectCall": ({"contacts": _uris}, {}),
     "PlayAndHangup": ({}, _PLAY),
     "ForwardCall": ({"target": _URI}, {}),
+    "ConferenceCall": ({"room": _ROOM}, {}),
+    "JoinConference": ({"room": _ROOM}, {"muted": _BOOL, "deaf": _BOOL, "gain_db": _GAIN}),
+    "LeaveConference": ({}, {}),
+    "ConferenceMember": (
+        {},
+        {"muted": _BOOL, "deaf": _BOOL, "gain_db": _GAIN, "whisper_to": _WHISPER},
+    ),
+    "ConferencePlay": ({}, {**_PLAY, "member": _BOOL}),
+    "ConferenceRecord": ({"path": _text()}, {}),
+    "ConferenceStopRecord": ({}, {}),
 }
 
 
@@ -138,6 +156,7 @@ def problem(event_type: str, data: Mapping[str, Any]) -> str | None:
             return f"{event_type}: unknown field {name!r}"
         if not check(value):
             return f"{event_type}: bad {name}"
-    if event_type in ("Play", "PlayAndHangup") and ("tone" in data) == ("file" in data):
+    plays = ("Play", "PlayAndHangup", "ConferencePlay")
+    if event_type in plays and ("tone" in data) == ("file" in data):
         return f"{event_type}: needs exactly one of tone or file"
     return None

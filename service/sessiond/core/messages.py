@@ -253,6 +253,8 @@ class MediaLeg(Message, frozen=True):
         "stop_play",
         "stop_record",
         "unbridge",
+        "conf_leave",
+        "conf_stop_record",
     )
 
     media_id: str
@@ -329,6 +331,54 @@ class Bridge(MediaLeg, frozen=True):
     other: str
 
 
+class ConferenceJoin(MediaLeg, frozen=True):
+    """Mix the leg into conference room ``room`` on this node (leaving any other room it
+    is in); the member's stored flags (:mod:`sessiond.store.rooms`) win over these, so a
+    member moved to another node keeps them. ``conf_leave`` (a plain :class:`MediaLeg`)
+    takes it out."""
+
+    TYPES = ("conf_join",)
+
+    room: str
+    muted: bool | None = None
+    deaf: bool | None = None
+    gain_db: float | None = None
+
+
+class ConferenceMember(MediaLeg, frozen=True):
+    """Change the flags of the leg's membership: what is given changes, the rest stays.
+    ``whisper_to`` is a member's session id ("" to speak to the whole room again)."""
+
+    TYPES = ("conf_set",)
+
+    muted: bool | None = None
+    deaf: bool | None = None
+    gain_db: float | None = None
+    whisper_to: str | None = None
+
+
+class ConferencePlay(MediaLeg, frozen=True):
+    """Play a tone or a WAV file into the leg's room, or (``member``) to this member only;
+    PlayFinished to the session when it ends."""
+
+    TYPES = ("conf_play",)
+
+    tone: float | None = None  # Hz
+    file: str | None = None
+    seconds: float | None = None
+    loop: bool | None = None
+    member: bool | None = None
+
+
+class ConferenceRecord(MediaLeg, frozen=True):
+    """Record the mix of the leg's room to a WAV file (``conf_stop_record``, a plain
+    :class:`MediaLeg`, closes it); RecordingStopped to the session that asked."""
+
+    TYPES = ("conf_record",)
+
+    path: str | None = None
+
+
 class MediaReady(Message, frozen=True):
     STREAM = EVENTS
     TYPES = ("MediaReady",)
@@ -376,6 +426,31 @@ class LegEvent(Message, frozen=True):
     error: str | None = None  # why a play or record failed
 
 
+class RoomEvent(Message, frozen=True):
+    """What a conference room on a media node tells a member's session: ``ConferenceJoined``
+    (``members``: how many now), ``ConferenceLeft`` (``reason``: left, moved to another
+    room, hung up), ``RoomEmpty`` (the last member left: the room record is gone),
+    ``TalkingChanged`` (``talking``, ``level`` in dBov), ``ConferenceElsewhere`` (the room
+    lives on ``media_node``: the leg must move there)."""
+
+    STREAM = EVENTS
+    TYPES = (
+        "ConferenceJoined",
+        "ConferenceLeft",
+        "RoomEmpty",
+        "TalkingChanged",
+        "ConferenceElsewhere",
+    )
+
+    media_id: str
+    room: str
+    members: int | None = None
+    reason: str | None = None
+    talking: bool | None = None
+    level: float | None = None
+    media_node: str | None = None
+
+
 # -- application events ----------------------------------------------------------------------
 
 
@@ -383,7 +458,8 @@ class AppEvent(Message, frozen=True):
     """An event for applications (typed for them in :mod:`sessiond.api.events`); the type
     names the moment of the call: IncomingCall, Ringing, Answered, Established, MediaReady,
     Ended, Failed, DtmfReceived, PlayFinished, RecordingStopped, HoldChanged, HoldFailed,
-    MediaMoved, TransferRequested, TransferSucceeded, TransferFailed."""
+    MediaMoved, TransferRequested, TransferSucceeded, TransferFailed, MemberJoined,
+    MemberLeft, RoomEmpty, TalkingChanged."""
 
     STREAM = APP
     TYPES = ("IncomingCall", "Ringing", "Answered", "Established", "Ended", "Failed", "...")
@@ -403,6 +479,10 @@ class AppEvent(Message, frozen=True):
     media_id: str | None = None
     method: str | None = None
     refer_to: str | None = None
+    room: str | None = None  # conference events
+    members: int | None = None
+    talking: bool | None = None
+    level: float | None = None
     # then the session's fields, when set (APP_SESSION_FIELDS; session fields are text)
     end_code: str | None = None
     end_reason: str | None = None
@@ -410,6 +490,7 @@ class AppEvent(Message, frozen=True):
     transfer_sid: str | None = None
     transfer_target: str | None = None
     peer: str | None = None  # a B2BUA's other leg
+    conference: str | None = None  # the room the call is in
 
 
 RECORDS: tuple[type[Message], ...] = (
@@ -428,10 +509,15 @@ RECORDS: tuple[type[Message], ...] = (
     Record,
     SendDtmf,
     Bridge,
+    ConferenceJoin,
+    ConferenceMember,
+    ConferencePlay,
+    ConferenceRecord,
     MediaReady,
     MediaFailed,
     MediaLost,
     LegEvent,
+    RoomEvent,
     AppEvent,
 )
 _BY_TYPE = {(cls.STREAM, t): cls for cls in RECORDS for t in cls.TYPES}

@@ -45,6 +45,11 @@ PRODUCED: Final[dict[str, str]] = {
     "DtmfReceived": "media: a DTMF digit arrived, RFC 4733 (data: digit, media_id)",
     "PlayFinished": "media: a play ended (data: media_id, reason: done/stopped/failed, error)",
     "RecordingStopped": "media: a recording was closed (data: media_id, path, seconds, reason)",
+    "ConferenceJoined": "media: the leg is mixed into a room (data: room, members, media_id)",
+    "ConferenceLeft": "media: the leg left its room (data: room, members left, reason)",
+    "RoomEmpty": "media: the last member left the room; its record is gone (data: room)",
+    "TalkingChanged": "media: the member started or stopped talking (data: room, talking, level)",
+    "ConferenceElsewhere": "media: the room is mixed on another node (data: room, media_node)",
     # a worker (or the restarted node itself), when a media node stopped heartbeating
     "MediaLost": "worker: the media node of this leg is gone (data: media_node, media_id)",
     # application (API commands)
@@ -63,6 +68,12 @@ PRODUCED: Final[dict[str, str]] = {
     "Resume": "app: take the far end off hold (re-INVITE with a sendrecv offer)",
     "Transfer": "app: blind transfer, REFER the far end to data.target",
     "Progress": "app: send 183 with our SDP while ringing (early media: play before answer)",
+    "JoinConference": "app: mix the call into a room (data: room, muted, deaf, gain_db)",
+    "LeaveConference": "app: take the call out of its room",
+    "ConferenceMember": "app: change how the call is mixed (muted, deaf, gain_db, whisper_to)",
+    "ConferencePlay": "app: play into the call's room (data: tone | file, seconds, loop, member)",
+    "ConferenceRecord": "app: record the mix of the call's room (data: path)",
+    "ConferenceStopRecord": "app: close the recording of the call's room",
     # other sessions (session.send / session.call)
     "TransferProgress": "session: the call placed for a REFER progressed (data: code)",
     "Replaced": "session: an INVITE with Replaces (RFC 3891) took over this dialog",
@@ -77,6 +88,7 @@ PRODUCED: Final[dict[str, str]] = {
     "DeferCall": "handler: ask the application, 480 after the Deferred state's timeout",
     "RedirectCall": "handler: answer 302 (data: contacts, a list of SIP URIs)",
     "PlayAndHangup": "handler: answer, play, hang up (data: tone | file, seconds)",
+    "ConferenceCall": "handler: answer the call into a conference room (data: room)",
     "ForwardCall": "handler: forward the call to data.target as a B2BUA (gateway table); "
     "data.srtp: the outbound leg's SRTP policy",
 }
@@ -100,6 +112,10 @@ PUBLISHABLE: Final[frozenset[str]] = frozenset(
         "TransferSucceeded",
         "TransferFailed",
         "MediaMoved",
+        "MemberJoined",
+        "MemberLeft",
+        "RoomEmpty",
+        "TalkingChanged",
     }
 )
 
@@ -150,5 +166,6 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "rseq",
         "replaces",
         "replaces_sid",
+        "conference",
     }
 )

@@ -148,6 +148,8 @@ class Leg:
         self.peer: Leg | None = None
         self.tap: AudioTap | None = None
         self.heard = SILENCE  # last frame decoded from the peer (what a bridge relays)
+        #: what a conference room mixed for this leg last tick (None: in no room)
+        self.room_frame: bytes | None = None
         self.received = 0
         self.sent = 0
         self.send_errors = 0
@@ -262,6 +264,8 @@ class Leg:
             frame = self.tap.next_frame()
             if frame is not None:
                 return frame
+        if self.room_frame is not None:
+            return self.room_frame
         if self.peer is not None:
             return self.peer.heard
         return SILENCE

@@ -25,7 +25,9 @@ notices it was declared lost before it executes anything. At every heartbeat the
 checks its legs against their sessions and owner records and closes those found orphaned
 for 3 s (:mod:`sessiond.media.audit`).
 
-Audio runs on ONE timer loop per node (:mod:`sessiond.media.ticker`); media-caused events
+Audio runs on ONE timer loop per node (:mod:`sessiond.media.ticker`): every leg, then every
+conference room's mix (:mod:`sessiond.media.rooms`, which also runs the ``conf_*`` commands
+and a leg's ``destroy``); media-caused events
 (DtmfReceived, RtpTimeout, PlayFinished, RecordingStopped) go through a queue to a publisher
 task, so the tick never waits for Redis.
 
@@ -64,12 +66,14 @@ from sessiond.media.lost import LegRegistry, lost_events, new_incarnation
 from sessiond.media.owner import LegOwners, claim_allows, creates_to_claim, routable
 from sessiond.media.ports import PortAllocator
 from sessiond.media.publishing import NodeOutbox
+from sessiond.media.rooms import Conferences
 from sessiond.media.ticker import TICK, run_ticker, tick_legs
 from sessiond.store import Keys
 from sessiond.store.client import RETRYABLE
 from sessiond.store.consumer import Consumer, SeenIds
 from sessiond.store.keys import HEARTBEAT_TTL, MEDIA_GROUP, STREAM_MAXLEN
 from sessiond.store.liveness import Liveness
+from sessiond.store.rooms import RoomStore
 from sessiond.store.round import Round
 from sessiond.store.streams import cancel_and_wait, retrying
 
@@ -137,6 +141,7 @@ class MediaNode:
             name=name, ports=ports, emit=self._queue.put_nowait, clock=loop.time, **executor_args
         )
         self.outbox = NodeOutbox(self.legs, self.consumer, self.executor, name)
+        self.conferences = Conferences(self.executor, RoomStore(redis, keys))
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -394,6 +399,7 @@ class MediaNode:
         """Tick every leg once (see :mod:`sessiond.media.ticker`)."""
         self.ticks += 1
         tick_legs(self.executor, self.name, now)
+        self.conferences.tick()
 
     # -- heartbeat ------------------------------------------------------------------------
 

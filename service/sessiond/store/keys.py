@@ -22,6 +22,9 @@ be computed from its id alone.
     sessiond:media-lost:<name>           string  claim of the worker announcing a lost node
     sessiond:media-capacity              hash    node -> "free capacity beat" (its heartbeat)
     sessiond:{app}:events                stream  events for applications
+    sessiond:{room:NAME}:room            hash    a conference room: media_node, created_at...
+    sessiond:{room:NAME}:members         hash    session id -> member flags
+    sessiond:rooms                       set     the names of the rooms (for listing)
     sessiond:process:<kind>:<name>       string  heartbeat of a live process (TTL)
     sessiond:processes:<kind>            zset    process name -> last heartbeat time
     sessiond:drain:<name>                string  present: that process should drain and exit
@@ -128,6 +131,20 @@ class Keys:
 
     def app_events(self) -> str:
         return f"{self.ns}:{{app}}:events"
+
+    def room(self, name: str) -> str:
+        """A conference room: the media node mixing it, when it was made, how often it
+        moved (plain fields); its members are in :meth:`room_members`, in the same slot."""
+        return f"{self.ns}:{{room:{name}}}:room"
+
+    def room_members(self, name: str) -> str:
+        """A room's members: session id -> flags (``muted=0 deaf=0 gain_db=0 whisper_to=``)."""
+        return f"{self.ns}:{{room:{name}}}:members"
+
+    def rooms(self) -> str:
+        """The names of the rooms that exist (an index for listing; may name a room whose
+        keys have just gone)."""
+        return f"{self.ns}:rooms"
 
     def answered(self, sent_by: str, branch: str, method: str) -> str:
         """An edge's final response to one request (64*T1), for retransmissions that reach

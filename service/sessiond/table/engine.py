@@ -42,9 +42,21 @@ APP_EVENT_FIELDS = (
     "media_id",
     "method",
     "refer_to",
+    "room",
+    "members",
+    "talking",
+    "level",
 )
 # Session fields an application event carries when set.
-APP_SESSION_FIELDS = ("end_code", "end_reason", "hold", "transfer_sid", "transfer_target", "peer")
+APP_SESSION_FIELDS = (
+    "end_code",
+    "end_reason",
+    "hold",
+    "transfer_sid",
+    "transfer_target",
+    "peer",
+    "conference",
+)
 
 
 def decide(table: Table, session: Mapping[str, str], event: Event, now: float) -> Verdict:

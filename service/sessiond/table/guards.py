@@ -125,6 +125,12 @@ def _media_node_lost(session: Mapping[str, str], event: Event, args: Any) -> boo
     return bool(node) and str(event.data.get("media_node", "")) == node
 
 
+@guard("in_conference")
+def _in_conference(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    """The call is (to be) in a conference room: field ``conference`` names one."""
+    return bool(session.get("conference", ""))
+
+
 @guard("field", _FIELDS)
 def _field_is(session: Mapping[str, str], event: Event, args: Any) -> bool:
     return all(session.get(k, "") == str(v) for k, v in args.items())

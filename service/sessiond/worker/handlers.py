@@ -22,6 +22,7 @@ decision               event                what the default table does
 ``Forward(target)``    ``ForwardCall``      B2BUA: the session runs the ``gateway`` table, which
                                             calls ``target`` and relays ringing, early media,
                                             answer, failures, CANCEL and BYE between the legs
+``Conference(room)``   ``ConferenceCall``   answers, then mixes the call into conference ``room``
 ``Ring()``             (none)               rings until the app answers (``RingTimeout``)
 =====================  ===================  ====================================================
 
@@ -46,6 +47,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from sessiond.core.types import Event
 from sessiond.core.vocabulary import SRTP_POLICIES
+from sessiond.store.rooms import valid_room
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,11 +142,23 @@ class Forward:
 
 
 @dataclass(frozen=True, slots=True)
+class Conference:
+    """Answer the call into conference room ``room`` (made on its first member's media node;
+    a call whose leg is on another node is moved there by re-INVITE)."""
+
+    room: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.room, str) or not valid_room(self.room):
+            raise ValueError(f"a room name is 1-64 of A-Z a-z 0-9 ._@+-, not {self.room!r}")
+
+
+@dataclass(frozen=True, slots=True)
 class Ring:
     """Publish nothing: the call rings until the application answers it (or RingTimeout)."""
 
 
-Decision = Accept | Reject | Defer | Redirect | PlayAndHangup | Forward | Ring
+Decision = Accept | Reject | Defer | Redirect | PlayAndHangup | Forward | Conference | Ring
 
 
 @runtime_checkable
@@ -249,6 +263,8 @@ def decision_event(decision: Decision, invite: Event, sid: str) -> Event | None:
             if target_srtp is not None:
                 data["srtp"] = target_srtp
             return Event(eid, "ForwardCall", data, sid)
+        case Conference(room=room):
+            return Event(eid, "ConferenceCall", {"room": room}, sid)
         case Ring():
             return None
     raise TypeError(f"not a decision: {decision!r}")

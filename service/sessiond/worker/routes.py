@@ -18,6 +18,8 @@
       - match: {to: "sip:secure@*"}
         do: {forward: {to: "sip:desk@10.0.0.8", srtp: off}}   # the outbound leg's SRTP
         srtp: require                       # this call's leg (default: the media's --srtp)
+      - match: {to: "sip:standup@*"}
+        do: {conference: standup}           # answer into conference room "standup"
     default: ring                           # optional; without it the --answer mode decides
     latch_private: false                    # optional; true: see below
 
@@ -31,7 +33,7 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 ``source``). All conditions of a rule must hold. Actions: ``accept``, ``ring`` (the app
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
-``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``.
+``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``.
 
 A rule's ``srtp:`` (``off``, ``offer``, ``require``) is the SRTP policy of the call's leg
 (for a decision that answers with media: not reject or redirect); a forward's ``srtp:`` is
@@ -58,6 +60,7 @@ from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yam
 from sessiond.worker.handlers import (
     Accept,
     CallHandler,
+    Conference,
     Decision,
     Defer,
     Forward,
@@ -328,7 +331,7 @@ def _decision(raw: Any, line: int, problem: Problem) -> tuple[Decision, float | 
         problem(
             line,
             "do: is accept, ring, defer, or one of {reject: CODE}, {defer: SECONDS}, "
-            "{redirect: URIS}, {play: {...}}, {forward: URI}",
+            "{redirect: URIS}, {play: {...}}, {forward: URI}, {conference: ROOM}",
         )
         return None
     ((kind, arg),) = raw.items()
@@ -338,12 +341,14 @@ def _decision(raw: Any, line: int, problem: Problem) -> tuple[Decision, float | 
         "redirect": lambda a: (Redirect(_uris(a)), None),
         "play": lambda a: (_play(a), None),
         "forward": lambda a: (_forward(a), None),
+        "conference": lambda a: (_conference(a), None),
     }
     build = builders.get(str(kind))
     if build is None:
         problem(
             line,
-            f"unknown action {kind!r} (accept, ring, defer, reject, redirect, play, forward)",
+            f"unknown action {kind!r} "
+            "(accept, ring, defer, reject, redirect, play, forward, conference)",
         )
         return None
     try:
@@ -385,6 +390,12 @@ def _forward(value: Any) -> Forward:
     if not isinstance(value, str):
         raise ValueError("expected one SIP URI (sip: or sips:)")
     return Forward(value)
+
+
+def _conference(value: Any) -> Conference:
+    if not isinstance(value, str):
+        raise ValueError("expected a room name (1-64 of A-Z a-z 0-9 ._@+-)")
+    return Conference(value)
 
 
 def _play(value: Any) -> PlayAndHangup:

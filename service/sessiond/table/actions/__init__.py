@@ -11,7 +11,16 @@ for other sessions (event data passed along as it came) stay plain maps.
 
 from __future__ import annotations
 
-from sessiond.table.actions import fields, hold, media, session_timer, sessions, sip, timers
+from sessiond.table.actions import (
+    conference,
+    fields,
+    hold,
+    media,
+    session_timer,
+    sessions,
+    sip,
+    timers,
+)
 from sessiond.table.actions.sessions import uri_of
 from sessiond.table.argspec import Spec, merge
 from sessiond.table.model import ActionFn
@@ -24,6 +33,7 @@ ACTIONS: dict[str, Spec[ActionFn]] = merge(
     session_timer.action,
     sessions.action,
     fields.action,
+    conference.action,
 )
 
 __all__ = ["ACTIONS", "uri_of"]
