@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -24,7 +25,9 @@ from sessiond.core.resources import bundled_table_paths
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.edge.admission import Admission, AuthThrottle
 from sessiond.edge.credentials import CredentialsError, CredentialStore, load_credentials
+from sessiond.edge.registrar import RegistrarConfig
 from sessiond.edge.registrar_client import OutboundConfig
+from sessiond.sip.registrar import RegistrarPolicy
 from sessiond.store import Keys, Store
 from sessiond.store.client import connect
 from sessiond.store.embedded import (
@@ -41,6 +44,9 @@ from sessiond.worker.applier import Applier
 from sessiond.worker.handlers import CallHandler, builtin, load_handler
 from sessiond.worker.process import Worker, default_name
 from sessiond.worker.routes import RoutesError, load_routes
+
+# a host name or an IP address (a registrar domain)
+DOMAIN = re.compile(r"[a-z0-9]([a-z0-9.\-]*[a-z0-9])?|\[[0-9a-f:.]+\]")
 
 
 def setup_logging(args: argparse.Namespace | None = None) -> None:
@@ -162,9 +168,34 @@ def outbound_config(args: argparse.Namespace, transports: set[str]) -> OutboundC
     return config
 
 
+def registrar_config(args: argparse.Namespace) -> RegistrarConfig | None:
+    """``--registrar`` and its bounds (ValueError naming the flag when invalid)."""
+    if not args.registrar:
+        return None
+    domains = [d.strip().lower() for d in args.registrar.split(",") if d.strip()]
+    bad = [d for d in domains if not DOMAIN.fullmatch(d)]
+    if not domains or bad:
+        raise ValueError(f"--registrar: {args.registrar!r} is not DOMAIN[,DOMAIN]")
+    low, high = args.registrar_min_expires, args.registrar_max_expires
+    if low < 1 or high < low:
+        raise ValueError("--registrar-min-expires must be >= 1 and --registrar-max-expires >= it")
+    if args.registrar_max_contacts < 1:
+        raise ValueError("--registrar-max-contacts must be >= 1")
+    policy = RegistrarPolicy(
+        frozenset(domains),
+        min_expires=low,
+        max_expires=high,
+        default_expires=high,
+        max_contacts=args.registrar_max_contacts,
+    )
+    secret = args.auth_secret.encode() if args.auth_secret else b""
+    return RegistrarConfig(policy, algorithm=args.auth_algorithm, secret=secret)
+
+
 def edge_options(args: argparse.Namespace, transports: set[str]) -> dict[str, Any]:
     """The Edge keyword arguments that come straight from the command line."""
     return {
+        "registrar": registrar_config(args),
         "outbound": outbound_config(args, transports),
         "access": access_policy(args),
         "admission": admission(args),

@@ -129,3 +129,13 @@ async def all_locations(redis: Any, keys: Keys, now: float) -> list[tuple[str, B
         for binding in live((await redis.hgetall(key)).values(), now):
             rows.append((f"sip:{name.removeprefix(prefix)}", binding))
     return rows
+
+
+async def census(redis: Any, keys: Keys) -> tuple[int, int]:
+    """(AORs, bindings) in the location store: a SCAN with one HLEN per key (bindings past
+    their expiry that no REGISTER has dropped yet are counted until their key's TTL)."""
+    aors = bindings = 0
+    async for key in redis.scan_iter(match=f"{keys.ns}:location:*", count=1000):
+        aors += 1
+        bindings += int(await redis.hlen(key))
+    return aors, bindings

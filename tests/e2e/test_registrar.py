@@ -1,0 +1,262 @@
+"""End to end: ``sessiond run --registrar`` on a real Redis as the registrar of example.com.
+
+Raw UDP and TCP REGISTERs (digest answers computed with sip/digest.py) check every answer
+of RFC 3261 10.3 on the wire, and sipp registers, refreshes and unregisters with its own
+digest code over UDP and TCP; ``ctl user`` makes the accounts and ``ctl registrations`` and
+the metrics show the result.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from sessiond.sip.digest import Challenge, DigestClient, DigestServer
+from sessiond.sip.message import SipResponse, parse_message
+
+from .harness import ENV, Cluster, free_port
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
+SECRET = "shared-nonce-secret"
+
+
+def ctl(cluster: Cluster, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sessiond", "ctl", *cluster.common(), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        input=stdin,
+        check=False,
+        timeout=30,
+    )
+
+
+class Phone:
+    """A UA sending REGISTERs from its own socket (UDP, or one TCP connection)."""
+
+    def __init__(self, port: int, transport: str = "UDP", user: str = "alice") -> None:
+        self.transport = transport
+        self.user = user
+        self.server = ("127.0.0.1", port)
+        kind = socket.SOCK_DGRAM if transport == "UDP" else socket.SOCK_STREAM
+        self.sock = socket.socket(socket.AF_INET, kind)
+        self.sock.settimeout(5)
+        self.sock.bind(("127.0.0.1", 0))
+        if transport == "TCP":
+            self.sock.connect(self.server)
+        self.port = self.sock.getsockname()[1]
+        self.call_id = f"reg-{transport}-{self.port}@127.0.0.1"
+        self.cseq = 0
+        self.branches = 0
+
+    def contact(self, n: int = 0) -> str:
+        return f"sip:{self.user}@127.0.0.1:{self.port + n}"
+
+    def register(self, *headers: str, to: str = "", cseq: int | None = None) -> SipResponse:
+        self.cseq = self.cseq + 1 if cseq is None else cseq
+        self.branches += 1
+        to = to or f"<sip:{self.user}@example.com>"
+        lines = [
+            "REGISTER sip:example.com SIP/2.0",
+            f"Via: SIP/2.0/{self.transport} 127.0.0.1:{self.port};branch=z9hG4bK-{self.branches}"
+            f"-{self.port};rport",
+            f"From: <sip:{self.user}@example.com>;tag=f{self.port}",
+            f"To: {to}",
+            f"Call-ID: {self.call_id}",
+            f"CSeq: {self.cseq} REGISTER",
+            "Max-Forwards: 70",
+            *headers,
+            "Content-Length: 0",
+        ]
+        data = ("\r\n".join(lines) + "\r\n\r\n").encode()
+        if self.transport == "UDP":
+            self.sock.sendto(data, self.server)
+            raw = self.sock.recv(65535)
+        else:
+            self.sock.sendall(data)
+            raw = b""
+            while b"\r\n\r\n" not in raw:
+                raw += self.sock.recv(65535)
+        msg = parse_message(raw)
+        assert isinstance(msg, SipResponse)
+        return msg
+
+    def authorized(
+        self, *headers: str, password: str = "s3cret", algorithm: str = "MD5", **kw: str
+    ) -> SipResponse:
+        """Challenged, then answered with ``password`` (the challenge of ``algorithm``)."""
+        challenge = self.register(*headers, **kw)
+        assert challenge.status == 401, bytes(challenge)
+        value = next(
+            v for v in challenge.headers.get_all("www-authenticate") if algorithm + "," in v + ","
+        )
+        answer = DigestClient(self.user, password).authorize(
+            Challenge.parse(value), "REGISTER", "sip:example.com"
+        )
+        return self.register(*headers, f"Authorization: {answer}", **kw)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def metrics(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+
+
+def start(cluster: Cluster, *extra: str) -> tuple[int, int]:
+    assert ctl(cluster, "user", "add", "alice@example.com", "s3cret").returncode == 0
+    assert ctl(cluster, "user", "add", "bob@example.com", "-", stdin="hunter2\n").returncode == 0
+    metrics_port = free_port(1)
+    port = cluster.start_run(
+        "--registrar",
+        "example.com,example.org",
+        "--auth-secret",
+        SECRET,
+        "--registrar-min-expires",
+        "60",
+        "--metrics-port",
+        str(metrics_port),
+        *extra,
+        tcp=True,
+    )
+    return port, metrics_port
+
+
+def test_register_refresh_query_and_unregister_over_udp_and_tcp(cluster: Cluster) -> None:
+    port, metrics_port = start(cluster)
+    udp, tcp = Phone(port), Phone(port, "TCP")
+    try:
+        first = udp.register(f"Contact: <{udp.contact()}>")
+        assert first.status == 401
+        algorithms = [
+            v.split("algorithm=")[1][:7] for v in first.headers.get_all("www-authenticate")
+        ]
+        assert algorithms == ["MD5", "SHA-256"]
+        assert 'realm="example.com"' in first.headers.get_all("www-authenticate")[0]
+        ok = udp.authorized(f"Contact: <{udp.contact()}>;q=0.4", "Expires: 300")
+        assert ok.status == 200, bytes(ok)
+        assert ok.header_values("contact") == [f"<{udp.contact()}>;expires=300;q=0.4"]
+        assert ok.header("date")
+        # TCP, SHA-256, two contacts: the 200 lists the AOR's three, highest q first
+        ok = tcp.authorized(
+            f"Contact: <{tcp.contact()};transport=tcp>;q=0.9, <{tcp.contact(1)}>;expires=120",
+            algorithm="SHA-256",
+        )
+        assert ok.status == 200, bytes(ok)
+        assert ok.header_values("contact") == [
+            f"<{tcp.contact(1)}>;expires=120",
+            f"<{tcp.contact()};transport=tcp>;expires=3600;q=0.9",
+            f"<{udp.contact()}>;expires=300;q=0.4",
+        ]
+        stored = cluster.redis().hgetall(f"{cluster.namespace}:location:alice@example.com")
+        assert len(stored) == 3
+        binding = stored[f"{tcp.contact()};transport=tcp".encode()].decode()
+        assert '"transport":"TCP"' in binding
+        assert f'"source":"127.0.0.1:{tcp.port}"' in binding
+        assert '"edge":"' in binding
+        # a refresh, then a query (no Contact), then the UDP contact removed
+        ok = udp.authorized(f"Contact: <{udp.contact()}>;q=0.4", "Expires: 600")
+        assert f"<{udp.contact()}>;expires=600;q=0.4" in ok.header_values("contact")
+        assert len(udp.authorized().header_values("contact")) == 3
+        ok = udp.authorized(f"Contact: <{udp.contact()}>", "Expires: 0")
+        assert len(ok.header_values("contact")) == 2
+        shown = ctl(cluster, "registrations")
+        assert shown.returncode == 0, shown.stderr
+        assert "sip:alice@example.com" in shown.stdout
+        assert tcp.contact(1) in shown.stdout
+        assert f"127.0.0.1:{tcp.port}" in shown.stdout
+        assert "2 binding(s) of 1 AOR(s)" in shown.stdout
+        # Contact: * removes the rest; the key goes with them
+        ok = tcp.authorized("Contact: *", "Expires: 0", algorithm="SHA-256")
+        assert ok.status == 200, bytes(ok)
+        assert ok.header("contact") is None
+        assert not cluster.redis().exists(f"{cluster.namespace}:location:alice@example.com")
+        page = metrics(metrics_port)
+        assert 'sessiond_registrar_bindings_total{change="created"} 3.0' in page
+        assert 'sessiond_registrar_bindings_total{change="removed"} 3.0' in page
+        assert 'sessiond_registrar_bindings_total{change="refreshed"} 1.0' in page
+    finally:
+        udp.close()
+        tcp.close()
+
+
+def test_every_refusal_on_the_wire(cluster: Cluster) -> None:
+    port, metrics_port = start(cluster)
+    phone = Phone(port)
+    try:
+        brief = phone.authorized(f"Contact: <{phone.contact()}>;expires=30")
+        assert (brief.status, brief.header("min-expires")) == (423, "60")
+        lone = phone.authorized("Contact: *")
+        assert lone.status == 400
+        assert phone.register(to="<sip:alice@elsewhere.net>").status == 404
+        ok = phone.authorized(f"Contact: <{phone.contact()}>")
+        assert ok.status == 200
+        # an older CSeq of the same Call-ID: 500 (10.3 step 7), the binding unchanged
+        stale = phone.authorized(f"Contact: <{phone.contact()}>", "Expires: 0", cseq=1)
+        assert stale.status == 500, bytes(stale)
+        assert len(phone.authorized(cseq=phone.cseq + 1).header_values("contact")) == 1
+        # bob's password is right, but the AOR is alice's
+        bob = Phone(port, user="bob")
+        try:
+            other = bob.authorized(
+                f"Contact: <{bob.contact()}>", to="<sip:alice@example.com>", password="hunter2"
+            )
+            assert other.status == 403
+            assert bob.authorized(f"Contact: <{bob.contact()}>", password="hunter2").status == 200
+        finally:
+            bob.close()
+        # a nonce past its lifetime with the right password: a new challenge, stale=true
+        old = DigestServer("example.com", SECRET.encode(), algorithm="MD5")
+        challenge = old.challenge(time.time() - 400)
+        answer = DigestClient("alice", "s3cret").authorize(challenge, "REGISTER", "sip:example.com")
+        again = phone.register(f"Contact: <{phone.contact()}>", f"Authorization: {answer}")
+        assert again.status == 401
+        assert all("stale=TRUE" in v for v in again.headers.get_all("www-authenticate"))
+        wrong = phone.authorized(f"Contact: <{phone.contact()}>", password="guess")
+        assert wrong.status == 403
+        page = metrics(metrics_port)
+        assert 'sessiond_registrar_auth_failures_total{reason="wrong-password"} 1.0' in page
+        assert 'sessiond_registrar_auth_failures_total{reason="not-authorized"} 1.0' in page
+        assert "sessiond_edge_auth_failures_total 2.0" in page
+    finally:
+        phone.close()
+
+
+def test_wrong_passwords_lock_the_source_out(cluster: Cluster) -> None:
+    port, metrics_port = start(cluster, "--auth-max-failures", "3", "--auth-lockout", "60")
+    phone = Phone(port)
+    try:
+        for guess in ("123456", "password", "alice"):
+            assert phone.authorized(f"Contact: <{phone.contact()}>", password=guess).status == 403
+        locked = phone.register(f"Contact: <{phone.contact()}>")
+        assert locked.status == 403
+        assert "too many failed" in locked.reason
+        page = metrics(metrics_port)
+        assert 'sessiond_registrar_auth_failures_total{reason="wrong-password"} 3.0' in page
+        assert 'sessiond_registrar_auth_failures_total{reason="locked-out"} 1.0' in page
+        assert "sessiond_edge_auth_lockouts_total 1.0" in page
+    finally:
+        phone.close()
+
+
+def test_options_lists_register_only_when_served(cluster: Cluster) -> None:
+    port, _ = start(cluster)
+    phone = Phone(port)
+    try:
+        msg = (
+            f"OPTIONS sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{phone.port};"
+            f"branch=z9hG4bK-o\r\nFrom: <sip:a@example.com>;tag=o\r\nTo: <sip:example.com>\r\n"
+            f"Call-ID: opt@x\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        )
+        phone.sock.sendto(msg.encode(), phone.server)
+        reply = parse_message(phone.sock.recv(65535))
+        assert isinstance(reply, SipResponse)
+        assert "REGISTER" in (reply.header("allow") or "")
+    finally:
+        phone.close()
