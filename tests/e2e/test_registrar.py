@@ -8,18 +8,20 @@ the metrics show the result.
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
 from sessiond.sip.digest import Challenge, DigestClient, DigestServer
 from sessiond.sip.message import SipResponse, parse_message
 
-from .harness import ENV, Cluster, free_port
+from .harness import ENV, Cluster, free_port, sipp
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 SECRET = "shared-nonce-secret"
@@ -260,3 +262,88 @@ def test_options_lists_register_only_when_served(cluster: Cluster) -> None:
         assert "REGISTER" in (reply.header("allow") or "")
     finally:
         phone.close()
+
+
+def _register(cseq: int, expires: int, *, auth: bool) -> str:
+    return f"""  <send retrans="500"><![CDATA[
+REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@example.com>;tag=[pid]r[call_number]
+To: <sip:alice@example.com>
+Call-ID: [call_id]
+CSeq: {cseq} REGISTER
+Contact: <sip:alice@[local_ip]:[local_port];transport=[transport]>
+Expires: {expires}
+Max-Forwards: 70
+{"[authentication]" if auth else "User-Agent: sipp"}
+Content-Length: 0
+
+]]></send>
+"""
+
+
+def _ok(expires: int | None) -> str:
+    if expires is None:  # no Contact left: the check fails on one
+        check = '<ereg regexp="sip:" search_in="hdr" header="Contact:" check_it_inverse="true" '
+    else:
+        check = (
+            f'<ereg regexp="expires={expires}" search_in="hdr" header="Contact:" check_it="true" '
+        )
+    return f'  <recv response="200">\n    <action>{check}assign_to="e"/></action>\n  </recv>\n'
+
+
+SIPP_REGISTRATION = (
+    '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="register">\n'
+    + _register(1, 300, auth=False)
+    + '  <recv response="401" auth="true"/>\n'
+    + _register(2, 300, auth=True)
+    + _ok(300)
+    + _register(3, 600, auth=True)  # the refresh answers the same challenge again
+    + _ok(600)
+    + _register(4, 0, auth=True)
+    + _ok(None)
+    + "</scenario>\n"
+)
+SIPP_WRONG_PASSWORD = (
+    '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="wrong password">\n'
+    + _register(1, 300, auth=False)
+    + '  <recv response="401" auth="true"/>\n'
+    + _register(2, 300, auth=True)
+    + '  <recv response="403"/>\n'
+    + "</scenario>\n"
+)
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing")
+@pytest.mark.parametrize("transport", ["u1", "t1"])
+def test_sipp_registers_refreshes_and_unregisters(
+    cluster: Cluster, tmp_path: Path, transport: str
+) -> None:
+    port, metrics_port = start(cluster)
+    scenarios = {"ok.xml": SIPP_REGISTRATION, "wrong.xml": SIPP_WRONG_PASSWORD}
+    for name, text in scenarios.items():
+        (tmp_path / name).write_text(text)
+    common = ["-t", transport, "-i", "127.0.0.1", "-timeout", "30", "-au", "alice"]
+    for name, password, calls in (("ok.xml", "s3cret", 2), ("wrong.xml", "guess", 2)):
+        result = sipp(
+            tmp_path,
+            f"127.0.0.1:{port}",
+            "-sf",
+            str(tmp_path / name),
+            "-p",
+            str(free_port()),
+            "-ap",
+            password,
+            "-m",
+            str(calls),
+            *common,
+        )
+        errors = tmp_path / "sipp_errors.log"
+        detail = errors.read_text(errors="replace")[-2000:] if errors.exists() else ""
+        assert result.returncode == 0, f"{name}: {result.stdout[-2000:]}\n{detail}"
+    page = metrics(metrics_port)
+    assert 'sessiond_registrar_bindings_total{change="created"} 2.0' in page
+    assert 'sessiond_registrar_bindings_total{change="refreshed"} 2.0' in page
+    assert 'sessiond_registrar_bindings_total{change="removed"} 2.0' in page
+    assert 'sessiond_registrar_auth_failures_total{reason="wrong-password"} 2.0' in page
+    assert not cluster.redis().exists(f"{cluster.namespace}:location:alice@example.com")
