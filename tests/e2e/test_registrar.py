@@ -220,6 +220,15 @@ def test_every_refusal_on_the_wire(cluster: Cluster) -> None:
         again = phone.register(f"Contact: <{phone.contact()}>", f"Authorization: {answer}")
         assert again.status == 401
         assert all("stale=TRUE" in v for v in again.headers.get_all("www-authenticate"))
+        # RFC 3327: a proxy's Path is stored and, when the UA supports it, echoed
+        path = ("Path: <sip:proxy.example.com;lr>", "Require: path", "Supported: path")
+        ok = phone.authorized(f"Contact: <{phone.contact(1)}>", *path)
+        assert ok.status == 200, bytes(ok)
+        assert ok.header_values("path") == ["<sip:proxy.example.com;lr>"]
+        stored = cluster.redis().hget(
+            f"{cluster.namespace}:location:alice@example.com", phone.contact(1)
+        )
+        assert b'"path":["<sip:proxy.example.com;lr>"]' in stored
         wrong = phone.authorized(f"Contact: <{phone.contact()}>", password="guess")
         assert wrong.status == 403
         page = metrics(metrics_port)

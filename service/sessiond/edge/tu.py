@@ -187,7 +187,9 @@ class TransactionUser:
         a refusal is answered statelessly."""
         try:
             check_utf8(req)  # before anything turns its fields into event fields or keys
-            validate_request(req, supported=SUPPORTED, max_size=self.max_message, size=size)
+            validate_request(
+                req, supported=self.supported(req), max_size=self.max_message, size=size
+            )
             check_loop(req, locals_)
             if req.method == "INVITE" and req.body and req.content_type != "application/sdp":
                 # 8.2.3: a body we cannot read is refused, not taken for an offerless INVITE
@@ -217,6 +219,12 @@ class TransactionUser:
             return None
         busy = SipParseError(503, "Too many open transactions", (("Retry-After", "5"),))
         return Refuse(busy, "transaction-limit")
+
+    def supported(self, req: SipRequest) -> tuple[str, ...]:
+        """The option tags a request may require: path too for a REGISTER we serve."""
+        if self.registrar and req.method == "REGISTER":
+            return (*SUPPORTED, "path")  # RFC 3327
+        return SUPPORTED
 
     @staticmethod
     def mappable(resp: SipResponse) -> bool:
