@@ -9,6 +9,7 @@ the metrics show the result.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 from sessiond.sip.digest import Challenge, DigestClient, DigestServer
 from sessiond.sip.message import SipResponse, parse_message
 
-from .harness import ENV, Cluster, free_port, sipp
+from .harness import ENV, Cluster, free_port, sipp, wait_for, wait_listening
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
 SECRET = "shared-nonce-secret"
@@ -356,3 +357,66 @@ def test_sipp_registers_refreshes_and_unregisters(
     assert 'sessiond_registrar_bindings_total{change="removed"} 2.0' in page
     assert 'sessiond_registrar_auth_failures_total{reason="wrong-password"} 2.0' in page
     assert not cluster.redis().exists(f"{cluster.namespace}:location:alice@example.com")
+
+
+def test_a_register_through_another_edge_moves_the_binding(cluster: Cluster) -> None:
+    """Two edges on one Redis, no worker: either answers the phone, and the binding records
+    the edge (and source) of the latest REGISTER."""
+    assert ctl(cluster, "user", "add", "alice@example.com", "s3cret").returncode == 0
+    ports = {}
+    for name in ("edge1", "edge2"):
+        ports[name] = free_port()
+        cluster.start(
+            name,
+            "edge",
+            *cluster.common(),
+            *("--listen", f"udp:127.0.0.1:{ports[name]}", "--name", name),
+            *("--registrar", "example.com", "--auth-secret", SECRET),
+        )
+    for port in ports.values():
+        wait_listening(port)
+    key = f"{cluster.namespace}:location:alice@example.com"
+    first, second = Phone(ports["edge1"]), Phone(ports["edge2"])
+    try:
+        assert first.authorized("Contact: <sip:alice@10.0.0.5:5060>").status == 200
+        assert b'"edge":"edge1"' in cluster.redis().hget(key, "sip:alice@10.0.0.5:5060")
+        # the phone's NAT binding changed and it now reaches edge2 (same Call-ID, CSeq + 1)
+        second.call_id, second.cseq = first.call_id, first.cseq
+        ok = second.authorized("Contact: <sip:alice@10.0.0.5:5060>")
+        assert ok.status == 200, bytes(ok)
+        moved = cluster.redis().hget(key, "sip:alice@10.0.0.5:5060")
+        assert b'"edge":"edge2"' in moved
+        assert f'"source":"127.0.0.1:{second.port}"'.encode() in moved
+        assert cluster.redis().hlen(key) == 1
+    finally:
+        first.close()
+        second.close()
+
+
+def test_sessiond_registers_to_a_sessiond_registrar(cluster: Cluster, tmp_path: Path) -> None:
+    """Our registration client (--register, --credentials) against our registrar: challenged,
+    answered, bound; removed again when the client edge stops."""
+    assert ctl(cluster, "user", "add", "alice@127.0.0.1", "s3cret").returncode == 0
+    port = cluster.start_run("--registrar", "127.0.0.1")
+    creds = tmp_path / "credentials"
+    creds.write_text("user=alice password=s3cret realm=127.0.0.1\n")
+    client_port = free_port()
+    cluster.start(
+        "client",
+        "edge",
+        *("--redis", cluster.redis_url, "--namespace", f"{cluster.namespace}c"),
+        *("--listen", f"udp:127.0.0.1:{client_port}", "--name", "client"),
+        *("--register", f"sip:alice@127.0.0.1:{port}", "--credentials", str(creds)),
+    )
+    key = f"{cluster.namespace}:location:alice@127.0.0.1"
+    contact = f"sip:alice@127.0.0.1:{client_port}"
+    assert wait_for(lambda: cluster.redis().hexists(key, contact), timeout=20), cluster.log(
+        "client"
+    )[-2000:]
+    state = cluster.redis().hgetall(f"{cluster.namespace}c:registration:sip:alice@127.0.0.1:{port}")
+    assert state[b"state"] == b"registered"
+    assert state[b"expires"] == b"3600"
+    cluster.kill("client", signal.SIGTERM)  # unregisters before it exits
+    assert wait_for(lambda: not cluster.redis().exists(key), timeout=10)
+    for key_ in cluster.redis().scan_iter(match=f"{cluster.namespace}c:*"):
+        cluster.redis().delete(key_)
