@@ -8,6 +8,7 @@ the metrics show the result.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import socket
@@ -121,6 +122,8 @@ def start(cluster: Cluster, *extra: str) -> tuple[int, int]:
         "example.com,example.org",
         "--auth-secret",
         SECRET,
+        "--registrar-algorithms",
+        "MD5,SHA-256",
         "--registrar-min-expires",
         "60",
         "--metrics-port",
@@ -333,7 +336,8 @@ def test_sipp_registers_refreshes_and_unregisters(
     scenarios = {"ok.xml": SIPP_REGISTRATION, "wrong.xml": SIPP_WRONG_PASSWORD}
     for name, text in scenarios.items():
         (tmp_path / name).write_text(text)
-    common = ["-t", transport, "-i", "127.0.0.1", "-timeout", "30", "-au", "alice"]
+    # -nr: no UDP retransmissions; a slow answer retransmitted would be taken for the next one
+    common = ["-t", transport, "-nr", "-i", "127.0.0.1", "-timeout", "30", "-au", "alice"]
     for name, password, calls in (("ok.xml", "s3cret", 2), ("wrong.xml", "guess", 2)):
         result = sipp(
             tmp_path,
@@ -420,3 +424,41 @@ def test_sessiond_registers_to_a_sessiond_registrar(cluster: Cluster, tmp_path: 
     assert wait_for(lambda: not cluster.redis().exists(key), timeout=10)
     for key_ in cluster.redis().scan_iter(match=f"{cluster.namespace}c:*"):
         cluster.redis().delete(key_)
+
+
+def test_baresip_registers_over_udp_and_tcp_and_unregisters(tmp_path: Path) -> None:
+    """baresip (a real phone's SIP stack) registers two accounts to ``sessiond run
+    --registrar``, UDP and TCP, answering the digest challenge; SIGTERM unregisters them.
+    Everything runs in a private network namespace (netns_baresip_register.py)."""
+    modules = Path("/usr/lib/baresip/modules")
+    missing = [t for t in ("baresip", "unshare", "ip", "redis-server") if not shutil.which(t)]
+    missing += [
+        m for m in ("g711", "aubridge", "menu", "account") if not (modules / f"{m}.so").exists()
+    ]
+    if missing:
+        pytest.skip(f"missing: {', '.join(missing)}")
+    driver = Path(__file__).with_name("netns_baresip_register.py")
+    run = subprocess.run(
+        ["unshare", "-n", sys.executable, str(driver), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        check=False,
+    )
+    logs = {
+        name: (tmp_path / f"{name}.log").read_text(errors="replace")[-1500:]
+        for name in ("sessiond", "baresip")
+        if (tmp_path / f"{name}.log").exists()
+    }
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
+    result = json.loads((tmp_path / "result.json").read_text())
+    assert result["error"] is None, (result["error"], logs)
+    (alice,) = result["bindings"]["alice"]
+    (bob,) = result["bindings"]["bob"]
+    assert (alice["transport"], bob["transport"]) == ("UDP", "TCP")
+    assert alice["source"] == "127.0.0.1:5070"  # baresip's UDP socket
+    assert bob["contact"].endswith(";transport=tcp")
+    assert 115 <= alice["expires_at"] - alice["registered_at"] <= 120  # regint=120
+    assert alice["user_agent"].startswith("baresip")
+    assert "2 binding(s) of 2 AOR(s)" in result["registrations"]
+    assert result["after_stop"] == {"alice": [], "bob": []}, logs

@@ -216,6 +216,14 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         "REGISTER gets 405",
     )
     parser.add_argument(
+        "--registrar-algorithms",
+        default="MD5",
+        metavar="ALG[,ALG]",
+        help="digest challenges a REGISTER gets, in order of preference: MD5, SHA-256 or "
+        "both (RFC 8760; some older UAs fail on a SHA-256 challenge, hence MD5 alone by "
+        "default); answers in either are checked",
+    )
+    parser.add_argument(
         "--registrar-min-expires",
         type=int,
         default=60,

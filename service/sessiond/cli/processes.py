@@ -188,8 +188,22 @@ def registrar_config(args: argparse.Namespace) -> RegistrarConfig | None:
         default_expires=high,
         max_contacts=args.registrar_max_contacts,
     )
+    algorithms = tuple(a.strip().upper() for a in args.registrar_algorithms.split(","))
+    if (
+        not algorithms
+        or len(set(algorithms)) != len(algorithms)
+        or not set(algorithms)
+        <= {
+            "MD5",
+            "SHA-256",
+        }
+    ):
+        raise ValueError(
+            f"--registrar-algorithms: {args.registrar_algorithms!r} is not MD5, SHA-256 "
+            "or both, comma-separated"
+        )
     secret = args.auth_secret.encode() if args.auth_secret else b""
-    return RegistrarConfig(policy, algorithm=args.auth_algorithm, secret=secret)
+    return RegistrarConfig(policy, algorithms=algorithms, secret=secret)
 
 
 def edge_options(args: argparse.Namespace, transports: set[str]) -> dict[str, Any]:

@@ -11,8 +11,8 @@ its answer goes out through that transaction. The steps (RFC 3261 10.3):
 1. the To domain must be served (404 otherwise); a source locked out by the shared
    :class:`~sessiond.edge.admission.AuthThrottle` (``--auth-max-failures`` within
    ``--auth-failure-window``, ``--auth-lockout``) gets 403 whatever it sends;
-2. no ``Authorization`` (or one for another realm): 401 with a challenge per algorithm, the
-   ``--auth-algorithm`` one first, then the other (RFC 8760 2.4), realm = the domain, nonces
+2. no ``Authorization`` (or one for another realm): 401 with a challenge per algorithm of
+   ``--registrar-algorithms``, preferred first (RFC 8760 2.4), realm = the domain, nonces
    stateless and expiring (:class:`~sessiond.sip.digest.DigestServer`, ``--auth-secret``
    shared by edges): an expired nonce with the right password gets a new challenge with
    ``stale=true``; a wrong answer is counted against the source (metrics by reason) and
@@ -56,13 +56,12 @@ from sessiond.store.location import Binding, Location, census
 from sessiond.store.users import Users
 
 log = logging.getLogger("sessiond.edge.registrar")
-ALGORITHMS = ("MD5", "SHA-256")
 
 
 @dataclass(frozen=True, slots=True)
 class RegistrarConfig:
     policy: RegistrarPolicy
-    algorithm: str = "MD5"  # offered first
+    algorithms: tuple[str, ...] = ("MD5",)  # challenges offered, preferred first
     secret: bytes = b""  # nonce secret (--auth-secret); random when empty
     nonce_ttl: float = 300.0
 
@@ -87,7 +86,7 @@ class Registrar:
         self.users = Users(redis, keys)
         self.throttle = throttle
         secret = config.secret or secrets.token_bytes(32)
-        order = [config.algorithm] + [a for a in ALGORITHMS if a != config.algorithm]
+        order = config.algorithms
         self._servers = {
             domain: [
                 DigestServer(domain, secret, algorithm=alg, nonce_ttl=config.nonce_ttl)
@@ -154,6 +153,7 @@ class Registrar:
         if cred is None or value is None:
             return self._challenge(req, servers, wall, tag, stale=False)
         server = next((s for s in servers if s.algorithm == cred.algorithm.upper()), None)
+        # an algorithm not offered (not challenged for) is refused like a wrong answer
         if server is None:
             self._failed(source, wall, "algorithm")
             raise RegisterRefused(403, "Forbidden")
