@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import pytest
 
@@ -462,3 +463,84 @@ def test_baresip_registers_over_udp_and_tcp_and_unregisters(tmp_path: Path) -> N
     assert alice["user_agent"].startswith("baresip")
     assert "2 binding(s) of 2 AOR(s)" in result["registrations"]
     assert result["after_stop"] == {"alice": [], "bob": []}, logs
+
+
+def _edge_case(cseq: int, contact: str, expires: str) -> str:
+    return f"""  <send><![CDATA[
+REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:alice@example.com>;tag=[pid]r[call_number]
+To: <sip:alice@example.com>
+Call-ID: [call_id]
+CSeq: {cseq} REGISTER
+Contact: {contact}
+Expires: {expires}
+Max-Forwards: 70
+[authentication]
+Content-Length: 0
+
+]]></send>
+"""
+
+
+def _expect(code: int, regexp: str = "", *, absent: str = "") -> str:
+    checks = ""
+    if regexp:
+        checks += f'<ereg regexp="{escape(regexp)}" search_in="msg" check_it="true" assign_to="a"/>'
+    if absent:
+        checks += f'<ereg regexp="{absent}" search_in="msg" check_it_inverse="true" assign_to="a"/>'
+    action = f"\n    <action>{checks}</action>\n  " if checks else ""
+    return f'  <recv response="{code}">{action}</recv>\n'
+
+
+ME = "<sip:alice@[local_ip]:[local_port]>"
+OTHER = "<sip:alice@[local_ip]:5999>"
+SIPP_EDGE_CASES = (
+    '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="register edge cases">\n'
+    + _register(1, 30, auth=False)
+    + '  <recv response="401" auth="true"/>\n'
+    + _edge_case(2, f"{ME};expires=30", "300")  # shorter than Min-Expires
+    + _expect(423, "Min-Expires: 60")
+    + _edge_case(4, f"{ME};q=0.3, {OTHER};q=0.8", "120")  # two contacts, q order in the 200
+    + _expect(
+        200, "5999>;expires=120;q=0[.]8[[:space:]]+Contact: <sip:alice@[^>]+>;expires=120;q=0[.]3"
+    )
+    + _edge_case(5, "*", "300")  # * needs Expires: 0
+    + _expect(400)
+    + _edge_case(6, "*", "0")
+    + _expect(200, absent="Contact:")
+    + "</scenario>\n"
+)
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing")
+def test_sipp_register_edge_cases(cluster: Cluster, tmp_path: Path) -> None:
+    """423 with Min-Expires, two contacts listed by q, ``*`` without Expires: 0 refused
+    (400), then ``*`` removing every binding: one sipp call. (The 500 for an older CSeq is
+    tested with raw REGISTERs: sipp takes a response with a lower CSeq for a stale one.)"""
+    port, _ = start(cluster)
+    (tmp_path / "edge.xml").write_text(SIPP_EDGE_CASES)
+    result = sipp(
+        tmp_path,
+        f"127.0.0.1:{port}",
+        *("-sf", str(tmp_path / "edge.xml"), "-p", str(free_port()), "-m", "1"),
+        *("-t", "u1", "-nr", "-i", "127.0.0.1", "-timeout", "30", "-au", "alice", "-ap", "s3cret"),
+    )
+    errors = tmp_path / "sipp_errors.log"
+    detail = errors.read_text(errors="replace")[-2000:] if errors.exists() else ""
+    assert result.returncode == 0, f"{result.stdout[-2000:]}\n{detail}"
+    assert not cluster.redis().exists(f"{cluster.namespace}:location:alice@example.com")
+
+
+def test_a_binding_expires_by_itself(cluster: Cluster) -> None:
+    port, _ = start(cluster, "--registrar-min-expires", "1")
+    phone = Phone(port)
+    key = f"{cluster.namespace}:location:alice@example.com"
+    try:
+        ok = phone.authorized(f"Contact: <{phone.contact()}>;expires=2")
+        assert ok.header_values("contact") == [f"<{phone.contact()}>;expires=2"]
+        assert 0 < cluster.redis().ttl(key) <= 3
+        assert wait_for(lambda: not cluster.redis().exists(key), timeout=15)
+        assert phone.authorized().header("contact") is None  # a query: nothing left
+    finally:
+        phone.close()
