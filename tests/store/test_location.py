@@ -153,3 +153,13 @@ async def test_a_register_through_another_edge_moves_the_flow(loc: Location) -> 
     await apply(loc, (a.contact, 60, moved), cseq=2)
     (found,) = await loc.lookup("alice", "example.com", NOW)
     assert (found.edge, found.source, found.flow) == ("edge-b", "10.0.0.5:40001", "c9")
+
+
+async def test_an_unreadable_binding_is_dropped_not_kept(loc: Location) -> None:
+    key = loc.keys.location("alice", "example.com")
+    await loc.redis.hset(key, "sip:alice@10.0.0.9", "not json")
+    a = binding("sip:alice@10.0.0.5", 60)
+    done = await apply(loc, (a.contact, 60, a))
+    assert done.status == "OK"
+    assert done.expired == 1
+    assert [k.decode() for k in await loc.redis.hkeys(key)] == [a.contact]

@@ -89,6 +89,7 @@ GROUP = EDGE_GROUP
 ALLOW = ALLOWED
 MAX_MESSAGE = 65_535
 IDLE_TICK = 1.0  # the longest the timer sleeps
+REGISTER_TIMEOUT = 10.0  # a REGISTER the location store has not settled by then gets 503
 
 
 class Edge:
@@ -360,8 +361,10 @@ class Edge:
         assert self.serving is not None
         came = Received(self.name, out.transport, out.peer)
         try:
-            resp = await self.serving.handle(out.request, came, time.time())
-        except Exception as exc:  # Redis unreachable or failing: the UA retries later
+            resp = await asyncio.wait_for(
+                self.serving.handle(out.request, came, time.time()), REGISTER_TIMEOUT
+            )
+        except Exception as exc:  # Redis unreachable, failing or slow: the UA retries later
             log.warning("REGISTER from %s:%s not served: %s", *out.peer, exc)
             resp = make_response(
                 out.request,
