@@ -239,7 +239,7 @@ def test_every_refusal_on_the_wire(cluster: Cluster) -> None:
         page = metrics(metrics_port)
         assert 'sessiond_registrar_auth_failures_total{reason="wrong-password"} 1.0' in page
         assert 'sessiond_registrar_auth_failures_total{reason="not-authorized"} 1.0' in page
-        assert "sessiond_edge_auth_failures_total 2.0" in page
+        assert "sessiond_edge_auth_failures_total 1.0" in page  # not-authorized is no guess
     finally:
         phone.close()
 

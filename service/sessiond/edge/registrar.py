@@ -86,11 +86,10 @@ class Registrar:
         self.users = Users(redis, keys)
         self.throttle = throttle
         secret = config.secret or secrets.token_bytes(32)
-        order = config.algorithms
         self._servers = {
             domain: [
                 DigestServer(domain, secret, algorithm=alg, nonce_ttl=config.nonce_ttl)
-                for alg in order
+                for alg in config.algorithms
             ]
             for domain in config.policy.domains
         }
@@ -132,7 +131,8 @@ class Registrar:
             return user
         register = read_register(req, self.policy)
         if user != register.user:
-            self._failed(source, wall, "not-authorized")
+            # the right password for another user: no guess, not counted against the source
+            self._failed(source, wall, "not-authorized", count=False)
             raise RegisterRefused(403, "Forbidden (not your address-of-record)")
         return await self._apply(req, register, came, wall, tag)
 
