@@ -56,6 +56,7 @@ from sessiond.store.location import Binding, Location, census
 from sessiond.store.users import Users
 
 log = logging.getLogger("sessiond.edge.registrar")
+CONCURRENCY = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,9 @@ class Registrar:
         self.location = Location(redis, keys)
         self.users = Users(redis, keys)
         self.throttle = throttle
+        # REGISTERs talking to Redis at once: the rest wait here, not for a connection of a
+        # pool the edge's other loops share (redis-py's pool refuses past its size)
+        self._slots = asyncio.Semaphore(CONCURRENCY)
         secret = config.secret or secrets.token_bytes(32)
         self._servers = {
             domain: [
@@ -110,7 +114,8 @@ class Registrar:
         """The final response to a REGISTER (never raises for what the peer sent)."""
         tag = secrets.token_hex(5)
         try:
-            return await self._handle(req, came, wall, tag)
+            async with self._slots:
+                return await self._handle(req, came, wall, tag)
         except RegisterRefused as refused:
             return refused_response(req, refused, tag)
 
