@@ -26,7 +26,7 @@ from sessiond.sip.message import SipResponse, parse_message
 
 from .harness import ENV, Cluster, free_port, sipp, wait_for, wait_listening
 
-pytestmark = [pytest.mark.redis, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(120)]
 SECRET = "shared-nonce-secret"
 
 
