@@ -366,17 +366,17 @@ def test_sipp_registers_refreshes_and_unregisters(
 
 def test_a_register_through_another_edge_moves_the_binding(cluster: Cluster) -> None:
     """Two edges on one Redis, no worker: either answers the phone, and the binding records
-    the edge (and source) of the latest REGISTER."""
+    the edge (and source) of the latest REGISTER. The edges do not share a nonce secret."""
     assert ctl(cluster, "user", "add", "alice@example.com", "s3cret").returncode == 0
     ports = {}
-    for name in ("edge1", "edge2"):
+    for name in ("edge1", "edge2"):  # each with a nonce secret of its own
         ports[name] = free_port()
         cluster.start(
             name,
             "edge",
             *cluster.common(),
             *("--listen", f"udp:127.0.0.1:{ports[name]}", "--name", name),
-            *("--registrar", "example.com", "--auth-secret", SECRET),
+            *("--registrar", "example.com"),
         )
     for port in ports.values():
         wait_listening(port)
@@ -385,8 +385,19 @@ def test_a_register_through_another_edge_moves_the_binding(cluster: Cluster) -> 
     try:
         assert first.authorized("Contact: <sip:alice@10.0.0.5:5060>").status == 200
         assert b'"edge":"edge1"' in cluster.redis().hget(key, "sip:alice@10.0.0.5:5060")
-        # the phone's NAT binding changed and it now reaches edge2 (same Call-ID, CSeq + 1)
+        # the phone's NAT binding changed and it now reaches edge2 (same Call-ID, CSeq + 1),
+        # first with its answer to edge1's challenge: edge2 did not issue that nonce, so it
+        # challenges again, stale=true (the password was right)
         second.call_id, second.cseq = first.call_id, first.cseq
+        challenge = first.register(f"Contact: <{first.contact()}>")
+        value = challenge.header("www-authenticate") or ""
+        answer = DigestClient("alice", "s3cret").authorize(
+            Challenge.parse(value), "REGISTER", "sip:example.com"
+        )
+        again = second.register("Contact: <sip:alice@10.0.0.5:5060>", f"Authorization: {answer}")
+        assert again.status == 401, bytes(again)
+        assert "stale=TRUE" in (again.header("www-authenticate") or "")
+        second.cseq = first.cseq
         ok = second.authorized("Contact: <sip:alice@10.0.0.5:5060>")
         assert ok.status == 200, bytes(ok)
         moved = cluster.redis().hget(key, "sip:alice@10.0.0.5:5060")

@@ -166,7 +166,9 @@ class Registrar:
         verdict = server.verify(value, "REGISTER", wall, lambda _: ha1)
         if verdict.ok:
             return verdict.username
-        if verdict.stale:
+        if verdict.stale or verdict.reason == "foreign nonce":
+            # the right password over a nonce that expired, or that another edge issued
+            # under another --auth-secret: a new challenge the UA answers without asking
             return self._challenge(req, servers, wall, tag, stale=True)
         self._failed(source, wall, _reason(verdict.reason))
         raise RegisterRefused(403, "Forbidden")
@@ -241,7 +243,6 @@ def _reason(text: str) -> str:
     return {
         "unknown user": "unknown-user",
         "wrong response": "wrong-password",
-        "foreign nonce": "bad-nonce",
         "replayed nonce count": "bad-nonce",
         "wrong realm or algorithm": "algorithm",
         "unsupported qop": "malformed",
