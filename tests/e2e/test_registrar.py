@@ -236,10 +236,16 @@ def test_every_refusal_on_the_wire(cluster: Cluster) -> None:
         assert b'"path":["<sip:proxy.example.com;lr>"]' in stored
         wrong = phone.authorized(f"Contact: <{phone.contact()}>", password="guess")
         assert wrong.status == 403
+        mallory = Phone(port, user="mallory")  # no such account: refused as a wrong password
+        try:
+            assert mallory.authorized(f"Contact: <{mallory.contact()}>").status == 403
+        finally:
+            mallory.close()
         page = metrics(metrics_port)
         assert 'sessiond_registrar_auth_failures_total{reason="wrong-password"} 1.0' in page
+        assert 'sessiond_registrar_auth_failures_total{reason="unknown-user"} 1.0' in page
         assert 'sessiond_registrar_auth_failures_total{reason="not-authorized"} 1.0' in page
-        assert "sessiond_edge_auth_failures_total 1.0" in page  # not-authorized is no guess
+        assert "sessiond_edge_auth_failures_total 2.0" in page  # not-authorized is no guess
     finally:
         phone.close()
 

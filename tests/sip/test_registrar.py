@@ -146,3 +146,14 @@ def test_ok_lists_bindings_highest_q_first_and_path_when_supported() -> None:
     assert plain.path
     assert not plain.supports_path
     assert ok_response(req, plain, [], 0.0, "t").header("path") is None
+
+
+def test_outbound_parameters_and_a_repeated_contact() -> None:
+    instance = "<urn:uuid:00000000-0000-1000-8000-000A95A0E128>"
+    outbound = f'Contact: <sip:alice@10.0.0.5>;+sip.instance="{instance}";reg-id=1;expires=100'
+    (contact,) = read_register(register(outbound), POLICY).contacts
+    assert (contact.instance, contact.reg_id, contact.expires) == (instance, "1", 100)
+    # a contact listed twice: the last one counts
+    twice = register(outbound, "Contact: <sip:alice@10.0.0.5>;expires=200")
+    (contact,) = read_register(twice, POLICY).contacts
+    assert (contact.instance, contact.expires) == ("", 200)
