@@ -111,7 +111,10 @@ def main(work: Path) -> dict[str, Any]:
         result["registrations"] = ctl("registrations")
         if not both:
             raise RuntimeError("baresip did not register both accounts")
-        baresip.send_signal(signal.SIGTERM)  # baresip unregisters on its way out
+        # baresip unregisters on its way out; stopped the instant its second 200 came, it
+        # sometimes left without answering the challenge to its unregister (seen 1 in 6)
+        time.sleep(1.0)
+        baresip.send_signal(signal.SIGTERM)
         try:
             baresip.wait(timeout=10)
         except subprocess.TimeoutExpired:
