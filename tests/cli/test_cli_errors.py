@@ -317,6 +317,25 @@ def test_ctl_transfer_refuses_a_bad_target() -> None:
             ["--partitions"],
         ),
         (["ctl", "--partitions", "0", "list"], ["--partitions"]),
+        (["run", "--registrar", "bad domain!"], ["--registrar", "DOMAIN[,DOMAIN]"]),
+        (["run", "--registrar", ","], ["--registrar"]),
+        (
+            ["run", "--registrar", "example.com", "--registrar-min-expires", "0"],
+            ["--registrar-min-expires"],
+        ),
+        (
+            ["edge", "--redis", "redis://127.0.0.1:1/0", "--registrar", "a.b"]
+            + ["--registrar-min-expires", "600", "--registrar-max-expires", "60"],
+            ["--registrar-max-expires"],
+        ),
+        (
+            ["run", "--registrar", "example.com", "--registrar-algorithms", "MD5,SHA-1"],
+            ["--registrar-algorithms", "MD5, SHA-256"],
+        ),
+        (
+            ["run", "--registrar", "example.com", "--registrar-max-contacts", "0"],
+            ["--registrar-max-contacts"],
+        ),
     ],
     ids=lambda v: " ".join(v) if isinstance(v, list) else None,
 )

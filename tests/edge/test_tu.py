@@ -15,7 +15,7 @@ from sessiond.edge.credentials import CredentialStore
 from sessiond.edge.mapping import ALLOWED, Local, request_event
 from sessiond.edge.overload import OverloadGuard
 from sessiond.edge.ratelimit import SourceRateLimiter
-from sessiond.edge.tu import Drop, Publish, Refuse, Reply, TransactionUser, Transmit
+from sessiond.edge.tu import Drop, Publish, Refuse, Register, Reply, TransactionUser, Transmit
 from sessiond.edge.unanswered import INVITE_FACTOR
 from sessiond.sip.actions import RequestReceived, Send
 from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
@@ -328,3 +328,37 @@ def test_a_respond_finds_its_live_transaction_by_its_txn_without_parsing_it() ->
     assert tu._by_txn[cmd.txn][0] == action.key
     tu.on_terminated(action.key)
     assert cmd.txn not in tu._by_txn
+
+
+def test_register_is_405_unless_the_edge_is_a_registrar() -> None:
+    tu = make_tu()
+    out = tu.on_request(received(tu, message("REGISTER")), "UDP", 0.0, 0.0)
+    assert statuses(out) == [405]
+    reply = out[0]
+    assert isinstance(reply, Reply)
+    assert "REGISTER" not in (reply.response.header("allow") or "")
+    # Require: path is an extension we do not know then (420)
+    refused = tu.screen(
+        parse_message(message("REGISTER", extra="Require: path\r\n")), 0, [], PEER, 0.0
+    )  # type: ignore[arg-type]
+    assert refused is not None
+    assert refused.error.status == 420
+
+
+def test_a_registrar_edge_hands_register_over_and_lists_it_in_allow() -> None:
+    tu = make_tu(registrar=True)
+    action = received(tu, message("REGISTER", extra="Require: path\r\n"))
+    assert tu.screen(action.request, 0, [], PEER, 0.0) is None
+    out = tu.on_request(action, "UDP", 0.0, 0.0)
+    assert out == [Register(action.key, action.request, "UDP", PEER)]
+    options = tu.on_request(received(tu, message("OPTIONS", branch="z9hG4bK-2")), "UDP", 0.0, 0.0)
+    reply = options[0]
+    assert isinstance(reply, Reply)
+    assert reply.response.header("allow") == f"{ALLOWED}, REGISTER"
+    # the allow list still applies before any digest
+    closed = make_tu(
+        registrar=True, access=AccessPolicy(allow=[ipaddress.ip_network("10.0.0.0/8")])
+    )
+    out = closed.on_request(received(closed, message("REGISTER")), "UDP", 0.0, 0.0)
+    assert out[0] == Drop("access-403")
+    assert statuses(out) == [403]

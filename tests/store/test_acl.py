@@ -4,6 +4,7 @@ edge running as their users handle a call; commands outside their rules are refu
 from __future__ import annotations
 
 import asyncio
+import re
 import secrets
 import uuid
 from collections.abc import AsyncIterator
@@ -17,15 +18,21 @@ from redis.exceptions import NoPermissionError
 
 from sessiond.core.ids import new_sid
 from sessiond.edge.process import Edge
+from sessiond.edge.registrar import RegistrarConfig
 from sessiond.edge.transport import ListenSpec
 from sessiond.media.lost import LegRegistry
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator
+from sessiond.sip.digest import DigestClient
+from sessiond.sip.message import SipResponse, parse_message
+from sessiond.sip.registrar import RegistrarPolicy
 from sessiond.store import Keys, Store
 from sessiond.store.client import connect
+from sessiond.store.location import census
 from sessiond.store.rooms import MemberFlags, RoomStore
 from sessiond.store.store import delete_namespace
 from sessiond.store.tableset import TableSet
+from sessiond.store.users import Account, Users
 from sessiond.table import Table
 from sessiond.worker.applier import Applier
 from sessiond.worker.process import Worker
@@ -39,8 +46,9 @@ def acl_rules() -> dict[str, list[str]]:
     out = {}
     for line in ACL_FILE.read_text().splitlines():
         if line.startswith("user "):
-            _, name, *rules = line.split()
-            out[name] = [r for r in rules if not r.startswith((">", "~"))]
+            selectors = re.findall(r"\([^)]*\)", line)  # (~key-pattern +commands), kept whole
+            _, name, *rules = re.sub(r"\([^)]*\)", "", line).split()
+            out[name] = [r for r in rules if not r.startswith((">", "~"))] + selectors
     return out
 
 
@@ -54,6 +62,7 @@ async def users(redis_url: str) -> AsyncIterator[tuple[Keys, dict[str, str]]]:
     for kind, rules in acl_rules().items():
         name = f"{kind}-{keys.ns}"
         password = secrets.token_hex(8)
+        rules = [r.replace("~sessiond:", f"~{keys.ns}:") for r in rules]
         await admin.execute_command(
             "ACL", "SETUSER", name, "reset", *rules, f">{password}", f"~{keys.ns}:*"
         )
@@ -114,7 +123,7 @@ async def test_worker_and_edge_work_as_least_privilege_users(
         with pytest.raises(NoPermissionError):
             await edge_redis.get("some-other-application:key")
         with pytest.raises(NoPermissionError):
-            await edge_redis.evalsha("0" * 40, 0)
+            await edge_redis.flushall()
     finally:
         sock.close()
         worker.stop()
@@ -134,6 +143,11 @@ async def test_ctl_user_reads_but_cannot_run_scripts(users: tuple[Keys, dict[str
             await ctl.evalsha("0" * 40, 0)
         with pytest.raises(NoPermissionError):
             await ctl.hset(f"{keys.ns}:{{t}}:session:x", "state", "Hacked")
+        # the registrar's users: written by ctl user, and only those keys
+        await ctl.hset(keys.user("alice", "example.com"), "ha1_md5", "0" * 32)
+        assert await ctl.delete(keys.user("alice", "example.com")) == 1
+        with pytest.raises(NoPermissionError):
+            await ctl.delete(keys.registrar_domains())
     finally:
         await ctl.aclose()
 
@@ -244,3 +258,54 @@ async def test_a_worker_user_without_info_still_heartbeats(
     finally:
         await worker_redis.aclose()
         await admin.aclose()
+
+
+async def test_registrar_works_as_the_edge_user(users: tuple[Keys, dict[str, str]]) -> None:
+    """ctl user adds an account; an edge with --registrar, as the edge user, challenges a
+    REGISTER, checks the answer (HGET), stores the binding (register.lua) and counts it."""
+    keys, urls = users
+    ctl_redis: Any = connect(urls["sessiond-ctl"])
+    edge_redis = connect(urls["sessiond-edge"])
+    await Users(ctl_redis, keys).put([Account("alice", "example.com", "s3cret")])
+    config = RegistrarConfig(RegistrarPolicy(frozenset({"example.com"})))
+    edge = Edge(edge_redis, keys, "acl-r", [ListenSpec("UDP", "127.0.0.1", 0)], registrar=config)
+    task = asyncio.create_task(edge.run())
+    loop = asyncio.get_running_loop()
+    sock = __import__("socket").socket(2, 2)  # AF_INET, SOCK_DGRAM
+    sock.bind(("127.0.0.1", 0))
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+
+    async def register(cseq: int, auth: str = "") -> SipResponse:
+        text = (
+            f"REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};"
+            f"branch=z9hG4bK-r{cseq};rport\r\nFrom: <sip:alice@example.com>;tag=a\r\n"
+            f"To: <sip:alice@example.com>\r\nCall-ID: acl-reg@h\r\nCSeq: {cseq} REGISTER\r\n"
+            f"Contact: <sip:alice@127.0.0.1:{port}>\r\nMax-Forwards: 70\r\n{auth}"
+            "Content-Length: 0\r\n\r\n"
+        )
+        sock.sendto(text.encode(), ("127.0.0.1", edge.address.port))
+        reply = parse_message(await asyncio.wait_for(loop.sock_recv(sock, 65535), 5))
+        assert isinstance(reply, SipResponse)
+        return reply
+
+    try:
+        for _ in range(100):
+            if edge.locals:
+                break
+            await asyncio.sleep(0.01)
+        challenge = await register(1)
+        assert challenge.status == 401
+        name, value = DigestClient("alice", "s3cret").answer(
+            challenge, "REGISTER", "sip:example.com"
+        )
+        ok = await register(2, f"{name}: {value}\r\n")
+        assert ok.status == 200, bytes(ok)
+        assert ok.header("contact") == f"<sip:alice@127.0.0.1:{port}>;expires=3600"
+        assert await census(edge_redis, keys) == (1, 1)
+    finally:
+        sock.close()
+        edge.stop()
+        await asyncio.wait_for(task, 10)
+        await edge_redis.aclose()
+        await ctl_redis.aclose()

@@ -21,6 +21,7 @@ from sessiond.media.audit import orphan_legs_async
 from sessiond.media.owner import Claim, LegOwners
 from sessiond.store import Keys, Store, new_sid
 from sessiond.store.client import connect
+from sessiond.store.location import Binding, Location, all_locations, census
 from sessiond.store.store import delete_namespace
 from sessiond.store.tableset import TableSet
 from sessiond.table import Table
@@ -227,6 +228,49 @@ async def test_media_leg_claims_and_the_orphan_audit_across_shards(cluster_url: 
         await client.set(keys.heartbeat("media", "m1"), "1", ex=30)
         found = {(o.media_id, o.reason) for o in await orphan_legs_async(client, keys)}
         assert found == {(f"{sids[0]}.m", "destroyed"), (f"{sids[1]}.m", "session ended")}
+    finally:
+        await delete_namespace(client, keys.ns)
+        await client.aclose()
+
+
+async def test_registrar_bindings_across_shards(cluster_url: str) -> None:
+    """register.lua touches one key (one slot) per AOR; lookups, the census and the
+    operators' scan read every shard."""
+    client = connect(cluster_url)
+    keys = Keys(f"c{uuid.uuid4().hex[:6]}")
+    location = Location(client, keys)
+    now = time.time()
+    try:
+        nodes = set()
+        users = [uuid.uuid4().hex[:8] for _ in range(30)]  # varied: CRC16 spreads them
+        for n, user in enumerate(users):
+            contact = f"sip:{user}@10.0.0.{n}"
+            binding = Binding(
+                contact=contact,
+                expires_at=now + 60,
+                call_id=f"r{n}",
+                cseq=1,
+                edge="e",
+                transport="UDP",
+                source=f"10.0.0.{n}:5060",
+                registered_at=now,
+            )
+            done = await location.apply(
+                user,
+                "example.com",
+                now=now,
+                call_id=f"r{n}",
+                cseq=1,
+                wildcard=False,
+                changes=[(contact, 60, binding)],
+                most=10,
+            )
+            assert done.status == "OK"
+            assert [b.contact for b in await location.lookup(user, "example.com", now)] == [contact]
+            nodes.add(client.get_node_from_key(keys.location(user, "example.com")).port)
+        assert len(nodes) == 3  # the AORs really are spread over the three masters
+        assert await census(client, keys) == (30, 30)
+        assert len(await all_locations(client, keys, now)) == 30
     finally:
         await delete_namespace(client, keys.ns)
         await client.aclose()

@@ -27,7 +27,9 @@ from sessiond.store import Keys, Store, new_sid, queries
 from sessiond.store.client import connect, url_problem
 from sessiond.store.embedded import local_runs, runtime_dir
 from sessiond.store.liveness import live_processes, request_drain
+from sessiond.store.location import all_locations
 from sessiond.store.tableset import TableSet
+from sessiond.store.users import Account, Users, UsersFileError, read_file, split_user
 from sessiond.table import load_table
 
 LIST_FIELDS = ("sid", "role", "state", "call_id", "remote_uri", "entered_state_at")
@@ -55,6 +57,7 @@ async def ctl(args: argparse.Namespace) -> int:
             "resume": _resume,
             "transfer": _transfer,
             "registrations": _registrations,
+            "user": _user,
             "orphans": _orphans,
             "conference": conference.conference,
         }[args.ctl_command]
@@ -255,12 +258,14 @@ async def _call(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
 
 
 async def _registrations(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
-    """The edges' registrations (and --ping keepalives): state, expiry, reachability."""
+    """Both directions: the edges' registrations to others (and --ping keepalives), then
+    the bindings others hold with us (our --registrar domains)."""
     now = time.time()
     rows = [
         (row.get("aor") or row.get("target", ""), row)
         for row in await queries.registrations(redis, keys)
     ]
+    print("OURS, TO OTHERS")
     head = f"{'AOR / TARGET':40} {'STATE':13} {'EXPIRES IN':>10} {'LAST':>4} {'REACH':>5}"
     print(f"{head} {'RTT':>8}")
     for name, row in sorted(rows, key=lambda r: r[0]):
@@ -272,6 +277,59 @@ async def _registrations(redis: Any, keys: Keys, args: argparse.Namespace) -> in
             f"{row.get('reachable', ''):>5} {rtt:>8}"
         )
     print(f"{len(rows)} registration(s) and keepalive(s)")
+    bindings = await all_locations(redis, keys, now)
+    print("\nOTHERS', TO US")
+    print(
+        f"{'AOR':32} {'CONTACT':40} {'EXPIRES IN':>10} {'Q':>4} {'TRANSPORT':9} {'SOURCE':22} EDGE"
+    )
+    for aor, b in sorted(bindings, key=lambda r: (r[0], -(r[1].q or 1.0))):
+        q = "" if b.q is None else f"{b.q:g}"
+        print(
+            f"{aor:32} {b.contact:40} {b.expires_in(now):>9}s {q:>4} {b.transport:9} "
+            f"{b.source:22} {b.edge}"
+        )
+    print(f"{len(bindings)} binding(s) of {len({a for a, _ in bindings})} AOR(s)")
+    return 0
+
+
+async def _user(redis: Any, keys: Keys, args: argparse.Namespace) -> int:
+    """``ctl user add|passwd|del|list|load``: the registrar's accounts (H(A1) only)."""
+    users = Users(redis, keys)
+    action = args.user_command
+    if action == "list":
+        names = await users.names()
+        print("\n".join(names + [f"{len(names)} user(s)"]))
+        return 0
+    domains = await users.domains()
+    try:
+        if action == "load":
+            entries = [(n, *split_user(name, domains), pw) for n, name, pw in read_file(args.file)]
+        else:
+            user, domain = split_user(args.user, domains)
+    except (ValueError, UsersFileError) as exc:
+        print(f"sessiond ctl user {action}: {exc}", file=sys.stderr)
+        return 2
+    if action == "load":
+        await users.put([Account(u, d, pw) for _, u, d, pw in entries])
+        print(f"{len(entries)} user(s) written from {args.file}")
+        return 0
+    exists = await users.exists(user, domain)
+    if action == "del":
+        await users.delete(user, domain)
+        print(f"{user}@{domain} deleted" if exists else f"no user {user}@{domain}")
+        return 0 if exists else 1
+    if action == "passwd" and not exists:
+        print(f"no user {user}@{domain} (add it with ctl user add)")
+        return 1
+    if action == "add" and exists:
+        print(f"user {user}@{domain} exists (change its password with ctl user passwd)")
+        return 1
+    password = sys.stdin.readline().rstrip("\r\n") if args.password == "-" else args.password
+    if not password:
+        print(f"sessiond ctl user {action}: empty password", file=sys.stderr)
+        return 2
+    await users.put([Account(user, domain, password)])
+    print(f"{user}@{domain} {'added' if action == 'add' else 'password changed'}")
     return 0
 
 
@@ -336,7 +394,20 @@ def add_parser(sub: Any) -> None:
     drain = csub.add_parser("drain", help="ask a worker to finish its work and exit")
     drain.add_argument("worker")
     csub.add_parser("workers", help="live and dead workers, with pending entries")
-    csub.add_parser("registrations", help="the edges' registrations and OPTIONS keepalives")
+    csub.add_parser(
+        "registrations",
+        help="the edges' registrations and keepalives, and the bindings registered with us",
+    )
+    user = csub.add_parser("user", help="the registrar's accounts (stored as digest H(A1))")
+    usub = user.add_subparsers(dest="user_command", required=True)
+    for name, text in (("add", "add a user"), ("passwd", "change a user's password")):
+        one = usub.add_parser(name, help=text)
+        one.add_argument("user", metavar="USER[@DOMAIN]", help="DOMAIN: the one served if omitted")
+        one.add_argument("password", help="the password ('-': read a line from stdin)")
+    usub.add_parser("del", help="delete a user").add_argument("user", metavar="USER[@DOMAIN]")
+    usub.add_parser("list", help="every user@domain")
+    load = usub.add_parser("load", help="add or update users from a file")
+    load.add_argument("file", help="lines user[@domain]:password (# comments)")
     csub.add_parser("orphans", help="media legs no live session owns (exit status 1 if any)")
     play = csub.add_parser("play", help="play a tone or a WAV file on a call")
     play.add_argument("sid")

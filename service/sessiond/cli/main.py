@@ -271,6 +271,43 @@ def _edge_options(parser: argparse.ArgumentParser) -> None:
         help="nonce secret shared by edges behind one address (default: random)",
     )
     parser.add_argument(
+        "--registrar",
+        default=None,
+        metavar="DOMAIN[,DOMAIN]",
+        help="be the registrar of these domains: REGISTERs to their users are answered here "
+        "(digest against `sessiond ctl user` accounts, bindings in Redis); without it "
+        "REGISTER gets 405",
+    )
+    parser.add_argument(
+        "--registrar-algorithms",
+        default="MD5",
+        metavar="ALG[,ALG]",
+        help="digest challenges a REGISTER gets, in order of preference: MD5, SHA-256 or "
+        "both (RFC 8760; some older UAs fail on a SHA-256 challenge, hence MD5 alone by "
+        "default); answers in either are checked",
+    )
+    parser.add_argument(
+        "--registrar-min-expires",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="shorter registrations get 423 with this Min-Expires",
+    )
+    parser.add_argument(
+        "--registrar-max-expires",
+        type=int,
+        default=3600,
+        metavar="SECONDS",
+        help="longer registrations are granted this (also the default)",
+    )
+    parser.add_argument(
+        "--registrar-max-contacts",
+        type=int,
+        default=10,
+        metavar="N",
+        help="bindings one address-of-record may hold (then 403)",
+    )
+    parser.add_argument(
         "--register",
         action="append",
         default=[],

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import subprocess
 import sys
@@ -25,8 +26,10 @@ from sessiond.core.resources import bundled_table_paths
 from sessiond.edge.access import AccessConfigError, AccessPolicy, load_users, parse_networks
 from sessiond.edge.admission import Admission, AuthThrottle
 from sessiond.edge.credentials import CredentialsError, CredentialStore, load_credentials
+from sessiond.edge.registrar import RegistrarConfig
 from sessiond.edge.registrar_client import OutboundConfig
 from sessiond.edge.tls import TlsConfig, TlsContexts
+from sessiond.sip.registrar import RegistrarPolicy
 from sessiond.store import Keys, Store
 from sessiond.store.client import connect
 from sessiond.store.embedded import (
@@ -43,6 +46,9 @@ from sessiond.worker.applier import Applier
 from sessiond.worker.handlers import CallHandler, builtin, load_handler
 from sessiond.worker.process import Worker, default_name
 from sessiond.worker.routes import RoutesError, load_routes
+
+# a host name or an IP address (a registrar domain)
+DOMAIN = re.compile(r"[a-z0-9]([a-z0-9.\-]*[a-z0-9])?|\[[0-9a-f:.]+\]")
 
 
 def setup_logging(args: argparse.Namespace | None = None) -> None:
@@ -178,10 +184,49 @@ def watch_tls(edge: Any) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, edge.tls.reload)
 
 
+def registrar_config(args: argparse.Namespace) -> RegistrarConfig | None:
+    """``--registrar`` and its bounds (ValueError naming the flag when invalid)."""
+    if not args.registrar:
+        return None
+    domains = [d.strip().lower() for d in args.registrar.split(",") if d.strip()]
+    bad = [d for d in domains if not DOMAIN.fullmatch(d)]
+    if not domains or bad:
+        raise ValueError(f"--registrar: {args.registrar!r} is not DOMAIN[,DOMAIN]")
+    low, high = args.registrar_min_expires, args.registrar_max_expires
+    if low < 1 or high < low:
+        raise ValueError("--registrar-min-expires must be >= 1 and --registrar-max-expires >= it")
+    if args.registrar_max_contacts < 1:
+        raise ValueError("--registrar-max-contacts must be >= 1")
+    policy = RegistrarPolicy(
+        frozenset(domains),
+        min_expires=low,
+        max_expires=high,
+        default_expires=high,
+        max_contacts=args.registrar_max_contacts,
+    )
+    algorithms = tuple(a.strip().upper() for a in args.registrar_algorithms.split(","))
+    if (
+        not algorithms
+        or len(set(algorithms)) != len(algorithms)
+        or not set(algorithms)
+        <= {
+            "MD5",
+            "SHA-256",
+        }
+    ):
+        raise ValueError(
+            f"--registrar-algorithms: {args.registrar_algorithms!r} is not MD5, SHA-256 "
+            "or both, comma-separated"
+        )
+    secret = args.auth_secret.encode() if args.auth_secret else b""
+    return RegistrarConfig(policy, algorithms=algorithms, secret=secret)
+
+
 def edge_options(args: argparse.Namespace, transports: set[str]) -> dict[str, Any]:
     """The Edge keyword arguments that come straight from the command line."""
     return {
         "tls": tls_contexts(args, transports),
+        "registrar": registrar_config(args),
         "outbound": outbound_config(args, transports),
         "access": access_policy(args),
         "admission": admission(args),

@@ -66,6 +66,25 @@ AUTH_FAILURES = Counter(
 AUTH_LOCKOUTS = Counter(
     "sessiond_edge_auth_lockouts_total", "Sources locked out after repeated digest failures"
 )
+REGISTRAR_AUTH_FAILURES = Counter(
+    "sessiond_registrar_auth_failures_total",
+    "REGISTERs refused by the registrar's digest check, by reason (wrong-password, "
+    "unknown-user, bad-nonce, algorithm, malformed, not-authorized, locked-out)",
+    ["reason"],
+)
+REGISTRAR_BINDINGS = Counter(
+    "sessiond_registrar_bindings_total",
+    "Bindings of our registrar's AORs created, refreshed, removed (unregistered) or found "
+    "expired by a REGISTER",
+    ["change"],
+)
+REGISTRAR_CURRENT = Gauge(
+    "sessiond_registrar_bindings_current",
+    "Bindings held in the location store (all edges; counted by a scan every 30 s)",
+)
+REGISTRAR_AORS = Gauge(
+    "sessiond_registrar_aors_current", "AORs with bindings in the location store (same scan)"
+)
 CALLS_HELD = Gauge("sessiond_edge_calls_held", "Calls the edge counts against their sources")
 MEDIA_FREE = Gauge("sessiond_edge_media_free", "Free media legs as the edge estimates them")
 

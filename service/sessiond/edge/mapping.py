@@ -396,7 +396,7 @@ def timeout_event(call_id: str, local_tag: str, method: str, cseq: int, edge: st
 
 
 def build_response(
-    cmd: Respond, local: Local, txn: Txn | None = None
+    cmd: Respond, local: Local, txn: Txn | None = None, *, allow: str = ALLOWED
 ) -> tuple[str, tuple[str, int], SipResponse]:
     """A ``respond`` command -> (transport, destination, response)."""
     transport, source, req = txn or parse_txn(cmd.txn)
@@ -407,7 +407,7 @@ def build_response(
         if req.method == "INVITE" and not req.to_tag:  # it makes a dialog: RFC 3261 12.1.1
             extra.extend(("Record-Route", rr) for rr in req.header_values("record-route"))
     if code in (405, 501) or req.method == "OPTIONS" and code < 300:
-        extra.append(("Allow", ALLOWED))
+        extra.append(("Allow", allow))
     for name, value in cmd.headers or ():
         extra.append((name, value))
     if 300 <= code < 400 and cmd.contacts:
@@ -470,7 +470,9 @@ def _dialog_headers(
     return headers
 
 
-def build_request(cmd: SendInvite | SendRequest, method: str, local: Local) -> SipRequest:
+def build_request(
+    cmd: SendInvite | SendRequest, method: str, local: Local, *, allow: str = ALLOWED
+) -> SipRequest:
     """An edge command -> a request (RFC 3261 8.1.1, 12.2.1.1, 9.1 for CANCEL, 13.2.2.4 for
     the ACK of a 2xx). In-dialog requests (re-INVITE, UPDATE, REFER, NOTIFY, INFO, PRACK) take
     their body from ``sdp`` or ``body``/``content_type`` and extra ``headers`` [[name, value]]."""
@@ -486,7 +488,7 @@ def build_request(cmd: SendInvite | SendRequest, method: str, local: Local) -> S
     if method in CONTACT_METHODS:
         headers.append(("Contact", local.contact(_scheme(target))))
     if method == "INVITE":
-        headers.append(("Allow", ALLOWED))
+        headers.append(("Allow", allow))
         headers.append(("User-Agent", USER_AGENT))
     if method in ("INVITE", "UPDATE"):
         headers.append(("Supported", ", ".join(SUPPORTED)))

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,10 +54,20 @@ from sessiond.edge.mapping import ALLOWED, Local, request_destination
 from sessiond.edge.outbox import Outbox
 from sessiond.edge.overload import OverloadGuard
 from sessiond.edge.ratelimit import SourceRateLimiter
+from sessiond.edge.registrar import Received, Registrar, RegistrarConfig
 from sessiond.edge.registrar_client import OutboundConfig, RegistrarClient
 from sessiond.edge.tls import TlsContexts
 from sessiond.edge.transport import Address, ListenSpec, Transports
-from sessiond.edge.tu import ClientInfo, Drop, Outcome, Publish, Reply, TransactionUser, Transmit
+from sessiond.edge.tu import (
+    ClientInfo,
+    Drop,
+    Outcome,
+    Publish,
+    Register,
+    Reply,
+    TransactionUser,
+    Transmit,
+)
 from sessiond.sip.actions import (
     Action,
     RequestReceived,
@@ -67,7 +78,7 @@ from sessiond.sip.actions import (
     TimedOut,
 )
 from sessiond.sip.errors import SipError, SipParseError
-from sessiond.sip.message import SipRequest, SipResponse, parse_message
+from sessiond.sip.message import SipRequest, SipResponse, make_response, parse_message
 from sessiond.sip.stateless import error_response
 from sessiond.sip.timers import TimerConfig
 from sessiond.sip.transaction import TransactionLayer
@@ -82,6 +93,7 @@ GROUP = EDGE_GROUP
 ALLOW = ALLOWED
 MAX_MESSAGE = 65_535
 IDLE_TICK = 1.0  # the longest the timer sleeps
+REGISTER_TIMEOUT = 10.0  # a REGISTER the location store has not settled by then gets 503
 
 
 class Edge:
@@ -109,6 +121,7 @@ class Edge:
         admission: Admission | None = None,
         tls: TlsContexts | None = None,
         advertise: Sequence[HostPort | None] = (),
+        registrar: RegistrarConfig | None = None,
     ) -> None:
         self.max_message = max_message
         self.tls = tls
@@ -148,7 +161,13 @@ class Edge:
             max_message=max_message,
             max_transactions=max_transactions,
             started=time.monotonic(),
+            registrar=registrar is not None,
         )
+        # the registrar of --registrar domains (REGISTERs answered by tasks, kept here)
+        self.serving = (
+            Registrar(registrar, redis, keys, self.access.throttle) if registrar else None
+        )
+        self._registers: set[asyncio.Task[None]] = set()
         self.duties = self.tu.duties
         self.unanswered = self.tu.unanswered
         self.locals: dict[str, Local] = {}
@@ -206,6 +225,13 @@ class Edge:
         await retrying(
             self._beat, stopping=self.stopping, recreate_groups=self.start_groups, log=log
         )
+        if self.serving is not None:
+            await retrying(
+                self.serving.start,
+                stopping=self.stopping,
+                recreate_groups=self.start_groups,
+                log=log,
+            )
 
     async def start_groups(self) -> None:
         await self.commands.start_groups()
@@ -221,6 +247,8 @@ class Edge:
             addresses = {t: (local.host, local.port) for t, local in self.locals.items()}
             self.registrar.start(addresses, time.monotonic())
             loops.append(self.registrar.run())
+        if self.serving is not None:
+            loops.append(self.serving.census())
         tasks = [asyncio.create_task(loop) for loop in loops]
         self._ticking = True
         self._arm(force=True)
@@ -231,6 +259,7 @@ class Edge:
                 await self.registrar.stop()
             if self._early_task is not None:
                 tasks.append(self._early_task)
+            tasks += self._registers
             await cancel_and_wait(tasks)
             self._ticking = False
             if self._timer is not None:
@@ -347,6 +376,31 @@ class Edge:
                 _dropped(out.why)
             elif isinstance(out, Transmit):
                 self.transports.send(out.transport, out.peer, out.data)
+            elif isinstance(out, Register):
+                task = asyncio.get_running_loop().create_task(self._register(out))
+                self._registers.add(task)
+                task.add_done_callback(self._registers.discard)
+
+    async def _register(self, out: Register) -> None:
+        """Answer a REGISTER (the registrar's Redis round trips), through its transaction."""
+        assert self.serving is not None
+        came = Received(self.name, out.transport, out.peer)
+        try:
+            resp = await asyncio.wait_for(
+                self.serving.handle(out.request, came, time.time()), REGISTER_TIMEOUT
+            )
+        except Exception as exc:  # Redis unreachable, failing or slow: the UA retries later
+            log.warning("REGISTER from %s:%s not served: %s", *out.peer, exc)
+            resp = make_response(
+                out.request,
+                503,
+                "Service Unavailable (location store)",
+                headers=[("Retry-After", "5")],
+                to_tag=secrets.token_hex(5),
+            )
+        with survive("register"):
+            self.carry_out([Reply(out.key, resp)], out.transport)
+            self._arm()
 
     def _on_request(self, action: RequestReceived, transport: str) -> None:
         if self.tu.looks_up_answers(time.monotonic()) or not self._early.empty():

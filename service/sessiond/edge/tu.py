@@ -102,7 +102,18 @@ class Drop:
     why: str
 
 
-Outcome = Refuse | Reply | Transmit | Publish | Drop
+@dataclass(frozen=True, slots=True)
+class Register:
+    """A REGISTER for the registrar (:mod:`sessiond.edge.registrar`): its answer goes
+    through server transaction ``key``."""
+
+    key: str
+    request: SipRequest
+    transport: str
+    peer: Address
+
+
+Outcome = Refuse | Reply | Transmit | Publish | Drop | Register
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +144,7 @@ class TransactionUser:
         max_message: int,
         max_transactions: int,
         started: float,
+        registrar: bool = False,
     ) -> None:
         self.layer = layer
         self.keys = keys
@@ -146,6 +158,10 @@ class TransactionUser:
         self.max_message = max_message
         self.max_transactions = max_transactions  # server transactions (each holds a request)
         self.started = started
+        # with --registrar, REGISTER is served (and listed in Allow); else 405 as any
+        # method we do not handle
+        self.registrar = registrar
+        self.allowed = f"{ALLOWED}, REGISTER" if registrar else ALLOWED
         self.duties = DialogDuties(timers)
         self.unanswered = Unanswered(timers.timeout)  # the workers have not answered
         self.clients: dict[str, ClientInfo] = {}
@@ -171,7 +187,9 @@ class TransactionUser:
         a refusal is answered statelessly."""
         try:
             check_utf8(req)  # before anything turns its fields into event fields or keys
-            validate_request(req, supported=SUPPORTED, max_size=self.max_message, size=size)
+            validate_request(
+                req, supported=self.supported(req), max_size=self.max_message, size=size
+            )
             check_loop(req, locals_)
             if req.method == "INVITE" and req.body and req.content_type != "application/sdp":
                 # 8.2.3: a body we cannot read is refused, not taken for an offerless INVITE
@@ -201,6 +219,12 @@ class TransactionUser:
             return None
         busy = SipParseError(503, "Too many open transactions", (("Retry-After", "5"),))
         return Refuse(busy, "transaction-limit")
+
+    def supported(self, req: SipRequest) -> tuple[str, ...]:
+        """The option tags a request may require: path too for a REGISTER we serve."""
+        if self.registrar and req.method == "REGISTER":
+            return (*SUPPORTED, "path")  # RFC 3327
+        return SUPPORTED
 
     @staticmethod
     def mappable(resp: SipResponse) -> bool:
@@ -247,17 +271,15 @@ class TransactionUser:
     ) -> list[Outcome]:
         """A new request: refused, answered here (CANCEL, OPTIONS, 405/501), or published."""
         req = action.request
+        if req.method == "REGISTER" and self.registrar:
+            return self._register(action, transport)
         starts = req.method in ("INVITE", "REGISTER", "OPTIONS") and not req.to_tag
         refusal = self.access.check(req, action.peer[0], wall) if starts else None
         if refusal is not None:  # through the transaction, so its ACK is absorbed
             resp = _answer(req, refusal.status, refusal.reason, refusal.headers)
             return [Drop(f"access-{refusal.status}"), Reply(action.key, resp)]
-        if starts and req.method == "INVITE":
-            shed = self.admission.check(action.peer[0])
-            if shed is not None:  # the source holds its share, or the media nodes are full
-                retry = (("Retry-After", str(shed.retry_after)),)
-                return [Drop(shed.why), Reply(action.key, _answer(req, 503, shed.reason, retry))]
-            self.admission.admit((req.call_id or "", req.from_tag or ""), action.peer[0], now)
+        if starts and req.method == "INVITE" and (shed := self._admit(action, now)):
+            return shed
         out: list[Outcome] = []
         if req.method == "CANCEL":
             target = self.layer.cancel_target(action.key)
@@ -266,7 +288,7 @@ class TransactionUser:
                 return out
             req = target.request  # the Cancel event carries the INVITE's identity
         elif req.method == "OPTIONS":
-            allow = [("Allow", ALLOWED), ("Accept", "application/sdp")]
+            allow = [("Allow", self.allowed), ("Accept", "application/sdp")]
             return [Reply(action.key, make_response(req, 200, headers=allow))]
         if req.method == "PRACK":
             rack = (req.header("rack") or "").split()
@@ -274,7 +296,7 @@ class TransactionUser:
                 self.duties.pracked((req.call_id or "", int(rack[0])))
         event = request_event(req, transport, action.peer, self.name)
         if event is None:
-            resp = not_handled(req, ALLOWED, to_tag=secrets.token_hex(5))  # 405 or 501 (8.2.1)
+            resp = not_handled(req, self.allowed, to_tag=secrets.token_hex(5))  # 405 or 501 (8.2.1)
             return [Reply(action.key, resp)]
         if action.request.method == "CANCEL":
             event = Event(f"{event.id}:cancel", "Cancel", event.data)
@@ -286,6 +308,23 @@ class TransactionUser:
                 self._txn_of[action.key] = txn
         out.append(Publish(event))
         return out
+
+    def _admit(self, action: RequestReceived, now: float) -> list[Outcome]:
+        """A new INVITE counted against its source, or refused (nothing is admitted)."""
+        req = action.request
+        shed = self.admission.check(action.peer[0])
+        if shed is not None:  # the source holds its share, or the media nodes are full
+            retry = (("Retry-After", str(shed.retry_after)),)
+            return [Drop(shed.why), Reply(action.key, _answer(req, 503, shed.reason, retry))]
+        self.admission.admit((req.call_id or "", req.from_tag or ""), action.peer[0], now)
+        return []
+
+    def _register(self, action: RequestReceived, transport: str) -> list[Outcome]:
+        """A REGISTER for the registrar (the allow list applies; digest is its own)."""
+        if not self.access.allowed_source(action.peer[0]):
+            refused = _answer(action.request, 403, "Forbidden")
+            return [Drop("access-403"), Reply(action.key, refused)]
+        return [Register(action.key, action.request, transport, action.peer)]
 
     # -- responses, strays, timeouts ------------------------------------------------------
     def on_response(
@@ -375,7 +414,9 @@ class TransactionUser:
             txn = parse_txn(cmd.txn)
             key = self.layer.key_for(txn[2])
         req = txn[2]
-        transport, dest, resp = build_response(cmd, locals_.get(txn[0]) or default, txn)
+        transport, dest, resp = build_response(
+            cmd, locals_.get(txn[0]) or default, txn, allow=self.allowed
+        )
         self.unanswered.answered(key)
         out = (
             Reply(key, resp)
@@ -393,15 +434,18 @@ class TransactionUser:
             )
         return out
 
-    @staticmethod
     def build(
-        cmd: SendInvite | SendRequest, method: str, locals_: Mapping[str, Local], default: Local
+        self,
+        cmd: SendInvite | SendRequest,
+        method: str,
+        locals_: Mapping[str, Local],
+        default: Local,
     ) -> SipRequest:
         """A request of a command, with the Via/Contact of the transport it will leave on."""
-        req = build_request(cmd, method, default)
+        req = build_request(cmd, method, default, allow=self.allowed)
         local = locals_.get(request_destination(req)[0])
         if local is not None and local is not default:
-            req = build_request(cmd, method, local)
+            req = build_request(cmd, method, local, allow=self.allowed)
         return req
 
     def outgoing(

@@ -31,6 +31,10 @@ be computed from its id alone.
     sessiond:answered:<sent-by>:<branch>:<method>  string  our final response (edge, 32 s)
     sessiond:registration:<aor>          hash    our registration of <aor> (edge; state, expiry)
     sessiond:keepalive:<uri>             hash    OPTIONS keepalive to a --ping target (edge)
+    sessiond:location:<user>@<domain>    hash    bindings of an AOR we serve: contact -> JSON
+                                                 (register.lua; TTL of the longest binding)
+    sessiond:user:<user>@<domain>        hash    a registrar user's H(A1)s (never the password)
+    sessiond:registrar-domains           set     the domains edges serve with --registrar
 """
 
 from __future__ import annotations
@@ -159,6 +163,20 @@ class Keys:
     def keepalive(self, target: str) -> str:
         """OPTIONS keepalive results for a ``--ping`` target that is not a registrar."""
         return f"{self.ns}:keepalive:{target}"
+
+    def location(self, user: str, domain: str) -> str:
+        """The bindings of the AOR ``sip:user@domain`` we are the registrar of: one hash,
+        contact URI -> binding (JSON, see :mod:`sessiond.store.location`)."""
+        return f"{self.ns}:location:{user}@{domain.lower()}"
+
+    def user(self, user: str, domain: str) -> str:
+        """A registrar user's digest H(A1) values (``sessiond ctl user``)."""
+        return f"{self.ns}:user:{user}@{domain.lower()}"
+
+    def registrar_domains(self) -> str:
+        """The domains edges started with ``--registrar`` serve (for ``ctl user add USER``
+        without a domain)."""
+        return f"{self.ns}:registrar-domains"
 
     def heartbeat(self, kind: str, name: str) -> str:
         return f"{self.ns}:process:{kind}:{name}"
