@@ -17,7 +17,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any
@@ -111,17 +110,17 @@ def main(work: Path) -> dict[str, Any]:
         result["registrations"] = ctl("registrations")
         if not both:
             raise RuntimeError("baresip did not register both accounts")
-        # baresip unregisters on its way out; stopped the instant its second 200 came, it
-        # sometimes left without answering the challenge to its unregister (seen 1 in 6)
-        time.sleep(1.0)
         baresip.send_signal(signal.SIGTERM)
         try:
             baresip.wait(timeout=10)
         except subprocess.TimeoutExpired:
             baresip.kill()
             baresip.wait()
-        time.sleep(0.5)
+        # baresip 1.0 sends its unregisters without credentials and often quits before the
+        # challenge comes back (seen on the wire): what is left must go away by itself
+        wait_for(lambda: not any(bindings(client).values()), timeout=3, every=0.2)
         result["after_stop"] = bindings(client)
+        result["ttl"] = {u: client.ttl(f"{NAMESPACE}:location:{u}@127.0.0.1") for u in ACCOUNTS}
     except Exception as exc:
         result["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     finally:

@@ -446,7 +446,9 @@ def test_sessiond_registers_to_a_sessiond_registrar(cluster: Cluster, tmp_path: 
 
 def test_baresip_registers_over_udp_and_tcp_and_unregisters(tmp_path: Path) -> None:
     """baresip (a real phone's SIP stack) registers two accounts to ``sessiond run
-    --registrar``, UDP and TCP, answering the digest challenge; SIGTERM unregisters them.
+    --registrar``, UDP and TCP, answering the digest challenge. On SIGTERM baresip 1.0 sends its
+    unregisters without credentials and often quits before the 401 comes back: a binding it
+    leaves must then expire by itself (the key's TTL is its regint).
     Everything runs in a private network namespace (netns_baresip_register.py)."""
     modules = Path("/usr/lib/baresip/modules")
     missing = [t for t in ("baresip", "unshare", "ip", "redis-server") if not shutil.which(t)]
@@ -479,7 +481,8 @@ def test_baresip_registers_over_udp_and_tcp_and_unregisters(tmp_path: Path) -> N
     assert 115 <= alice["expires_at"] - alice["registered_at"] <= 120  # regint=120
     assert alice["user_agent"].startswith("baresip")
     assert "2 binding(s) of 2 AOR(s)" in result["registrations"]
-    assert result["after_stop"] == {"alice": [], "bob": []}, logs
+    for user, left in result["after_stop"].items():  # unregistered, or expiring by itself
+        assert not left or 0 < result["ttl"][user] <= 121, (user, left, result["ttl"], logs)
 
 
 def _edge_case(cseq: int, contact: str, expires: str) -> str:
