@@ -29,7 +29,8 @@ from tests.e2e.media_checks import (
 from tests.net.bed import HOME, Bed, why_not
 
 PHONE_PORT = 5070
-PHONE_RTP = "10000-10100"
+PHONE_RTP = "10000-10100"  # its rtp_ports
+PHONE_RTP_PORTS = range(10000, 10101)
 MIC = 880.0  # the phone's microphone
 OTHERS = [300.0, 440.0, 660.0, 1000.0, 1320.0]
 PLAY_SECONDS = 3.0
