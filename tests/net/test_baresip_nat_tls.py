@@ -18,8 +18,9 @@ Audio is checked both ways: sessiond's recordings hold the phone's 880 Hz after 
 the story; the phone's own decoding (baresip's dump) holds 440 Hz and 1000 Hz; and the SRTP
 that reached the phone's LAN, captured there and decrypted with the keys of the SDP, holds
 440, 660 (after the resume) and 1000 Hz. On the public host a capture shows no SIP on 5060
-(not a packet: all of it went over TLS on 5061), nothing sent to the phone's private
-address, and RTP both ways that holds no tone when decoded as PCMU (it is SRTP).
+(not a packet: all of it went over TLS on 5061), one TCP connection opened in all (the
+phone's: sessiond opened none), nothing sent to the phone's private address, and RTP both
+ways that holds no tone when decoded as PCMU (it is SRTP).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def test_phone_behind_nat_over_tls_with_srtp_is_held_and_called_back(bed: Bed) -
     # and the RTP; on the phone's LAN: what sessiond sent it
     clear, in_clear = capture(bed, "pub", "clear", f"port {SIP_PORT} or host {HOME}")
     tls, over_tls = capture(bed, "pub", "tls", f"tcp port {TLS_PORT}")
+    # a TCP connection being opened, either way (a SYN without ACK)
+    opened, connects = capture(
+        bed, "pub", "connects", "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn"
+    )
     rtp, wire = capture(bed, "pub", "rtp", f"udp portrange {RTP_PORTS[0]}-{RTP_PORTS[-1]}")
     lan, to_phone = capture(bed, "home", "phone", f"udp and src host {PUBLIC} and dst host {HOME}")
     account = f"<sip:alice@{PUBLIC}>;regint=0;mediaenc=srtp-mand;answermode=auto"
@@ -129,7 +134,7 @@ def test_phone_behind_nat_over_tls_with_srtp_is_held_and_called_back(bed: Bed) -
         time.sleep(0.5)  # baresip closes its dump files after the BYE
     finally:
         stop(phone)
-        for proc in (clear, tls, rtp, lan):
+        for proc in (clear, tls, opened, rtp, lan):
             stop(proc)
     log = bed.log("baresip", tail=200_000)
     assert log.count("SRTP is Enabled") >= 2, log[-3000:]
@@ -137,6 +142,8 @@ def test_phone_behind_nat_over_tls_with_srtp_is_held_and_called_back(bed: Bed) -
     # the signalling: all of it over TLS (our one connection from the phone), none in clear
     assert packets(in_clear) == 0, "SIP in the clear, or something sent to the phone's LAN"
     assert packets(over_tls) > 20
+    # one TCP connection in all: the phone's; sessiond opened none (not even for the call back)
+    assert packets(connects) == 1, "sessiond opened a connection, or the phone reconnected"
 
     # the media on the public host: SRTP both ways, no tone when read as PCMU
     rtp_packets = pcap_rtp(wire)
