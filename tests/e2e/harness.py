@@ -20,6 +20,7 @@ from typing import Any
 import redis as sync_redis
 
 from ports import free_port
+from sessiond.store.history import parse as parse_history
 from sessiond_run import ENV, wait_listening
 
 
@@ -143,10 +144,9 @@ class Cluster:
         return out
 
     def history(self, sid: str) -> list[dict[str, str]]:
-        """The session's history stream: one dict per transition (from, event, to, worker...)."""
+        """The session's history: one dict per transition (from, event, to, worker...)."""
         key = f"{self.namespace}:{{{sid[:10]}}}:history:{sid}"
-        raw = self.redis().xrange(key)
-        return [{k.decode(): v.decode() for k, v in f.items()} for _, f in raw]
+        return [parse_history(line.decode()) for line in self.redis().lrange(key, 0, -1)]
 
     def steps(self, sid: str) -> list[tuple[str, str, str]]:
         """(from, event, to) of each transition of the session."""

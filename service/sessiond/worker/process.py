@@ -321,6 +321,8 @@ class Worker:
         applied = await self.applier.apply(work)
         last = Round(self.redis)
         self.store.queue_outboxes(last, applied.outboxes)
+        if not self.store.cluster:  # one connection: the markers land after the commands
+            self.store.queue_emitted(last, applied.sent)
         for event, status, state in _unanswered(orphans, work, applied.handled):
             self._fallback(last, event, status, state)
         self._ack(last, entries)
@@ -329,6 +331,10 @@ class Worker:
         replies = await last.execute()
         if prefetch:
             self._prefetched = replies[-1]
+        if self.store.cluster and applied.sent:  # other nodes: only once the commands are in
+            marks = Round(self.redis)
+            self.store.queue_emitted(marks, applied.sent)
+            await marks.execute()
         elapsed = time.perf_counter() - started
         for item, handled in zip(work, applied.handled, strict=True):
             self.stats.count(handled, item.event.type, elapsed)

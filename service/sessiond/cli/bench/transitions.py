@@ -83,8 +83,6 @@ async def _raw(store: Store, seconds: float, batch: int) -> float:
                 600,
                 200,
                 outbox,
-                "bench",
-                "0",
                 "0",
                 sid,
                 2,
@@ -93,11 +91,8 @@ async def _raw(store: Store, seconds: float, batch: int) -> float:
                 "updated_at",
                 "1.0",
                 1,
-                "A",
-                "Ev",
-                "B",
-                "sip.respond(code=180)",
-                0,
+                f"2026-12-05T09:15:37.123Z v{version + 1} A --Ev--> B"
+                f" [sip.respond(code=180)] {sid}:{version} (bench)",
             ]
             calls.append((store.scripts.transition, store.keys.session_keys(sid), args))
         for status, _ in await store._eval_many(calls):
