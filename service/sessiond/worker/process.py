@@ -13,7 +13,8 @@ worker that dies leaves its entries pending; live workers take them over with XA
 once they have been idle for ``claim_idle_ms``, and process them as redeliveries (the
 applied-event check makes that harmless). Timers are popped into the streams by whichever
 worker polls first. Every heartbeat also tidies the consumer group
-(:mod:`~sessiond.worker.upkeep`) and looks for media nodes whose heartbeat expired and tells
+and, every few, trims the streams by what was consumed (:mod:`~sessiond.worker.upkeep`), and
+looks for media nodes whose heartbeat expired and tells
 their sessions (``MediaLost``, one claimant per node: :mod:`sessiond.media.lost`).
 
 Shutdown (SIGTERM, or ``ctl drain``): stop reading, finish the batch in hand, ack, exit.
@@ -125,6 +126,7 @@ class Worker:
         #: new calls get the handler's decision (default: the built-in one for ``answer``)
         self.intake = Intake(self.redis, self.keys, handler or builtin(answer), applier.tables)
         self.leases = Leases(self.store, self.name, lease_ms, lease_interval)
+        self._beats = 0  # heartbeats so far (the shared streams are trimmed every few)
         self._prefetched: Any = None  # the next batch, read in the previous batch's pipeline
         self._backlog = Backlog(self._streams)  # entries delivered to us, maybe never seen
         self.media_legs = LegRegistry(self.redis, self.keys, stream_maxlen=self.store.stream_maxlen)
@@ -293,6 +295,9 @@ class Worker:
         if self.contact.steady():
             await upkeep.forget_dead_consumers(self.redis, self.keys, self._streams, self.name)
         await upkeep.sample_streams(self.redis, self._streams)
+        self._beats += 1
+        if self._beats % upkeep.TRIM_EVERY == 0:
+            await upkeep.trim_streams(self.redis, self.keys, self.owned)
         await self.media_legs.find_lost_nodes(self.name, self.contact)
 
     def _run_id(self, server: list[Any]) -> str:
