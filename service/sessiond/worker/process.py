@@ -39,7 +39,7 @@ from sessiond.core import metrics
 from sessiond.core.types import Event
 from sessiond.media.lost import LegRegistry
 from sessiond.store import Store
-from sessiond.store.client import RETRYABLE, is_embedded
+from sessiond.store.client import RETRYABLE, is_embedded, listpack_advice
 from sessiond.store.consumer import autoclaim, queue_acks, queue_read, read_group
 from sessiond.store.entries import decode_event, pack
 from sessiond.store.entries import fields as entry_fields
@@ -144,6 +144,8 @@ class Worker:
     async def run(self) -> None:
         """Run until :meth:`stop` (or a drain request); then finish in-flight work."""
         await self._retrying(self.ensure_groups)
+        if advice := await listpack_advice(self.redis):
+            log.warning("%s", advice)
         await self._retrying(self.applier.tables.publish)
         await self._retrying(self.heartbeat_once)
         await self._retrying(self.lease_once)

@@ -198,7 +198,11 @@ def memory(calls: int, rate: int, settle: float = ANSWERS_EXPIRE) -> int:
                 f"sessiond bench memory: only {live} of {calls} calls established", file=sys.stderr
             )
             return 1
-        print(f"{calls} answered calls held (sessiond run --redis, --answer auto, 1 worker)")
+        config = client.config_get("hash-max-listpack-value")
+        print(
+            f"{calls} answered calls held (sessiond run --redis, --answer auto, 1 worker;"
+            f" Redis hash-max-listpack-value {config.get('hash-max-listpack-value')})"
+        )
         first = read(client)
         time.sleep(settle)
         later = read(client)
