@@ -21,8 +21,8 @@ GROUP = WORKERS_GROUP
 FORGET_IDLE_MS = 60_000  # a dead consumer is removed after this long without reading
 TRIM_EVERY = 5  # heartbeats between two trims of the streams
 #: Seconds ``{app}:events`` keeps its entries while no application has a group on it (a
-#: group created later from ``0`` still finds the last minute).
-UNREAD_APP_SECONDS = 60.0
+#: group created later from ``0`` still finds the last ones).
+UNREAD_APP_SECONDS = 10.0
 log = logging.getLogger("sessiond.worker")
 
 
