@@ -18,8 +18,8 @@
 -- ARGV[5]   outbox of the first transition ("" when it has no commands)
 -- ARGV[6]   unused
 -- ARGV[7]   session id
--- ARGV[8]   n, then n field/value pairs: the whole initial session (sid and created_at
---           included), after its first step
+-- ARGV[8]   n, then n field/value pairs: the whole initial session (sid, created_at and
+--           version 1 included), after its first step
 -- then      m, then m history lines
 -- Returns:
 --   {"CREATED", "1"}        new session at version 1
@@ -44,7 +44,6 @@ if n > 0 then
   redis.call('HSET', session, unpack(ARGV, pos, pos + 2 * n - 1))
 end
 pos = pos + 2 * n
-redis.call('HSET', session, 'version', '1')
 
 local m = tonumber(ARGV[pos])
 if m > 0 then

@@ -21,7 +21,7 @@
 -- ARGV[5]   outbox: opaque bytes ("" when there are no commands)
 -- ARGV[6]   "1" if the new state is terminal: registry entries pointing here are deleted
 -- ARGV[7]   session id (registry entries are deleted only if they still point to it)
--- ARGV[8]   n, then n field/value pairs for HSET
+-- ARGV[8]   n, then n field/value pairs for HSET, ``version`` (expected + 1) among them
 -- then      m, then m history lines
 -- Returns:
 --   {"OK", new_version}
@@ -51,7 +51,6 @@ if n > 0 then
   redis.call('HSET', session, unpack(ARGV, pos, pos + 2 * n - 1))
 end
 pos = pos + 2 * n
-redis.call('HSET', session, 'version', new_version)
 
 local m = tonumber(ARGV[pos])
 if m > 0 then

@@ -157,7 +157,8 @@ class Store:
             sid = fields["sid"]
             view = {**fields, **decision.fields, **_ended_by(event.id, decision)}
             outbox = self.build_outbox(view, decision.commands)
-            args = self._args(0, event.id, decision, outbox, sid, view)
+            initial = {k: v for k, v in view.items() if k != "version"}  # _args adds it
+            args = self._args(0, event.id, decision, outbox, sid, initial)
             calls.append((self.scripts.create, [*self.keys.session_keys(sid), *registry], args))
             outboxes.append(outbox)
         for session, event_id, decision in applies:
@@ -212,10 +213,11 @@ class Store:
             outbox,
             "1" if decision.terminal else "0",
             sid,
-            len(fields),
+            len(fields) + 1,
         ]
         for name, value in fields.items():
             args += (name, value)
+        args += ("version", expected + 1)
         args.append(len(decision.steps))
         args += history_lines(decision.steps, expected + 1, event_id, self.worker, time.time())
         return args
