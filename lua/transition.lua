@@ -37,8 +37,9 @@ local version = redis.call('HGET', session, 'version')
 if not version then
   return {'MISSING', ''}
 end
-if redis.call('HEXISTS', applied, event_id) == 1 then
-  return {'DUPLICATE', redis.call('HGET', outboxes, event_id) or ''}
+local marker = redis.call('HGET', applied, event_id)
+if marker then  -- (an older sessiond kept the outbox in the marker itself)
+  return {'DUPLICATE', redis.call('HGET', outboxes, event_id) or marker}
 end
 if version ~= ARGV[1] then
   return {'CONFLICT', version}

@@ -113,7 +113,8 @@ class Store:
     async def read_many(
         self, pairs: Sequence[tuple[str, str]]
     ) -> list[tuple[dict[str, str] | None, bytes | None]]:
-        """``read`` for many (sid, event id) pairs in one round trip."""
+        """``read`` for many (sid, event id) pairs in one round trip. (An applied marker
+        written by an older sessiond holds the outbox itself; a current one is ``""``.)"""
         pipe = Round(self.redis)
         for sid, event_id in pairs:
             pipe.hgetall(self.keys.session(sid))
@@ -123,7 +124,7 @@ class Store:
         return [
             (
                 (decode_hash(raw[i]) if raw[i] else None),
-                None if raw[i + 1] is None else raw[i + 2] or b"",
+                None if raw[i + 1] is None else raw[i + 2] or raw[i + 1],
             )
             for i in range(0, len(raw), 3)
         ]
