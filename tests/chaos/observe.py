@@ -22,6 +22,8 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from sessiond.store.history import parse as parse_history
+
 TERMINAL = frozenset({"Terminated"})
 INCARNATION = "@incarnation"
 
@@ -70,12 +72,12 @@ def applied_twice(r: Any, ns: str, sids: list[str]) -> dict[str, list[str]]:
     """sid -> the event ids its history shows applied at two (or more) versions."""
     pipe = r.pipeline(transaction=False)
     for sid in sids:
-        pipe.xrange(f"{ns}:{{{sid[:10]}}}:history:{sid}")
+        pipe.lrange(f"{ns}:{{{sid[:10]}}}:history:{sid}", 0, -1)
     out: dict[str, list[str]] = {}
-    for sid, entries in zip(sids, pipe.execute(), strict=True):
+    for sid, lines in zip(sids, pipe.execute(), strict=True):
         versions: dict[str, set[str]] = defaultdict(set)
-        for _, f in entries:
-            versions[_text(f[b"event_id"])].add(_text(f[b"version"]))
+        for entry in (parse_history(_text(line)) for line in lines):
+            versions[entry["event_id"]].add(entry["version"])
         doubles = sorted(e for e, v in versions.items() if len(v) > 1)
         if doubles:
             out[sid] = doubles

@@ -20,6 +20,7 @@ from typing import Any
 import redis as sync_redis
 
 from ports import free_port
+from sessiond.store.history import parse as parse_history
 from sessiond_run import ENV, wait_listening
 
 
@@ -40,6 +41,15 @@ class Cluster:
         self._redis: Any = None
 
     def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        if not self.procs:  # the tests read what went out after the fact: keep it
+            ns = self.namespace
+            self.observe(
+                f"{ns}:{{edge:edge1}}:commands",
+                f"{ns}:{{app}}:events",
+                f"{ns}:{{media}}:commands",
+                f"{ns}:{{media:m1}}:commands",
+                *(f"{ns}:{{p{p}}}:events" for p in range(16)),
+            )
         log = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop_all
         self._logs.append(log)
         proc = subprocess.Popen(
@@ -147,11 +157,17 @@ class Cluster:
             out.append({k.decode(): v.decode() for k, v in raw.items()})
         return out
 
+    def observe(self, *streams: str) -> None:
+        """Keep every entry of ``streams`` for the test to read: a consumer group that reads
+        nothing (the workers trim a stream only down to what every group is done with)."""
+        for stream in streams:
+            with contextlib.suppress(sync_redis.ResponseError):  # BUSYGROUP: observed already
+                self.redis().xgroup_create(stream, "observer", id="0", mkstream=True)
+
     def history(self, sid: str) -> list[dict[str, str]]:
-        """The session's history stream: one dict per transition (from, event, to, worker...)."""
+        """The session's history: one dict per transition (from, event, to, worker...)."""
         key = f"{self.namespace}:{{{sid[:10]}}}:history:{sid}"
-        raw = self.redis().xrange(key)
-        return [{k.decode(): v.decode() for k, v in f.items()} for _, f in raw]
+        return [parse_history(line.decode()) for line in self.redis().lrange(key, 0, -1)]
 
     def steps(self, sid: str) -> list[tuple[str, str, str]]:
         """(from, event, to) of each transition of the session."""

@@ -30,6 +30,7 @@ def test_timer_of_a_killed_worker_fires_exactly_once(cluster: Cluster, tmp_path:
     table.write_text(
         text.replace("{after: 180, event: RingTimeout}", "{after: 3, event: RingTimeout}")
     )
+    cluster.observe(f"{cluster.namespace}:{{edge:edge1}}:commands")  # counted below
     port = cluster.start_split("--answer", "app", "--table", str(table))
     (tmp_path / "uac_480.xml").write_text(uac_refused(480))
     with background_sipp(

@@ -20,6 +20,7 @@ import pytest
 from sessiond import PlayFinished, SimplePeer
 from sessiond.core.resources import gateway_table_path
 from sessiond.media.node import available_codecs
+from sessiond.store.history import parse as parse_history
 from sessiond.table import Table, load_table
 from sipp_scenarios import callee, caller, uac_refused
 
@@ -118,10 +119,8 @@ class Gateway:
         """(from, event, to) of each step, checked against the table as they are read."""
         sid = session["sid"]
         key = f"{self.cluster.namespace}:{{{sid[:10]}}}:history:{sid}"
-        steps = [
-            (f[b"from"].decode(), f[b"event"].decode(), f[b"to"].decode())
-            for _, f in self.cluster.redis().xrange(key)
-        ]
+        entries = [parse_history(x.decode()) for x in self.cluster.redis().lrange(key, 0, -1)]
+        steps = [(h["from"], h["event"], h["to"]) for h in entries]
         for step in steps:
             assert allowed(self.table, session["role"], *step), (step, steps)
         return steps

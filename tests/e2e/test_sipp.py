@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sessiond.store.history import parse as parse_history
+
 from .harness import (
     Cluster,
     background_sipp,
@@ -79,10 +81,8 @@ def test_separate_processes_200_calls(cluster: Cluster, tmp_path: Path) -> None:
     assert session["media_node"] == "m1"
     r = cluster.redis()
     history_key = f"{cluster.namespace}:{{{session['sid'][:10]}}}:history:{session['sid']}"
-    steps = [
-        (f[b"from"].decode(), f[b"event"].decode(), f[b"to"].decode())
-        for _, f in r.xrange(history_key)
-    ]
+    lines = [line.decode() for line in r.lrange(history_key, 0, -1)]  # one line per step
+    steps = [(h["from"], h["event"], h["to"]) for h in map(parse_history, lines)]
     assert steps[0] == ("Idle", "Invite", "Ringing")
     assert steps[-2:] == [("Answering", "Ack", "Established"), ("Established", "Bye", "Terminated")]
     assert ("Ringing", "ReadyToAnswer", "Answering") in steps

@@ -67,7 +67,8 @@ async def test_transitions_refresh_ttls_once_they_have_run_down(
     sid = await create_uas(applier)
     session = await store.get(sid)
     assert session is not None
-    keys = [*store.keys.session_keys(sid), *store.keys.registry_keys(session)]
+    assert not await store.redis.exists(store.keys.outboxes(sid))  # emitted, forgotten
+    keys = [*store.keys.session_keys(sid)[:3], *store.keys.registry_keys(session)]
     for key in keys:
         assert 0 < await store.redis.ttl(key) <= store.ttl
     for key in keys:  # an hour on: every TTL has run down
@@ -350,3 +351,32 @@ async def test_call_in_progress_keeps_its_table_revision(
     assert session is not None
     assert session["table_rev"] == counter_table.rev
     assert session["end_reason"] == "tick"  # decided by the revision the call started on
+
+
+async def test_outboxes_are_kept_until_emitted_and_an_older_marker_still_re_emits(
+    store: Store, default_table: Table
+) -> None:
+    """An applied event's outbox is stored apart from its marker until the worker's last
+    round sent it; a marker written by an older sessiond (the outbox itself) re-emits too."""
+    applier = applier_for(store, default_table)
+    sid = await create_uas(applier)
+    applied, outboxes = store.keys.applied(sid), store.keys.outboxes(sid)
+    assert set((await store.redis.hgetall(applied)).values()) == {b""}  # markers only
+    assert not await store.redis.exists(outboxes)  # run() emitted them: forgotten
+
+    session = await store.get(sid)
+    assert session is not None
+    cancel = Event("e-cancel", "Cancel", {"txn": "z9hG4bK.2"})
+    decision = decide(default_table, session, cancel, 0.0)  # 487, media.destroy, Ended
+    result = await store.apply(session, "e-cancel", decision)  # stored, not emitted
+    assert result.status == "OK"
+    assert result.outbox
+    assert await store.redis.hget(outboxes, "e-cancel") == result.outbox
+    assert await store.read(sid, "e-cancel") == (await store.get(sid), result.outbox)
+    again = await store.apply(session, "e-cancel", decision)
+    assert (again.status, again.outbox) == ("DUPLICATE", result.outbox)
+
+    old = msgpack.packb([["xadd", "s", "old/0", "respond", sid, b""]])
+    await store.redis.hset(applied, "e-old", old)
+    assert (await store.read(sid, "e-old"))[1] == old
+    assert (await store.apply(session, "e-old", decision)).outbox == old

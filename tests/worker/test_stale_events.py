@@ -13,6 +13,7 @@ import pytest
 
 from sessiond.core.types import Event
 from sessiond.store import Store
+from sessiond.store.client import is_embedded
 from sessiond.store.store import REDELIVERY_WINDOW
 from sessiond.table import Table
 from sessiond.worker.process import GROUP, Entry, Worker, _decode
@@ -118,21 +119,44 @@ async def test_an_invite_replayed_after_the_call_ended_is_dropped(
 
 
 async def test_a_call_ended_by_its_own_answer_answers_a_redelivery_again(
-    store: Store, default_table: Table
+    store: Store, default_table: Table, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rejected at once (the handler's decision ends the session): a worker that died after
     storing and before sending leaves the INVITE to be redelivered, and then the answer goes
-    out (the same command ids: the edge drops repeats)."""
-    worker = make_worker(store, default_table, "w-rej", answer="reject")
-    await worker.ensure_groups()
+    out. Once sent, its stored outboxes are deleted (the events stay marked applied): a later
+    copy of the INVITE sends nothing again."""
+    dead = make_worker(store, default_table, "w-rej", answer="reject")
+    await dead.ensure_groups()
     await publish(store, invite("rej@h"), "rej@h")
-    await drain_streams(worker)
+
+    def died(*_: Any) -> int:
+        raise ConnectionError("the worker died before its last round")
+
+    monkeypatch.setattr(store, "queue_outboxes", died)
+    with pytest.raises(ConnectionError):
+        await dead.consume_once()
+    monkeypatch.undo()
     edge = store.keys.edge_commands("e1")
+    assert await commands(store, edge) == []  # stored, never sent, still pending
+    sessions = await sessions_of(store, "rej@h")
+    assert len(sessions) == 1
+    sid = sessions[0]["sid"]
+    applied, outboxes = store.keys.applied(sid), store.keys.outboxes(sid)
+    assert await store.redis.hlen(outboxes) == 2  # kept for the redelivery
+
+    other = make_worker(store, default_table, "w-rej2", answer="reject", claim_idle_ms=1)
+    await asyncio.sleep(0.01)
+    assert await other.reclaim_once() == 1
     first = await commands(store, edge)
     assert [d["code"] for _, d in first] == [180, 603]
-    await store.redis.delete(edge)  # as if the worker died before sending
-    await publish(store, invite("rej@h"), "rej@h")
-    await drain_streams(make_worker(store, default_table, "w-rej2", answer="reject"))
+    assert other.stats.by_status == {"duplicate": 2}  # the INVITE and its answer decision
+    assert not await store.redis.exists(outboxes)  # sent: forgotten
+    assert await store.redis.hlen(applied) == 2  # the events stay applied
+    if not is_embedded(store.redis):  # fakeredis has no OBJECT
+        assert await store.redis.object("encoding", applied) == b"listpack"
+
+    await publish(store, invite("rej@h"), "rej@h")  # a copy after the answer went out
+    await drain_streams(other)
     assert await commands(store, edge) == first
     assert len(await sessions_of(store, "rej@h")) == 1
 

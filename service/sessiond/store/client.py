@@ -178,3 +178,27 @@ def connect(url: str | None, **kwargs: Any) -> Any:
             FastSSLConnection if url.startswith("rediss:") else FastConnection
         )
     return aioredis.from_url(url, **options)
+
+
+#: ``hash-max-listpack-value`` the docs recommend (docs/deploy.md): a session hash holds a
+#: few values over Redis' default of 64 bytes (its ``txn``, the SDPs), and one such value
+#: makes the whole hash a hashtable, about 1.3 KB more per call than a listpack.
+LISTPACK_VALUE = 1024
+
+
+async def listpack_advice(redis: Any) -> str:
+    """A warning when the server keeps session hashes as hashtables ("" when it does not,
+    or when its configuration cannot be read: the embedded store, an ACL without CONFIG)."""
+    if is_embedded(redis) or is_cluster(redis):
+        return ""
+    try:
+        reply = await redis.config_get("hash-max-listpack-value")
+        value = int(next(iter(reply.values())))
+    except Exception:  # refused (ACL, a managed Redis), or an older server's reply
+        return ""
+    if value >= LISTPACK_VALUE // 2:
+        return ""
+    return (
+        f"Redis hash-max-listpack-value is {value}: each session hash is a hashtable (about "
+        f"1.3 KB more per call); set it to {LISTPACK_VALUE} (docs/deploy.md)"
+    )

@@ -7,8 +7,9 @@ timer set also share a slot. Session ids embed T (``T-random``), so the keys of 
 be computed from its id alone.
 
     sessiond:{T}:session:<sid>           hash    the session (plain text fields)
-    sessiond:{T}:history:<sid>           stream  transitions, capped
-    sessiond:{T}:applied:<sid>           hash    event id -> outbox (duplicate refusal)
+    sessiond:{T}:history:<sid>           list    one text line per transition, capped
+    sessiond:{T}:applied:<sid>           hash    event id -> "" (duplicate refusal)
+    sessiond:{T}:outbox:<sid>            hash    event id -> outbox, until it was emitted
     sessiond:{T}:dialog:<local_tag>:<call_id>     string  -> sid (in-dialog traffic)
     sessiond:{T}:initial:<remote_tag>:<call_id>   string  -> sid (UAS, before our To tag)
     sessiond:{T}:media:<media_id>        string  -> sid
@@ -71,8 +72,13 @@ class Keys:
     def applied(self, sid: str) -> str:
         return f"{self.ns}:{{{sid_tag(sid)}}}:applied:{sid}"
 
+    def outboxes(self, sid: str) -> str:
+        """The outboxes of a session's applied events that were not emitted yet (the key
+        is gone once they all were)."""
+        return f"{self.ns}:{{{sid_tag(sid)}}}:outbox:{sid}"
+
     def session_keys(self, sid: str) -> list[str]:
-        return [self.session(sid), self.history(sid), self.applied(sid)]
+        return [self.session(sid), self.history(sid), self.applied(sid), self.outboxes(sid)]
 
     # -- registry ---------------------------------------------------------------------------
     def dialog(self, call_id: str, local_tag: str) -> str:

@@ -1,7 +1,8 @@
 """Typed wrappers over the Lua scripts, plus the plain reads and writes around them.
 
 The store never decides anything: it reads sessions, applies decisions the engine made
-(compare-and-set on ``version``), keeps each transition's outbox with it, and emits outboxes.
+(compare-and-set on ``version``), keeps each transition's outbox with it until it was
+emitted, and emits outboxes.
 Destinations are resolved when the outbox is built, so a re-emitted outbox (after a worker
 died between the transition and the emission) goes exactly where the first one would have.
 """
@@ -24,6 +25,8 @@ from sessiond.store import entries
 from sessiond.store.client import is_cluster
 from sessiond.store.entries import decode_event as decode_event  # the tests' import path
 from sessiond.store.entries import encode_event
+from sessiond.store.history import lines as history_lines
+from sessiond.store.history import parse as parse_history
 from sessiond.store.keys import Keys
 from sessiond.store.round import Round
 from sessiond.store.scripts import register
@@ -93,12 +96,9 @@ class Store:
         return decode_hash(raw) if raw else None
 
     async def read(self, sid: str, event_id: str) -> tuple[dict[str, str] | None, bytes | None]:
-        """The session, and the stored outbox if ``event_id`` was already applied to it."""
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hgetall(self.keys.session(sid))
-        pipe.hget(self.keys.applied(sid), event_id)
-        raw, outbox = await pipe.execute()
-        return (decode_hash(raw) if raw else None), outbox
+        """The session, and the stored outbox if ``event_id`` was already applied to it
+        (``b""`` once that outbox was emitted)."""
+        return (await self.read_many([(sid, event_id)]))[0]
 
     async def lookup(self, registry_key: str) -> str | None:
         """Registry lookup. A single GET is atomic already; it needs no script."""
@@ -106,21 +106,28 @@ class Store:
         return _text(value) if value is not None else None
 
     async def history(self, sid: str, count: int = 100) -> list[dict[str, str]]:
-        entries = await self.redis.xrange(self.keys.history(sid), count=count)
-        return [{"id": _text(eid), **decode_hash(fields)} for eid, fields in entries]
+        """The first ``count`` of the session's history lines, oldest first, parsed."""
+        lines = await self.redis.lrange(self.keys.history(sid), 0, count - 1)
+        return [parse_history(_text(line)) for line in lines]
 
     # -- writes -----------------------------------------------------------------------------
     async def read_many(
         self, pairs: Sequence[tuple[str, str]]
     ) -> list[tuple[dict[str, str] | None, bytes | None]]:
-        """``read`` for many (sid, event id) pairs in one round trip."""
+        """``read`` for many (sid, event id) pairs in one round trip. (An applied marker
+        written by an older sessiond holds the outbox itself; a current one is ``""``.)"""
         pipe = Round(self.redis)
         for sid, event_id in pairs:
             pipe.hgetall(self.keys.session(sid))
             pipe.hget(self.keys.applied(sid), event_id)
+            pipe.hget(self.keys.outboxes(sid), event_id)
         raw = await pipe.execute()
         return [
-            ((decode_hash(raw[i]) if raw[i] else None), raw[i + 1]) for i in range(0, len(raw), 2)
+            (
+                (decode_hash(raw[i]) if raw[i] else None),
+                None if raw[i + 1] is None else raw[i + 2] or raw[i + 1],
+            )
+            for i in range(0, len(raw), 3)
         ]
 
     async def create(
@@ -152,7 +159,8 @@ class Store:
             sid = fields["sid"]
             view = {**fields, **decision.fields, **_ended_by(event.id, decision)}
             outbox = self.build_outbox(view, decision.commands)
-            args = self._args("0", event.id, decision, outbox, sid, view)
+            initial = {k: v for k, v in view.items() if k != "version"}  # _args adds it
+            args = self._args(0, event.id, decision, outbox, sid, initial)
             calls.append((self.scripts.create, [*self.keys.session_keys(sid), *registry], args))
             outboxes.append(outbox)
         for session, event_id, decision in applies:
@@ -162,7 +170,7 @@ class Store:
             changed = {**decision.fields, **_ended_by(event_id, decision)}
             if decision.terminal:  # the call's SRTP keys are not kept after it
                 changed.update(scrubbed(view))
-            args = self._args(session["version"], event_id, decision, outbox, sid, changed)
+            args = self._args(int(session["version"]), event_id, decision, outbox, sid, changed)
             keys = [*self.keys.session_keys(sid), *self.keys.registry_keys(view)]
             calls.append((self.scripts.transition, keys, args))
             outboxes.append(outbox)
@@ -192,13 +200,14 @@ class Store:
 
     def _args(
         self,
-        expected: str,
+        expected: int,
         event_id: str,
         decision: Verdict,
         outbox: bytes,
         sid: str,
         fields: Mapping[str, str],
     ) -> list[Any]:
+        """The scripts' ARGV (create.lua and transition.lua share one layout)."""
         ttl = self.ended_ttl if decision.terminal else self.ttl
         args: list[Any] = [
             expected,
@@ -206,20 +215,15 @@ class Store:
             ttl,
             self.history_maxlen,
             outbox,
-            self.worker,
-            f"{time.time():.3f}",
             "1" if decision.terminal else "0",
             sid,
-            len(fields),
+            len(fields) + 1,
         ]
         for name, value in fields.items():
             args += (name, value)
+        args += ("version", expected + 1)
         args.append(len(decision.steps))
-        for step in decision.steps:
-            args += (step.from_state, step.event, step.to_state, ", ".join(step.actions))
-            args.append(len(step.data))
-            for name, value in step.data:
-                args += (name, value)
+        args += history_lines(decision.steps, expected + 1, event_id, self.worker, time.time())
         return args
 
     async def unmap(self, sid: str, registry: Sequence[str]) -> int:
@@ -280,6 +284,17 @@ class Store:
             raise StoreError(f"command {cmd.id} has unknown target {cmd.target!r}")
         sid = view.get("sid", "")
         return ["xadd", stream, cmd.id, cmd.name, sid, entries.pack(cmd.data)]
+
+    def queue_emitted(self, pipe: Any, sent: Iterable[tuple[str, str]]) -> None:
+        """Add to ``pipe`` (after the commands of the outboxes ``sent`` names, as (sid, event
+        id)) the deletion of those stored outboxes: the events stay applied (a later copy is
+        a DUPLICATE) and a copy re-emits nothing, since their commands went out first (one
+        connection: Redis runs them in order, and a replica receives them in that order)."""
+        by_sid: dict[str, list[str]] = {}
+        for sid, event_id in sent:
+            by_sid.setdefault(sid, []).append(event_id)
+        for sid, event_ids in by_sid.items():
+            pipe.hdel(self.keys.outboxes(sid), *event_ids)
 
     async def emit(self, outbox: bytes) -> int:
         """Send an outbox's commands. Receivers drop repeated command ids."""

@@ -27,8 +27,12 @@ is stored. A round costs at most two round trips, whatever the batch size:
 
 Nothing is emitted here: :meth:`Applier.apply` returns the stored outboxes, in the order
 they were stored, for the caller to send in its last round (the worker adds its acks and
-its next read to that round). A crash before then leaves the stream entries pending, and
-their redelivery re-emits. :meth:`Applier.run` is ``apply`` plus that round.
+its next read to that round), and the events they belong to: in that round, after the
+commands, their stored outboxes are deleted
+(:meth:`~sessiond.store.store.Store.queue_emitted`): the applied-event marker still refuses
+a later copy of an event, which then re-emits nothing. A crash before then leaves the
+stream entries pending, and their redelivery re-emits. :meth:`Applier.run` is ``apply`` plus
+that round.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from sessiond.table.model import Table
 
 Status = Literal["applied", "created", "duplicate", "ignored", "no_transition", "missing", "stale"]
 log = logging.getLogger("sessiond.applier")
+_Outbox = tuple[str, str, bytes]  # sid, event id, the stored outbox
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,10 +129,12 @@ class Work:
 @dataclass(frozen=True, slots=True)
 class Applied:
     """A batch's results, in batch order, and the outboxes of its stored transitions, in
-    the order they were stored: the caller emits them before acknowledging the events."""
+    the order they were stored: the caller emits them before acknowledging the events,
+    then forgets the stored outboxes of ``sent`` (sid, event id of each non-empty one)."""
 
     handled: list[Handled]
     outboxes: list[bytes]
+    sent: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -199,6 +206,10 @@ class Applier:
         applied = await self.apply(batch)
         pipe = Round(self.store.redis)
         if self.store.queue_outboxes(pipe, applied.outboxes):
+            if self.store.cluster:  # other nodes: forget the outboxes once they are sent
+                await pipe.execute()
+                pipe = Round(self.store.redis)
+            self.store.queue_emitted(pipe, applied.sent)
             await pipe.execute()
         return applied.handled
 
@@ -208,7 +219,7 @@ class Applier:
         queues: dict[str, deque[_Job]] = {}
         for job in jobs:
             queues.setdefault(job.work.sid, deque()).append(job)
-        outboxes: list[bytes] = []
+        outboxes: list[_Outbox] = []
         while queues:
             heads = [queue[0] for queue in queues.values()]
             creates = self._decide_new(heads)
@@ -218,7 +229,8 @@ class Applier:
             if lost:  # lost a race: back off a little, with jitter, so racers spread out
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**lost)))
             _advance(queues)
-        return Applied([job.handled() for job in jobs], outboxes)
+        sent = [(sid, event_id) for sid, event_id, outbox in outboxes if outbox]
+        return Applied([job.handled() for job in jobs], [o for *_, o in outboxes], sent)
 
     # -- 1. decide ----------------------------------------------------------------------
     def _decide_new(self, heads: list[_Job]) -> list[_Write]:
@@ -257,7 +269,7 @@ class Applier:
         then = decide(self.tables.current(session["table"]), after, follow.work.event, self.clock())
         return _Write(follow, after, then) if then.outcome is Outcome.TRANSITION else None
 
-    async def _decide_events(self, heads: list[_Job], outboxes: list[bytes]) -> list[_Write]:
+    async def _decide_events(self, heads: list[_Job], outboxes: list[_Outbox]) -> list[_Write]:
         """Decide the events of existing sessions: on cached snapshots, and on one read of
         the sessions not cached (one round trip for all of them)."""
         writes: list[_Write] = []
@@ -295,7 +307,7 @@ class Applier:
         job: _Job,
         session: dict[str, str] | None,
         done: bytes | None,
-        outboxes: list[bytes],
+        outboxes: list[_Outbox],
     ) -> _Write | None:
         """Decide on the session as read, knowing whether the event was applied already."""
         sid, event = job.work.sid, job.work.event
@@ -304,7 +316,7 @@ class Applier:
             log.info("dropped stale %s %s: %s ended by %s", event.type, event.id, sid, ended_by)
             job.result = Handled("stale", sid, state, f"ended by {ended_by}")
         elif done is not None:
-            outboxes.append(done)
+            outboxes.append((sid, event.id, done))
             job.result = Handled("duplicate", sid, state)
         elif session is None:
             self._cache.pop(sid, None)
@@ -319,7 +331,7 @@ class Applier:
 
     # -- 2. store -----------------------------------------------------------------------
     async def _store(
-        self, creates: list[_Write], applies: list[_Write], outboxes: list[bytes]
+        self, creates: list[_Write], applies: list[_Write], outboxes: list[_Outbox]
     ) -> None:
         """Create the new sessions and compare-and-set the others, in one round trip. A
         creation's follow-up goes right after the creations, expecting version 1: if the
@@ -342,19 +354,19 @@ class Applier:
         write: _Write,
         made: CreateResult,
         followed: ApplyResult | None,
-        outboxes: list[bytes],
+        outboxes: list[_Outbox],
     ) -> None:
         job = write.job
         if not made.created:  # another worker won: this event now goes to its session
             job.work = replace(job.work, sid=made.sid, new=None, redelivered=True)
             return
         self._remember(made.sid, write.session, write.decision, 1)
-        outboxes.append(made.outbox)
+        outboxes.append((made.sid, job.work.event.id, made.outbox))
         job.result = Handled.of("created", made.sid, write.decision, session=write.session)
         then = write.then
         if then is not None and followed is not None and followed.status == "OK":
             self._remember(made.sid, then.session, then.decision, followed.version)
-            outboxes.append(followed.outbox)
+            outboxes.append((made.sid, then.job.work.event.id, followed.outbox))
             then.job.result = Handled.of(
                 "applied",
                 made.sid,
@@ -364,7 +376,9 @@ class Applier:
             )
             job.followup = then.job
 
-    def _applied(self, stored: Iterable[tuple[_Write, ApplyResult]], outboxes: list[bytes]) -> None:
+    def _applied(
+        self, stored: Iterable[tuple[_Write, ApplyResult]], outboxes: list[_Outbox]
+    ) -> None:
         for write, result in stored:
             job = write.job
             sid = job.work.sid
@@ -378,7 +392,7 @@ class Applier:
                 self._cache.pop(sid, None)
                 job.result = Handled("missing", sid, reason="session expired while deciding")
             else:
-                outboxes.append(result.outbox)
+                outboxes.append((sid, job.work.event.id, result.outbox))
                 status: Status = "applied"
                 if result.status == "OK":
                     self._remember(sid, write.session, write.decision, result.version)

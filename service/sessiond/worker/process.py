@@ -13,7 +13,8 @@ worker that dies leaves its entries pending; live workers take them over with XA
 once they have been idle for ``claim_idle_ms``, and process them as redeliveries (the
 applied-event check makes that harmless). Timers are popped into the streams by whichever
 worker polls first. Every heartbeat also tidies the consumer group
-(:mod:`~sessiond.worker.upkeep`) and looks for media nodes whose heartbeat expired and tells
+and, every few, trims the streams by what was consumed (:mod:`~sessiond.worker.upkeep`), and
+looks for media nodes whose heartbeat expired and tells
 their sessions (``MediaLost``, one claimant per node: :mod:`sessiond.media.lost`).
 
 Shutdown (SIGTERM, or ``ctl drain``): stop reading, finish the batch in hand, ack, exit.
@@ -39,7 +40,7 @@ from sessiond.core.redact import redact_keys
 from sessiond.core.types import Event
 from sessiond.media.lost import LegRegistry
 from sessiond.store import Store
-from sessiond.store.client import RETRYABLE, is_embedded
+from sessiond.store.client import RETRYABLE, is_embedded, listpack_advice
 from sessiond.store.consumer import autoclaim, queue_acks, queue_read, read_group
 from sessiond.store.entries import decode_event, pack
 from sessiond.store.entries import fields as entry_fields
@@ -126,6 +127,7 @@ class Worker:
         #: new calls get the handler's decision (default: the built-in one for ``answer``)
         self.intake = Intake(self.redis, self.keys, handler or builtin(answer), applier.tables)
         self.leases = Leases(self.store, self.name, lease_ms, lease_interval)
+        self._beats = 0  # heartbeats so far (the shared streams are trimmed every few)
         self._prefetched: Any = None  # the next batch, read in the previous batch's pipeline
         self._backlog = Backlog(self._streams)  # entries delivered to us, maybe never seen
         self.media_legs = LegRegistry(self.redis, self.keys, stream_maxlen=self.store.stream_maxlen)
@@ -143,6 +145,8 @@ class Worker:
     async def run(self) -> None:
         """Run until :meth:`stop` (or a drain request); then finish in-flight work."""
         await self._retrying(self.ensure_groups)
+        if advice := await listpack_advice(self.redis):
+            log.warning("%s", advice)
         await self._retrying(self.applier.tables.publish)
         await self._retrying(self.heartbeat_once)
         await self._retrying(self.lease_once)
@@ -294,6 +298,9 @@ class Worker:
         if self.contact.steady():
             await upkeep.forget_dead_consumers(self.redis, self.keys, self._streams, self.name)
         await upkeep.sample_streams(self.redis, self._streams)
+        self._beats += 1
+        if self._beats % upkeep.TRIM_EVERY == 0:
+            await upkeep.trim_streams(self.redis, self.keys, self.owned)
         await self.media_legs.find_lost_nodes(self.name, self.contact)
 
     def _run_id(self, server: list[Any]) -> str:
@@ -322,6 +329,8 @@ class Worker:
         applied = await self.applier.apply(work)
         last = Round(self.redis)
         self.store.queue_outboxes(last, applied.outboxes)
+        if not self.store.cluster:  # one connection: the markers land after the commands
+            self.store.queue_emitted(last, applied.sent)
         for event, status, state in _unanswered(orphans, work, applied.handled):
             self._fallback(last, event, status, state)
         self._ack(last, entries)
@@ -330,6 +339,10 @@ class Worker:
         replies = await last.execute()
         if prefetch:
             self._prefetched = replies[-1]
+        if self.store.cluster and applied.sent:  # other nodes: only once the commands are in
+            marks = Round(self.redis)
+            self.store.queue_emitted(marks, applied.sent)
+            await marks.execute()
         elapsed = time.perf_counter() - started
         for item, handled in zip(work, applied.handled, strict=True):
             self.stats.count(handled, item.event.type, elapsed)

@@ -118,7 +118,7 @@ def report(calls: int, base: Reading, readings: list[tuple[str, Reading]]) -> No
 
 
 def details(client: sync_redis.Redis, calls: int, namespace: str = NAMESPACE) -> None:
-    """What fills the largest families: entries per call of the history streams and of the
+    """What fills the largest families: lines per call of the history lists, entries of the
     shared streams, fields of the hashes, how Redis encodes a call's keys (a hash with a
     value over ``hash-max-listpack-value``, 64 bytes by default, is a hashtable), and the
     session hash's largest fields."""
@@ -130,19 +130,22 @@ def details(client: sync_redis.Redis, calls: int, namespace: str = NAMESPACE) ->
         kind = family(key, namespace)
         if client.type(key) == b"stream":
             entries[kind] = entries.get(kind, 0) + int(client.xlen(key))
-        if kind not in ("applied", "session", "history"):
+        if kind not in ("applied", "outbox", "session", "history"):
             continue
         encoding = client.object("encoding", key)
         label = f"{kind} {encoding.decode() if isinstance(encoding, bytes) else encoding}"
         encodings[label] = encodings.get(label, 0) + 1
         if kind == "history":
+            entries[kind] = entries.get(kind, 0) + int(client.llen(key))
             continue
         values: dict[bytes, bytes] = client.hgetall(key)  # type: ignore[assignment]
         entries[kind] = entries.get(kind, 0) + len(values)
         for name, value in values.items():
-            part = f"session:{name.decode()}" if kind == "session" else "applied:(outbox)"
+            part = f"session:{name.decode()}" if kind == "session" else f"{kind}:(event ids)"
+            if kind == "outbox":
+                part = "outbox:(not emitted)"
             fields[part] = fields.get(part, 0) + len(name) + len(value)
-    print("\nentries per call (streams), fields per call (hashes):")
+    print("\nentries per call (streams, history lines), fields per call (hashes):")
     for kind, count in sorted(entries.items(), key=lambda kv: -kv[1]):
         print(f"  {kind:<22} {count / calls:8.2f}")
     print("encodings: " + ", ".join(f"{k} x{v}" for k, v in sorted(encodings.items())))
@@ -198,7 +201,11 @@ def memory(calls: int, rate: int, settle: float = ANSWERS_EXPIRE) -> int:
                 f"sessiond bench memory: only {live} of {calls} calls established", file=sys.stderr
             )
             return 1
-        print(f"{calls} answered calls held (sessiond run --redis, --answer auto, 1 worker)")
+        config = client.config_get("hash-max-listpack-value")
+        print(
+            f"{calls} answered calls held (sessiond run --redis, --answer auto, 1 worker;"
+            f" Redis hash-max-listpack-value {config.get('hash-max-listpack-value')})"
+        )
         first = read(client)
         time.sleep(settle)
         later = read(client)

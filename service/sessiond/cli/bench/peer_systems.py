@@ -27,6 +27,7 @@ from pathlib import Path
 
 from sessiond.cli.bench.cps import _wait_ready
 from sessiond.cli.bench.dialog_sipp import free_udp_port, port_is_free
+from sessiond.store.client import LISTPACK_VALUE
 
 SYSTEMS = ("kamailio", "kamailio-redis", "sippy", "sessiond-forward", "sessiond-answer")
 DB_REDIS_SCHEMA = Path("/usr/share/kamailio/db_redis/kamailio")
@@ -183,11 +184,11 @@ def _popen(cmd: list[str], work: Path, name: str, **kw: object) -> subprocess.Po
         os.close(fd)
 
 
-def _redis(work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """A private redis-server (no persistence) on a free port, ready."""
+def _redis(work: Path, *config: str) -> tuple[subprocess.Popen[bytes], int]:
+    """A private redis-server (no persistence, ``config`` added) on a free port, ready."""
     port = free_udp_port()
     cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    cmd += ["--appendonly", "no", "--protected-mode", "no", "--dir", str(work)]
+    cmd += ["--appendonly", "no", "--protected-mode", "no", "--dir", str(work), *config]
     proc = _popen(cmd, work, f"redis-{port}")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -336,10 +337,11 @@ def start_sippy(work: Path) -> Running:
 def start_sessiond(
     work: Path, *, forward: bool, rtp_ports: str, namespace: str = "bench"
 ) -> Running:
-    """``sessiond run --redis`` on a private redis-server, one worker; ``forward``: every
-    call forwarded to the callee by a routes file, else ``--answer auto``."""
+    """``sessiond run --redis`` on a private redis-server configured as docs/deploy.md says
+    (``hash-max-listpack-value``), one worker; ``forward``: every call forwarded to the
+    callee by a routes file, else ``--answer auto``."""
     name = "sessiond-forward" if forward else "sessiond-answer"
-    server, redis_port = _redis(work)
+    server, redis_port = _redis(work, "--hash-max-listpack-value", str(LISTPACK_VALUE))
     running = Running(name, free_udp_port(), free_udp_port() if forward else None, [server])
     url = running.redis_url = f"redis://127.0.0.1:{redis_port}/0"
     cmd = [sys.executable, "-m", "sessiond", "run", "--redis", url, "--namespace", namespace]

@@ -83,21 +83,18 @@ async def _raw(store: Store, seconds: float, batch: int) -> float:
                 600,
                 200,
                 outbox,
-                "bench",
-                "0",
                 "0",
                 sid,
-                2,
+                3,
                 "state",
                 "B" if version % 2 else "A",
                 "updated_at",
                 "1.0",
+                "version",
+                version + 1,
                 1,
-                "A",
-                "Ev",
-                "B",
-                "sip.respond(code=180)",
-                0,
+                f"2026-12-05T09:15:37.123Z v{version + 1} A --Ev--> B"
+                f" [sip.respond(code=180)] {sid}:{version} (bench)",
             ]
             calls.append((store.scripts.transition, store.keys.session_keys(sid), args))
         for status, _ in await store._eval_many(calls):
