@@ -180,10 +180,10 @@ def after_the_call(client: Any) -> dict[str, Any]:
             {k.decode(): v.decode(errors="replace") for k, v in client.hgetall(key).items()}
             for key in client.scan_iter(f"{NAMESPACE}:*:session:*")
         ],
-        "history": [
-            {k.decode(): v.decode(errors="replace") for k, v in fields.items()}
+        "history": [  # one text line per step (store/history.py)
+            line.decode(errors="replace")
             for key in client.scan_iter(f"{NAMESPACE}:*:history:*")
-            for _, fields in client.xrange(key)
+            for line in client.lrange(key, 0, -1)
         ],
     }
 
