@@ -65,6 +65,9 @@ _CALL = Fields(
         "pin_media": flag(),
         "table": anything("name"),
         "srtp_field": session_field(),
+        "to_field": session_field(),
+        "edge_field": session_field(),
+        "destination_field": session_field(),
     },
     rules=(
         (
@@ -82,7 +85,11 @@ def session_call(ctx: Context, args: Any) -> None:
     running ``table`` (default: this session's table), From the URI in session field
     ``from`` (default ``local_uri``). ``pin_media: true`` passes this session's media node,
     so the new leg is created there (see :func:`media_create`'s ``pinned``); the SRTP
-    policy in session field ``srtp_field``, when set, becomes the new leg's. The new
+    policy in session field ``srtp_field``, when set, becomes the new leg's. When set, the
+    session fields ``to_field`` (the To URI, else the target), ``edge_field`` (the edge that
+    sends its requests, else this session's) and ``destination_field`` (``TRANSPORT
+    host:port`` its requests are sent to whatever the URI: a registered phone's binding)
+    shape a call to a registered user. The new
     session's ``peer`` is this session; its id goes in field ``save_as``.
     Call-ID, tag and session id derive from this event's id: a redelivered event places the
     same call, which the new session refuses as a duplicate."""
@@ -96,11 +103,11 @@ def session_call(ctx: Context, args: Any) -> None:
     sid = f"{call_tag(call_id)}-{seed[:12]}"
     data = {
         "target": target,
-        "to": target,
+        "to": ("to_field" in args and ctx.get(args["to_field"])) or target,
         "from": uri_of(ctx.get(args.get("from", "local_uri"))),
         "call_id": call_id,
         "local_tag": seed[12:22],
-        "edge": ctx.get("edge"),
+        "edge": ("edge_field" in args and ctx.get(args["edge_field"])) or ctx.get("edge"),
         "table": args.get("table") or ctx.get("table"),
         "peer": ctx.get("sid"),
     }
@@ -110,5 +117,7 @@ def session_call(ctx: Context, args: Any) -> None:
         data["media_node"] = ctx.get("media_node")
     if "srtp_field" in args and ctx.get(args["srtp_field"]):
         data["srtp"] = ctx.get(args["srtp_field"])
+    if "destination_field" in args and ctx.get(args["destination_field"]):
+        data["destination"] = ctx.get(args["destination_field"])
     ctx.set(args["save_as"], sid)
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})

@@ -1,0 +1,185 @@
+"""Calls to registered users, end to end: ``sessiond run --registrar example.com`` on real
+Redis, phones that are sipp processes registering with digest auth (``ctl user add``, sipp
+``-au/-ap``), then answering on the port they registered from, and a sipp caller dialling
+``sip:alice@example.com``.
+
+A phone registers a Contact on a private address nobody can reach (``10.99.0.7``, as a
+phone behind NAT writes): the call reaches it only because the outbound leg goes where its
+REGISTER came from (the binding's ``source``, through the binding's edge) with the
+Request-URI its Contact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from sipp_scenarios import callee, caller, uac_refused
+
+from .harness import ENV, Cluster, background_sipp, free_port, sipp, wait_for
+
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.slow,
+    pytest.mark.timeout(120),
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) missing"),
+]
+PRIVATE = "10.99.0.7"
+
+
+def ctl(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sessiond", "ctl", *cluster.common(), *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        check=False,
+        timeout=30,
+    )
+
+
+def start(cluster: Cluster, *extra: str) -> int:
+    for user in ("alice", "bob"):
+        assert ctl(cluster, "user", "add", f"{user}@example.com", "s3cret").returncode == 0
+    return cluster.start_run("--registrar", "example.com", "--auth-secret", "x" * 16, *extra)
+
+
+def _register(cseq: int, user: str, contact: str, q: str, *, auth: bool) -> str:
+    return f"""  <send retrans="500"><![CDATA[
+REGISTER sip:example.com SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: <sip:{user}@example.com>;tag=[pid]r[call_number]
+To: <sip:{user}@example.com>
+Call-ID: [call_id]
+CSeq: {cseq} REGISTER
+Contact: <{contact}>{q}
+Expires: 300
+Max-Forwards: 70
+{"[authentication]" if auth else "User-Agent: sipp"}
+Content-Length: 0
+
+]]></send>
+"""
+
+
+def register(
+    cluster: Cluster, port: int, phone_port: int, contact: str, user: str = "alice", q: str = ""
+) -> None:
+    """sipp registers ``contact`` for ``user`` from 127.0.0.1:``phone_port`` (digest)."""
+    qparam = f";q={q}" if q else ""
+    text = (
+        '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="register">\n'
+        + _register(1, user, contact, qparam, auth=False)
+        + '  <recv response="401" auth="true"/>\n'
+        + _register(2, user, contact, qparam, auth=True)
+        + '  <recv response="200"/>\n</scenario>\n'
+    )
+    path = cluster.tmp / f"register-{phone_port}.xml"
+    path.write_text(text)
+    result = sipp(
+        cluster.tmp,
+        f"127.0.0.1:{port}",
+        *("-sf", str(path), "-p", str(phone_port), "-i", "127.0.0.1", "-m", "1"),
+        *("-nr", "-timeout", "30", "-au", user, "-ap", "s3cret"),
+        timeout=40,
+    )
+    assert result.returncode == 0, result.stdout[-2000:]
+
+
+def to_aor(scenario: str, user: str = "alice") -> str:
+    """A caller scenario whose Request-URI and To are ``sip:<user>@example.com``."""
+    return scenario.replace("[service]@[remote_ip]:[remote_port]", f"{user}@example.com")
+
+
+def call(cluster: Cluster, port: int, scenario: str, name: str) -> subprocess.CompletedProcess[str]:
+    path = cluster.tmp / f"{name}.xml"
+    path.write_text(scenario)
+    return sipp(
+        cluster.tmp,
+        f"127.0.0.1:{port}",
+        *("-sf", str(path), "-p", str(free_port()), "-i", "127.0.0.1", "-m", "1"),
+        *("-timeout", "30", "-mp", str(free_port())),
+        timeout=40,
+    )
+
+
+def bound(port: int) -> bool:
+    """Something holds UDP 127.0.0.1:``port`` (the phone's sipp is up)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+@contextlib.contextmanager
+def phone(cluster: Cluster, phone_port: int, scenario: str, name: str) -> Iterator[Any]:
+    """A sipp phone answering on the port it registered from (its messages traced)."""
+    path = cluster.tmp / f"{name}.xml"
+    path.write_text(scenario)
+    args = ("-sf", str(path), "-p", str(phone_port), "-i", "127.0.0.1", "-m", "1")
+    with background_sipp(cluster.tmp, *args, "-trace_msg", "-trace_err") as proc:
+        assert wait_for(lambda: bound(phone_port))
+        yield proc
+
+
+def checks_request_uri(scenario: str, uri: str) -> str:
+    """A callee scenario that also requires the INVITE's Request-URI and To."""
+    check = (
+        f'      <ereg regexp="^INVITE {uri} SIP/2.0" search_in="msg" check_it="true" '
+        'assign_to="ruri"/>\n'
+        '      <ereg regexp="sip:alice@example.com" search_in="hdr" header="To:" '
+        'check_it="true" assign_to="to"/>\n'
+    )
+    scenario = scenario.replace("    <action>\n", "    <action>\n" + check, 1)
+    return scenario.replace('<Reference variables="', '<Reference variables="ruri,to,', 1)
+
+
+def test_a_call_to_a_registered_user_rings_its_contact_through_its_binding(
+    cluster: Cluster,
+) -> None:
+    """alice registered a private Contact from 127.0.0.1:P; the call to sip:alice@example.com
+    reaches the sipp phone answering on P, with that Contact as Request-URI and alice's AOR
+    in To; the phone answers and hangs up; the caller sees the whole call."""
+    port = start(cluster)
+    phone_port = free_port()
+    contact = f"sip:alice@{PRIVATE}:5999"
+    register(cluster, port, phone_port, contact)
+    scenario = checks_request_uri(callee("hangs_up"), contact)
+    with phone(cluster, phone_port, scenario, "alice-phone") as alice:
+        result = call(cluster, port, to_aor(caller("hung_up")), "caller")
+        assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
+        out, _ = alice.communicate(timeout=30)
+        assert alice.returncode == 0, out[-2000:]
+    sessions = cluster.sessions()
+    (outbound,) = [s for s in sessions if s["role"] == "UAC"]
+    assert outbound["remote_target"].startswith("sip:bob@127.0.0.1")  # its 200's Contact
+    assert outbound["destination"] == f"UDP 127.0.0.1:{phone_port}"
+    assert outbound["remote_uri"] == "sip:alice@example.com"
+    (inbound,) = [s for s in sessions if s["role"] == "UAS"]
+    assert inbound["table"] == "gateway"
+    assert inbound["forward_target"] == contact
+
+
+def test_a_call_to_an_unregistered_user_is_480_and_others_keep_the_answer_mode(
+    cluster: Cluster,
+) -> None:
+    """bob has an account but no binding: 480. A call to another domain is --answer's
+    (auto: answered; the caller hangs up)."""
+    port = start(cluster)
+    result = call(cluster, port, to_aor(uac_refused(480), "bob"), "bob")
+    assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
+    nobody = call(cluster, port, to_aor(uac_refused(480), "nobody"), "nobody")
+    assert nobody.returncode == 0, nobody.stdout[-2000:]
+    answered = caller("hangs_up").replace('"180"/>', '"180" optional="true"/>')
+    answered = call(cluster, port, answered, "elsewhere")
+    assert answered.returncode == 0, answered.stdout[-2000:]
+    assert wait_for(lambda: all(s["state"] == "Terminated" for s in cluster.sessions()))
