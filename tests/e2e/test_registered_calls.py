@@ -183,3 +183,23 @@ def test_a_call_to_an_unregistered_user_is_480_and_others_keep_the_answer_mode(
     answered = call(cluster, port, answered, "elsewhere")
     assert answered.returncode == 0, answered.stdout[-2000:]
     assert wait_for(lambda: all(s["state"] == "Terminated" for s in cluster.sessions()))
+
+
+def test_a_route_rings_a_registered_user(cluster: Cluster) -> None:
+    """``do: {user: alice}`` for sip:reception@example.com: alice's phone rings (To: her
+    AOR), and a call to an unregistered user of the domain still gets 480."""
+    (cluster.tmp / "routes.yaml").write_text(
+        'rules:\n  - match: {to: "sip:reception@*"}\n    do: {user: alice}\n'
+    )
+    port = start(cluster, "--routes", "routes.yaml")
+    phone_port = free_port()
+    contact = f"sip:alice@127.0.0.1:{phone_port}"
+    register(cluster, port, phone_port, contact)
+    scenario = checks_request_uri(callee("hangs_up"), contact)
+    with phone(cluster, phone_port, scenario, "alice-phone") as alice:
+        result = call(cluster, port, to_aor(caller("hung_up"), "reception"), "caller")
+        assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
+        out, _ = alice.communicate(timeout=30)
+        assert alice.returncode == 0, out[-2000:]
+    refused = call(cluster, port, to_aor(uac_refused(480), "bob"), "bob")
+    assert refused.returncode == 0, refused.stdout[-2000:]

@@ -7,20 +7,26 @@ from pathlib import Path
 
 import pytest
 
+from sessiond.core import appschema
 from sessiond.core.types import Event
+from sessiond.store.location import Binding
 from sessiond.table import Table
 from sessiond.worker.handlers import (
     Accept,
     AskApp,
+    AutoAnswer,
+    CallUser,
     Defer,
     Forward,
     IncomingCallInfo,
     PlayAndHangup,
     Redirect,
+    RegisteredUsers,
     Reject,
     Ring,
     decide_event,
     load_handler,
+    ring_registered,
 )
 from sessiond.worker.routes import RoutesError, load_routes, parse_routes, uri_of
 
@@ -262,3 +268,104 @@ def test_conference_answers_into_a_room_and_checks_its_name() -> None:
         bad_text = text.replace("standup", repr(bad) if isinstance(bad, str) else str(bad))
         with pytest.raises(RoutesError, match=r"r.yaml:3: conference: "):
             parse_routes(bad_text, "r.yaml")
+
+
+def _call_to(to: str, aor: str = "") -> IncomingCallInfo:
+    return IncomingCallInfo("s1", "c1", "<sip:bob@example.com>", f"<{to}>", {}, aor)
+
+
+def test_user_and_registered_ring_a_registered_user() -> None:
+    routes = parse_routes(
+        """\
+rules:
+  - match: {to: "sip:reception@*"}
+    do: {user: alice}
+  - match: {to: "sip:night@*"}
+    do: {user: Carol@Example.ORG}
+  - match: {to: "sip:*@example.com"}
+    do: registered
+""",
+        fallback=AskApp(),
+    )
+    # {user: alice}: the domain of the call (its AOR when the edge serves it, else its To)
+    assert routes.decide(_call_to("sip:reception@example.com", "reception@example.com")) == (
+        CallUser("alice@example.com")
+    )
+    assert routes.decide(_call_to("sip:reception@pbx.test:5070")) == CallUser("alice@pbx.test")
+    assert routes.decide(_call_to("sip:night@x")) == CallUser("Carol@example.org")
+    # registered: the user the call is to when the edge serves its domain, else the fallback
+    assert routes.decide(_call_to("sip:bob@example.com", "bob@example.com")) == (
+        CallUser("bob@example.com")
+    )
+    assert routes.decide(_call_to("sip:bob@example.com")) == Ring()
+
+
+def test_registered_users_is_the_fallback_without_routes() -> None:
+    handler = RegisteredUsers(AutoAnswer())
+    assert handler.decide(_call_to("sip:bob@example.com", "bob@example.com")) == (
+        CallUser("bob@example.com")
+    )
+    assert handler.decide(_call_to("sip:bob@elsewhere")) == Accept()
+
+
+def test_user_errors_name_file_and_line() -> None:
+    with pytest.raises(RoutesError) as info:
+        parse_routes(
+            'rules:\n  - match: {to: "sip:a@*"}\n    do: {user: "a b"}\n'
+            '  - match: {to: "sip:b@*"}\n    do: {user: [x]}\n',
+            "u.yaml",
+        )
+    problems = info.value.problems
+    assert any(p.startswith("u.yaml:3: user: expected a user name") for p in problems), problems
+    assert any(p.startswith("u.yaml:5: user: expected a user name") for p in problems), problems
+
+
+def test_a_registered_user_is_forwarded_to_its_best_binding_or_480() -> None:
+    def binding(contact: str, q: float | None, source: str) -> Binding:
+        return Binding(
+            contact=contact,
+            expires_at=2e9,
+            call_id="r",
+            cseq=1,
+            edge="edge-b",
+            transport="tcp",
+            source=source,
+            registered_at=1.0,
+            q=q,
+        )
+
+    best = binding("sip:alice@10.0.0.5:5060;transport=tcp", 0.9, "203.0.113.7:40001")
+    other = binding("sip:alice@198.51.100.2", 0.1, "198.51.100.2:5060")
+    call = CallUser("alice@example.com")
+    forward = ring_registered(call, [best, other])
+    assert forward == Forward(
+        "sip:alice@10.0.0.5:5060;transport=tcp",
+        to="sip:alice@example.com",
+        edge="edge-b",
+        destination="TCP 203.0.113.7:40001",
+    )
+    event = decide_event(_Fixed(forward), Event("i1", "Invite", {}, ""), "s1")
+    assert event is not None
+    assert event.type == "ForwardCall"
+    assert event.data == {
+        "target": "sip:alice@10.0.0.5:5060;transport=tcp",
+        "to": "sip:alice@example.com",
+        "edge": "edge-b",
+        "destination": "TCP 203.0.113.7:40001",
+    }
+    assert appschema.problem("ForwardCall", event.data) is None
+    assert ring_registered(call, []) == Reject(480)
+    # a contact a forward cannot take is passed over
+    assert ring_registered(call, [binding("tel:+1555", 1.0, "1.2.3.4:5"), other]).target == (
+        "sip:alice@198.51.100.2"
+    )
+    with pytest.raises(ValueError, match="user@domain"):
+        CallUser("alice")
+
+
+class _Fixed:
+    def __init__(self, decision: Forward) -> None:
+        self.decision = decision
+
+    def decide(self, call: IncomingCallInfo) -> Forward:
+        return self.decision

@@ -20,6 +20,10 @@
         srtp: require                       # this call's leg (default: the media's --srtp)
       - match: {to: "sip:standup@*"}
         do: {conference: standup}           # answer into conference room "standup"
+      - match: {to: "sip:reception@*"}
+        do: {user: alice}                   # ring alice's registered phone (480: none)
+      - match: {to: "sip:*@example.com"}
+        do: registered                      # ring the registered user the call is to
     default: ring                           # optional; without it the --answer mode decides
     latch_private: false                    # optional; true: see below
 
@@ -33,7 +37,15 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 ``source``). All conditions of a rule must hold. Actions: ``accept``, ``ring`` (the app
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
-``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``.
+``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``,
+``{user: USER | USER@DOMAIN}``, ``registered``.
+
+``{user: alice}`` rings alice's registered phone (the contact with the highest q, through
+the edge that took its REGISTER; 480 when she has none); without ``@DOMAIN`` the domain is
+the one the call is to. ``registered`` rings the user the call is to, when the edge is the
+registrar of its domain (``--registrar``); for another domain it is the ``--answer`` mode.
+Without a routes file, and when no rule matches and there is no ``default``, a call to a
+user of a ``--registrar`` domain rings that user.
 
 A rule's ``srtp:`` (``off``, ``offer``, ``require``) is the SRTP policy of the call's leg
 (for a decision that answers with media: not reject or redirect); a forward's ``srtp:`` is
@@ -60,6 +72,7 @@ from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yam
 from sessiond.worker.handlers import (
     Accept,
     CallHandler,
+    CallUser,
     Conference,
     Decision,
     Defer,
@@ -87,12 +100,41 @@ Matcher = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
+class RingUser:
+    """``{user: ...}`` (``user`` set: that user, of ``domain`` or the call's) or
+    ``registered`` (``user`` empty: the user the call is to), made a
+    :class:`~sessiond.worker.handlers.CallUser` for each call."""
+
+    user: str = ""
+    domain: str = ""
+
+    def for_call(self, call: IncomingCallInfo, fallback: CallHandler | None) -> Decision:
+        if not self.user:
+            if call.aor:
+                return CallUser(call.aor)
+            return fallback.decide(call) if fallback is not None else Ring()
+        domain = self.domain or call.aor.rpartition("@")[2] or _host_of(call.to_uri)
+        if not domain:
+            return Reject(404)
+        return CallUser(f"{self.user}@{domain}")
+
+
+def _host_of(uri: str) -> str:
+    text = uri_of(uri)
+    host = text.partition("@")[2] if "@" in text else text.partition(":")[2]
+    return host.split(";")[0].split(":")[0].lower()
+
+
+RuleDecision = Decision | RingUser
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One rule: every matcher must accept its field; then ``decision``."""
 
     line: int
     matchers: tuple[tuple[str, str, Matcher], ...]  # (field, pattern text, matcher)
-    decision: Decision
+    decision: RuleDecision
     defer_seconds: float | None = None
     latch_private: bool | None = None  # None: the file's top-level value
     srtp: str | None = None  # the SRTP policy of the call's leg (None: the media node's)
@@ -117,7 +159,7 @@ class Routes:
     def __init__(
         self,
         rules: list[Rule],
-        default: Decision | None = None,
+        default: RuleDecision | None = None,
         fallback: CallHandler | None = None,
         *,
         path: str = "<routes>",
@@ -135,10 +177,15 @@ class Routes:
         """The decision of the first rule that matches ``call``."""
         for rule in self.rules:
             if rule.matches(call):
-                return rule.decision
+                return self._resolved(rule.decision, call)
         if self.default is not None:
-            return self.default
+            return self._resolved(self.default, call)
         return self.fallback.decide(call) if self.fallback is not None else Ring()
+
+    def _resolved(self, decision: RuleDecision, call: IncomingCallInfo) -> Decision:
+        if isinstance(decision, RingUser):
+            return decision.for_call(call, self.fallback)
+        return decision
 
     def session_fields(self, call: IncomingCallInfo) -> dict[str, str]:
         """Per-call options (:class:`~sessiond.worker.handlers.SessionOptions`): the first
@@ -212,7 +259,7 @@ def parse_routes(text: str, name: str = "<routes>", fallback: CallHandler | None
         rule = _rule(raw, raw_rules.line_of(index), problem)
         if rule is not None:
             rules.append(rule)
-    default: Decision | None = None
+    default: RuleDecision | None = None
     default_defer: tuple[int, float] | None = None
     if "default" in doc:
         line = doc.line_of("default")
@@ -322,33 +369,41 @@ def _pattern(value: Any, line: int, problem: Problem) -> Matcher | None:
     return lambda text: fnmatch.fnmatchcase(text.lower(), glob)
 
 
-def _decision(raw: Any, line: int, problem: Problem) -> tuple[Decision, float | None] | None:
+def _decision(raw: Any, line: int, problem: Problem) -> tuple[RuleDecision, float | None] | None:
     """(decision, defer seconds if given) or None after reporting the problem."""
-    simple: dict[str, Decision] = {"accept": Accept(), "ring": Ring(), "defer": Defer()}
+    simple: dict[str, RuleDecision] = {
+        "accept": Accept(),
+        "ring": Ring(),
+        "defer": Defer(),
+        "registered": RingUser(),
+    }
     if isinstance(raw, str) and raw in simple:
         return simple[raw], None
     if not isinstance(raw, Mapping) or len(raw) != 1:
         problem(
             line,
-            "do: is accept, ring, defer, or one of {reject: CODE}, {defer: SECONDS}, "
-            "{redirect: URIS}, {play: {...}}, {forward: URI}, {conference: ROOM}",
+            "do: is accept, ring, defer, registered, or one of {reject: CODE}, "
+            "{defer: SECONDS}, {redirect: URIS}, {play: {...}}, {forward: URI}, "
+            "{conference: ROOM}, {user: USER}",
         )
         return None
     ((kind, arg),) = raw.items()
-    builders: dict[str, Callable[[Any], tuple[Decision, float | None]]] = {
+    builders: dict[str, Callable[[Any], tuple[RuleDecision, float | None]]] = {
         "reject": lambda a: (Reject(_int(a)), None),
         "defer": lambda a: (Defer(), _seconds(a)),
         "redirect": lambda a: (Redirect(_uris(a)), None),
         "play": lambda a: (_play(a), None),
         "forward": lambda a: (_forward(a), None),
         "conference": lambda a: (_conference(a), None),
+        "user": lambda a: (_user(a), None),
     }
     build = builders.get(str(kind))
     if build is None:
         problem(
             line,
             f"unknown action {kind!r} "
-            "(accept, ring, defer, reject, redirect, play, forward, conference)",
+            "(accept, ring, defer, registered, reject, redirect, play, forward, conference, "
+            "user)",
         )
         return None
     try:
@@ -390,6 +445,16 @@ def _forward(value: Any) -> Forward:
     if not isinstance(value, str):
         raise ValueError("expected one SIP URI (sip: or sips:)")
     return Forward(value)
+
+
+_USER = re.compile(r"^[A-Za-z0-9._~!$&'*+=,;?/%-]{1,64}(@[A-Za-z0-9.-]{1,253})?$")
+
+
+def _user(value: Any) -> RingUser:
+    if not isinstance(value, str) or not _USER.fullmatch(value):
+        raise ValueError(f"expected a user name (alice) or user@domain, not {value!r}")
+    user, _, domain = value.partition("@")
+    return RingUser(user, domain.lower())
 
 
 def _conference(value: Any) -> Conference:
