@@ -203,3 +203,56 @@ def test_a_route_rings_a_registered_user(cluster: Cluster) -> None:
         assert alice.returncode == 0, out[-2000:]
     refused = call(cluster, port, to_aor(uac_refused(480), "bob"), "bob")
     assert refused.returncode == 0, refused.stdout[-2000:]
+
+
+def two_phones(cluster: Cluster, port: int) -> tuple[int, int]:
+    """alice registers two contacts: the first port with q=0.9, the second with q=0.5."""
+    first, second = free_port(), free_port()
+    register(cluster, port, first, f"sip:alice@{PRIVATE}:5001", q="0.9")
+    register(cluster, port, second, f"sip:alice@{PRIVATE}:5002", q="0.5")
+    return first, second
+
+
+def test_sequential_forking_by_q_a_busy_contact_then_the_next_answers(
+    cluster: Cluster,
+) -> None:
+    """Without a routes file alice's contacts are tried in q order: the q=0.9 phone answers
+    486, the q=0.5 phone is called next and answers; the caller sees one call."""
+    port = start(cluster)
+    first, second = two_phones(cluster, port)
+    busy = checks_request_uri(callee("refuses", 486), f"sip:alice@{PRIVATE}:5001")
+    answers = checks_request_uri(callee("hangs_up"), f"sip:alice@{PRIVATE}:5002")
+    with (
+        phone(cluster, first, busy, "busy-phone") as one,
+        phone(cluster, second, answers, "answering-phone") as two,
+    ):
+        result = call(cluster, port, to_aor(caller("hung_up")), "caller")
+        assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
+        for proc in (one, two):
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0, out[-2000:]
+    outbound = sorted(
+        (s for s in cluster.sessions() if s["role"] == "UAC"), key=lambda s: s["destination"]
+    )
+    assert [s["destination"] for s in outbound] == sorted(
+        [f"UDP 127.0.0.1:{first}", f"UDP 127.0.0.1:{second}"]
+    )
+    assert sorted(s["end_code"] for s in outbound) == ["200", "486"]
+
+
+def test_a_6xx_stops_the_search(cluster: Cluster) -> None:
+    """The q=0.9 phone declines (603): the caller gets 603 and the q=0.5 phone is never
+    called (one outbound leg)."""
+    port = start(cluster)
+    first, _ = two_phones(cluster, port)
+    declines = callee("refuses", 603)
+    with phone(cluster, first, declines, "declining-phone") as one:
+        result = call(cluster, port, to_aor(uac_refused(603)), "caller")
+        assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
+        out, _ = one.communicate(timeout=30)
+        assert one.returncode == 0, out[-2000:]
+    assert wait_for(lambda: all(s["state"] == "Terminated" for s in cluster.sessions()))
+    outbound = [s for s in cluster.sessions() if s["role"] == "UAC"]
+    assert [(s["destination"], s["end_code"]) for s in outbound] == [
+        (f"UDP 127.0.0.1:{first}", "603")
+    ]

@@ -343,6 +343,7 @@ def test_a_registered_user_is_forwarded_to_its_best_binding_or_480() -> None:
         to="sip:alice@example.com",
         edge="edge-b",
         destination="TCP 203.0.113.7:40001",
+        next=(("sip:alice@198.51.100.2", "edge-b", "TCP 198.51.100.2:5060"),),
     )
     event = decide_event(_Fixed(forward), Event("i1", "Invite", {}, ""), "s1")
     assert event is not None
@@ -352,13 +353,15 @@ def test_a_registered_user_is_forwarded_to_its_best_binding_or_480() -> None:
         "to": "sip:alice@example.com",
         "edge": "edge-b",
         "destination": "TCP 203.0.113.7:40001",
+        "next": '[{"target":"sip:alice@198.51.100.2","edge":"edge-b",'
+        '"destination":"TCP 198.51.100.2:5060"}]',
     }
     assert appschema.problem("ForwardCall", event.data) is None
     assert ring_registered(call, []) == Reject(480)
     # a contact a forward cannot take is passed over
-    assert ring_registered(call, [binding("tel:+1555", 1.0, "1.2.3.4:5"), other]).target == (
-        "sip:alice@198.51.100.2"
-    )
+    only = ring_registered(call, [binding("tel:+1555", 1.0, "1.2.3.4:5"), other])
+    assert isinstance(only, Forward)
+    assert (only.target, only.next) == ("sip:alice@198.51.100.2", ())
     with pytest.raises(ValueError, match="user@domain"):
         CallUser("alice")
 

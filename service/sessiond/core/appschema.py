@@ -140,6 +140,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "to": _URI,
             "edge": _text(128),
             "destination": _DESTINATION,
+            "next": _text(8192),  # JSON: the targets to try after this one, in order
         },
     ),
     "ConferenceCall": ({"room": _ROOM}, {}),

@@ -159,6 +159,7 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "forward_to",
         "forward_edge",
         "forward_destination",
+        "forward_next",
         "destination",
         "srtp",
         "session_expires",

@@ -42,7 +42,9 @@ is the outbound leg's.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -147,6 +149,9 @@ class Forward:
     to: str | None = None  #: the outbound To URI (a registered user's AOR), else ``target``
     edge: str | None = None  #: the edge that sends the outbound leg's requests (its binding's)
     destination: str | None = None  #: ``TRANSPORT host:port`` they go to, whatever the URI
+    #: targets tried in order when this one fails with 3xx-5xx (sequential forking of a
+    #: registered user's contacts): (target, edge, destination) each
+    next: tuple[tuple[str, str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.target_srtp is not None and self.target_srtp not in SRTP_POLICIES:
@@ -175,20 +180,27 @@ class CallUser:
 
 def ring_registered(call: CallUser, bindings: Sequence[Binding]) -> Forward | Reject:
     """What :class:`CallUser` becomes once its live ``bindings`` (highest q first) are
-    known: a forward to the best contact, or 480 Temporarily Unavailable when none is
+    known: a forward to the best contact, the others tried in turn when it fails (3xx to
+    5xx, or no answer; a 6xx stops the search), or 480 Temporarily Unavailable when none is
     registered (the same for a user that does not exist: a caller cannot tell the two
     apart, so it cannot enumerate accounts)."""
+    usable: list[Forward] = []
     for binding in bindings:
         try:
-            return Forward(
-                binding.contact,
-                to=f"sip:{call.aor}",
-                edge=binding.edge,
-                destination=binding.destination,
+            usable.append(
+                Forward(
+                    binding.contact,
+                    to=f"sip:{call.aor}",
+                    edge=binding.edge,
+                    destination=binding.destination,
+                )
             )
         except ValueError:  # a contact the forward cannot take (tel:, odd characters)
             continue
-    return Reject(480)
+    if not usable:
+        return Reject(480)
+    rest = tuple((f.target, f.edge or "", f.destination or "") for f in usable[1:])
+    return dataclasses.replace(usable[0], next=rest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +323,11 @@ def _forward_data(forward: Forward) -> dict[str, Any]:
     for name in ("to", "edge", "destination"):
         if getattr(forward, name):
             data[name] = getattr(forward, name)
+    if forward.next:
+        data["next"] = json.dumps(
+            [{"target": t, "edge": e, "destination": d} for t, e, d in forward.next],
+            separators=(",", ":"),
+        )
     return data
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import TYPE_CHECKING, Any
 
 from sessiond.core.ids import call_tag
@@ -121,3 +122,25 @@ def session_call(ctx: Context, args: Any) -> None:
         data["destination"] = ctx.get(args["destination_field"])
     ctx.set(args["save_as"], sid)
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})
+
+
+@action("session.next_target", Fields({}, {"take": flag()}))
+def session_next_target(ctx: Context, args: Any) -> None:
+    """The forward's remaining targets (session field ``forward_next``: a JSON list of
+    ``{target, edge, destination}``, a registered user's other contacts by q): with
+    ``take: true`` the first becomes ``forward_target``/``forward_edge``/
+    ``forward_destination``; condition ``more_targets`` then says whether one remains."""
+    try:
+        remaining = json.loads(ctx.get("forward_next") or "[]")
+    except ValueError:
+        remaining = []
+    if not isinstance(remaining, list):
+        remaining = []
+    remaining = [t for t in remaining if isinstance(t, dict) and isinstance(t.get("target"), str)]
+    if args.get("take") and remaining:
+        first = remaining.pop(0)
+        ctx.set("forward_target", first["target"])
+        ctx.set("forward_edge", str(first.get("edge") or ""))
+        ctx.set("forward_destination", str(first.get("destination") or ""))
+        ctx.set("forward_next", json.dumps(remaining, separators=(",", ":")))
+    ctx.set("cond.more_targets", "1" if remaining else "")
