@@ -112,13 +112,7 @@ def _assert_encrypted(packets: list[Rtp]) -> None:
 def _assert_srtcp_both_ways(result: dict[str, Any]) -> None:
     """The SRTCP reports baresip sent unprotect with the keys of the SDP as our media node
     holds them (libsrtp there, libre's own SRTP in baresip), and ours with baresip's view."""
-    sdp = result["live_sdp"]
-    ours = [CryptoAttribute.parse(v) for v in _crypto(sdp["local"])]
-    theirs = [CryptoAttribute.parse(v) for v in _crypto(sdp["remote"])]
-    answer = ours if len(ours) == 1 else theirs  # the answer has the one line agreed
-    tag = answer[0].tag
-    mine = next(a for a in ours if a.tag == tag)
-    peer = next(a for a in theirs if a.tag == tag)
+    mine, peer = agreed_crypto(result["live_sdp"])
     we, they = (
         SrtpSession(mine.suite, mine.key, peer.key),
         SrtpSession(peer.suite, peer.key, mine.key),
@@ -132,6 +126,17 @@ def _assert_srtcp_both_ways(result: dict[str, Any]) -> None:
         assert srtcp, f"no SRTCP report {src} -> {dst}"
         for data in srtcp:
             assert parse_compound(session.unprotect_rtcp(data))
+
+
+def agreed_crypto(sdp: dict[str, str]) -> tuple[CryptoAttribute, CryptoAttribute]:
+    """(ours, the peer's) ``a=crypto`` lines an offer/answer agreed on, from a live session's
+    SDP bodies (``local``, ``remote``, keys included): the answer has the one line agreed, the
+    offer the line of the same tag."""
+    ours = [CryptoAttribute.parse(v) for v in _crypto(sdp["local"])]
+    theirs = [CryptoAttribute.parse(v) for v in _crypto(sdp["remote"])]
+    answer = ours if len(ours) == 1 else theirs
+    tag = answer[0].tag
+    return next(a for a in ours if a.tag == tag), next(a for a in theirs if a.tag == tag)
 
 
 def _crypto(sdp: str) -> list[str]:

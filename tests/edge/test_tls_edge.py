@@ -291,3 +291,33 @@ async def test_tls_without_a_tls_listener_is_a_transport_error(
         e.stop()
         await asyncio.wait_for(task, 5)
         await server.stop()
+
+
+async def test_a_call_to_the_address_a_phone_connects_from_goes_over_its_connection(
+    edge: Edge, ca: Ca
+) -> None:
+    """A phone behind NAT keeps a TLS connection to us (no certificate of its own, its source
+    port taking no connection); a new INVITE to exactly that address reaches it over that
+    connection (edge/transport.py: RFC 5923 reuse)."""
+    context = ssl.create_default_context(cafile=str(ca.path))
+    tls_port = edge.locals["TLS"].port
+    reader, writer = await asyncio.open_connection(
+        "127.0.0.1", tls_port, ssl=context, server_hostname="localhost"
+    )
+    try:
+        writer.write(b"\r\n\r\n")  # a keepalive ping: once ponged, the edge holds the connection
+        assert await asyncio.wait_for(reader.readexactly(2), 5) == b"\r\n"
+        host, port = writer.get_extra_info("sockname")[:2]
+        target = f"sip:alice@{host}:{port};transport=tls"
+        await edge.execute_command("c1", "invite", invite("back-1", target))
+        framer = StreamFramer()
+        messages: list[bytes] = []
+        while not messages:
+            messages = framer.feed(await asyncio.wait_for(reader.read(65535), 5))
+        text = messages[0].decode()
+        assert text.startswith(f"INVITE {target} SIP/2.0\r\n"), text
+        assert f"Via: SIP/2.0/TLS 127.0.0.1:{tls_port};" in text
+        assert edge.transports.connections == 1
+        assert await events(edge, "back-1") == []  # no transport error
+    finally:
+        writer.close()

@@ -8,6 +8,15 @@ CRLF is skipped. Connections are keyed by (transport, peer address): sending reu
 the peer opened (responses go back on it) or the one we opened before, and :meth:`connect`
 opens one (a TLS one verifies the server's certificate and name, see
 :mod:`sessiond.edge.tls`); concurrent requests to one target share one connect.
+
+A new request to an address a peer's own connection comes from (a phone behind NAT called
+us over TLS from 198.51.100.2:40123, and we call it back at
+``sip:alice@198.51.100.2:40123;transport=tls``) goes over that connection (RFC 3261 18.1.1,
+RFC 5923 connection reuse): behind a NAT nothing else reaches the phone. This holds for a
+TLS URI naming that IP address (or none), without a server-certificate check: the far end is
+whoever holds the connection from exactly that address, which is what the URI names, and
+phones have no server certificate to show. A URI naming a host name still gets a connection
+of its own, verified for that name (docs/security.md, "TLS connections phones opened").
 Connections idle for ``idle_timeout`` seconds are closed, and so are connections that hold a
 partial message for longer than ``message_timeout`` seconds however slowly they trickle bytes
 (a slow sender cannot pin a connection with one byte per idle period); at most
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import resource
 import socket
@@ -79,12 +89,20 @@ class _Udp(asyncio.DatagramProtocol):
 
 class _TcpConnection(asyncio.Protocol):
     """One TCP or TLS connection (``name``); ``server_name`` is the host name a TLS
-    connection we opened verified (None for one the peer opened)."""
+    connection we opened verified (None for one the peer opened: ``inbound``)."""
 
-    def __init__(self, owner: Transports, name: str = "TCP", server_name: str | None = None):
+    def __init__(
+        self,
+        owner: Transports,
+        name: str = "TCP",
+        server_name: str | None = None,
+        *,
+        inbound: bool = True,
+    ) -> None:
         self.owner = owner
         self.name = name
         self.server_name = server_name
+        self.inbound = inbound  # the peer opened it (accepted by a listener)
         self.framer = StreamFramer()
         self.transport: asyncio.Transport | None = None
         self.peer: Address = ("", 0)
@@ -270,6 +288,8 @@ class Transports:
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
             if transport == "TCP" or server_name is None or conn.server_name == server_name:
                 return True
+            if conn.inbound and _same_address(server_name, addr[0]):
+                return True  # the peer's own connection from exactly that address (module)
         key = (transport, addr, server_name)
         task = self._connecting.get(key)
         if task is None:
@@ -290,7 +310,7 @@ class Transports:
         try:
             await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: _TcpConnection(self, transport, name),
+                    lambda: _TcpConnection(self, transport, name, inbound=False),
                     *addr,
                     ssl=context,
                     server_hostname=name,
@@ -344,6 +364,14 @@ class Transports:
         for conn in list(self._open):
             if conn.transport is not None:
                 conn.transport.close()
+
+
+def _same_address(host: str, ip: str) -> bool:
+    """Whether ``host`` is an IP address literal and the same address as ``ip``."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")) == ipaddress.ip_address(ip)
+    except ValueError:
+        return False
 
 
 _DEFAULT_CLIENT: list[ssl.SSLContext] = []
