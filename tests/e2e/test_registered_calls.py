@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from sessiond.sip.digest import Challenge, DigestClient
+from sessiond.sip.message import SipMessage, SipRequest, SipResponse, make_response, parse_message
 from sipp_scenarios import callee, caller, uac_refused
 
 from .harness import ENV, Cluster, background_sipp, free_port, sipp, wait_for
@@ -256,3 +258,93 @@ def test_a_6xx_stops_the_search(cluster: Cluster) -> None:
     assert [(s["destination"], s["end_code"]) for s in outbound] == [
         (f"UDP 127.0.0.1:{first}", "603")
     ]
+
+
+class TcpPhone:
+    """A phone registered over one TCP connection it keeps open, with a Contact nobody can
+    connect to: a call reaches it only over that connection."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.local = self.sock.getsockname()
+        self.buffer = b""
+        self.contact = f"sip:alice@{PRIVATE}:5003;transport=tcp"
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def receive(self) -> SipMessage:
+        while True:
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if sep:
+                length = 0
+                for line in head.split(b"\r\n"):
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() in (b"content-length", b"l"):
+                        length = int(value.strip())
+                if len(rest) >= length:
+                    raw = head + sep + rest[:length]
+                    self.buffer = rest[length:]
+                    return parse_message(raw)
+            chunk = self.sock.recv(65535)
+            assert chunk, "the edge closed the phone's connection"
+            self.buffer += chunk
+
+    def register(self, cseq: int, authorization: str = "") -> SipMessage:
+        host, port = self.local
+        lines = [
+            "REGISTER sip:example.com SIP/2.0",
+            f"Via: SIP/2.0/TCP {host}:{port};branch=z9hG4bK-reg{cseq};rport",
+            "From: <sip:alice@example.com>;tag=tcpphone",
+            "To: <sip:alice@example.com>",
+            f"Call-ID: tcp-phone-{port}",
+            f"CSeq: {cseq} REGISTER",
+            f"Contact: <{self.contact}>",
+            "Expires: 300",
+            "Max-Forwards: 70",
+            *([f"Authorization: {authorization}"] if authorization else []),
+            "Content-Length: 0",
+        ]
+        self.send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        return self.receive()
+
+    def registered(self) -> None:
+        challenge = self.register(1)
+        assert isinstance(challenge, SipResponse)
+        assert challenge.status == 401, bytes(challenge)
+        answer = DigestClient("alice", "s3cret").authorize(
+            Challenge.parse(challenge.header("www-authenticate") or ""),
+            "REGISTER",
+            "sip:example.com",
+        )
+        ok = self.register(2, str(answer))
+        assert isinstance(ok, SipResponse)
+        assert ok.status == 200, bytes(ok)
+
+
+def test_a_tcp_registered_phone_is_called_over_its_own_connection(cluster: Cluster) -> None:
+    """alice registers over TCP a Contact no one can connect to and keeps the connection:
+    the INVITE comes over that connection (to her Contact as Request-URI), her 486 reaches
+    the caller, and the ACK comes over it too."""
+    assert ctl(cluster, "user", "add", "alice@example.com", "s3cret").returncode == 0
+    port = cluster.start_run("--registrar", "example.com", "--auth-secret", "x" * 16, tcp=True)
+    alice = TcpPhone(port)
+    try:
+        alice.registered()
+        path = cluster.tmp / "caller.xml"
+        path.write_text(to_aor(uac_refused(486)))
+        args = ("-sf", str(path), "-p", str(free_port()), "-i", "127.0.0.1", "-m", "1")
+        with background_sipp(cluster.tmp, f"127.0.0.1:{port}", *args, "-timeout", "30") as caller_:
+            invite = alice.receive()
+            assert isinstance(invite, SipRequest)
+            assert invite.method == "INVITE"
+            assert str(invite.uri) == alice.contact
+            assert "sip:alice@example.com" in str(invite.header("to"))
+            alice.send(bytes(make_response(invite, 486, "Busy Here", to_tag="alicetag")))
+            ack = alice.receive()
+            assert isinstance(ack, SipRequest)
+            assert ack.method == "ACK"
+            out, _ = caller_.communicate(timeout=40)
+            assert caller_.returncode == 0, out[-2000:]
+    finally:
+        alice.sock.close()
