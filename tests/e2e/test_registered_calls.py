@@ -348,3 +348,27 @@ def test_a_tcp_registered_phone_is_called_over_its_own_connection(cluster: Clust
             assert caller_.returncode == 0, out[-2000:]
     finally:
         alice.sock.close()
+
+
+def test_no_answer_after_n_seconds_goes_to_the_then_target(cluster: Cluster) -> None:
+    """``{user: {name: alice, no_answer: 2, then: URI}}``: alice's phone rings (180) and
+    gets a CANCEL after 2 s (its scenario requires it: 200, 487, ACK), then the ``then``
+    target (a sipp "voicemail") is called and answers; the caller's call completes."""
+    voicemail = free_port()
+    (cluster.tmp / "routes.yaml").write_text(
+        'rules:\n  - match: {to: "sip:support@*"}\n'
+        "    do: {user: {name: alice, no_answer: 2, "
+        f'then: "sip:voicemail@127.0.0.1:{voicemail}"}}}}\n'
+    )
+    port = start(cluster, "--routes", "routes.yaml")
+    phone_port = free_port()
+    register(cluster, port, phone_port, f"sip:alice@{PRIVATE}:5004")
+    with (
+        phone(cluster, phone_port, callee("cancelled"), "ringing-phone") as ringing,
+        phone(cluster, voicemail, callee("hangs_up"), "voicemail") as box,
+    ):
+        result = call(cluster, port, to_aor(caller("hung_up"), "support"), "caller")
+        assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
+        for proc in (ringing, box):
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0, out[-2000:]

@@ -372,3 +372,26 @@ class _Fixed:
 
     def decide(self, call: IncomingCallInfo) -> Forward:
         return self.decision
+
+
+def test_user_with_no_answer_and_then() -> None:
+    routes = parse_routes(
+        'rules:\n  - match: {to: "sip:support@*"}\n'
+        '    do: {user: {name: bob, no_answer: 15, then: "sip:vm@10.0.0.9"}}\n'
+    )
+    decision = routes.decide(_call_to("sip:support@example.com", "support@example.com"))
+    assert decision == CallUser("bob@example.com", 15.0, "sip:vm@10.0.0.9")
+    assert isinstance(decision, CallUser)
+    # not registered: straight to then; registered: then after the contacts, each 15 s
+    assert ring_registered(decision, []) == Forward("sip:vm@10.0.0.9", ring=15.0)
+    with pytest.raises(RoutesError) as info:
+        parse_routes(
+            'rules:\n  - match: {to: "sip:a@*"}\n    do: {user: {name: a, then: "mailto:x"}}\n'
+            '  - match: {to: "sip:b@*"}\n    do: {user: {name: b, no_answer: -1}}\n'
+            '  - match: {to: "sip:c@*"}\n    do: {user: {no_answer: 3}}\n',
+            "n.yaml",
+        )
+    problems = info.value.problems
+    assert any(p.startswith("n.yaml:3: user: Forward needs") for p in problems), problems
+    assert any(p.startswith("n.yaml:5: user: expected a positive") for p in problems), problems
+    assert any(p.startswith("n.yaml:7: user: expected USER or") for p in problems), problems

@@ -141,6 +141,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "edge": _text(128),
             "destination": _DESTINATION,
             "next": _text(8192),  # JSON: the targets to try after this one, in order
+            "ring": _number(1, 3600),  # seconds each target rings before the next is tried
         },
     ),
     "ConferenceCall": ({"room": _ROOM}, {}),

@@ -160,6 +160,7 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "forward_edge",
         "forward_destination",
         "forward_next",
+        "forward_ring",
         "destination",
         "srtp",
         "session_expires",

@@ -152,6 +152,7 @@ class Forward:
     #: targets tried in order when this one fails with 3xx-5xx (sequential forking of a
     #: registered user's contacts): (target, edge, destination) each
     next: tuple[tuple[str, str, str], ...] = ()
+    ring: float | None = None  #: with ``next``: seconds a target rings before the next one
 
     def __post_init__(self) -> None:
         if self.target_srtp is not None and self.target_srtp not in SRTP_POLICIES:
@@ -171,6 +172,8 @@ class CallUser:
     the AOR has no live binding."""
 
     aor: str
+    no_answer: float | None = None  #: seconds a contact rings before the next is tried
+    then: str | None = None  #: a URI tried when every contact failed or none is registered
 
     def __post_init__(self) -> None:
         user, at, domain = self.aor.rpartition("@")
@@ -197,10 +200,12 @@ def ring_registered(call: CallUser, bindings: Sequence[Binding]) -> Forward | Re
             )
         except ValueError:  # a contact the forward cannot take (tel:, odd characters)
             continue
+    if call.then is not None:
+        usable.append(Forward(call.then))
     if not usable:
         return Reject(480)
     rest = tuple((f.target, f.edge or "", f.destination or "") for f in usable[1:])
-    return dataclasses.replace(usable[0], next=rest)
+    return dataclasses.replace(usable[0], next=rest, ring=call.no_answer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,6 +328,8 @@ def _forward_data(forward: Forward) -> dict[str, Any]:
     for name in ("to", "edge", "destination"):
         if getattr(forward, name):
             data[name] = getattr(forward, name)
+    if forward.ring is not None and forward.next:
+        data["ring"] = forward.ring
     if forward.next:
         data["next"] = json.dumps(
             [{"target": t, "edge": e, "destination": d} for t, e, d in forward.next],

@@ -21,7 +21,9 @@
       - match: {to: "sip:standup@*"}
         do: {conference: standup}           # answer into conference room "standup"
       - match: {to: "sip:reception@*"}
-        do: {user: alice}                   # ring alice's registered phone (480: none)
+        do: {user: alice}                   # ring alice's registered phones (480: none)
+      - match: {to: "sip:support@*"}
+        do: {user: {name: bob, no_answer: 15, then: "sip:voicemail@10.0.0.9"}}
       - match: {to: "sip:*@example.com"}
         do: registered                      # ring the registered user the call is to
     default: ring                           # optional; without it the --answer mode decides
@@ -38,11 +40,15 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
 ``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``,
-``{user: USER | USER@DOMAIN}``, ``registered``.
+``{user: USER | USER@DOMAIN | {name, no_answer, then}}``, ``registered``.
 
-``{user: alice}`` rings alice's registered phone (the contact with the highest q, through
-the edge that took its REGISTER; 480 when she has none); without ``@DOMAIN`` the domain is
-the one the call is to. ``registered`` rings the user the call is to, when the edge is the
+``{user: alice}`` rings alice's registered phones one after the other by q (through the
+edge that took each REGISTER; the next on a 3xx-5xx or no answer, a 6xx stops; 480 when
+she has none); without ``@DOMAIN`` the domain is the one the call is to.
+``{user: {name: alice, no_answer: 20, then: "sip:vm@10.0.0.9"}}``: each contact rings at
+most 20 s before the next is tried (CANCEL to it), and ``then`` is tried last (busy, no
+answer, or not registered: a voicemail IVR, a cell phone through a gateway...).
+``registered`` rings the user the call is to, when the edge is the
 registrar of its domain (``--registrar``); for another domain it is the ``--answer`` mode.
 Without a routes file, and when no rule matches and there is no ``default``, a call to a
 user of a ``--registrar`` domain rings that user.
@@ -107,6 +113,8 @@ class RingUser:
 
     user: str = ""
     domain: str = ""
+    no_answer: float | None = None
+    then: str | None = None
 
     def for_call(self, call: IncomingCallInfo, fallback: CallHandler | None) -> Decision:
         if not self.user:
@@ -116,7 +124,7 @@ class RingUser:
         domain = self.domain or call.aor.rpartition("@")[2] or _host_of(call.to_uri)
         if not domain:
             return Reject(404)
-        return CallUser(f"{self.user}@{domain}")
+        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then)
 
 
 def _host_of(uri: str) -> str:
@@ -451,10 +459,22 @@ _USER = re.compile(r"^[A-Za-z0-9._~!$&'*+=,;?/%-]{1,64}(@[A-Za-z0-9.-]{1,253})?$
 
 
 def _user(value: Any) -> RingUser:
+    no_answer: float | None = None
+    then: str | None = None
+    if isinstance(value, Mapping):
+        if set(value) - {"name", "no_answer", "then"} or "name" not in value:
+            raise ValueError("expected USER or {name: USER, no_answer: SECONDS, then: URI}")
+        if value.get("no_answer") is not None:
+            no_answer = _seconds(value["no_answer"])
+        if value.get("then") is not None:
+            then = Forward(value["then"]).target if isinstance(value["then"], str) else ""
+            if not then:
+                raise ValueError("then: expected one SIP URI (sip: or sips:)")
+        value = value["name"]
     if not isinstance(value, str) or not _USER.fullmatch(value):
         raise ValueError(f"expected a user name (alice) or user@domain, not {value!r}")
     user, _, domain = value.partition("@")
-    return RingUser(user, domain.lower())
+    return RingUser(user, domain.lower(), no_answer, then)
 
 
 def _conference(value: Any) -> Conference:
