@@ -372,3 +372,27 @@ def test_no_answer_after_n_seconds_goes_to_the_then_target(cluster: Cluster) -> 
         for proc in (ringing, box):
             out, _ = proc.communicate(timeout=30)
             assert proc.returncode == 0, out[-2000:]
+
+
+def test_a_sequential_hunt_group_of_users_and_a_uri(cluster: Cluster) -> None:
+    """``{hunt: [alice, bob, URI]}``: alice's phone is busy (486), bob has no binding (he is
+    passed over), the desk URI answers."""
+    desk = free_port()
+    (cluster.tmp / "routes.yaml").write_text(
+        'rules:\n  - match: {to: "sip:sales@*"}\n'
+        f'    do: {{hunt: [alice, bob, "sip:desk@127.0.0.1:{desk}"]}}\n'
+    )
+    port = start(cluster, "--routes", "routes.yaml")
+    phone_port = free_port()
+    register(cluster, port, phone_port, f"sip:alice@{PRIVATE}:5005")
+    with (
+        phone(cluster, phone_port, callee("refuses", 486), "busy-alice") as busy,
+        phone(cluster, desk, callee("hangs_up"), "desk") as answering,
+    ):
+        result = call(cluster, port, to_aor(caller("hung_up"), "sales"), "caller")
+        assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
+        for proc in (busy, answering):
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0, out[-2000:]
+    outbound = [s for s in cluster.sessions() if s["role"] == "UAC"]
+    assert sorted(s["end_code"] for s in outbound) == ["200", "486"]

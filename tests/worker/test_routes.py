@@ -395,3 +395,29 @@ def test_user_with_no_answer_and_then() -> None:
     assert any(p.startswith("n.yaml:3: user: Forward needs") for p in problems), problems
     assert any(p.startswith("n.yaml:5: user: expected a positive") for p in problems), problems
     assert any(p.startswith("n.yaml:7: user: expected USER or") for p in problems), problems
+
+
+def test_hunt_groups() -> None:
+    routes = parse_routes(
+        'rules:\n  - match: {to: "sip:sales@*"}\n'
+        '    do: {hunt: [alice, bob@example.org, "sip:desk@10.0.0.7"]}\n'
+        '  - match: {to: "sip:ops@*"}\n'
+        "    do: {hunt: {members: [carol, dave], no_answer: 10}}\n"
+    )
+    sales = routes.decide(_call_to("sip:sales@example.com", "sales@example.com"))
+    assert sales == CallUser("alice@example.com", members=("bob@example.org", "sip:desk@10.0.0.7"))
+    assert isinstance(sales, CallUser)
+    assert sales.aors == ("alice@example.com", "bob@example.org")
+    ops = routes.decide(_call_to("sip:ops@example.com", "ops@example.com"))
+    assert ops == CallUser("carol@example.com", 10.0, None, ("dave@example.com",))
+    # nobody registered: the URI member answers for the group
+    assert ring_registered(sales, [], {}) == Forward("sip:desk@10.0.0.7")
+    with pytest.raises(RoutesError) as info:
+        parse_routes(
+            'rules:\n  - match: {to: "sip:a@*"}\n    do: {hunt: ["sip:x@y", alice]}\n'
+            '  - match: {to: "sip:b@*"}\n    do: {hunt: []}\n',
+            "h.yaml",
+        )
+    problems = info.value.problems
+    assert any(p.startswith("h.yaml:3: hunt: the first member is a user") for p in problems)
+    assert any(p.startswith("h.yaml:5: hunt: expected a list") for p in problems), problems

@@ -174,32 +174,54 @@ class CallUser:
     aor: str
     no_answer: float | None = None  #: seconds a contact rings before the next is tried
     then: str | None = None  #: a URI tried when every contact failed or none is registered
+    #: a sequential hunt group: members tried after ``aor``'s contacts, in order (each a
+    #: registered user ``user@domain``, whose contacts go by q, or a ``sip:`` URI)
+    members: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        user, at, domain = self.aor.rpartition("@")
-        if not at or not user or not domain or any(c.isspace() or c in "<>" for c in self.aor):
-            raise ValueError(f"a registered user is user@domain, not {self.aor!r}")
+        for aor in (self.aor, *(m for m in self.members if not _is_uri(m))):
+            user, at, domain = aor.rpartition("@")
+            if not at or not user or not domain or any(c.isspace() or c in "<>" for c in aor):
+                raise ValueError(f"a registered user is user@domain, not {aor!r}")
+
+    @property
+    def aors(self) -> tuple[str, ...]:
+        """The AORs whose bindings are looked up."""
+        return (self.aor, *(m for m in self.members if not _is_uri(m)))
 
 
-def ring_registered(call: CallUser, bindings: Sequence[Binding]) -> Forward | Reject:
+def _is_uri(member: str) -> bool:
+    return member.startswith(("sip:", "sips:"))
+
+
+def ring_registered(
+    call: CallUser,
+    bindings: Sequence[Binding],
+    members: Mapping[str, Sequence[Binding]] | None = None,
+) -> Forward | Reject:
     """What :class:`CallUser` becomes once its live ``bindings`` (highest q first) are
     known: a forward to the best contact, the others tried in turn when it fails (3xx to
     5xx, or no answer; a 6xx stops the search), or 480 Temporarily Unavailable when none is
     registered (the same for a user that does not exist: a caller cannot tell the two
     apart, so it cannot enumerate accounts)."""
     usable: list[Forward] = []
-    for binding in bindings:
-        try:
-            usable.append(
-                Forward(
-                    binding.contact,
-                    to=f"sip:{call.aor}",
-                    edge=binding.edge,
-                    destination=binding.destination,
-                )
-            )
-        except ValueError:  # a contact the forward cannot take (tel:, odd characters)
+    found = members or {}
+    for aor in (call.aor, *call.members):
+        if _is_uri(aor):
+            usable.append(Forward(aor))
             continue
+        for binding in bindings if aor == call.aor else found.get(aor, ()):
+            try:
+                usable.append(
+                    Forward(
+                        binding.contact,
+                        to=f"sip:{aor}",
+                        edge=binding.edge,
+                        destination=binding.destination,
+                    )
+                )
+            except ValueError:  # a contact the forward cannot take (tel:, odd characters)
+                continue
     if call.then is not None:
         usable.append(Forward(call.then))
     if not usable:

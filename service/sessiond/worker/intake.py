@@ -91,10 +91,12 @@ class Intake:
         if not pending:
             return work
         # a failed lookup fails the batch, which is delivered again (as for get_many)
-        found = await lookup_many(self.redis, self.keys, [c.aor for _, c in pending], time.time())
-        for (i, call), bindings in zip(pending, found, strict=True):
+        aors = sorted({aor for _, call in pending for aor in call.aors})
+        lookups = await lookup_many(self.redis, self.keys, aors, time.time())
+        found = dict(zip(aors, lookups, strict=True))
+        for i, call in pending:
             item = work[i]
-            decision: Decision = ring_registered(call, bindings)
+            decision: Decision = ring_registered(call, found[call.aor], found)
             if isinstance(decision, Forward) and decision.table not in self.tables.names():
                 log.error("forward of %s needs table %r, not loaded: 500", item.sid, decision.table)
                 decision = Reject(500)

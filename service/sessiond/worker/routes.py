@@ -24,6 +24,8 @@
         do: {user: alice}                   # ring alice's registered phones (480: none)
       - match: {to: "sip:support@*"}
         do: {user: {name: bob, no_answer: 15, then: "sip:voicemail@10.0.0.9"}}
+      - match: {to: "sip:sales@*"}
+        do: {hunt: [alice, bob, "sip:desk@10.0.0.7"]}   # each in turn (a sequential hunt)
       - match: {to: "sip:*@example.com"}
         do: registered                      # ring the registered user the call is to
     default: ring                           # optional; without it the --answer mode decides
@@ -40,7 +42,8 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
 ``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``,
-``{user: USER | USER@DOMAIN | {name, no_answer, then}}``, ``registered``.
+``{user: USER | USER@DOMAIN | {name, no_answer, then}}``, ``{hunt: [MEMBER...] | {members,
+no_answer, then}}``, ``registered``.
 
 ``{user: alice}`` rings alice's registered phones one after the other by q (through the
 edge that took each REGISTER; the next on a 3xx-5xx or no answer, a 6xx stops; 480 when
@@ -48,6 +51,9 @@ she has none); without ``@DOMAIN`` the domain is the one the call is to.
 ``{user: {name: alice, no_answer: 20, then: "sip:vm@10.0.0.9"}}``: each contact rings at
 most 20 s before the next is tried (CANCEL to it), and ``then`` is tried last (busy, no
 answer, or not registered: a voicemail IVR, a cell phone through a gateway...).
+``{hunt: [alice, bob, "sip:desk@10.0.0.7"]}`` (or ``{hunt: {members: [...], no_answer: S,
+then: URI}}``) is a sequential hunt group: each member in turn (a user's contacts by q, a
+URI as it is), the first member a user; users without ``@DOMAIN`` are of the call's domain.
 ``registered`` rings the user the call is to, when the edge is the
 registrar of its domain (``--registrar``); for another domain it is the ``--answer`` mode.
 Without a routes file, and when no rule matches and there is no ``default``, a call to a
@@ -63,6 +69,7 @@ table's ``Deferred`` state when the worker starts (:meth:`Routes.check_table`).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
@@ -115,16 +122,22 @@ class RingUser:
     domain: str = ""
     no_answer: float | None = None
     then: str | None = None
+    members: tuple[str, ...] = ()  # a hunt group's members after ``user``: users or URIs
 
     def for_call(self, call: IncomingCallInfo, fallback: CallHandler | None) -> Decision:
         if not self.user:
             if call.aor:
                 return CallUser(call.aor)
             return fallback.decide(call) if fallback is not None else Ring()
-        domain = self.domain or call.aor.rpartition("@")[2] or _host_of(call.to_uri)
-        if not domain:
+        here = call.aor.rpartition("@")[2] or _host_of(call.to_uri)
+        domain = self.domain or here
+        if not domain or (not here and any("@" not in m for m in self.members)):
             return Reject(404)
-        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then)
+        members = tuple(
+            m if m.startswith(("sip:", "sips:")) or "@" in m else f"{m}@{here}"
+            for m in self.members
+        )
+        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then, members)
 
 
 def _host_of(uri: str) -> str:
@@ -392,7 +405,7 @@ def _decision(raw: Any, line: int, problem: Problem) -> tuple[RuleDecision, floa
             line,
             "do: is accept, ring, defer, registered, or one of {reject: CODE}, "
             "{defer: SECONDS}, {redirect: URIS}, {play: {...}}, {forward: URI}, "
-            "{conference: ROOM}, {user: USER}",
+            "{conference: ROOM}, {user: USER}, {hunt: [MEMBER...]}",
         )
         return None
     ((kind, arg),) = raw.items()
@@ -404,6 +417,7 @@ def _decision(raw: Any, line: int, problem: Problem) -> tuple[RuleDecision, floa
         "forward": lambda a: (_forward(a), None),
         "conference": lambda a: (_conference(a), None),
         "user": lambda a: (_user(a), None),
+        "hunt": lambda a: (_hunt(a), None),
     }
     build = builders.get(str(kind))
     if build is None:
@@ -411,7 +425,7 @@ def _decision(raw: Any, line: int, problem: Problem) -> tuple[RuleDecision, floa
             line,
             f"unknown action {kind!r} "
             "(accept, ring, defer, registered, reject, redirect, play, forward, conference, "
-            "user)",
+            "user, hunt)",
         )
         return None
     try:
@@ -456,6 +470,25 @@ def _forward(value: Any) -> Forward:
 
 
 _USER = re.compile(r"^[A-Za-z0-9._~!$&'*+=,;?/%-]{1,64}(@[A-Za-z0-9.-]{1,253})?$")
+
+
+def _hunt(value: Any) -> RingUser:
+    options: Mapping[str, Any] = {}
+    if isinstance(value, Mapping):
+        if set(value) - {"members", "no_answer", "then"} or "members" not in value:
+            raise ValueError("expected [MEMBER...] or {members: [...], no_answer: S, then: URI}")
+        options, value = value, value["members"]
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
+        raise ValueError("expected a list of users (alice, bob@example.com) and SIP URIs")
+    for member in value:
+        if member.startswith(("sip:", "sips:")):
+            Forward(member)  # ValueError when it is not a plain SIP URI
+        elif not _USER.fullmatch(member):
+            raise ValueError(f"a member is a user name, user@domain or a SIP URI, not {member!r}")
+    if value[0].startswith(("sip:", "sips:")):
+        raise ValueError("the first member is a user (alice or alice@example.com)")
+    first = _user({"name": value[0], **{k: v for k, v in options.items() if k != "members"}})
+    return dataclasses.replace(first, members=tuple(value[1:]))
 
 
 def _user(value: Any) -> RingUser:
