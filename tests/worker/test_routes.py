@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from sessiond.core import appschema
@@ -358,8 +359,9 @@ def test_a_registered_user_is_forwarded_to_its_best_binding_or_480() -> None:
     }
     assert appschema.problem("ForwardCall", event.data) is None
     assert ring_registered(call, []) == Reject(480)
-    # a contact a forward cannot take is passed over
-    only = ring_registered(call, [binding("tel:+1555", 1.0, "1.2.3.4:5"), other])
+    # a contact a forward cannot take, or over a transport the edge lacks, is passed over
+    websocket = msgspec.structs.replace(best, transport="WS")
+    only = ring_registered(call, [binding("tel:+1555", 1.0, "1.2.3.4:5"), websocket, other])
     assert isinstance(only, Forward)
     assert (only.target, only.next) == ("sip:alice@198.51.100.2", ())
     with pytest.raises(ValueError, match="user@domain"):

@@ -211,6 +211,8 @@ def ring_registered(
             usable.append(Forward(aor))
             continue
         for binding in bindings if aor == call.aor else found.get(aor, ()):
+            if binding.transport.upper() not in ("UDP", "TCP", "TLS"):
+                continue  # a transport the edge cannot send on (WS...): passed over
             try:
                 usable.append(
                     Forward(
