@@ -12,11 +12,13 @@ Request-URI its Contact.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -396,3 +398,41 @@ def test_a_sequential_hunt_group_of_users_and_a_uri(cluster: Cluster) -> None:
             assert proc.returncode == 0, out[-2000:]
     outbound = [s for s in cluster.sessions() if s["role"] == "UAC"]
     assert sorted(s["end_code"] for s in outbound) == ["200", "486"]
+
+
+def test_baresip_registered_over_udp_and_tcp_is_called_by_user_name(tmp_path: Path) -> None:
+    """baresip registers alice (UDP) and bob (TCP) with digest auth and answers by itself; a
+    sipp caller dials each by name: both calls are answered (bob's INVITE goes over the TCP
+    connection baresip opened: its binding's source is that connection's ephemeral port).
+    Everything runs in a private network namespace (netns_baresip_called.py)."""
+    modules = Path("/usr/lib/baresip/modules")
+    missing = [t for t in ("baresip", "unshare", "ip", "redis-server") if not shutil.which(t)]
+    missing += [
+        m for m in ("g711", "aubridge", "menu", "account") if not (modules / f"{m}.so").exists()
+    ]
+    if missing:
+        pytest.skip(f"missing: {', '.join(missing)}")
+    driver = Path(__file__).with_name("netns_baresip_called.py")
+    run = subprocess.run(
+        ["unshare", "-n", sys.executable, str(driver), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+        env=ENV,
+    )
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
+    result = json.loads((tmp_path / "result.json").read_text())
+    logs = {
+        name: (tmp_path / name).read_text(errors="replace")[-1500:]
+        for name in ("sessiond.log", "baresip.log", "sipp-alice.out", "sipp-bob.out")
+        if (tmp_path / name).exists()
+    }
+    assert result["error"] is None, (result["error"], logs)
+    assert result["calls"] == {"alice": 0, "bob": 0}, logs
+    (bob,) = result["bindings"]["bob"]
+    assert bob["transport"] == "TCP"
+    assert not bob["source"].endswith(":5070")  # its connection, not its listening port
+    baresip = (tmp_path / "baresip.log").read_text(errors="replace")
+    assert "alice@127.0.0.1: Call established" in baresip
+    assert "bob@127.0.0.1: Call established" in baresip
