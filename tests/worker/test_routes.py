@@ -5,22 +5,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import msgspec
 import pytest
 
+from sessiond.core import appschema
 from sessiond.core.types import Event
+from sessiond.store.location import Binding
 from sessiond.table import Table
 from sessiond.worker.handlers import (
     Accept,
     AskApp,
+    AutoAnswer,
+    CallUser,
     Defer,
     Forward,
     IncomingCallInfo,
     PlayAndHangup,
     Redirect,
+    RegisteredUsers,
     Reject,
     Ring,
     decide_event,
     load_handler,
+    ring_registered,
 )
 from sessiond.worker.routes import RoutesError, load_routes, parse_routes, uri_of
 
@@ -262,3 +269,157 @@ def test_conference_answers_into_a_room_and_checks_its_name() -> None:
         bad_text = text.replace("standup", repr(bad) if isinstance(bad, str) else str(bad))
         with pytest.raises(RoutesError, match=r"r.yaml:3: conference: "):
             parse_routes(bad_text, "r.yaml")
+
+
+def _call_to(to: str, aor: str = "") -> IncomingCallInfo:
+    return IncomingCallInfo("s1", "c1", "<sip:bob@example.com>", f"<{to}>", {}, aor)
+
+
+def test_user_and_registered_ring_a_registered_user() -> None:
+    routes = parse_routes(
+        """\
+rules:
+  - match: {to: "sip:reception@*"}
+    do: {user: alice}
+  - match: {to: "sip:night@*"}
+    do: {user: Carol@Example.ORG}
+  - match: {to: "sip:*@example.com"}
+    do: registered
+""",
+        fallback=AskApp(),
+    )
+    # {user: alice}: the domain of the call (its AOR when the edge serves it, else its To)
+    assert routes.decide(_call_to("sip:reception@example.com", "reception@example.com")) == (
+        CallUser("alice@example.com")
+    )
+    assert routes.decide(_call_to("sip:reception@pbx.test:5070")) == CallUser("alice@pbx.test")
+    assert routes.decide(_call_to("sip:night@x")) == CallUser("Carol@example.org")
+    # registered: the user the call is to when the edge serves its domain, else the fallback
+    assert routes.decide(_call_to("sip:bob@example.com", "bob@example.com")) == (
+        CallUser("bob@example.com")
+    )
+    assert routes.decide(_call_to("sip:bob@example.com")) == Ring()
+
+
+def test_registered_users_is_the_fallback_without_routes() -> None:
+    handler = RegisteredUsers(AutoAnswer())
+    assert handler.decide(_call_to("sip:bob@example.com", "bob@example.com")) == (
+        CallUser("bob@example.com")
+    )
+    assert handler.decide(_call_to("sip:bob@elsewhere")) == Accept()
+
+
+def test_user_errors_name_file_and_line() -> None:
+    with pytest.raises(RoutesError) as info:
+        parse_routes(
+            'rules:\n  - match: {to: "sip:a@*"}\n    do: {user: "a b"}\n'
+            '  - match: {to: "sip:b@*"}\n    do: {user: [x]}\n',
+            "u.yaml",
+        )
+    problems = info.value.problems
+    assert any(p.startswith("u.yaml:3: user: expected a user name") for p in problems), problems
+    assert any(p.startswith("u.yaml:5: user: expected a user name") for p in problems), problems
+
+
+def test_a_registered_user_is_forwarded_to_its_best_binding_or_480() -> None:
+    def binding(contact: str, q: float | None, source: str) -> Binding:
+        return Binding(
+            contact=contact,
+            expires_at=2e9,
+            call_id="r",
+            cseq=1,
+            edge="edge-b",
+            transport="tcp",
+            source=source,
+            registered_at=1.0,
+            q=q,
+        )
+
+    best = binding("sip:alice@10.0.0.5:5060;transport=tcp", 0.9, "203.0.113.7:40001")
+    other = binding("sip:alice@198.51.100.2", 0.1, "198.51.100.2:5060")
+    call = CallUser("alice@example.com")
+    forward = ring_registered(call, [best, other])
+    assert forward == Forward(
+        "sip:alice@10.0.0.5:5060;transport=tcp",
+        to="sip:alice@example.com",
+        edge="edge-b",
+        destination="TCP 203.0.113.7:40001",
+        next=(("sip:alice@198.51.100.2", "edge-b", "TCP 198.51.100.2:5060"),),
+    )
+    event = decide_event(_Fixed(forward), Event("i1", "Invite", {}, ""), "s1")
+    assert event is not None
+    assert event.type == "ForwardCall"
+    assert event.data == {
+        "target": "sip:alice@10.0.0.5:5060;transport=tcp",
+        "to": "sip:alice@example.com",
+        "edge": "edge-b",
+        "destination": "TCP 203.0.113.7:40001",
+        "next": '[{"target":"sip:alice@198.51.100.2","edge":"edge-b",'
+        '"destination":"TCP 198.51.100.2:5060"}]',
+    }
+    assert appschema.problem("ForwardCall", event.data) is None
+    assert ring_registered(call, []) == Reject(480)
+    # a contact a forward cannot take, or over a transport the edge lacks, is passed over
+    websocket = msgspec.structs.replace(best, transport="WS")
+    only = ring_registered(call, [binding("tel:+1555", 1.0, "1.2.3.4:5"), websocket, other])
+    assert isinstance(only, Forward)
+    assert (only.target, only.next) == ("sip:alice@198.51.100.2", ())
+    with pytest.raises(ValueError, match="user@domain"):
+        CallUser("alice")
+
+
+class _Fixed:
+    def __init__(self, decision: Forward) -> None:
+        self.decision = decision
+
+    def decide(self, call: IncomingCallInfo) -> Forward:
+        return self.decision
+
+
+def test_user_with_no_answer_and_then() -> None:
+    routes = parse_routes(
+        'rules:\n  - match: {to: "sip:support@*"}\n'
+        '    do: {user: {name: bob, no_answer: 15, then: "sip:vm@10.0.0.9"}}\n'
+    )
+    decision = routes.decide(_call_to("sip:support@example.com", "support@example.com"))
+    assert decision == CallUser("bob@example.com", 15.0, "sip:vm@10.0.0.9")
+    assert isinstance(decision, CallUser)
+    # not registered: straight to then; registered: then after the contacts, each 15 s
+    assert ring_registered(decision, []) == Forward("sip:vm@10.0.0.9", ring=15.0)
+    with pytest.raises(RoutesError) as info:
+        parse_routes(
+            'rules:\n  - match: {to: "sip:a@*"}\n    do: {user: {name: a, then: "mailto:x"}}\n'
+            '  - match: {to: "sip:b@*"}\n    do: {user: {name: b, no_answer: -1}}\n'
+            '  - match: {to: "sip:c@*"}\n    do: {user: {no_answer: 3}}\n',
+            "n.yaml",
+        )
+    problems = info.value.problems
+    assert any(p.startswith("n.yaml:3: user: Forward needs") for p in problems), problems
+    assert any(p.startswith("n.yaml:5: user: expected a positive") for p in problems), problems
+    assert any(p.startswith("n.yaml:7: user: expected USER or") for p in problems), problems
+
+
+def test_hunt_groups() -> None:
+    routes = parse_routes(
+        'rules:\n  - match: {to: "sip:sales@*"}\n'
+        '    do: {hunt: [alice, bob@example.org, "sip:desk@10.0.0.7"]}\n'
+        '  - match: {to: "sip:ops@*"}\n'
+        "    do: {hunt: {members: [carol, dave], no_answer: 10}}\n"
+    )
+    sales = routes.decide(_call_to("sip:sales@example.com", "sales@example.com"))
+    assert sales == CallUser("alice@example.com", members=("bob@example.org", "sip:desk@10.0.0.7"))
+    assert isinstance(sales, CallUser)
+    assert sales.aors == ("alice@example.com", "bob@example.org")
+    ops = routes.decide(_call_to("sip:ops@example.com", "ops@example.com"))
+    assert ops == CallUser("carol@example.com", 10.0, None, ("dave@example.com",))
+    # nobody registered: the URI member answers for the group
+    assert ring_registered(sales, [], {}) == Forward("sip:desk@10.0.0.7")
+    with pytest.raises(RoutesError) as info:
+        parse_routes(
+            'rules:\n  - match: {to: "sip:a@*"}\n    do: {hunt: ["sip:x@y", alice]}\n'
+            '  - match: {to: "sip:b@*"}\n    do: {hunt: []}\n',
+            "h.yaml",
+        )
+    problems = info.value.problems
+    assert any(p.startswith("h.yaml:3: hunt: the first member is a user") for p in problems)
+    assert any(p.startswith("h.yaml:5: hunt: expected a list") for p in problems), problems

@@ -43,7 +43,7 @@ from sessiond.store.streams import cancel_and_wait
 from sessiond.store.tableset import TableSet
 from sessiond.table import Table, load_table
 from sessiond.worker.applier import Applier
-from sessiond.worker.handlers import CallHandler, builtin, load_handler
+from sessiond.worker.handlers import CallHandler, RegisteredUsers, builtin, load_handler
 from sessiond.worker.process import Worker, default_name
 from sessiond.worker.routes import RoutesError, load_routes
 
@@ -82,7 +82,7 @@ def on_signals(stop: Callable[[], None]) -> None:
 def load_handler_option(args: argparse.Namespace, tables: list[Table]) -> CallHandler | None:
     """The signaling handler from ``--handler``/``--routes`` (``--answer`` otherwise); None
     after printing the problems (an import error, ``file:line`` messages of the routes)."""
-    fallback = builtin(args.answer)
+    fallback = RegisteredUsers(builtin(args.answer))  # a registered user's phone rings
     try:
         if getattr(args, "handler", None):
             return load_handler(args.handler)

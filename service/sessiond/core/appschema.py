@@ -86,6 +86,12 @@ _WHISPER = Check(
     "str, a member's session id, or empty",
 )
 
+# a registered phone's binding: where its requests go (the edge's --registrar)
+_DESTINATION = _matches(
+    re.compile(r"^(UDP|TCP|TLS) (\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):[0-9]{1,5}$"),
+    "str, TRANSPORT host:port",
+)
+
 # type -> (required fields, optional fields); every field maps to its check
 SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "MakeCall": (
@@ -104,6 +110,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "media_node": _text(128),
             "latch_private": Check(lambda v: isinstance(v, bool), "bool"),
             "srtp": _one_of(*SRTP_POLICIES),
+            "destination": _DESTINATION,
         },
     ),
     "AcceptCall": ({}, {}),
@@ -126,7 +133,17 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "DeferCall": ({}, {}),
     "RedirectCall": ({"contacts": _uris}, {}),
     "PlayAndHangup": ({}, _PLAY),
-    "ForwardCall": ({"target": _URI}, {}),
+    "ForwardCall": (
+        {"target": _URI},
+        {
+            "srtp": _one_of(*SRTP_POLICIES),
+            "to": _URI,
+            "edge": _text(128),
+            "destination": _DESTINATION,
+            "next": _text(8192),  # JSON: the targets to try after this one, in order
+            "ring": _number(1, 3600),  # seconds each target rings before the next is tried
+        },
+    ),
     "ConferenceCall": ({"room": _ROOM}, {}),
     "JoinConference": ({"room": _ROOM}, {"muted": _BOOL, "deaf": _BOOL, "gain_db": _GAIN}),
     "LeaveConference": ({}, {}),

@@ -96,6 +96,7 @@ class RequestEvent(Message, frozen=True, rename={"from_": "from"}):
     body: str | None = None  # ... and its text
     digit: str | None = None  # INFO: the DTMF digit of its body
     code: int | None = None  # NOTIFY: the status of its message/sipfrag body
+    aor: str | None = None  # initial INVITE to a user of a --registrar domain: user@domain
 
 
 class ResponseEvent(Message, frozen=True):
@@ -215,6 +216,7 @@ class SendInvite(Message, frozen=True):
     challenge_code: int | None = None  # 401 or 407
     challenges: list[str] | None = None  # the WWW-/Proxy-Authenticate values
     headers: list[list[str]] | None = None  # [name, value] pairs
+    destination: str | None = None  # "TRANSPORT host:port": sent there, not to the URI
 
 
 class SendRequest(Message, frozen=True, kw_only=True):
@@ -237,6 +239,7 @@ class SendRequest(Message, frozen=True, kw_only=True):
     headers: list[list[str]] | None = None  # [name, value] pairs
     body: str | None = None
     content_type: str | None = None  # of ``body``
+    destination: str | None = None  # "TRANSPORT host:port": sent there, not to the URI
 
 
 # -- media commands and events --------------------------------------------------------------

@@ -41,6 +41,7 @@ from sessiond.sip.errors import SipError, SipParseError
 from sessiond.sip.headers import display_name
 from sessiond.sip.memo import Memo
 from sessiond.sip.message import SipRequest, SipResponse, make_response
+from sessiond.sip.registrar import canonical_aor
 from sessiond.sip.uri import SipUri, parse_uri
 
 REQUEST_EVENTS = {
@@ -275,9 +276,16 @@ def _parse_txn(text: str) -> Txn:
 
 
 def request_event(
-    req: SipRequest, transport: str, source: tuple[str, int], edge: str
+    req: SipRequest,
+    transport: str,
+    source: tuple[str, int],
+    edge: str,
+    *,
+    served: frozenset[str] = frozenset(),
 ) -> Event | None:
-    """The event for a request that starts or continues a session (None: not ours)."""
+    """The event for a request that starts or continues a session (None: not ours). An
+    initial INVITE whose Request-URI is a user of a ``served`` domain (``--registrar``)
+    carries that AOR (``aor``, ``user@domain``): the worker looks its bindings up."""
     to_tag = req.to_tag or ""
     if req.method == "INVITE":
         kind = "ReInvite" if to_tag else "Invite"
@@ -292,6 +300,10 @@ def request_event(
         extra.update(refer_target(extra["refer_to"]))
     if sdp:
         extra["held"] = holds(sdp)
+    if kind == "Invite" and served:
+        aor = _served_aor(req.uri, served)
+        if aor:
+            extra["aor"] = aor
     ctype = req.content_type or ""
     if req.body and "application/sdp" not in ctype.lower():
         extra["content_type"] = ctype
@@ -323,6 +335,15 @@ def request_event(
     )
     eid = f"sip:{req.call_id}:{req.branch or ''}:{req.method}:{req.cseq.seq}"
     return Event(eid, kind, record.data(last=extra))
+
+
+def _served_aor(uri: object, served: frozenset[str]) -> str:
+    """``user@domain`` of a Request-URI in a served domain, else empty."""
+    try:
+        aor = canonical_aor(str(uri))
+    except SipError:
+        return ""
+    return f"{aor.user}@{aor.host}" if aor.user and aor.host in served else ""
 
 
 def _direct(msg: SipRequest | SipResponse) -> bool:

@@ -162,6 +162,7 @@ class Edge:
             max_transactions=max_transactions,
             started=time.monotonic(),
             registrar=registrar is not None,
+            served=registrar.policy.domains if registrar is not None else frozenset(),
         )
         # the registrar of --registrar domains (REGISTERs answered by tasks, kept here)
         self.serving = (
@@ -511,6 +512,31 @@ class Edge:
             return self.locals, self.address
         return {}, self.locals.get(flow[0], self.address)
 
+    async def _flow_of(self, cmd: SendInvite | SendRequest) -> Flow | None:
+        """The dialog's flow, else the command's ``destination`` (with no route set)."""
+        flow = self._flow(cmd)
+        if flow is None and cmd.destination and not cmd.route_set:
+            flow = await self._destination(cmd.destination)
+        return flow
+
+    async def _destination(self, text: str) -> Flow | None:
+        """A command's ``destination`` (``TRANSPORT host:port``: a registered phone's
+        source, where its REGISTER came from) as the flow its requests go over: a TCP or TLS
+        connection from that address is reused by the transport, else one is opened."""
+        transport, _, hostport = text.partition(" ")
+        host, _, port = hostport.rpartition(":")
+        host = host.strip("[]")
+        if transport not in ("UDP", "TCP", "TLS") or not host or not port.isdigit():
+            log.warning("ignored destination %r (TRANSPORT host:port)", text)
+            return None
+        if transport not in self.locals:
+            log.warning("cannot send to %s: no %s listener", text, transport.lower())
+            return None
+        peer = (host, int(port))
+        if not await self.transports.connect(transport, peer, host):
+            return None
+        return transport, peer
+
     async def _resolve(
         self, req: SipRequest, flow: Flow | None = None
     ) -> tuple[str, Address] | None:
@@ -532,7 +558,7 @@ class Edge:
         return transport, peer
 
     async def _request(self, method: str, cmd: SendInvite | SendRequest) -> None:
-        flow = self._flow(cmd)
+        flow = await self._flow_of(cmd)
         req = self.tu.outgoing(cmd, method, *self._locals(flow))
         key = await self.send_own(req, flow)
         self.tu.clients[key] = ClientInfo(cmd.call_id, cmd.local_tag, method, cmd.cseq)
@@ -561,7 +587,7 @@ class Edge:
         self._arm()
 
     async def _ack(self, cmd: SendRequest) -> None:
-        flow = self._flow(cmd)
+        flow = await self._flow_of(cmd)
         req = self.tu.build(cmd, "ACK", *self._locals(flow))
         where = await self._resolve(req, flow)
         if where is None:

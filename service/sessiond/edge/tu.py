@@ -145,6 +145,7 @@ class TransactionUser:
         max_transactions: int,
         started: float,
         registrar: bool = False,
+        served: frozenset[str] = frozenset(),
     ) -> None:
         self.layer = layer
         self.keys = keys
@@ -162,6 +163,7 @@ class TransactionUser:
         # method we do not handle
         self.registrar = registrar
         self.allowed = f"{ALLOWED}, REGISTER" if registrar else ALLOWED
+        self.served = served  # the registrar's domains: an INVITE to one carries its ``aor``
         self.duties = DialogDuties(timers)
         self.unanswered = Unanswered(timers.timeout)  # the workers have not answered
         self.clients: dict[str, ClientInfo] = {}
@@ -294,7 +296,7 @@ class TransactionUser:
             rack = (req.header("rack") or "").split()
             if rack and rack[0].isdigit():
                 self.duties.pracked((req.call_id or "", int(rack[0])))
-        event = request_event(req, transport, action.peer, self.name)
+        event = request_event(req, transport, action.peer, self.name, served=self.served)
         if event is None:
             resp = not_handled(req, self.allowed, to_tag=secrets.token_hex(5))  # 405 or 501 (8.2.1)
             return [Reply(action.key, resp)]

@@ -44,6 +44,12 @@ class Binding(msgspec.Struct, frozen=True, omit_defaults=True, kw_only=True):
     def expires_in(self, now: float) -> int:
         return max(0, int(self.expires_at - now + 0.5))
 
+    @property
+    def destination(self) -> str:
+        """``TRANSPORT host:port`` where requests to this contact go: the address its
+        REGISTER came from (a NAT's binding, or the phone's own TCP/TLS connection)."""
+        return f"{self.transport.upper()} {self.source}"
+
 
 _ENCODE = msgspec.json.Encoder()
 _DECODE = msgspec.json.Decoder(Binding)
@@ -105,6 +111,20 @@ class Location:
         """The live bindings of ``sip:user@domain``, highest q first (one round trip)."""
         raw = await self.redis.hgetall(self.keys.location(user, domain))
         return live(raw.values(), now)
+
+
+async def lookup_many(
+    redis: Any, keys: Keys, aors: Sequence[str], now: float
+) -> list[list[Binding]]:
+    """The live bindings of each AOR (``user@domain``), highest q first: one round trip
+    for them all (a worker's batch of new calls to registered users)."""
+    if not aors:
+        return []
+    pipe = redis.pipeline(transaction=False)
+    for aor in aors:
+        user, _, domain = aor.rpartition("@")
+        pipe.hgetall(keys.location(user, domain))
+    return [live(raw.values(), now) for raw in await pipe.execute()]
 
 
 def live(values: Any, now: float) -> list[Binding]:

@@ -24,6 +24,8 @@ decision               event                what the default table does
                                             answer, failures, CANCEL and BYE between the legs
 ``Conference(room)``   ``ConferenceCall``   answers, then mixes the call into conference ``room``
 ``Ring()``             (none)               rings until the app answers (``RingTimeout``)
+``CallUser(aor)``      ``ForwardCall``      a registered user: Forward to its best contact, or
+                       or ``RejectCall``    480 when it has none (looked up by the intake)
 =====================  ===================  ====================================================
 
 A handler with a ``session_fields(call)`` method (:class:`SessionOptions`) also sets
@@ -40,13 +42,16 @@ is the outbound leg's.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Mapping
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from sessiond.core.types import Event
 from sessiond.core.vocabulary import SRTP_POLICIES
+from sessiond.store.location import Binding
 from sessiond.store.rooms import valid_room
 
 
@@ -61,13 +66,23 @@ class IncomingCallInfo:
     headers: Mapping[str, str] = field(default_factory=dict)
     """Header values the edge publishes, lower-case names: ``from``, ``to``, ``contact``,
     ``source`` (``ip:port``). Other headers are not carried by the edge event."""
+    aor: str = ""
+    """``user@domain`` when the Request-URI is a user of a domain the edge is the registrar
+    of (``--registrar``); else empty."""
 
     @classmethod
     def from_invite(cls, invite: Event, sid: str) -> IncomingCallInfo:
         """Build it from the ``Invite`` edge event."""
         data = invite.data
         headers = {k: str(data.get(k, "")) for k in ("from", "to", "contact", "source")}
-        return cls(sid, str(data.get("call_id", "")), headers["from"], headers["to"], headers)
+        return cls(
+            sid,
+            str(data.get("call_id", "")),
+            headers["from"],
+            headers["to"],
+            headers,
+            str(data.get("aor") or ""),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +146,13 @@ class Forward:
     target: str
     table: str = "gateway"
     target_srtp: str | None = None
+    to: str | None = None  #: the outbound To URI (a registered user's AOR), else ``target``
+    edge: str | None = None  #: the edge that sends the outbound leg's requests (its binding's)
+    destination: str | None = None  #: ``TRANSPORT host:port`` they go to, whatever the URI
+    #: targets tried in order when this one fails with 3xx-5xx (sequential forking of a
+    #: registered user's contacts): (target, edge, destination) each
+    next: tuple[tuple[str, str, str], ...] = ()
+    ring: float | None = None  #: with ``next``: seconds a target rings before the next one
 
     def __post_init__(self) -> None:
         if self.target_srtp is not None and self.target_srtp not in SRTP_POLICIES:
@@ -139,6 +161,75 @@ class Forward:
             raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
         if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
             raise ValueError(f"Forward target {self.target!r} is not a plain SIP URI")
+
+
+@dataclass(frozen=True, slots=True)
+class CallUser:
+    """Ring the registered phone of ``aor`` (``user@domain`` of a ``--registrar`` domain).
+    The worker looks the AOR's bindings up (one round trip per batch) and makes it a
+    :class:`Forward` to the live contact with the highest q, through the edge that took its
+    REGISTER, to the address the REGISTER came from (:func:`ring_registered`); 480 when
+    the AOR has no live binding."""
+
+    aor: str
+    no_answer: float | None = None  #: seconds a contact rings before the next is tried
+    then: str | None = None  #: a URI tried when every contact failed or none is registered
+    #: a sequential hunt group: members tried after ``aor``'s contacts, in order (each a
+    #: registered user ``user@domain``, whose contacts go by q, or a ``sip:`` URI)
+    members: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for aor in (self.aor, *(m for m in self.members if not _is_uri(m))):
+            user, at, domain = aor.rpartition("@")
+            if not at or not user or not domain or any(c.isspace() or c in "<>" for c in aor):
+                raise ValueError(f"a registered user is user@domain, not {aor!r}")
+
+    @property
+    def aors(self) -> tuple[str, ...]:
+        """The AORs whose bindings are looked up."""
+        return (self.aor, *(m for m in self.members if not _is_uri(m)))
+
+
+def _is_uri(member: str) -> bool:
+    return member.startswith(("sip:", "sips:"))
+
+
+def ring_registered(
+    call: CallUser,
+    bindings: Sequence[Binding],
+    members: Mapping[str, Sequence[Binding]] | None = None,
+) -> Forward | Reject:
+    """What :class:`CallUser` becomes once its live ``bindings`` (highest q first) are
+    known: a forward to the best contact, the others tried in turn when it fails (3xx to
+    5xx, or no answer; a 6xx stops the search), or 480 Temporarily Unavailable when none is
+    registered (the same for a user that does not exist: a caller cannot tell the two
+    apart, so it cannot enumerate accounts)."""
+    usable: list[Forward] = []
+    found = members or {}
+    for aor in (call.aor, *call.members):
+        if _is_uri(aor):
+            usable.append(Forward(aor))
+            continue
+        for binding in bindings if aor == call.aor else found.get(aor, ()):
+            if binding.transport.upper() not in ("UDP", "TCP", "TLS"):
+                continue  # a transport the edge cannot send on (WS...): passed over
+            try:
+                usable.append(
+                    Forward(
+                        binding.contact,
+                        to=f"sip:{aor}",
+                        edge=binding.edge,
+                        destination=binding.destination,
+                    )
+                )
+            except ValueError:  # a contact the forward cannot take (tel:, odd characters)
+                continue
+    if call.then is not None:
+        usable.append(Forward(call.then))
+    if not usable:
+        return Reject(480)
+    rest = tuple((f.target, f.edge or "", f.destination or "") for f in usable[1:])
+    return dataclasses.replace(usable[0], next=rest, ring=call.no_answer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +249,9 @@ class Ring:
     """Publish nothing: the call rings until the application answers it (or RingTimeout)."""
 
 
-Decision = Accept | Reject | Defer | Redirect | PlayAndHangup | Forward | Conference | Ring
+Decision = (
+    Accept | Reject | Defer | Redirect | PlayAndHangup | Forward | Conference | Ring | CallUser
+)
 
 
 @runtime_checkable
@@ -184,6 +277,18 @@ class SessionOptions(Protocol):
 #: ignore a private (RFC 1918 / ULA) SDP address and send where the caller's RTP comes from;
 #: ``srtp`` (off, offer, require) is the SRTP policy of the call's media leg (media.create)
 OPTION_FIELDS = frozenset({"latch_private", "srtp"})
+
+
+class RegisteredUsers:
+    """Calls to a user of a ``--registrar`` domain ring that user's registered phone
+    (:class:`CallUser`); every other call is ``fallback``'s (the ``--answer`` mode)."""
+
+    def __init__(self, fallback: CallHandler) -> None:
+        self.fallback = fallback
+
+    def decide(self, call: IncomingCallInfo) -> Decision:
+        """CallUser for a served AOR, else the fallback's decision."""
+        return CallUser(call.aor) if call.aor else self.fallback.decide(call)
 
 
 class AutoAnswer:
@@ -240,6 +345,23 @@ def load_handler(spec: str) -> CallHandler:
     return handler
 
 
+def _forward_data(forward: Forward) -> dict[str, Any]:
+    data: dict[str, Any] = {"target": forward.target}
+    if forward.target_srtp is not None:
+        data["srtp"] = forward.target_srtp
+    for name in ("to", "edge", "destination"):
+        if getattr(forward, name):
+            data[name] = getattr(forward, name)
+    if forward.ring is not None and forward.next:
+        data["ring"] = forward.ring
+    if forward.next:
+        data["next"] = json.dumps(
+            [{"target": t, "edge": e, "destination": d} for t, e, d in forward.next],
+            separators=(",", ":"),
+        )
+    return data
+
+
 def decision_event(decision: Decision, invite: Event, sid: str) -> Event | None:
     """The event that carries ``decision`` to the new session (None for :class:`Ring`)."""
     eid = f"{invite.id}:answer"
@@ -258,15 +380,14 @@ def decision_event(decision: Decision, invite: Event, sid: str) -> Event | None:
             if seconds is not None:
                 data["seconds"] = seconds
             return Event(eid, "PlayAndHangup", data, sid)
-        case Forward(target=target, target_srtp=target_srtp):
-            data = {"target": target}
-            if target_srtp is not None:
-                data["srtp"] = target_srtp
-            return Event(eid, "ForwardCall", data, sid)
+        case Forward():
+            return Event(eid, "ForwardCall", _forward_data(decision), sid)
         case Conference(room=room):
             return Event(eid, "ConferenceCall", {"room": room}, sid)
         case Ring():
             return None
+        case CallUser():  # resolved by the worker's intake before it becomes an event
+            raise TypeError("CallUser is resolved by a location lookup first")
     raise TypeError(f"not a decision: {decision!r}")
 
 

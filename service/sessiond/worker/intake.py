@@ -10,6 +10,7 @@ call has a session already, the event goes to it).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -17,18 +18,21 @@ from typing import Any
 from sessiond.core import appschema, metrics
 from sessiond.core.types import Event
 from sessiond.store.keys import Keys
+from sessiond.store.location import lookup_many
 from sessiond.store.queries import get_many
 from sessiond.store.tableset import TableSet
 from sessiond.worker.applier import Work
 from sessiond.worker.handlers import (
     OPTION_FIELDS,
     CallHandler,
+    CallUser,
     Decision,
     Forward,
     IncomingCallInfo,
     Reject,
     SessionOptions,
     decision_event,
+    ring_registered,
 )
 from sessiond.worker.router import new_uac, new_uas, registry_key, replaced_dialog
 
@@ -51,6 +55,7 @@ class Intake:
         self.handler = handler
         self.tables = tables
         self._routes: dict[str, str] = {}  # registry key -> sid (immutable while it exists)
+        self._users: dict[str, CallUser] = {}  # this batch's calls to registered users, by sid
 
     async def route(self, entries: Sequence[Entry]) -> tuple[list[Work], list[Event]]:
         """The work of ``entries`` (in order), and the events that found no session."""
@@ -76,7 +81,31 @@ class Intake:
                 sid = self.remember(key, _text(owner))
                 work[i] = Work(sid, event, None, entries[i].redelivered)
         found = await self._find_replaced([w for w in work if w is not None])
-        return [self._redecided(w) for w in found], orphans
+        return await self._ring_registered([self._redecided(w) for w in found]), orphans
+
+    async def _ring_registered(self, work: list[Work]) -> list[Work]:
+        """New calls the handler sent to a registered user (:class:`CallUser`): their AORs'
+        bindings, looked up in one round trip, make each a forward or a 480."""
+        pending = [(i, self._users.pop(w.sid)) for i, w in enumerate(work) if w.sid in self._users]
+        self._users.clear()
+        if not pending:
+            return work
+        # a failed lookup fails the batch, which is delivered again (as for get_many)
+        aors = sorted({aor for _, call in pending for aor in call.aors})
+        lookups = await lookup_many(self.redis, self.keys, aors, time.time())
+        found = dict(zip(aors, lookups, strict=True))
+        for i, call in pending:
+            item = work[i]
+            decision: Decision = ring_registered(call, found[call.aor], found)
+            if isinstance(decision, Forward) and decision.table not in self.tables.names():
+                log.error("forward of %s needs table %r, not loaded: 500", item.sid, decision.table)
+                decision = Reject(500)
+            new = item.new
+            if new is not None and isinstance(decision, Forward):
+                new = replace(new, table=decision.table)
+            then = decision_event(decision, item.event, item.sid)
+            work[i] = replace(item, new=new, then=then)
+        return work
 
     def remember(self, key: str, sid: str) -> str:
         """Cache registry entry ``key`` (of a session found or created) -> ``sid``."""
@@ -106,6 +135,9 @@ class Intake:
             new = replace(new, fields={**new.fields, **options})
         if event.data.get("replaces"):  # the table answers a replacing call
             return Work(sid, event, new, redelivered)
+        if isinstance(decision, CallUser):  # its bindings are looked up with the batch's
+            self._users[sid] = decision
+            return Work(sid, event, new, redelivered)
         if isinstance(decision, Forward):
             new = replace(new, table=decision.table)
         return Work(sid, event, new, redelivered, decision_event(decision, event, sid))
@@ -123,7 +155,11 @@ class Intake:
             or event.data.get("replaces")
         ):
             return work
-        return replace(work, then=decision_event(self.decide(event, work.sid), event, work.sid))
+        decision = self.decide(event, work.sid)
+        if isinstance(decision, CallUser):
+            self._users[work.sid] = decision
+            return work
+        return replace(work, then=decision_event(decision, event, work.sid))
 
     async def _find_replaced(self, work: list[Work]) -> list[Work]:
         """A new call whose INVITE carries Replaces (RFC 3891) learns which session it
@@ -162,7 +198,8 @@ class Intake:
         call with 500."""
         try:
             decision = self.handler.decide(IncomingCallInfo.from_invite(invite, sid))
-            decision_event(decision, invite, sid)  # TypeError if it is not a decision
+            if not isinstance(decision, CallUser):
+                decision_event(decision, invite, sid)  # TypeError if it is not a decision
         except Exception:
             log.exception("handler %r failed on %s: answering 500", self.handler, invite.id)
             return Reject(500)

@@ -49,7 +49,7 @@ from sessiond.store.round import Round
 from sessiond.store.streams import Backlog, cancel_and_wait, ensure_groups, retrying
 from sessiond.worker import calllog, upkeep
 from sessiond.worker.applier import Applier, Handled, Work
-from sessiond.worker.handlers import CallHandler, builtin
+from sessiond.worker.handlers import CallHandler, RegisteredUsers, builtin
 from sessiond.worker.intake import Entry, Intake
 from sessiond.worker.leases import Leases
 from sessiond.worker.router import AnswerMode, fallback_response
@@ -124,8 +124,10 @@ class Worker:
         self.stopping = asyncio.Event()
         self._streams = [self.keys.events(p) for p in range(self.keys.partitions)]
         self._poll = 0.002 if is_embedded(self.redis) else 0.0
-        #: new calls get the handler's decision (default: the built-in one for ``answer``)
-        self.intake = Intake(self.redis, self.keys, handler or builtin(answer), applier.tables)
+        #: new calls get the handler's decision (default: a registered user's phone rings,
+        #: other calls get the built-in one for ``answer``)
+        handler = handler or RegisteredUsers(builtin(answer))
+        self.intake = Intake(self.redis, self.keys, handler, applier.tables)
         self.leases = Leases(self.store, self.name, lease_ms, lease_interval)
         self._beats = 0  # heartbeats so far (the shared streams are trimmed every few)
         self._prefetched: Any = None  # the next batch, read in the previous batch's pipeline

@@ -20,6 +20,14 @@
         srtp: require                       # this call's leg (default: the media's --srtp)
       - match: {to: "sip:standup@*"}
         do: {conference: standup}           # answer into conference room "standup"
+      - match: {to: "sip:reception@*"}
+        do: {user: alice}                   # ring alice's registered phones (480: none)
+      - match: {to: "sip:support@*"}
+        do: {user: {name: bob, no_answer: 15, then: "sip:voicemail@10.0.0.9"}}
+      - match: {to: "sip:sales@*"}
+        do: {hunt: [alice, bob, "sip:desk@10.0.0.7"]}   # each in turn (a sequential hunt)
+      - match: {to: "sip:*@example.com"}
+        do: registered                      # ring the registered user the call is to
     default: ring                           # optional; without it the --answer mode decides
     latch_private: false                    # optional; true: see below
 
@@ -33,7 +41,23 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 ``source``). All conditions of a rule must hold. Actions: ``accept``, ``ring`` (the app
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
-``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``.
+``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``,
+``{user: USER | USER@DOMAIN | {name, no_answer, then}}``, ``{hunt: [MEMBER...] | {members,
+no_answer, then}}``, ``registered``.
+
+``{user: alice}`` rings alice's registered phones one after the other by q (through the
+edge that took each REGISTER; the next on a 3xx-5xx or no answer, a 6xx stops; 480 when
+she has none); without ``@DOMAIN`` the domain is the one the call is to.
+``{user: {name: alice, no_answer: 20, then: "sip:vm@10.0.0.9"}}``: each contact rings at
+most 20 s before the next is tried (CANCEL to it), and ``then`` is tried last (busy, no
+answer, or not registered: a voicemail IVR, a cell phone through a gateway...).
+``{hunt: [alice, bob, "sip:desk@10.0.0.7"]}`` (or ``{hunt: {members: [...], no_answer: S,
+then: URI}}``) is a sequential hunt group: each member in turn (a user's contacts by q, a
+URI as it is), the first member a user; users without ``@DOMAIN`` are of the call's domain.
+``registered`` rings the user the call is to, when the edge is the
+registrar of its domain (``--registrar``); for another domain it is the ``--answer`` mode.
+Without a routes file, and when no rule matches and there is no ``default``, a call to a
+user of a ``--registrar`` domain rings that user.
 
 A rule's ``srtp:`` (``off``, ``offer``, ``require``) is the SRTP policy of the call's leg
 (for a decision that answers with media: not reject or redirect); a forward's ``srtp:`` is
@@ -45,6 +69,7 @@ table's ``Deferred`` state when the worker starts (:meth:`Routes.check_table`).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import re
 from collections.abc import Callable, Mapping
@@ -60,6 +85,7 @@ from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yam
 from sessiond.worker.handlers import (
     Accept,
     CallHandler,
+    CallUser,
     Conference,
     Decision,
     Defer,
@@ -87,12 +113,49 @@ Matcher = Callable[[str], bool]
 
 
 @dataclass(frozen=True, slots=True)
+class RingUser:
+    """``{user: ...}`` (``user`` set: that user, of ``domain`` or the call's) or
+    ``registered`` (``user`` empty: the user the call is to), made a
+    :class:`~sessiond.worker.handlers.CallUser` for each call."""
+
+    user: str = ""
+    domain: str = ""
+    no_answer: float | None = None
+    then: str | None = None
+    members: tuple[str, ...] = ()  # a hunt group's members after ``user``: users or URIs
+
+    def for_call(self, call: IncomingCallInfo, fallback: CallHandler | None) -> Decision:
+        if not self.user:
+            if call.aor:
+                return CallUser(call.aor)
+            return fallback.decide(call) if fallback is not None else Ring()
+        here = call.aor.rpartition("@")[2] or _host_of(call.to_uri)
+        domain = self.domain or here
+        if not domain or (not here and any("@" not in m for m in self.members)):
+            return Reject(404)
+        members = tuple(
+            m if m.startswith(("sip:", "sips:")) or "@" in m else f"{m}@{here}"
+            for m in self.members
+        )
+        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then, members)
+
+
+def _host_of(uri: str) -> str:
+    text = uri_of(uri)
+    host = text.partition("@")[2] if "@" in text else text.partition(":")[2]
+    return host.split(";")[0].split(":")[0].lower()
+
+
+RuleDecision = Decision | RingUser
+
+
+@dataclass(frozen=True, slots=True)
 class Rule:
     """One rule: every matcher must accept its field; then ``decision``."""
 
     line: int
     matchers: tuple[tuple[str, str, Matcher], ...]  # (field, pattern text, matcher)
-    decision: Decision
+    decision: RuleDecision
     defer_seconds: float | None = None
     latch_private: bool | None = None  # None: the file's top-level value
     srtp: str | None = None  # the SRTP policy of the call's leg (None: the media node's)
@@ -117,7 +180,7 @@ class Routes:
     def __init__(
         self,
         rules: list[Rule],
-        default: Decision | None = None,
+        default: RuleDecision | None = None,
         fallback: CallHandler | None = None,
         *,
         path: str = "<routes>",
@@ -135,10 +198,15 @@ class Routes:
         """The decision of the first rule that matches ``call``."""
         for rule in self.rules:
             if rule.matches(call):
-                return rule.decision
+                return self._resolved(rule.decision, call)
         if self.default is not None:
-            return self.default
+            return self._resolved(self.default, call)
         return self.fallback.decide(call) if self.fallback is not None else Ring()
+
+    def _resolved(self, decision: RuleDecision, call: IncomingCallInfo) -> Decision:
+        if isinstance(decision, RingUser):
+            return decision.for_call(call, self.fallback)
+        return decision
 
     def session_fields(self, call: IncomingCallInfo) -> dict[str, str]:
         """Per-call options (:class:`~sessiond.worker.handlers.SessionOptions`): the first
@@ -212,7 +280,7 @@ def parse_routes(text: str, name: str = "<routes>", fallback: CallHandler | None
         rule = _rule(raw, raw_rules.line_of(index), problem)
         if rule is not None:
             rules.append(rule)
-    default: Decision | None = None
+    default: RuleDecision | None = None
     default_defer: tuple[int, float] | None = None
     if "default" in doc:
         line = doc.line_of("default")
@@ -322,33 +390,42 @@ def _pattern(value: Any, line: int, problem: Problem) -> Matcher | None:
     return lambda text: fnmatch.fnmatchcase(text.lower(), glob)
 
 
-def _decision(raw: Any, line: int, problem: Problem) -> tuple[Decision, float | None] | None:
+def _decision(raw: Any, line: int, problem: Problem) -> tuple[RuleDecision, float | None] | None:
     """(decision, defer seconds if given) or None after reporting the problem."""
-    simple: dict[str, Decision] = {"accept": Accept(), "ring": Ring(), "defer": Defer()}
+    simple: dict[str, RuleDecision] = {
+        "accept": Accept(),
+        "ring": Ring(),
+        "defer": Defer(),
+        "registered": RingUser(),
+    }
     if isinstance(raw, str) and raw in simple:
         return simple[raw], None
     if not isinstance(raw, Mapping) or len(raw) != 1:
         problem(
             line,
-            "do: is accept, ring, defer, or one of {reject: CODE}, {defer: SECONDS}, "
-            "{redirect: URIS}, {play: {...}}, {forward: URI}, {conference: ROOM}",
+            "do: is accept, ring, defer, registered, or one of {reject: CODE}, "
+            "{defer: SECONDS}, {redirect: URIS}, {play: {...}}, {forward: URI}, "
+            "{conference: ROOM}, {user: USER}, {hunt: [MEMBER...]}",
         )
         return None
     ((kind, arg),) = raw.items()
-    builders: dict[str, Callable[[Any], tuple[Decision, float | None]]] = {
+    builders: dict[str, Callable[[Any], tuple[RuleDecision, float | None]]] = {
         "reject": lambda a: (Reject(_int(a)), None),
         "defer": lambda a: (Defer(), _seconds(a)),
         "redirect": lambda a: (Redirect(_uris(a)), None),
         "play": lambda a: (_play(a), None),
         "forward": lambda a: (_forward(a), None),
         "conference": lambda a: (_conference(a), None),
+        "user": lambda a: (_user(a), None),
+        "hunt": lambda a: (_hunt(a), None),
     }
     build = builders.get(str(kind))
     if build is None:
         problem(
             line,
             f"unknown action {kind!r} "
-            "(accept, ring, defer, reject, redirect, play, forward, conference)",
+            "(accept, ring, defer, registered, reject, redirect, play, forward, conference, "
+            "user, hunt)",
         )
         return None
     try:
@@ -390,6 +467,47 @@ def _forward(value: Any) -> Forward:
     if not isinstance(value, str):
         raise ValueError("expected one SIP URI (sip: or sips:)")
     return Forward(value)
+
+
+_USER = re.compile(r"^[A-Za-z0-9._~!$&'*+=,;?/%-]{1,64}(@[A-Za-z0-9.-]{1,253})?$")
+
+
+def _hunt(value: Any) -> RingUser:
+    options: Mapping[str, Any] = {}
+    if isinstance(value, Mapping):
+        if set(value) - {"members", "no_answer", "then"} or "members" not in value:
+            raise ValueError("expected [MEMBER...] or {members: [...], no_answer: S, then: URI}")
+        options, value = value, value["members"]
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
+        raise ValueError("expected a list of users (alice, bob@example.com) and SIP URIs")
+    for member in value:
+        if member.startswith(("sip:", "sips:")):
+            Forward(member)  # ValueError when it is not a plain SIP URI
+        elif not _USER.fullmatch(member):
+            raise ValueError(f"a member is a user name, user@domain or a SIP URI, not {member!r}")
+    if value[0].startswith(("sip:", "sips:")):
+        raise ValueError("the first member is a user (alice or alice@example.com)")
+    first = _user({"name": value[0], **{k: v for k, v in options.items() if k != "members"}})
+    return dataclasses.replace(first, members=tuple(value[1:]))
+
+
+def _user(value: Any) -> RingUser:
+    no_answer: float | None = None
+    then: str | None = None
+    if isinstance(value, Mapping):
+        if set(value) - {"name", "no_answer", "then"} or "name" not in value:
+            raise ValueError("expected USER or {name: USER, no_answer: SECONDS, then: URI}")
+        if value.get("no_answer") is not None:
+            no_answer = _seconds(value["no_answer"])
+        if value.get("then") is not None:
+            then = Forward(value["then"]).target if isinstance(value["then"], str) else ""
+            if not then:
+                raise ValueError("then: expected one SIP URI (sip: or sips:)")
+        value = value["name"]
+    if not isinstance(value, str) or not _USER.fullmatch(value):
+        raise ValueError(f"expected a user name (alice) or user@domain, not {value!r}")
+    user, _, domain = value.partition("@")
+    return RingUser(user, domain.lower(), no_answer, then)
 
 
 def _conference(value: Any) -> Conference:

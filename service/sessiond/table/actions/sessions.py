@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import TYPE_CHECKING, Any
 
 from sessiond.core.ids import call_tag
@@ -65,6 +66,9 @@ _CALL = Fields(
         "pin_media": flag(),
         "table": anything("name"),
         "srtp_field": session_field(),
+        "to_field": session_field(),
+        "edge_field": session_field(),
+        "destination_field": session_field(),
     },
     rules=(
         (
@@ -82,7 +86,11 @@ def session_call(ctx: Context, args: Any) -> None:
     running ``table`` (default: this session's table), From the URI in session field
     ``from`` (default ``local_uri``). ``pin_media: true`` passes this session's media node,
     so the new leg is created there (see :func:`media_create`'s ``pinned``); the SRTP
-    policy in session field ``srtp_field``, when set, becomes the new leg's. The new
+    policy in session field ``srtp_field``, when set, becomes the new leg's. When set, the
+    session fields ``to_field`` (the To URI, else the target), ``edge_field`` (the edge that
+    sends its requests, else this session's) and ``destination_field`` (``TRANSPORT
+    host:port`` its requests are sent to whatever the URI: a registered phone's binding)
+    shape a call to a registered user. The new
     session's ``peer`` is this session; its id goes in field ``save_as``.
     Call-ID, tag and session id derive from this event's id: a redelivered event places the
     same call, which the new session refuses as a duplicate."""
@@ -96,11 +104,11 @@ def session_call(ctx: Context, args: Any) -> None:
     sid = f"{call_tag(call_id)}-{seed[:12]}"
     data = {
         "target": target,
-        "to": target,
+        "to": ("to_field" in args and ctx.get(args["to_field"])) or target,
         "from": uri_of(ctx.get(args.get("from", "local_uri"))),
         "call_id": call_id,
         "local_tag": seed[12:22],
-        "edge": ctx.get("edge"),
+        "edge": ("edge_field" in args and ctx.get(args["edge_field"])) or ctx.get("edge"),
         "table": args.get("table") or ctx.get("table"),
         "peer": ctx.get("sid"),
     }
@@ -110,5 +118,29 @@ def session_call(ctx: Context, args: Any) -> None:
         data["media_node"] = ctx.get("media_node")
     if "srtp_field" in args and ctx.get(args["srtp_field"]):
         data["srtp"] = ctx.get(args["srtp_field"])
+    if "destination_field" in args and ctx.get(args["destination_field"]):
+        data["destination"] = ctx.get(args["destination_field"])
     ctx.set(args["save_as"], sid)
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})
+
+
+@action("session.next_target", Fields({}, {"take": flag()}))
+def session_next_target(ctx: Context, args: Any) -> None:
+    """The forward's remaining targets (session field ``forward_next``: a JSON list of
+    ``{target, edge, destination}``, a registered user's other contacts by q): with
+    ``take: true`` the first becomes ``forward_target``/``forward_edge``/
+    ``forward_destination``; condition ``more_targets`` then says whether one remains."""
+    try:
+        remaining = json.loads(ctx.get("forward_next") or "[]")
+    except ValueError:
+        remaining = []
+    if not isinstance(remaining, list):
+        remaining = []
+    remaining = [t for t in remaining if isinstance(t, dict) and isinstance(t.get("target"), str)]
+    if args.get("take") and remaining:
+        first = remaining.pop(0)
+        ctx.set("forward_target", first["target"])
+        ctx.set("forward_edge", str(first.get("edge") or ""))
+        ctx.set("forward_destination", str(first.get("destination") or ""))
+        ctx.set("forward_next", json.dumps(remaining, separators=(",", ":")))
+    ctx.set("cond.more_targets", "1" if remaining else "")

@@ -24,6 +24,16 @@ def _dialog(ctx: Context) -> dict[str, Any]:
     return {name: ctx.get(name) for name in DIALOG_FIELDS}
 
 
+def _to_peer(ctx: Context) -> dict[str, Any]:
+    """The dialog fields of a request we send; ``destination`` too when the session has one
+    (a leg to a registered phone: its requests go where its REGISTER came from)."""
+    out = _dialog(ctx)
+    destination = ctx.get("destination")
+    if destination:
+        out["destination"] = destination
+    return out
+
+
 def _next_cseq(ctx: Context) -> int:
     cseq = int(ctx.get("local_cseq") or "0") + 1
     ctx.set("local_cseq", str(cseq))
@@ -130,7 +140,7 @@ def sip_invite(ctx: Context, args: Any) -> None:
     invite = SendInvite(
         cseq=cseq,
         sdp=ctx.get("local_sdp"),
-        **_dialog(ctx),
+        **_to_peer(ctx),
         challenge_code=code,
         challenges=challenges,
         headers=headers or None,
@@ -144,13 +154,13 @@ def sip_ack(ctx: Context, args: Any) -> None:
     (the initial INVITE or a re-INVITE)."""
     data = ctx.event.data
     cseq = data.get("cseq") if data.get("method") == "INVITE" else None
-    ack = SendRequest(cseq=int(cseq or ctx.get("invite_cseq") or "1"), **_dialog(ctx))
+    ack = SendRequest(cseq=int(cseq or ctx.get("invite_cseq") or "1"), **_to_peer(ctx))
     ctx.command("edge", "ack", ack)
 
 
 def _in_dialog(ctx: Context, method: str, **extra: Any) -> int:
     cseq = _next_cseq(ctx)
-    ctx.command("edge", "request", SendRequest(method=method, cseq=cseq, **_dialog(ctx), **extra))
+    ctx.command("edge", "request", SendRequest(method=method, cseq=cseq, **_to_peer(ctx), **extra))
     return cseq
 
 
@@ -231,7 +241,7 @@ def queue_info_dtmf(ctx: Context, args: Any) -> None:
 @action("sip.cancel")
 def sip_cancel(ctx: Context, args: Any) -> None:
     """CANCEL our pending INVITE (RFC 3261 section 9.1)."""
-    cancel = SendRequest(cseq=int(ctx.get("invite_cseq") or "1"), **_dialog(ctx))
+    cancel = SendRequest(cseq=int(ctx.get("invite_cseq") or "1"), **_to_peer(ctx))
     ctx.command("edge", "cancel", cancel)
 
 
@@ -246,4 +256,4 @@ def sip_prack(ctx: Context, args: Any) -> None:
 @action("sip.bye")
 def sip_bye(ctx: Context, args: Any) -> None:
     """End the dialog with BYE."""
-    ctx.command("edge", "bye", SendRequest(cseq=_next_cseq(ctx), **_dialog(ctx)))
+    ctx.command("edge", "bye", SendRequest(cseq=_next_cseq(ctx), **_to_peer(ctx)))
