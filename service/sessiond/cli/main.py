@@ -420,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--rtp-timeout", type=nonneg_float, default=30.0)
     run.add_argument("--srtp", choices=[p.value for p in SrtpPolicy], default="off", help=SRTP_HELP)
+    from sessiond.cli.media import add_idle_options
+
+    add_idle_options(run)
     run.add_argument(
         "--store-port",
         type=store_port,
