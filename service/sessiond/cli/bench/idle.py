@@ -25,7 +25,7 @@ from sessiond.media.ports import PortAllocator
 from sessiond.media.ticker import DEFAULT_KEEPALIVE, IDLE_RTP, LegSchedule, TickLoad, run_ticker
 
 LOOPBACK = "127.0.0.1"
-RTP_FIRST = 40000
+RTP_FIRST = 55000  # up to ~5,000 legs below 65535, away from the tests' ranges
 
 
 def _offer(port: int) -> str:
