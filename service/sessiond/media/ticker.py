@@ -134,8 +134,9 @@ class LegSchedule:
 
     def add(self, leg: Leg) -> None:
         """A new leg: ticked from the next tick on."""
-        leg.on_busy = self.wake
-        self.active[leg] = None
+        if self.keepalive:  # (with ``send`` every leg of the executor is ticked)
+            leg.on_busy = self.wake
+            self.active[leg] = None
 
     def wake(self, leg: Leg) -> None:
         """``leg`` has audio work again: tick it every 20 ms (its heap entry goes stale)."""
@@ -145,18 +146,21 @@ class LegSchedule:
     @property
     def sleeping(self) -> int:
         """Legs asleep now."""
-        return len(self.executor.legs) - len(self.active)
+        return len(self.executor.legs) - len(self.active) if self.keepalive else 0
 
     def tick(self, now: float) -> None:
         """Tick the active legs (those left with no work go to sleep), then visit the
         sleeping legs whose time has come."""
         executor, node, keepalive = self.executor, self.node, self.keepalive
+        if not keepalive:
+            tick_legs(executor, node, now)
+            return
         for leg in list(self.active):
             if leg.closed:
                 del self.active[leg]
             elif not _tick(executor, node, leg, now):
                 del self.active[leg]
-            elif keepalive and not leg.busy:
+            elif not leg.busy:
                 del self.active[leg]
                 self._sleep(leg, leg.sleep(now, keepalive))
         heap = self._sleeping
