@@ -18,6 +18,7 @@ import pytest
 from sessiond.edge.admission import MediaCapacity
 from sessiond.media.node import MediaNode
 from sessiond.media.rtp import is_rtcp
+from sessiond.media.sdes_sdp import SrtpPolicy
 
 from .node_helpers import (
     LOOPBACK,
@@ -29,6 +30,7 @@ from .node_helpers import (
     stop_node,
     view_of_answer,
 )
+from .test_node_srtp import answered as srtp_answered
 
 pytestmark = pytest.mark.redis
 KEEPALIVE = 1.0
@@ -204,3 +206,24 @@ async def test_a_node_falling_behind_reports_no_free_legs(node: Harness) -> None
     while (await report()).startswith("0 "):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
+
+
+async def test_keepalives_of_an_srtp_leg_are_protected(redis_url: str) -> None:
+    """SRTP stays on the send path of a sleeping leg: its keepalives authenticate at the far
+    end, and a tone played afterwards too (the SRTP index follows the sequence numbers)."""
+    harness = await start_node(redis_url, srtp=SrtpPolicy.REQUIRE)
+    harness.node.schedule.keepalive = KEEPALIVE
+    far = FarEnd()
+    far.sending = False
+    try:
+        sid, media_id, _ = await srtp_answered(harness, far)
+        await _until(lambda: harness.node.schedule.sleeping == 1)
+        await _until(lambda: len(far.wire) >= 3)  # the first packet and keepalives
+        assert far.refused == 0
+        await harness.command("play", sid, media_id=media_id, tone=1000, seconds=0.4)
+        await harness.event(sid, "PlayFinished")
+        await _until(lambda: len([f for f in far.heard if max(array("h", f)) > 2000]) >= 10)
+        assert far.refused == 0
+    finally:
+        far.close()
+        await stop_node(harness)
