@@ -2,10 +2,14 @@
 
 The leg is the thin I/O adapter around the sans-I/O core. It feeds datagrams from its two
 sockets (RTP, RTCP) into the stream as they arrive, and the node calls :meth:`Leg.tick` every
-20 ms for every leg. On a tick the leg chooses the frame to send (the player's, the bridged
-peer's last decoded frame, or silence so latching peers and NATs see our RTP), lets the stream
-packetise it, sends the datagrams, feeds the recorder and runs the stream's timers (RTCP,
-inactivity). Media-caused events (digits, RTP timeout, end of a play) go out through the
+20 ms for every leg with audio work (with ``--idle-rtp send``, for every leg). On a tick the
+leg chooses the frame to send (the player's, the bridged peer's last decoded frame, or silence
+so latching peers and NATs see our RTP), lets the stream packetise it, sends the datagrams,
+feeds the recorder and runs the stream's timers (RTCP, inactivity). A leg with nothing to do
+sleeps under ``--idle-rtp keepalive`` (:meth:`Leg.sleep`, :meth:`Leg.idle_tick`: a keepalive
+packet now and then, RTCP, the inactivity timer; :mod:`sessiond.media.ticker`) until
+:meth:`Leg.wake` (a play, bridge, room, tap, recording, digits, a new negotiation).
+Media-caused events (digits, RTP timeout, end of a play) go out through the
 ``emit`` callback the node gave it.
 
 SRTP (when offer/answer agreed keys, :attr:`NegotiatedStream.crypto`) sits on the wire side
@@ -292,9 +296,12 @@ class Leg:
             self.heard = stream.quiet_tick(now)
         else:
             pcm = self._outgoing()
-            self.heard, out = stream.tick(pcm, now, marker=self._marker)
-            for transmit in out:
+            if self._marker:  # the first frame after sleeping
                 self._marker = False
+                self.heard, out = stream.tick(pcm, now, marker=True)
+            else:
+                self.heard, out = stream.tick(pcm, now)
+            for transmit in out:
                 self._send(self._rtp, transmit)
         if self.recorder is not None:
             self.recorder.write(self.heard, pcm)

@@ -25,13 +25,17 @@ notices it was declared lost before it executes anything. At every heartbeat the
 checks its legs against their sessions and owner records and closes those found orphaned
 for 3 s (:mod:`sessiond.media.audit`).
 
-Audio runs on ONE timer loop per node (:mod:`sessiond.media.ticker`): every leg, then every
-conference room's mix (:mod:`sessiond.media.rooms`, which also runs the ``conf_*`` commands
+Audio runs on ONE timer loop per node (:mod:`sessiond.media.ticker`): every leg with audio
+work (``idle_rtp``: with ``send`` every leg; with ``keepalive`` the others sleep until a
+keepalive, an RTCP report or their inactivity timer is due), then every conference room's
+mix (:mod:`sessiond.media.rooms`, which also runs the ``conf_*`` commands
 and a leg's ``destroy``); media-caused events
 (DtmfReceived, RtpTimeout, PlayFinished, RecordingStopped) go through a queue to a publisher
 task, so the tick never waits for Redis.
 
-Heartbeat every second (:class:`~sessiond.store.liveness.Liveness`). The legs the node
+Heartbeat every second (:class:`~sessiond.store.liveness.Liveness`), with the capacity
+report the edges admit calls by (:meth:`MediaNode._capacity_report`: 0 free while the ticks
+fall behind). The legs the node
 serves are listed in ``{media:NAME}:legs`` (written in the rounds that publish their events,
 :mod:`sessiond.media.publishing`), so that if the node disappears a worker can tell their sessions
 (:mod:`sessiond.media.lost`); at start the node announces the legs a previous run under its
@@ -67,7 +71,14 @@ from sessiond.media.owner import LegOwners, claim_allows, creates_to_claim, rout
 from sessiond.media.ports import PortAllocator
 from sessiond.media.publishing import NodeOutbox
 from sessiond.media.rooms import Conferences
-from sessiond.media.ticker import DEFAULT_KEEPALIVE, TICK, LegSchedule, TickLoad, run_ticker
+from sessiond.media.ticker import (
+    DEFAULT_KEEPALIVE,
+    IDLE_RTP,
+    TICK,
+    LegSchedule,
+    TickLoad,
+    run_ticker,
+)
 from sessiond.store import Keys
 from sessiond.store.client import RETRYABLE
 from sessiond.store.consumer import Consumer, SeenIds
@@ -144,6 +155,8 @@ class MediaNode:
         self.executor = Executor(
             name=name, ports=ports, emit=self._queue.put_nowait, clock=loop.time, **executor_args
         )
+        if idle_rtp not in IDLE_RTP:
+            raise ValueError(f"idle_rtp must be one of {', '.join(IDLE_RTP)}, not {idle_rtp!r}")
         keepalive = idle_keepalive if idle_rtp == "keepalive" else 0.0
         self.schedule = LegSchedule(self.executor, name, keepalive)
         self.load = TickLoad(loop.time())

@@ -98,9 +98,15 @@ async def run_ticker(
 
 
 def tick_legs(executor: Any, node: str, now: float) -> None:
-    """Tick every leg once (the ``send`` policy without a schedule; benches use it)."""
+    """Tick every leg once (the ``send`` policy; one leg's failure must not stop the others:
+    it is closed)."""
     for leg in list(executor.legs.values()):
-        _tick(executor, node, leg, now)
+        try:
+            leg.tick(now)
+        except Exception:
+            log.exception("%s: tick failed; closing the leg", leg.media_id)
+            with contextlib.suppress(Exception):
+                executor.end(leg, f"{node}:error:{leg.media_id}")
 
 
 def _tick(executor: Any, node: str, leg: Leg, now: float) -> bool:
