@@ -289,8 +289,6 @@ class Leg:
         stream = self.stream
         if stream is None:
             return
-        if self.idle_from is not None:
-            self._resume(stream, now)
         if self._quiet:  # nothing goes out; players and queued DTMF wait
             pcm = SILENCE
             self.heard = stream.quiet_tick(now)
@@ -364,13 +362,17 @@ class Leg:
         if skipped > 0:
             stream.rtp.advance(skipped * stream.codec.samples_per_frame)
 
-    def _resume(self, stream: MediaStream, now: float) -> None:
-        """The first tick after sleeping: the clock moves on, playout starts afresh, the
-        next audio packet is marked."""
-        self._catch_up(stream, now)
+    def resume(self, now: float) -> None:
+        """Back on the 20 ms tick (the schedule woke it): the clock moves on to ``now``,
+        playout starts afresh, the next audio packet is marked."""
+        stream = self.stream
+        if self.idle_from is None:
+            return
+        if stream is not None:
+            self._catch_up(stream, now)
+            stream.listening = True
         self.idle_from = None
         self._marker = True
-        stream.listening = True
 
     def _outgoing(self) -> bytes:
         player = self.player

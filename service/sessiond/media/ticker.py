@@ -146,6 +146,7 @@ class LegSchedule:
 
     def wake(self, leg: Leg) -> None:
         """``leg`` has audio work again: tick it every 20 ms (its heap entry goes stale)."""
+        leg.resume(self.executor.clock())
         leg.sleep_token = 0
         self.active[leg] = None
 
