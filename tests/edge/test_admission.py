@@ -204,3 +204,18 @@ async def test_edge_heartbeat_reads_media_capacity_and_drops_calls_whose_session
     finally:
         await delete_namespace(client, keys.ns)
         await client.aclose()
+
+
+def test_a_media_node_falling_behind_is_full_and_its_load_fields_are_skipped() -> None:
+    """A node reports ``free capacity beat`` then ``key=value`` load fields; one falling
+    behind reports 0 free: with every node so, a new call is shed at once."""
+    adm = Admission(max_per_source=0)
+    adm.media.observe({"m1": "0 400 7 legs=120 asleep=0 busy=0.93 late=0.71"}, 0.0)
+    assert adm.media.known
+    assert (adm.media.free, adm.media.capacity) == (0, 400)
+    shed = adm.check("10.0.0.1")
+    assert shed is not None
+    assert (shed.why, shed.retry_after) == ("media-capacity", 5)
+    both = {"m1": "0 400 8 legs=120", "m2": "380 400 1 legs=20 asleep=20 busy=0.01 late=0.00"}
+    adm.media.observe(both, 1.0)  # another node has room
+    assert adm.check("10.0.0.1") is None

@@ -334,3 +334,69 @@ def test_password_guessing_is_locked_out_per_source(cluster: Cluster, tmp_path: 
         guesser.close()
         other.close()
     assert "s3cret" not in cluster.log("run")
+
+
+def test_past_capacity_new_calls_get_503_at_once_and_held_calls_go_on(cluster: Cluster) -> None:
+    """Issue 17 item 5: a media node of 6 legs with ``--idle-rtp keepalive``; 4 answered and
+    ACKed calls fill it (the reserve is 2); the next INVITEs get 503 + Retry-After straight
+    from the edge (no ringing first), while the held calls still get their keepalive RTP
+    and hang up normally (BYE, 200)."""
+    service = _start(
+        cluster,
+        "--max-calls-per-source",
+        "0",
+        "--idle-rtp",
+        "keepalive",
+        "--idle-keepalive",
+        "1",
+        legs=6,
+    )
+    assert _wait_metric(service.metrics, "sessiond_edge_media_free", lambda v: v == 6, 10.0)
+    peer = UdpAttacker("127.0.0.8", service.port)
+    rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rtp.bind(("127.0.0.8", 0))
+    rtp.settimeout(0.5)
+    sdp = SDP.replace("127.0.0.1", "127.0.0.8").replace("4000", str(rtp.getsockname()[1]))
+    ctype = "Content-Type: application/sdp\r\n"
+    held: list[tuple[str, str, str]] = []  # call id, from tag, to tag
+    try:
+        for n in range(4):
+            call_id, tag = uuid.uuid4().hex, f"held{n}"
+            invite = request(
+                "INVITE", service.port, peer.addr, call_id=call_id, body=sdp, extra=ctype
+            )
+            peer.send(_tagged(invite, tag))
+            ok = _reply(peer, call_id, "INVITE", range(200, 700))
+            assert status(ok) == 200, ok
+            to_tag = (header(ok, "To") or "").split("tag=")[1]
+            ack = request("ACK", service.port, peer.addr, call_id=call_id, to_tag=to_tag)
+            peer.send(_tagged(ack, tag))
+            held.append((call_id, tag, to_tag))
+        for _ in range(2):
+            call_id = uuid.uuid4().hex
+            invite = request(
+                "INVITE", service.port, peer.addr, call_id=call_id, body=sdp, extra=ctype
+            )
+            peer.send(invite)
+            first = _reply(peer, call_id, "INVITE", range(101, 700))  # after 100 Trying
+            assert status(first) == 503, first  # no 180 first: refused at the edge
+            assert header(first, "Retry-After"), first
+            assert b"Out of media capacity" in first.split(b"\r\n", 1)[0]
+        rtp.setblocking(False)  # what arrived before the refusals does not count
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                rtp.recv(2048)
+        rtp.settimeout(0.5)
+        sources: set[tuple[str, int]] = set()  # the held legs still send (keepalives)
+        deadline = time.monotonic() + 10
+        while len(sources) < 4 and time.monotonic() < deadline:
+            with contextlib.suppress(TimeoutError):
+                sources.add(rtp.recvfrom(2048)[1])
+        assert len(sources) == 4, sources
+        for call_id, tag, to_tag in held:
+            bye = request("BYE", service.port, peer.addr, call_id=call_id, to_tag=to_tag, cseq=2)
+            peer.send(_tagged(bye, tag))
+            assert status(_reply(peer, call_id, "BYE", range(200, 700))) == 200
+    finally:
+        peer.close()
+        rtp.close()

@@ -106,6 +106,10 @@ def _bench(args: argparse.Namespace) -> int:
         from sessiond.cli.bench.memory import memory
 
         return memory(args.calls, args.rate)
+    if args.what == "idle":
+        from sessiond.cli.bench.idle import bench_idle
+
+        return bench_idle([args.calls], args.seconds, args.rounds, args.idle_rtp)
     raise AssertionError(args.what)
 
 
@@ -420,6 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--rtp-timeout", type=nonneg_float, default=30.0)
     run.add_argument("--srtp", choices=[p.value for p in SrtpPolicy], default="off", help=SRTP_HELP)
+    from sessiond.cli.media import add_idle_options
+
+    add_idle_options(run)
     run.add_argument(
         "--store-port",
         type=store_port,
@@ -443,7 +450,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="measure throughput")
     bench.add_argument(
         "what",
-        choices=["transitions", "cps", "sip", "media", "mixer", "conference", "peers", "memory"],
+        choices=[
+            "transitions",
+            "cps",
+            "sip",
+            "media",
+            "mixer",
+            "conference",
+            "peers",
+            "memory",
+            "idle",
+        ],
     )
     bench.add_argument(
         "--members", type=positive_int, default=5, help="conference: members per room"
@@ -480,7 +497,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--calls",
         type=int,
         default=1000,
-        help="sip: calls for the CPU figure; memory: answered calls held",
+        help="sip: calls for the CPU figure; memory: answered calls held; idle: legs held",
     )
     bench.add_argument("--rate", type=int, default=100, help="sip, memory: calls/s")
     bench.add_argument(
@@ -489,7 +506,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="peers: comma-separated, of kamailio, kamailio-redis, sippy, sessiond-forward, "
         "sessiond-answer (default: all)",
     )
-    bench.add_argument("--rounds", type=positive_int, default=2, help="peers: rounds of steps")
+    bench.add_argument(
+        "--rounds", type=positive_int, default=2, help="peers: rounds of steps; idle: rounds"
+    )
+    bench.add_argument(
+        "--idle-rtp", default="", help="idle: comma-separated policies (default: all, alternated)"
+    )
     bench.add_argument(
         "--hold", type=positive_float, default=1.0, help="peers: seconds each call is held"
     )

@@ -3,7 +3,7 @@
 sessiond media --redis URL --rtp-ports 20000-20999 --address 127.0.0.1
                [--name NAME] [--metrics-port N] [--advertise ADDR] [--rtp-timeout S]
                [--drain-timeout S] [--files-dir DIR] [--partitions N] [--namespace NS]
-               [--srtp off|offer|require]
+               [--srtp off|offer|require] [--idle-rtp send|keepalive] [--idle-keepalive S]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sessiond.core.metrics import serve
 from sessiond.media.node import MediaNode, available_codecs
 from sessiond.media.ports import PortAllocator, parse_range
 from sessiond.media.sdes_sdp import SRTP_HELP, SrtpPolicy
+from sessiond.media.ticker import DEFAULT_KEEPALIVE, IDLE_RTP, IDLE_RTP_HELP
 from sessiond.store import Keys
 from sessiond.store.client import connect
 from sessiond.worker.process import default_name
@@ -58,6 +59,8 @@ def run_media(args: argparse.Namespace) -> int:
             name=args.name or default_name("media"),
             ports=ports,
             drain_timeout=args.drain_timeout,
+            idle_rtp=args.idle_rtp,
+            idle_keepalive=args.idle_keepalive,
         )
         if args.metrics_port:
             serve(args.metrics_port)
@@ -69,6 +72,19 @@ def run_media(args: argparse.Namespace) -> int:
         return 0
 
     return run_async(main)
+
+
+def add_idle_options(parser: Any) -> None:
+    """``--idle-rtp`` and ``--idle-keepalive`` (``sessiond media`` and ``sessiond run``)."""
+    parser.add_argument("--idle-rtp", choices=IDLE_RTP, default="send", help=IDLE_RTP_HELP)
+    parser.add_argument(
+        "--idle-keepalive",
+        type=preflight.positive_float,
+        default=DEFAULT_KEEPALIVE,
+        metavar="S",
+        help="with --idle-rtp keepalive: seconds between two silence packets of an idle leg "
+        f"(default {DEFAULT_KEEPALIVE:g}; below the far end's RTP timeout and NAT binding)",
+    )
 
 
 def add_parser(sub: Any) -> None:
@@ -107,6 +123,7 @@ def add_parser(sub: Any) -> None:
     media.add_argument(
         "--srtp", choices=[p.value for p in SrtpPolicy], default="off", help=SRTP_HELP
     )
+    add_idle_options(media)
     media.add_argument(
         "--partitions", type=preflight.positive_int, default=16, help="event stream partitions"
     )

@@ -440,7 +440,14 @@ def _run_all(
         if not children:
             ports = PortAllocator(args.address, first, last)
             media = MediaNode(
-                redis, keys, executor_args, name=f"{base}-media", ports=ports, drain_timeout=5.0
+                redis,
+                keys,
+                executor_args,
+                name=f"{base}-media",
+                ports=ports,
+                drain_timeout=5.0,
+                idle_rtp=args.idle_rtp,
+                idle_keepalive=args.idle_keepalive,
             )
 
         def stop() -> None:
@@ -554,7 +561,8 @@ def _spawn_media(args: argparse.Namespace, base: str) -> subprocess.Popen[bytes]
     rtp = ["--rtp-ports", args.rtp_ports, "--address", args.address]
     rtp += ["--advertise", args.media_advertise]
     limits = ["--rtp-timeout", str(args.rtp_timeout), "--drain-timeout", "5"]
-    rtp += ["--srtp", args.srtp]
+    rtp += ["--srtp", args.srtp, "--idle-rtp", args.idle_rtp]
+    rtp += ["--idle-keepalive", str(args.idle_keepalive)]
     return subprocess.Popen(_child(args, "media", *rtp, *limits, "--name", f"{base}-media"))
 
 

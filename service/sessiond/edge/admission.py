@@ -105,9 +105,10 @@ class SourceCalls:
 
 
 class MediaCapacity:
-    """Free legs on the media nodes, from their reports (``free capacity beat`` per node;
-    ``beat`` changes at every heartbeat, so a report that stops changing is from a node that
-    is gone, without comparing clocks across machines)."""
+    """Free legs on the media nodes, from their reports (``free capacity beat`` per node,
+    then ``key=value`` fields for operators that are not read here; a node falling behind
+    reports 0 free; ``beat`` changes at every heartbeat, so a report that stops changing is
+    from a node that is gone, without comparing clocks across machines)."""
 
     def __init__(self, stale_after: float = 5.0, peak_hold: float = 300.0) -> None:
         self.stale_after = stale_after
@@ -121,7 +122,7 @@ class MediaCapacity:
         nodes = {}
         for name, text in reports.items():
             parts = text.split()
-            if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+            if len(parts) < 3 or not parts[0].isdigit() or not parts[1].isdigit():
                 continue
             free, capacity, beat = int(parts[0]), int(parts[1]), parts[2]
             old = self._nodes.get(name)

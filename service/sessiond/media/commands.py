@@ -154,6 +154,8 @@ class Executor:
         #: legs created (media id -> leg entry) or ended (None) since the node last wrote
         #: its legs hash (:mod:`sessiond.media.lost`)
         self.changes: dict[str, str | None] = {}
+        #: told of every leg created (the node's :class:`~sessiond.media.ticker.LegSchedule`)
+        self.on_leg: Callable[[Leg], None] | None = None
         self.received = 0  # datagrams of legs already ended (for the packet counters)
         self.sent = 0
         self._handlers: dict[str, Callable[[Any], Awaitable[list[Event]]]] = {
@@ -259,6 +261,8 @@ class Executor:
             latch_private=bool(data.latch_private),
         )
         self.legs[media_id] = leg
+        if self.on_leg is not None:
+            self.on_leg(leg)
         try:
             if mode == "offer":
                 sdp = negotiator.create_offer(direction)

@@ -117,6 +117,13 @@ class JitterBuffer:
         self._frames[ext] = packet
         return True
 
+    def reset(self) -> None:
+        """Forget every packet: the next one primes playout again."""
+        self._frames.clear()
+        self._next = None
+        self._ref = None
+        self._late_since = None
+
     def _restart(self, packet: RtpPacket) -> None:
         self._frames.clear()
         self._next = None
@@ -244,6 +251,10 @@ class AudioPlayout:
             )
             accepted = self.buffer.push(piece, arrival) or accepted
         return accepted
+
+    def reset(self) -> None:
+        """Forget what is buffered: playout starts afresh with the next packet."""
+        self.buffer.reset()
 
     def pop(self, now: float) -> bytes:
         """Exactly one 20 ms PCM16 frame: decoded, concealed, or silence."""

@@ -2,10 +2,14 @@
 
 The leg is the thin I/O adapter around the sans-I/O core. It feeds datagrams from its two
 sockets (RTP, RTCP) into the stream as they arrive, and the node calls :meth:`Leg.tick` every
-20 ms for every leg. On a tick the leg chooses the frame to send (the player's, the bridged
-peer's last decoded frame, or silence so latching peers and NATs see our RTP), lets the stream
-packetise it, sends the datagrams, feeds the recorder and runs the stream's timers (RTCP,
-inactivity). Media-caused events (digits, RTP timeout, end of a play) go out through the
+20 ms for every leg with audio work (with ``--idle-rtp send``, for every leg). On a tick the
+leg chooses the frame to send (the player's, the bridged peer's last decoded frame, or silence
+so latching peers and NATs see our RTP), lets the stream packetise it, sends the datagrams,
+feeds the recorder and runs the stream's timers (RTCP, inactivity). A leg with nothing to do
+sleeps under ``--idle-rtp keepalive`` (:meth:`Leg.sleep`, :meth:`Leg.idle_tick`: a keepalive
+packet now and then, RTCP, the inactivity timer; :mod:`sessiond.media.ticker`) until
+:meth:`Leg.wake` (a play, bridge, room, tap, recording, digits, a new negotiation).
+Media-caused events (digits, RTP timeout, end of a play) go out through the
 ``emit`` callback the node gave it.
 
 SRTP (when offer/answer agreed keys, :attr:`NegotiatedStream.crypto`) sits on the wire side
@@ -36,6 +40,7 @@ from sessiond.media.rtp import is_rtcp
 from sessiond.media.rtp_session import Address, RtpTimeout, SourceLatched, Transmit
 from sessiond.media.srtp import SrtpSession
 from sessiond.media.stream import MediaStream
+from sessiond.media.ticker import TICK
 
 log = logging.getLogger("sessiond.media")
 Emit = Callable[[Event], None]
@@ -125,6 +130,17 @@ class Leg:
         latch_private: bool = False,
     ) -> None:
         self.media_id = media_id
+        #: called when something gives the leg audio work (a play, a bridge, a room...):
+        #: the node's :class:`~sessiond.media.ticker.LegSchedule` ticks it every 20 ms again
+        self.on_busy: Callable[[Leg], None] | None = None
+        self.closed = False
+        #: while the schedule lets the leg sleep: the time its RTP clock was last moved to
+        self.idle_from: float | None = None
+        self.sleep_token = 0  # which of the schedule's wake-up entries is this leg's
+        self._keepalive_at = 0.0
+        self._marker = False  # the next audio packet follows frames not sent
+        self._quiet = False
+        self._room_frame: bytes | None = None
         self.latch_private = latch_private  # see MediaStream
         # Media-caused event ids start with the id of the create command: unique per leg even
         # when a session re-creates media under the same media id (the worker would refuse a
@@ -141,15 +157,12 @@ class Leg:
         self.awaiting_answer = False
         # An answerer's leg sends nothing until its answer has gone out in a 200 or 183
         # (RFC 3264 6): RTP during ringing would replace the caller's local ringback.
-        self.quiet = False
         self.ready: Event | None = None  # the MediaReady published for the last offer/answer
         self.player: Player | None = None
         self.recorder: Recorder | None = None
         self.peer: Leg | None = None
         self.tap: AudioTap | None = None
         self.heard = SILENCE  # last frame decoded from the peer (what a bridge relays)
-        #: what a conference room mixed for this leg last tick (None: in no room)
-        self.room_frame: bytes | None = None
         self.received = 0
         self.sent = 0
         self.send_errors = 0
@@ -159,6 +172,47 @@ class Leg:
         self._rtcp: asyncio.DatagramTransport | None = None
         self._digits = 0
         self._timeouts = 0
+
+    @property
+    def quiet(self) -> bool:
+        """Nothing is sent (an answer not out yet, a leg moving to another node)."""
+        return self._quiet
+
+    @quiet.setter
+    def quiet(self, value: bool) -> None:
+        self._quiet = value
+        if not value:
+            self.wake()  # its first packet goes out at the next tick (latching, NAT)
+
+    @property
+    def room_frame(self) -> bytes | None:
+        """What a conference room mixed for this leg last tick (None: in no room)."""
+        return self._room_frame
+
+    @room_frame.setter
+    def room_frame(self, frame: bytes | None) -> None:
+        if frame is not None and self._room_frame is None:
+            self.wake()
+        self._room_frame = frame
+
+    @property
+    def busy(self) -> bool:
+        """Something gives or takes this leg's audio every 20 ms: a play, the application's
+        tap, a bridge peer, a room, a recording, RFC 4733 digits being sent."""
+        stream = self.stream
+        return (
+            self.player is not None
+            or self.tap is not None
+            or self.peer is not None
+            or self._room_frame is not None
+            or self.recorder is not None
+            or (stream is not None and stream.sending_dtmf)
+        )
+
+    def wake(self) -> None:
+        """Tell the schedule this leg has audio work (it ticks every 20 ms again)."""
+        if self.on_busy is not None and self.idle_from is not None and not self.closed:
+            self.on_busy(self)
 
     @property
     def port(self) -> int:
@@ -187,6 +241,7 @@ class Leg:
         stream = self.stream
         if stream is not None and stream.negotiated.codec == result.codec:
             stream.update(result)
+            self.wake()  # e.g. resumed from hold: tell the peer at once
             return
         self.stream = MediaStream(
             result,
@@ -198,6 +253,7 @@ class Leg:
         )
         if isinstance(self.stream.codec, G711Codec):
             self.stream.codec = _SilenceCache(self.stream.codec)
+        self.wake()  # a new stream sends its first packet at once
 
     # -- receiving ----------------------------------------------------------------------------
 
@@ -233,12 +289,16 @@ class Leg:
         stream = self.stream
         if stream is None:
             return
-        if self.quiet:  # nothing goes out; players and queued DTMF wait
+        if self._quiet:  # nothing goes out; players and queued DTMF wait
             pcm = SILENCE
             self.heard = stream.quiet_tick(now)
         else:
             pcm = self._outgoing()
-            self.heard, out = stream.tick(pcm, now)
+            if self._marker:  # the first frame after sleeping
+                self._marker = False
+                self.heard, out = stream.tick(pcm, now, marker=True)
+            else:
+                self.heard, out = stream.tick(pcm, now)
             for transmit in out:
                 self._send(self._rtp, transmit)
         if self.recorder is not None:
@@ -246,12 +306,73 @@ class Leg:
         if self.tap is not None:
             self.tap.deliver(self.heard)
         if now >= stream.get_timer():
+            self._timers(stream, now)
+
+    def _timers(self, stream: MediaStream, now: float) -> None:
+        """RTCP reports and the RtpTimeout event, when due."""
+        if now >= stream.get_timer():
             for event in stream.handle_timer(now):
                 if isinstance(event, Transmit):
                     self._send(self._rtcp if stream.rtp.remote_rtcp else self._rtp, event)
                 elif isinstance(event, RtpTimeout):
                     self._timeouts += 1
                     self._emit(f"{self.origin}:timeout:{self._timeouts}", "RtpTimeout")
+
+    # -- idle: what the schedule does for a leg with no audio work ------------------------
+
+    def sleep(self, now: float, keepalive: float) -> float:
+        """The leg was ticked at ``now`` and has no audio work: stop decoding what arrives
+        and return when :meth:`idle_tick` is next due (its RTCP, its inactivity timer, or
+        the next keepalive packet, ``keepalive`` seconds after the last)."""
+        self.idle_from = now
+        self.heard = SILENCE
+        self._keepalive_at = now + keepalive
+        stream = self.stream
+        if stream is None:
+            return self._keepalive_at
+        stream.deafen()
+        return min(stream.get_timer(), self._keepalive_at)
+
+    def idle_tick(self, now: float, keepalive: float) -> float:
+        """A sleeping leg's visit: one silence packet if the keepalive is due (marked, its
+        timestamp moved on by the frames not sent), RTCP and the inactivity timer; returns
+        the next visit's time."""
+        stream = self.stream
+        if now >= self._keepalive_at:
+            self._keepalive_at = now + keepalive
+            if stream is not None:
+                self._catch_up(stream, now)
+                if self._quiet:
+                    stream.rtp.advance(stream.codec.samples_per_frame)
+                else:
+                    _, out = stream.tick(SILENCE, now, marker=True)
+                    for transmit in out:
+                        self._send(self._rtp, transmit)
+                self.idle_from = now
+        if stream is None:
+            return self._keepalive_at
+        self._timers(stream, now)
+        return min(stream.get_timer(), self._keepalive_at)
+
+    def _catch_up(self, stream: MediaStream, now: float) -> None:
+        """Move the RTP clock over the frames not sent since ``idle_from`` (the tick that
+        follows sends the frame of ``now``)."""
+        assert self.idle_from is not None
+        skipped = round((now - self.idle_from) / TICK) - 1
+        if skipped > 0:
+            stream.rtp.advance(skipped * stream.codec.samples_per_frame)
+
+    def resume(self, now: float) -> None:
+        """Back on the 20 ms tick (the schedule woke it): the clock moves on to ``now``,
+        playout starts afresh, the next audio packet is marked."""
+        stream = self.stream
+        if self.idle_from is None:
+            return
+        if stream is not None:
+            self._catch_up(stream, now)
+            stream.listening = True
+        self.idle_from = None
+        self._marker = True
 
     def _outgoing(self) -> bytes:
         player = self.player
@@ -271,7 +392,7 @@ class Leg:
         return SILENCE
 
     def _send(self, transport: asyncio.DatagramTransport | None, transmit: Transmit) -> None:
-        if transport is None or transport.is_closing() or self.quiet:
+        if transport is None or transport.is_closing() or self._quiet:
             return
         if self.stream is not None and not self.stream.sendable(transmit):
             return
@@ -298,6 +419,8 @@ class Leg:
     def attach_audio(self, tap: AudioTap | None) -> None:
         """Exchange audio with this process through ``tap`` (None detaches it)."""
         self.tap = tap
+        if tap is not None:
+            self.wake()
 
     # -- play, record, DTMF -------------------------------------------------------------------
 
@@ -305,6 +428,7 @@ class Leg:
         """Start a play, ending the current one (its PlayFinished says ``stopped``)."""
         self.stop_play("stopped")
         self.player = player
+        self.wake()
 
     def stop_play(self, reason: str) -> None:
         """End the current play, if any, and publish its PlayFinished."""
@@ -319,6 +443,7 @@ class Leg:
             raise MediaError("no negotiated stream yet")
         if stream.negotiated.telephone_event is not None:
             stream.send_dtmf(digits, duration_ms)
+            self.wake()
         else:
             self.play(Player(None, frames=inband_dtmf(digits, duration_ms)))
 
@@ -326,6 +451,7 @@ class Leg:
         """Start recording (a recording in progress is stopped first)."""
         self.stop_record(command_id)
         self.recorder = recorder
+        self.wake()
 
     def stop_record(self, command_id: str) -> None:
         """Close the recording, if any, and publish RecordingStopped."""
@@ -348,6 +474,8 @@ class Leg:
         self.unbridge()
         other.unbridge()
         self.peer, other.peer = other, self
+        self.wake()
+        other.wake()
 
     def unbridge(self) -> None:
         """Stop relaying (both directions)."""
@@ -357,6 +485,7 @@ class Leg:
 
     def close(self, command_id: str) -> None:
         """Stop everything: RTCP BYE, recording closed, sockets closed. The port is then free."""
+        self.closed = True
         self.unbridge()
         self.stop_play("stopped")
         self.stop_record(command_id)

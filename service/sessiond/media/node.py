@@ -25,13 +25,17 @@ notices it was declared lost before it executes anything. At every heartbeat the
 checks its legs against their sessions and owner records and closes those found orphaned
 for 3 s (:mod:`sessiond.media.audit`).
 
-Audio runs on ONE timer loop per node (:mod:`sessiond.media.ticker`): every leg, then every
-conference room's mix (:mod:`sessiond.media.rooms`, which also runs the ``conf_*`` commands
+Audio runs on ONE timer loop per node (:mod:`sessiond.media.ticker`): every leg with audio
+work (``idle_rtp``: with ``send`` every leg; with ``keepalive`` the others sleep until a
+keepalive, an RTCP report or their inactivity timer is due), then every conference room's
+mix (:mod:`sessiond.media.rooms`, which also runs the ``conf_*`` commands
 and a leg's ``destroy``); media-caused events
 (DtmfReceived, RtpTimeout, PlayFinished, RecordingStopped) go through a queue to a publisher
 task, so the tick never waits for Redis.
 
-Heartbeat every second (:class:`~sessiond.store.liveness.Liveness`). The legs the node
+Heartbeat every second (:class:`~sessiond.store.liveness.Liveness`), with the capacity
+report the edges admit calls by (:meth:`MediaNode._capacity_report`: 0 free while the ticks
+fall behind). The legs the node
 serves are listed in ``{media:NAME}:legs`` (written in the rounds that publish their events,
 :mod:`sessiond.media.publishing`), so that if the node disappears a worker can tell their sessions
 (:mod:`sessiond.media.lost`); at start the node announces the legs a previous run under its
@@ -67,7 +71,14 @@ from sessiond.media.owner import LegOwners, claim_allows, creates_to_claim, rout
 from sessiond.media.ports import PortAllocator
 from sessiond.media.publishing import NodeOutbox
 from sessiond.media.rooms import Conferences
-from sessiond.media.ticker import TICK, run_ticker, tick_legs
+from sessiond.media.ticker import (
+    DEFAULT_KEEPALIVE,
+    IDLE_RTP,
+    TICK,
+    LegSchedule,
+    TickLoad,
+    run_ticker,
+)
 from sessiond.store import Keys
 from sessiond.store.client import RETRYABLE
 from sessiond.store.consumer import Consumer, SeenIds
@@ -101,6 +112,10 @@ class MediaNode:
         max_create_age: float = 30.0,
         stream_maxlen: int = STREAM_MAXLEN,
         max_catch_up: int = 5,
+        idle_rtp: str = "send",
+        idle_keepalive: float = DEFAULT_KEEPALIVE,
+        max_tick_busy: float = 0.7,
+        max_late_ticks: float = 0.5,
     ) -> None:
         self.redis = redis
         self.keys = keys
@@ -140,6 +155,15 @@ class MediaNode:
         self.executor = Executor(
             name=name, ports=ports, emit=self._queue.put_nowait, clock=loop.time, **executor_args
         )
+        if idle_rtp not in IDLE_RTP:
+            raise ValueError(f"idle_rtp must be one of {', '.join(IDLE_RTP)}, not {idle_rtp!r}")
+        keepalive = idle_keepalive if idle_rtp == "keepalive" else 0.0
+        self.schedule = LegSchedule(self.executor, name, keepalive)
+        self.load = TickLoad(loop.time())
+        self.max_tick_busy = max_tick_busy
+        self.max_late_ticks = max_late_ticks
+        self.overloaded = False
+        self._over = 0  # heartbeats in a row over the limits
         self.outbox = NodeOutbox(self.legs, self.consumer, self.executor, name)
         self.conferences = Conferences(self.executor, RoomStore(redis, keys))
 
@@ -168,7 +192,7 @@ class MediaNode:
                 self._reclaim_loop(),
                 self._heartbeat(),
                 self._publisher(),
-                run_ticker(self.tick, self.max_catch_up),
+                run_ticker(self.tick, self.max_catch_up, self.load),
             )
         ]
         try:
@@ -396,9 +420,10 @@ class MediaNode:
             await self._retrying(partial(self.outbox.publish, events))
 
     def tick(self, now: float) -> None:
-        """Tick every leg once (see :mod:`sessiond.media.ticker`)."""
+        """Tick the legs with audio work, visit the sleeping ones that are due (see
+        :mod:`sessiond.media.ticker`), mix the rooms."""
         self.ticks += 1
-        tick_legs(self.executor, self.name, now)
+        self.schedule.tick(now)
         self.conferences.tick()
 
     # -- heartbeat ------------------------------------------------------------------------
@@ -439,11 +464,27 @@ class MediaNode:
             self.draining.set()
 
     def _capacity_report(self) -> str:
-        """``free capacity beat`` for the edges' admission (a draining node takes no new
-        legs: 0 free); ``beat`` changes every heartbeat, so edges tell a report gone stale."""
+        """``free capacity beat legs=N asleep=N busy=B late=L`` for the edges' admission
+        and for operators: a draining node, or one falling behind (its ticks took more
+        than ``max_tick_busy`` of the time since the last heartbeat, or more than
+        ``max_late_ticks`` of them started a period late, two heartbeats in a row), takes
+        no new legs: 0 free.
+        ``beat`` changes every heartbeat, so edges tell a report gone stale."""
         self._beats += 1
-        free = 0 if self.draining.is_set() else self.ports.capacity - self.ports.in_use
-        return f"{free} {self.ports.capacity} {self._beats}"
+        busy, late = self.load.take(asyncio.get_running_loop().time())
+        over = busy > self.max_tick_busy or late > self.max_late_ticks
+        self._over = self._over + 1 if over else 0
+        self.overloaded = self._over >= 2  # one slow second (a GC, a neighbour) is not full
+        metrics.OVERLOADED.set(int(self.overloaded))
+        metrics.TICK_BUSY.set(busy)
+        free = self.ports.capacity - self.ports.in_use
+        if self.draining.is_set() or self.overloaded:
+            free = 0
+        legs, asleep = len(self.executor.legs), self.schedule.sleeping
+        return (
+            f"{free} {self.ports.capacity} {self._beats} "
+            f"legs={legs} asleep={asleep} busy={busy:.2f} late={late:.2f}"
+        )
 
     async def _fenced(self) -> None:
         """We were declared lost while running: the calls are being moved elsewhere, so
@@ -489,3 +530,4 @@ class MediaNode:
 
     def _update_gauges(self) -> None:
         self._packets = metrics.update_gauges(self.executor, self.ports, self._packets)
+        metrics.LEGS_ASLEEP.set(self.schedule.sleeping)

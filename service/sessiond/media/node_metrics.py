@@ -31,6 +31,18 @@ TICKS_SKIPPED = Counter(
     "sessiond_media_ticks_skipped_total", "Ticks dropped to catch up after a long stall"
 )
 
+TICK_BUSY = Gauge(
+    "sessiond_media_tick_busy",
+    "Share of the time spent ticking legs since the last heartbeat (1: the 20 ms budget used)",
+)
+OVERLOADED = Gauge(
+    "sessiond_media_overloaded",
+    "1 while the node reports itself full because its ticks fall behind (no new legs)",
+)
+LEGS_ASLEEP = Gauge(
+    "sessiond_media_legs_asleep", "Legs with nothing to play, off the 20 ms tick (keepalive)"
+)
+
 
 def update_gauges(executor: Any, ports: Any, counted: tuple[int, int]) -> tuple[int, int]:
     """Set the legs and ports gauges and add the datagrams since ``counted`` (received,

@@ -71,6 +71,14 @@ class MediaStream:
         self.dtmf_receiver = DtmfReceiver(event.payload_type) if event else None
         self._dtmf_queue: deque[tuple[TelephoneEvent, bool] | None] = deque()
         self._dtmf_start: int | None = None
+        #: False while nobody consumes what the stream plays out (an idle leg): received
+        #: audio is then neither decoded nor buffered (stats, latching and DTMF still are)
+        self.listening = True
+
+    def deafen(self) -> None:
+        """Stop decoding received audio and drop what is buffered (see ``listening``)."""
+        self.listening = False
+        self.playout.reset()
 
     @staticmethod
     def _remote(n: NegotiatedStream) -> Address:
@@ -113,7 +121,7 @@ class MediaStream:
                 digit = self.dtmf_receiver.receive(packet)
                 if digit is not None:
                     events.append(digit)
-            elif self.negotiated.direction.receives:
+            elif self.listening and self.negotiated.direction.receives:
                 self.playout.push(packet, now)
         return events
 
@@ -133,8 +141,11 @@ class MediaStream:
         """True while queued telephone-events are still being sent."""
         return bool(self._dtmf_queue)
 
-    def tick(self, pcm: bytes | None, now: float) -> tuple[bytes, list[Transmit]]:
-        """One 20 ms step: the frame to play, and what to send (audio or a DTMF packet)."""
+    def tick(
+        self, pcm: bytes | None, now: float, *, marker: bool = False
+    ) -> tuple[bytes, list[Transmit]]:
+        """One 20 ms step: the frame to play, and what to send (audio or a DTMF packet).
+        ``marker``: the audio packet starts a talkspurt (after frames not sent, RFC 3551 4.1)."""
         played = self.playout.pop(now)
         spf = self.codec.samples_per_frame
         out: list[Transmit] = []
@@ -161,9 +172,8 @@ class MediaStream:
             self.rtp.advance(spf)
         elif pcm is not None and self.negotiated.direction.sends:
             payload = self.codec.encode(pcm)
-            out.append(
-                self.rtp.send(payload, payload_type=self.codec.payload_type, samples=spf, now=now)
-            )
+            pt = self.codec.payload_type
+            out.append(self.rtp.send(payload, payload_type=pt, samples=spf, now=now, marker=marker))
         else:
             self.rtp.advance(spf)
         return played, out
