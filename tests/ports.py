@@ -13,6 +13,7 @@ import random
 import socket
 
 LISTEN_PORTS = range(10000, 20000)
+BLOCKS = range(LISTEN_PORTS.start, LISTEN_PORTS.stop, 4)
 
 
 def free_port(kind: int = socket.SOCK_DGRAM) -> int:
@@ -23,16 +24,19 @@ def free_port(kind: int = socket.SOCK_DGRAM) -> int:
 
 
 def free_ports(n: int) -> list[int]:
-    """``n`` distinct ports as :func:`free_port` gives them."""
+    """``n`` distinct ports as :func:`free_port` gives them. Each is a multiple of 4 whose
+    block of four (the port and the next three) is free: sipp's ``-mp PORT`` binds PORT+2
+    for video too, and a port given out later can never fall in an earlier port's block."""
     ports: list[int] = []
     for _ in range(200 * n):
-        port = random.choice(LISTEN_PORTS)
+        port = random.choice(BLOCKS)
         if port in ports:
             continue
         try:
-            for proto in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                with socket.socket(socket.AF_INET, proto) as s:
-                    s.bind(("127.0.0.1", port))
+            for offset in range(4):
+                for proto in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    with socket.socket(socket.AF_INET, proto) as s:
+                        s.bind(("127.0.0.1", port + offset))
         except OSError:
             continue
         ports.append(port)
