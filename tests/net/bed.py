@@ -26,6 +26,7 @@ whose test process was killed outright is removed by the next one (:func:`sweep_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -186,12 +187,20 @@ class Bed:
             cwd=self.work,
         )  # fmt: skip
 
-    def start(self, role: str, name: str, cmd: Sequence[str]) -> subprocess.Popen[Any]:
-        """Start ``cmd`` in ``role`` in the background; output in WORK/<name>.log."""
+    def start(
+        self, role: str, name: str, cmd: Sequence[str], *, stdin: bool = False
+    ) -> subprocess.Popen[Any]:
+        """Start ``cmd`` in ``role`` in the background; output in WORK/<name>.log. With
+        ``stdin`` its standard input is a pipe (``proc.stdin``) for commands to it."""
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed in close()
         self._logs.append(log)
         proc = subprocess.Popen(
-            self.argv(role, cmd), stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=self.work
+            self.argv(role, cmd),
+            stdin=subprocess.PIPE if stdin else None,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+            cwd=self.work,
         )
         self.procs.append(proc)
         return proc
@@ -271,11 +280,25 @@ class Bed:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
         for role in ROLES:  # and children of ours that outlived their parent
             _remove(self.ns[role])
         for log in self._logs:
             log.close()
         self._logs.clear()
+
+
+def kill_tree(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL a process :meth:`Bed.start` started and its children: ``ip netns exec``
+    execs the command, but a ``timeout`` bounding it forks the program it runs."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    for pid in children.read_text().split() if children.exists() else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    proc.kill()
+    proc.wait(timeout=10)
 
 
 def _remove(name: str) -> None:

@@ -88,11 +88,13 @@ def phone_bed(tmp_path: Path, *modules: str) -> Iterator[Bed]:
 
 
 def start_phone(
-    bed: Bed, account: str, dial: str | None = None, extra_config: str = ""
+    bed: Bed, account: str, dial: str | None = None, extra_config: str = "", stdin: bool = False
 ) -> tuple[subprocess.Popen[Any], Path]:
     """baresip on the home host, its microphone an ``MIC`` Hz WAV; ``account`` is its
     accounts line; it dials ``dial`` when given. Returns it and the directory where its
-    sndfile module dumps what it decoded (``*-dec.wav``, one per call)."""
+    sndfile module dumps what it decoded (``*-dec.wav``, one per call). With ``stdin``
+    (and ``module stdio.so`` in ``extra_config``) it takes menu commands on its standard
+    input (``/dial URI``, ``/hangup``, each ended by a newline)."""
     cfg, dump = bed.work / "baresip", bed.work / "dump"
     cfg.mkdir()
     dump.mkdir()
@@ -106,7 +108,15 @@ def start_phone(
     command = ["timeout", "90", "baresip", "-4", "-f", str(cfg)]
     if dial is not None:
         command += ["-e", f"/dial {dial}"]
-    return bed.start("home", "baresip", command), dump
+    return bed.start("home", "baresip", command, stdin=stdin), dump
+
+
+def command(phone: subprocess.Popen[Any], line: str) -> None:
+    """A menu command (``/dial URI``, ``/hangup``) to baresip started with ``stdin`` and
+    its stdio module: typed, then Enter."""
+    assert phone.stdin is not None
+    phone.stdin.write(line.encode() + b"\n")
+    phone.stdin.flush()
 
 
 def established(bed: Bed, redis_url: str, timeout: float = 20) -> str:
