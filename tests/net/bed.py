@@ -40,6 +40,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.e2e.netns_run import REDIS_SERVER, stop
+
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
 
@@ -219,12 +221,7 @@ class Bed:
     # -- the deployment on the public host ------------------------------------------------
     def start_redis(self) -> str:
         """redis-server inside ``pub`` on 127.0.0.1; its URL (as seen from ``pub``)."""
-        self.start(
-            "pub",
-            "redis",
-            ["redis-server", "--port", "6379", "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--daemonize", "no"],
-        )
+        self.start("pub", "redis", REDIS_SERVER)
         wait = "import time,socket\nfor _ in range(100):\n try:\n  socket.create_connection(('127.0.0.1',6379),0.2).close();break\n except OSError: time.sleep(0.1)\nelse: raise SystemExit('redis did not start')"  # noqa: E501
         self.python("pub", wait)
         return "redis://127.0.0.1:6379/0"
@@ -273,13 +270,7 @@ class Bed:
         """Stop what was started (SIGTERM, then SIGKILL), kill anything else left in the
         namespaces, delete them."""
         for proc in reversed(self.procs):  # one by one: Redis outlives sessiond's drain
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, timeout=10)
             if proc.stdin is not None:
                 with contextlib.suppress(OSError):
                     proc.stdin.close()

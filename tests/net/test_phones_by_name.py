@@ -36,6 +36,7 @@ from typing import Any
 
 import pytest
 from tests.e2e.media_checks import write_tone_wav
+from tests.e2e.netns_run import stop
 from tests.net.bed import PUBLIC, ROUTER_WAN, Bed, kill_tree
 from tests.net.linphone import Linphone, linphone_missing
 from tests.net.phone import (
@@ -45,7 +46,6 @@ from tests.net.phone import (
     heard,
     phone_bed,
     start_phone,
-    stop,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
