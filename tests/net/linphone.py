@@ -170,9 +170,10 @@ class Linphone:
     def unregister(self) -> None:
         self.send("unregister")
 
-    def quit(self, timeout: float = 15) -> int:
-        """``quit``; its exit status (killed after ``timeout`` s)."""
-        assert self.proc is not None
+    def quit(self, timeout: float = 15) -> int | None:
+        """``quit``; its exit status (killed after ``timeout`` s; None if never started)."""
+        if self.proc is None:
+            return None
         if self.proc.poll() is None:
             self.send("quit")
         try:
