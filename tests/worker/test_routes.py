@@ -3,6 +3,7 @@ decision events the worker publishes (pure; the SIP side is in test_handlers.py)
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import msgspec
@@ -344,7 +345,7 @@ def test_a_registered_user_is_forwarded_to_its_best_binding_or_480() -> None:
         to="sip:alice@example.com",
         edge="edge-b",
         destination="TCP 203.0.113.7:40001",
-        next=(("sip:alice@198.51.100.2", "edge-b", "TCP 198.51.100.2:5060"),),
+        next=(("sip:alice@198.51.100.2", "edge-b", "TCP 198.51.100.2:5060", ""),),
     )
     event = decide_event(_Fixed(forward), Event("i1", "Invite", {}, ""), "s1")
     assert event is not None
@@ -366,6 +367,56 @@ def test_a_registered_user_is_forwarded_to_its_best_binding_or_480() -> None:
     assert (only.target, only.next) == ("sip:alice@198.51.100.2", ())
     with pytest.raises(ValueError, match="user@domain"):
         CallUser("alice")
+
+
+def test_a_binding_with_a_path_is_called_through_it() -> None:
+    """RFC 3327 5.3: the Path becomes the INVITE's Route set (first hop first), the contact
+    stays the target, and the REGISTER's source is no destination; a Path naming a strict
+    router (no ;lr: a binding stored before such a REGISTER was refused) is passed over."""
+
+    def binding(contact: str, path: list[str]) -> Binding:
+        return Binding(
+            contact=contact,
+            expires_at=2e9,
+            call_id="r",
+            cseq=1,
+            edge="edge-a",
+            transport="UDP",
+            source="192.0.2.1:5060",
+            registered_at=1.0,
+            path=path,
+        )
+
+    hops = ["<sip:edge.example.net;lr;received=sip:203.0.113.9:4000>", "<sip:p2.example.net;lr>"]
+    routed = binding("sip:bob@10.1.1.1:5062", hops)
+    strict = binding("sip:bob@10.1.1.2", ["<sip:old.example.net>"])
+    direct = binding("sip:bob@10.1.1.3", [])
+    forward = ring_registered(CallUser("bob@example.com"), [strict, routed, direct])
+    route = ",".join(hops)
+    assert forward == Forward(
+        "sip:bob@10.1.1.1:5062",
+        to="sip:bob@example.com",
+        edge="edge-a",
+        route=route,
+        next=(("sip:bob@10.1.1.3", "edge-a", "UDP 192.0.2.1:5060", ""),),
+    )
+    event = decide_event(_Fixed(forward), Event("i1", "Invite", {}, ""), "s1")
+    assert event is not None
+    assert event.data["route"] == route
+    assert "destination" not in event.data
+    assert appschema.problem("ForwardCall", event.data) is None
+    behind = ring_registered(CallUser("bob@example.com"), [direct, routed])
+    assert isinstance(behind, Forward)
+    assert behind.next == (("sip:bob@10.1.1.1:5062", "edge-a", "", route),)
+    assert event_next(behind) == [
+        {"target": "sip:bob@10.1.1.1:5062", "edge": "edge-a", "destination": "", "route": route}
+    ]
+
+
+def event_next(forward: Forward) -> object:
+    event = decide_event(_Fixed(forward), Event("i2", "Invite", {}, ""), "s2")
+    assert event is not None
+    return json.loads(event.data["next"])
 
 
 class _Fixed:

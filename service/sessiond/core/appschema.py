@@ -92,6 +92,10 @@ _DESTINATION = _matches(
     "str, TRANSPORT host:port",
 )
 
+#: a preloaded Route set (a registered phone's Path, RFC 3327): comma-separated
+#: ``<sip:...;lr>`` values, first hop first
+_ROUTE = _text(2048)
+
 # type -> (required fields, optional fields); every field maps to its check
 SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "MakeCall": (
@@ -111,6 +115,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "latch_private": Check(lambda v: isinstance(v, bool), "bool"),
             "srtp": _one_of(*SRTP_POLICIES),
             "destination": _DESTINATION,
+            "route": _ROUTE,
         },
     ),
     "AcceptCall": ({}, {}),
@@ -140,6 +145,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "to": _URI,
             "edge": _text(128),
             "destination": _DESTINATION,
+            "route": _ROUTE,
             "next": _text(8192),  # JSON: the targets to try after this one, in order
             "ring": _number(1, 3600),  # seconds each target rings before the next is tried
         },

@@ -159,6 +159,8 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "forward_to",
         "forward_edge",
         "forward_destination",
+        "forward_route",
+        "invite_route",
         "forward_next",
         "forward_ring",
         "destination",

@@ -45,14 +45,18 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from sessiond.core.types import Event
 from sessiond.core.vocabulary import SRTP_POLICIES
+from sessiond.sip.registrar import strict_hop
 from sessiond.store.location import Binding
 from sessiond.store.rooms import valid_room
+
+log = logging.getLogger("sessiond.worker.handlers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +153,13 @@ class Forward:
     to: str | None = None  #: the outbound To URI (a registered user's AOR), else ``target``
     edge: str | None = None  #: the edge that sends the outbound leg's requests (its binding's)
     destination: str | None = None  #: ``TRANSPORT host:port`` they go to, whatever the URI
+    #: the Route set preloaded on the INVITE (and its CANCEL and non-2xx ACK): a registered
+    #: phone's Path (RFC 3327 5.3), comma-separated, first hop first; the INVITE goes to the
+    #: first one and the Request-URI stays ``target``
+    route: str | None = None
     #: targets tried in order when this one fails with 3xx-5xx (sequential forking of a
-    #: registered user's contacts): (target, edge, destination) each
-    next: tuple[tuple[str, str, str], ...] = ()
+    #: registered user's contacts): (target, edge, destination, route) each
+    next: tuple[tuple[str, str, str, str], ...] = ()
     ring: float | None = None  #: with ``next``: seconds a target rings before the next one
 
     def __post_init__(self) -> None:
@@ -213,13 +221,24 @@ def ring_registered(
         for binding in bindings if aor == call.aor else found.get(aor, ()):
             if binding.transport.upper() not in ("UDP", "TCP", "TLS"):
                 continue  # a transport the edge cannot send on (WS...): passed over
+            route = ",".join(binding.path)
+            if strict_hop(binding.path) is not None:
+                log.error(
+                    "binding %s of %s passed over: its Path names a strict router (no ;lr), "
+                    "which is not supported",
+                    binding.contact,
+                    aor,
+                )
+                continue
             try:
                 usable.append(
                     Forward(
                         binding.contact,
                         to=f"sip:{aor}",
                         edge=binding.edge,
-                        destination=binding.destination,
+                        # with a Path the first Path URI is the next hop, not the source
+                        destination=None if route else binding.destination,
+                        route=route or None,
                     )
                 )
             except ValueError:  # a contact the forward cannot take (tel:, odd characters)
@@ -228,7 +247,7 @@ def ring_registered(
         usable.append(Forward(call.then))
     if not usable:
         return Reject(480)
-    rest = tuple((f.target, f.edge or "", f.destination or "") for f in usable[1:])
+    rest = tuple((f.target, f.edge or "", f.destination or "", f.route or "") for f in usable[1:])
     return dataclasses.replace(usable[0], next=rest, ring=call.no_answer)
 
 
@@ -349,14 +368,17 @@ def _forward_data(forward: Forward) -> dict[str, Any]:
     data: dict[str, Any] = {"target": forward.target}
     if forward.target_srtp is not None:
         data["srtp"] = forward.target_srtp
-    for name in ("to", "edge", "destination"):
+    for name in ("to", "edge", "destination", "route"):
         if getattr(forward, name):
             data[name] = getattr(forward, name)
     if forward.ring is not None and forward.next:
         data["ring"] = forward.ring
     if forward.next:
         data["next"] = json.dumps(
-            [{"target": t, "edge": e, "destination": d} for t, e, d in forward.next],
+            [
+                {"target": t, "edge": e, "destination": d, **({"route": r} if r else {})}
+                for t, e, d, r in forward.next
+            ],
             separators=(",", ":"),
         )
     return data

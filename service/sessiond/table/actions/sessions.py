@@ -69,6 +69,7 @@ _CALL = Fields(
         "to_field": session_field(),
         "edge_field": session_field(),
         "destination_field": session_field(),
+        "route_field": session_field(),
     },
     rules=(
         (
@@ -90,6 +91,7 @@ def session_call(ctx: Context, args: Any) -> None:
     session fields ``to_field`` (the To URI, else the target), ``edge_field`` (the edge that
     sends its requests, else this session's) and ``destination_field`` (``TRANSPORT
     host:port`` its requests are sent to whatever the URI: a registered phone's binding)
+    and ``route_field`` (the Route set preloaded on its INVITE: the phone's Path, RFC 3327)
     shape a call to a registered user. The new
     session's ``peer`` is this session; its id goes in field ``save_as``.
     Call-ID, tag and session id derive from this event's id: a redelivered event places the
@@ -120,6 +122,8 @@ def session_call(ctx: Context, args: Any) -> None:
         data["srtp"] = ctx.get(args["srtp_field"])
     if "destination_field" in args and ctx.get(args["destination_field"]):
         data["destination"] = ctx.get(args["destination_field"])
+    if "route_field" in args and ctx.get(args["route_field"]):
+        data["route"] = ctx.get(args["route_field"])
     ctx.set(args["save_as"], sid)
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})
 
@@ -127,9 +131,10 @@ def session_call(ctx: Context, args: Any) -> None:
 @action("session.next_target", Fields({}, {"take": flag()}))
 def session_next_target(ctx: Context, args: Any) -> None:
     """The forward's remaining targets (session field ``forward_next``: a JSON list of
-    ``{target, edge, destination}``, a registered user's other contacts by q): with
+    ``{target, edge, destination, route}``, a registered user's other contacts by q): with
     ``take: true`` the first becomes ``forward_target``/``forward_edge``/
-    ``forward_destination``; condition ``more_targets`` then says whether one remains."""
+    ``forward_destination``/``forward_route``; condition ``more_targets`` then says whether
+    one remains."""
     try:
         remaining = json.loads(ctx.get("forward_next") or "[]")
     except ValueError:
@@ -142,5 +147,6 @@ def session_next_target(ctx: Context, args: Any) -> None:
         ctx.set("forward_target", first["target"])
         ctx.set("forward_edge", str(first.get("edge") or ""))
         ctx.set("forward_destination", str(first.get("destination") or ""))
+        ctx.set("forward_route", str(first.get("route") or ""))
         ctx.set("forward_next", json.dumps(remaining, separators=(",", ":")))
     ctx.set("cond.more_targets", "1" if remaining else "")
