@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sessiond.core.vocabulary import SRTP_POLICIES
+from sessiond.sip.registrar import strict_hop
 
 
 class Check:
@@ -93,8 +94,11 @@ _DESTINATION = _matches(
 )
 
 #: a preloaded Route set (a registered phone's Path, RFC 3327): comma-separated
-#: ``<sip:...;lr>`` values, first hop first
-_ROUTE = _text(2048)
+#: ``<sip:...;lr>`` values, first hop first (the edge splits it at commas); loose routers only
+_ROUTE = Check(
+    lambda v: _text(2048).test(v) and strict_hop(v.split(",")) is None,
+    "str, comma-separated <sip:...;lr> values (loose routers), at most 2048 characters",
+)
 
 # type -> (required fields, optional fields); every field maps to its check
 SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
