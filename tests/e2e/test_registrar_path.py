@@ -106,7 +106,7 @@ def edge_log(cluster: Cluster) -> str:
     return (cluster.tmp / "kamailio-edge.log").read_text(errors="replace")
 
 
-def _register(cseq: int, supported: bool, *, auth: bool) -> str:
+def _register(cseq: int, supported: bool, contact: str, q: str, *, auth: bool) -> str:
     return f"""  <send retrans="500"><![CDATA[
 REGISTER sip:example.com SIP/2.0
 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
@@ -114,7 +114,7 @@ From: <sip:alice@example.com>;tag=[pid]r[call_number]
 To: <sip:alice@example.com>
 Call-ID: [call_id]
 CSeq: {cseq} REGISTER
-Contact: <{CONTACT}>
+Contact: <{contact}>{f";q={q}" if q else ""}
 Expires: 300
 {"Supported: path" if supported else "User-Agent: sipp"}
 Max-Forwards: 70
@@ -125,10 +125,17 @@ Content-Length: 0
 """
 
 
-def register(cluster: Cluster, kamailio: int, phone_port: int, final: str) -> None:
-    """sipp registers alice's private Contact from ``phone_port`` through the edge (digest
-    auth answered); ``final`` is what the answer to the authenticated REGISTER must be:
-    ``path`` (200 echoing the edge's Path) or ``420`` (no Supported: path)."""
+def register(
+    cluster: Cluster,
+    kamailio: int,
+    phone_port: int,
+    final: str,
+    contact: str = CONTACT,
+    q: str = "",
+) -> None:
+    """sipp registers alice's private ``contact`` from ``phone_port`` through the edge
+    (digest auth answered); ``final`` is what the answer to the authenticated REGISTER must
+    be: ``path`` (200 echoing the edge's Path) or ``420`` (no Supported: path)."""
     supported = final == "path"
     if supported:
         check = (
@@ -144,9 +151,9 @@ def register(cluster: Cluster, kamailio: int, phone_port: int, final: str) -> No
         )
     text = (
         '<?xml version="1.0" encoding="ISO-8859-1" ?>\n<scenario name="register">\n'
-        + _register(1, supported, auth=False)
+        + _register(1, supported, contact, q, auth=False)
         + '  <recv response="401" auth="true"/>\n'
-        + _register(2, supported, auth=True)
+        + _register(2, supported, contact, q, auth=True)
         + check
         + "</scenario>\n"
     )
@@ -212,12 +219,12 @@ Content-Length: 0
 """
 
 
-def phone_scenario(kamailio: int, flow: str) -> str:
+def phone_scenario(kamailio: int, flow: str, contact: str = CONTACT) -> str:
     """The registered phone: the INVITE must come through the edge (its Via on top, the
     Request-URI the registered Contact, no Route left), with Record-Route echoed; then
     ``hangs_up`` (ACK through the edge, then the phone's BYE along the route set),
-    ``hung_up`` (the caller's BYE arrives through the edge) or ``cancelled`` (a CANCEL
-    through the edge, 200 and 487, the edge's ACK)."""
+    ``hung_up`` (the caller's BYE arrives through the edge), ``cancelled`` (a CANCEL
+    through the edge, 200 and 487, the edge's ACK) or ``refuses`` (486, the edge's ACK)."""
     invite = f"""  <recv request="INVITE" crlf="true" rrs="true">
     <action>
       <ereg regexp=".*" search_in="hdr" header="From:" assign_to="caller"/>
@@ -225,7 +232,7 @@ def phone_scenario(kamailio: int, flow: str) -> str:
       <ereg regexp=".*" search_in="hdr" header="Via:" occurrence="1" assign_to="via1"/>
       <ereg regexp=".*" search_in="hdr" header="Via:" occurrence="2" check_it="true"
             assign_to="via2"/>
-      <ereg regexp="^INVITE {re.escape(CONTACT)} SIP/2.0" search_in="msg" check_it="true"
+      <ereg regexp="^INVITE {re.escape(contact)} SIP/2.0" search_in="msg" check_it="true"
             assign_to="ruri"/>
       {_through_edge(kamailio, "via")}
       <ereg regexp="[^-]Route:" search_in="msg" check_it_inverse="true"
@@ -233,6 +240,11 @@ def phone_scenario(kamailio: int, flow: str) -> str:
     </action>
   </recv>
 """
+    if flow == "refuses":
+        body = invite + _answer(486, "Busy Here") + '  <recv request="ACK"/>\n'
+        used = "ruri,via,noroute,via1,via2,caller,cseq"
+        body += f'  <Reference variables="{used}"/>\n'
+        return f'<?xml version="1.0"?>\n<scenario name="phone {flow}">\n{body}</scenario>\n'
     body = invite + _answer(180, "Ringing")
     used = "ruri,via,noroute,via1,via2"
     if flow == "hangs_up":
@@ -354,3 +366,42 @@ def ctl_registrations(cluster: Cluster) -> str:
     result = ctl(cluster, "registrations")
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def test_sequential_forking_through_the_edge(cluster: Cluster, edge: tuple[int, Running]) -> None:
+    """Two phones registered through the edge (q 0.9 and 0.5): the first answers 486, the
+    next is called through its own Path (its own received address) and answers; the
+    caller sees one call."""
+    port, kamailio = edge
+    busy_port, answering_port = free_port(), free_port()
+    busy, answering = "sip:alice@10.99.0.7:5001", "sip:alice@10.99.0.7:5002"
+    register(cluster, kamailio.port, busy_port, "path", busy, q="0.9")
+    register(cluster, kamailio.port, answering_port, "path", answering, q="0.5")
+    phones = []
+    for name, phone_port, flow, contact in (
+        ("busy", busy_port, "refuses", busy),
+        ("answering", answering_port, "hangs_up", answering),
+    ):
+        scenario = cluster.tmp / f"phone-{name}.xml"
+        scenario.write_text(phone_scenario(kamailio.port, flow, contact))
+        phones.append(
+            (phone_port, ("-sf", str(scenario), "-p", str(phone_port), "-i", "127.0.0.1"))
+        )
+    (first, first_args), (second, second_args) = phones
+    with (
+        background_sipp(cluster.tmp, *first_args, "-m", "1", "-trace_err") as one,
+        background_sipp(cluster.tmp, *second_args, "-m", "1", "-trace_err") as two,
+    ):
+        assert wait_for(lambda: bound(first) and bound(second))
+        result = call(cluster, port, to_aor(caller("hung_up")), "caller-fork")
+        assert result.returncode == 0, (result.stdout[-2000:], edge_log(cluster)[-3000:])
+        for proc in (one, two):
+            out, _ = proc.communicate(timeout=30)
+            assert proc.returncode == 0, (out[-2000:], edge_log(cluster)[-3000:])
+    routes = sent_by_sessiond(cluster, port, "INVITE")
+    assert len(routes) == 2, routes
+    assert f"received=sip:127.0.0.1:{busy_port}" in routes[0]
+    assert f"received=sip:127.0.0.1:{answering_port}" in routes[1]
+    assert routes[0] in sent_by_sessiond(cluster, port, "ACK")  # the 486's, along the Path
+    outbound = [s for s in cluster.sessions() if s["role"] == "UAC"]
+    assert sorted(s["end_code"] for s in outbound) == ["200", "486"]
