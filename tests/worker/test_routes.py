@@ -408,6 +408,8 @@ def test_a_binding_with_a_path_is_called_through_it() -> None:
     # an application's ForwardCall or MakeCall may carry a route: loose routers only
     strict_route = {**event.data, "route": "<sip:old.example.net>"}
     assert appschema.problem("ForwardCall", strict_route) == "ForwardCall: bad route"
+    with pytest.raises(ValueError, match="route"):
+        Forward("sip:bob@10.1.1.1", route="<sip:old.example.net>")
     behind = ring_registered(CallUser("bob@example.com"), [direct, routed])
     assert isinstance(behind, Forward)
     assert behind.next == (("sip:bob@10.1.1.1:5062", "edge-a", "", route),)

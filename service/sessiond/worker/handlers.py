@@ -169,6 +169,10 @@ class Forward:
             raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
         if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
             raise ValueError(f"Forward target {self.target!r} is not a plain SIP URI")
+        if self.route is not None and (
+            "\r" in self.route or "\n" in self.route or strict_hop(self.route.split(","))
+        ):
+            raise ValueError(f"Forward route {self.route[:100]!r} is not <sip:...;lr> values")
 
 
 @dataclass(frozen=True, slots=True)
