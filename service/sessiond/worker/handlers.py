@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -153,6 +154,10 @@ class Forward:
     #: registered user's contacts): (target, edge, destination) each
     next: tuple[tuple[str, str, str], ...] = ()
     ring: float | None = None  #: with ``next``: seconds a target rings before the next one
+    #: forking: the sizes of the groups of targets that ring at once, in order, over
+    #: (``target``, *``next``) (RFC 3261 16.6: a user's contacts of equal q ring in
+    #: parallel); empty: one target at a time
+    groups: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.target_srtp is not None and self.target_srtp not in SRTP_POLICIES:
@@ -161,6 +166,8 @@ class Forward:
             raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
         if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
             raise ValueError(f"Forward target {self.target!r} is not a plain SIP URI")
+        if self.groups and (min(self.groups) < 1 or sum(self.groups) != 1 + len(self.next)):
+            raise ValueError("Forward groups must split the targets (target and next)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,8 +184,14 @@ class CallUser:
     #: a sequential hunt group: members tried after ``aor``'s contacts, in order (each a
     #: registered user ``user@domain``, whose contacts go by q, or a ``sip:`` URI)
     members: tuple[str, ...] = ()
+    #: how the targets fork (:data:`FORK_MODES`): ``q`` - a user's contacts of equal q ring
+    #: at once, groups of lower q after them, members in turn (RFC 3261 16.6); ``parallel``
+    #: - every contact of every member at once (ring-all); ``sequential`` - one at a time
+    fork: str = "q"
 
     def __post_init__(self) -> None:
+        if self.fork not in FORK_MODES:
+            raise ValueError(f"fork is one of {', '.join(FORK_MODES)}, not {self.fork!r}")
         for aor in (self.aor, *(m for m in self.members if not _is_uri(m))):
             user, at, domain = aor.rpartition("@")
             if not at or not user or not domain or any(c.isspace() or c in "<>" for c in aor):
@@ -188,6 +201,10 @@ class CallUser:
     def aors(self) -> tuple[str, ...]:
         """The AORs whose bindings are looked up."""
         return (self.aor, *(m for m in self.members if not _is_uri(m)))
+
+
+#: :attr:`CallUser.fork` values
+FORK_MODES = ("q", "parallel", "sequential")
 
 
 def _is_uri(member: str) -> bool:
@@ -200,15 +217,19 @@ def ring_registered(
     members: Mapping[str, Sequence[Binding]] | None = None,
 ) -> Forward | Reject:
     """What :class:`CallUser` becomes once its live ``bindings`` (highest q first) are
-    known: a forward to the best contact, the others tried in turn when it fails (3xx to
-    5xx, or no answer; a 6xx stops the search), or 480 Temporarily Unavailable when none is
-    registered (the same for a user that does not exist: a caller cannot tell the two
-    apart, so it cannot enumerate accounts)."""
+    known: a forward to its contacts, forked by ``call.fork`` (by default those of equal q
+    at once, then the next q: RFC 3261 16.6); the next group is called when the last of a
+    group failed (3xx to 5xx) or rang ``no_answer`` s (a 6xx stops the search), and
+    ``then`` last; or 480 Temporarily Unavailable when none is registered (the same for a
+    user that does not exist: a caller cannot tell the two apart, so it cannot enumerate
+    accounts)."""
     usable: list[Forward] = []
+    keys: list[object] = []  # targets with equal keys in a row ring together
     found = members or {}
-    for aor in (call.aor, *call.members):
+    for index, aor in enumerate((call.aor, *call.members)):
         if _is_uri(aor):
             usable.append(Forward(aor))
+            keys.append((index, None))
             continue
         for binding in bindings if aor == call.aor else found.get(aor, ()):
             if binding.transport.upper() not in ("UDP", "TCP", "TLS"):
@@ -224,12 +245,29 @@ def ring_registered(
                 )
             except ValueError:  # a contact the forward cannot take (tel:, odd characters)
                 continue
+            keys.append((index, 1.0 if binding.q is None else binding.q))
+    if call.fork == "parallel":
+        keys = [0] * len(keys)
+    elif call.fork == "sequential":
+        keys = list(range(len(keys)))
     if call.then is not None:
         usable.append(Forward(call.then))
+        keys.append("then")
     if not usable:
         return Reject(480)
+    groups = [1]
+    for before, key in zip(keys, keys[1:], strict=False):
+        if key == before:
+            groups[-1] += 1
+        else:
+            groups.append(1)
     rest = tuple((f.target, f.edge or "", f.destination or "") for f in usable[1:])
-    return dataclasses.replace(usable[0], next=rest, ring=call.no_answer)
+    return dataclasses.replace(
+        usable[0],
+        next=rest,
+        ring=call.no_answer,
+        groups=tuple(groups) if max(groups) > 1 else (),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,10 +393,14 @@ def _forward_data(forward: Forward) -> dict[str, Any]:
     if forward.ring is not None and forward.next:
         data["ring"] = forward.ring
     if forward.next:
-        data["next"] = json.dumps(
-            [{"target": t, "edge": e, "destination": d} for t, e, d in forward.next],
-            separators=(",", ":"),
-        )
+        starts = set(itertools.accumulate(forward.groups or (1,) * (1 + len(forward.next))))
+        entries: list[dict[str, Any]] = []
+        for index, (target, edge, destination) in enumerate(forward.next, 1):
+            entry: dict[str, Any] = {"target": target, "edge": edge, "destination": destination}
+            if index not in starts:  # rings together with the target before it
+                entry["parallel"] = True
+            entries.append(entry)
+        data["next"] = json.dumps(entries, separators=(",", ":"))
     return data
 
 

@@ -83,6 +83,7 @@ from sessiond.table.actions import uri_of
 from sessiond.table.model import Table
 from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
 from sessiond.worker.handlers import (
+    FORK_MODES,
     Accept,
     CallHandler,
     CallUser,
@@ -123,6 +124,7 @@ class RingUser:
     no_answer: float | None = None
     then: str | None = None
     members: tuple[str, ...] = ()  # a hunt group's members after ``user``: users or URIs
+    fork: str = "q"  # CallUser.fork: q, parallel (ring-all) or sequential
 
     def for_call(self, call: IncomingCallInfo, fallback: CallHandler | None) -> Decision:
         if not self.user:
@@ -137,7 +139,7 @@ class RingUser:
             m if m.startswith(("sip:", "sips:")) or "@" in m else f"{m}@{here}"
             for m in self.members
         )
-        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then, members)
+        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then, members, self.fork)
 
 
 def _host_of(uri: str) -> str:
@@ -472,12 +474,24 @@ def _forward(value: Any) -> Forward:
 _USER = re.compile(r"^[A-Za-z0-9._~!$&'*+=,;?/%-]{1,64}(@[A-Za-z0-9.-]{1,253})?$")
 
 
+_HUNT_RING = {"all": "parallel", "sequential": "q"}
+
+
 def _hunt(value: Any) -> RingUser:
     options: Mapping[str, Any] = {}
+    fork = "q"
     if isinstance(value, Mapping):
-        if set(value) - {"members", "no_answer", "then"} or "members" not in value:
-            raise ValueError("expected [MEMBER...] or {members: [...], no_answer: S, then: URI}")
-        options, value = value, value["members"]
+        if set(value) - {"members", "no_answer", "then", "ring"} or "members" not in value:
+            raise ValueError(
+                "expected [MEMBER...] or {members: [...], ring: all|sequential, no_answer: S, "
+                "then: URI}"
+            )
+        ring = value.get("ring", "sequential")
+        if ring not in _HUNT_RING:
+            raise ValueError(f"ring is all or sequential, not {ring!r}")
+        fork = _HUNT_RING[ring]
+        options = {k: v for k, v in value.items() if k not in ("members", "ring")}
+        value = value["members"]
     if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
         raise ValueError("expected a list of users (alice, bob@example.com) and SIP URIs")
     for member in value:
@@ -487,16 +501,23 @@ def _hunt(value: Any) -> RingUser:
             raise ValueError(f"a member is a user name, user@domain or a SIP URI, not {member!r}")
     if value[0].startswith(("sip:", "sips:")):
         raise ValueError("the first member is a user (alice or alice@example.com)")
-    first = _user({"name": value[0], **{k: v for k, v in options.items() if k != "members"}})
-    return dataclasses.replace(first, members=tuple(value[1:]))
+    first = _user({"name": value[0], **options})
+    return dataclasses.replace(first, members=tuple(value[1:]), fork=fork)
 
 
 def _user(value: Any) -> RingUser:
     no_answer: float | None = None
     then: str | None = None
+    fork = "q"
     if isinstance(value, Mapping):
-        if set(value) - {"name", "no_answer", "then"} or "name" not in value:
-            raise ValueError("expected USER or {name: USER, no_answer: SECONDS, then: URI}")
+        if set(value) - {"name", "no_answer", "then", "fork"} or "name" not in value:
+            raise ValueError(
+                "expected USER or {name: USER, fork: parallel|sequential|q, no_answer: SECONDS, "
+                "then: URI}"
+            )
+        fork = value.get("fork", "q")
+        if fork not in FORK_MODES:
+            raise ValueError(f"fork is one of {', '.join(FORK_MODES)}, not {fork!r}")
         if value.get("no_answer") is not None:
             no_answer = _seconds(value["no_answer"])
         if value.get("then") is not None:
@@ -507,7 +528,7 @@ def _user(value: Any) -> RingUser:
     if not isinstance(value, str) or not _USER.fullmatch(value):
         raise ValueError(f"expected a user name (alice) or user@domain, not {value!r}")
     user, _, domain = value.partition("@")
-    return RingUser(user, domain.lower(), no_answer, then)
+    return RingUser(user, domain.lower(), no_answer, then, fork=fork)
 
 
 def _conference(value: Any) -> Conference:
