@@ -113,12 +113,16 @@ def test_groups_ring_one_after_the_other() -> None:
     """q=1.0 x2, then q=0.5 x1: the second group is called once both of the first failed."""
     leg, (one, two) = forked(["sip:a@1", "sip:a@2"], ["sip:a@3"])
     assert leg.session["cond.more_targets"] == "1"
+    assert responses(leg.feed("PeerRinging", code=180, from_sid=one)) == [180]
     assert makes(leg.feed("PeerFailed", code=486, from_sid=one)) == []
     nxt = leg.feed("PeerFailed", code=480, from_sid=two)
     (make,) = makes(nxt)
     assert make.data["data"]["target"] == "sip:a@3"
     assert json.loads(leg.session["branches"]) == [make.data["sid"]]
     assert leg.session["cond.more_targets"] == ""
+    # the caller has its 180: the second group's ringing sends none
+    assert responses(leg.feed("PeerRinging", code=180, from_sid=make.data["sid"])) == []
+    assert leg.state == "Alerting"
 
 
 def test_the_callers_cancel_cancels_every_branch() -> None:
