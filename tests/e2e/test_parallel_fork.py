@@ -133,7 +133,7 @@ def test_groups_of_decreasing_q_ring_one_after_the_other(cluster: Cluster) -> No
     """Two phones at q=0.9 and one at q=0.5: the two ring together (both outbound legs
     ringing at once) and refuse 486 after a while; only then is the q=0.5 phone called,
     which answers. Had it rung with the first two, its answer would have cancelled them,
-    and their scenarios (486 after the pause) would fail; the caller takes one 180."""
+    and their scenarios (486 after the pause) would fail; the caller gets one 180."""
     port = start(cluster)
     first, second, third = registered(cluster, port, "0.9", "0.9", "0.5")
     with phones(
@@ -145,6 +145,7 @@ def test_groups_of_decreasing_q_ring_one_after_the_other(cluster: Cluster) -> No
         path = cluster.tmp / "caller.xml"
         path.write_text(to_aor(caller("hung_up")))
         args = ("-sf", str(path), "-p", str(free_port()), "-i", "127.0.0.1", "-m", "1")
+        args += ("-trace_msg", "-message_file", str(cluster.tmp / "caller-messages.log"))
         with _background_caller(cluster, port, args) as caller_:
 
             def both_ringing() -> bool:
@@ -155,6 +156,10 @@ def test_groups_of_decreasing_q_ring_one_after_the_other(cluster: Cluster) -> No
             out, _ = caller_.communicate(timeout=60)
             assert caller_.returncode == 0, (out[-2000:], cluster.log("run")[-3000:])
     assert by_port(outbound(cluster)) == {first: "486", second: "486", third: "200"}
+    # three phones rang, in two groups: the caller got one 180 (sipp takes a repeated one
+    # for a retransmission, so its trace is counted)
+    trace = (cluster.tmp / "caller-messages.log").read_text(errors="replace")
+    assert trace.count("SIP/2.0 180 ") == 1, trace[-3000:]
 
 
 @contextlib.contextmanager
