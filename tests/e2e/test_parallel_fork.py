@@ -16,10 +16,19 @@ from collections.abc import Iterator
 
 import pytest
 
+from sessiond.store import Keys
 from sipp_scenarios import callee, caller, uac_refused
 
-from .harness import Cluster, background_sipp, free_port, wait_for
-from .test_registered_calls import PRIVATE, call, phone, register, start, to_aor
+from .harness import (
+    Cluster,
+    background_sipp,
+    free_port,
+    free_rtp_range,
+    wait_for,
+    wait_listening,
+)
+from .test_leases import owners
+from .test_registered_calls import PRIVATE, call, ctl, phone, register, start, to_aor
 
 pytestmark = [
     pytest.mark.redis,
@@ -192,3 +201,50 @@ def test_a_ring_all_hunt_group_rings_every_member(cluster: Cluster) -> None:
         result = call(cluster, port, to_aor(caller("hung_up"), "sales"), "caller")
         assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
     assert by_port(outbound(cluster)) == {alice: "487", bob: "487", desk: "200"}
+
+
+def test_the_worker_of_the_forking_call_killed_while_three_phones_ring(cluster: Cluster) -> None:
+    """An edge (the registrar), two workers and a media node as processes. While alice's
+    three phones ring, the worker that owns the caller's session is killed (-9): the other
+    takes its partitions over and continues the fork from Redis - the first phone answers
+    (after a pause), the other two must receive CANCEL, the caller's call completes."""
+    for user in ("alice", "bob"):
+        assert ctl(cluster, "user", "add", f"{user}@example.com", "s3cret").returncode == 0
+    port = free_port()
+    cluster.start(
+        "edge",
+        "edge",
+        *cluster.common(),
+        *("--listen", f"udp:127.0.0.1:{port}", "--name", "edge1"),
+        *("--registrar", "example.com", "--auth-secret", "x" * 16),
+    )
+    for n in range(2):
+        cluster.start(f"w{n}", "worker", *cluster.common(), "--name", f"w{n}")
+    cluster.start_media("media", "m1", free_rtp_range(600))
+    wait_listening(port)
+    keys = Keys(cluster.namespace)
+    assert wait_for(lambda: None not in owners(cluster, keys), 30)
+    first, second, third = registered(cluster, port, "0.8", "0.8", "0.8")
+    with phones(
+        cluster,
+        (first, callee("rings_answers", pause=4000)),
+        (second, callee("cancelled")),
+        (third, callee("cancelled")),
+    ):
+        path = cluster.tmp / "caller.xml"
+        path.write_text(to_aor(caller("hung_up")))
+        args = ("-sf", str(path), "-p", str(free_port()), "-i", "127.0.0.1", "-m", "1")
+        with _background_caller(cluster, port, args) as caller_:
+
+            def all_ringing() -> bool:
+                legs = [s for s in cluster.sessions() if s["role"] == "UAC"]
+                return sum(s["state"] == "Early" for s in legs) == 3
+
+            assert wait_for(all_ringing, timeout=20), cluster.log("edge")[-2000:]
+            (inbound,) = [s for s in cluster.sessions() if s["role"] == "UAS"]
+            owner = owners(cluster, keys)[keys.partition_of(inbound["sid"])]
+            assert owner in ("w0", "w1")
+            cluster.kill(owner)  # SIGKILL: the fork goes on on the other worker
+            out, _ = caller_.communicate(timeout=60)
+            assert caller_.returncode == 0, (out[-2000:], cluster.log("edge")[-3000:])
+    assert by_port(outbound(cluster)) == {first: "200", second: "487", third: "487"}
