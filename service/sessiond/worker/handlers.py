@@ -24,8 +24,9 @@ decision               event                what the default table does
                                             answer, failures, CANCEL and BYE between the legs
 ``Conference(room)``   ``ConferenceCall``   answers, then mixes the call into conference ``room``
 ``Ring()``             (none)               rings until the app answers (``RingTimeout``)
-``CallUser(aor)``      ``ForwardCall``      a registered user: Forward to its best contact, or
-                       or ``RejectCall``    480 when it has none (looked up by the intake)
+``CallUser(aor)``      ``ForwardCall``      a registered user: Forward to its contacts (forked:
+                       or ``RejectCall``    equal q at once), or 480 when it has none (looked
+                                            up by the intake)
 =====================  ===================  ====================================================
 
 A handler with a ``session_fields(call)`` method (:class:`SessionOptions`) also sets
@@ -174,9 +175,9 @@ class Forward:
 class CallUser:
     """Ring the registered phone of ``aor`` (``user@domain`` of a ``--registrar`` domain).
     The worker looks the AOR's bindings up (one round trip per batch) and makes it a
-    :class:`Forward` to the live contact with the highest q, through the edge that took its
-    REGISTER, to the address the REGISTER came from (:func:`ring_registered`); 480 when
-    the AOR has no live binding."""
+    :class:`Forward` to the live contacts, forked by ``fork`` (by default those of the
+    highest q at once), each through the edge that took its REGISTER, to the address the
+    REGISTER came from (:func:`ring_registered`); 480 when the AOR has no live binding."""
 
     aor: str
     no_answer: float | None = None  #: seconds a contact rings before the next is tried

@@ -26,6 +26,8 @@
         do: {user: {name: bob, no_answer: 15, then: "sip:voicemail@10.0.0.9"}}
       - match: {to: "sip:sales@*"}
         do: {hunt: [alice, bob, "sip:desk@10.0.0.7"]}   # each in turn (a sequential hunt)
+      - match: {to: "sip:team@*"}
+        do: {hunt: {members: [alice, bob], ring: all}}  # every phone of both at once
       - match: {to: "sip:*@example.com"}
         do: registered                      # ring the registered user the call is to
     default: ring                           # optional; without it the --answer mode decides
@@ -42,18 +44,22 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
 ``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``,
-``{user: USER | USER@DOMAIN | {name, no_answer, then}}``, ``{hunt: [MEMBER...] | {members,
-no_answer, then}}``, ``registered``.
+``{user: USER | USER@DOMAIN | {name, fork, no_answer, then}}``, ``{hunt: [MEMBER...] |
+{members, ring, no_answer, then}}``, ``registered``.
 
-``{user: alice}`` rings alice's registered phones one after the other by q (through the
-edge that took each REGISTER; the next on a 3xx-5xx or no answer, a 6xx stops; 480 when
-she has none); without ``@DOMAIN`` the domain is the one the call is to.
+``{user: alice}`` rings alice's registered phones forked by q (RFC 3261 16.6): those of
+equal q at once, groups of lower q after them (through the edge that took each REGISTER;
+the next group when all of one failed 3xx-5xx or rang ``no_answer`` s; the first 2xx wins
+and the others get CANCEL; a 6xx stops; 480 when she has none); without ``@DOMAIN`` the
+domain is the one the call is to. ``fork: parallel`` rings all her phones at once,
+``fork: sequential`` one at a time in q order (``fork: q`` is the default).
 ``{user: {name: alice, no_answer: 20, then: "sip:vm@10.0.0.9"}}``: each contact rings at
 most 20 s before the next is tried (CANCEL to it), and ``then`` is tried last (busy, no
 answer, or not registered: a voicemail IVR, a cell phone through a gateway...).
-``{hunt: [alice, bob, "sip:desk@10.0.0.7"]}`` (or ``{hunt: {members: [...], no_answer: S,
-then: URI}}``) is a sequential hunt group: each member in turn (a user's contacts by q, a
-URI as it is), the first member a user; users without ``@DOMAIN`` are of the call's domain.
+``{hunt: [alice, bob, "sip:desk@10.0.0.7"]}`` (or ``{hunt: {members: [...], ring:
+sequential, no_answer: S, then: URI}}``) is a sequential hunt group: each member in turn (a
+user's contacts forked by q, a URI as it is), the first member a user; users without
+``@DOMAIN`` are of the call's domain. ``ring: all`` rings every member's contacts at once.
 ``registered`` rings the user the call is to, when the edge is the
 registrar of its domain (``--registrar``); for another domain it is the ``--answer`` mode.
 Without a routes file, and when no rule matches and there is no ``default``, a call to a
