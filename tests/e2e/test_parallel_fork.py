@@ -182,7 +182,8 @@ def _background_caller(
 
 def test_a_ring_all_hunt_group_rings_every_member(cluster: Cluster) -> None:
     """``{hunt: {members: [alice, bob, URI], ring: all}}``: alice's phone, bob's phone and
-    the desk URI ring at once; the desk answers, both phones must receive CANCEL."""
+    the desk URI ring at once; the desk answers, both phones must receive CANCEL. Each
+    phone's INVITE is To its own user's AOR."""
     desk = free_port()
     (cluster.tmp / "routes.yaml").write_text(
         'rules:\n  - match: {to: "sip:sales@*"}\n'
@@ -200,7 +201,10 @@ def test_a_ring_all_hunt_group_rings_every_member(cluster: Cluster) -> None:
     ):
         result = call(cluster, port, to_aor(caller("hung_up"), "sales"), "caller")
         assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
-    assert by_port(outbound(cluster)) == {alice: "487", bob: "487", desk: "200"}
+    legs = outbound(cluster)
+    assert by_port(legs) == {alice: "487", bob: "487", desk: "200"}
+    to = {int(s.get("destination", ":0").rpartition(":")[2]): s["remote_uri"] for s in legs}
+    assert (to[alice], to[bob]) == ("sip:alice@example.com", "sip:bob@example.com")
 
 
 def test_the_worker_of_the_forking_call_killed_while_three_phones_ring(cluster: Cluster) -> None:

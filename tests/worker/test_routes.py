@@ -478,6 +478,12 @@ def test_a_ring_all_hunt_group_rings_every_member_at_once() -> None:
     forward = ring_registered(call, [_binding("sip:a@1", 0.9, 6)], found)
     assert isinstance(forward, Forward)
     assert forward.groups == (3,)
+    event = decide_event(_Fixed(forward), Event("i1", "Invite", {}, ""), "s1")
+    assert event is not None
+    assert event.data["to"] == "sip:alice@example.com"
+    # bob's phone gets To: bob; the URI member the first member's AOR (as before)
+    tos = [e.get("to") for e in json.loads(event.data["next"])]
+    assert tos == ["sip:bob@example.com", None]
     in_turn = dataclasses.replace(call, fork="q")
     forward = ring_registered(in_turn, [_binding("sip:a@1", 0.9, 6)], found)
     assert isinstance(forward, Forward)

@@ -151,9 +151,10 @@ class Forward:
     to: str | None = None  #: the outbound To URI (a registered user's AOR), else ``target``
     edge: str | None = None  #: the edge that sends the outbound leg's requests (its binding's)
     destination: str | None = None  #: ``TRANSPORT host:port`` they go to, whatever the URI
-    #: targets tried in order when this one fails with 3xx-5xx (sequential forking of a
-    #: registered user's contacts): (target, edge, destination) each
-    next: tuple[tuple[str, str, str], ...] = ()
+    #: targets tried in order when this one fails with 3xx-5xx (forking a registered
+    #: user's contacts): (target, edge, destination) each, or (target, edge, destination,
+    #: to) for one whose To is not ``to`` (a hunt group's other members)
+    next: tuple[tuple[str, ...], ...] = ()
     ring: float | None = None  #: with ``next``: seconds a target rings before the next one
     #: forking: the sizes of the groups of targets that ring at once, in order, over
     #: (``target``, *``next``) (RFC 3261 16.6: a user's contacts of equal q ring in
@@ -167,6 +168,8 @@ class Forward:
             raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
         if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
             raise ValueError(f"Forward target {self.target!r} is not a plain SIP URI")
+        if any(len(entry) not in (3, 4) for entry in self.next):
+            raise ValueError("Forward next holds (target, edge, destination[, to]) each")
         if self.groups and (min(self.groups) < 1 or sum(self.groups) != 1 + len(self.next)):
             raise ValueError("Forward groups must split the targets (target and next)")
 
@@ -262,7 +265,11 @@ def ring_registered(
             groups[-1] += 1
         else:
             groups.append(1)
-    rest = tuple((f.target, f.edge or "", f.destination or "") for f in usable[1:])
+    rest = tuple(
+        (f.target, f.edge or "", f.destination or "")
+        + ((f.to,) if f.to and f.to != usable[0].to else ())
+        for f in usable[1:]
+    )
     return dataclasses.replace(
         usable[0],
         next=rest,
@@ -396,8 +403,10 @@ def _forward_data(forward: Forward) -> dict[str, Any]:
     if forward.next:
         starts = set(itertools.accumulate(forward.groups or (1,) * (1 + len(forward.next))))
         entries: list[dict[str, Any]] = []
-        for index, (target, edge, destination) in enumerate(forward.next, 1):
+        for index, (target, edge, destination, *to) in enumerate(forward.next, 1):
             entry: dict[str, Any] = {"target": target, "edge": edge, "destination": destination}
+            if to and to[0]:  # not the first target's To (another member's AOR)
+                entry["to"] = to[0]
             if index not in starts:  # rings together with the target before it
                 entry["parallel"] = True
             entries.append(entry)

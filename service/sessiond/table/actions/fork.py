@@ -6,7 +6,8 @@ continues it and a kill -9 loses nothing:
 - ``forward_target`` / ``forward_edge`` / ``forward_destination``: the first target of the
   group being placed; ``forward_next``: the targets after it (JSON, in order), each with
   ``"parallel": true`` when it rings together with the target before it (a group: a
-  registered user's contacts of equal q, or a ring-all hunt group);
+  registered user's contacts of equal q, or a ring-all hunt group), and ``to`` when its To
+  is not ``forward_to`` (another member's AOR);
 - ``branches``: the outbound legs (session ids, JSON) of the group that rings now, the
   ones that have not failed, been cancelled or answered;
 - ``fork_best``: the best final response of the branches that failed so far (16.7: the
@@ -96,26 +97,37 @@ def fork_call(ctx: Context, args: Any) -> None:
     """Place the group that starts at ``forward_target`` (with ``take: true``: at the first
     of ``forward_next``, which becomes ``forward_target``): one outbound leg per target of
     the group, each a :func:`~sessiond.table.actions.sessions.place_call` (``from``,
-    ``table``, ``pin_media``, ``srtp_field`` as in ``session.call``; To is ``forward_to``,
-    else the target), whose session ids become ``branches``, the first also ``peer``.
+    ``table``, ``pin_media``, ``srtp_field`` as in ``session.call``; To is the entry's
+    ``to``, else ``forward_to``, else the target), whose session ids become ``branches``,
+    the first also ``peer``.
     Condition ``more_targets`` then says whether a group remains after this one."""
     remaining = _targets(ctx.get("forward_next"))
+    default_to = ctx.get("forward_to")
+    first: dict[str, Any] = {
+        "target": ctx.get("forward_target"),
+        "edge": ctx.get("forward_edge"),
+        "destination": ctx.get("forward_destination"),
+    }
     if args.get("take") and remaining:
         first = remaining.pop(0)
         ctx.set("forward_target", first["target"])
         ctx.set("forward_edge", str(first.get("edge") or ""))
         ctx.set("forward_destination", str(first.get("destination") or ""))
-    group = [(ctx.get("forward_target"), ctx.get("forward_edge"), ctx.get("forward_destination"))]
+    group = [first]
     while remaining and remaining[0].get("parallel") is True:
-        more = remaining.pop(0)
-        group.append(
-            (more["target"], str(more.get("edge") or ""), str(more.get("destination") or ""))
-        )
+        group.append(remaining.pop(0))
     ctx.set("forward_next", json.dumps(remaining, separators=(",", ":")))
-    to = ctx.get("forward_to")
     sids = [
-        place_call(ctx, args, target, to or target, edge, destination, index)
-        for index, (target, edge, destination) in enumerate(group)
+        place_call(
+            ctx,
+            args,
+            t["target"],
+            str(t.get("to") or default_to or t["target"]),
+            str(t.get("edge") or ""),
+            str(t.get("destination") or ""),
+            index,
+        )
+        for index, t in enumerate(group)
     ]
     _set_branches(ctx, sids)
     ctx.set("peer", sids[0])
