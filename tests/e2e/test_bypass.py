@@ -35,11 +35,16 @@ pytestmark = [
 HEAD = '<?xml version="1.0"?>\n<scenario name="{name}">\n'
 
 
-def sdp(user: str, version: int, port: int, direction: str) -> str:
+#: an SDES key (RFC 4568) a bypassed call must pass untouched: no SRTP policy applies
+CRYPTO = "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVzcyAo"
+
+
+def sdp(user: str, version: int, port: int, direction: str, srtp: bool = False) -> str:
+    profile = "RTP/SAVP" if srtp else "RTP/AVP"
     return (
         f"v=0\no={user} 4242 {version} IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
-        f"m=audio {port} RTP/AVP 0 101\na=rtpmap:0 PCMU/8000\n"
-        f"a=rtpmap:101 telephone-event/8000\na={direction}\n"
+        f"m=audio {port} {profile} 0 101\na=rtpmap:0 PCMU/8000\n"
+        f"a=rtpmap:101 telephone-event/8000\na={direction}\n" + (f"{CRYPTO}\n" if srtp else "")
     )
 
 
@@ -84,13 +89,13 @@ def caller_request(method: str, cseq: int, body: str = "") -> str:
     )
 
 
-def same_transaction(method: str, to_tag: str) -> str:
+def same_transaction(method: str, to_tag: str, cseq: int = 1) -> str:
     """CANCEL or the ACK of a failure: the INVITE's Via, so the same branch."""
     return (
         f"  <send><![CDATA[\n{method} sip:[service]@[remote_ip]:[remote_port] SIP/2.0\n"
         "[last_Via:]\nFrom: alice <sip:alice@[local_ip]:[local_port]>;tag=[pid]a[call_number]\n"
         f"To: <sip:[service]@[remote_ip]:[remote_port]>{to_tag}\nCall-ID: [call_id]\n"
-        f"CSeq: 1 {method}\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n"
+        f"CSeq: {cseq} {method}\nMax-Forwards: 70\nContent-Length: 0\n\n]]></send>\n"
     )
 
 
@@ -117,14 +122,15 @@ def response(code: int, body: str = "", *, tag: str = "") -> str:
     )
 
 
-def sdp_lines(port: int, user: str, version: int, direction: str) -> list[str]:
-    """Patterns that an SDP is exactly the one ``user`` sent (origin, address, port, direction)."""
+def sdp_lines(port: int, user: str, version: int, direction: str, srtp: bool = False) -> list[str]:
+    """Patterns that an SDP is exactly the one ``user`` sent (origin, address, port,
+    direction; with ``srtp``, its RTP/SAVP profile and its a=crypto line)."""
     return [
         f"o={user} 4242 {version} IN IP4 127.0.0.1",
         "c=IN IP4 127.0.0.1",
-        f"m=audio {port} RTP/AVP 0 101",
+        f"m=audio {port} {'RTP/SAVP' if srtp else 'RTP/AVP'} 0 101",
         f"a={direction}",
-    ]
+    ] + ([CRYPTO] if srtp else [])
 
 
 class Phones:
@@ -508,4 +514,93 @@ def test_bypassed_call_survives_a_worker_killed_mid_call(bypass: Bypass, phones:
     ]
     assert {h["worker"] for h in after} == {"w0", "w1"} - {owner}
     assert ("Established", "PeerReoffer", "Reinviting") in bypass.steps(outbound)
+    bypass.no_media()
+
+
+def test_update_srtp_keys_and_a_refused_offer_are_relayed(bypass: Bypass, phones: Phones) -> None:
+    """The caller offers SRTP (RTP/SAVP, a=crypto): the callee gets the key untouched and
+    answers with its own, which reaches the caller untouched. Then the caller's UPDATE with a
+    new offer reaches the callee (in a re-INVITE) and the callee's answer comes back in the
+    200 to the UPDATE; a re-INVITE the callee refuses with 488 is refused to the caller with
+    488, and the call goes on (BYE)."""
+    a, b = phones.a_port, phones.b_port
+    caller_xml = (
+        HEAD.format(name="bypass caller update")
+        + caller_request("INVITE", 1, sdp("alice", 1, a, "sendrecv", srtp=True))
+        + '  <recv response="100" optional="true"/>\n'
+        + '  <recv response="180" optional="true"/>\n'
+        + expect("response", "183", sdp_lines(b, "bob", 1, "sendrecv", srtp=True), "e")
+        + expect("response", "200", sdp_lines(b, "bob", 1, "sendrecv", srtp=True), "f").replace(
+            '<recv response="200">', '<recv response="200" rrs="true">'
+        )
+        + caller_request("ACK", 1)
+        + caller_request("UPDATE", 2, sdp("alice", 2, a + 2, "sendrecv", srtp=True))
+        + expect("response", "200", sdp_lines(b + 2, "bob", 2, "sendrecv", srtp=True), "u")
+        + caller_request("INVITE", 3, sdp("alice", 3, a, "inactive", srtp=True))
+        + '  <recv response="100" optional="true"/>\n'
+        + '  <recv response="488"/>\n'
+        + same_transaction("ACK", "[peer_tag_param]", cseq=3)
+        + caller_request("BYE", 4)
+        + '  <recv response="200"/>\n'
+        + variables("e", 5)
+        + variables("f", 5)
+        + variables("u", 5)
+        + "</scenario>\n"
+    )
+    callee_xml = (
+        HEAD.format(name="bypass callee update")
+        + expect(
+            "request",
+            "INVITE",
+            sdp_lines(a, "alice", 1, "sendrecv", srtp=True),
+            "i",
+            CALLEE_INVITE_VARS,
+        )
+        + response(180, tag="[pid]b[call_number]")
+        + response(183, sdp("bob", 1, b, "sendrecv", srtp=True), tag="[pid]b[call_number]")
+        + response(200, sdp("bob", 1, b, "sendrecv", srtp=True), tag="[pid]b[call_number]")
+        + '  <recv request="ACK"/>\n'
+        + expect("request", "INVITE", sdp_lines(a + 2, "alice", 2, "sendrecv", srtp=True), "u")
+        + response(200, sdp("bob", 2, b + 2, "sendrecv", srtp=True))
+        + '  <recv request="ACK"/>\n'
+        + expect("request", "INVITE", sdp_lines(a, "alice", 3, "inactive", srtp=True), "r")
+        + response(488)
+        + '  <recv request="ACK"/>\n'
+        + '  <recv request="BYE"/>\n'
+        + response(200)
+        + variables("i", 5)
+        + variables("u", 5)
+        + variables("r", 5)
+        + '  <Reference variables="caller,contact"/>\n'
+        + "</scenario>\n"
+    )
+    with bypass.callee(callee_xml) as uas, bypass.caller(caller_xml) as uac:
+        finished_ok(uac, "caller")
+        finished_ok(uas, "callee")
+    inbound, outbound = bypass.legs()
+    steps = bypass.steps(inbound)
+    assert ("Established", "Update", "Relaying") in steps
+    assert ("Relaying", "PeerReanswered", "Established") in steps  # an UPDATE: no ACK
+    assert ("Relaying", "PeerReofferFailed", "Established") in steps
+    assert ("Reinviting", "Rejected", "Established") in bypass.steps(outbound)
+    bypass.no_media()
+
+
+def test_a_bypassed_invite_without_an_offer_is_refused(bypass: Bypass) -> None:
+    """Late offer is not relayed: 488, and no outbound leg is placed."""
+    caller_xml = (
+        HEAD.format(name="bypass late offer")
+        + caller_request("INVITE", 1)
+        + '  <recv response="100" optional="true"/>\n'
+        + '  <recv response="488"/>\n'
+        + same_transaction("ACK", "[peer_tag_param]")
+        + "</scenario>\n"
+    )
+    with bypass.caller(caller_xml) as uac:
+        finished_ok(uac, "caller")
+    sessions = bypass.cluster.sessions
+    assert wait_for(lambda: [s["state"] for s in sessions()] == ["Terminated"])
+    (inbound,) = sessions()
+    assert inbound["end_code"] == "488"
+    assert bypass.steps(inbound)[0] == ("Idle", "Invite", "Terminated")
     bypass.no_media()
