@@ -223,6 +223,12 @@ class Bypass:
         target = f"127.0.0.1:{self.port}"
         return self.sipp("caller", scenario, "-s", "bob", target, "-p", str(free_port()))
 
+    def run(self, caller_xml: str, callee_xml: str) -> None:
+        """Both sipps, to the end of their scenarios (each must succeed)."""
+        with self.callee(callee_xml) as uas, self.caller(caller_xml) as uac:
+            finished_ok(uac, "caller")
+            finished_ok(uas, "callee")
+
     def legs(self, state: str = "Terminated") -> tuple[dict[str, str], dict[str, str]]:
         sessions = self.cluster.sessions
         assert wait_for(
@@ -289,6 +295,10 @@ CALLEE_INVITE_VARS = (
 )
 
 
+#: the end of a callee scenario that only checked the initial INVITE's SDP (``i``)
+CALLEE_END = variables("i", 4) + '  <Reference variables="caller,contact"/>\n</scenario>\n'
+
+
 def _callee_setup(phones: Phones) -> str:
     a = phones.a_port
     return (
@@ -344,9 +354,7 @@ def test_bypassed_call_passes_sdp_and_rtp_end_to_end(bypass: Bypass, phones: Pho
         + '  <Reference variables="caller,contact"/>\n'
         + "</scenario>\n"
     )
-    with bypass.callee(callee_xml) as uas, bypass.caller(caller_xml) as uac:
-        finished_ok(uac, "caller")
-        finished_ok(uas, "callee")
+    bypass.run(caller_xml, callee_xml)
     tmp = bypass.cluster.tmp
     # each phone sends RTP where the SDP it received says; the other phone gets it directly
     to_bob = received_sdp_port(tmp / "caller.msg", "SIP/2.0 200 OK")
@@ -402,13 +410,9 @@ def test_callee_hangs_up_a_bypassed_call(bypass: Bypass, phones: Phones) -> None
         + '  <pause milliseconds="300"/>\n'
         + callee_request("BYE", 1)
         + '  <recv response="200"/>\n'
-        + variables("i", 4)
-        + '  <Reference variables="caller,contact"/>\n'
-        + "</scenario>\n"
+        + CALLEE_END
     )
-    with bypass.callee(callee_xml) as uas, bypass.caller(caller_xml) as uac:
-        finished_ok(uac, "caller")
-        finished_ok(uas, "callee")
+    bypass.run(caller_xml, callee_xml)
     inbound, outbound = bypass.legs()
     assert bypass.steps(outbound)[-1] == ("Established", "Bye", "Terminated")
     assert bypass.steps(inbound)[-2:] == [
@@ -447,15 +451,9 @@ def test_cancel_while_a_bypassed_call_rings(bypass: Bypass, phones: Phones) -> N
         + response(200)
         + "  <send><![CDATA[\nSIP/2.0 487 Request Terminated\n[last_Via:]\n[last_From:]\n"
         "[last_To:];tag=[pid]b[call_number]\n[last_Call-ID:]\nCSeq: [$cseq] INVITE\n"
-        "Content-Length: 0\n\n]]></send>\n"
-        + '  <recv request="ACK"/>\n'
-        + variables("i", 4)
-        + '  <Reference variables="caller,contact"/>\n'
-        + "</scenario>\n"
+        "Content-Length: 0\n\n]]></send>\n" + '  <recv request="ACK"/>\n' + CALLEE_END
     )
-    with bypass.callee(callee_xml) as uas, bypass.caller(caller_xml) as uac:
-        finished_ok(uac, "caller")
-        finished_ok(uas, "callee")
+    bypass.run(caller_xml, callee_xml)
     inbound, outbound = bypass.legs()
     assert inbound["end_code"] == outbound["end_code"] == "487"
     assert bypass.steps(inbound)[-1] == ("Alerting", "Cancel", "Terminated")
@@ -574,9 +572,7 @@ def test_update_srtp_keys_and_a_refused_offer_are_relayed(bypass: Bypass, phones
         + '  <Reference variables="caller,contact"/>\n'
         + "</scenario>\n"
     )
-    with bypass.callee(callee_xml) as uas, bypass.caller(caller_xml) as uac:
-        finished_ok(uac, "caller")
-        finished_ok(uas, "callee")
+    bypass.run(caller_xml, callee_xml)
     inbound, outbound = bypass.legs()
     steps = bypass.steps(inbound)
     assert ("Established", "Update", "Relaying") in steps
@@ -604,3 +600,35 @@ def test_a_bypassed_invite_without_an_offer_is_refused(bypass: Bypass) -> None:
     assert inbound["end_code"] == "488"
     assert bypass.steps(inbound)[0] == ("Idle", "Invite", "Terminated")
     bypass.no_media()
+
+
+def test_refer_on_a_bypassed_call_is_answered_as_on_an_anchored_one(
+    bypass: Bypass, phones: Phones
+) -> None:
+    """The gateway table relays no REFER, anchored or bypassed: the leg that gets one has no
+    transition for it and the worker answers 500; the call goes on (BYE)."""
+    refer = caller_request("REFER", 2).replace(
+        "CSeq: 2 REFER\n", "CSeq: 2 REFER\nRefer-To: <sip:carol@127.0.0.1>\n"
+    )
+    caller_xml = (
+        HEAD.format(name="bypass caller refers")
+        + _caller_setup(phones)
+        + refer
+        + '  <recv response="500"/>\n'
+        + caller_request("BYE", 3)
+        + '  <recv response="200"/>\n'
+        + variables("e", 4)
+        + variables("f", 4)
+        + "</scenario>\n"
+    )
+    callee_xml = (
+        HEAD.format(name="bypass callee, no REFER")
+        + _callee_setup(phones)
+        + '  <recv request="BYE"/>\n'
+        + response(200)
+        + CALLEE_END
+    )
+    bypass.run(caller_xml, callee_xml)
+    inbound, _ = bypass.legs()
+    assert bypass.steps(inbound)[-1] == ("Established", "Bye", "Terminated")
+    assert bypass.table.lookup("UAS", "Established", "Refer") is None
