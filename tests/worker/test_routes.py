@@ -491,6 +491,8 @@ rules:
     assert any(p.startswith("bad.yaml:9: forward: srtp does not apply") for p in problems)
     assert any(p.startswith("bad.yaml:11: forward: media is one of anchor") for p in problems)
     assert any(p.startswith("bad.yaml:14: latch_private does not apply") for p in problems)
+    with pytest.raises(RoutesError, match="srtp does not apply"):
+        parse_routes('media: bypass\nrules: []\ndefault: {forward: {to: "sip:x@h", srtp: "off"}}\n')
     with pytest.raises(RoutesError, match="media is one of anchor, bypass"):
         parse_routes("media: yes\nrules: []\n")
     with pytest.raises(ValueError, match="srtp does not apply"):

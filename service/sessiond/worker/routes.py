@@ -302,15 +302,7 @@ def parse_routes(text: str, name: str = "<routes>", fallback: CallHandler | None
         rule = _rule(raw, raw_rules.line_of(index), problem, media)
         if rule is not None:
             rules.append(rule)
-    default: RuleDecision | None = None
-    default_defer: tuple[int, float] | None = None
-    if "default" in doc:
-        line = doc.line_of("default")
-        parsed = _decision(doc["default"], line, problem)
-        if parsed is not None:
-            default = parsed[0]
-            if parsed[1] is not None:
-                default_defer = (line, parsed[1])
+    default, default_defer = _default(doc, media, problem)
     if problems:
         raise RoutesError(problems)
     return Routes(
@@ -325,6 +317,23 @@ def parse_routes(text: str, name: str = "<routes>", fallback: CallHandler | None
 
 
 Problem = Callable[[int, str], None]
+
+
+def _default(
+    doc: LineDict, media: str | None, problem: Problem
+) -> tuple[RuleDecision | None, tuple[int, float] | None]:
+    """The file's ``default:`` decision and, for a defer, (line, seconds)."""
+    if "default" not in doc:
+        return None, None
+    line = doc.line_of("default")
+    parsed = _decision(doc["default"], line, problem)
+    if parsed is None:
+        return None, None
+    default = parsed[0]
+    if media == "bypass" and isinstance(default, Forward) and default.target_srtp:
+        if default.media != "anchor":
+            problem(line, bypass_srtp_conflict())
+    return default, (line, parsed[1]) if parsed[1] is not None else None
 
 
 def _flag(raw: LineDict, key: str, problem: Problem) -> bool | None:
