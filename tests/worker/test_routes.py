@@ -29,6 +29,7 @@ from sessiond.worker.handlers import (
     Ring,
     decide_event,
     load_handler,
+    media_option,
     ring_registered,
 )
 from sessiond.worker.routes import RoutesError, load_routes, parse_routes, uri_of
@@ -517,3 +518,95 @@ def test_fork_and_ring_in_routes() -> None:
     assert "f.yaml:3: user: fork is one of q, parallel, sequential, not 'all'" in problems
     assert "f.yaml:5: hunt: ring is all or sequential, not 'parallel'" in problems
     assert any(p.startswith("f.yaml:7: hunt: expected [MEMBER...] or") for p in problems)
+
+
+BYPASS_ROUTES = """\
+media: bypass
+rules:
+  - match: {to: "sip:trunk@*"}
+    do: {forward: "sip:pbx@10.0.0.9"}
+  - match: {to: "sip:anchored@*"}
+    do: {forward: {to: "sip:pbx@10.0.0.9", media: anchor}}
+  - match: {to: "sip:rule@*"}
+    do: {user: alice}
+    media: anchor
+  - match: {to: "sip:ivr@*"}
+    do: accept
+    srtp: require
+"""
+
+
+def test_media_bypass_per_forward_rule_and_file() -> None:
+    routes = parse_routes(BYPASS_ROUTES, "r.yaml")
+    assert routes.session_fields(call("sip:trunk@h")) == {"media": "bypass"}
+    assert routes.decide(call("sip:anchored@h")) == Forward("sip:pbx@10.0.0.9", media="anchor")
+    assert routes.session_fields(call("sip:rule@h")) == {}
+    only = parse_routes(
+        'rules:\n  - match: {to: "sip:t@*"}\n    do: {forward: {to: "sip:p@h", media: bypass}}\n'
+    )
+    assert only.decide(call("sip:t@h")) == Forward("sip:p@h", media="bypass")
+    assert only.session_fields(call("sip:t@h")) == {}  # the Forward itself carries it
+
+
+def test_media_option_keeps_bypass_only_on_forwards() -> None:
+    bypass = {"media": "bypass", "srtp": "require", "latch_private": "true"}
+    assert media_option(Forward("sip:p@h"), bypass) == {"media": "bypass"}
+    assert media_option(CallUser("alice@h"), {"media": "bypass"}) == {"media": "bypass"}
+    assert media_option(Accept(), bypass) == {"srtp": "require", "latch_private": "true"}
+    assert media_option(Forward("sip:p@h", media="anchor"), bypass) == {
+        "srtp": "require",
+        "latch_private": "true",
+    }
+    assert media_option(Forward("sip:p@h", media="bypass"), {}) == {"media": "bypass"}
+
+
+def test_media_bypass_with_srtp_is_an_error() -> None:
+    text = """\
+media: bypass
+rules:
+  - match: {to: "sip:a@*"}
+    do: {forward: "sip:x@h"}
+    srtp: require
+  - match: {to: "sip:b@*"}
+    do: {forward: {to: "sip:x@h", srtp: "off"}}
+  - match: {to: "sip:c@*"}
+    do: {forward: {to: "sip:x@h", media: bypass, srtp: offer}}
+  - match: {to: "sip:d@*"}
+    do: {forward: {to: "sip:x@h", media: sideways}}
+  - match: {to: "sip:e@*"}
+    do: {user: bob}
+    latch_private: true
+"""
+    with pytest.raises(RoutesError) as info:
+        parse_routes(text, "bad.yaml")
+    problems = info.value.problems
+    assert any(p.startswith("bad.yaml:5: srtp does not apply to media: bypass") for p in problems)
+    assert any(p.startswith("bad.yaml:7: srtp does not apply") for p in problems), problems
+    assert any(p.startswith("bad.yaml:9: forward: srtp does not apply") for p in problems)
+    assert any(p.startswith("bad.yaml:11: forward: media is one of anchor") for p in problems)
+    assert any(p.startswith("bad.yaml:14: latch_private does not apply") for p in problems)
+    with pytest.raises(RoutesError, match="srtp does not apply"):
+        parse_routes('media: bypass\nrules: []\ndefault: {forward: {to: "sip:x@h", srtp: "off"}}\n')
+    with pytest.raises(RoutesError, match="media is one of anchor, bypass"):
+        parse_routes("media: yes\nrules: []\n")
+    with pytest.raises(ValueError, match="srtp does not apply"):
+        Forward("sip:x@h", target_srtp="off", media="bypass")
+
+
+def test_a_bypassed_leg_is_placed_with_the_callers_offer() -> None:
+    from sessiond.store.keys import Keys
+    from sessiond.worker.router import new_uac
+
+    data = {
+        "target": "sip:b@h",
+        "call_id": "c1@sessiond",
+        "local_tag": "t1",
+        "media": "bypass",
+        "sdp": "v=0\r\n",
+    }
+    assert appschema.problem("MakeCall", data) is None
+    assert appschema.problem("MakeCall", {**data, "media": "around"}) is not None
+    new = new_uac(Keys("t"), Event("e1", "MakeCall", data, "0123456789-x"))
+    assert new is not None
+    assert new.fields["media"] == "bypass"
+    assert "media_node" not in new.fields

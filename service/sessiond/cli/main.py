@@ -504,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--systems",
         default="",
         help="peers: comma-separated, of kamailio, kamailio-redis, sippy, sessiond-forward, "
-        "sessiond-answer (default: all)",
+        "sessiond-bypass, sessiond-answer (default: all)",
     )
     bench.add_argument(
         "--rounds", type=positive_int, default=2, help="peers: rounds of steps; idle: rounds"

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from sessiond.core.types import Event
-from sessiond.core.vocabulary import SRTP_POLICIES
+from sessiond.core.vocabulary import MEDIA_MODES, SRTP_POLICIES
 from sessiond.store.location import Binding
 from sessiond.store.rooms import valid_room
 
@@ -143,7 +143,9 @@ class Forward:
     leg runs ``table`` (default ``gateway``), which places the outgoing leg. ``target_srtp``
     is the SRTP policy of the outgoing leg (``off``, ``offer``, ``require``; None: the media
     node's ``--srtp``); the caller's leg has its own (:class:`SessionOptions`, field
-    ``srtp``), and the media node bridges decrypted audio between them."""
+    ``srtp``), and the media node bridges decrypted audio between them. ``media="bypass"``
+    passes the SDP end to end instead: no media node, no SRTP policy (a=crypto goes through
+    as it is), so ``target_srtp`` must be None."""
 
     target: str
     table: str = "gateway"
@@ -160,8 +162,13 @@ class Forward:
     #: (``target``, *``next``) (RFC 3261 16.6: a user's contacts of equal q ring in
     #: parallel); empty: one target at a time
     groups: tuple[int, ...] = ()
+    media: str | None = None  #: ``bypass``: no media node; None or ``anchor``: anchored
 
     def __post_init__(self) -> None:
+        if self.media is not None and self.media not in MEDIA_MODES:
+            raise ValueError(f"media is one of {', '.join(MEDIA_MODES)}, not {self.media!r}")
+        if self.media == "bypass" and self.target_srtp is not None:
+            raise ValueError(bypass_srtp_conflict())
         if self.target_srtp is not None and self.target_srtp not in SRTP_POLICIES:
             raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {self.target_srtp!r}")
         if not isinstance(self.target, str) or not self.target.startswith(("sip:", "sips:")):
@@ -321,8 +328,33 @@ class SessionOptions(Protocol):
 
 #: session fields a handler may set: ``latch_private: "true"`` makes the call's media leg
 #: ignore a private (RFC 1918 / ULA) SDP address and send where the caller's RTP comes from;
-#: ``srtp`` (off, offer, require) is the SRTP policy of the call's media leg (media.create)
-OPTION_FIELDS = frozenset({"latch_private", "srtp"})
+#: ``srtp`` (off, offer, require) is the SRTP policy of the call's media leg (media.create);
+#: ``media: bypass`` makes a forwarded call pass its SDP end to end (no media node; kept
+#: only when the decision is a forward: :func:`media_option`)
+OPTION_FIELDS = frozenset({"latch_private", "srtp", "media"})
+
+
+def bypass_srtp_conflict() -> str:
+    """The one-line error for an SRTP policy on a bypassed call."""
+    return (
+        "srtp does not apply to media: bypass (the SDP, a=crypto included, passes end to "
+        "end untouched)"
+    )
+
+
+def media_option(decision: Decision, fields: Mapping[str, str]) -> dict[str, str]:
+    """The new session's option ``fields`` for ``decision``: a :class:`Forward`'s own
+    ``media`` wins; ``media`` stays only on a forward (Forward or CallUser), and a bypassed
+    call has no ``srtp`` or ``latch_private`` (no media leg to apply them to)."""
+    out = dict(fields)
+    if isinstance(decision, Forward) and decision.media is not None:
+        out["media"] = decision.media
+    if not isinstance(decision, Forward | CallUser) or out.get("media") != "bypass":
+        out.pop("media", None)
+        return out
+    out.pop("srtp", None)
+    out.pop("latch_private", None)
+    return out
 
 
 class RegisteredUsers:

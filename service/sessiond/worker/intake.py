@@ -32,6 +32,7 @@ from sessiond.worker.handlers import (
     Reject,
     SessionOptions,
     decision_event,
+    media_option,
     ring_registered,
 )
 from sessiond.worker.router import new_uac, new_uas, registry_key, replaced_dialog
@@ -103,6 +104,8 @@ class Intake:
             new = item.new
             if new is not None and isinstance(decision, Forward):
                 new = replace(new, table=decision.table)
+            elif new is not None and "media" in new.fields:  # a 480: the default table's
+                new = replace(new, fields={k: v for k, v in new.fields.items() if k != "media"})
             then = decision_event(decision, item.event, item.sid)
             work[i] = replace(item, new=new, then=then)
         return work
@@ -130,7 +133,7 @@ class Intake:
             return None
         sid = new.fields["sid"]
         decision = self.decide(event, sid)
-        options = self.options(event, sid)
+        options = media_option(decision, self.options(event, sid))
         if options:
             new = replace(new, fields={**new.fields, **options})
         if event.data.get("replaces"):  # the table answers a replacing call

@@ -90,8 +90,10 @@ def session_call(ctx: Context, args: Any) -> None:
     session fields ``to_field`` (the To URI, else the target), ``edge_field`` (the edge that
     sends its requests, else this session's) and ``destination_field`` (``TRANSPORT
     host:port`` its requests are sent to whatever the URI: a registered phone's binding)
-    shape a call to a registered user. The new
-    session's ``peer`` is this session; its id goes in field ``save_as``.
+    shape a call to a registered user. A bypassed session (field ``media`` is ``bypass``)
+    passes that on with its ``remote_sdp`` (the caller's offer) as the new leg's offer, and
+    no media node. The new session's ``peer`` is this session; its id goes in field
+    ``save_as``.
     Call-ID, tag and session id derive from this event's id: a redelivered event places the
     same call, which the new session refuses as a duplicate."""
     if "target_field" in args:
@@ -127,7 +129,11 @@ def place_call(
     }
     if replaces:  # an attended transfer: the new call replaces the target's other dialog
         data["replaces"] = replaces
-    if args.get("pin_media") and ctx.get("media_node"):
+    if ctx.get("media") == "bypass":  # no media node: the caller's offer goes as it is
+        data["media"] = "bypass"
+        if ctx.get("remote_sdp"):
+            data["sdp"] = ctx.get("remote_sdp")
+    elif args.get("pin_media") and ctx.get("media_node"):
         data["media_node"] = ctx.get("media_node")
     if "srtp_field" in args and ctx.get(args["srtp_field"]):
         data["srtp"] = ctx.get(args["srtp_field"])
