@@ -252,3 +252,26 @@ def test_the_worker_of_the_forking_call_killed_while_three_phones_ring(cluster: 
             out, _ = caller_.communicate(timeout=60)
             assert caller_.returncode == 0, (out[-2000:], cluster.log("edge")[-3000:])
     assert by_port(outbound(cluster)) == {first: "200", second: "487", third: "487"}
+
+
+def test_a_bypassed_call_forks_too(cluster: Cluster) -> None:
+    """``media: bypass`` on a route to alice: her three equal-q phones get the caller's
+    offer as it is, the first answers and its SDP goes to the caller unchanged, the two
+    others must receive CANCEL."""
+    (cluster.tmp / "routes.yaml").write_text(
+        'media: bypass\nrules:\n  - match: {to: "sip:reception@*"}\n    do: {user: alice}\n'
+    )
+    port = start(cluster, "--routes", "routes.yaml")
+    first, second, third = registered(cluster, port, "0.8", "0.8", "0.8")
+    with phones(
+        cluster,
+        (first, callee("hangs_up")),
+        (second, callee("cancelled")),
+        (third, callee("cancelled")),
+    ):
+        result = call(cluster, port, to_aor(caller("hung_up"), "reception"), "caller")
+        assert result.returncode == 0, (result.stdout[-2000:], cluster.log("run")[-3000:])
+    assert by_port(outbound(cluster)) == {first: "200", second: "487", third: "487"}
+    (inbound,) = [s for s in cluster.sessions() if s["role"] == "UAS"]
+    assert inbound["media"] == "bypass"
+    assert "o=bob " in inbound["local_sdp"]  # the answering phone's SDP, as it sent it
