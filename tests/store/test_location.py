@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from sessiond.store import Keys
-from sessiond.store.location import Applied, Binding, Location
+from sessiond.store.location import Applied, Binding, Location, fail_over, lookup_routes
 
 NOW = 1_700_000_000.0
 
@@ -163,3 +163,40 @@ async def test_an_unreadable_binding_is_dropped_not_kept(loc: Location) -> None:
     assert done.status == "OK"
     assert done.expired == 1
     assert [k.decode() for k in await loc.redis.hkeys(key)] == [a.contact]
+
+
+async def test_lookup_routes_reads_bindings_and_the_edges_heard_lately(loc: Location) -> None:
+    """One round trip: each AOR's live bindings, and the edges whose heartbeat score in
+    ``processes:edge`` is within the heartbeat TTL (edge-old's is a minute old)."""
+    await apply(loc, ("sip:a@h", 60, binding("sip:a@h", 60)))
+    await loc.redis.zadd(loc.keys.processes("edge"), {"edge-b": NOW - 1, "edge-old": NOW - 60})
+    found, edges = await lookup_routes(loc.redis, loc.keys, ["alice@example.com", "x@y"], NOW)
+    assert [[b.contact for b in f] for f in found] == [["sip:a@h"], []]
+    assert edges == ["edge-b"]
+    assert await lookup_routes(loc.redis, loc.keys, [], NOW) == ([], [])
+
+
+def test_fail_over_moves_udp_bindings_to_a_live_edge_and_skips_dead_connections() -> None:
+    udp = binding("sip:a@10.0.0.5", 60, edge="edge-a", flow="u1")
+    tcp = binding("sip:a@10.0.0.6;transport=tcp", 60, edge="edge-a", transport="TCP")
+    tls = binding("sip:a@10.0.0.7;transport=tls", 60, edge="edge-a", transport="TLS")
+    alive = binding("sip:a@10.0.0.8;transport=tcp", 60, edge="edge-b", transport="TCP")
+    done = fail_over([udp, tcp, tls, alive], ["edge-b", "edge-c"])
+    moved = done.bindings[0]
+    assert moved.edge in ("edge-b", "edge-c")
+    assert moved.flow == ""
+    assert (moved.contact, moved.source, moved.transport) == (udp.contact, udp.source, "UDP")
+    assert done.bindings[1:] == [alive]
+    assert done.moved == [(udp, moved.edge)]
+    assert done.skipped == [tcp, tls]
+    # the same contact always takes the same live edge
+    assert fail_over([udp], ["edge-b", "edge-c"]).bindings[0].edge == moved.edge
+
+
+def test_fail_over_leaves_everything_when_no_edge_is_known_alive() -> None:
+    """After a store outage every heartbeat lapsed at once: nothing is moved or dropped."""
+    tcp = binding("sip:a@10.0.0.6;transport=tcp", 60, edge="edge-a", transport="TCP")
+    udp = binding("sip:a@10.0.0.5", 60, edge="edge-a")
+    done = fail_over([tcp, udp], [])
+    assert (done.bindings, done.moved, done.skipped) == ([tcp, udp], [], [])
+    assert fail_over([udp], ["edge-a"]).bindings == [udp]

@@ -9,17 +9,25 @@ edge that holds the phone's connection (its ``flow``).
 A lookup by AOR is one ``HGETALL``: :func:`lookup` drops bindings whose ``expires_at`` has
 passed (the script drops them from Redis at the next REGISTER; the key's TTL is that of
 its longest binding, so an AOR nobody refreshes disappears whole).
+
+A binding's edge may have died (kill -9, host lost) while the phone is still registered:
+:func:`lookup_routes` reads, in the same round trip, which edges heartbeat
+(``processes:edge``, scored with each heartbeat's time) and :func:`fail_over` sends a UDP
+binding through a live edge instead (a datagram to its ``source`` reaches the phone from
+any edge), and passes over a TCP/TLS binding whose connection died with its edge (the
+phone re-registers on a new connection).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from sessiond.store.keys import Keys
+from sessiond.store.keys import HEARTBEAT_TTL, Keys
 from sessiond.store.scripts import script
 
 
@@ -113,18 +121,55 @@ class Location:
         return live(raw.values(), now)
 
 
-async def lookup_many(
+async def lookup_routes(
     redis: Any, keys: Keys, aors: Sequence[str], now: float
-) -> list[list[Binding]]:
-    """The live bindings of each AOR (``user@domain``), highest q first: one round trip
-    for them all (a worker's batch of new calls to registered users)."""
+) -> tuple[list[list[Binding]], list[str]]:
+    """The live bindings of each AOR (``user@domain``), highest q first, and the names of
+    the edges whose heartbeat is recent (scored in ``processes:edge`` within
+    :data:`HEARTBEAT_TTL` seconds of ``now``), sorted: one round trip for a worker's batch
+    of new calls to registered users."""
     if not aors:
-        return []
+        return [], []
     pipe = redis.pipeline(transaction=False)
     for aor in aors:
         user, _, domain = aor.rpartition("@")
         pipe.hgetall(keys.location(user, domain))
-    return [live(raw.values(), now) for raw in await pipe.execute()]
+    pipe.zrangebyscore(keys.processes("edge"), now - HEARTBEAT_TTL, "+inf")
+    *found, edges = await pipe.execute()
+    names = sorted({e.decode() if isinstance(e, bytes) else str(e) for e in edges})
+    return [live(raw.values(), now) for raw in found], names
+
+
+@dataclass(frozen=True, slots=True)
+class FailedOver:
+    """The bindings a call can use once dead edges are accounted for (:func:`fail_over`)."""
+
+    bindings: list[Binding]
+    moved: list[tuple[Binding, str]] = field(default_factory=list)  # (binding, live edge)
+    skipped: list[Binding] = field(default_factory=list)  # a TCP/TLS flow on a dead edge
+
+
+def fail_over(bindings: Sequence[Binding], live_edges: Sequence[str]) -> FailedOver:
+    """``bindings`` with each one whose edge is not in ``live_edges`` sent through a live
+    edge when it is over UDP (one picked by the contact's hash, so a contact's calls all
+    take the same one), or dropped when it is a connection (TCP, TLS...: it died with its
+    edge). With no live edge known at all (the store just came back, every heartbeat
+    lapsed) the bindings are left as they are: absence of evidence is no evidence."""
+    if not live_edges:
+        return FailedOver(list(bindings))
+    alive = set(live_edges)
+    kept: list[Binding] = []
+    out = FailedOver(kept)
+    for binding in bindings:
+        if binding.edge in alive:
+            kept.append(binding)
+        elif binding.transport.upper() == "UDP":
+            edge = live_edges[zlib.crc32(binding.contact.encode()) % len(live_edges)]
+            kept.append(msgspec.structs.replace(binding, edge=edge, flow=""))
+            out.moved.append((binding, edge))
+        else:
+            out.skipped.append(binding)
+    return out
 
 
 def live(values: Any, now: float) -> list[Binding]:
