@@ -346,7 +346,8 @@ def bench_register(rates: list[int], seconds: float) -> int:
         more = [*rates, max(rates) * 2, max(rates) * 4]
         print("\nceiling: the same sipp scenario against a sipp UAS (401, then 200), no sessiond")
         top = ceiling(more, seconds, work / "ceiling")
-        print(f"highest clean step of sipp alone: {top} REGISTERs/s")
+        reached = "" if top < more[-1] else " (its highest step: the limit is higher)"
+        print(f"highest clean step of sipp alone: {top} REGISTERs/s{reached}")
     except (OSError, TimeoutError, subprocess.SubprocessError) as exc:
         print(f"sessiond bench register: {exc} (logs in {work})", file=sys.stderr)
         return 1
