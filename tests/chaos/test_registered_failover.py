@@ -39,6 +39,7 @@ if str(ROOT) not in sys.path:
 
 from tests.e2e.harness import ENV, background_sipp  # noqa: E402
 from tests.e2e.test_registered_calls import PRIVATE, bound, register, to_aor  # noqa: E402
+from tests.ports import free_udp_range  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(240)]
 EDGES = ("edgeA", "edgeB")
@@ -93,9 +94,8 @@ class Bed:
         for w in WORKERS:
             self.args[w] = ["worker", *common, "--name", w]
             self.args[w] += ["--metrics-port", str(self.metrics[w])]
-        rtp = free_port()
         self.args["m1"] = ["media", *common, "--name", "m1", "--address", "127.0.0.1"]
-        self.args["m1"] += ["--rtp-ports", f"{rtp}-{rtp + 99}"]
+        self.args["m1"] += ["--rtp-ports", free_udp_range(100)]
 
     def start(self, name: str) -> None:
         self.cluster.start(name, *self.args[name])

@@ -37,6 +37,7 @@ from tests.e2e.test_registered_calls import (  # noqa: E402
     phone,
     to_aor,
 )
+from tests.ports import free_udp_range  # noqa: E402
 
 pytestmark = [pytest.mark.timeout(180)]
 BOB_EXPIRES = 12  # seconds: short, so that the test sees it expire after the restart
@@ -109,7 +110,9 @@ def test_bindings_survive_redis_restarts_with_aof(tmp_path: Path) -> None:
         for user in ("alice", "bob"):
             ctl(cluster, "user", "add", f"{user}@example.com", "s3cret")
         port = cluster.start_run(
-            "--registrar", "example.com", "--registrar-min-expires", "5", "--auth-secret", "x" * 16
+            *("--registrar", "example.com", "--registrar-min-expires", "5"),
+            *("--auth-secret", "x" * 16),
+            rtp_ports=free_udp_range(100),
         )
         alice_port, bob_port = free_port(), free_port()
         register(cluster, port, alice_port, "alice", 300)
