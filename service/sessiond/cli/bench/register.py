@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,14 +47,7 @@ import redis as sync_redis
 import redis.asyncio as aioredis
 
 from sessiond.cli.bench.cps import _wait_sip
-from sessiond.cli.bench.dialog_sipp import (
-    _fresh,
-    _percentile,
-    _sipp,
-    free_udp_port,
-    read_stats,
-    setup_times,
-)
+from sessiond.cli.bench.dialog_sipp import _fresh, _percentile, _sipp, read_stats, setup_times
 from sessiond.store.keys import Keys
 from sessiond.store.users import Account, Users
 
@@ -74,6 +69,25 @@ Max-Forwards: 70
 
 ]]></send>
 """
+
+
+LISTEN_PORTS = range(10000, 20000)  # below the kernel's ephemeral range (32768-60999)
+ATTEMPTS = 3  # a port found free can be taken before our process binds it: tries
+
+
+def listen_port() -> int:
+    """A port on 127.0.0.1 free for UDP and TCP now, outside the ephemeral range (a port
+    the kernel hands out from there can become any client's source port a moment later)."""
+    for _ in range(500):
+        port = random.choice(LISTEN_PORTS)
+        try:
+            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                with socket.socket(socket.AF_INET, kind) as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return port
+    raise OSError("no free port in 10000-19999 on 127.0.0.1")
 
 
 def uac_xml() -> str:
@@ -171,7 +185,7 @@ def run_step(
     # sipp 3.6 does not parse a keyword nested in [authentication username=...]; -au is
     # parsed per call like a message, so "[field0]" there is each call's own user
     cmd += ["-au", "[field0]", "-ap", PASSWORD]
-    cmd += ["-p", str(free_udp_port()), "-m", str(calls), "-r", str(rate), "-rp", "1000"]
+    cmd += ["-p", str(listen_port()), "-m", str(calls), "-r", str(rate), "-rp", "1000"]
     cmd += ["-l", str(max(rate * 4, 100)), "-timeout", str(limit), "-timeout_error"]
     cmd += ["-recv_timeout", "10000", "-trace_rtt", "-rtt_freq", "20"]
     before = {role: cpu_of(pid) for role, pid in pids.items()}
@@ -206,29 +220,38 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
             proc.wait()
 
 
+def _redis_server(work: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """redis-server on a free port, answering PING: (process, port)."""
+    for _ in range(ATTEMPTS):
+        port = listen_port()
+        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work)]
+        args += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
+        args += ["--hash-max-listpack-value", "1024", "--logfile", "redis.log"]
+        proc = subprocess.Popen(
+            args, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        client = sync_redis.Redis(port=port, socket_timeout=1)
+        try:
+            deadline = time.monotonic() + 15
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    if client.ping():
+                        return proc, port
+                except sync_redis.RedisError:
+                    time.sleep(0.05)
+        finally:
+            client.close()
+        _stop(proc)
+    raise TimeoutError(f"redis-server did not start ({ATTEMPTS} tries; see redis.log)")
+
+
 @contextmanager
 def private_redis(work: Path) -> Iterator[tuple[str, int]]:
     """A redis-server of the bench's own on a free loopback port: (URL, pid)."""
-    port = free_udp_port()
-    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work)]
-    args += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
-    args += ["--hash-max-listpack-value", "1024", "--logfile", "redis.log"]
-    proc = subprocess.Popen(args, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    client = sync_redis.Redis(port=port, socket_timeout=1)
+    proc, port = _redis_server(work)
     try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if client.ping():
-                    break
-            except sync_redis.RedisError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise TimeoutError(f"redis-server on port {port} did not start")
-            time.sleep(0.05)
         yield f"redis://127.0.0.1:{port}/0", proc.pid
     finally:
-        client.close()
         _stop(proc)
 
 
@@ -244,7 +267,7 @@ async def _accounts(redis_url: str, namespace: str, count: int) -> None:
         await client.aclose()
 
 
-def _edge(redis_url: str, namespace: str, port: int, log: Path) -> subprocess.Popen[bytes]:
+def _edge_on(redis_url: str, namespace: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "PYTHONPATH": str(Path(__file__).resolve().parents[3])
@@ -262,6 +285,23 @@ def _edge(redis_url: str, namespace: str, port: int, log: Path) -> subprocess.Po
             stderr=subprocess.STDOUT,
             env=env,
         )
+
+
+def _edge(redis_url: str, namespace: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
+    """The edge, answering OPTIONS on a free port: (process, port)."""
+    for _ in range(ATTEMPTS):
+        port = listen_port()
+        edge = _edge_on(redis_url, namespace, port, log)
+        deadline = time.monotonic() + 30
+        while edge.poll() is None and time.monotonic() < deadline:
+            try:
+                _wait_sip(port, 1.0)
+                return edge, port
+            except TimeoutError:
+                continue
+        _stop(edge)
+    last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+    raise TimeoutError(f"the edge did not answer ({ATTEMPTS} tries): {' '.join(last)}")
 
 
 def _header(roles: tuple[str, ...]) -> str:
@@ -302,7 +342,7 @@ def _steps(
 
 def ceiling(rates: list[int], seconds: float, work: Path) -> int:
     """The same scenario against a sipp UAS answering 401 then 200: sipp's own limit."""
-    port = free_udp_port()
+    port = listen_port()
     uas_dir = _fresh(work / "uas")
     (uas_dir / "uas.xml").write_text(uas_xml())
     total = sum(max(1, int(r * seconds)) for r in rates)
@@ -328,10 +368,8 @@ def bench_register(rates: list[int], seconds: float) -> int:
     try:
         with private_redis(work) as (redis_url, redis_pid):
             asyncio.run(_accounts(redis_url, namespace, accounts))
-            port = free_udp_port()
-            edge = _edge(redis_url, namespace, port, work / "edge.log")
+            edge, port = _edge(redis_url, namespace, work / "edge.log")
             try:
-                _wait_sip(port)
                 print(
                     f"\nsessiond edge --registrar {DOMAIN} (pid {edge.pid}) on a redis-server "
                     f"of its own (pid {redis_pid}, appendonly yes, appendfsync everysec), "
