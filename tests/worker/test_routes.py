@@ -3,6 +3,8 @@ decision events the worker publishes (pure; the SIP side is in test_handlers.py)
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import msgspec
@@ -424,6 +426,98 @@ def test_hunt_groups() -> None:
     problems = info.value.problems
     assert any(p.startswith("h.yaml:3: hunt: the first member is a user") for p in problems)
     assert any(p.startswith("h.yaml:5: hunt: expected a list") for p in problems), problems
+
+
+def _binding(contact: str, q: float | None, port: int) -> Binding:
+    return Binding(
+        contact=contact,
+        expires_at=2e9,
+        call_id=f"r{port}",
+        cseq=1,
+        edge="edge-a",
+        transport="udp",
+        source=f"127.0.0.1:{port}",
+        registered_at=1.0,
+        q=q,
+    )
+
+
+def test_contacts_of_equal_q_ring_together_groups_by_decreasing_q() -> None:
+    """RFC 3261 16.6 (Kamailio's t_load_contacts): q 1.0 (no q), 1.0, 0.5, 0.5, 0.1 ring as
+    three groups; ``then`` is a group of its own; the ForwardCall's next marks the targets
+    that ring with the one before them."""
+    found = [
+        _binding("sip:a@1", None, 1),
+        _binding("sip:a@2", 1.0, 2),
+        _binding("sip:a@3", 0.5, 3),
+        _binding("sip:a@4", 0.5, 4),
+        _binding("sip:a@5", 0.1, 5),
+    ]
+    forward = ring_registered(CallUser("alice@example.com", then="sip:vm@h"), found)
+    assert isinstance(forward, Forward)
+    assert forward.groups == (2, 2, 1, 1)
+    event = decide_event(_Fixed(forward), Event("i1", "Invite", {}, ""), "s1")
+    assert event is not None
+    together = [bool(e.get("parallel")) for e in json.loads(event.data["next"])]
+    assert together == [True, False, True, False, False]
+    assert appschema.problem("ForwardCall", event.data) is None
+    every = ring_registered(CallUser("alice@example.com", fork="parallel"), found)
+    assert isinstance(every, Forward)
+    assert every.groups == (5,)
+    one_by_one = ring_registered(CallUser("alice@example.com", fork="sequential"), found)
+    assert isinstance(one_by_one, Forward)
+    assert one_by_one.groups == ()
+    # distinct q: one at a time, and the ForwardCall reads as before forking existed
+    single = ring_registered(CallUser("alice@example.com"), [found[1], found[2]])
+    assert isinstance(single, Forward)
+    assert single.groups == ()
+
+
+def test_a_ring_all_hunt_group_rings_every_member_at_once() -> None:
+    found = {"bob@example.com": [_binding("sip:b@1", 0.3, 7)]}
+    call = CallUser("alice@example.com", members=("bob@example.com", "sip:desk@h"), fork="parallel")
+    forward = ring_registered(call, [_binding("sip:a@1", 0.9, 6)], found)
+    assert isinstance(forward, Forward)
+    assert forward.groups == (3,)
+    event = decide_event(_Fixed(forward), Event("i1", "Invite", {}, ""), "s1")
+    assert event is not None
+    assert event.data["to"] == "sip:alice@example.com"
+    # bob's phone gets To: bob; the URI member the first member's AOR (as before)
+    tos = [e.get("to") for e in json.loads(event.data["next"])]
+    assert tos == ["sip:bob@example.com", None]
+    in_turn = dataclasses.replace(call, fork="q")
+    forward = ring_registered(in_turn, [_binding("sip:a@1", 0.9, 6)], found)
+    assert isinstance(forward, Forward)
+    assert forward.groups == ()
+
+
+def test_fork_and_ring_in_routes() -> None:
+    routes = parse_routes(
+        'rules:\n  - match: {to: "sip:desk@*"}\n    do: {user: {name: alice, fork: parallel}}\n'
+        '  - match: {to: "sip:one@*"}\n    do: {user: {name: alice, fork: sequential}}\n'
+        '  - match: {to: "sip:all@*"}\n'
+        "    do: {hunt: {members: [alice, bob], ring: all, no_answer: 20}}\n"
+        '  - match: {to: "sip:turn@*"}\n    do: {hunt: {members: [alice, bob], ring: sequential}}\n'
+    )
+
+    def to(user: str) -> object:
+        return routes.decide(_call_to(f"sip:{user}@example.com", f"{user}@example.com"))
+
+    assert to("desk") == CallUser("alice@example.com", fork="parallel")
+    assert to("one") == CallUser("alice@example.com", fork="sequential")
+    assert to("all") == CallUser("alice@example.com", 20.0, None, ("bob@example.com",), "parallel")
+    assert to("turn") == CallUser("alice@example.com", members=("bob@example.com",))
+    with pytest.raises(RoutesError) as info:
+        parse_routes(
+            'rules:\n  - match: {to: "sip:a@*"}\n    do: {user: {name: a, fork: all}}\n'
+            '  - match: {to: "sip:b@*"}\n    do: {hunt: {members: [a, b], ring: parallel}}\n'
+            '  - match: {to: "sip:c@*"}\n    do: {hunt: {members: [a], fork: parallel}}\n',
+            "f.yaml",
+        )
+    problems = info.value.problems
+    assert "f.yaml:3: user: fork is one of q, parallel, sequential, not 'all'" in problems
+    assert "f.yaml:5: hunt: ring is all or sequential, not 'parallel'" in problems
+    assert any(p.startswith("f.yaml:7: hunt: expected [MEMBER...] or") for p in problems)
 
 
 BYPASS_ROUTES = """\

@@ -169,6 +169,8 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "forward_destination",
         "forward_next",
         "forward_ring",
+        "branches",
+        "fork_best",
         "destination",
         "srtp",
         "media",

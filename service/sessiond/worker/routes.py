@@ -28,6 +28,8 @@
         do: {user: {name: bob, no_answer: 15, then: "sip:voicemail@10.0.0.9"}}
       - match: {to: "sip:sales@*"}
         do: {hunt: [alice, bob, "sip:desk@10.0.0.7"]}   # each in turn (a sequential hunt)
+      - match: {to: "sip:team@*"}
+        do: {hunt: {members: [alice, bob], ring: all}}  # every phone of both at once
       - match: {to: "sip:*@example.com"}
         do: registered                      # ring the registered user the call is to
     default: ring                           # optional; without it the --answer mode decides
@@ -45,18 +47,22 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
 ``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``,
-``{user: USER | USER@DOMAIN | {name, no_answer, then}}``, ``{hunt: [MEMBER...] | {members,
-no_answer, then}}``, ``registered``.
+``{user: USER | USER@DOMAIN | {name, fork, no_answer, then}}``, ``{hunt: [MEMBER...] |
+{members, ring, no_answer, then}}``, ``registered``.
 
-``{user: alice}`` rings alice's registered phones one after the other by q (through the
-edge that took each REGISTER; the next on a 3xx-5xx or no answer, a 6xx stops; 480 when
-she has none); without ``@DOMAIN`` the domain is the one the call is to.
+``{user: alice}`` rings alice's registered phones forked by q (RFC 3261 16.6): those of
+equal q at once, groups of lower q after them (through the edge that took each REGISTER;
+the next group when all of one failed 3xx-5xx or rang ``no_answer`` s; the first 2xx wins
+and the others get CANCEL; a 6xx stops; 480 when she has none); without ``@DOMAIN`` the
+domain is the one the call is to. ``fork: parallel`` rings all her phones at once,
+``fork: sequential`` one at a time in q order (``fork: q`` is the default).
 ``{user: {name: alice, no_answer: 20, then: "sip:vm@10.0.0.9"}}``: each contact rings at
 most 20 s before the next is tried (CANCEL to it), and ``then`` is tried last (busy, no
 answer, or not registered: a voicemail IVR, a cell phone through a gateway...).
-``{hunt: [alice, bob, "sip:desk@10.0.0.7"]}`` (or ``{hunt: {members: [...], no_answer: S,
-then: URI}}``) is a sequential hunt group: each member in turn (a user's contacts by q, a
-URI as it is), the first member a user; users without ``@DOMAIN`` are of the call's domain.
+``{hunt: [alice, bob, "sip:desk@10.0.0.7"]}`` (or ``{hunt: {members: [...], ring:
+sequential, no_answer: S, then: URI}}``) is a sequential hunt group: each member in turn (a
+user's contacts forked by q, a URI as it is), the first member a user; users without
+``@DOMAIN`` are of the call's domain. ``ring: all`` rings every member's contacts at once.
 ``registered`` rings the user the call is to, when the edge is the
 registrar of its domain (``--registrar``); for another domain it is the ``--answer`` mode.
 Without a routes file, and when no rule matches and there is no ``default``, a call to a
@@ -95,6 +101,7 @@ from sessiond.table.actions import uri_of
 from sessiond.table.model import Table
 from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
 from sessiond.worker.handlers import (
+    FORK_MODES,
     Accept,
     CallHandler,
     CallUser,
@@ -136,6 +143,7 @@ class RingUser:
     no_answer: float | None = None
     then: str | None = None
     members: tuple[str, ...] = ()  # a hunt group's members after ``user``: users or URIs
+    fork: str = "q"  # CallUser.fork: q, parallel (ring-all) or sequential
 
     def for_call(self, call: IncomingCallInfo, fallback: CallHandler | None) -> Decision:
         if not self.user:
@@ -150,7 +158,7 @@ class RingUser:
             m if m.startswith(("sip:", "sips:")) or "@" in m else f"{m}@{here}"
             for m in self.members
         )
-        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then, members)
+        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then, members, self.fork)
 
 
 def _host_of(uri: str) -> str:
@@ -532,12 +540,24 @@ def _forward(value: Any) -> Forward:
 _USER = re.compile(r"^[A-Za-z0-9._~!$&'*+=,;?/%-]{1,64}(@[A-Za-z0-9.-]{1,253})?$")
 
 
+_HUNT_RING = {"all": "parallel", "sequential": "q"}
+
+
 def _hunt(value: Any) -> RingUser:
     options: Mapping[str, Any] = {}
+    fork = "q"
     if isinstance(value, Mapping):
-        if set(value) - {"members", "no_answer", "then"} or "members" not in value:
-            raise ValueError("expected [MEMBER...] or {members: [...], no_answer: S, then: URI}")
-        options, value = value, value["members"]
+        if set(value) - {"members", "no_answer", "then", "ring"} or "members" not in value:
+            raise ValueError(
+                "expected [MEMBER...] or {members: [...], ring: all|sequential, no_answer: S, "
+                "then: URI}"
+            )
+        ring = value.get("ring", "sequential")
+        if ring not in _HUNT_RING:
+            raise ValueError(f"ring is all or sequential, not {ring!r}")
+        fork = _HUNT_RING[ring]
+        options = {k: v for k, v in value.items() if k not in ("members", "ring")}
+        value = value["members"]
     if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
         raise ValueError("expected a list of users (alice, bob@example.com) and SIP URIs")
     for member in value:
@@ -547,16 +567,23 @@ def _hunt(value: Any) -> RingUser:
             raise ValueError(f"a member is a user name, user@domain or a SIP URI, not {member!r}")
     if value[0].startswith(("sip:", "sips:")):
         raise ValueError("the first member is a user (alice or alice@example.com)")
-    first = _user({"name": value[0], **{k: v for k, v in options.items() if k != "members"}})
-    return dataclasses.replace(first, members=tuple(value[1:]))
+    first = _user({"name": value[0], **options})
+    return dataclasses.replace(first, members=tuple(value[1:]), fork=fork)
 
 
 def _user(value: Any) -> RingUser:
     no_answer: float | None = None
     then: str | None = None
+    fork = "q"
     if isinstance(value, Mapping):
-        if set(value) - {"name", "no_answer", "then"} or "name" not in value:
-            raise ValueError("expected USER or {name: USER, no_answer: SECONDS, then: URI}")
+        if set(value) - {"name", "no_answer", "then", "fork"} or "name" not in value:
+            raise ValueError(
+                "expected USER or {name: USER, fork: parallel|sequential|q, no_answer: SECONDS, "
+                "then: URI}"
+            )
+        fork = value.get("fork", "q")
+        if fork not in FORK_MODES:
+            raise ValueError(f"fork is one of {', '.join(FORK_MODES)}, not {fork!r}")
         if value.get("no_answer") is not None:
             no_answer = _seconds(value["no_answer"])
         if value.get("then") is not None:
@@ -567,7 +594,7 @@ def _user(value: Any) -> RingUser:
     if not isinstance(value, str) or not _USER.fullmatch(value):
         raise ValueError(f"expected a user name (alice) or user@domain, not {value!r}")
     user, _, domain = value.partition("@")
-    return RingUser(user, domain.lower(), no_answer, then)
+    return RingUser(user, domain.lower(), no_answer, then, fork=fork)
 
 
 def _conference(value: Any) -> Conference:

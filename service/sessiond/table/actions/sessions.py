@@ -100,17 +100,30 @@ def session_call(ctx: Context, args: Any) -> None:
         target = ctx.get(args["target_field"])
     else:
         target = str(ctx.event.data.get(args.get("target", "target"), ""))
+    to = ("to_field" in args and ctx.get(args["to_field"])) or target
+    edge = "edge_field" in args and ctx.get(args["edge_field"]) or ""
+    destination = "destination_field" in args and ctx.get(args["destination_field"]) or ""
+    ctx.set(args["save_as"], place_call(ctx, args, target, to, edge, destination))
+
+
+def place_call(
+    ctx: Context, args: Any, target: str, to: str, edge: str, destination: str, branch: int = 0
+) -> str:
+    """Send MakeCall for a new outgoing session to ``target`` (:func:`session_call`'s
+    ``from``, ``table``, ``pin_media`` and ``srtp_field`` from ``args``); its session id.
+    ``branch`` N > 0 salts the derived ids: the Nth of several calls one event places."""
     replaces = str(ctx.event.data.get("replaces", ""))
-    seed = hashlib.blake2b(ctx.get("_event_id").encode(), digest_size=12).hexdigest()
+    salt = ctx.get("_event_id") + (f"/{branch}" if branch else "")
+    seed = hashlib.blake2b(salt.encode(), digest_size=12).hexdigest()
     call_id = f"{seed}@sessiond"
     sid = f"{call_tag(call_id)}-{seed[:12]}"
     data = {
         "target": target,
-        "to": ("to_field" in args and ctx.get(args["to_field"])) or target,
+        "to": to or target,
         "from": uri_of(ctx.get(args.get("from", "local_uri"))),
         "call_id": call_id,
         "local_tag": seed[12:22],
-        "edge": ("edge_field" in args and ctx.get(args["edge_field"])) or ctx.get("edge"),
+        "edge": edge or ctx.get("edge"),
         "table": args.get("table") or ctx.get("table"),
         "peer": ctx.get("sid"),
     }
@@ -124,10 +137,10 @@ def session_call(ctx: Context, args: Any) -> None:
         data["media_node"] = ctx.get("media_node")
     if "srtp_field" in args and ctx.get(args["srtp_field"]):
         data["srtp"] = ctx.get(args["srtp_field"])
-    if "destination_field" in args and ctx.get(args["destination_field"]):
-        data["destination"] = ctx.get(args["destination_field"])
-    ctx.set(args["save_as"], sid)
+    if destination:
+        data["destination"] = destination
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})
+    return sid
 
 
 @action("session.next_target", Fields({}, {"take": flag()}))
