@@ -23,6 +23,7 @@ command -v linphonec >/dev/null || apt_install linphone-cli   # tests/net: the s
 command -v unshare >/dev/null && command -v ip >/dev/null || apt_install util-linux iproute2
 command -v nft >/dev/null || apt_install nftables   # tests/net: the NATs of the multi-host bed
 command -v dumpcap >/dev/null || apt_install tshark   # tests/net: RTP reaching the phone behind NAT
+command -v kamailio >/dev/null || apt_install kamailio   # tests/e2e/test_registrar_path.py: the edge proxy
 
 # exact versions from ops/constraints.txt: a new upstream release cannot turn CI red by itself
 python3 -m pip install -q --disable-pip-version-check -c ops/constraints.txt ".[dev,codecs]" atheris

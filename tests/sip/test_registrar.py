@@ -142,10 +142,27 @@ def test_ok_lists_bindings_highest_q_first_and_path_when_supported() -> None:
     assert resp.header_values("path") == ["<sip:edge1.example.com;lr>"]
     assert resp.header("date") == "Thu, 01 Jan 1970 00:00:00 GMT"
     assert resp.to_tag == "tag1"
-    plain = read_register(register("Contact: <sip:a@1>", "Path: <sip:p;lr>"), POLICY)
-    assert plain.path
-    assert not plain.supports_path
+    plain = read_register(register("Contact: <sip:a@1>", "Supported: path"), POLICY)
+    assert plain.supports_path
+    assert not plain.path
     assert ok_response(req, plain, [], 0.0, "t").header("path") is None
+
+
+def test_path_without_supported_path_is_420_bad_extension() -> None:
+    """RFC 3327 5.3: a Path the UA did not say it supports is refused (strict mode)."""
+    got = refused(register("Contact: <sip:a@1>", "Path: <sip:p;lr>", "Supported: timer"))
+    assert (got.status, got.reason) == (420, "Bad Extension")
+    assert got.headers == (("Unsupported", "path"),)
+
+
+def test_a_strict_router_in_path_is_refused() -> None:
+    """Only loose routers: a Path URI without ;lr (or not a SIP URI) is 400, naming it."""
+    for value in ("<sip:edge1.example.com>", "<tel:+123;lr>", "<sip:a;lr>, <sip:b>"):
+        got = refused(register("Contact: <sip:a@1>", f"Path: {value}", "Supported: path"))
+        assert got.status == 400
+        assert "not a loose router" in got.reason
+    two = register("Contact: <sip:a@1>", "Path: <sip:a;lr>, <sip:b;lr>", "Supported: path")
+    assert read_register(two, POLICY).path == ("<sip:a;lr>", "<sip:b;lr>")
 
 
 def test_outbound_parameters_and_a_repeated_contact() -> None:

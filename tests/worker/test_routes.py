@@ -371,6 +371,68 @@ def test_a_registered_user_is_forwarded_to_its_best_binding_or_480() -> None:
         CallUser("alice")
 
 
+def test_a_binding_with_a_path_is_called_through_it() -> None:
+    """RFC 3327 5.3: the Path becomes the INVITE's Route set (first hop first), the contact
+    stays the target, and the REGISTER's source is no destination; a Path naming a strict
+    router (no ;lr: a binding stored before such a REGISTER was refused) is passed over."""
+
+    def binding(contact: str, path: list[str]) -> Binding:
+        return Binding(
+            contact=contact,
+            expires_at=2e9,
+            call_id="r",
+            cseq=1,
+            edge="edge-a",
+            transport="UDP",
+            source="192.0.2.1:5060",
+            registered_at=1.0,
+            path=path,
+        )
+
+    hops = ["<sip:edge.example.net;lr;received=sip:203.0.113.9:4000>", "<sip:p2.example.net;lr>"]
+    routed = binding("sip:bob@10.1.1.1:5062", hops)
+    strict = binding("sip:bob@10.1.1.2", ["<sip:old.example.net>"])
+    direct = binding("sip:bob@10.1.1.3", [])
+    forward = ring_registered(CallUser("bob@example.com"), [strict, routed, direct])
+    route = ",".join(hops)
+    assert forward == Forward(
+        "sip:bob@10.1.1.1:5062",
+        to="sip:bob@example.com",
+        edge="edge-a",
+        route=route,
+        next=(("sip:bob@10.1.1.3", "edge-a", "UDP 192.0.2.1:5060"),),
+        groups=(2,),  # equal q: both ring at once
+    )
+    event = decide_event(_Fixed(forward), Event("i1", "Invite", {}, ""), "s1")
+    assert event is not None
+    assert event.data["route"] == route
+    assert "destination" not in event.data
+    assert appschema.problem("ForwardCall", event.data) is None
+    # an application's ForwardCall or MakeCall may carry a route: loose routers only
+    strict_route = {**event.data, "route": "<sip:old.example.net>"}
+    assert appschema.problem("ForwardCall", strict_route) == "ForwardCall: bad route"
+    with pytest.raises(ValueError, match="route"):
+        Forward("sip:bob@10.1.1.1", route="<sip:old.example.net>")
+    behind = ring_registered(CallUser("bob@example.com"), [direct, routed])
+    assert isinstance(behind, Forward)
+    assert behind.next == (("sip:bob@10.1.1.1:5062", "edge-a", "", "", route),)
+    assert event_next(behind) == [
+        {
+            "target": "sip:bob@10.1.1.1:5062",
+            "edge": "edge-a",
+            "destination": "",
+            "route": route,
+            "parallel": True,
+        }
+    ]
+
+
+def event_next(forward: Forward) -> object:
+    event = decide_event(_Fixed(forward), Event("i2", "Invite", {}, ""), "s2")
+    assert event is not None
+    return json.loads(event.data["next"])
+
+
 class _Fixed:
     def __init__(self, decision: Forward) -> None:
         self.decision = decision

@@ -284,9 +284,10 @@ async def _registrations(redis: Any, keys: Keys, args: argparse.Namespace) -> in
     )
     for aor, b in sorted(bindings, key=lambda r: (r[0], -(r[1].q or 1.0))):
         q = "" if b.q is None else f"{b.q:g}"
+        path = f" path {','.join(b.path)}" if b.path else ""  # calls go through it (RFC 3327)
         print(
             f"{aor:32} {b.contact:40} {b.expires_in(now):>9}s {q:>4} {b.transport:9} "
-            f"{b.source:22} {b.edge}"
+            f"{b.source:22} {b.edge}{path}"
         )
     print(f"{len(bindings)} binding(s) of {len({a for a, _ in bindings})} AOR(s)")
     return 0

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sessiond.core.vocabulary import MEDIA_MODES, SRTP_POLICIES
+from sessiond.sip.registrar import strict_hop
 
 
 class Check:
@@ -96,6 +97,13 @@ _DESTINATION = _matches(
     "str, TRANSPORT host:port",
 )
 
+#: a preloaded Route set (a registered phone's Path, RFC 3327): comma-separated
+#: ``<sip:...;lr>`` values, first hop first (the edge splits it at commas); loose routers only
+_ROUTE = Check(
+    lambda v: _text(2048).test(v) and strict_hop(v.split(",")) is None,
+    "str, comma-separated <sip:...;lr> values (loose routers), at most 2048 characters",
+)
+
 # type -> (required fields, optional fields); every field maps to its check
 SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
     "MakeCall": (
@@ -115,6 +123,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "latch_private": Check(lambda v: isinstance(v, bool), "bool"),
             "srtp": _one_of(*SRTP_POLICIES),
             "destination": _DESTINATION,
+            "route": _ROUTE,
             "media": _one_of(*MEDIA_MODES),
             "sdp": _body(16384),
         },
@@ -146,6 +155,7 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "to": _URI,
             "edge": _text(128),
             "destination": _DESTINATION,
+            "route": _ROUTE,
             "next": _text(8192),  # JSON: the targets to try after this one, in order
             "ring": _number(1, 3600),  # seconds each target rings before the next is tried
         },

@@ -167,6 +167,8 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "forward_to",
         "forward_edge",
         "forward_destination",
+        "forward_route",
+        "invite_route",
         "forward_next",
         "forward_ring",
         "branches",

@@ -63,6 +63,7 @@ LIST_HEADERS = frozenset(
         "content-language",
         "error-info",
         "in-reply-to",
+        "path",  # RFC 3327 4
         "proxy-require",
         "record-route",
         "require",

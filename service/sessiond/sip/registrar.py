@@ -21,13 +21,20 @@ digest authentication and returns what it asks for, a :class:`RegisterRequest`, 
   ``expires``, a Date header, and (RFC 3327 5.3) the Path of the request when the UA said
   ``Supported: path``.
 
+Path (RFC 3327 5.3): a REGISTER with Path whose Supported does not name ``path`` is
+refused with 420 Bad Extension and ``Unsupported: path`` (the registrar's "strict" mode the
+RFC recommends; an edge proxy in front of a phone that does not say it may add
+``Supported: path`` itself). Each Path value must be a SIP URI with ``;lr``: a strict
+router (no ``lr``) is refused with 400, as sessiond preloads the Path as Route headers of
+the requests to the contact and only loose routing is supported (:func:`strict_hop`).
+
 A REGISTER without Contact is a query: it changes nothing and gets the current bindings.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from urllib.parse import unquote as pct_unquote
@@ -111,6 +118,13 @@ def read_register(req: SipRequest, policy: RegistrarPolicy) -> RegisterRequest:
         raise RegisterRefused(404, "Not Found (domain not served here)")
     if not aor.user:
         raise RegisterRefused(400, "Bad Request (the To URI has no user)")
+    path = tuple(req.header_values("path"))
+    supports_path = "path" in (t.lower() for t in req.option_tags("supported"))
+    if path and not supports_path:
+        raise RegisterRefused(420, "Bad Extension", (("Unsupported", "path"),))
+    strict = strict_hop(path)
+    if strict is not None:
+        raise RegisterRefused(400, f"Bad Request (Path {strict} is not a loose router: ;lr needed)")
     header_expires = _expires_header(req)
     wildcard, contacts = _contacts(req, header_expires, policy)
     if len(contacts) > policy.max_contacts:
@@ -123,9 +137,23 @@ def read_register(req: SipRequest, policy: RegistrarPolicy) -> RegisterRequest:
         cseq=req.cseq.seq,
         wildcard=wildcard,
         contacts=tuple(contacts),
-        path=tuple(req.header_values("path")),
-        supports_path="path" in (t.lower() for t in req.option_tags("supported")),
+        path=path,
+        supports_path=supports_path,
     )
+
+
+def strict_hop(path: Sequence[str]) -> str | None:
+    """The first Path value that is not a loose-routing SIP URI (no ``;lr``, not a SIP
+    URI, or unreadable), or None when every hop routes loosely. Strict routers (RFC 2543,
+    RFC 3261 12.2.1.1's Request-URI rewriting) are not supported."""
+    for value in path:
+        try:
+            uri = SipUri.parse(NameAddr.parse(value, "Path").uri)
+        except SipParseError:
+            return value[:100]
+        if not uri.lr:
+            return value[:100]
+    return None
 
 
 def _expires_header(req: SipRequest) -> int | None:

@@ -47,14 +47,18 @@ import dataclasses
 import importlib
 import itertools
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from sessiond.core.types import Event
 from sessiond.core.vocabulary import MEDIA_MODES, SRTP_POLICIES
+from sessiond.sip.registrar import strict_hop
 from sessiond.store.location import Binding
 from sessiond.store.rooms import valid_room
+
+log = logging.getLogger("sessiond.worker.handlers")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,9 +157,13 @@ class Forward:
     to: str | None = None  #: the outbound To URI (a registered user's AOR), else ``target``
     edge: str | None = None  #: the edge that sends the outbound leg's requests (its binding's)
     destination: str | None = None  #: ``TRANSPORT host:port`` they go to, whatever the URI
+    #: the Route set preloaded on the INVITE (and its CANCEL and non-2xx ACK): a registered
+    #: phone's Path (RFC 3327 5.3), comma-separated, first hop first; the INVITE goes to the
+    #: first one and the Request-URI stays ``target``
+    route: str | None = None
     #: targets tried in order when this one fails with 3xx-5xx (forking a registered
-    #: user's contacts): (target, edge, destination) each, or (target, edge, destination,
-    #: to) for one whose To is not ``to`` (a hunt group's other members)
+    #: user's contacts): (target, edge, destination[, to[, route]]) each; ``to`` when its To
+    #: is not ``to`` (a hunt group's other members, else ""), ``route`` its Path
     next: tuple[tuple[str, ...], ...] = ()
     ring: float | None = None  #: with ``next``: seconds a target rings before the next one
     #: forking: the sizes of the groups of targets that ring at once, in order, over
@@ -175,8 +183,12 @@ class Forward:
             raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
         if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
             raise ValueError(f"Forward target {self.target!r} is not a plain SIP URI")
-        if any(len(entry) not in (3, 4) for entry in self.next):
-            raise ValueError("Forward next holds (target, edge, destination[, to]) each")
+        if self.route is not None and (
+            "\r" in self.route or "\n" in self.route or strict_hop(self.route.split(","))
+        ):
+            raise ValueError(f"Forward route {self.route[:100]!r} is not <sip:...;lr> values")
+        if any(len(entry) not in (3, 4, 5) for entry in self.next):
+            raise ValueError("Forward next holds (target, edge, destination[, to[, route]]) each")
         if self.groups and (min(self.groups) < 1 or sum(self.groups) != 1 + len(self.next)):
             raise ValueError("Forward groups must split the targets (target and next)")
 
@@ -243,20 +255,10 @@ def ring_registered(
             keys.append((index, None))
             continue
         for binding in bindings if aor == call.aor else found.get(aor, ()):
-            if binding.transport.upper() not in ("UDP", "TCP", "TLS"):
-                continue  # a transport the edge cannot send on (WS...): passed over
-            try:
-                usable.append(
-                    Forward(
-                        binding.contact,
-                        to=f"sip:{aor}",
-                        edge=binding.edge,
-                        destination=binding.destination,
-                    )
-                )
-            except ValueError:  # a contact the forward cannot take (tel:, odd characters)
-                continue
-            keys.append((index, 1.0 if binding.q is None else binding.q))
+            forward = _contact(aor, binding)
+            if forward is not None:
+                usable.append(forward)
+                keys.append((index, 1.0 if binding.q is None else binding.q))
     if call.fork == "parallel":
         keys = [0] * len(keys)
     elif call.fork == "sequential":
@@ -272,17 +274,51 @@ def ring_registered(
             groups[-1] += 1
         else:
             groups.append(1)
-    rest = tuple(
-        (f.target, f.edge or "", f.destination or "")
-        + ((f.to,) if f.to and f.to != usable[0].to else ())
-        for f in usable[1:]
-    )
+    rest = tuple(_next_entry(f, usable[0].to) for f in usable[1:])
     return dataclasses.replace(
         usable[0],
         next=rest,
         ring=call.no_answer,
         groups=tuple(groups) if max(groups) > 1 else (),
     )
+
+
+def _contact(aor: str, binding: Binding) -> Forward | None:
+    """A forward to one of ``aor``'s bindings, through the edge that took its REGISTER, to
+    the address it came from or along its Path; None for one the edge cannot call (a
+    transport it cannot send on, a strict router in its Path, an odd contact URI)."""
+    if binding.transport.upper() not in ("UDP", "TCP", "TLS"):
+        return None  # a transport the edge cannot send on (WS...): passed over
+    if strict_hop(binding.path) is not None:
+        log.error(
+            "binding %s of %s passed over: its Path names a strict router (no ;lr), "
+            "which is not supported",
+            binding.contact,
+            aor,
+        )
+        return None
+    route = ",".join(binding.path)
+    try:
+        return Forward(
+            binding.contact,
+            to=f"sip:{aor}",
+            edge=binding.edge,
+            # with a Path the first Path URI is the next hop, not the source
+            destination=None if route else binding.destination,
+            route=route or None,
+        )
+    except ValueError:  # a contact the forward cannot take (tel:, odd characters)
+        return None
+
+
+def _next_entry(forward: Forward, first_to: str | None) -> tuple[str, ...]:
+    """``forward`` as an entry of another Forward's ``next``: (target, edge, destination),
+    then its To when not ``first_to``'s and its route (Path) when it has one."""
+    entry: tuple[str, ...] = (forward.target, forward.edge or "", forward.destination or "")
+    to = forward.to if forward.to and forward.to != first_to else ""
+    if forward.route:
+        return (*entry, to, forward.route)
+    return (*entry, to) if to else entry
 
 
 @dataclass(frozen=True, slots=True)
@@ -427,7 +463,7 @@ def _forward_data(forward: Forward) -> dict[str, Any]:
     data: dict[str, Any] = {"target": forward.target}
     if forward.target_srtp is not None:
         data["srtp"] = forward.target_srtp
-    for name in ("to", "edge", "destination"):
+    for name in ("to", "edge", "destination", "route"):
         if getattr(forward, name):
             data[name] = getattr(forward, name)
     if forward.ring is not None and forward.next:
@@ -435,10 +471,13 @@ def _forward_data(forward: Forward) -> dict[str, Any]:
     if forward.next:
         starts = set(itertools.accumulate(forward.groups or (1,) * (1 + len(forward.next))))
         entries: list[dict[str, Any]] = []
-        for index, (target, edge, destination, *to) in enumerate(forward.next, 1):
+        for index, (target, edge, destination, *extra) in enumerate(forward.next, 1):
             entry: dict[str, Any] = {"target": target, "edge": edge, "destination": destination}
-            if to and to[0]:  # not the first target's To (another member's AOR)
-                entry["to"] = to[0]
+            to, route = (*extra, "", "")[:2]
+            if to:  # not the first target's To (another member's AOR)
+                entry["to"] = to
+            if route:  # its Path (RFC 3327)
+                entry["route"] = route
             if index not in starts:  # rings together with the target before it
                 entry["parallel"] = True
             entries.append(entry)

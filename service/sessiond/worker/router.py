@@ -112,6 +112,8 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
         fields["media"] = "bypass"
     if data.get("destination"):  # a registered phone: where its requests go (its binding)
         fields["destination"] = str(data["destination"])
+    if data.get("route"):  # a registered phone's Path: the Route set of the INVITE (RFC 3327)
+        fields["invite_route"] = str(data["route"])
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))
 
 

@@ -292,21 +292,31 @@ def start_kamailio(work: Path, *, redis: bool, children: int = 4) -> Running:
         server, redis_port = _redis(work)
         running.procs.append(server)
         extra = KAMAILIO_REDIS.format(schema=DB_REDIS_SCHEMA, redis_port=redis_port)
-    cfg = work / f"{name}.cfg"
-    cfg.write_text(
-        KAMAILIO_CFG.format(
-            children=children,
-            port=running.port,
-            modules=kamailio_modules(),
-            redis=extra,
-            callee=running.callee_port,
-        )
+    cfg = KAMAILIO_CFG.format(
+        children=children,
+        port=running.port,
+        modules=kamailio_modules(),
+        redis=extra,
+        callee=running.callee_port,
     )
-    cmd = [binary, "-f", str(cfg), "-DD", "-E", "-m", "256", "-M", "8", "-w", str(work)]
+    return run_kamailio(work, running, cfg)
+
+
+def run_kamailio(work: Path, running: Running, cfg: str) -> Running:
+    """Kamailio with the configuration ``cfg`` (it listens on ``running.port`` and answers
+    OPTIONS there), written to ``<work>/<name>.cfg``, its log ``<work>/<name>.log``;
+    returned once it answers (else stopped, :class:`PeerMissing`)."""
+    binary = kamailio_binary()
+    if binary is None:
+        raise PeerMissing("kamailio is not installed")
+    name = running.name
+    path = work / f"{name}.cfg"
+    path.write_text(cfg)
+    cmd = [binary, "-f", str(path), "-DD", "-E", "-m", "256", "-M", "8", "-w", str(work)]
     cmd += ["-P", str(work / f"{name}.pid")]
+    servers = {p.pid: "redis" for p in running.procs}
     proc = _popen(cmd, work, name)
     running.procs.append(proc)
-    servers = {p.pid: "redis" for p in running.procs[:-1]}
     running.roles = lambda: {
         **{pid: "kamailio" for pid in process_tree(proc.pid)},
         **servers,

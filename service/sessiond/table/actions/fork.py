@@ -3,8 +3,9 @@
 The inbound leg of the gateway table keeps its fork in its own session hash, so any worker
 continues it and a kill -9 loses nothing:
 
-- ``forward_target`` / ``forward_edge`` / ``forward_destination``: the first target of the
-  group being placed; ``forward_next``: the targets after it (JSON, in order), each with
+- ``forward_target`` / ``forward_edge`` / ``forward_destination`` / ``forward_route``: the
+  first target of the group being placed (``forward_route``: the Route set preloaded on its
+  INVITE, a phone's Path); ``forward_next``: the targets after it (JSON, in order), each with
   ``"parallel": true`` when it rings together with the target before it (a group: a
   registered user's contacts of equal q, or a ring-all hunt group), and ``to`` when its To
   is not ``forward_to`` (another member's AOR);
@@ -107,12 +108,14 @@ def fork_call(ctx: Context, args: Any) -> None:
         "target": ctx.get("forward_target"),
         "edge": ctx.get("forward_edge"),
         "destination": ctx.get("forward_destination"),
+        "route": ctx.get("forward_route"),
     }
     if args.get("take") and remaining:
         first = remaining.pop(0)
         ctx.set("forward_target", first["target"])
         ctx.set("forward_edge", str(first.get("edge") or ""))
         ctx.set("forward_destination", str(first.get("destination") or ""))
+        ctx.set("forward_route", str(first.get("route") or ""))
     group = [first]
     while remaining and remaining[0].get("parallel") is True:
         group.append(remaining.pop(0))
@@ -126,6 +129,7 @@ def fork_call(ctx: Context, args: Any) -> None:
             str(t.get("edge") or ""),
             str(t.get("destination") or ""),
             index,
+            route=str(t.get("route") or ""),
         )
         for index, t in enumerate(group)
     ]

@@ -69,6 +69,7 @@ _CALL = Fields(
         "to_field": session_field(),
         "edge_field": session_field(),
         "destination_field": session_field(),
+        "route_field": session_field(),
     },
     rules=(
         (
@@ -90,6 +91,7 @@ def session_call(ctx: Context, args: Any) -> None:
     session fields ``to_field`` (the To URI, else the target), ``edge_field`` (the edge that
     sends its requests, else this session's) and ``destination_field`` (``TRANSPORT
     host:port`` its requests are sent to whatever the URI: a registered phone's binding)
+    and ``route_field`` (the Route set preloaded on its INVITE: the phone's Path, RFC 3327)
     shape a call to a registered user. A bypassed session (field ``media`` is ``bypass``)
     passes that on with its ``remote_sdp`` (the caller's offer) as the new leg's offer, and
     no media node. The new session's ``peer`` is this session; its id goes in field
@@ -103,14 +105,23 @@ def session_call(ctx: Context, args: Any) -> None:
     to = ("to_field" in args and ctx.get(args["to_field"])) or target
     edge = "edge_field" in args and ctx.get(args["edge_field"]) or ""
     destination = "destination_field" in args and ctx.get(args["destination_field"]) or ""
-    ctx.set(args["save_as"], place_call(ctx, args, target, to, edge, destination))
+    route = "route_field" in args and ctx.get(args["route_field"]) or ""
+    ctx.set(args["save_as"], place_call(ctx, args, target, to, edge, destination, route=route))
 
 
 def place_call(
-    ctx: Context, args: Any, target: str, to: str, edge: str, destination: str, branch: int = 0
+    ctx: Context,
+    args: Any,
+    target: str,
+    to: str,
+    edge: str,
+    destination: str,
+    branch: int = 0,
+    route: str = "",
 ) -> str:
     """Send MakeCall for a new outgoing session to ``target`` (:func:`session_call`'s
-    ``from``, ``table``, ``pin_media`` and ``srtp_field`` from ``args``); its session id.
+    ``from``, ``table``, ``pin_media`` and ``srtp_field`` from ``args``; ``route`` the
+    Route set preloaded on its INVITE); its session id.
     ``branch`` N > 0 salts the derived ids: the Nth of several calls one event places."""
     replaces = str(ctx.event.data.get("replaces", ""))
     salt = ctx.get("_event_id") + (f"/{branch}" if branch else "")
@@ -139,6 +150,8 @@ def place_call(
         data["srtp"] = ctx.get(args["srtp_field"])
     if destination:
         data["destination"] = destination
+    if route:
+        data["route"] = route
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})
     return sid
 
@@ -146,9 +159,10 @@ def place_call(
 @action("session.next_target", Fields({}, {"take": flag()}))
 def session_next_target(ctx: Context, args: Any) -> None:
     """The forward's remaining targets (session field ``forward_next``: a JSON list of
-    ``{target, edge, destination}``, a registered user's other contacts by q): with
+    ``{target, edge, destination, route}``, a registered user's other contacts by q): with
     ``take: true`` the first becomes ``forward_target``/``forward_edge``/
-    ``forward_destination``; condition ``more_targets`` then says whether one remains."""
+    ``forward_destination``/``forward_route``; condition ``more_targets`` then says whether
+    one remains."""
     try:
         remaining = json.loads(ctx.get("forward_next") or "[]")
     except ValueError:
@@ -161,5 +175,6 @@ def session_next_target(ctx: Context, args: Any) -> None:
         ctx.set("forward_target", first["target"])
         ctx.set("forward_edge", str(first.get("edge") or ""))
         ctx.set("forward_destination", str(first.get("destination") or ""))
+        ctx.set("forward_route", str(first.get("route") or ""))
         ctx.set("forward_next", json.dumps(remaining, separators=(",", ":")))
     ctx.set("cond.more_targets", "1" if remaining else "")

@@ -34,6 +34,17 @@ def _to_peer(ctx: Context) -> dict[str, Any]:
     return out
 
 
+def _out_of_dialog(ctx: Context) -> dict[str, Any]:
+    """:func:`_to_peer` for the initial INVITE and its CANCEL: their Route set is the one
+    preloaded for the leg (``invite_route``: a registered phone's Path, RFC 3327 5.3), when
+    there is one; the ACK of a non-2xx copies the INVITE's (the transaction layer)."""
+    out = _to_peer(ctx)
+    preloaded = ctx.get("invite_route")
+    if preloaded:
+        out["route_set"] = preloaded
+    return out
+
+
 def _next_cseq(ctx: Context) -> int:
     cseq = int(ctx.get("local_cseq") or "0") + 1
     ctx.set("local_cseq", str(cseq))
@@ -140,7 +151,7 @@ def sip_invite(ctx: Context, args: Any) -> None:
     invite = SendInvite(
         cseq=cseq,
         sdp=ctx.get("local_sdp"),
-        **_to_peer(ctx),
+        **_out_of_dialog(ctx),
         challenge_code=code,
         challenges=challenges,
         headers=headers or None,
@@ -241,7 +252,7 @@ def queue_info_dtmf(ctx: Context, args: Any) -> None:
 @action("sip.cancel")
 def sip_cancel(ctx: Context, args: Any) -> None:
     """CANCEL our pending INVITE (RFC 3261 section 9.1)."""
-    cancel = SendRequest(cseq=int(ctx.get("invite_cseq") or "1"), **_to_peer(ctx))
+    cancel = SendRequest(cseq=int(ctx.get("invite_cseq") or "1"), **_out_of_dialog(ctx))
     ctx.command("edge", "cancel", cancel)
 
 
