@@ -168,7 +168,6 @@ async def test_media_node_and_loss_detection_work_as_their_users(
     task = asyncio.create_task(node.run())
     try:
         sid = new_sid("acl-media@h")
-        await admin.set(keys.media(f"{sid}.m"), sid, ex=60)
         await admin.hset(keys.session(sid), "state", "Ringing")
         await admin.expire(keys.session(sid), 60)
         data = msgpack.packb({"media_id": f"{sid}.m", "mode": "offer"})
