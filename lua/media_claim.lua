@@ -5,8 +5,9 @@
 -- KEYS[1]   the session hash ({T}:session:<sid>): the session lives while it has no field
 --           ended_by (set when it reaches a terminal state)
 -- KEYS[2]   the leg's owner record ({T}:media-owner:<media id>, hash): node, incarnation,
---           create (the current create command id), c:<create id> for every create ever
---           claimed, destroyed (a destroy came before any owner)
+--           create (the current create command id), c:<create id> for every create a later
+--           one replaced (an older sessiond wrote it for the current one too), destroyed (a
+--           destroy came before any owner)
 -- ARGV[1]   session id
 -- ARGV[2]   the claiming node's name
 -- ARGV[3]   its incarnation
@@ -45,7 +46,10 @@ elseif cur_create and redis.call('HEXISTS', owner, 'c:' .. create) == 1 then
 elseif cur_create and cur_node == node and cur_inc == inc and ARGV[6] == '1' then
   return {'FENCED', ''}
 end
-redis.call('HSET', owner, 'node', node, 'incarnation', inc, 'create', create, 'c:' .. create, '1')
+redis.call('HSET', owner, 'node', node, 'incarnation', inc, 'create', create)
+if cur_create and cur_create ~= create then
+  redis.call('HSET', owner, 'c:' .. cur_create, '1')  -- replaced: STALE from now on
+end
 local ttl = live and redis.call('PTTL', session) or 0
 if ttl < 3600000 then
   ttl = 3600000

@@ -22,7 +22,8 @@
 -- ARGV[5]   outbox: opaque bytes ("" when there are no commands)
 -- ARGV[6]   "1" if the new state is terminal: registry entries pointing here are deleted
 -- ARGV[7]   session id (registry entries are deleted only if they still point to it)
--- ARGV[8]   the event id's digest (store/applied.py: 12 hex), appended to field ``applied``
+-- ARGV[8]   the event id's digest (store/applied.py: 8 characters), appended to field
+--           ``applied``
 --           (space-separated, the newest ARGV[9] kept there; older ones move to KEYS[3])
 -- ARGV[9]   how many digests ``applied`` keeps
 -- ARGV[10]  n, then n field/value pairs for HSET, ``version`` (expected + 1) among them

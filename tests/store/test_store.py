@@ -370,7 +370,7 @@ async def test_outboxes_are_kept_until_emitted_and_an_older_marker_still_re_emit
     assert session is not None
     markers = session["applied"].split(" ")
     assert len(markers) == int(session["version"])
-    assert all(len(m) == 12 for m in markers)
+    assert all(len(m) == 8 for m in markers)
     assert not await store.redis.exists(outboxes)  # run() emitted them: forgotten
 
     session = await store.get(sid)

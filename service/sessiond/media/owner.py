@@ -5,8 +5,8 @@ Theory of operation
 A ``create`` goes to the pool stream (any node) or, pinned, to one node's stream. Before a
 node makes the leg it claims it (``lua/media_claim.lua``, on ``{T}:media-owner:<media id>``
 in the session's slot, so it sits beside the session hash): the record
-names the node, its incarnation and the create command id, and lists every create id ever
-claimed for the leg. The claim refuses
+names the node, its incarnation and the create command id, and lists every create id a later
+one replaced. The claim refuses
 
 - a create whose session is terminal (its hash has ``ended_by``), or
   whose leg was destroyed before anyone claimed it (``ENDED``);

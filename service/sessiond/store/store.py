@@ -165,7 +165,8 @@ class Store:
             sid = fields["sid"]
             view = {**fields, **decision.fields, **_ended_by(event.id, decision)}
             outbox = self.build_outbox(view, decision.commands)
-            initial = {k: v for k, v in view.items() if k != "version"}  # _args adds it
+            # _args adds version; an empty field reads as an absent one: not written
+            initial = {k: v for k, v in view.items() if k != "version" and v != ""}
             args = self._args(0, event.id, decision, outbox, sid, initial)
             calls.append((self.scripts.create, [*self.keys.session_keys(sid), *registry], args))
             outboxes.append(outbox)
@@ -173,7 +174,11 @@ class Store:
             sid = session["sid"]
             view = {**session, **decision.fields}
             outbox = self.build_outbox(view, decision.commands)
-            changed = {**decision.fields, **_ended_by(event_id, decision)}
+            changed = {
+                k: v
+                for k, v in {**decision.fields, **_ended_by(event_id, decision)}.items()
+                if v != "" or k in session  # emptying an absent field changes nothing
+            }
             if decision.terminal:  # the call's SRTP keys are not kept after it
                 changed.update(scrubbed(view))
             args = self._args(int(session["version"]), event_id, decision, outbox, sid, changed)
