@@ -251,11 +251,11 @@ async def test_a_node_declared_lost_moves_a_call_back_only_as_a_new_incarnation(
         assert lost == {f"medialost:m1:{media_id}:{first_create}"}
         for _ in range(100):
             legs = await redis.hgetall(keys.media_legs("m1"))
-            if legs.get(media_id.encode()) == f"{sid} {moved}".encode():
+            if legs.get(media_id.encode()) == f"={moved}".encode():
                 break
             await asyncio.sleep(0.02)
         incarnation = node.node.incarnation.encode()
-        assert legs == {media_id.encode(): f"{sid} {moved}".encode(), b"@incarnation": incarnation}
+        assert legs == {media_id.encode(): f"={moved}".encode(), b"@incarnation": incarnation}
         record = await redis.hgetall(keys.media_owner(media_id))
         assert record[b"create"] == moved.encode()
         assert record[b"incarnation"] == node.node.incarnation.encode()

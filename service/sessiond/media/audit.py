@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sessiond.media.lost import leg_of
 from sessiond.store import Keys, legs
 from sessiond.store.legs import INCARNATION
 
@@ -73,7 +74,7 @@ def _legs(node: str, raw: Mapping[Any, Any]) -> tuple[str, list[tuple[str, str, 
     incarnation = legs.pop(INCARNATION, "")
     out = []
     for media_id, entry in sorted(legs.items()):
-        sid, _, create_id = entry.partition(" ")
+        sid, create_id = leg_of(media_id, entry)
         out.append((media_id, sid, create_id))
     return incarnation, out
 

@@ -20,7 +20,8 @@ be computed from its id alone.
     sessiond:{edge:NAME}:commands        stream  commands for one edge
     sessiond:{media:NAME}:commands       stream  commands for one media node
     sessiond:{media}:commands            stream  commands any media node may take
-    sessiond:{media:NAME}:legs           hash    media id -> "sid create-cmd-id", @incarnation
+    sessiond:{media:NAME}:legs           hash    media id -> "=create-cmd-id" (or "sid
+                                                 create-cmd-id"), @incarnation
     sessiond:media-lost:<name>           string  claim of the worker announcing a lost node
     sessiond:media-capacity              hash    node -> "free capacity beat" (its heartbeat)
     sessiond:{app}:events                stream  events for applications
