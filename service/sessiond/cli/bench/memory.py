@@ -9,10 +9,10 @@ list, registry strings, media-owner hash, the edge's stored answers, and what it
 shared streams. A second reading after 64*T1 (32 s) shows the same calls once the stored
 answers expired; the media node's CPU is measured over those 32 s.
 
-The media node's RTP range holds the calls plus two seconds of calls at ``--rate`` and 50
-legs (the edge's ``--media-reserve`` is 20), so the held calls nearly fill it: of the
-``--overflow`` INVITEs sent next, 20 ms apart from another socket, the first ones take the
-legs left above the reserve and the rest find the tier full. The bench prints how many were
+The media node's RTP range (from port 45000) holds the calls plus two seconds of calls at
+``--rate`` and 50 legs (the edge's ``--media-reserve`` is 20), so the held calls nearly fill
+it: of the ``--overflow`` INVITEs sent next, 20 ms apart from another socket, the first ones
+take the legs left above the reserve and the rest find the tier full. The bench prints how many were
 answered 503 and how long each took, how many were admitted, and whether every held call is
 still the same Established session afterwards.
 """
@@ -270,7 +270,7 @@ def memory(
         print("sessiond bench memory: --idle-rtp send|keepalive, --overflow >= 0", file=sys.stderr)
         return 2
     policy = idle_rtp or "keepalive"
-    first_port = 20000
+    first_port = 45000  # above the fixed RTP ranges of the tests (20000-30010, 22000-42000)
     legs = capacity_for(calls, rate)
     rtp_ports = f"{first_port}-{first_port + 2 * legs}"
     for tool, package in (("sipp", "sip-tester"), ("redis-server", "redis-server")):
