@@ -47,7 +47,8 @@ local done = redis.call('HGET', session, 'applied') or ''  -- (HGET: the ACL has
 if string.find(' ' .. done .. ' ', ' ' .. digest .. ' ', 1, true) then
   return {'DUPLICATE', redis.call('HGET', outboxes, event_id) or ''}
 end
-local marker = redis.call('HGET', applied, digest) or redis.call('HGET', applied, event_id)
+local full = #done >= keep * (#digest + 1) - 1  -- only then have markers moved to KEYS[3]
+local marker = (full and redis.call('HGET', applied, digest)) or redis.call('HGET', applied, event_id)
 if marker then  -- (an older sessiond's marker is the event id; older still, it was the outbox)
   return {'DUPLICATE', redis.call('HGET', outboxes, event_id) or marker}
 end
