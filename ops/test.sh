@@ -19,6 +19,7 @@ fi
 command -v redis-server >/dev/null || apt_install redis-server redis-tools  # tests/chaos runs its own
 command -v sipp >/dev/null || apt_install sip-tester
 command -v baresip >/dev/null || apt_install baresip-core   # softphone for media interop tests
+command -v linphonec >/dev/null || apt_install linphone-cli   # tests/net: the second make of phone
 command -v unshare >/dev/null && command -v ip >/dev/null || apt_install util-linux iproute2
 command -v nft >/dev/null || apt_install nftables   # tests/net: the NATs of the multi-host bed
 command -v dumpcap >/dev/null || apt_install tshark   # tests/net: RTP reaching the phone behind NAT

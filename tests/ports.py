@@ -43,3 +43,23 @@ def free_ports(n: int) -> list[int]:
         if len(ports) == n:
             return ports
     raise RuntimeError("no free port left in 10000-19999 on 127.0.0.1")
+
+
+RTP_PORTS = range(22000, 32000)
+
+
+def free_udp_range(size: int) -> str:
+    """``FIRST-LAST``: ``size`` consecutive UDP ports on 127.0.0.1, all free right now, from
+    22000-31999 (the RTP ports; below the ephemeral range), at a random even start: for a
+    media node's ``--rtp-ports`` where the per-process ranges of ``free_rtp_range`` (by pid)
+    may be another run's on a shared machine."""
+    for _ in range(200):
+        first = random.randrange(RTP_PORTS.start, RTP_PORTS.stop - size, 2)
+        try:
+            for port in range(first, first + size):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return f"{first}-{first + size - 1}"
+    raise RuntimeError(f"no {size} free consecutive UDP ports in 22000-31999 on 127.0.0.1")

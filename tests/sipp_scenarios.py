@@ -178,10 +178,32 @@ Content-Length: 0
 """
 
 
-def callee(flow: str, code: int = 486) -> str:
+def callee(flow: str, code: int = 486, pause: int = 0) -> str:
     """A callee for one flow: ``hangs_up`` (180, 200, ACK, then its own BYE), ``refuses``
-    (final ``code``, ACK), ``cancelled`` (180, then a CANCEL must come: 200 and 487, ACK)."""
+    (final ``code``, ACK), ``cancelled`` (180, then a CANCEL must come: 200 and 487, ACK),
+    ``rings_refuses`` (180, ``pause`` ms, final ``code``, ACK), ``rings_answers`` (180,
+    ``pause`` ms, then as ``hangs_up``), ``answers_cancel`` (180, then
+    a CANCEL must come; it answers the INVITE 200 as if that had crossed the CANCEL, then the
+    CANCEL 200; an ACK and a BYE must follow)."""
     invite = _CALLEE_INVITE
+    if flow == "rings_refuses":
+        body = invite + _callee_response(180, "Ringing")
+        body += f'  <pause milliseconds="{pause}"/>\n' + _callee_response(code, "Refused")
+        body += '  <recv request="ACK"/>\n  <Reference variables="caller,cseq,contact"/>\n'
+        return _scenario(f"callee {flow}", body)
+    if flow == "rings_answers":
+        body = invite + _callee_response(180, "Ringing") + f'  <pause milliseconds="{pause}"/>\n'
+        body += _callee_response(200, "OK", sdp=True) + '  <recv request="ACK"/>\n'
+        body += (
+            '  <pause milliseconds="300"/>\n' + _CALLEE_BYE + '  <Reference variables="cseq"/>\n'
+        )
+        return _scenario(f"callee {flow}", body)
+    if flow == "answers_cancel":
+        body = invite + _callee_response(180, "Ringing") + '  <recv request="CANCEL"/>\n'
+        body += _callee_response(200, "OK", sdp=True, cseq="cseq") + OK_TO_LAST
+        body += '  <recv request="ACK"/>\n  <recv request="BYE"/>\n' + OK_TO_LAST
+        body += '  <Reference variables="caller,contact"/>\n'
+        return _scenario(f"callee {flow}", body)
     if flow == "hangs_up":
         body = invite + _callee_response(180, "Ringing") + _callee_response(200, "OK", sdp=True)
         body += '  <recv request="ACK"/>\n  <pause milliseconds="300"/>\n' + _CALLEE_BYE

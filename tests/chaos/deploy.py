@@ -62,11 +62,12 @@ def kind(name: str) -> str:
 class RedisServer:
     """``redis-server`` on a free port with the append-only file on: restarts keep the data."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, *extra: str) -> None:
         self.port = free_port(socket.SOCK_STREAM)
         self.dir = tmp / "redis"
         self.dir.mkdir(exist_ok=True)
         self.proc: subprocess.Popen[bytes] | None = None
+        self.extra = extra  # more redis-server options (--appendfsync always...)
 
     @property
     def url(self) -> str:
@@ -74,7 +75,7 @@ class RedisServer:
 
     def start(self) -> None:
         args = ["--port", str(self.port), "--bind", "127.0.0.1", "--appendonly", "yes"]
-        args += ["--dir", str(self.dir), "--save", "", "--logfile", "redis.log"]
+        args += ["--dir", str(self.dir), "--save", "", "--logfile", "redis.log", *self.extra]
         self.proc = subprocess.Popen(["redis-server", *args], cwd=self.dir)
         client = sync_redis.Redis(port=self.port, socket_timeout=1)
         try:
@@ -102,6 +103,13 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self.proc = None
+
+    def kill9(self) -> None:
+        """SIGKILL: whatever the AOF holds by then is what comes back."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
         self.proc = None
 
     def restart(self, down: float) -> None:

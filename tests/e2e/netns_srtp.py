@@ -2,7 +2,8 @@
 
     unshare -n python netns_srtp.py WORKDIR MODE [POLICY MEDIAENC]
 
-Like :mod:`netns_baresip` (Redis, ``sessiond run`` and baresip in the namespace), with SRTP:
+Like :mod:`netns_baresip` (Redis, ``sessiond run`` and baresip in the namespace, started by
+netns_run.py), with SRTP:
 baresip's account uses ``mediaenc=MEDIAENC`` (default ``srtp-mand``: RTP/SAVP, SDES;
 ``srtp`` is best effort: RTP/AVP with ``a=crypto``; ``none``: plain RTP) and everything on ``lo`` is
 captured (an AF_PACKET socket, written as WORKDIR/wire.pcap) while the call runs. MODE:
@@ -21,34 +22,28 @@ WORKDIR/result.json; exit 0 whether or not the call worked (the test judges).
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
-import subprocess
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
-import redis as sync_redis
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: the shared helpers
-from harness import wait_for, wait_listening  # noqa: E402
+from harness import wait_for  # noqa: E402
 from media_checks import app_events, write_tone_wav  # noqa: E402
-from netns_baresip import (  # noqa: E402
-    BARESIP_CONFIG,
+from netns_baresip import PLAY_SECONDS, TONE_FROM_BARESIP, TONE_TO_BARESIP  # noqa: E402
+from netns_run import (  # noqa: E402
     BARESIP_PORT,
     NAMESPACE,
-    PLAY_SECONDS,
-    REDIS_URL,
     SIP_PORT,
-    TONE_FROM_BARESIP,
-    TONE_TO_BARESIP,
     Procs,
+    baresip_command,
     ctl,
-    established,
+    drive,
+    wait_established,
+    write_baresip,
 )
 
 SIPP_PORT = 5080
@@ -107,31 +102,16 @@ def bound(port: int) -> bool:
 
 
 def start_baresip(procs: Procs, work: Path, dial: str | None, mediaenc: str) -> Any:
-    cfg, dump = work / "baresip", work / "dump"
-    cfg.mkdir(exist_ok=True)
-    dump.mkdir(exist_ok=True)
     source = work / "baresip_source.wav"
     write_tone_wav(source, TONE_FROM_BARESIP, 30.0)
-    config = BARESIP_CONFIG.format(baresip_port=BARESIP_PORT, source=source, dump=dump)
-    (cfg / "config").write_text(config + "module srtp.so\n")
     encryption = "" if mediaenc == "none" else f";mediaenc={mediaenc}"  # none: plain RTP
     account = f"<sip:alice@127.0.0.1>;regint=0{encryption};answermode=auto\n"
-    (cfg / "accounts").write_text(account)
-    command = ["timeout", "45", "baresip", "-4", "-n", "127.0.0.1", "-f", str(cfg), "-t", "35"]
-    if dial is not None:
-        command += ["-e", f"/dial {dial}"]
-    return procs.start("baresip", command)
-
-
-def wait_established(baresip: Any) -> str:
-    sid = None
-    deadline = time.monotonic() + 15
-    while sid is None and time.monotonic() < deadline and baresip.poll() is None:
-        sid = established()
-        time.sleep(0.2)
-    if sid is None:
-        raise RuntimeError("no Established session: the call was not set up")
-    return sid
+    cfg, _ = write_baresip(
+        work, f"127.0.0.1:{BARESIP_PORT}", account, source, extra_config="module srtp.so\n"
+    )
+    return procs.start(
+        "baresip", baresip_command(cfg, 45, "-n", "127.0.0.1", "-t", "35", dial=dial)
+    )
 
 
 def play_and_record(work: Path, sid: str, result: dict[str, Any]) -> None:
@@ -144,16 +124,13 @@ def play_and_record(work: Path, sid: str, result: dict[str, Any]) -> None:
 
 
 def run_sessiond(procs: Procs, work: Path, mode: str, policy: str) -> None:
-    command = [sys.executable, "-m", "sessiond", "run", "--redis", REDIS_URL]
-    command += ["--namespace", NAMESPACE, "--listen", f"udp:127.0.0.1:{SIP_PORT}"]
-    command += ["--rtp-ports", "20000-20100"]
+    command = ["--listen", f"udp:127.0.0.1:{SIP_PORT}", "--rtp-ports", "20000-20100"]
     if mode == "gateway":
         (work / "routes.yaml").write_text(ROUTES)
         command += ["--srtp", "off", "--routes", str(work / "routes.yaml")]
     else:
         command += ["--srtp", policy, "--answer", "auto"]
-    procs.start("sessiond", command)
-    wait_listening(SIP_PORT)
+    procs.sessiond(*command)
 
 
 def live_sdp(client: Any) -> dict[str, str]:
@@ -188,30 +165,13 @@ def after_the_call(client: Any) -> dict[str, Any]:
     }
 
 
-def main(work: Path, mode: str, policy: str, mediaenc: str) -> dict[str, Any]:
-    subprocess.run(["ip", "link", "set", "lo", "up"], check=True, timeout=10)
-    procs = Procs(work)
-    result: dict[str, Any] = {"error": None, "mode": mode}
-    client = None
-    capture = None
+def call(
+    work: Path, procs: Procs, client: Any, result: dict[str, Any], mode: str, policy: str,
+    mediaenc: str,
+) -> None:  # fmt: skip
+    run_sessiond(procs, work, mode, policy)
+    capture = Capture(work / "wire.pcap")
     try:
-        procs.start(
-            "redis",
-            ["redis-server", "--port", "6379", "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--daemonize", "no"],
-        )
-        client = sync_redis.Redis.from_url(REDIS_URL)
-
-        def redis_up() -> bool:
-            try:
-                return bool(client.ping())
-            except sync_redis.ConnectionError:
-                return False
-
-        if not wait_for(redis_up, timeout=10):
-            raise RuntimeError("redis-server did not start in the namespace")
-        run_sessiond(procs, work, mode, policy)
-        capture = Capture(work / "wire.pcap")
         if mode == "gateway":
             procs.start(
                 "sipp",
@@ -240,24 +200,21 @@ def main(work: Path, mode: str, policy: str, mediaenc: str) -> dict[str, Any]:
         ctl("hangup", sid)
         result["terminated"] = wait_for(lambda: "Terminated" in ctl("show", sid), 10, every=0.3)
         time.sleep(0.5)  # let baresip close its dump files after the BYE
-        procs.procs[-1].terminate()
+        baresip.terminate()
         result["baresip_dumps"] = sorted(str(p) for p in (work / "dump").glob("*.wav"))
         result["app_events"] = app_events(client, f"{NAMESPACE}:{{app}}:events")
         result.update(after_the_call(client))
-    except Exception as exc:
-        result["error"] = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
     finally:
-        if capture is not None:
-            capture.stop()
-            result["pcap"] = str(capture.path)
-        if client is not None:
-            client.close()
-        procs.stop_all()
-    return result
+        capture.stop()
+        result["pcap"] = str(capture.path)
 
 
 if __name__ == "__main__":
-    workdir, how = Path(sys.argv[1]), sys.argv[2]
+    how = sys.argv[2]
     policy, mediaenc = (sys.argv[3:5] + ["require", "srtp-mand"][len(sys.argv[3:5]) :])[:2]
-    outcome = main(workdir, how, policy, mediaenc)
-    (workdir / "result.json").write_text(json.dumps(outcome, indent=1, default=str))
+    drive(
+        lambda work, procs, client, result: call(
+            work, procs, client, result, how, policy, mediaenc
+        ),
+        mode=how,
+    )

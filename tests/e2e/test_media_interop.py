@@ -9,11 +9,9 @@
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +29,7 @@ from .media_checks import (
     rms,
     telephone_event_digits,
 )
+from .netns_run import netns_missing, run_driver
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -296,29 +295,6 @@ def test_app_dtmf_event_carries_the_digit(cluster: Cluster, tmp_path: Path) -> N
     assert [e["data"].get("digit") for e in published] == ["7"], published
 
 
-def _baresip_usable() -> str | None:
-    """None if baresip (with the modules the test loads) and unshare -n work, else why not."""
-    if shutil.which("baresip") is None:
-        return "baresip missing (apt-get install -y baresip-core)"
-    modules = Path("/usr/lib/baresip/modules")
-    for name in ("g711", "aufile", "aubridge", "sndfile", "menu", "account"):
-        if not (modules / f"{name}.so").exists():
-            return f"baresip module {name}.so missing in {modules}"
-    for tool in ("unshare", "ip", "redis-server"):
-        if shutil.which(tool) is None:
-            return f"{tool} missing"
-    probe = subprocess.run(
-        ["unshare", "-n", "ip", "link", "set", "lo", "up"],
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
-    if probe.returncode != 0:
-        return f"cannot create a network namespace: {probe.stderr.strip()}"
-    return None
-
-
 def _tone_seconds(samples: Any, rate: int, freq: float, others: list[float]) -> float:
     """Seconds of 20 ms frames where ``freq`` is loud and stronger than every other bin."""
     frame = rate // 50
@@ -339,25 +315,11 @@ def test_baresip_hears_sessiond_tone_and_sessiond_records_baresip(tmp_path: Path
     --direction in``) while baresip's microphone is an 880 Hz WAV (aufile) and its sndfile
     module dumps what it decodes. Both directions are checked with Goertzel filters.
     """
-    why_not = _baresip_usable()
+    why_not = netns_missing()
     if why_not is not None:
         pytest.skip(why_not)
-    driver = Path(__file__).with_name("netns_baresip.py")
-    run = subprocess.run(
-        ["unshare", "-n", sys.executable, str(driver), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=55,
-        check=False,
-    )
-    logs = {
-        name: (tmp_path / f"{name}.log").read_text(errors="replace")[-1500:]
-        for name in ("sessiond", "baresip")
-        if (tmp_path / f"{name}.log").exists()
-    }
-    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["error"] is None, (result["error"], logs)
+    result = run_driver("netns_baresip.py", tmp_path, timeout=55)
+    logs = result["logs"]
     assert result["terminated"], logs
 
     sid = result["sid"]

@@ -12,7 +12,6 @@ Request-URI its Contact.
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import socket
 import subprocess
@@ -28,6 +27,7 @@ from sessiond.sip.message import SipMessage, SipRequest, SipResponse, make_respo
 from sipp_scenarios import callee, caller, uac_refused
 
 from .harness import ENV, Cluster, background_sipp, free_port, sipp, wait_for
+from .netns_run import netns_missing, run_driver
 
 pytestmark = [
     pytest.mark.redis,
@@ -405,30 +405,14 @@ def test_baresip_registered_over_udp_and_tcp_is_called_by_user_name(tmp_path: Pa
     sipp caller dials each by name: both calls are answered (bob's INVITE goes over the TCP
     connection baresip opened: its binding's source is that connection's ephemeral port).
     Everything runs in a private network namespace (netns_baresip_called.py)."""
-    modules = Path("/usr/lib/baresip/modules")
-    missing = [t for t in ("baresip", "unshare", "ip", "redis-server") if not shutil.which(t)]
-    missing += [
-        m for m in ("g711", "aubridge", "menu", "account") if not (modules / f"{m}.so").exists()
-    ]
-    if missing:
-        pytest.skip(f"missing: {', '.join(missing)}")
-    driver = Path(__file__).with_name("netns_baresip_called.py")
-    run = subprocess.run(
-        ["unshare", "-n", sys.executable, str(driver), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-        env=ENV,
-    )
-    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
-    result = json.loads((tmp_path / "result.json").read_text())
-    logs = {
-        name: (tmp_path / name).read_text(errors="replace")[-1500:]
-        for name in ("sessiond.log", "baresip.log", "sipp-alice.out", "sipp-bob.out")
-        if (tmp_path / name).exists()
-    }
-    assert result["error"] is None, (result["error"], logs)
+    why_not = netns_missing()
+    if why_not is not None:
+        pytest.skip(why_not)
+    result = run_driver(
+        "netns_baresip_called.py", tmp_path, timeout=100,
+        logs=("sessiond.log", "baresip.log", "sipp-alice.out", "sipp-bob.out"),
+    )  # fmt: skip
+    logs = result["logs"]
     assert result["calls"] == {"alice": 0, "bob": 0}, logs
     (bob,) = result["bindings"]["bob"]
     assert bob["transport"] == "TCP"

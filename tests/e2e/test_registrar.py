@@ -8,7 +8,6 @@ the metrics show the result.
 
 from __future__ import annotations
 
-import json
 import shutil
 import signal
 import socket
@@ -25,6 +24,7 @@ from sessiond.sip.digest import Challenge, DigestClient, DigestServer
 from sessiond.sip.message import SipResponse, parse_message
 
 from .harness import ENV, Cluster, free_port, sipp, wait_for, wait_listening
+from .netns_run import netns_missing, run_driver
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(120)]
 SECRET = "shared-nonce-secret"
@@ -450,29 +450,11 @@ def test_baresip_registers_over_udp_and_tcp_and_unregisters(tmp_path: Path) -> N
     unregisters without credentials and often quits before the 401 comes back: a binding it
     leaves must then expire by itself (the key's TTL is its regint).
     Everything runs in a private network namespace (netns_baresip_register.py)."""
-    modules = Path("/usr/lib/baresip/modules")
-    missing = [t for t in ("baresip", "unshare", "ip", "redis-server") if not shutil.which(t)]
-    missing += [
-        m for m in ("g711", "aubridge", "menu", "account") if not (modules / f"{m}.so").exists()
-    ]
-    if missing:
-        pytest.skip(f"missing: {', '.join(missing)}")
-    driver = Path(__file__).with_name("netns_baresip_register.py")
-    run = subprocess.run(
-        ["unshare", "-n", sys.executable, str(driver), str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=90,
-        check=False,
-    )
-    logs = {
-        name: (tmp_path / f"{name}.log").read_text(errors="replace")[-1500:]
-        for name in ("sessiond", "baresip")
-        if (tmp_path / f"{name}.log").exists()
-    }
-    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["error"] is None, (result["error"], logs)
+    why_not = netns_missing()
+    if why_not is not None:
+        pytest.skip(why_not)
+    result = run_driver("netns_baresip_register.py", tmp_path, timeout=90)
+    logs = result["logs"]
     (alice,) = result["bindings"]["alice"]
     (bob,) = result["bindings"]["bob"]
     assert (alice["transport"], bob["transport"]) == ("UDP", "TCP")

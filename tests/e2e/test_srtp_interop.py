@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +43,7 @@ from .media_checks import (
     tone_share,
     ulaw_pcm,
 )
-from .test_media_interop import _baresip_usable
+from .netns_run import netns_missing, run_driver
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 BARESIP_RTP = range(10000, 10101)  # netns_baresip's rtp_ports
@@ -57,32 +55,17 @@ A_KEY = re.compile(r"inline:(?!<hidden>)[A-Za-z0-9+/]{20,}")
 def _drive(
     tmp_path: Path, mode: str, policy: str = "require", mediaenc: str = "srtp-mand"
 ) -> dict[str, Any]:
-    why_not = _baresip_usable()
-    if why_not is None and not Path("/usr/lib/baresip/modules/srtp.so").exists():
-        why_not = "baresip module srtp.so missing"
+    why_not = netns_missing("srtp")
     if why_not is None and shutil.which("sipp") is None and mode == "gateway":
         why_not = "sipp missing"
     if why_not is not None:
         pytest.skip(why_not)
-    driver = Path(__file__).with_name("netns_srtp.py")
-    run = subprocess.run(
-        ["unshare", "-n", sys.executable, str(driver), str(tmp_path), mode, policy, mediaenc],
-        capture_output=True,
-        text=True,
-        timeout=80,
-        check=False,
-    )
-    logs = {
-        name: (tmp_path / f"{name}.log").read_text(errors="replace")[-1500:]
-        for name in ("sessiond", "baresip", "sipp")
-        if (tmp_path / f"{name}.log").exists()
-    }
-    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
-    result: dict[str, Any] = json.loads((tmp_path / "result.json").read_text())
-    assert result["error"] is None, (result["error"], logs)
-    assert result["terminated"], logs
+    result = run_driver(
+        "netns_srtp.py", tmp_path, mode, policy, mediaenc, timeout=80,
+        logs=("sessiond.log", "baresip.log", "sipp.log"),
+    )  # fmt: skip
+    assert result["terminated"], result["logs"]
     assert result["all_ended"], result["ended_sessions"]
-    result["logs"] = logs
     return result
 
 

@@ -4,9 +4,6 @@ audio flows both ways (Goertzel tones), and sessiond's hangup reaches baresip ov
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,32 +11,19 @@ import pytest
 from tls_certs import Ca
 
 from .media_checks import dominant_tone, loudest_window, read_wav
-from .test_media_interop import _baresip_usable, _tone_seconds
+from .netns_run import netns_missing, run_driver
+from .test_media_interop import _tone_seconds
 
 
 def test_baresip_calls_over_tls_and_audio_flows(tmp_path: Path) -> None:
-    why_not = _baresip_usable()
+    why_not = netns_missing()
     if why_not is not None:
         pytest.skip(why_not)
     ca = Ca(tmp_path)
     ca.path.rename(tmp_path / "ca.pem")
     ca.issue("server", ("localhost", "127.0.0.1"))
-    driver = Path(__file__).with_name("netns_baresip.py")
-    run = subprocess.run(
-        ["unshare", "-n", sys.executable, str(driver), str(tmp_path), "tls"],
-        capture_output=True,
-        text=True,
-        timeout=55,
-        check=False,
-    )
-    logs = {
-        name: (tmp_path / f"{name}.log").read_text(errors="replace")[-3000:]
-        for name in ("sessiond", "baresip")
-        if (tmp_path / f"{name}.log").exists()
-    }
-    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-2000:])
-    result = json.loads((tmp_path / "result.json").read_text())
-    assert result["error"] is None, (result["error"], logs)
+    result = run_driver("netns_baresip.py", tmp_path, "tls", timeout=55, tail=3000)
+    logs = result["logs"]
     assert result["terminated"], logs  # our BYE reached baresip (over its TLS connection)
     show = result["show"]
     assert "txn  TLS 127.0.0.1" in show, show  # the INVITE came over TLS

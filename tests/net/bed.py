@@ -26,6 +26,7 @@ whose test process was killed outright is removed by the next one (:func:`sweep_
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -38,6 +39,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.e2e.netns_run import REDIS_SERVER, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "service")}
@@ -186,12 +189,20 @@ class Bed:
             cwd=self.work,
         )  # fmt: skip
 
-    def start(self, role: str, name: str, cmd: Sequence[str]) -> subprocess.Popen[Any]:
-        """Start ``cmd`` in ``role`` in the background; output in WORK/<name>.log."""
+    def start(
+        self, role: str, name: str, cmd: Sequence[str], *, stdin: bool = False
+    ) -> subprocess.Popen[Any]:
+        """Start ``cmd`` in ``role`` in the background; output in WORK/<name>.log. With
+        ``stdin`` its standard input is a pipe (``proc.stdin``) for commands to it."""
         log = open(self.work / f"{name}.log", "wb")  # noqa: SIM115 - closed in close()
         self._logs.append(log)
         proc = subprocess.Popen(
-            self.argv(role, cmd), stdout=log, stderr=subprocess.STDOUT, env=ENV, cwd=self.work
+            self.argv(role, cmd),
+            stdin=subprocess.PIPE if stdin else None,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=ENV,
+            cwd=self.work,
         )
         self.procs.append(proc)
         return proc
@@ -210,12 +221,7 @@ class Bed:
     # -- the deployment on the public host ------------------------------------------------
     def start_redis(self) -> str:
         """redis-server inside ``pub`` on 127.0.0.1; its URL (as seen from ``pub``)."""
-        self.start(
-            "pub",
-            "redis",
-            ["redis-server", "--port", "6379", "--bind", "127.0.0.1", "--save", ""]
-            + ["--appendonly", "no", "--daemonize", "no"],
-        )
+        self.start("pub", "redis", REDIS_SERVER)
         wait = "import time,socket\nfor _ in range(100):\n try:\n  socket.create_connection(('127.0.0.1',6379),0.2).close();break\n except OSError: time.sleep(0.1)\nelse: raise SystemExit('redis did not start')"  # noqa: E501
         self.python("pub", wait)
         return "redis://127.0.0.1:6379/0"
@@ -264,18 +270,26 @@ class Bed:
         """Stop what was started (SIGTERM, then SIGKILL), kill anything else left in the
         namespaces, delete them."""
         for proc in reversed(self.procs):  # one by one: Redis outlives sessiond's drain
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc, timeout=10)
+            if proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
         for role in ROLES:  # and children of ours that outlived their parent
             _remove(self.ns[role])
         for log in self._logs:
             log.close()
         self._logs.clear()
+
+
+def kill_tree(proc: subprocess.Popen[Any]) -> None:
+    """SIGKILL a process :meth:`Bed.start` started and its children: ``ip netns exec``
+    execs the command, but a ``timeout`` bounding it forks the program it runs."""
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    for pid in children.read_text().split() if children.exists() else []:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid), signal.SIGKILL)
+    proc.kill()
+    proc.wait(timeout=10)
 
 
 def _remove(name: str) -> None:

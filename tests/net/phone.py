@@ -8,7 +8,6 @@ Used by test_baresip_nat.py (UDP, plain RTP) and test_baresip_nat_tls.py (TLS, S
 from __future__ import annotations
 
 import shutil
-import signal
 import subprocess
 import time
 from array import array
@@ -26,6 +25,8 @@ from tests.e2e.media_checks import (
     rms,
     write_tone_wav,
 )
+from tests.e2e.netns_run import baresip_command, write_baresip
+from tests.e2e.netns_run import baresip_missing as netns_baresip_missing
 from tests.net.bed import HOME, Bed, why_not
 
 PHONE_PORT = 5070
@@ -34,44 +35,13 @@ PHONE_RTP_PORTS = range(10000, 10101)
 MIC = 880.0  # the phone's microphone
 OTHERS = [300.0, 440.0, 660.0, 1000.0, 1320.0]
 PLAY_SECONDS = 3.0
-MODULES = ("g711", "aufile", "aubridge", "sndfile", "menu", "account")
-
-BARESIP_CONFIG = """\
-poll_method epoll
-sip_listen {home}:{port}
-call_local_timeout 20
-audio_path /usr/share/baresip
-audio_player aubridge,nil
-audio_alert aubridge,nil
-audio_source aufile,{source}
-ausrc_srate 8000
-auplay_srate 8000
-ausrc_channels 1
-auplay_channels 1
-rtp_ports {rtp}
-rtcp_mux no
-jitter_buffer_delay 1-10
-module_path /usr/lib/baresip/modules
-module g711.so
-module aufile.so
-module aubridge.so
-module sndfile.so
-module menu.so
-module_app account.so
-snd_path {dump}
-"""
 
 
 def baresip_missing(*modules: str) -> str | None:
     """Why baresip (with ``modules`` besides the usual) or dumpcap cannot run here."""
-    if shutil.which("baresip") is None:
-        return "baresip missing (apt-get install -y baresip-core)"
-    for name in (*MODULES, *modules):
-        if not Path(f"/usr/lib/baresip/modules/{name}.so").exists():
-            return f"baresip module {name}.so missing"
     if shutil.which("dumpcap") is None:
         return "dumpcap missing (apt-get install -y tshark)"
-    return None
+    return netns_baresip_missing(*modules)
 
 
 def phone_bed(tmp_path: Path, *modules: str) -> Iterator[Bed]:
@@ -88,25 +58,29 @@ def phone_bed(tmp_path: Path, *modules: str) -> Iterator[Bed]:
 
 
 def start_phone(
-    bed: Bed, account: str, dial: str | None = None, extra_config: str = ""
+    bed: Bed, account: str, dial: str | None = None, extra_config: str = "", stdin: bool = False
 ) -> tuple[subprocess.Popen[Any], Path]:
     """baresip on the home host, its microphone an ``MIC`` Hz WAV; ``account`` is its
     accounts line; it dials ``dial`` when given. Returns it and the directory where its
-    sndfile module dumps what it decoded (``*-dec.wav``, one per call)."""
-    cfg, dump = bed.work / "baresip", bed.work / "dump"
-    cfg.mkdir()
-    dump.mkdir()
+    sndfile module dumps what it decoded (``*-dec.wav``, one per call). With ``stdin``
+    (and ``module stdio.so`` in ``extra_config``) it takes menu commands on its standard
+    input (``/dial URI``, ``/hangup``, each ended by a newline)."""
     source = bed.work / "mic.wav"
     write_tone_wav(source, MIC, 60.0)
-    config = BARESIP_CONFIG.format(
-        home=HOME, port=PHONE_PORT, source=source, dump=dump, rtp=PHONE_RTP
+    listen = f"{HOME}:{PHONE_PORT}"
+    cfg, dump = write_baresip(
+        bed.work, listen, account + "\n", source, rtp=PHONE_RTP, extra_config=extra_config
     )
-    (cfg / "config").write_text(config + extra_config)
-    (cfg / "accounts").write_text(account + "\n")
-    command = ["timeout", "90", "baresip", "-4", "-f", str(cfg)]
-    if dial is not None:
-        command += ["-e", f"/dial {dial}"]
-    return bed.start("home", "baresip", command), dump
+    command = baresip_command(cfg, 90, dial=dial)
+    return bed.start("home", "baresip", command, stdin=stdin), dump
+
+
+def command(phone: subprocess.Popen[Any], line: str) -> None:
+    """A menu command (``/dial URI``, ``/hangup``) to baresip started with ``stdin`` and
+    its stdio module: typed, then Enter."""
+    assert phone.stdin is not None
+    phone.stdin.write(line.encode() + b"\n")
+    phone.stdin.flush()
 
 
 def established(bed: Bed, redis_url: str, timeout: float = 20) -> str:
@@ -177,16 +151,6 @@ def hold_and_resume(bed: Bed, redis_url: str, sid: str) -> None:
 def hang_up(bed: Bed, redis_url: str, sid: str) -> None:
     bed.ctl(redis_url, "hangup", sid)
     bed.wait_session(redis_url, sid, "state", "Terminated")
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=8)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def packets(pcap: Path) -> int:

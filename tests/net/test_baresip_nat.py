@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.e2e.netns_run import stop
 from tests.net.bed import HOME, PUBLIC, Bed
 from tests.net.phone import (
     MIC,
@@ -42,7 +43,6 @@ from tests.net.phone import (
     packets,
     phone_bed,
     start_phone,
-    stop,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]

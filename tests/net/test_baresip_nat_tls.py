@@ -32,6 +32,7 @@ from typing import Any
 
 import pytest
 from tests.e2e.media_checks import pcap_rtp, pcap_udp, tone_share, ulaw_pcm
+from tests.e2e.netns_run import stop
 from tests.e2e.test_srtp_interop import agreed_crypto
 from tests.net.bed import HOME, PUBLIC, ROUTER_WAN, Bed
 from tests.net.phone import (
@@ -48,7 +49,6 @@ from tests.net.phone import (
     packets,
     phone_bed,
     start_phone,
-    stop,
 )
 
 from sessiond.media.errors import SrtpError

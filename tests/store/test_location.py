@@ -8,7 +8,16 @@ from typing import Any
 import pytest
 
 from sessiond.store import Keys
-from sessiond.store.location import Applied, Binding, Location
+from sessiond.store.location import (
+    LISTED_WITHIN,
+    Applied,
+    Binding,
+    Edges,
+    Location,
+    fail_over,
+    judge_edges,
+    lookup_routes,
+)
 
 NOW = 1_700_000_000.0
 
@@ -163,3 +172,59 @@ async def test_an_unreadable_binding_is_dropped_not_kept(loc: Location) -> None:
     assert done.status == "OK"
     assert done.expired == 1
     assert [k.decode() for k in await loc.redis.hkeys(key)] == [a.contact]
+
+
+async def test_lookup_routes_judges_the_known_edges_by_their_heartbeat_keys(
+    loc: Location,
+) -> None:
+    """One round trip: each AOR's live bindings, whether each edge named has its heartbeat
+    key (edge-a's lapsed: it has none), and the edges listed within the last hour."""
+    await apply(loc, ("sip:a@h", 60, binding("sip:a@h", 60)))
+    await loc.redis.set(loc.keys.heartbeat("edge", "edge-b"), "1", ex=5)
+    listed = {"edge-a": NOW - 10, "edge-b": NOW - 1, "edge-gone": NOW - 2 * LISTED_WITHIN}
+    await loc.redis.zadd(loc.keys.processes("edge"), listed)
+    found, edges = await lookup_routes(
+        loc.redis, loc.keys, ["alice@example.com", "x@y"], NOW, ["edge-b", "edge-a"]
+    )
+    assert [[b.contact for b in f] for f in found] == [["sip:a@h"], []]
+    assert edges == Edges(
+        judged=frozenset({"edge-a", "edge-b"}),
+        live=("edge-b",),
+        listed=frozenset({"edge-a", "edge-b"}),
+    )
+    assert await judge_edges(loc.redis, loc.keys, ["edge-gone"], NOW) == Edges(
+        frozenset({"edge-gone"}), (), frozenset({"edge-a", "edge-b"})
+    )
+    assert await lookup_routes(loc.redis, loc.keys, [], NOW) == ([], Edges())
+
+
+def judged(live: tuple[str, ...], dead: tuple[str, ...] = ()) -> Edges:
+    return Edges(judged=frozenset(live + dead), live=live)
+
+
+def test_fail_over_moves_udp_bindings_to_a_live_edge_and_skips_dead_connections() -> None:
+    udp = binding("sip:a@10.0.0.5", 60, edge="edge-a", flow="u1")
+    tcp = binding("sip:a@10.0.0.6;transport=tcp", 60, edge="edge-a", transport="TCP")
+    tls = binding("sip:a@10.0.0.7;transport=tls", 60, edge="edge-a", transport="TLS")
+    alive = binding("sip:a@10.0.0.8;transport=tcp", 60, edge="edge-b", transport="TCP")
+    unknown = binding("sip:a@10.0.0.9;transport=tcp", 60, edge="edge-new", transport="TCP")
+    edges = judged(("edge-b", "edge-c"), ("edge-a",))
+    done = fail_over([udp, tcp, tls, alive, unknown], edges)
+    moved = done.bindings[0]
+    assert moved.edge in ("edge-b", "edge-c")
+    assert moved.flow == ""
+    assert (moved.contact, moved.source, moved.transport) == (udp.contact, udp.source, "UDP")
+    assert done.bindings[1:] == [alive, unknown]  # an edge not judged: left as it is
+    assert done.moved == [(udp, moved.edge)]
+    assert done.skipped == [tcp, tls]
+    # the same contact always takes the same live edge
+    assert fail_over([udp], edges).bindings[0].edge == moved.edge
+
+
+def test_fail_over_leaves_everything_when_no_edge_is_known_alive() -> None:
+    """After a store outage every heartbeat lapsed at once: nothing is moved or dropped."""
+    tcp = binding("sip:a@10.0.0.6;transport=tcp", 60, edge="edge-a", transport="TCP")
+    udp = binding("sip:a@10.0.0.5", 60, edge="edge-a")
+    done = fail_over([tcp, udp], judged((), ("edge-a", "edge-b")))
+    assert (done.bindings, done.moved, done.skipped) == ([tcp, udp], [], [])
+    assert fail_over([udp], judged(("edge-a",))).bindings == [udp]

@@ -204,3 +204,76 @@ def test_each_leg_has_its_own_srtp_policy() -> None:
     plain.feed("ForwardCall", target="sip:b@h")
     (make,) = to_peer(plain.feed("MediaReady", sdp="v=0 ours", media_node="m7"))
     assert "srtp" not in make.data["data"]
+
+
+def bypassed(inbound: str = "Established", outbound: str = "Established") -> dict[str, Leg]:
+    """A pair of legs of a call with ``media: bypass``."""
+    legs = pair(inbound, outbound)
+    for leg in legs.values():
+        leg.session["media"] = "bypass"
+    return legs
+
+
+def answers(decision: Verdict) -> list[int]:
+    return [c.data["code"] for c in decision.commands if c.name == "respond"]
+
+
+def test_bypass_relays_an_offer_and_its_answer_without_any_media_command() -> None:
+    legs = bypassed()
+    a, b = legs[INBOUND], legs[OUTBOUND]
+    offer = a.feed("ReInvite", sdp="v=0 alice hold", txn="t2")
+    assert (a.state, sent(offer)) == ("Relaying", [("session", "PeerReoffer")])
+    reinvite = deliver(to_peer(offer)[0], legs)
+    assert b.state == "Reinviting"
+    edge = [c for c in reinvite.commands if c.target == "edge"]
+    assert [(c.name, c.data.get("method"), c.data.get("sdp")) for c in edge] == [
+        ("request", "INVITE", "v=0 alice hold")
+    ]
+    answered = b.feed("Answered", sdp="v=0 bob held", cseq=int(b.session["reinvite_cseq"]))
+    assert (b.state, sent(answered)) == (
+        "Established",
+        [("edge", "ack"), ("session", "PeerReanswered")],
+    )
+    reply = deliver(to_peer(answered)[0], legs)
+    assert (a.state, answers(reply)) == ("Reconfirming", [200])
+    assert reply.commands[0].data["sdp"] == "v=0 bob held"
+    a.feed("Ack")
+    bye = a.feed("Bye", txn="t3")
+    assert a.state == "Terminated"
+    assert all(c.target != "media" for c in bye.commands)  # media.destroy: nothing to free
+
+
+def test_bypass_glare_both_legs_offer_at_once_and_both_get_491() -> None:
+    legs = bypassed()
+    a, b = legs[INBOUND], legs[OUTBOUND]
+    from_a = to_peer(a.feed("ReInvite", sdp="v=0 a2", txn="ta"))[0]
+    from_b = to_peer(b.feed("Update", sdp="v=0 b2", txn="tb"))[0]
+    assert (a.state, b.state) == ("Relaying", "Relaying")
+    refused_at_b = deliver(from_a, legs)  # b is mid-exchange: a's offer is refused
+    refused_at_a = deliver(from_b, legs)
+    assert answers(deliver(to_peer(refused_at_b)[0], legs)) == [491]
+    assert answers(deliver(to_peer(refused_at_a)[0], legs)) == [491]
+    assert (a.state, b.state) == ("Established", "Established")
+
+
+def test_bypass_refuses_an_offer_crossing_its_own_reinvite_and_an_offerless_one() -> None:
+    legs = bypassed()
+    a, b = legs[INBOUND], legs[OUTBOUND]
+    deliver(to_peer(a.feed("ReInvite", sdp="v=0 a2", txn="ta"))[0], legs)
+    assert b.state == "Reinviting"
+    assert answers(b.feed("ReInvite", sdp="v=0 b2", txn="tb")) == [491]
+    refused = b.feed("Rejected", code=488, cseq=int(b.session["reinvite_cseq"]))
+    assert answers(deliver(to_peer(refused)[0], legs)) == [488]
+    assert (a.state, b.state) == ("Established", "Established")
+    assert answers(a.feed("ReInvite", txn="t4")) == [488]  # no offer: not relayed
+    assert a.state == "Established"
+
+
+def test_bypass_bye_while_relaying_answers_the_pending_offer_and_ends_both() -> None:
+    legs = bypassed()
+    a, b = legs[INBOUND], legs[OUTBOUND]
+    deliver(to_peer(a.feed("ReInvite", sdp="v=0 a2", txn="ta"))[0], legs)
+    bye = a.feed("Bye", txn="tbye")
+    assert (a.state, answers(bye)) == ("Terminated", [200, 487])
+    ended = deliver(to_peer(bye)[0], legs)
+    assert (b.state, sent(ended)) == ("Terminating", [("edge", "bye")])

@@ -67,6 +67,21 @@ def _rates(text: str, default: Sequence[int]) -> list[int] | None:
     return rates
 
 
+def _stepped(args: argparse.Namespace) -> int:
+    """The benches that run ``--rates`` steps: cps, register, peers."""
+    from sessiond.cli.bench import cps, peers, register
+
+    defaults = {"cps": cps.DEFAULT_RATES, "register": register.DEFAULT_RATES}
+    rates = _rates(args.rates, defaults.get(args.what, peers.DEFAULT_RATES))
+    if rates is None:
+        return 2
+    if args.what == "cps":
+        return cps.cps(args.redis, args.workers or [1, 2], rates, args.seconds, args.worker_cpu)
+    if args.what == "register":
+        return register.bench_register(rates, args.seconds)
+    return peers.peers(args.systems, rates, args.seconds, args.rounds, args.hold, args.install)
+
+
 def _bench(args: argparse.Namespace) -> int:
     from sessiond.cli.bench import transitions as bench
 
@@ -88,20 +103,8 @@ def _bench(args: argparse.Namespace) -> int:
         from sessiond.cli.bench.sip import bench_sip
 
         return bench_sip(args.redis, args.seconds, args.calls, args.rate)
-    if args.what == "cps":
-        from sessiond.cli.bench.cps import DEFAULT_RATES, cps
-
-        rates = _rates(args.rates, DEFAULT_RATES)
-        if rates is None:
-            return 2
-        return cps(args.redis, args.workers or [1, 2], rates, args.seconds, args.worker_cpu)
-    if args.what == "peers":
-        from sessiond.cli.bench import peers
-
-        rates = _rates(args.rates, peers.DEFAULT_RATES)
-        if rates is None:
-            return 2
-        return peers.peers(args.systems, rates, args.seconds, args.rounds, args.hold, args.install)
+    if args.what in ("cps", "register", "peers"):
+        return _stepped(args)
     if args.what == "memory":
         from sessiond.cli.bench.memory import memory
 
@@ -460,6 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
             "peers",
             "memory",
             "idle",
+            "register",
         ],
     )
     bench.add_argument(
@@ -474,7 +478,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="Redis URL, or 'embedded' for the in-process store",
     )
     bench.add_argument(
-        "--seconds", type=positive_float, default=5.0, help="how long to run (cps, peers: per step)"
+        "--seconds",
+        type=positive_float,
+        default=5.0,
+        help="how long to run (cps, peers, register: per step)",
     )
     bench.add_argument("--batch", type=int, default=64, help="sessions per pipeline round")
     bench.add_argument(
@@ -484,7 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="cps: worker counts to measure (repeatable; default 1 and 2)",
     )
-    bench.add_argument("--rates", default="", help="cps, peers: comma-separated calls/s steps")
+    bench.add_argument(
+        "--rates",
+        default="",
+        help="cps, peers: comma-separated calls/s steps; register: REGISTERs/s steps",
+    )
     bench.add_argument(
         "--worker-cpu",
         type=float,
@@ -504,7 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--systems",
         default="",
         help="peers: comma-separated, of kamailio, kamailio-redis, sippy, sessiond-forward, "
-        "sessiond-answer (default: all)",
+        "sessiond-bypass, sessiond-answer (default: all)",
     )
     bench.add_argument(
         "--rounds", type=positive_int, default=2, help="peers: rounds of steps; idle: rounds"

@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sessiond.core.vocabulary import SRTP_POLICIES
+from sessiond.core.vocabulary import MEDIA_MODES, SRTP_POLICIES
 
 
 class Check:
@@ -39,6 +39,10 @@ def _text(limit: int = 1024) -> Check:
         lambda v: isinstance(v, str) and 0 < len(v) <= limit and "\r" not in v and "\n" not in v,
         f"str, one line of 1-{limit} characters",
     )
+
+
+def _body(limit: int) -> Check:
+    return Check(lambda v: isinstance(v, str) and 0 < len(v) <= limit, f"str, 1-{limit} characters")
 
 
 def _number(low: float, high: float, integer: bool = False) -> Check:
@@ -111,6 +115,8 @@ SCHEMAS: dict[str, tuple[dict[str, Check], dict[str, Check]]] = {
             "latch_private": Check(lambda v: isinstance(v, bool), "bool"),
             "srtp": _one_of(*SRTP_POLICIES),
             "destination": _DESTINATION,
+            "media": _one_of(*MEDIA_MODES),
+            "sdp": _body(16384),
         },
     ),
     "AcceptCall": ({}, {}),

@@ -85,6 +85,12 @@ REGISTRAR_CURRENT = Gauge(
 REGISTRAR_AORS = Gauge(
     "sessiond_registrar_aors_current", "AORs with bindings in the location store (same scan)"
 )
+LOCATION_FAILOVER = Counter(
+    "sessiond_location_failover_total",
+    "Bindings whose edge was silent when a call looked them up: moved (UDP, called through "
+    "a live edge) or skipped (a TCP/TLS connection that died with its edge)",
+    ["action"],
+)
 CALLS_HELD = Gauge("sessiond_edge_calls_held", "Calls the edge counts against their sources")
 MEDIA_FREE = Gauge("sessiond_edge_media_free", "Free media legs as the edge estimates them")
 

@@ -84,6 +84,10 @@ PRODUCED: Final[dict[str, str]] = {
     "PeerFailed": "session: the outbound leg failed before an answer (data: code, reason)",
     "PeerCancel": "session: the inbound leg gave up before an answer: cancel the outbound",
     "PeerHangup": "session: the other leg of an answered call hung up",
+    # a bypassed B2BUA call (media: bypass) relays each leg's new offer to the other leg
+    "PeerReoffer": "session: the other leg got an offer in a re-INVITE or UPDATE (data: sdp)",
+    "PeerReanswered": "session: the other leg's far end answered the relayed offer (data: sdp)",
+    "PeerReofferFailed": "session: the other leg's far end refused the relayed offer (data: code)",
     # signaling handler (the worker, on a new incoming call)
     "DeferCall": "handler: ask the application, 480 after the Deferred state's timeout",
     "RedirectCall": "handler: answer 302 (data: contacts, a list of SIP URIs)",
@@ -121,6 +125,10 @@ PUBLISHABLE: Final[frozenset[str]] = frozenset(
 
 #: SRTP policies (SDES) of a leg: session field ``srtp``, a route's ``srtp:``, ``--srtp``.
 SRTP_POLICIES: Final[tuple[str, ...]] = ("off", "offer", "require")
+
+#: How a forwarded call's media goes (session field ``media``, a route's ``media:``):
+#: ``anchor`` (the default) through a media node, ``bypass`` end to end, SDP passed unchanged.
+MEDIA_MODES: Final[tuple[str, ...]] = ("anchor", "bypass")
 
 # Session fields every SIP command carries, so the edge needs no state of its own.
 DIALOG_FIELDS: Final[tuple[str, ...]] = (
@@ -161,8 +169,11 @@ SESSION_FIELDS: Final[frozenset[str]] = frozenset(
         "forward_destination",
         "forward_next",
         "forward_ring",
+        "branches",
+        "fork_best",
         "destination",
         "srtp",
+        "media",
         "session_expires",
         "refresher",
         "reoffer",

@@ -9,12 +9,21 @@ edge that holds the phone's connection (its ``flow``).
 A lookup by AOR is one ``HGETALL``: :func:`lookup` drops bindings whose ``expires_at`` has
 passed (the script drops them from Redis at the next REGISTER; the key's TTL is that of
 its longest binding, so an AOR nobody refreshes disappears whole).
+
+A binding's edge may have died (kill -9, host lost) while the phone is still registered:
+:func:`lookup_routes` reads, in the same round trip, which of the edges it knows have their
+heartbeat key (``process:edge:<name>``, a TTL kept by Redis' clock: no host clock is
+compared) and the names listed in ``processes:edge`` (for the next lookup), and
+:func:`fail_over` sends a UDP binding on a silent edge through a live one instead (a datagram
+to its ``source`` reaches the phone from any edge), and passes over a TCP/TLS binding whose
+connection died with its edge (the phone re-registers on a new connection).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -113,18 +122,97 @@ class Location:
         return live(raw.values(), now)
 
 
-async def lookup_many(
-    redis: Any, keys: Keys, aors: Sequence[str], now: float
-) -> list[list[Binding]]:
-    """The live bindings of each AOR (``user@domain``), highest q first: one round trip
-    for them all (a worker's batch of new calls to registered users)."""
+LISTED_WITHIN = 3600.0  # seconds: edges heard from since then are judged by a lookup
+
+
+@dataclass(frozen=True, slots=True)
+class Edges:
+    """What a lookup learnt of the edges: ``judged`` (the names whose heartbeat key was
+    read), ``live`` (those of them that have it, sorted), ``listed`` (the names in
+    ``processes:edge`` lately: the names to judge next time)."""
+
+    judged: frozenset[str] = frozenset()
+    live: tuple[str, ...] = ()
+    listed: frozenset[str] = frozenset()
+
+
+async def lookup_routes(
+    redis: Any, keys: Keys, aors: Sequence[str], now: float, edges: Sequence[str] = ()
+) -> tuple[list[list[Binding]], Edges]:
+    """The live bindings of each AOR (``user@domain``), highest q first, and what
+    :func:`judge_edges` says of ``edges`` (the names a worker knows from its last lookup):
+    one round trip for a worker's batch of new calls to registered users."""
     if not aors:
-        return []
+        return [], Edges()
+    names = sorted(set(edges))
     pipe = redis.pipeline(transaction=False)
     for aor in aors:
         user, _, domain = aor.rpartition("@")
         pipe.hgetall(keys.location(user, domain))
-    return [live(raw.values(), now) for raw in await pipe.execute()]
+    _queue_judging(pipe, keys, names, now)
+    replies = await pipe.execute()
+    found = replies[: len(aors)]
+    return [live(raw.values(), now) for raw in found], _judged(names, replies[len(aors) :])
+
+
+async def judge_edges(redis: Any, keys: Keys, names: Sequence[str], now: float) -> Edges:
+    """Whether each edge of ``names`` has its heartbeat key, and the edges listed in
+    ``processes:edge`` that heartbeat within the last :data:`LISTED_WITHIN` seconds (one
+    round trip)."""
+    names = sorted(set(names))
+    pipe = redis.pipeline(transaction=False)
+    _queue_judging(pipe, keys, names, now)
+    return _judged(names, await pipe.execute())
+
+
+def _queue_judging(pipe: Any, keys: Keys, names: Sequence[str], now: float) -> None:
+    for name in names:
+        pipe.exists(keys.heartbeat("edge", name))
+    # an edge killed stays in the list: the ones heard from in the last hour are enough
+    # (a wide window: the hosts' clocks need not agree to the second)
+    pipe.zrangebyscore(keys.processes("edge"), now - LISTED_WITHIN, "+inf")
+
+
+def _judged(names: Sequence[str], replies: Sequence[Any]) -> Edges:
+    *beats, listed = replies
+    return Edges(
+        judged=frozenset(names),
+        live=tuple(n for n, beat in zip(names, beats, strict=True) if beat),
+        listed=frozenset(e.decode() if isinstance(e, bytes) else str(e) for e in listed),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FailedOver:
+    """The bindings a call can use once dead edges are accounted for (:func:`fail_over`)."""
+
+    bindings: list[Binding]
+    moved: list[tuple[Binding, str]] = field(default_factory=list)  # (binding, live edge)
+    skipped: list[Binding] = field(default_factory=list)  # a TCP/TLS flow on a dead edge
+
+
+def fail_over(bindings: Sequence[Binding], edges: Edges) -> FailedOver:
+    """``bindings`` with each one whose edge was judged silent sent through a live edge
+    when it is over UDP (one picked by the contact's hash, so a contact's calls all take
+    the same one), or dropped when it is a connection (TCP, TLS...: it died with its edge).
+    A binding on an edge not judged is left as it is, and so is every binding when no edge
+    at all is live (the store just came back, every heartbeat lapsed at once): absence of
+    evidence is no evidence."""
+    live_edges = edges.live
+    if not live_edges:
+        return FailedOver(list(bindings))
+    kept: list[Binding] = []
+    out = FailedOver(kept)
+    for binding in bindings:
+        if binding.edge in live_edges or binding.edge not in edges.judged:
+            kept.append(binding)
+        elif binding.transport.upper() == "UDP":
+            edge = live_edges[zlib.crc32(binding.contact.encode()) % len(live_edges)]
+            kept.append(msgspec.structs.replace(binding, edge=edge, flow=""))
+            out.moved.append((binding, edge))
+        else:
+            out.skipped.append(binding)
+    return out
 
 
 def live(values: Any, now: float) -> list[Binding]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from sessiond.sip import session_timer as st
+from sessiond.table.actions import fork
 from sessiond.table.argspec import MapOf, Registry, Scalar, Spec, anything, name
 from sessiond.table.model import GuardFn
 
@@ -94,6 +95,27 @@ def _min_se(args: Any) -> bool:
 def _interval_too_small(session: Mapping[str, str], event: Event, args: Any) -> bool:
     """RFC 4028: the request's Session-Expires is below our minimum (default 90 s)."""
     return st.too_small(str(event.data.get("session_expires", "")), args or st.MIN_SE)
+
+
+_BRANCH = ("stale", "others", "outdone")
+
+
+@guard("branch", Scalar(lambda a: a in _BRANCH, "one of " + ", ".join(_BRANCH)))
+def _branch(session: Mapping[str, str], event: Event, args: Any) -> bool:
+    """Where the event's sender (``from_sid``) stands in a fork (:mod:`.actions.fork`):
+    ``stale`` - not one of its live branches (cancelled, or of a group given up on);
+    ``others`` - a live branch, and others still ring; ``outdone`` - a live branch whose
+    failure an earlier branch's beats (RFC 3261 16.7). A session's own verdict (from
+    itself) is none of these."""
+    sender = str(event.data.get("from_sid", ""))
+    if sender and sender == session.get("sid"):
+        return False
+    live = fork.live_branches(session)
+    if args == "stale":
+        return sender not in live
+    if args == "others":
+        return sender in live and len(live) > 1
+    return sender in live and fork.outdone(session, _code(event))
 
 
 _FIELDS = MapOf(name("session_field"), anything("value"))

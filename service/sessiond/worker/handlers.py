@@ -24,8 +24,9 @@ decision               event                what the default table does
                                             answer, failures, CANCEL and BYE between the legs
 ``Conference(room)``   ``ConferenceCall``   answers, then mixes the call into conference ``room``
 ``Ring()``             (none)               rings until the app answers (``RingTimeout``)
-``CallUser(aor)``      ``ForwardCall``      a registered user: Forward to its best contact, or
-                       or ``RejectCall``    480 when it has none (looked up by the intake)
+``CallUser(aor)``      ``ForwardCall``      a registered user: Forward to its contacts (forked:
+                       or ``RejectCall``    equal q at once), or 480 when it has none (looked
+                                            up by the intake)
 =====================  ===================  ====================================================
 
 A handler with a ``session_fields(call)`` method (:class:`SessionOptions`) also sets
@@ -44,13 +45,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from sessiond.core.types import Event
-from sessiond.core.vocabulary import SRTP_POLICIES
+from sessiond.core.vocabulary import MEDIA_MODES, SRTP_POLICIES
 from sessiond.store.location import Binding
 from sessiond.store.rooms import valid_room
 
@@ -141,7 +143,9 @@ class Forward:
     leg runs ``table`` (default ``gateway``), which places the outgoing leg. ``target_srtp``
     is the SRTP policy of the outgoing leg (``off``, ``offer``, ``require``; None: the media
     node's ``--srtp``); the caller's leg has its own (:class:`SessionOptions`, field
-    ``srtp``), and the media node bridges decrypted audio between them."""
+    ``srtp``), and the media node bridges decrypted audio between them. ``media="bypass"``
+    passes the SDP end to end instead: no media node, no SRTP policy (a=crypto goes through
+    as it is), so ``target_srtp`` must be None."""
 
     target: str
     table: str = "gateway"
@@ -149,27 +153,41 @@ class Forward:
     to: str | None = None  #: the outbound To URI (a registered user's AOR), else ``target``
     edge: str | None = None  #: the edge that sends the outbound leg's requests (its binding's)
     destination: str | None = None  #: ``TRANSPORT host:port`` they go to, whatever the URI
-    #: targets tried in order when this one fails with 3xx-5xx (sequential forking of a
-    #: registered user's contacts): (target, edge, destination) each
-    next: tuple[tuple[str, str, str], ...] = ()
+    #: targets tried in order when this one fails with 3xx-5xx (forking a registered
+    #: user's contacts): (target, edge, destination) each, or (target, edge, destination,
+    #: to) for one whose To is not ``to`` (a hunt group's other members)
+    next: tuple[tuple[str, ...], ...] = ()
     ring: float | None = None  #: with ``next``: seconds a target rings before the next one
+    #: forking: the sizes of the groups of targets that ring at once, in order, over
+    #: (``target``, *``next``) (RFC 3261 16.6: a user's contacts of equal q ring in
+    #: parallel); empty: one target at a time
+    groups: tuple[int, ...] = ()
+    media: str | None = None  #: ``bypass``: no media node; None or ``anchor``: anchored
 
     def __post_init__(self) -> None:
+        if self.media is not None and self.media not in MEDIA_MODES:
+            raise ValueError(f"media is one of {', '.join(MEDIA_MODES)}, not {self.media!r}")
+        if self.media == "bypass" and self.target_srtp is not None:
+            raise ValueError(bypass_srtp_conflict())
         if self.target_srtp is not None and self.target_srtp not in SRTP_POLICIES:
             raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {self.target_srtp!r}")
         if not isinstance(self.target, str) or not self.target.startswith(("sip:", "sips:")):
             raise ValueError(f"Forward needs a sip: or sips: URI, not {self.target!r}")
         if any(c.isspace() or c in "<>" for c in self.target) or len(self.target) > 256:
             raise ValueError(f"Forward target {self.target!r} is not a plain SIP URI")
+        if any(len(entry) not in (3, 4) for entry in self.next):
+            raise ValueError("Forward next holds (target, edge, destination[, to]) each")
+        if self.groups and (min(self.groups) < 1 or sum(self.groups) != 1 + len(self.next)):
+            raise ValueError("Forward groups must split the targets (target and next)")
 
 
 @dataclass(frozen=True, slots=True)
 class CallUser:
     """Ring the registered phone of ``aor`` (``user@domain`` of a ``--registrar`` domain).
     The worker looks the AOR's bindings up (one round trip per batch) and makes it a
-    :class:`Forward` to the live contact with the highest q, through the edge that took its
-    REGISTER, to the address the REGISTER came from (:func:`ring_registered`); 480 when
-    the AOR has no live binding."""
+    :class:`Forward` to the live contacts, forked by ``fork`` (by default those of the
+    highest q at once), each through the edge that took its REGISTER, to the address the
+    REGISTER came from (:func:`ring_registered`); 480 when the AOR has no live binding."""
 
     aor: str
     no_answer: float | None = None  #: seconds a contact rings before the next is tried
@@ -177,8 +195,14 @@ class CallUser:
     #: a sequential hunt group: members tried after ``aor``'s contacts, in order (each a
     #: registered user ``user@domain``, whose contacts go by q, or a ``sip:`` URI)
     members: tuple[str, ...] = ()
+    #: how the targets fork (:data:`FORK_MODES`): ``q`` - a user's contacts of equal q ring
+    #: at once, groups of lower q after them, members in turn (RFC 3261 16.6); ``parallel``
+    #: - every contact of every member at once (ring-all); ``sequential`` - one at a time
+    fork: str = "q"
 
     def __post_init__(self) -> None:
+        if self.fork not in FORK_MODES:
+            raise ValueError(f"fork is one of {', '.join(FORK_MODES)}, not {self.fork!r}")
         for aor in (self.aor, *(m for m in self.members if not _is_uri(m))):
             user, at, domain = aor.rpartition("@")
             if not at or not user or not domain or any(c.isspace() or c in "<>" for c in aor):
@@ -188,6 +212,10 @@ class CallUser:
     def aors(self) -> tuple[str, ...]:
         """The AORs whose bindings are looked up."""
         return (self.aor, *(m for m in self.members if not _is_uri(m)))
+
+
+#: :attr:`CallUser.fork` values
+FORK_MODES = ("q", "parallel", "sequential")
 
 
 def _is_uri(member: str) -> bool:
@@ -200,15 +228,19 @@ def ring_registered(
     members: Mapping[str, Sequence[Binding]] | None = None,
 ) -> Forward | Reject:
     """What :class:`CallUser` becomes once its live ``bindings`` (highest q first) are
-    known: a forward to the best contact, the others tried in turn when it fails (3xx to
-    5xx, or no answer; a 6xx stops the search), or 480 Temporarily Unavailable when none is
-    registered (the same for a user that does not exist: a caller cannot tell the two
-    apart, so it cannot enumerate accounts)."""
+    known: a forward to its contacts, forked by ``call.fork`` (by default those of equal q
+    at once, then the next q: RFC 3261 16.6); the next group is called when the last of a
+    group failed (3xx to 5xx) or rang ``no_answer`` s (a 6xx stops the search), and
+    ``then`` last; or 480 Temporarily Unavailable when none is registered (the same for a
+    user that does not exist: a caller cannot tell the two apart, so it cannot enumerate
+    accounts)."""
     usable: list[Forward] = []
+    keys: list[object] = []  # targets with equal keys in a row ring together
     found = members or {}
-    for aor in (call.aor, *call.members):
+    for index, aor in enumerate((call.aor, *call.members)):
         if _is_uri(aor):
             usable.append(Forward(aor))
+            keys.append((index, None))
             continue
         for binding in bindings if aor == call.aor else found.get(aor, ()):
             if binding.transport.upper() not in ("UDP", "TCP", "TLS"):
@@ -224,12 +256,33 @@ def ring_registered(
                 )
             except ValueError:  # a contact the forward cannot take (tel:, odd characters)
                 continue
+            keys.append((index, 1.0 if binding.q is None else binding.q))
+    if call.fork == "parallel":
+        keys = [0] * len(keys)
+    elif call.fork == "sequential":
+        keys = list(range(len(keys)))
     if call.then is not None:
         usable.append(Forward(call.then))
+        keys.append("then")
     if not usable:
         return Reject(480)
-    rest = tuple((f.target, f.edge or "", f.destination or "") for f in usable[1:])
-    return dataclasses.replace(usable[0], next=rest, ring=call.no_answer)
+    groups = [1]
+    for before, key in zip(keys, keys[1:], strict=False):
+        if key == before:
+            groups[-1] += 1
+        else:
+            groups.append(1)
+    rest = tuple(
+        (f.target, f.edge or "", f.destination or "")
+        + ((f.to,) if f.to and f.to != usable[0].to else ())
+        for f in usable[1:]
+    )
+    return dataclasses.replace(
+        usable[0],
+        next=rest,
+        ring=call.no_answer,
+        groups=tuple(groups) if max(groups) > 1 else (),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,8 +328,33 @@ class SessionOptions(Protocol):
 
 #: session fields a handler may set: ``latch_private: "true"`` makes the call's media leg
 #: ignore a private (RFC 1918 / ULA) SDP address and send where the caller's RTP comes from;
-#: ``srtp`` (off, offer, require) is the SRTP policy of the call's media leg (media.create)
-OPTION_FIELDS = frozenset({"latch_private", "srtp"})
+#: ``srtp`` (off, offer, require) is the SRTP policy of the call's media leg (media.create);
+#: ``media: bypass`` makes a forwarded call pass its SDP end to end (no media node; kept
+#: only when the decision is a forward: :func:`media_option`)
+OPTION_FIELDS = frozenset({"latch_private", "srtp", "media"})
+
+
+def bypass_srtp_conflict() -> str:
+    """The one-line error for an SRTP policy on a bypassed call."""
+    return (
+        "srtp does not apply to media: bypass (the SDP, a=crypto included, passes end to "
+        "end untouched)"
+    )
+
+
+def media_option(decision: Decision, fields: Mapping[str, str]) -> dict[str, str]:
+    """The new session's option ``fields`` for ``decision``: a :class:`Forward`'s own
+    ``media`` wins; ``media`` stays only on a forward (Forward or CallUser), and a bypassed
+    call has no ``srtp`` or ``latch_private`` (no media leg to apply them to)."""
+    out = dict(fields)
+    if isinstance(decision, Forward) and decision.media is not None:
+        out["media"] = decision.media
+    if not isinstance(decision, Forward | CallUser) or out.get("media") != "bypass":
+        out.pop("media", None)
+        return out
+    out.pop("srtp", None)
+    out.pop("latch_private", None)
+    return out
 
 
 class RegisteredUsers:
@@ -355,10 +433,16 @@ def _forward_data(forward: Forward) -> dict[str, Any]:
     if forward.ring is not None and forward.next:
         data["ring"] = forward.ring
     if forward.next:
-        data["next"] = json.dumps(
-            [{"target": t, "edge": e, "destination": d} for t, e, d in forward.next],
-            separators=(",", ":"),
-        )
+        starts = set(itertools.accumulate(forward.groups or (1,) * (1 + len(forward.next))))
+        entries: list[dict[str, Any]] = []
+        for index, (target, edge, destination, *to) in enumerate(forward.next, 1):
+            entry: dict[str, Any] = {"target": target, "edge": edge, "destination": destination}
+            if to and to[0]:  # not the first target's To (another member's AOR)
+                entry["to"] = to[0]
+            if index not in starts:  # rings together with the target before it
+                entry["parallel"] = True
+            entries.append(entry)
+        data["next"] = json.dumps(entries, separators=(",", ":"))
     return data
 
 

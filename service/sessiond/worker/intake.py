@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from sessiond.core import appschema, metrics
 from sessiond.core.types import Event
 from sessiond.store.keys import Keys
-from sessiond.store.location import lookup_many
+from sessiond.store.location import Binding, Edges, fail_over, judge_edges, lookup_routes
 from sessiond.store.queries import get_many
 from sessiond.store.tableset import TableSet
 from sessiond.worker.applier import Work
@@ -32,6 +32,7 @@ from sessiond.worker.handlers import (
     Reject,
     SessionOptions,
     decision_event,
+    media_option,
     ring_registered,
 )
 from sessiond.worker.router import new_uac, new_uas, registry_key, replaced_dialog
@@ -49,11 +50,23 @@ class Entry:
 
 
 class Intake:
-    def __init__(self, redis: Any, keys: Keys, handler: CallHandler, tables: TableSet) -> None:
+    def __init__(
+        self,
+        redis: Any,
+        keys: Keys,
+        handler: CallHandler,
+        tables: TableSet,
+        steady: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.handler = handler
         self.tables = tables
+        #: whether edges' heartbeats can be judged now (steady contact with the store)
+        self.steady = steady
+        #: the edges judged with the next lookup: those listed at the last one, and those
+        #: that hold its bindings (a stopped edge is no longer listed)
+        self._edges: frozenset[str] = frozenset()
         self._routes: dict[str, str] = {}  # registry key -> sid (immutable while it exists)
         self._users: dict[str, CallUser] = {}  # this batch's calls to registered users, by sid
 
@@ -92,7 +105,14 @@ class Intake:
             return work
         # a failed lookup fails the batch, which is delivered again (as for get_many)
         aors = sorted({aor for _, call in pending for aor in call.aors})
-        lookups = await lookup_many(self.redis, self.keys, aors, time.time())
+        now = time.time()
+        lookups, edges = await lookup_routes(self.redis, self.keys, aors, now, sorted(self._edges))
+        seen = {b.edge for found in lookups for b in found}
+        if self.steady():
+            if not seen <= edges.judged:  # an edge new to us (or our first lookup): judge all
+                edges = await judge_edges(self.redis, self.keys, sorted(edges.listed | seen), now)
+            lookups = [self._fail_over(aor, b, edges) for aor, b in zip(aors, lookups, strict=True)]
+        self._edges = edges.listed | (edges.judged & seen)
         found = dict(zip(aors, lookups, strict=True))
         for i, call in pending:
             item = work[i]
@@ -103,9 +123,36 @@ class Intake:
             new = item.new
             if new is not None and isinstance(decision, Forward):
                 new = replace(new, table=decision.table)
+            elif new is not None and "media" in new.fields:  # a 480: the default table's
+                new = replace(new, fields={k: v for k, v in new.fields.items() if k != "media"})
             then = decision_event(decision, item.event, item.sid)
             work[i] = replace(item, new=new, then=then)
         return work
+
+    @staticmethod
+    def _fail_over(aor: str, bindings: list[Binding], edges: Edges) -> list[Binding]:
+        """``aor``'s bindings through live edges (:func:`fail_over`), logged and counted."""
+        done = fail_over(bindings, edges)
+        for binding, edge in done.moved:
+            log.warning(
+                "binding %s of %s: edge %s is silent, calling it through %s (UDP to %s)",
+                binding.contact,
+                aor,
+                binding.edge,
+                edge,
+                binding.source,
+            )
+            metrics.LOCATION_FAILOVER.labels("moved").inc()
+        for binding in done.skipped:
+            log.warning(
+                "binding %s of %s: edge %s is silent and held its %s connection: passed over",
+                binding.contact,
+                aor,
+                binding.edge,
+                binding.transport,
+            )
+            metrics.LOCATION_FAILOVER.labels("skipped").inc()
+        return done.bindings
 
     def remember(self, key: str, sid: str) -> str:
         """Cache registry entry ``key`` (of a session found or created) -> ``sid``."""
@@ -130,7 +177,7 @@ class Intake:
             return None
         sid = new.fields["sid"]
         decision = self.decide(event, sid)
-        options = self.options(event, sid)
+        options = media_option(decision, self.options(event, sid))
         if options:
             new = replace(new, fields={**new.fields, **options})
         if event.data.get("replaces"):  # the table answers a replacing call

@@ -127,7 +127,9 @@ class Worker:
         #: new calls get the handler's decision (default: a registered user's phone rings,
         #: other calls get the built-in one for ``answer``)
         handler = handler or RegisteredUsers(builtin(answer))
-        self.intake = Intake(self.redis, self.keys, handler, applier.tables)
+        self.intake = Intake(
+            self.redis, self.keys, handler, applier.tables, lambda: self.contact.steady()
+        )
         self.leases = Leases(self.store, self.name, lease_ms, lease_interval)
         self._beats = 0  # heartbeats so far (the shared streams are trimmed every few)
         self._prefetched: Any = None  # the next batch, read in the previous batch's pipeline

@@ -108,6 +108,8 @@ def new_uac(keys: Keys, event: Event, table: str = "default") -> NewSession | No
         fields["latch_private"] = "true"
     if data.get("srtp"):  # the leg's SRTP policy (else the media node's)
         fields["srtp"] = str(data["srtp"])
+    if data.get("media") == "bypass":  # a bypassed B2BUA leg: its offer is data.sdp
+        fields["media"] = "bypass"
     if data.get("destination"):  # a registered phone: where its requests go (its binding)
         fields["destination"] = str(data["destination"])
     return NewSession(fields, keys.registry_keys(fields), str(data.get("table", table)))

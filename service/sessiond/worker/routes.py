@@ -18,6 +18,8 @@
       - match: {to: "sip:secure@*"}
         do: {forward: {to: "sip:desk@10.0.0.8", srtp: off}}   # the outbound leg's SRTP
         srtp: require                       # this call's leg (default: the media's --srtp)
+      - match: {to: "sip:trunk@*"}
+        do: {forward: {to: "sip:pbx@10.0.0.9", media: bypass}}   # SDP end to end, no media node
       - match: {to: "sip:standup@*"}
         do: {conference: standup}           # answer into conference room "standup"
       - match: {to: "sip:reception@*"}
@@ -26,10 +28,13 @@
         do: {user: {name: bob, no_answer: 15, then: "sip:voicemail@10.0.0.9"}}
       - match: {to: "sip:sales@*"}
         do: {hunt: [alice, bob, "sip:desk@10.0.0.7"]}   # each in turn (a sequential hunt)
+      - match: {to: "sip:team@*"}
+        do: {hunt: {members: [alice, bob], ring: all}}  # every phone of both at once
       - match: {to: "sip:*@example.com"}
         do: registered                      # ring the registered user the call is to
     default: ring                           # optional; without it the --answer mode decides
     latch_private: false                    # optional; true: see below
+    media: anchor                           # optional; bypass: forwards pass SDP end to end
 
 ``latch_private: true`` (at the top: every call; in a rule: the calls it matches) is for
 phones behind NAT: the call's media leg does not send to a private (RFC 1918 / ULA) address
@@ -42,22 +47,35 @@ tag); ``headers`` match the raw values the edge publishes (``from``, ``to``, ``c
 answers; the Ringing timeout applies), ``defer`` or ``{defer: SECONDS}``, ``{reject: CODE}``,
 ``{redirect: URI | [URI...]}``, ``{play: {tone: HZ, seconds: S} | {file: PATH, seconds?}}``,
 ``{forward: URI}`` or ``{forward: {to: URI, srtp: POLICY}}``, ``{conference: ROOM}``,
-``{user: USER | USER@DOMAIN | {name, no_answer, then}}``, ``{hunt: [MEMBER...] | {members,
-no_answer, then}}``, ``registered``.
+``{user: USER | USER@DOMAIN | {name, fork, no_answer, then}}``, ``{hunt: [MEMBER...] |
+{members, ring, no_answer, then}}``, ``registered``.
 
-``{user: alice}`` rings alice's registered phones one after the other by q (through the
-edge that took each REGISTER; the next on a 3xx-5xx or no answer, a 6xx stops; 480 when
-she has none); without ``@DOMAIN`` the domain is the one the call is to.
+``{user: alice}`` rings alice's registered phones forked by q (RFC 3261 16.6): those of
+equal q at once, groups of lower q after them (through the edge that took each REGISTER;
+the next group when all of one failed 3xx-5xx or rang ``no_answer`` s; the first 2xx wins
+and the others get CANCEL; a 6xx stops; 480 when she has none); without ``@DOMAIN`` the
+domain is the one the call is to. ``fork: parallel`` rings all her phones at once,
+``fork: sequential`` one at a time in q order (``fork: q`` is the default).
 ``{user: {name: alice, no_answer: 20, then: "sip:vm@10.0.0.9"}}``: each contact rings at
 most 20 s before the next is tried (CANCEL to it), and ``then`` is tried last (busy, no
 answer, or not registered: a voicemail IVR, a cell phone through a gateway...).
-``{hunt: [alice, bob, "sip:desk@10.0.0.7"]}`` (or ``{hunt: {members: [...], no_answer: S,
-then: URI}}``) is a sequential hunt group: each member in turn (a user's contacts by q, a
-URI as it is), the first member a user; users without ``@DOMAIN`` are of the call's domain.
+``{hunt: [alice, bob, "sip:desk@10.0.0.7"]}`` (or ``{hunt: {members: [...], ring:
+sequential, no_answer: S, then: URI}}``) is a sequential hunt group: each member in turn (a
+user's contacts forked by q, a URI as it is), the first member a user; users without
+``@DOMAIN`` are of the call's domain. ``ring: all`` rings every member's contacts at once.
 ``registered`` rings the user the call is to, when the edge is the
 registrar of its domain (``--registrar``); for another domain it is the ``--answer`` mode.
 Without a routes file, and when no rule matches and there is no ``default``, a call to a
 user of a ``--registrar`` domain rings that user.
+
+``media: bypass`` (a forward's ``{forward: {to: URI, media: bypass}}``, a rule's ``media:``,
+or the file's top-level ``media:``, in that order; ``anchor`` is the default) makes a
+forwarded call (``forward``, ``user``, ``hunt``, ``registered``) a signaling-only B2BUA: the
+caller's SDP offer goes to the callee unchanged and the callee's answer (183 or 200) back
+unchanged, re-INVITE and UPDATE offers and their answers are relayed between the legs, and
+no media node is asked for anything (RTP flows between the phones). A=crypto passes as it
+is, so ``srtp:`` on a bypassed rule or forward is an error. On other decisions ``media:`` has
+no effect. A bypassed call needs an offer in the INVITE (a late-offer INVITE gets 488).
 
 A rule's ``srtp:`` (``off``, ``offer``, ``require``) is the SRTP policy of the call's leg
 (for a decision that answers with media: not reject or redirect); a forward's ``srtp:`` is
@@ -78,11 +96,12 @@ from pathlib import Path
 from typing import Any
 
 from sessiond.core.errors import SessiondError
-from sessiond.core.vocabulary import SRTP_POLICIES
+from sessiond.core.vocabulary import MEDIA_MODES, SRTP_POLICIES
 from sessiond.table.actions import uri_of
 from sessiond.table.model import Table
 from sessiond.table.yamlsrc import LineDict, LineList, YamlSourceError, load_yaml
 from sessiond.worker.handlers import (
+    FORK_MODES,
     Accept,
     CallHandler,
     CallUser,
@@ -95,6 +114,7 @@ from sessiond.worker.handlers import (
     Redirect,
     Reject,
     Ring,
+    bypass_srtp_conflict,
 )
 
 HEADER_NAMES = frozenset({"from", "to", "contact", "source"})
@@ -123,6 +143,7 @@ class RingUser:
     no_answer: float | None = None
     then: str | None = None
     members: tuple[str, ...] = ()  # a hunt group's members after ``user``: users or URIs
+    fork: str = "q"  # CallUser.fork: q, parallel (ring-all) or sequential
 
     def for_call(self, call: IncomingCallInfo, fallback: CallHandler | None) -> Decision:
         if not self.user:
@@ -137,7 +158,7 @@ class RingUser:
             m if m.startswith(("sip:", "sips:")) or "@" in m else f"{m}@{here}"
             for m in self.members
         )
-        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then, members)
+        return CallUser(f"{self.user}@{domain}", self.no_answer, self.then, members, self.fork)
 
 
 def _host_of(uri: str) -> str:
@@ -159,6 +180,7 @@ class Rule:
     defer_seconds: float | None = None
     latch_private: bool | None = None  # None: the file's top-level value
     srtp: str | None = None  # the SRTP policy of the call's leg (None: the media node's)
+    media: str | None = None  # anchor or bypass (None: the file's top-level value)
 
     def matches(self, call: IncomingCallInfo) -> bool:
         """True when every condition of the rule holds for ``call``."""
@@ -186,8 +208,10 @@ class Routes:
         path: str = "<routes>",
         default_defer: tuple[int, float] | None = None,
         latch_private: bool = False,
+        media: str | None = None,
     ) -> None:
         self.latch_private = latch_private  # every call's, unless its rule says otherwise
+        self.media = media  # every forward's, unless its rule or forward says otherwise
         self.rules = rules
         self.default = default
         self.fallback = fallback
@@ -210,17 +234,22 @@ class Routes:
 
     def session_fields(self, call: IncomingCallInfo) -> dict[str, str]:
         """Per-call options (:class:`~sessiond.worker.handlers.SessionOptions`): the first
-        matching rule's ``latch_private``, else the file's, and the rule's ``srtp``."""
+        matching rule's ``latch_private``, else the file's, the rule's ``srtp``, and its
+        ``media`` else the file's (kept by the worker only for a forward)."""
         latch = self.latch_private
+        media = self.media
         fields: dict[str, str] = {}
         for rule in self.rules:
             if rule.matches(call):
                 latch = latch if rule.latch_private is None else rule.latch_private
+                media = media if rule.media is None else rule.media
                 if rule.srtp is not None:
                     fields["srtp"] = rule.srtp
                 break
         if latch:
             fields["latch_private"] = "true"
+        if media == "bypass":
+            fields["media"] = media
         return fields
 
     def check_table(self, table: Table) -> list[str]:
@@ -268,27 +297,20 @@ def parse_routes(text: str, name: str = "<routes>", fallback: CallHandler | None
 
     if not isinstance(doc, LineDict):
         raise RoutesError([f"{name}:1: expected a mapping with rules: and default:"])
-    for key in sorted(set(doc) - {"rules", "default", "latch_private"}, key=str):
-        problem(doc.line_of(key), f"unknown key {key!r} (rules, default, latch_private)")
+    for key in sorted(set(doc) - {"rules", "default", "latch_private", "media"}, key=str):
+        problem(doc.line_of(key), f"unknown key {key!r} (rules, default, latch_private, media)")
     latch_private = _flag(doc, "latch_private", problem)
+    media = _media(doc, problem)
     rules: list[Rule] = []
     raw_rules = doc.get("rules", [])
     if not isinstance(raw_rules, LineList):
         problem(doc.line_of("rules"), "rules must be a list")
         raw_rules = LineList()
     for index, raw in enumerate(raw_rules):
-        rule = _rule(raw, raw_rules.line_of(index), problem)
+        rule = _rule(raw, raw_rules.line_of(index), problem, media)
         if rule is not None:
             rules.append(rule)
-    default: RuleDecision | None = None
-    default_defer: tuple[int, float] | None = None
-    if "default" in doc:
-        line = doc.line_of("default")
-        parsed = _decision(doc["default"], line, problem)
-        if parsed is not None:
-            default = parsed[0]
-            if parsed[1] is not None:
-                default_defer = (line, parsed[1])
+    default, default_defer = _default(doc, media, problem)
     if problems:
         raise RoutesError(problems)
     return Routes(
@@ -298,10 +320,28 @@ def parse_routes(text: str, name: str = "<routes>", fallback: CallHandler | None
         path=name,
         default_defer=default_defer,
         latch_private=bool(latch_private),
+        media=media,
     )
 
 
 Problem = Callable[[int, str], None]
+
+
+def _default(
+    doc: LineDict, media: str | None, problem: Problem
+) -> tuple[RuleDecision | None, tuple[int, float] | None]:
+    """The file's ``default:`` decision and, for a defer, (line, seconds)."""
+    if "default" not in doc:
+        return None, None
+    line = doc.line_of("default")
+    parsed = _decision(doc["default"], line, problem)
+    if parsed is None:
+        return None, None
+    default = parsed[0]
+    if media == "bypass" and isinstance(default, Forward) and default.target_srtp:
+        if default.media != "anchor":
+            problem(line, bypass_srtp_conflict())
+    return default, (line, parsed[1]) if parsed[1] is not None else None
 
 
 def _flag(raw: LineDict, key: str, problem: Problem) -> bool | None:
@@ -313,13 +353,26 @@ def _flag(raw: LineDict, key: str, problem: Problem) -> bool | None:
     return None
 
 
-def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
+def _media(raw: LineDict, problem: Problem) -> str | None:
+    """``media: anchor|bypass`` of a mapping (None when absent or wrong: a problem)."""
+    value = raw.get("media")
+    if value is None or value in MEDIA_MODES:
+        return value if isinstance(value, str) else None
+    problem(raw.line_of("media"), f"media is one of {', '.join(MEDIA_MODES)}, not {value!r}")
+    return None
+
+
+def _rule(raw: Any, line: int, problem: Problem, file_media: str | None = None) -> Rule | None:
     if not isinstance(raw, LineDict):
         problem(line, "a rule is a mapping with match: and do:")
         return None
-    for key in sorted(set(raw) - {"match", "do", "latch_private", "srtp"}, key=str):
-        problem(raw.line_of(key), f"unknown rule key {key!r} (match, do, latch_private, srtp)")
+    keys = {"match", "do", "latch_private", "srtp", "media"}
+    for key in sorted(set(raw) - keys, key=str):
+        problem(
+            raw.line_of(key), f"unknown rule key {key!r} (match, do, latch_private, srtp, media)"
+        )
     latch = _flag(raw, "latch_private", problem)
+    media = _media(raw, problem)
     if "do" not in raw:
         problem(line, "rule has no do:")
         return None
@@ -334,7 +387,17 @@ def _rule(raw: Any, line: int, problem: Problem) -> Rule | None:
     if srtp is not None and isinstance(parsed[0], Reject | Redirect):
         problem(raw.line_of("srtp"), "srtp: needs a decision that answers with media")
         return None
-    return Rule(line, tuple(matchers), parsed[0], parsed[1], latch, srtp)
+    decision = parsed[0]
+    forward_media = decision.media if isinstance(decision, Forward) else None
+    bypassed = (forward_media or media or file_media) == "bypass"
+    if bypassed and isinstance(decision, Forward | RingUser):
+        if srtp is not None or (isinstance(decision, Forward) and decision.target_srtp):
+            problem(raw.line_of("srtp" if srtp is not None else "do"), bypass_srtp_conflict())
+            return None
+        if latch:
+            problem(raw.line_of("latch_private"), "latch_private does not apply to media: bypass")
+            return None
+    return Rule(line, tuple(matchers), decision, parsed[1], latch, srtp, media)
 
 
 def _matchers(raw: Any, line: int, problem: Problem) -> list[tuple[str, str, Matcher]] | None:
@@ -458,12 +521,17 @@ def _uris(value: Any) -> tuple[str, ...]:
 
 def _forward(value: Any) -> Forward:
     if isinstance(value, Mapping):
-        if set(value) - {"to", "srtp"} or not isinstance(value.get("to"), str):
-            raise ValueError("expected a SIP URI, or {to: URI, srtp: off|offer|require}")
+        if set(value) - {"to", "srtp", "media"} or not isinstance(value.get("to"), str):
+            raise ValueError(
+                "expected a SIP URI, or {to: URI, srtp: off|offer|require, media: anchor|bypass}"
+            )
         srtp = value.get("srtp")
         if srtp is not None and srtp not in SRTP_POLICIES:
             raise ValueError(f"srtp is one of {', '.join(SRTP_POLICIES)}, not {srtp!r}")
-        return Forward(value["to"], target_srtp=srtp)
+        media = value.get("media")
+        if media is not None and media not in MEDIA_MODES:
+            raise ValueError(f"media is one of {', '.join(MEDIA_MODES)}, not {media!r}")
+        return Forward(value["to"], target_srtp=srtp, media=media)
     if not isinstance(value, str):
         raise ValueError("expected one SIP URI (sip: or sips:)")
     return Forward(value)
@@ -472,12 +540,24 @@ def _forward(value: Any) -> Forward:
 _USER = re.compile(r"^[A-Za-z0-9._~!$&'*+=,;?/%-]{1,64}(@[A-Za-z0-9.-]{1,253})?$")
 
 
+_HUNT_RING = {"all": "parallel", "sequential": "q"}
+
+
 def _hunt(value: Any) -> RingUser:
     options: Mapping[str, Any] = {}
+    fork = "q"
     if isinstance(value, Mapping):
-        if set(value) - {"members", "no_answer", "then"} or "members" not in value:
-            raise ValueError("expected [MEMBER...] or {members: [...], no_answer: S, then: URI}")
-        options, value = value, value["members"]
+        if set(value) - {"members", "no_answer", "then", "ring"} or "members" not in value:
+            raise ValueError(
+                "expected [MEMBER...] or {members: [...], ring: all|sequential, no_answer: S, "
+                "then: URI}"
+            )
+        ring = value.get("ring", "sequential")
+        if ring not in _HUNT_RING:
+            raise ValueError(f"ring is all or sequential, not {ring!r}")
+        fork = _HUNT_RING[ring]
+        options = {k: v for k, v in value.items() if k not in ("members", "ring")}
+        value = value["members"]
     if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
         raise ValueError("expected a list of users (alice, bob@example.com) and SIP URIs")
     for member in value:
@@ -487,16 +567,23 @@ def _hunt(value: Any) -> RingUser:
             raise ValueError(f"a member is a user name, user@domain or a SIP URI, not {member!r}")
     if value[0].startswith(("sip:", "sips:")):
         raise ValueError("the first member is a user (alice or alice@example.com)")
-    first = _user({"name": value[0], **{k: v for k, v in options.items() if k != "members"}})
-    return dataclasses.replace(first, members=tuple(value[1:]))
+    first = _user({"name": value[0], **options})
+    return dataclasses.replace(first, members=tuple(value[1:]), fork=fork)
 
 
 def _user(value: Any) -> RingUser:
     no_answer: float | None = None
     then: str | None = None
+    fork = "q"
     if isinstance(value, Mapping):
-        if set(value) - {"name", "no_answer", "then"} or "name" not in value:
-            raise ValueError("expected USER or {name: USER, no_answer: SECONDS, then: URI}")
+        if set(value) - {"name", "no_answer", "then", "fork"} or "name" not in value:
+            raise ValueError(
+                "expected USER or {name: USER, fork: parallel|sequential|q, no_answer: SECONDS, "
+                "then: URI}"
+            )
+        fork = value.get("fork", "q")
+        if fork not in FORK_MODES:
+            raise ValueError(f"fork is one of {', '.join(FORK_MODES)}, not {fork!r}")
         if value.get("no_answer") is not None:
             no_answer = _seconds(value["no_answer"])
         if value.get("then") is not None:
@@ -507,7 +594,7 @@ def _user(value: Any) -> RingUser:
     if not isinstance(value, str) or not _USER.fullmatch(value):
         raise ValueError(f"expected a user name (alice) or user@domain, not {value!r}")
     user, _, domain = value.partition("@")
-    return RingUser(user, domain.lower(), no_answer, then)
+    return RingUser(user, domain.lower(), no_answer, then, fork=fork)
 
 
 def _conference(value: Any) -> Conference:

@@ -8,6 +8,8 @@ processes that belong to it.
 - ``sippy``: sippy's B2BUA, signaling only, one process; a sipp callee behind it.
 - ``sessiond-forward``: ``sessiond run --redis``, 1 worker, a routes file forwarding every call
   to a sipp callee (the gateway table; media anchored on the media node).
+- ``sessiond-bypass``: the same with ``media: bypass`` (SDP passed end to end, as sippy and
+  Kamailio do; the media node stays up, idle, and is counted).
 - ``sessiond-answer``: ``sessiond run --redis --answer auto``, 1 worker, no far end.
 """
 
@@ -29,7 +31,14 @@ from sessiond.cli.bench.cps import _wait_ready
 from sessiond.cli.bench.dialog_sipp import free_udp_port, port_is_free
 from sessiond.store.client import LISTPACK_VALUE
 
-SYSTEMS = ("kamailio", "kamailio-redis", "sippy", "sessiond-forward", "sessiond-answer")
+SYSTEMS = (
+    "kamailio",
+    "kamailio-redis",
+    "sippy",
+    "sessiond-forward",
+    "sessiond-bypass",
+    "sessiond-answer",
+)
 DB_REDIS_SCHEMA = Path("/usr/share/kamailio/db_redis/kamailio")
 SIPPY_VERSION = "2.5.0"
 
@@ -340,12 +349,14 @@ def start_sessiond(
     forward: bool,
     rtp_ports: str,
     namespace: str = "bench",
+    bypass: bool = False,
     extra: Sequence[str] = (),
 ) -> Running:
     """``sessiond run --redis`` on a private redis-server configured as docs/deploy.md says
     (``hash-max-listpack-value``), one worker; ``forward``: every call forwarded to the
-    callee by a routes file, else ``--answer auto``; ``extra``: more ``run`` options."""
-    name = "sessiond-forward" if forward else "sessiond-answer"
+    callee by a routes file (``bypass``: with ``media: bypass``), else ``--answer auto``;
+    ``extra``: more ``run`` options."""
+    name = "sessiond-bypass" if bypass else "sessiond-forward" if forward else "sessiond-answer"
     server, redis_port = _redis(work, "--hash-max-listpack-value", str(LISTPACK_VALUE))
     running = Running(name, free_udp_port(), free_udp_port() if forward else None, [server])
     url = running.redis_url = f"redis://127.0.0.1:{redis_port}/0"
@@ -356,7 +367,8 @@ def start_sessiond(
     if forward:
         routes = work / f"{name}-routes.yaml"
         target = f"sip:callee@127.0.0.1:{running.callee_port}"
-        routes.write_text(f'rules: []\ndefault: {{forward: "{target}"}}\n')
+        media = "bypass" if bypass else "anchor"
+        routes.write_text(f'media: {media}\nrules: []\ndefault: {{forward: "{target}"}}\n')
         cmd += ["--routes", str(routes)]
     else:
         cmd += ["--answer", "auto"]
@@ -389,6 +401,8 @@ def start(name: str, work: Path) -> Running:
         return start_sippy(work)
     if name == "sessiond-forward":
         return start_sessiond(work, forward=True, rtp_ports="30000-34999")
+    if name == "sessiond-bypass":
+        return start_sessiond(work, forward=True, rtp_ports="40000-44999", bypass=True)
     if name == "sessiond-answer":
         return start_sessiond(work, forward=False, rtp_ports="35000-39999")
     raise ValueError(name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from sessiond.table.actions import (
     conference,
     fields,
+    fork,
     hold,
     media,
     session_timer,
@@ -34,6 +35,7 @@ ACTIONS: dict[str, Spec[ActionFn]] = merge(
     sessions.action,
     fields.action,
     conference.action,
+    fork.action,
 )
 
 __all__ = ["ACTIONS", "uri_of"]

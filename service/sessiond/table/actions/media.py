@@ -123,7 +123,10 @@ def media_reoffer(ctx: Context, args: Any) -> None:
 
 @action("media.destroy")
 def media_destroy(ctx: Context, args: Any) -> None:
-    """Free the RTP session (ports, files). Harmless if media was never created."""
+    """Free the RTP session (ports, files). Harmless if media was never created; nothing at
+    all for a bypassed call (field ``media`` is ``bypass``: no node ever had a leg)."""
+    if ctx.get("media") == "bypass" and not ctx.get("media_node"):
+        return
     ctx.command("media", "destroy", MediaLeg(media_id=ctx.get("media_id")))
 
 

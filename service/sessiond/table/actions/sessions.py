@@ -90,38 +90,57 @@ def session_call(ctx: Context, args: Any) -> None:
     session fields ``to_field`` (the To URI, else the target), ``edge_field`` (the edge that
     sends its requests, else this session's) and ``destination_field`` (``TRANSPORT
     host:port`` its requests are sent to whatever the URI: a registered phone's binding)
-    shape a call to a registered user. The new
-    session's ``peer`` is this session; its id goes in field ``save_as``.
+    shape a call to a registered user. A bypassed session (field ``media`` is ``bypass``)
+    passes that on with its ``remote_sdp`` (the caller's offer) as the new leg's offer, and
+    no media node. The new session's ``peer`` is this session; its id goes in field
+    ``save_as``.
     Call-ID, tag and session id derive from this event's id: a redelivered event places the
     same call, which the new session refuses as a duplicate."""
     if "target_field" in args:
         target = ctx.get(args["target_field"])
     else:
         target = str(ctx.event.data.get(args.get("target", "target"), ""))
+    to = ("to_field" in args and ctx.get(args["to_field"])) or target
+    edge = "edge_field" in args and ctx.get(args["edge_field"]) or ""
+    destination = "destination_field" in args and ctx.get(args["destination_field"]) or ""
+    ctx.set(args["save_as"], place_call(ctx, args, target, to, edge, destination))
+
+
+def place_call(
+    ctx: Context, args: Any, target: str, to: str, edge: str, destination: str, branch: int = 0
+) -> str:
+    """Send MakeCall for a new outgoing session to ``target`` (:func:`session_call`'s
+    ``from``, ``table``, ``pin_media`` and ``srtp_field`` from ``args``); its session id.
+    ``branch`` N > 0 salts the derived ids: the Nth of several calls one event places."""
     replaces = str(ctx.event.data.get("replaces", ""))
-    seed = hashlib.blake2b(ctx.get("_event_id").encode(), digest_size=12).hexdigest()
+    salt = ctx.get("_event_id") + (f"/{branch}" if branch else "")
+    seed = hashlib.blake2b(salt.encode(), digest_size=12).hexdigest()
     call_id = f"{seed}@sessiond"
     sid = f"{call_tag(call_id)}-{seed[:12]}"
     data = {
         "target": target,
-        "to": ("to_field" in args and ctx.get(args["to_field"])) or target,
+        "to": to or target,
         "from": uri_of(ctx.get(args.get("from", "local_uri"))),
         "call_id": call_id,
         "local_tag": seed[12:22],
-        "edge": ("edge_field" in args and ctx.get(args["edge_field"])) or ctx.get("edge"),
+        "edge": edge or ctx.get("edge"),
         "table": args.get("table") or ctx.get("table"),
         "peer": ctx.get("sid"),
     }
     if replaces:  # an attended transfer: the new call replaces the target's other dialog
         data["replaces"] = replaces
-    if args.get("pin_media") and ctx.get("media_node"):
+    if ctx.get("media") == "bypass":  # no media node: the caller's offer goes as it is
+        data["media"] = "bypass"
+        if ctx.get("remote_sdp"):
+            data["sdp"] = ctx.get("remote_sdp")
+    elif args.get("pin_media") and ctx.get("media_node"):
         data["media_node"] = ctx.get("media_node")
     if "srtp_field" in args and ctx.get(args["srtp_field"]):
         data["srtp"] = ctx.get(args["srtp_field"])
-    if "destination_field" in args and ctx.get(args["destination_field"]):
-        data["destination"] = ctx.get(args["destination_field"])
-    ctx.set(args["save_as"], sid)
+    if destination:
+        data["destination"] = destination
     ctx.command("session", "MakeCall", {"sid": sid, "data": data})
+    return sid
 
 
 @action("session.next_target", Fields({}, {"take": flag()}))
