@@ -8,7 +8,8 @@
 --
 -- KEYS[1]   session hash
 -- KEYS[2]   history list (one text line per step, capped)
--- KEYS[3]   applied-events hash: event id -> "" (the event was applied)
+-- KEYS[3]   applied-events hash of an older sessiond (unused: the markers are the session
+--           hash's field ``applied``)
 -- KEYS[4]   outboxes hash: event id -> outbox, until the worker has emitted it
 -- KEYS[5..] registry entries to create, each set to the session id
 -- ARGV[1]   unused (kept so create and transition share one argument layout)
@@ -18,7 +19,9 @@
 -- ARGV[5]   outbox of the first transition ("" when it has no commands)
 -- ARGV[6]   unused
 -- ARGV[7]   session id
--- ARGV[8]   n, then n field/value pairs: the whole initial session (sid, created_at and
+-- ARGV[8]   the first event id's digest (store/applied.py): field ``applied``
+-- ARGV[9]   unused (how many digests ``applied`` keeps)
+-- ARGV[10]  n, then n field/value pairs: the whole initial session (sid, created_at and
 --           version 1 included), after its first step
 -- then      m, then m history lines
 -- Returns:
@@ -38,8 +41,9 @@ if redis.call('EXISTS', session) == 1 then
   return {'EXISTS', sid}
 end
 
-local n = tonumber(ARGV[8])
-local pos = 9
+local n = tonumber(ARGV[10])
+local pos = 11
+redis.call('HSET', session, 'applied', ARGV[8])
 if n > 0 then
   redis.call('HSET', session, unpack(ARGV, pos, pos + 2 * n - 1))
 end
@@ -54,13 +58,11 @@ if m > 0 then
   redis.call('EXPIRE', history, ttl)
 end
 
-redis.call('HSET', applied, event_id, '')
 if ARGV[5] ~= '' then
   redis.call('HSET', outboxes, event_id, ARGV[5])
   redis.call('EXPIRE', outboxes, ttl)
 end
 redis.call('EXPIRE', session, ttl)
-redis.call('EXPIRE', applied, ttl)
 for i = 5, #KEYS do
   redis.call('SET', KEYS[i], sid, 'EX', ttl)
 end

@@ -9,7 +9,8 @@
 --
 -- KEYS[1]   session hash
 -- KEYS[2]   history list (one text line per step, capped)
--- KEYS[3]   applied-events hash: event id -> "" (the event was applied)
+-- KEYS[3]   applied-events hash: the markers that overflowed field ``applied`` (digest ->
+--           ""), and those an older sessiond wrote (event id -> "", or the outbox itself)
 -- KEYS[4]   outboxes hash: event id -> outbox, until the worker has emitted it
 -- KEYS[5..] registry entries that map to this session (TTL refreshed; removed at the end)
 -- ARGV[1]   expected version (decimal text)
@@ -21,7 +22,11 @@
 -- ARGV[5]   outbox: opaque bytes ("" when there are no commands)
 -- ARGV[6]   "1" if the new state is terminal: registry entries pointing here are deleted
 -- ARGV[7]   session id (registry entries are deleted only if they still point to it)
--- ARGV[8]   n, then n field/value pairs for HSET, ``version`` (expected + 1) among them
+-- ARGV[8]   the event id's digest (store/applied.py: 8 characters), appended to field
+--           ``applied``
+--           (space-separated, the newest ARGV[9] kept there; older ones move to KEYS[3])
+-- ARGV[9]   how many digests ``applied`` keeps
+-- ARGV[10]  n, then n field/value pairs for HSET, ``version`` (expected + 1) among them
 -- then      m, then m history lines
 -- Returns:
 --   {"OK", new_version}
@@ -33,12 +38,18 @@
 local session, history, applied, outboxes = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local event_id, ttl = ARGV[2], tonumber(ARGV[3])
 
+local digest, keep = ARGV[8], tonumber(ARGV[9])
 local version = redis.call('HGET', session, 'version')
 if not version then
   return {'MISSING', ''}
 end
-local marker = redis.call('HGET', applied, event_id)
-if marker then  -- (an older sessiond kept the outbox in the marker itself)
+local done = redis.call('HGET', session, 'applied') or ''  -- (HGET: the ACL has no HMGET)
+if string.find(' ' .. done .. ' ', ' ' .. digest .. ' ', 1, true) then
+  return {'DUPLICATE', redis.call('HGET', outboxes, event_id) or ''}
+end
+local full = #done >= keep * (#digest + 1) - 1  -- only then have markers moved to KEYS[3]
+local marker = (full and redis.call('HGET', applied, digest)) or redis.call('HGET', applied, event_id)
+if marker then  -- (an older sessiond's marker is the event id; older still, it was the outbox)
   return {'DUPLICATE', redis.call('HGET', outboxes, event_id) or marker}
 end
 if version ~= ARGV[1] then
@@ -46,8 +57,19 @@ if version ~= ARGV[1] then
 end
 
 local new_version = tostring(tonumber(version) + 1)
-local n = tonumber(ARGV[8])
-local pos = 9
+if done ~= '' then
+  done = done .. ' ' .. digest
+  if #done > keep * (#digest + 1) - 1 then  -- full: the oldest marker moves to KEYS[3]
+    redis.call('HSET', applied, string.sub(done, 1, #digest), '')
+    redis.call('EXPIRE', applied, redis.call('TTL', session))
+    done = string.sub(done, #digest + 2)
+  end
+else
+  done = digest
+end
+redis.call('HSET', session, 'applied', done)
+local n = tonumber(ARGV[10])
+local pos = 11
 if n > 0 then
   redis.call('HSET', session, unpack(ARGV, pos, pos + 2 * n - 1))
 end
@@ -65,7 +87,6 @@ if m > 0 then
   end
 end
 
-redis.call('HSET', applied, event_id, '')
 if ARGV[5] ~= '' then
   redis.call('HSET', outboxes, event_id, ARGV[5])
   redis.call('EXPIRE', outboxes, ttl)

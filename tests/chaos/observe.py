@@ -22,6 +22,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
+from sessiond.media.lost import leg_of
 from sessiond.store.history import parse as parse_history
 
 TERMINAL = frozenset({"Terminated"})
@@ -111,7 +112,7 @@ def orphan_legs(
         legs.pop(INCARNATION, None)
         live = 0
         for media_id, entry in sorted(legs.items()):
-            sid = entry.split(" ", 1)[0]
+            sid, _ = leg_of(media_id, entry)  # "=create id": the media id's own session
             session = found.get(sid)
             if session is None:
                 out.append(f"{node}:{media_id} (no session)")

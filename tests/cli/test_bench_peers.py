@@ -107,14 +107,24 @@ def test_memory_families_follow_the_key_names() -> None:
 
 @needs_sipp
 def test_memory_per_call_by_family(capsys: pytest.CaptureFixture[str]) -> None:
-    assert memory(10, 20, settle=0.5) == 0
+    assert memory(10, 20, settle=0.5, overflow=100) == 0
     out = capsys.readouterr().out
     assert "10 answered calls held" in out
-    for name in ("session", "history", "applied", "dialog", "initial", "media", "media-owner"):
+    for name in ("session", "history", "dialog", "initial", "media-owner"):
         row = re.search(rf"^{name} +([0-9.]+) +(-?\d+) +([0-9.]+) +(-?\d+)$", out, re.MULTILINE)
         assert row, out
         assert row.group(1) == "1.00"  # one key of this family per answered call
         assert int(row.group(2)) > 0
+    for name in ("applied", "media"):  # markers in the session hash; no media registry entry
+        row = re.search(rf"^{name} +([0-9.]+) ", out, re.MULTILINE)
+        assert row is None or row.group(1) == "0.00", out
+    assert re.search(r"^media node CPU holding them: [0-9.]+ % of a core", out, re.MULTILINE)
+    # 100 legs (10 calls, 2 s at 20/s, the reserve 20 and 30): the tier fills, then 503s
+    over = re.search(r"100 INVITEs past the capacity: (\d+) answered 503 .* (\d+) admitted", out)
+    assert over, out
+    assert int(over.group(1)) > 0
+    assert int(over.group(1)) + int(over.group(2)) == 100
+    assert "held calls still Established: 10 of 10" in out
     assert re.search(r"^all keys +[0-9.]+ +\d+", out, re.MULTILINE), out
     assert re.search(r"^INFO used_memory +-?\d+ +-?\d+$", out, re.MULTILINE), out
     assert "encodings: " in out

@@ -24,15 +24,14 @@ pytestmark = [pytest.mark.redis, pytest.mark.timeout(30)]
 
 
 async def live_session(redis: Any, keys: Keys, sid: str) -> None:
-    """What create.lua leaves for a session with a leg: its hash and media registry entry."""
+    """What create.lua leaves for a session with a leg: its hash (no ended_by), with a TTL."""
     await redis.hset(keys.session(sid), mapping={"sid": sid, "state": "Ringing"})
-    await redis.set(keys.media(f"{sid}.m"), sid, ex=300)
+    await redis.expire(keys.session(sid), 300)
 
 
 async def end_session(redis: Any, keys: Keys, sid: str) -> None:
     """What transition.lua does when the session reaches a terminal state."""
-    await redis.hset(keys.session(sid), "state", "Terminated")
-    await redis.delete(keys.media(f"{sid}.m"))
+    await redis.hset(keys.session(sid), mapping={"state": "Terminated", "ended_by": "e-bye"})
 
 
 async def test_one_node_per_create(backend: tuple[str, Any, Keys]) -> None:
@@ -88,7 +87,7 @@ async def test_no_leg_for_an_ended_session_or_a_destroyed_leg(
     # the destroy reached the pool before any node claimed the create
     assert await owners.route(f"{destroyed}.m", destroy=True) == ""
     claims = [Claim(s, f"{s}.m", f"{s}/1") for s in (ended, destroyed, unknown)]
-    # a session with neither hash nor registry entry (expired long ago, or a bare test) is
+    # a session without a hash (expired long ago, or a bare test) is
     # not refused: only positive evidence of the end is
     assert await owners.claim_many("m1", "i1", claims) == [("ENDED", ""), ("ENDED", ""), ("OK", "")]
 
@@ -100,8 +99,7 @@ async def test_orphan_legs_lists_legs_no_live_session_owns(redis_url: str) -> No
         mine, ended, moved, gone = (new_sid(f"{n}@test") for n in ("a", "b", "c", "d"))
         for sid in (mine, ended, moved):
             client.hset(keys.session(sid), "state", "Established")
-            client.set(keys.media(f"{sid}.m"), sid)
-        client.delete(keys.media(f"{ended}.m"))
+        client.hset(keys.session(ended), mapping={"state": "Terminated", "ended_by": "e-bye"})
         client.hset(keys.media_owner(f"{moved}.m"), mapping={"node": "m2", "incarnation": "j"})
         client.hset(keys.media_owner(f"{mine}.m"), mapping={"node": "m1", "incarnation": "i"})
         legs = {f"{s}.m": f"{s} {s}/1" for s in (mine, ended, moved, gone)}
@@ -253,11 +251,11 @@ async def test_a_node_declared_lost_moves_a_call_back_only_as_a_new_incarnation(
         assert lost == {f"medialost:m1:{media_id}:{first_create}"}
         for _ in range(100):
             legs = await redis.hgetall(keys.media_legs("m1"))
-            if legs.get(media_id.encode()) == f"{sid} {moved}".encode():
+            if legs.get(media_id.encode()) == f"={moved}".encode():
                 break
             await asyncio.sleep(0.02)
         incarnation = node.node.incarnation.encode()
-        assert legs == {media_id.encode(): f"{sid} {moved}".encode(), b"@incarnation": incarnation}
+        assert legs == {media_id.encode(): f"={moved}".encode(), b"@incarnation": incarnation}
         record = await redis.hgetall(keys.media_owner(media_id))
         assert record[b"create"] == moved.encode()
         assert record[b"incarnation"] == node.node.incarnation.encode()

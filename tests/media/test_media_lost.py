@@ -110,7 +110,7 @@ async def test_a_restarted_node_announces_its_old_legs_and_keeps_its_new_ones(
         legs = await admin.hgetall(keys.media_legs("m1"))
         assert legs == {
             INCARNATION.encode(): harness.node.incarnation.encode(),
-            f"{sid}.m".encode(): f"{sid} {cid}".encode(),
+            f"{sid}.m".encode(): f"={cid}".encode(),
         }
         await harness.command("destroy", sid, media_id=f"{sid}.m")
         for _ in range(100):

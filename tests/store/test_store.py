@@ -13,6 +13,8 @@ import pytest
 
 from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.applied import APPLIED_KEEP
+from sessiond.store.applied import digest as applied_digest
 from sessiond.store.store import decode_event, delete_namespace
 from sessiond.store.tableset import TableSet
 from sessiond.table import Table, load_table_text
@@ -68,7 +70,8 @@ async def test_transitions_refresh_ttls_once_they_have_run_down(
     session = await store.get(sid)
     assert session is not None
     assert not await store.redis.exists(store.keys.outboxes(sid))  # emitted, forgotten
-    keys = [*store.keys.session_keys(sid)[:3], *store.keys.registry_keys(session)]
+    keys = [*store.keys.session_keys(sid)[:2], *store.keys.registry_keys(session)]
+    assert not await store.redis.exists(store.keys.applied(sid))  # markers in the session
     for key in keys:
         assert 0 < await store.redis.ttl(key) <= store.ttl
     for key in keys:  # an hour on: every TTL has run down
@@ -356,12 +359,18 @@ async def test_call_in_progress_keeps_its_table_revision(
 async def test_outboxes_are_kept_until_emitted_and_an_older_marker_still_re_emits(
     store: Store, default_table: Table
 ) -> None:
-    """An applied event's outbox is stored apart from its marker until the worker's last
-    round sent it; a marker written by an older sessiond (the outbox itself) re-emits too."""
+    """An applied event's outbox is stored apart from its marker (a digest in the session's
+    field ``applied``) until the worker's last round sent it; a marker written by an older
+    sessiond in its own hash (``""``, or older still the outbox itself) re-emits too."""
     applier = applier_for(store, default_table)
     sid = await create_uas(applier)
     applied, outboxes = store.keys.applied(sid), store.keys.outboxes(sid)
-    assert set((await store.redis.hgetall(applied)).values()) == {b""}  # markers only
+    assert not await store.redis.exists(applied)
+    session = await store.get(sid)
+    assert session is not None
+    markers = session["applied"].split(" ")
+    assert len(markers) == int(session["version"])
+    assert all(len(m) == 8 for m in markers)
     assert not await store.redis.exists(outboxes)  # run() emitted them: forgotten
 
     session = await store.get(sid)
@@ -376,7 +385,41 @@ async def test_outboxes_are_kept_until_emitted_and_an_older_marker_still_re_emit
     again = await store.apply(session, "e-cancel", decision)
     assert (again.status, again.outbox) == ("DUPLICATE", result.outbox)
 
+    await store.redis.hdel(outboxes, "e-cancel")  # emitted
+    assert (await store.apply(session, "e-cancel", decision)).outbox == b""
+    assert (await store.read(sid, "e-cancel"))[1] == b""
+
     old = msgpack.packb([["xadd", "s", "old/0", "respond", sid, b""]])
     await store.redis.hset(applied, "e-old", old)
     assert (await store.read(sid, "e-old"))[1] == old
     assert (await store.apply(session, "e-old", decision)).outbox == old
+    await store.redis.hset(applied, "e-older", "")
+    await store.redis.hset(outboxes, "e-older", old)
+    assert (await store.apply(session, "e-older", decision)).outbox == old
+
+
+async def test_applied_markers_past_the_cap_move_to_their_own_hash_and_stay_refused(
+    store: Store, counter_table: Table
+) -> None:
+    """The session hash keeps the newest APPLIED_KEEP markers; older ones move to the
+    applied hash one per transition, and a redelivery of any event is still refused."""
+    applier = applier_for(store, counter_table)
+    fields = uas_fields(store.keys, "cap@h")
+    create = Event("cap-0", "Hangup")
+    handled = await applier.create(fields, store.keys.registry_keys(fields), create, "counter")
+    sid = handled.sid
+    total = APPLIED_KEEP + 5
+    for n in range(1, total):
+        assert (await applier.handle(sid, Event(f"cap-{n}", "Hangup"))).status == "applied"
+    session = await store.get(sid)
+    assert session is not None
+    kept = session["applied"].split(" ")
+    assert kept == [applied_digest(f"cap-{n}") for n in range(total - APPLIED_KEEP, total)]
+    moved = await store.redis.hkeys(store.keys.applied(sid))
+    assert sorted(m.decode() for m in moved) == sorted(
+        applied_digest(f"cap-{n}") for n in range(total - APPLIED_KEEP)
+    )
+    assert 0 < await store.redis.ttl(store.keys.applied(sid)) <= store.ttl
+    for n in (0, total - APPLIED_KEEP - 1, total - APPLIED_KEEP, total - 1):
+        assert (await applier.handle(sid, Event(f"cap-{n}", "Hangup"))).status == "duplicate"
+    assert (await store.get(sid) or {})["version"] == str(total)

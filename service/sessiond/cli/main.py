@@ -108,7 +108,7 @@ def _bench(args: argparse.Namespace) -> int:
     if args.what == "memory":
         from sessiond.cli.bench.memory import memory
 
-        return memory(args.calls, args.rate)
+        return memory(args.calls, args.rate, idle_rtp=args.idle_rtp, overflow=args.overflow)
     if args.what == "idle":
         from sessiond.cli.bench.idle import bench_idle
 
@@ -521,7 +521,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--rounds", type=positive_int, default=2, help="peers: rounds of steps; idle: rounds"
     )
     bench.add_argument(
-        "--idle-rtp", default="", help="idle: comma-separated policies (default: all, alternated)"
+        "--idle-rtp",
+        default="",
+        help="idle: comma-separated policies (default: all, alternated); memory: the media "
+        "node's policy (default keepalive)",
+    )
+    bench.add_argument(
+        "--overflow",
+        type=int,
+        default=500,
+        help="memory: INVITEs sent once the calls are held, past the media capacity (0: none)",
     )
     bench.add_argument(
         "--hold", type=positive_float, default=1.0, help="peers: seconds each call is held"

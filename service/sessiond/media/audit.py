@@ -1,7 +1,7 @@
 """Orphan media legs: legs a live media node serves that no live session owns.
 
-A leg is an orphan when its session is gone or terminal (the session's media registry entry
-``{T}:media:<media id>`` no longer names it), or when its owner record
+A leg is an orphan when its session is gone or terminal (the session hash has ``ended_by``),
+or when its owner record
 (:mod:`sessiond.media.owner`) names another node or incarnation or says it was destroyed.
 Nodes check their own legs this way at every heartbeat and close the orphans
 (:meth:`sessiond.media.node.MediaNode.audit_once`); :func:`orphan_legs` (a sync client, for
@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sessiond.media.lost import leg_of
 from sessiond.store import Keys, legs
 from sessiond.store.legs import INCARNATION
 
@@ -41,23 +42,22 @@ def orphan_reason(
     node: str,
     incarnation: str,
     sid: str,
-    registry: Any,
+    ended_by: Any,
     session_exists: Any,
     owner: Mapping[Any, Any] | None,
     *,
     missing_is_orphan: bool = True,
 ) -> str:
     """Why a leg (``node``/``incarnation`` serves it for ``sid``) is
-    an orphan, given its session's media registry value, whether its session hash exists
-    and its owner record; "" if it is not. A leg without an owner record (made before
-    records existed) is judged by its session alone. A session with neither hash nor
-    registry entry is "missing": an orphan unless ``missing_is_orphan`` is False (a node
-    judging its own legs closes them only on positive evidence)."""
-    if _text(registry) != sid:
-        if session_exists:
-            return "session ended"
-        if missing_is_orphan:
-            return "session missing"
+    an orphan, given its session hash's ``ended_by`` (None while the session lives), whether
+    that hash exists and its owner record; "" if it is not. A leg without an owner record
+    (made before records existed) is judged by its session alone. A session without a hash
+    is "missing": an orphan unless ``missing_is_orphan`` is False (a node judging its own
+    legs closes them only on positive evidence)."""
+    if session_exists and ended_by is not None:
+        return "session ended"
+    if not session_exists and missing_is_orphan:
+        return "session missing"
     record = _fields(owner)
     if record.get("destroyed"):
         return "destroyed"
@@ -74,7 +74,7 @@ def _legs(node: str, raw: Mapping[Any, Any]) -> tuple[str, list[tuple[str, str, 
     incarnation = legs.pop(INCARNATION, "")
     out = []
     for media_id, entry in sorted(legs.items()):
-        sid, _, create_id = entry.partition(" ")
+        sid, create_id = leg_of(media_id, entry)
         out.append((media_id, sid, create_id))
     return incarnation, out
 
@@ -98,8 +98,8 @@ def _orphans(
 ) -> list[OrphanLeg]:
     out = []
     for i, (node, incarnation, (media_id, sid, _)) in enumerate(served):
-        registry, exists, owner = replies[3 * i : 3 * i + 3]
-        reason = orphan_reason(node, incarnation, sid, registry, exists, owner)
+        ended_by, exists, owner = replies[3 * i : 3 * i + 3]
+        reason = orphan_reason(node, incarnation, sid, ended_by, exists, owner)
         if reason:
             out.append(OrphanLeg(node, media_id, sid, reason))
     return out
@@ -166,9 +166,9 @@ class LegAudit:
         )
         out = []
         for i, leg in enumerate(chosen):
-            registry, exists, owner = replies[3 * i : 3 * i + 3]
+            ended_by, exists, owner = replies[3 * i : 3 * i + 3]
             reason = orphan_reason(
-                self.node, incarnation, leg.sid, registry, exists, owner, missing_is_orphan=False
+                self.node, incarnation, leg.sid, ended_by, exists, owner, missing_is_orphan=False
             )
             name = f"{leg.media_id} {leg.origin}"
             if not reason or holding.get(name) is not leg:

@@ -277,7 +277,7 @@ class Executor:
             return [self._failure(cmd, media_id, exc)]
         leg.quiet = mode == "answer" and bool(data.quiet)
         leg.ready = self._ready(cmd, leg, sdp)
-        self.changes[media_id] = leg_entry(leg.sid or cmd.sid, leg.origin)
+        self.changes[media_id] = leg_entry(media_id, leg.sid or cmd.sid, leg.origin)
         return [leg.ready]
 
     def _ready(self, cmd: MediaCommand[MediaLeg], leg: Leg, sdp: SessionDescription) -> Event:

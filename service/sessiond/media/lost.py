@@ -48,16 +48,27 @@ from sessiond.store.liveness import StoreContact
 
 log = logging.getLogger("sessiond.media")
 CLAIM_TTL = 15
-__all__ = ["INCARNATION", "LegRegistry", "leg_entry", "lost_events", "new_incarnation"]
+__all__ = ["INCARNATION", "LegRegistry", "leg_entry", "leg_of", "lost_events", "new_incarnation"]
 
 
 def new_incarnation() -> str:
     return secrets.token_hex(6)
 
 
-def leg_entry(sid: str, origin: str) -> str:
-    """The hash value for one leg: its session and the id of the create that made it."""
-    return f"{sid} {origin}"
+def leg_entry(media_id: str, sid: str, origin: str) -> str:
+    """The hash value for one leg: its session and the id of the create that made it;
+    ``=<create id>`` when the session is the media id's own (``<sid>.m``: 24 bytes less a
+    leg than ``<sid> <create id>``, which a leg of another session keeps)."""
+    return f"={origin}" if media_id == f"{sid}.m" else f"{sid} {origin}"
+
+
+def leg_of(media_id: str, entry: str) -> tuple[str, str]:
+    """(sid, create id) of a legs hash value (:func:`leg_entry`; an older node wrote every
+    leg as ``<sid> <create id>``)."""
+    if entry.startswith("="):
+        return media_id.removesuffix(".m"), entry[1:]
+    sid, _, origin = entry.partition(" ")
+    return sid, origin
 
 
 def _text(value: bytes | str) -> str:
@@ -74,7 +85,7 @@ def lost_events(node: str, legs: Mapping[Any, Any]) -> list[Event]:
     for media_id, entry in sorted((_text(k), _text(v)) for k, v in legs.items()):
         if media_id == INCARNATION:
             continue
-        sid, _, origin = entry.partition(" ")
+        sid, origin = leg_of(media_id, entry)
         data = MediaLost(media_node=node, media_id=media_id, reason="media node lost").data()
         events.append(Event(f"medialost:{node}:{media_id}:{origin}", "MediaLost", data, sid))
     return events

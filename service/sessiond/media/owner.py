@@ -4,11 +4,11 @@ Theory of operation
 -------------------
 A ``create`` goes to the pool stream (any node) or, pinned, to one node's stream. Before a
 node makes the leg it claims it (``lua/media_claim.lua``, on ``{T}:media-owner:<media id>``
-in the session's slot, so it sits beside the session's media registry entry): the record
-names the node, its incarnation and the create command id, and lists every create id ever
-claimed for the leg. The claim refuses
+in the session's slot, so it sits beside the session hash): the record
+names the node, its incarnation and the create command id, and lists every create id a later
+one replaced. The claim refuses
 
-- a create whose session is gone or terminal (its media registry entry is deleted then), or
+- a create whose session is terminal (its hash has ``ended_by``), or
   whose leg was destroyed before anyone claimed it (``ENDED``);
 - a create another node claimed (``OWNED``: a re-sent outbox, after the worker refused a
   duplicate event, sends the same create again, and the pool may hand it to another node);
@@ -137,11 +137,7 @@ class LegOwners:
         calls = [
             (
                 self._claim,
-                [
-                    self.keys.media(c.media_id),
-                    self.keys.media_owner(c.media_id),
-                    self.keys.session(c.sid),
-                ],
+                [self.keys.session(c.sid), self.keys.media_owner(c.media_id)],
                 [
                     c.sid,
                     node,

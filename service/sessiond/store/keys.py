@@ -12,14 +12,16 @@ be computed from its id alone.
     sessiond:{T}:outbox:<sid>            hash    event id -> outbox, until it was emitted
     sessiond:{T}:dialog:<local_tag>:<call_id>     string  -> sid (in-dialog traffic)
     sessiond:{T}:initial:<remote_tag>:<call_id>   string  -> sid (UAS, before our To tag)
-    sessiond:{T}:media:<media_id>        string  -> sid
+    sessiond:{T}:media:<media_id>        string  -> sid (written by older sessionds only: a
+                                         media id is "<sid>.m")
     sessiond:{T}:media-owner:<media_id>  hash    the node that claimed the leg (media_claim.lua)
     sessiond:{pN}:events                 stream  event partition N (consumer group "workers")
     sessiond:{pN}:timers                 zset    due timers of partition N, score = due time
     sessiond:{edge:NAME}:commands        stream  commands for one edge
     sessiond:{media:NAME}:commands       stream  commands for one media node
     sessiond:{media}:commands            stream  commands any media node may take
-    sessiond:{media:NAME}:legs           hash    media id -> "sid create-cmd-id", @incarnation
+    sessiond:{media:NAME}:legs           hash    media id -> "=create-cmd-id" (or "sid
+                                                 create-cmd-id"), @incarnation
     sessiond:media-lost:<name>           string  claim of the worker announcing a lost node
     sessiond:media-capacity              hash    node -> "free capacity beat" (its heartbeat)
     sessiond:{app}:events                stream  events for applications
@@ -88,6 +90,9 @@ class Keys:
         return f"{self.ns}:{{{call_tag(call_id)}}}:initial:{remote_tag}:{call_id}"
 
     def media(self, media_id: str) -> str:
+        """The media registry entry an older sessiond wrote (media id -> sid); events of
+        a leg carry their session id, and a session is live while its hash has no
+        ``ended_by``, so no such entry is written any more."""
         return f"{self.ns}:{{{sid_tag(media_id)}}}:media:{media_id}"
 
     def media_owner(self, media_id: str) -> str:
@@ -101,8 +106,6 @@ class Keys:
         keys = [self.dialog(call_id, session.get("local_tag", ""))]
         if session.get("role") == "UAS":
             keys.append(self.initial(call_id, session.get("remote_tag", "")))
-        if session.get("media_id"):
-            keys.append(self.media(session["media_id"]))
         return keys
 
     # -- streams and timers -----------------------------------------------------------------

@@ -109,14 +109,14 @@ class LegStore:
         await self.redis.xadd(stream, dict(fields), maxlen=self.stream_maxlen, approximate=True)
 
 
-def leg_keys(keys: Keys, media_id: str, sid: str) -> tuple[str, str, str]:
-    """The media registry entry, session hash and owner record a leg is judged by (keys of
-    nothing, for ids that are not session ids: such legs have no session)."""
+def leg_keys(keys: Keys, media_id: str, sid: str) -> tuple[str, str]:
+    """The session hash and owner record a leg is judged by (keys of nothing, for ids that
+    are not session ids: such legs have no session)."""
     try:
-        return keys.media(media_id), keys.session(sid), keys.media_owner(media_id)
+        return keys.session(sid), keys.media_owner(media_id)
     except ValueError:
         none = f"{keys.ns}:no-such-session"
-        return none, none, none
+        return none, none
 
 
 def _queue_nodes(pipe: Any, keys: Keys, names: Sequence[str]) -> None:
@@ -127,15 +127,15 @@ def _queue_nodes(pipe: Any, keys: Keys, names: Sequence[str]) -> None:
 
 def _queue_leg_checks(pipe: Any, keys: Keys, legs: Sequence[tuple[str, str]]) -> None:
     for media_id, sid in legs:
-        registry, session, owner = leg_keys(keys, media_id, sid)
-        pipe.get(registry)
+        session, owner = leg_keys(keys, media_id, sid)
+        pipe.hget(session, "ended_by")
         pipe.exists(session)
         pipe.hgetall(owner)
 
 
 async def read_leg_checks(redis: Any, keys: Keys, legs: Sequence[tuple[str, str]]) -> list[Any]:
-    """For each (media id, sid): its media registry value, whether its session hash exists
-    and its owner record (three replies a leg, in one round trip)."""
+    """For each (media id, sid): its session's ``ended_by`` (None while it lives), whether
+    its session hash exists and its owner record (three replies a leg, in one round trip)."""
     pipe = redis.pipeline(transaction=False)
     _queue_leg_checks(pipe, keys, legs)
     return list(await pipe.execute())

@@ -22,6 +22,8 @@ from sessiond.core.errors import StoreError
 from sessiond.core.redact import scrubbed
 from sessiond.core.types import Command, Event, Verdict
 from sessiond.store import entries
+from sessiond.store.applied import APPLIED_KEEP, was_applied
+from sessiond.store.applied import digest as applied_digest
 from sessiond.store.client import is_cluster
 from sessiond.store.entries import decode_event as decode_event  # the tests' import path
 from sessiond.store.entries import encode_event
@@ -114,21 +116,25 @@ class Store:
     async def read_many(
         self, pairs: Sequence[tuple[str, str]]
     ) -> list[tuple[dict[str, str] | None, bytes | None]]:
-        """``read`` for many (sid, event id) pairs in one round trip. (An applied marker
-        written by an older sessiond holds the outbox itself; a current one is ``""``.)"""
+        """``read`` for many (sid, event id) pairs in one round trip. The markers are the
+        session hash's field ``applied`` (:mod:`sessiond.store.applied`), the older ones
+        fields of ``{T}:applied:<sid>`` (digest -> ``""``); one an older sessiond wrote is
+        there too (event id -> ``""``, or older still the outbox itself)."""
         pipe = Round(self.redis)
         for sid, event_id in pairs:
             pipe.hgetall(self.keys.session(sid))
+            pipe.hget(self.keys.applied(sid), applied_digest(event_id))
             pipe.hget(self.keys.applied(sid), event_id)
             pipe.hget(self.keys.outboxes(sid), event_id)
         raw = await pipe.execute()
-        return [
-            (
-                (decode_hash(raw[i]) if raw[i] else None),
-                None if raw[i + 1] is None else raw[i + 2] or raw[i + 1],
-            )
-            for i in range(0, len(raw), 3)
-        ]
+        out: list[tuple[dict[str, str] | None, bytes | None]] = []
+        for (_, event_id), i in zip(pairs, range(0, len(raw), 4), strict=True):
+            session = decode_hash(raw[i]) if raw[i] else None
+            marker = raw[i + 1] if raw[i + 1] is not None else raw[i + 2]
+            if session is not None and was_applied(session, event_id):
+                marker = b""
+            out.append((session, None if marker is None else raw[i + 3] or marker))
+        return out
 
     async def create(
         self, fields: Mapping[str, str], registry: Sequence[str], event: Event, decision: Verdict
@@ -159,7 +165,8 @@ class Store:
             sid = fields["sid"]
             view = {**fields, **decision.fields, **_ended_by(event.id, decision)}
             outbox = self.build_outbox(view, decision.commands)
-            initial = {k: v for k, v in view.items() if k != "version"}  # _args adds it
+            # _args adds version; an empty field reads as an absent one: not written
+            initial = {k: v for k, v in view.items() if k != "version" and v != ""}
             args = self._args(0, event.id, decision, outbox, sid, initial)
             calls.append((self.scripts.create, [*self.keys.session_keys(sid), *registry], args))
             outboxes.append(outbox)
@@ -167,7 +174,11 @@ class Store:
             sid = session["sid"]
             view = {**session, **decision.fields}
             outbox = self.build_outbox(view, decision.commands)
-            changed = {**decision.fields, **_ended_by(event_id, decision)}
+            changed = {
+                k: v
+                for k, v in {**decision.fields, **_ended_by(event_id, decision)}.items()
+                if v != "" or k in session  # emptying an absent field changes nothing
+            }
             if decision.terminal:  # the call's SRTP keys are not kept after it
                 changed.update(scrubbed(view))
             args = self._args(int(session["version"]), event_id, decision, outbox, sid, changed)
@@ -217,6 +228,8 @@ class Store:
             outbox,
             "1" if decision.terminal else "0",
             sid,
+            applied_digest(event_id),
+            APPLIED_KEEP,
             len(fields) + 1,
         ]
         for name, value in fields.items():

@@ -83,8 +83,10 @@ def test_the_ack_establishes_the_call() -> None:
     call = ringing()
     call.on("MediaReady", sdp=OUR_SDP, media_node="m1")
     call.on("AcceptCall")
+    assert call["txn"] == "z9hG4bK.inv"
     verdict = call.on("Ack")
     assert call.state == "Established"
+    assert call["txn"] == ""  # the ACK ended the INVITE's transaction: not kept in Redis
     assert published(verdict) == ["Established"]
     assert app_event(verdict, "Established")["state"] == "Established"
     assert timers(verdict) == [("cancel", "AckTimeout")]

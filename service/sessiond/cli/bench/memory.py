@@ -1,18 +1,28 @@
-"""``sessiond bench memory``: Redis memory per live answered call.
+"""``sessiond bench memory``: Redis memory per live answered call, and what holding them costs.
 
-``sessiond run --redis`` (``--answer auto``, 1 worker) on a private ``redis-server``; a sipp
-caller places ``--calls`` calls and holds them. Once they are all established the bench
-reads ``INFO memory`` (``used_memory`` against the idle baseline, divided by the calls) and
-``MEMORY USAGE`` of every key, summed by key family (the names of ``store/keys.py``): what a
-call leaves in its session hash, history stream, applied-events hash, registry strings,
-media-owner hash, the edge's stored answers, and what it adds to the shared streams. A
-second reading after 64*T1 (32 s) shows the same calls once the stored answers expired.
+``sessiond run --redis`` (``--answer auto``, 1 worker, ``--idle-rtp keepalive`` unless told
+otherwise) on a private ``redis-server``; a sipp caller places ``--calls`` calls and holds
+them. Once they are all established the bench reads ``INFO memory`` (``used_memory`` against
+the idle baseline, divided by the calls) and ``MEMORY USAGE`` of every key, summed by key
+family (the names of ``store/keys.py``): what a call leaves in its session hash, history
+list, registry strings, media-owner hash, the edge's stored answers, and what it adds to the
+shared streams. A second reading after 64*T1 (32 s) shows the same calls once the stored
+answers expired; the media node's CPU is measured over those 32 s.
+
+The media node's RTP range (from port 45000) holds the calls plus two seconds of calls at
+``--rate`` and 50 legs (the edge's ``--media-reserve`` is 20), so the held calls nearly fill
+it: of the ``--overflow`` INVITEs sent next, 20 ms apart from another socket, the first ones
+take the legs left above the reserve and the rest find the tier full. The bench prints how many were
+answered 503 and how long each took, how many were admitted, and whether every held call is
+still the same Established session afterwards.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +32,7 @@ from pathlib import Path
 import redis as sync_redis
 
 from sessiond.cli.bench.dialog_sipp import caller_xml, free_udp_port
-from sessiond.cli.bench.peer_systems import PeerMissing, start_sessiond
+from sessiond.cli.bench.peer_systems import PeerMissing, cpu_seconds, start_sessiond
 from sessiond.core.ids import TAG_LEN
 
 NAMESPACE = "mem"
@@ -70,13 +80,78 @@ def read(client: sync_redis.Redis, namespace: str = NAMESPACE) -> Reading:
     return used, families
 
 
-def established(client: sync_redis.Redis, namespace: str = NAMESPACE) -> int:
-    """Sessions in state Established."""
+def established_sids(client: sync_redis.Redis, namespace: str = NAMESPACE) -> set[bytes]:
+    """The session keys in state Established."""
     keys = list(client.scan_iter(match=f"{namespace}:*:session:*", count=1000))
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.hget(key, "state")
-    return sum(1 for state in pipe.execute() if state == b"Established")
+    return {key for key, state in zip(keys, pipe.execute(), strict=True) if state == b"Established"}
+
+
+def established(client: sync_redis.Redis, namespace: str = NAMESPACE) -> int:
+    """Sessions in state Established."""
+    return len(established_sids(client, namespace))
+
+
+_OFFER = (
+    "v=0\r\no=over 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
+def _invite(port: int, local: int, n: int, nonce: str) -> bytes:
+    return (
+        f"INVITE sip:bench@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK-over-{nonce}-{n}\r\n"
+        "Max-Forwards: 70\r\n"
+        f"From: <sip:over@127.0.0.1>;tag=o{n}\r\nTo: <sip:bench@127.0.0.1>\r\n"
+        f"Call-ID: over-{nonce}-{n}@127.0.0.1\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:over@127.0.0.1:{local}>\r\nContent-Type: application/sdp\r\n"
+        f"Content-Length: {len(_OFFER)}\r\n\r\n{_OFFER}"
+    ).encode()
+
+
+def overflow_calls(port: int, count: int, gap: float = 0.02) -> tuple[list[float], int, int]:
+    """Send ``count`` INVITEs ``gap`` s apart and read the answers for 3 s after the last:
+    (seconds to each 503, calls answered 180/200 instead, INVITEs with no final answer or
+    180). The admitted calls are never ACKed: their 200s time out and they end with a BYE."""
+    nonce = secrets.token_hex(4)
+    sent: dict[str, float] = {}
+    refused: dict[str, float] = {}
+    admitted: set[str] = set()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        local = sock.getsockname()[1]
+        n = 0
+        end = time.monotonic() + count * gap + 3.0
+        next_send = time.monotonic()
+        while time.monotonic() < end:
+            now = time.monotonic()
+            if n < count and now >= next_send:
+                sent[f"over-{nonce}-{n}@127.0.0.1"] = now
+                sock.sendto(_invite(port, local, n, nonce), ("127.0.0.1", port))
+                n += 1
+                next_send += gap
+            try:
+                data = sock.recv(65535)
+            except BlockingIOError:
+                time.sleep(0.001)
+                continue
+            first, _, rest = data.partition(b"\r\n")
+            match = re.search(rb"(?im)^(?:Call-ID|i):\s*(\S+)", rest)
+            if not first.startswith(b"SIP/2.0 ") or match is None:
+                continue
+            code, call_id = int(first.split()[1]), match[1].decode()
+            if call_id not in sent:
+                continue
+            if code == 503 and call_id not in refused:
+                refused[call_id] = time.monotonic() - sent[call_id]
+            elif code in (180, 183, 200):
+                admitted.add(call_id)
+    lost = len(sent) - len(refused) - len(admitted)
+    return sorted(refused.values()), len(admitted), lost
 
 
 def report(calls: int, base: Reading, readings: list[tuple[str, Reading]]) -> None:
@@ -163,22 +238,54 @@ def _hold(port: int, calls: int, rate: int, hold: float, work: Path) -> subproce
     return subprocess.Popen(cmd, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def memory(calls: int, rate: int, settle: float = ANSWERS_EXPIRE) -> int:
+#: The edge's ``--media-reserve``: new calls are refused while this many legs or fewer are free.
+RESERVE = 20
+
+
+def capacity_for(calls: int, rate: int) -> int:
+    """Media legs for ``calls`` held calls placed at ``rate``: those, the reserve, 30 more,
+    and two seconds of calls (the edge's estimate of the free legs subtracts the calls it
+    admitted in the last two report periods, some of them already in the last report)."""
+    return calls + 2 * rate + RESERVE + 30
+
+
+def memory(
+    calls: int,
+    rate: int,
+    settle: float = ANSWERS_EXPIRE,
+    *,
+    idle_rtp: str = "",
+    overflow: int = 500,
+) -> int:
     """``settle``: seconds between the two readings (64*T1 and a second: the stored answers
-    have expired by the second one)."""
+    have expired by the second one); ``idle_rtp``: the media node's ``--idle-rtp``
+    (default keepalive); ``overflow``: INVITEs sent past the capacity (0: none)."""
     if not 1 <= calls <= MAX_CALLS:
         print(f"sessiond bench memory: --calls must be 1-{MAX_CALLS}", file=sys.stderr)
         return 2
     if rate < 1:
         print("sessiond bench memory: --rate must be at least 1", file=sys.stderr)
         return 2
+    if idle_rtp not in ("", "send", "keepalive") or overflow < 0:
+        print("sessiond bench memory: --idle-rtp send|keepalive, --overflow >= 0", file=sys.stderr)
+        return 2
+    policy = idle_rtp or "keepalive"
+    first_port = 45000  # above the fixed RTP ranges of the tests (20000-30010, 22000-42000)
+    legs = capacity_for(calls, rate)
+    rtp_ports = f"{first_port}-{first_port + 2 * legs}"
     for tool, package in (("sipp", "sip-tester"), ("redis-server", "redis-server")):
         if shutil.which(tool) is None:
             print(f"sessiond bench memory needs {tool} (Debian package {package})", file=sys.stderr)
             return 2
     work = Path(tempfile.mkdtemp(prefix="sessiond-memory-"))
     try:
-        system = start_sessiond(work, forward=False, rtp_ports="20000-59999", namespace=NAMESPACE)
+        system = start_sessiond(
+            work,
+            forward=False,
+            rtp_ports=rtp_ports,
+            namespace=NAMESPACE,
+            extra=["--idle-rtp", policy, "--media-reserve", str(RESERVE)],
+        )
     except PeerMissing as exc:
         print(f"sessiond bench memory: {exc}", file=sys.stderr)
         shutil.rmtree(work, ignore_errors=True)
@@ -203,14 +310,33 @@ def memory(calls: int, rate: int, settle: float = ANSWERS_EXPIRE) -> int:
             return 1
         config = client.config_get("hash-max-listpack-value")
         print(
-            f"{calls} answered calls held (sessiond run --redis, --answer auto, 1 worker;"
+            f"{calls} answered calls held (sessiond run --redis, --answer auto, 1 worker,"
+            f" --idle-rtp {policy}, {legs} media legs, --media-reserve {RESERVE};"
             f" Redis hash-max-listpack-value {config.get('hash-max-listpack-value')})"
         )
+        media = [pid for pid, role in system.roles().items() if role == "media"]
         first = read(client)
+        cpu0, wall0 = sum(cpu_seconds(p) for p in media), time.monotonic()
         time.sleep(settle)
+        cpu = sum(cpu_seconds(p) for p in media) - cpu0
+        wall = time.monotonic() - wall0
         later = read(client)
         report(calls, base, [("just answered", first), (f"after {settle:g} s", later)])
         details(client, calls)
+        share = 100 * cpu / wall
+        print(f"\nmedia node CPU holding them: {share:.1f} % of a core over {wall:.0f} s")
+        if overflow:
+            held = established_sids(client)
+            took, admitted, lost = overflow_calls(system.port, overflow)
+            still = established_sids(client)
+            p50 = took[len(took) // 2] if took else 0.0
+            print(
+                f"{overflow} INVITEs past the capacity: {len(took)} answered 503"
+                f" (p50 {1000 * p50:.0f} ms, max {1000 * max(took, default=0.0):.0f} ms),"
+                f" {admitted} admitted (legs above the reserve), {lost} unanswered;"
+                f" held calls still Established: {len(held & still)} of {len(held)}"
+                f"{'' if caller.poll() is None else ' (the caller sipp exited)'}"
+            )
     finally:
         if caller is not None:
             caller.kill()

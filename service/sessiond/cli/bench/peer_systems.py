@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -354,11 +354,18 @@ def start_sippy(work: Path) -> Running:
 
 
 def start_sessiond(
-    work: Path, *, forward: bool, rtp_ports: str, namespace: str = "bench", bypass: bool = False
+    work: Path,
+    *,
+    forward: bool,
+    rtp_ports: str,
+    namespace: str = "bench",
+    bypass: bool = False,
+    extra: Sequence[str] = (),
 ) -> Running:
     """``sessiond run --redis`` on a private redis-server configured as docs/deploy.md says
     (``hash-max-listpack-value``), one worker; ``forward``: every call forwarded to the
-    callee by a routes file (``bypass``: with ``media: bypass``), else ``--answer auto``."""
+    callee by a routes file (``bypass``: with ``media: bypass``), else ``--answer auto``;
+    ``extra``: more ``run`` options."""
     name = "sessiond-bypass" if bypass else "sessiond-forward" if forward else "sessiond-answer"
     server, redis_port = _redis(work, "--hash-max-listpack-value", str(LISTPACK_VALUE))
     running = Running(name, free_udp_port(), free_udp_port() if forward else None, [server])
@@ -375,6 +382,7 @@ def start_sessiond(
         cmd += ["--routes", str(routes)]
     else:
         cmd += ["--answer", "auto"]
+    cmd += extra
     env = {
         **os.environ,
         "PYTHONPATH": str(Path(__file__).resolve().parents[3])

@@ -15,6 +15,8 @@ import time
 from sessiond.core.resources import default_table_path
 from sessiond.core.types import Event
 from sessiond.store import Keys, Store, new_sid
+from sessiond.store.applied import APPLIED_KEEP
+from sessiond.store.applied import digest as applied_digest
 from sessiond.store.client import connect
 from sessiond.store.store import delete_namespace
 from sessiond.store.tableset import TableSet
@@ -85,6 +87,8 @@ async def _raw(store: Store, seconds: float, batch: int) -> float:
                 outbox,
                 "0",
                 sid,
+                applied_digest(f"{sid}:{version}"),
+                APPLIED_KEEP,
                 3,
                 "state",
                 "B" if version % 2 else "A",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from sessiond.core.vocabulary import SESSION_FIELDS
-from sessiond.table.argspec import Fields, MapOf, Registry, Value, anything
+from sessiond.table.argspec import Fields, MapOf, Registry, Scalar, Value, anything
 from sessiond.table.model import ActionFn
 
 if TYPE_CHECKING:
@@ -27,6 +27,13 @@ def save(ctx: Context, args: Any) -> None:
         value = ctx.event.data.get(event_field)
         if value is not None and value != "":
             ctx.set(session_field, str(value))
+
+
+@action("forget", Scalar(lambda v: isinstance(v, str) and v in SESSION_FIELDS, "session_field"))
+def forget(ctx: Context, args: Any) -> None:
+    """Empty a session field that is no longer needed (``forget: txn`` once the ACK ended
+    the INVITE's transaction: ~220 bytes less per held call in Redis)."""
+    ctx.set(args, "")
 
 
 @action("end", Fields(optional={"code": anything("N|from_event"), "reason": anything("text")}))
