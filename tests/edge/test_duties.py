@@ -35,6 +35,24 @@ def test_ack_kept_for_retransmitted_2xx() -> None:
     assert duties.ack_for(("c", 1)) is None
 
 
+def test_each_ack_expires_64_t1_after_its_own_last_sending() -> None:
+    """An ACK sent again (a re-sent ACK command) is kept 64*T1 from then, behind ACKs sent
+    before it that expire first; ACKs not yet due stay."""
+    duties = DialogDuties(TimerConfig(t1=0.5))  # kept 32 s
+    duties.sent_ack(("a", 1), b"ACK a", "UDP", ("h", 1), 0.0)
+    duties.sent_ack(("b", 1), b"ACK b", "UDP", ("h", 1), 1.0)
+    duties.sent_ack(("a", 1), b"ACK a2", "UDP", ("h", 1), 2.0)
+    duties.sent_ack(("c", 1), b"ACK c", "UDP", ("h", 1), 3.0)
+    duties.due(33.5)
+    assert duties.ack_for(("b", 1)) is None
+    assert [a.data for k in ("a", "c") if (a := duties.ack_for((k, 1)))] == [b"ACK a2", b"ACK c"]
+    duties.due(34.5)
+    assert duties.ack_for(("a", 1)) is None
+    assert duties.ack_for(("c", 1)) is not None
+    duties.due(35.0)
+    assert duties.ack_for(("c", 1)) is None
+
+
 def test_reliable_1xx_retransmitted_doubling_without_cap_until_pracked() -> None:
     """RFC 3262 3: T1, 2*T1, 4*T1... (no T2 cap), until the PRACK or 64*T1."""
     duties = DialogDuties(TimerConfig())

@@ -370,3 +370,58 @@ def test_message_metric_labels_are_bounded() -> None:
 
     assert _kind(parse_message(request("INVITE"))) == "INVITE"
     assert _kind(parse_message(request("XYZZY"))) == "other"
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0"], ids=["address", "wildcard"])
+async def test_a_queued_response_stops_the_invite_retransmission(
+    backend: tuple[str, Any, Keys], peer: Peer, host: str
+) -> None:
+    """The callee's 200 sits in the edge's socket behind other datagrams when Timer A falls
+    due (the edge is busy): the edge reads it before firing the timer, so the INVITE is not
+    sent again (RFC 3261 17.1.1.2). Everything the edge sends reaches ``peer`` in order, so
+    the OPTIONS answer, sent after whatever the timer did, closes the check."""
+    import time
+
+    from sessiond.sip.timers import TimerConfig
+
+    _, client, keys = backend
+    e = Edge(client, keys, "e1", [ListenSpec("UDP", host, 0)], timers=TimerConfig())
+    task = await running(e)
+    port = e.address.port
+    cmd = {
+        "call_id": "queued1@h",
+        "local_tag": "lt",
+        "local_uri": "sip:alice@127.0.0.1",
+        "remote_uri": f"sip:bob@127.0.0.1:{peer.port}",
+        "remote_target": f"sip:bob@127.0.0.1:{peer.port}",
+        "remote_tag": "",
+        "route_set": "",
+        "cseq": 1,
+        "sdp": "v=0\r\n",
+    }
+    await command(e, "invite", cmd, "q1")
+    sent = await peer.recv()
+    assert sent.startswith("INVITE ")
+    headers = dict(
+        line.split(": ", 1) for line in sent.split("\r\n\r\n")[0].split("\r\n")[1:] if ": " in line
+    )
+    ok = (
+        f"SIP/2.0 200 OK\r\nVia: {headers['Via']}\r\nFrom: {headers['From']}\r\n"
+        f"To: {headers['To']};tag=callee\r\nCall-ID: queued1@h\r\nCSeq: 1 INVITE\r\n"
+        f"Contact: <sip:bob@127.0.0.1:{peer.port}>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    for _ in range(100):  # keepalives ahead of it: more than one wake of the loop reads
+        await peer.send(b"\r\n\r\n", port)
+    await peer.send(ok, port)
+    options = request(peer, method="OPTIONS", call_id="queued-options@h", branch="z9hG4bK-qo")
+    await peer.send(options, port)
+    time.sleep(0.7)  # the edge is busy past Timer A (T1 = 500 ms), all of it queued
+    seen = []
+    while not (msg := await peer.recv()).startswith("SIP/2.0 200"):
+        seen.append(msg.split("\r\n", 1)[0])
+    assert "queued-options@h" in msg
+    assert seen == []  # no INVITE went out again
+    found = await events(e, "queued1@h")
+    assert [ev.type for ev in found] == ["Answered"]
+    e.stop()
+    await asyncio.wait_for(task, 5)

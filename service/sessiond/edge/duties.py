@@ -79,6 +79,7 @@ class DialogDuties:
         self, key: DialogKey, data: bytes, transport: str, peer: Address, now: float
     ) -> None:
         """We ACKed a 2xx: remember the ACK for the 2xx's retransmissions."""
+        self._acks.pop(key, None)  # to the end: the dict stays in order of deadline
         self._acks[key] = Retransmit(data, transport, peer, now, 0.0, now + self.timers.timeout)
 
     def ack_for(self, key: DialogKey) -> Retransmit | None:
@@ -104,6 +105,13 @@ class DialogDuties:
                         retx.interval * 2 if cap is None else min(retx.interval * 2, cap)
                     )
                     retx.next_at = now + retx.interval
-        for key in [k for k, a in self._acks.items() if now >= a.deadline]:
-            del self._acks[key]
+        # Kept in order of deadline (each is 64*T1 after its sending, a resent one moves to
+        # the end): only the expired ones at the front are looked at, not every ACK of the
+        # last 64*T1 on every firing (thousands at 100 calls/s, a quarter of the edge's CPU).
+        acks = self._acks
+        while acks:
+            key = next(iter(acks))
+            if now < acks[key].deadline:
+                break
+            del acks[key]
         return out

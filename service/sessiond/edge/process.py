@@ -17,6 +17,10 @@ Timers: one timer is armed (``loop.call_later``) for the earliest deadline of th
 transaction layer (``get_timer()``), the dialog duties and the requests the workers have
 not answered; it is re-armed after every input and after each firing, and fires at least
 once a second (what tests or the registrar add behind the adapter's back is not lost).
+Before it fires anything it reads the datagrams already queued on the UDP sockets: the event
+loop services due timers before polling the sockets (uvloop) or between one datagram and the
+next (asyncio), so under load a 200 waiting in the socket let Timer A send the INVITE again,
+and a callee that had answered dropped the call (RFC 3261 17.1.1.2: the response stops it).
 
 Outbound, commands from the state tables arrive on this edge's command streams
 (:class:`~sessiond.edge.commands.CommandReader`) and become requests and responses. A
@@ -93,6 +97,7 @@ GROUP = EDGE_GROUP
 ALLOW = ALLOWED
 MAX_MESSAGE = 65_535
 IDLE_TICK = 1.0  # the longest the timer sleeps
+PENDING_READS = 4096  # datagrams per UDP socket read before the timers fire (a 4 MB buffer)
 REGISTER_TIMEOUT = 10.0  # a REGISTER the location store has not settled by then gets 503
 
 
@@ -458,8 +463,10 @@ class Edge:
     def _fire(self) -> None:
         """Fire every transaction timer, unanswered request and dialog duty due now."""
         self._timer = None
-        now = time.monotonic()
         try:
+            with survive("timers"):  # responses already received stop their timers first
+                self.transports.read_pending(PENDING_READS)
+            now = time.monotonic()
             with survive("timers"):
                 self.execute(self.layer.handle_timer(now))
             expired: list[Outcome] = []

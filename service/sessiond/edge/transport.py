@@ -87,6 +87,30 @@ class _Udp(asyncio.DatagramProtocol):
         log.debug("udp error: %s", exc)
 
 
+class _PendingReader:
+    """Reads datagrams already queued on a UDP socket the event loop also watches, through a
+    duplicate of its descriptor (one queue, two readers, never blocking): the edge reads
+    them before firing retransmission timers (:meth:`Transports.read_pending`)."""
+
+    def __init__(self, fileno: int, family: int, on_message: OnMessage) -> None:
+        self.sock = socket.fromfd(fileno, family, socket.SOCK_DGRAM)
+        self.sock.setblocking(False)
+        self.on_message = on_message
+
+    def read_pending(self, limit: int) -> int:
+        for count in range(limit):
+            try:
+                data, addr = self.sock.recvfrom(65_535)
+            except (BlockingIOError, InterruptedError):
+                return count
+            except OSError as exc:  # an ICMP error reported on the socket
+                log.debug("udp error: %s", exc)
+                return count
+            with survive("inbound"):
+                self.on_message(data, "UDP", (str(addr[0]), int(addr[1])))
+        return limit
+
+
 class _TcpConnection(asyncio.Protocol):
     """One TCP or TLS connection (``name``); ``server_name`` is the host name a TLS
     connection we opened verified (None for one the peer opened: ``inbound``)."""
@@ -188,6 +212,7 @@ class Transports:
         self._on_drop = on_drop
         self._on_closed = on_closed
         self._udp: dict[int, asyncio.DatagramTransport] = {}  # address family -> socket
+        self._pending: list[_PendingReader | WildcardUdp] = []  # read_pending's readers
         self._tcp: dict[tuple[str, Address], _TcpConnection] = {}  # the one each send uses
         self._open: set[_TcpConnection] = set()  # every connection, for the reaper
         self._connecting: dict[tuple[str, Address, str | None], asyncio.Task[bool]] = {}
@@ -201,14 +226,18 @@ class Transports:
         family = socket.AF_INET6 if ":" in spec.host else socket.AF_INET
         if spec.transport == "UDP":
             if is_wildcard(spec.host):  # answers leave from the address each request came to
-                transport: asyncio.DatagramTransport = WildcardUdp.open(
+                wildcard = WildcardUdp.open(
                     spec.host, spec.port, self.on_message, on_drop=self.dropped
                 )
+                self._pending.append(wildcard)
+                transport: asyncio.DatagramTransport = wildcard
             else:
                 transport, _ = await loop.create_datagram_endpoint(
                     lambda: _Udp(self.on_message), local_addr=(spec.host, spec.port), family=family
                 )
             sock = transport.get_extra_info("socket")
+            if not is_wildcard(spec.host):
+                self._pending.append(_PendingReader(sock.fileno(), family, self.on_message))
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
             self._udp[family] = transport
@@ -236,6 +265,14 @@ class Transports:
         if self._reaper is None:
             self._reaper = asyncio.create_task(self._reap())
         return bound
+
+    def read_pending(self, limit: int) -> int:
+        """Hand on up to ``limit`` datagrams per UDP socket that are queued there already,
+        before the event loop would get to them; returns how many. Called before firing
+        retransmission timers: a response waiting in the socket stops its Timer A or E
+        (RFC 3261 17.1.1.2, 17.1.2.2) instead of the request going out again, which under
+        load reached a callee after its 200 and made it drop the call."""
+        return sum(reader.read_pending(limit) for reader in self._pending)
 
     def register(self, conn: _TcpConnection) -> None:
         if len(self._open) >= self.max_connections and conn.transport is not None:
@@ -359,6 +396,10 @@ class Transports:
             self._reaper.cancel()
         for udp in self._udp.values():
             udp.close()
+        for reader in self._pending:
+            if isinstance(reader, _PendingReader):
+                reader.sock.close()
+        self._pending.clear()
         for server in self._servers:
             server.close()
         for conn in list(self._open):

@@ -88,20 +88,27 @@ class WildcardUdp(asyncio.DatagramTransport):
 
     # -- receiving ------------------------------------------------------------------------
     def _readable(self) -> None:
-        for _ in range(_READS_PER_WAKE):
+        self.read_pending(_READS_PER_WAKE)
+
+    def read_pending(self, limit: int) -> int:
+        """Read and hand on up to ``limit`` datagrams already queued; returns how many."""
+        for count in range(limit):
+            if self._closing:
+                return count
             try:
                 data, ancillary, _, addr = self._sock.recvmsg(65_535, _ANCILLARY)
             except (BlockingIOError, InterruptedError):
-                return
+                return count
             except OSError as exc:  # an ICMP error reported on the socket
                 log.debug("udp error: %s", exc)
-                return
+                return count
             peer = (str(addr[0]), int(addr[1]))
             info = self._pktinfo(ancillary)
             if info is not None:
                 self._remember(peer, info)
             with survive("inbound"):  # one message's failure must not reach the event loop
                 self._on_message(data, "UDP", peer)
+        return limit
 
     def _pktinfo(self, ancillary: list[tuple[int, int, bytes]]) -> bytes | None:
         """The ancillary data that makes a datagram leave from the address this one came to."""
