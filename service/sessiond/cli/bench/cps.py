@@ -26,9 +26,10 @@ from pathlib import Path
 
 import redis as sync_redis
 
+from sessiond.cli.bench.command import CPS_RATES
 from sessiond.store.keys import Keys
 
-DEFAULT_RATES = (50, 100, 200, 300, 400, 600, 800, 1000, 1200)
+DEFAULT_RATES = CPS_RATES
 
 
 def _free_udp_port() -> int:

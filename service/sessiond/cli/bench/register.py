@@ -46,12 +46,13 @@ from pathlib import Path
 import redis as sync_redis
 import redis.asyncio as aioredis
 
+from sessiond.cli.bench.command import REGISTER_RATES
 from sessiond.cli.bench.cps import _wait_sip
 from sessiond.cli.bench.dialog_sipp import _fresh, _percentile, _sipp, read_stats, setup_times
 from sessiond.store.keys import Keys
 from sessiond.store.users import Account, Users
 
-DEFAULT_RATES = (200, 400, 800, 1200)
+DEFAULT_RATES = REGISTER_RATES
 DOMAIN = "bench.example"
 PASSWORD = "bench-s3cret"
 
