@@ -9,6 +9,7 @@ port nothing listens on (or a listener that never answers).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -342,4 +343,82 @@ def test_ctl_transfer_refuses_a_bad_target() -> None:
 def test_impossible_values(args: list[str], words: list[str]) -> None:
     result = cli(*args)
     one_line_error(result, *words)
+    assert result.returncode == 2
+
+
+# -- sessiond bench: each bench takes its own options only --------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "owner"),
+    [
+        (["bench", "cps", "--members", "3"], "--members", "conference"),
+        (["bench", "memory", "--systems", "x"], "--systems", "peers"),
+        (["bench", "memory", "--seconds", "3"], "--seconds", "cps"),
+        (["bench", "media", "--redis", "redis://127.0.0.1:1/0"], "--redis", "transitions"),
+        (["bench", "register", "--workers", "2"], "--workers", "cps"),
+        (["bench", "idle", "--install"], "--install", "peers"),
+        (["bench", "transitions", "--rates", "10"], "--rates", "register"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else None,
+)
+def test_a_bench_refuses_an_option_of_another_bench(args: list[str], flag: str, owner: str) -> None:
+    """Before: one namespace for every bench, so ``bench cps --members 3`` ran cps and
+    ignored --members. Refused before anything starts (the Redis given is not there)."""
+    result = cli(*args)
+    line = one_line_error(result, f"sessiond bench {args[1]}: unrecognized arguments: {flag}")
+    assert f"{flag} is an option of bench " in line
+    assert owner in line.split(f"{flag} is an option of bench ", 1)[1]
+    assert f"see sessiond bench {args[1]} --help" in line
+    assert result.returncode == 2
+    assert result.stdout == ""
+
+
+def test_a_bench_refuses_an_unknown_option() -> None:
+    result = cli("bench", "mixer", "--bogus")
+    line = one_line_error(result, "sessiond bench mixer: unrecognized arguments: --bogus")
+    assert "is an option of" not in line
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("bench", "flags"),
+    [
+        ("transitions", {"--redis", "--seconds", "--batch"}),
+        ("cps", {"--redis", "--seconds", "--rates", "--workers", "--worker-cpu"}),
+        ("sip", {"--redis", "--seconds", "--calls", "--rate"}),
+        ("media", {"--seconds"}),
+        ("mixer", {"--seconds"}),
+        ("conference", {"--seconds", "--members", "--talkers"}),
+        ("peers", {"--seconds", "--rates", "--systems", "--rounds", "--hold", "--install"}),
+        ("memory", {"--calls", "--rate", "--idle-rtp", "--overflow"}),
+        ("idle", {"--calls", "--seconds", "--rounds", "--idle-rtp"}),
+        ("register", {"--seconds", "--rates"}),
+    ],
+)
+def test_bench_help_lists_only_its_own_options(bench: str, flags: set[str]) -> None:
+    result = cli("bench", bench, "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: sessiond bench {bench} "), result.stdout
+    options = result.stdout.split("\noptions:\n", 1)[1]
+    entries = re.split(r"\n(?=  -)", options.strip("\n"))
+    listed = {re.findall(r"--[a-z-]+", entry)[0] for entry in entries}
+    assert listed == {"--help"} | flags, result.stdout
+    for entry in entries:  # every option says what it is for, beside its name and value
+        words = [w for w in entry.split() if not re.fullmatch(r"-h,|--?[a-z-]+|[A-Z\[\],.]+", w)]
+        assert words, entry
+
+
+def test_bench_help_lists_the_benches_not_their_options() -> None:
+    result = cli("bench", "--help")
+    assert result.returncode == 0, result.stderr
+    for bench in ("transitions", "cps", "peers", "memory", "idle", "register"):
+        assert re.search(rf"^    {bench}\b", result.stdout, re.MULTILINE), result.stdout
+    assert "--members" not in result.stdout
+    assert "--systems" not in result.stdout
+
+
+def test_bench_without_a_name_is_one_line() -> None:
+    result = cli("bench")
+    one_line_error(result, "sessiond bench", "BENCH", "sessiond bench --help")
     assert result.returncode == 2

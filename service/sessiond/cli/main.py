@@ -55,67 +55,6 @@ def _table_graph(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rates(text: str, default: Sequence[int]) -> list[int] | None:
-    """``--rates`` as positive integers (``default`` when empty); None after an error line."""
-    try:
-        rates = [int(r) for r in text.split(",")] if text else list(default)
-    except ValueError:
-        rates = []
-    if not rates or min(rates) <= 0:
-        print(f"sessiond bench: --rates: expected positive integers, got {text!r}", file=sys.stderr)
-        return None
-    return rates
-
-
-def _stepped(args: argparse.Namespace) -> int:
-    """The benches that run ``--rates`` steps: cps, register, peers."""
-    from sessiond.cli.bench import cps, peers, register
-
-    defaults = {"cps": cps.DEFAULT_RATES, "register": register.DEFAULT_RATES}
-    rates = _rates(args.rates, defaults.get(args.what, peers.DEFAULT_RATES))
-    if rates is None:
-        return 2
-    if args.what == "cps":
-        return cps.cps(args.redis, args.workers or [1, 2], rates, args.seconds, args.worker_cpu)
-    if args.what == "register":
-        return register.bench_register(rates, args.seconds)
-    return peers.peers(args.systems, rates, args.seconds, args.rounds, args.hold, args.install)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    from sessiond.cli.bench import transitions as bench
-
-    if args.what == "transitions":
-        return asyncio.run(bench.transitions(args.redis, args.seconds, args.batch))
-    if args.what == "media":
-        from sessiond.cli.bench.media import bench_media
-
-        return bench_media(args.seconds)
-    if args.what == "mixer":
-        from sessiond.cli.bench import mixer
-
-        return mixer.main(args.seconds)
-    if args.what == "conference":
-        from sessiond.cli.bench.conference import bench_conference
-
-        return bench_conference(args.seconds, args.members, args.talkers)
-    if args.what == "sip":
-        from sessiond.cli.bench.sip import bench_sip
-
-        return bench_sip(args.redis, args.seconds, args.calls, args.rate)
-    if args.what in ("cps", "register", "peers"):
-        return _stepped(args)
-    if args.what == "memory":
-        from sessiond.cli.bench.memory import memory
-
-        return memory(args.calls, args.rate, idle_rtp=args.idle_rtp, overflow=args.overflow)
-    if args.what == "idle":
-        from sessiond.cli.bench.idle import bench_idle
-
-        return bench_idle([args.calls], args.seconds, args.rounds, args.idle_rtp)
-    raise AssertionError(args.what)
-
-
 def _run(args: argparse.Namespace) -> int:
     from sessiond.cli import processes
 
@@ -450,98 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     edge.add_argument("--name", default=None, help="edge name (commands are addressed to it)")
     edge.set_defaults(func=_edge)
 
-    bench = sub.add_parser("bench", help="measure throughput")
-    bench.add_argument(
-        "what",
-        choices=[
-            "transitions",
-            "cps",
-            "sip",
-            "media",
-            "mixer",
-            "conference",
-            "peers",
-            "memory",
-            "idle",
-            "register",
-        ],
-    )
-    bench.add_argument(
-        "--members", type=positive_int, default=5, help="conference: members per room"
-    )
-    bench.add_argument(
-        "--talkers", type=int, default=3, help="conference: members per room sending a tone"
-    )
-    bench.add_argument(
-        "--redis",
-        default="redis://127.0.0.1:6379/15",
-        help="Redis URL, or 'embedded' for the in-process store",
-    )
-    bench.add_argument(
-        "--seconds",
-        type=positive_float,
-        default=5.0,
-        help="how long to run (cps, peers, register: per step)",
-    )
-    bench.add_argument("--batch", type=int, default=64, help="sessions per pipeline round")
-    bench.add_argument(
-        "--workers",
-        type=int,
-        action="append",
-        default=[],
-        help="cps: worker counts to measure (repeatable; default 1 and 2)",
-    )
-    bench.add_argument(
-        "--rates",
-        default="",
-        help="cps, peers: comma-separated calls/s steps; register: REGISTERs/s steps",
-    )
-    bench.add_argument(
-        "--worker-cpu",
-        type=float,
-        default=None,
-        metavar="FRACTION",
-        help="cps: cap each worker process at this fraction of a core (a cgroup; needs root), "
-        "so the workers are the bottleneck and scaling them out shows",
-    )
-    bench.add_argument(
-        "--calls",
-        type=int,
-        default=1000,
-        help="sip: calls for the CPU figure; memory: answered calls held; idle: legs held",
-    )
-    bench.add_argument("--rate", type=int, default=100, help="sip, memory: calls/s")
-    bench.add_argument(
-        "--systems",
-        default="",
-        help="peers: comma-separated, of kamailio, kamailio-redis, sippy, sessiond-forward, "
-        "sessiond-bypass, sessiond-answer (default: all)",
-    )
-    bench.add_argument(
-        "--rounds", type=positive_int, default=2, help="peers: rounds of steps; idle: rounds"
-    )
-    bench.add_argument(
-        "--idle-rtp",
-        default="",
-        help="idle: comma-separated policies (default: all, alternated); memory: the media "
-        "node's policy (default keepalive)",
-    )
-    bench.add_argument(
-        "--overflow",
-        type=int,
-        default=500,
-        help="memory: INVITEs sent once the calls are held, past the media capacity (0: none)",
-    )
-    bench.add_argument(
-        "--hold", type=positive_float, default=1.0, help="peers: seconds each call is held"
-    )
-    bench.add_argument(
-        "--install",
-        action="store_true",
-        help="peers: install what the systems need first (apt kamailio, "
-        "kamailio-redis-modules; pip sippy)",
-    )
-    bench.set_defaults(func=_bench)
+    from sessiond.cli.bench.command import add_parser as add_bench
+
+    add_bench(sub)
     return parser
 
 

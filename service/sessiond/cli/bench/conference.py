@@ -15,73 +15,21 @@ asserted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import math
-import multiprocessing
-import socket
-import struct
 import time
-from array import array
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from sessiond.core.messages import CreateLeg
+from sessiond.cli.bench import far_end
 from sessiond.core.types import Event
-from sessiond.media import g711
-from sessiond.media.commands import Executor, MediaCommand
-from sessiond.media.node import TICK, available_codecs
-from sessiond.media.ports import PortAllocator
+from sessiond.media.node import TICK
 from sessiond.media.rooms import Conferences
 from sessiond.store import Keys
 from sessiond.store.client import EMBEDDED, connect
 from sessiond.store.rooms import MemberFlags, RoomStore
 
-from .media import LOOPBACK, _drain, _offer
-
 RTP_RANGE = (38000, 39999)
 ROOM_STEPS = (2, 5, 10, 20, 40, 60, 80, 100, 140, 200)
-SILENT = b"\xff" * 160  # PCMU of (near) silence
-
-
-def _tone_payloads(hz: float) -> list[bytes]:
-    step = 2 * math.pi * hz / 8000
-    frames = [
-        array("h", (int(6000 * math.sin(step * (k * 160 + i))) for i in range(160))).tobytes()
-        for k in range(50)
-    ]
-    return [g711.ulaw_encode(f) for f in frames]
-
-
-def _sender(conn: Connection) -> None:
-    """The far end of every leg: ``talking[i]`` says whether leg i sends a tone or silence."""
-    tone = _tone_payloads(440.0)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        sock.bind((LOOPBACK, 0))
-        sock.setblocking(False)
-        conn.send(sock.getsockname()[1])
-        while (job := conn.recv()) is not None:
-            ports, talking, seconds = job
-            sent = received = 0
-            start = time.perf_counter()
-            for k in range(int(seconds * 50)):
-                for i, port in enumerate(ports):
-                    header = struct.pack("!BBHII", 0x80, 0, k & 0xFFFF, (k * 160) & 0xFFFFFFFF, i)
-                    payload = tone[k % 50] if talking[i] else SILENT
-                    with contextlib.suppress(BlockingIOError):
-                        sock.sendto(header + payload, (LOOPBACK, port))
-                        sent += 1
-                received += _drain(sock)
-                delay = start + (k + 1) * TICK - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            end = time.perf_counter() + 0.2
-            while time.perf_counter() < end:
-                received += _drain(sock)
-                time.sleep(0.01)
-            conn.send((sent, received))
 
 
 @dataclass
@@ -120,15 +68,7 @@ async def _step(
 ) -> Step:
     events: list[Event] = []
     loop = asyncio.get_running_loop()
-    executor = Executor(
-        name="bench",
-        sdp_address=LOOPBACK,
-        ports=PortAllocator(LOOPBACK, *RTP_RANGE),
-        codecs=available_codecs(),
-        emit=events.append,
-        clock=loop.time,
-        inactivity_timeout=None,
-    )
+    executor = far_end.executor(*RTP_RANGE, events)
     redis: Any = connect(EMBEDDED)
     conferences = Conferences(executor, RoomStore(redis, Keys("bench")))
     try:
@@ -136,9 +76,7 @@ async def _step(
         for r in range(rooms):
             for m in range(members):
                 sid = f"bench-{r}-{m}"
-                data = CreateLeg(media_id=f"{sid}.m", mode="answer", remote_sdp=_offer(far))
-                await executor.execute(MediaCommand(f"c{sid}", "create", sid, data))
-                leg = executor.legs[f"{sid}.m"]
+                leg = await far_end.answer(executor, sid, far, f"c{sid}")
                 conferences.mix_here(f"room{r}", leg, MemberFlags())
                 ports.append(leg.port)
                 talking.append(m < talkers)
@@ -165,7 +103,7 @@ async def _step(
                 leg.tick(loop.time())
             conferences.tick()
             await asyncio.sleep(TICK)
-        sent, received = conn.recv()
+        sent, received, _ = conn.recv()
     finally:
         executor.close_all("bench")
         await redis.aclose()
@@ -192,29 +130,17 @@ def _print(s: Step) -> None:
 
 
 async def _run(members: int, talkers: int, seconds: float) -> list[Step]:
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc: Any = ctx.Process(target=_sender, args=(child,), daemon=True)
-    proc.start()
     steps: list[Step] = []
-    try:
-        far = parent.recv()
+    with far_end.sender() as (conn, far):
         share = max(1.0, seconds / 6)
         for rooms in ROOM_STEPS:
             if rooms * members > RTP_RANGE[1] - RTP_RANGE[0]:
                 break
-            step = await _step(rooms, members, talkers, share, parent, far)
+            step = await _step(rooms, members, talkers, share, conn, far)
             steps.append(step)
             _print(step)
             if not step.kept_up:
                 break
-    finally:
-        with contextlib.suppress(OSError):
-            parent.send(None)
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
     return steps
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -26,15 +25,11 @@ from pathlib import Path
 
 import redis as sync_redis
 
+from sessiond.cli.bench.command import CPS_RATES
+from sessiond.cli.bench.spawn import ONE_SOURCE, free_udp_port, missing_tool, sessiond, stop
 from sessiond.store.keys import Keys
 
-DEFAULT_RATES = (50, 100, 200, 300, 400, 600, 800, 1000, 1200)
-
-
-def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+DEFAULT_RATES = CPS_RATES
 
 
 def sipp_uac(port: int, calls: int, rate: int, timeout: int, *extra: str) -> list[str]:
@@ -43,7 +38,7 @@ def sipp_uac(port: int, calls: int, rate: int, timeout: int, *extra: str) -> lis
     return [
         *("sipp", "-sn", "uac", f"127.0.0.1:{port}", "-m", str(calls), "-r", str(rate)),
         *("-d", "0", "-nostdin", "-buff_size", "4194304", "-timeout", str(timeout)),
-        *("-p", str(_free_udp_port()), "-mp", str(_free_udp_port()), *extra),
+        *("-p", str(free_udp_port()), "-mp", str(free_udp_port()), *extra),
     ]
 
 
@@ -214,44 +209,11 @@ def _run_workers(
     redis_url: str, workers: int, rates: list[int], seconds: float, worker_cpu: float | None
 ) -> int:
     namespace = f"bench{uuid.uuid4().hex[:6]}"
-    port = _free_udp_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[3])
-        + os.pathsep
-        + os.environ.get("PYTHONPATH", ""),
-    }
+    port = free_udp_port()
     work = Path(tempfile.mkdtemp(prefix="sessiond-cps-"))
-    log = open(work.parent / f"{work.name}.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "sessiond",
-            "run",
-            "--redis",
-            redis_url,
-            "--namespace",
-            namespace,
-            "--workers",
-            str(workers),
-            "--listen",
-            f"udp:127.0.0.1:{port}",
-            "--rtp-ports",
-            "30000-39999",
-            "--rtp-timeout",
-            "0",
-            "--rate-limit",  # sipp is one source address
-            "1000000",
-            "--rate-burst",
-            "1000000",
-            "--max-calls-per-source",
-            "0",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-    )
+    args = ["run", "--redis", redis_url, "--namespace", namespace, "--workers", str(workers)]
+    args += ["--listen", f"udp:127.0.0.1:{port}", "--rtp-ports", "30000-39999"]
+    proc = sessiond([*args, "--rtp-timeout", "0", *ONE_SOURCE], work.parent / f"{work.name}.log")
     best = 0
     groups: list[Path] = []
     try:
@@ -290,13 +252,7 @@ def _run_workers(
             best = rate
             time.sleep(1.0)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop(proc)
         for group in groups:
             with contextlib.suppress(OSError):
                 uncap(group)
@@ -319,8 +275,7 @@ def cps(
 ) -> int:
     """``worker_cpu``: cap each worker process at that fraction of a core, so the workers are
     the bottleneck and what adding one brings shows even on a machine this small."""
-    if shutil.which("sipp") is None:
-        print("sessiond bench cps needs sipp (Debian package sip-tester)", file=sys.stderr)
+    if missing_tool("cps", {"sipp": "sip-tester"}):
         return 2
     if worker_cpu is not None:
         try:

@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sessiond.cli.bench.spawn import free_udp_port, stop
+
 _SDP = """
       v=0
       o=bench 53655765 2353687637 IN IP[local_ip_type] [local_ip]
@@ -143,12 +145,6 @@ def callee_xml() -> str:
   <pause milliseconds="2000"/>
 </scenario>
 """
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def port_is_free(port: int) -> bool:
@@ -285,9 +281,4 @@ def _stop_callee(callee: subprocess.Popen[bytes], hold: float) -> None:
     try:
         callee.wait(timeout=hold + 5)
     except subprocess.TimeoutExpired:
-        callee.terminate()
-        try:
-            callee.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            callee.kill()
-            callee.wait()
+        stop(callee, timeout=5)

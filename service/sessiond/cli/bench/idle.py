@@ -17,29 +17,12 @@ import socket
 import time
 from dataclasses import dataclass
 
-from sessiond.core.messages import CreateLeg
+from sessiond.cli.bench import far_end
+from sessiond.cli.bench.far_end import LOOPBACK
 from sessiond.core.types import Event
-from sessiond.media.commands import Executor, MediaCommand
-from sessiond.media.node import available_codecs
-from sessiond.media.ports import PortAllocator
 from sessiond.media.ticker import DEFAULT_KEEPALIVE, IDLE_RTP, LegSchedule, TickLoad, run_ticker
 
-LOOPBACK = "127.0.0.1"
 RTP_FIRST = 55000  # up to ~5,000 legs below 65535, away from the tests' ranges
-
-
-def _offer(port: int) -> str:
-    return (
-        "v=0\r\n"
-        f"o=bench 1 1 IN IP4 {LOOPBACK}\r\n"
-        "s=-\r\n"
-        f"c=IN IP4 {LOOPBACK}\r\n"
-        "t=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\n"
-        "a=rtpmap:0 PCMU/8000\r\n"
-        "a=ptime:20\r\n"
-        "a=sendrecv\r\n"
-    )
 
 
 @dataclass
@@ -54,25 +37,13 @@ class Sample:
 async def _measure(legs: int, policy: str, seconds: float, sink: int) -> Sample:
     loop = asyncio.get_running_loop()
     events: list[Event] = []
-    ports = PortAllocator(LOOPBACK, RTP_FIRST, RTP_FIRST + 2 * legs + 199)
-    executor = Executor(
-        name="bench",
-        sdp_address=LOOPBACK,
-        ports=ports,
-        codecs=available_codecs(),
-        emit=events.append,
-        clock=loop.time,
-        inactivity_timeout=None,
-    )
+    executor = far_end.executor(RTP_FIRST, RTP_FIRST + 2 * legs + 199, events)
     schedule = LegSchedule(executor, "bench", DEFAULT_KEEPALIVE if policy == "keepalive" else 0.0)
     load = TickLoad(loop.time())
     ticker = asyncio.create_task(run_ticker(schedule.tick, 5, load))
     try:
         for i in range(legs):
-            data = CreateLeg(media_id=f"idle-{i}.m", mode="answer", remote_sdp=_offer(sink))
-            ready = await executor.execute(MediaCommand(f"c{i}", "create", f"idle-{i}", data))
-            if ready[0].type != "MediaReady":
-                raise RuntimeError(f"leg {i}: {ready[0].type} {ready[0].data}")
+            await far_end.answer(executor, f"idle-{i}", sink, f"c{i}")
         await asyncio.sleep(1.0)  # the legs' first packets, then (keepalive) asleep
         sent0 = sum(leg.sent for leg in executor.legs.values())
         load.take(loop.time())

@@ -18,84 +18,20 @@ Two measurements, printed one after the other:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import multiprocessing
-import socket
-import struct
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any
 
-from sessiond.core.messages import Bridge, CreateLeg
+from sessiond.cli.bench import far_end
+from sessiond.core.messages import Bridge
 from sessiond.core.types import Event
 from sessiond.media.bench import bench_relay
-from sessiond.media.commands import Executor, MediaCommand
-from sessiond.media.node import TICK, available_codecs
-from sessiond.media.ports import PortAllocator
+from sessiond.media.commands import MediaCommand
+from sessiond.media.node import TICK
 
 PACKETS_PER_SECOND = 50  # G.711, 20 ms per packet, per direction per leg
-PAYLOAD = b"\xff" * 160  # PCMU silence-level payload, 20 ms at 8 kHz
-LOOPBACK = "127.0.0.1"
 RTP_RANGE = (36000, 37999)
 STEPS = (50, 100, 200, 300, 400, 500, 600, 800)
-
-
-def _offer(port: int) -> str:
-    return (
-        "v=0\r\n"
-        f"o=bench 1 1 IN IP4 {LOOPBACK}\r\n"
-        "s=-\r\n"
-        f"c=IN IP4 {LOOPBACK}\r\n"
-        "t=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\n"
-        "a=rtpmap:0 PCMU/8000\r\n"
-        "a=ptime:20\r\n"
-        "a=sendrecv\r\n"
-    )
-
-
-def _sender(conn: Connection) -> None:
-    """The far end of every leg: one socket, 50 packets/s to each leg port, counts replies."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
-        sock.bind((LOOPBACK, 0))
-        sock.setblocking(False)
-        conn.send(sock.getsockname()[1])
-        while True:
-            job = conn.recv()
-            if job is None:
-                return
-            ports, seconds = job
-            sent = received = 0
-            ticks = int(seconds * PACKETS_PER_SECOND)
-            start = time.perf_counter()
-            for k in range(ticks):
-                for i, port in enumerate(ports):
-                    header = struct.pack("!BBHII", 0x80, 0, k & 0xFFFF, (k * 160) & 0xFFFFFFFF, i)
-                    with contextlib.suppress(BlockingIOError):
-                        sock.sendto(header + PAYLOAD, (LOOPBACK, port))
-                        sent += 1
-                received += _drain(sock)
-                delay = start + (k + 1) * TICK - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
-            end = time.perf_counter() + 0.2
-            while time.perf_counter() < end:
-                received += _drain(sock)
-                time.sleep(0.01)
-            conn.send((sent, received, time.perf_counter() - start))
-
-
-def _drain(sock: socket.socket) -> int:
-    n = 0
-    while True:
-        try:
-            sock.recv(2048)
-        except BlockingIOError:
-            return n
-        n += 1
 
 
 @dataclass
@@ -126,29 +62,16 @@ class Step:
 async def _step(legs: int, seconds: float, conn: Connection, far_port: int) -> Step:
     events: list[Event] = []
     loop = asyncio.get_running_loop()
-    ports = PortAllocator(LOOPBACK, *RTP_RANGE)
-    executor = Executor(
-        name="bench",
-        sdp_address=LOOPBACK,
-        ports=ports,
-        codecs=available_codecs(),
-        emit=events.append,
-        clock=loop.time,
-        inactivity_timeout=None,
-    )
+    executor = far_end.executor(*RTP_RANGE, events)
     try:
         leg_ports = []
         for i in range(legs):
-            media_id = f"bench-{i}.m"
-            data = CreateLeg(media_id=media_id, mode="answer", remote_sdp=_offer(far_port))
-            ready = await executor.execute(MediaCommand(f"c{i}", "create", f"bench-{i}", data))
-            if ready[0].type != "MediaReady":
-                raise RuntimeError(f"leg {i}: {ready[0].type} {ready[0].data}")
-            leg_ports.append(executor.legs[media_id].port)
+            leg = await far_end.answer(executor, f"bench-{i}", far_port, f"c{i}")
+            leg_ports.append(leg.port)
         for i in range(0, legs - 1, 2):
             pair = Bridge(media_id=f"bench-{i}.m", other=f"bench-{i + 1}.m")
             await executor.execute(MediaCommand(f"b{i}", "bridge", f"bench-{i}", pair))
-        conn.send((leg_ports, seconds))
+        conn.send((leg_ports, [False] * legs, seconds))
         durations: list[float] = []
         late = 0
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -190,29 +113,15 @@ async def _step(legs: int, seconds: float, conn: Connection, far_port: int) -> S
 
 
 async def _sockets(seconds: float) -> list[Step]:
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc: Any = ctx.Process(target=_sender, args=(child,), daemon=True)
-    proc.start()
     steps: list[Step] = []
-    try:
-        far_port = parent.recv()
+    with far_end.sender() as (conn, far_port):
         share = max(1.0, seconds / len(STEPS))
         for legs in STEPS:
-            step = await _step(legs, share, parent, far_port)
+            step = await _step(legs, share, conn, far_port)
             steps.append(step)
             _print_step(step)
             if not step.kept_up:
                 break
-    finally:
-        with contextlib.suppress(OSError):
-            parent.send(None)
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-        parent.close()
-        child.close()
     return steps
 
 

@@ -31,8 +31,9 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from sessiond.cli.bench.dialog_sipp import caller_xml, free_udp_port
+from sessiond.cli.bench.dialog_sipp import caller_xml
 from sessiond.cli.bench.peer_systems import PeerMissing, cpu_seconds, start_sessiond
+from sessiond.cli.bench.spawn import free_udp_port, missing_tool
 from sessiond.core.ids import TAG_LEN
 
 NAMESPACE = "mem"
@@ -273,10 +274,8 @@ def memory(
     first_port = 45000  # above the fixed RTP ranges of the tests (20000-30010, 22000-42000)
     legs = capacity_for(calls, rate)
     rtp_ports = f"{first_port}-{first_port + 2 * legs}"
-    for tool, package in (("sipp", "sip-tester"), ("redis-server", "redis-server")):
-        if shutil.which(tool) is None:
-            print(f"sessiond bench memory needs {tool} (Debian package {package})", file=sys.stderr)
-            return 2
+    if missing_tool("memory", {"sipp": "sip-tester", "redis-server": "redis-server"}):
+        return 2
     work = Path(tempfile.mkdtemp(prefix="sessiond-memory-"))
     try:
         system = start_sessiond(

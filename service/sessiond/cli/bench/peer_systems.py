@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sessiond.cli.bench.cps import _wait_ready
-from sessiond.cli.bench.dialog_sipp import free_udp_port, port_is_free
+from sessiond.cli.bench.dialog_sipp import port_is_free
+from sessiond.cli.bench.spawn import (
+    ONE_SOURCE,
+    free_udp_port,
+    popen_logged,
+    redis_server,
+    sessiond_env,
+    stop,
+)
 from sessiond.store.client import LISTPACK_VALUE
 
 SYSTEMS = (
@@ -122,14 +129,9 @@ class Running:
         return total
 
     def stop(self) -> None:
+        """Its processes, the last started first (sessiond before its redis-server)."""
         for proc in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -181,34 +183,16 @@ def _sessiond_role(pid: int, root: int) -> str:
     return argv[3].decode() if len(argv) > 3 else "other"  # python -m sessiond ROLE
 
 
-def _log(work: Path, name: str) -> int:
-    return os.open(work / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-
-
 def _popen(cmd: list[str], work: Path, name: str, **kw: object) -> subprocess.Popen[bytes]:
-    fd = _log(work, name)
-    try:
-        return subprocess.Popen(cmd, stdout=fd, stderr=fd, cwd=work, **kw)  # type: ignore[call-overload, no-any-return]
-    finally:
-        os.close(fd)
+    return popen_logged(cmd, work / f"{name}.log", cwd=work, **kw)
 
 
 def _redis(work: Path, *config: str) -> tuple[subprocess.Popen[bytes], int]:
     """A private redis-server (no persistence, ``config`` added) on a free port, ready."""
-    port = free_udp_port()
-    cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
-    cmd += ["--appendonly", "no", "--protected-mode", "no", "--dir", str(work), *config]
-    proc = _popen(cmd, work, f"redis-{port}")
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        probe = subprocess.run(
-            ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
-        )
-        if probe.stdout.strip() == "PONG":
-            return proc, port
-        time.sleep(0.1)
-    proc.kill()
-    raise PeerMissing(f"the private redis-server on port {port} did not start")
+    try:
+        return redis_server(work, "--appendonly", "no", "--protected-mode", "no", *config)
+    except TimeoutError as exc:
+        raise PeerMissing(f"the private {exc}") from None
 
 
 _PROBE = (
@@ -372,8 +356,7 @@ def start_sessiond(
     url = running.redis_url = f"redis://127.0.0.1:{redis_port}/0"
     cmd = [sys.executable, "-m", "sessiond", "run", "--redis", url, "--namespace", namespace]
     cmd += ["--workers", "1", "--listen", f"udp:127.0.0.1:{running.port}"]
-    cmd += ["--rtp-ports", rtp_ports, "--rtp-timeout", "0", "--rate-limit", "1000000"]
-    cmd += ["--rate-burst", "1000000", "--max-calls-per-source", "0"]
+    cmd += ["--rtp-ports", rtp_ports, "--rtp-timeout", "0", *ONE_SOURCE]
     if forward:
         routes = work / f"{name}-routes.yaml"
         target = f"sip:callee@127.0.0.1:{running.callee_port}"
@@ -383,13 +366,7 @@ def start_sessiond(
     else:
         cmd += ["--answer", "auto"]
     cmd += extra
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[3])
-        + os.pathsep
-        + os.environ.get("PYTHONPATH", ""),
-    }
-    proc = _popen(cmd, work, name, env=env)
+    proc = _popen(cmd, work, name, env=sessiond_env())
     running.procs.append(proc)
     running.roles = lambda: {
         **{pid: _sessiond_role(pid, proc.pid) for pid in process_tree(proc.pid)},

@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sessiond.cli.bench.command import PEERS_RATES
 from sessiond.cli.bench.dialog_sipp import Step, run_step
 from sessiond.cli.bench.peer_systems import (
     SYSTEMS,
@@ -37,7 +38,7 @@ from sessiond.cli.bench.peer_systems import (
     why_missing,
 )
 
-DEFAULT_RATES = (50, 100, 150, 200, 300, 400, 600, 800, 1000, 1200, 1400)
+DEFAULT_RATES = PEERS_RATES
 IDLE_SECONDS = 3.0
 
 

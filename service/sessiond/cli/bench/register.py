@@ -28,11 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -43,15 +40,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis as sync_redis
 import redis.asyncio as aioredis
 
+from sessiond.cli.bench.command import REGISTER_RATES
 from sessiond.cli.bench.cps import _wait_sip
 from sessiond.cli.bench.dialog_sipp import _fresh, _percentile, _sipp, read_stats, setup_times
+from sessiond.cli.bench.spawn import (
+    ATTEMPTS,
+    ONE_SOURCE,
+    listen_port,
+    missing_tool,
+    redis_server,
+    sessiond,
+    stop,
+)
 from sessiond.store.keys import Keys
 from sessiond.store.users import Account, Users
 
-DEFAULT_RATES = (200, 400, 800, 1200)
+DEFAULT_RATES = REGISTER_RATES
 DOMAIN = "bench.example"
 PASSWORD = "bench-s3cret"
 
@@ -69,25 +75,6 @@ Max-Forwards: 70
 
 ]]></send>
 """
-
-
-LISTEN_PORTS = range(10000, 20000)  # below the kernel's ephemeral range (32768-60999)
-ATTEMPTS = 3  # a port found free can be taken before our process binds it: tries
-
-
-def listen_port() -> int:
-    """A port on 127.0.0.1 free for UDP and TCP now, outside the ephemeral range (a port
-    the kernel hands out from there can become any client's source port a moment later)."""
-    for _ in range(500):
-        port = random.choice(LISTEN_PORTS)
-        try:
-            for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-                with socket.socket(socket.AF_INET, kind) as s:
-                    s.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return port
-    raise OSError("no free port in 10000-19999 on 127.0.0.1")
 
 
 def uac_xml() -> str:
@@ -210,49 +197,15 @@ def run_step(
     )
 
 
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-def _redis_server(work: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """redis-server on a free port, answering PING: (process, port)."""
-    for _ in range(ATTEMPTS):
-        port = listen_port()
-        args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work)]
-        args += ["--save", "", "--appendonly", "yes", "--appendfsync", "everysec"]
-        args += ["--hash-max-listpack-value", "1024", "--logfile", "redis.log"]
-        proc = subprocess.Popen(
-            args, cwd=work, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        client = sync_redis.Redis(port=port, socket_timeout=1)
-        try:
-            deadline = time.monotonic() + 15
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    if client.ping():
-                        return proc, port
-                except sync_redis.RedisError:
-                    time.sleep(0.05)
-        finally:
-            client.close()
-        _stop(proc)
-    raise TimeoutError(f"redis-server did not start ({ATTEMPTS} tries; see redis.log)")
-
-
 @contextmanager
 def private_redis(work: Path) -> Iterator[tuple[str, int]]:
     """A redis-server of the bench's own on a free loopback port: (URL, pid)."""
-    proc, port = _redis_server(work)
+    config = ["--appendonly", "yes", "--appendfsync", "everysec"]
+    proc, port = redis_server(work, *config, "--hash-max-listpack-value", "1024")
     try:
         yield f"redis://127.0.0.1:{port}/0", proc.pid
     finally:
-        _stop(proc)
+        stop(proc, timeout=15)
 
 
 async def _accounts(redis_url: str, namespace: str, count: int) -> None:
@@ -268,23 +221,9 @@ async def _accounts(redis_url: str, namespace: str, count: int) -> None:
 
 
 def _edge_on(redis_url: str, namespace: str, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[3])
-        + os.pathsep
-        + os.environ.get("PYTHONPATH", ""),
-    }
     args = ["edge", "--redis", redis_url, "--namespace", namespace, "--name", "bench-edge"]
     args += ["--listen", f"udp:127.0.0.1:{port}", "--registrar", DOMAIN]
-    # sipp is one source address: the per-source limits would measure themselves
-    args += ["--rate-limit", "1000000", "--rate-burst", "1000000", "--max-calls-per-source", "0"]
-    with open(log, "wb") as out:  # the child has its own descriptor
-        return subprocess.Popen(
-            [sys.executable, "-m", "sessiond", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+    return sessiond([*args, *ONE_SOURCE], log)
 
 
 def _edge(redis_url: str, namespace: str, log: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -299,7 +238,7 @@ def _edge(redis_url: str, namespace: str, log: Path) -> tuple[subprocess.Popen[b
                 return edge, port
             except TimeoutError:
                 continue
-        _stop(edge)
+        stop(edge, timeout=15)
     last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
     raise TimeoutError(f"the edge did not answer ({ATTEMPTS} tries): {' '.join(last)}")
 
@@ -353,15 +292,13 @@ def ceiling(rates: list[int], seconds: float, work: Path) -> int:
         time.sleep(0.3)
         _, best = _steps(port, rates, seconds, work / "uac", {"uas": uas.pid})
     finally:
-        _stop(uas, 5)
+        stop(uas, timeout=5)
     return best
 
 
 def bench_register(rates: list[int], seconds: float) -> int:
-    for tool in ("sipp", "redis-server"):
-        if shutil.which(tool) is None:
-            print(f"sessiond bench register needs {tool}", file=sys.stderr)
-            return 2
+    if missing_tool("register", {"sipp": "sip-tester", "redis-server": "redis-server"}):
+        return 2
     work = Path(tempfile.mkdtemp(prefix="sessiond-bench-register-"))
     namespace = f"benchreg{uuid.uuid4().hex[:6]}"
     accounts = sum(max(1, int(r * seconds)) for r in rates)
@@ -379,7 +316,7 @@ def bench_register(rates: list[int], seconds: float) -> int:
                 pids = {"edge": edge.pid, "redis": redis_pid}
                 _, best = _steps(port, rates, seconds, work / "uac", pids)
             finally:
-                _stop(edge)
+                stop(edge, timeout=15)
         print(f"highest clean step through sessiond: {best} REGISTERs/s")
         more = [*rates, max(rates) * 2, max(rates) * 4]
         print("\nceiling: the same sipp scenario against a sipp UAS (401, then 200), no sessiond")

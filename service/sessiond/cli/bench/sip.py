@@ -4,10 +4,7 @@ a real Redis), with sipp's ``uac`` placing calls at a fixed rate on loopback."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -15,38 +12,23 @@ from pathlib import Path
 
 import redis as sync_redis
 
-from sessiond.cli.bench.cps import _free_udp_port, _wait_sip, process_cpu, sipp_count, sipp_uac
+from sessiond.cli.bench.cps import _wait_sip, process_cpu, sipp_count, sipp_uac
+from sessiond.cli.bench.spawn import ONE_SOURCE, free_udp_port, sessiond, stop
 from sessiond.sip.bench import bench_parse
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
-    out = open(log, "wb")  # noqa: SIM115 - the child owns it; closed at exit
-    return subprocess.Popen(
-        [sys.executable, "-m", "sessiond", *args], stdout=out, stderr=subprocess.STDOUT, env=env
-    )
+    return sessiond(args, log)
 
 
 def per_call_cpu(redis_url: str, calls: int, rate: int) -> dict[str, float]:
     ns = f"benchsip{uuid.uuid4().hex[:6]}"
     common = ["--redis", redis_url, "--namespace", ns]
-    port = _free_udp_port()
+    port = free_udp_port()
     work = Path(tempfile.mkdtemp(prefix="sessiond-bench-sip-"))
     procs = {
         "edge": _start(
-            [
-                "edge",
-                *common,
-                "--listen",
-                f"udp:127.0.0.1:{port}",
-                "--rate-limit",
-                "1000000",
-                "--rate-burst",
-                "1000000",
-                "--max-calls-per-source",
-                "0",
-            ],
-            work / "edge.log",
+            ["edge", *common, "--listen", f"udp:127.0.0.1:{port}", *ONE_SOURCE], work / "edge.log"
         ),
         "worker": _start(["worker", *common, "--answer", "auto"], work / "worker.log"),
         "media": _start(
@@ -81,13 +63,7 @@ def per_call_cpu(redis_url: str, calls: int, rate: int) -> dict[str, float]:
         result["calls_ok"] = ok
         return result
     finally:
-        for p in procs.values():
-            p.send_signal(signal.SIGTERM)
-        for p in procs.values():
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(*procs.values())
         client = sync_redis.Redis.from_url(redis_url)
         keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
         for i in range(0, len(keys), 1000):
