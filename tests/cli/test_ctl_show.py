@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
+from typing import Any
 
 import pytest
 
@@ -82,23 +83,37 @@ def test_show_prints_whole_values_readable_times_and_history_payloads(
         }
         invite = Event("i", "Invite", {"sdp": SDP, "txn": TXN})
         await applier.create(fields, keys.registry_keys(fields), invite)
-        for n, (name, data) in enumerate(
+        await apply(applier, 0, [("MediaReady", ready), ("AcceptCall", {})])
+        await redis.aclose()
+
+    async def finish() -> None:  # the INVITE's txn is forgotten at the ACK: shown before it
+        redis = connect(redis_url)
+        applier = Applier(Store(redis, keys), TableSet([default_table], redis, keys))
+        await apply(
+            applier,
+            2,
             [
-                ("MediaReady", {"sdp": "v=0\r\n", "media_node": "m1", "media_id": f"{sid}.m"}),
-                ("AcceptCall", {}),
                 ("Ack", {}),
                 ("DtmfReceived", {"digit": "7", "media_id": f"{sid}.m"}),
                 ("Hangup", {"by": "ctl"}),
                 ("ByeDone", {"kind": "response", "code": 200, "reason": "OK"}),
-            ]
-        ):
-            assert (await applier.handle(sid, Event(f"e{n}", name, data))).status == "applied"
+            ],
+        )
         await redis.aclose()
+
+    async def apply(applier: Applier, first: int, events: list[tuple[str, dict[str, Any]]]) -> None:
+        for n, (name, data) in enumerate(events, first):
+            assert (await applier.handle(sid, Event(f"e{n}", name, data))).status == "applied"
+
+    ready = {"sdp": "v=0\r\n", "media_node": "m1", "media_id": f"{sid}.m"}
 
     asyncio.run(setup())
     try:
         assert main(["ctl", "--redis", redis_url, "--namespace", keys.ns, "show", sid]) == 0
         out = capsys.readouterr().out
+        asyncio.run(finish())
+        assert main(["ctl", "--redis", redis_url, "--namespace", keys.ns, "show", sid]) == 0
+        end = capsys.readouterr().out
     finally:
 
         async def cleanup() -> None:
@@ -114,7 +129,8 @@ def test_show_prints_whole_values_readable_times_and_history_payloads(
     assert max(len(line) for line in fields) <= 120  # long values wrapped
     for name in ("created_at", "entered_state_at", "updated_at"):
         assert re.fullmatch(ISO, shown_value(out, name)), name
-    history = out.split("\nhistory:\n", 1)[1].splitlines()
+    assert "CSeq: 1 INVITE" not in end.split("\nhistory:\n", 1)[0]  # txn forgotten at the ACK
+    history = end.split("\nhistory:\n", 1)[1].splitlines()
     assert len(history) == 8
     assert all(re.match(rf"  {ISO}  v", line) for line in history), history
     assert any("--DtmfReceived--> Established digit=7" in line for line in history), history
