@@ -24,20 +24,11 @@ def test_bench_relay_reports_rates() -> None:
 def test_bench_conference_mixes_rooms_over_real_sockets() -> None:
     """Two rooms of three members for a second: every member gets mixed packets back."""
     import asyncio
-    import multiprocessing
 
-    from sessiond.cli.bench import conference
+    from sessiond.cli.bench import conference, far_end
 
-    ctx = multiprocessing.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=conference._sender, args=(child,), daemon=True)
-    proc.start()
-    try:
-        far = parent.recv()
-        step = asyncio.run(conference._step(2, 3, 2, 1.0, parent, far))
-    finally:
-        parent.send(None)
-        proc.join(timeout=10)
+    with far_end.sender() as (conn, far):
+        step = asyncio.run(conference._step(2, 3, 2, 1.0, conn, far))
     assert step.legs == 6
     assert step.ticks > 0
     assert step.sent > 0
