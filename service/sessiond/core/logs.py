@@ -72,5 +72,8 @@ def setup(log_format: str = "text", level: int = logging.INFO) -> None:
 
 def iso_time(unix: float) -> str:
     """``1764900452.1234`` -> ``2025-12-05T02:07:32.123Z`` (UTC, milliseconds)."""
-    moment = datetime.fromtimestamp(unix, UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    m = datetime.fromtimestamp(unix, UTC)
+    return (
+        f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}"
+        f".{m.microsecond // 1000:03d}Z"
+    )

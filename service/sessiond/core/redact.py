@@ -16,7 +16,7 @@ SDP_FIELDS = ("local_sdp", "remote_sdp")
 
 def redact_keys(text: str) -> str:
     """Any text (a whole SDP body, a log line) with every ``inline:`` key hidden."""
-    return _INLINE_KEY.sub(r"\1<hidden>", text)
+    return _INLINE_KEY.sub(r"\1<hidden>", text) if ":" in text else text
 
 
 def scrubbed(session: Mapping[str, str]) -> dict[str, str]:

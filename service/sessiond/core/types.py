@@ -9,7 +9,7 @@ module can use these types without pulling in the decision engine.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -114,6 +114,11 @@ class Context:
 
     def get(self, name: str) -> str:
         return self._view.get(name, "")
+
+    def fields(self, names: Iterable[str]) -> dict[str, str]:
+        """``{name: self.get(name)}`` for each of ``names``."""
+        view = self._view
+        return {name: view.get(name, "") for name in names}
 
     def set(self, name: str, value: str) -> None:
         self._view[name] = value

@@ -90,6 +90,8 @@ def _unpack(value: Any, lenient: bool) -> dict[str, Any]:
     except Exception as exc:  # anything a garbage entry can raise
         raise EntryError(f"undecodable entry data: {exc!r}") from exc
     if isinstance(data, dict):
+        if all(type(k) is str for k in data):  # as msgpack gives it: nothing to convert
+            return data
         return {_text(k): v for k, v in data.items()}
     if lenient:
         return {}

@@ -32,15 +32,20 @@ _PAIR = re.compile(r' (\w+)=("(?:[^"\\]|\\.)*"|[^\s"]*)')
 
 def line(step: Step, version: int, event_id: str, worker: str, at: float) -> str:
     """The history line of one step, stored at ``version``."""
-    payload = "".join(f" {name}={_value(value)}" for name, value in step.data)
-    return (
-        f"{iso_time(at)} v{version} {step.from_state} --{step.event}--> {step.to_state}"
-        f"{payload} [{', '.join(step.actions)}] {event_id} ({worker})"
-    )
+    return _line(step, f"{iso_time(at)} v{version}", f"{event_id} ({worker})")
 
 
 def lines(steps: Sequence[Step], version: int, event_id: str, worker: str, at: float) -> list[str]:
-    return [line(step, version, event_id, worker, at) for step in steps]
+    head, tail = f"{iso_time(at)} v{version}", f"{event_id} ({worker})"
+    return [_line(step, head, tail) for step in steps]
+
+
+def _line(step: Step, head: str, tail: str) -> str:
+    payload = "".join([f" {name}={_value(value)}" for name, value in step.data])
+    return (
+        f"{head} {step.from_state} --{step.event}--> {step.to_state}"
+        f"{payload} [{', '.join(step.actions)}] {tail}"
+    )
 
 
 def parse(text: str) -> dict[str, str]:

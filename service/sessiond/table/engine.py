@@ -87,7 +87,10 @@ def _choose(
     alternatives: tuple[Alternative, ...], session: Mapping[str, str], event: Event
 ) -> Alternative | None:
     for alt in alternatives:
-        if all(g.fn(session, event, g.args) != g.negate for g in alt.guards):
+        for g in alt.guards:
+            if g.fn(session, event, g.args) == g.negate:
+                break
+        else:
             return alt
     return None
 
@@ -139,11 +142,14 @@ def _apply(
     ctx = Context(view, event, now, commands, touched)
     for action in alt.actions:
         action.fn(ctx, action.args)
-    before = _met(table, view) if alt.conditions else []
-    for name, value in alt.conditions:
-        key = f"cond.{name}"
-        view[key] = "1" if value else "0"
-        touched.add(key)
+    raised_conds: set[str] = set()  # conditions this step made true (were not before)
+    if alt.conditions:
+        before = {name: view.get(f"cond.{name}") for name, _ in alt.conditions}
+        for name, value in alt.conditions:
+            key = f"cond.{name}"
+            view[key] = "1" if value else "0"
+            touched.add(key)
+        raised_conds = {n for n, was in before.items() if was != "1" and view[f"cond.{n}"] == "1"}
     nxt = alt.next or state
     view["state"] = nxt
     for published in alt.publish:
@@ -152,15 +158,17 @@ def _apply(
     n = len(steps)
     for raised in alt.raises:
         queue.append((Event(f"{event.id}#{n}{raised}", raised, {}, view.get("sid", "")), None))
-    if alt.conditions:  # triggers fire only when a condition changed in this step
-        after = _met(table, view)
-        for i, trig in enumerate(table.triggers):
-            if after[i] and not before[i]:
+    if raised_conds:  # a trigger fires when this step made its last condition true
+        for trig in table.triggers:
+            if not raised_conds.isdisjoint(trig.conditions) and _met(trig.conditions, view):
                 queue.append((Event(f"{event.id}#{n}{trig.event}", trig.event, {}, ""), None))
 
 
-def _met(table: Table, view: Mapping[str, str]) -> list[bool]:
-    return [all(view.get(f"cond.{c}") == "1" for c in t.conditions) for t in table.triggers]
+def _met(conditions: tuple[str, ...], view: Mapping[str, str]) -> bool:
+    for c in conditions:
+        if view.get(f"cond.{c}") != "1":
+            return False
+    return True
 
 
 def _app_data(view: Mapping[str, str], event: Event) -> dict[str, Any]:
@@ -193,17 +201,24 @@ def _finish(
     view.pop("_event_id", None)
     old_state, new_state = session["state"], view["state"]
     # A new session (version 0) enters its first state even if its first step is a self-loop.
-    changed = session.get("version", "0") == "0" or any(s.from_state != s.to_state for s in steps)
+    version = session.get("version", "0")
+    stamp = f"{now:.3f}"
+    path = [steps[0].from_state]
+    changed = version == "0"
+    for step in steps:
+        path.append(step.to_state)
+        changed = changed or step.from_state != step.to_state
     if changed:
-        epoch = str(int(session.get("version", "0")) + 1)
+        epoch = str(int(version) + 1)
         _timer_commands(table, session, old_state, new_state, epoch, now, first.id, commands)
         view["epoch"] = epoch
-        view["entered_state_at"] = f"{now:.3f}"
+        view["entered_state_at"] = stamp
         touched.update(("epoch", "entered_state_at"))
-    view["updated_at"] = f"{now:.3f}"
-    fields = {k: view[k] for k in touched if session.get(k) != view[k]}
+    view["updated_at"] = stamp
+    get = session.get
+    fields = {k: view[k] for k in touched if get(k) != view[k]}
     terminal = table.states[new_state].terminal
-    reason = " -> ".join([steps[0].from_state, *(s.to_state for s in steps)])
+    reason = " -> ".join(path)
     return Verdict(
         Outcome.TRANSITION, reason, new_state, fields, tuple(commands), tuple(steps), terminal
     )

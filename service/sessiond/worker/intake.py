@@ -30,7 +30,6 @@ from sessiond.worker.handlers import (
     Forward,
     IncomingCallInfo,
     Reject,
-    SessionOptions,
     decision_event,
     media_option,
     ring_registered,
@@ -226,10 +225,12 @@ class Intake:
     def options(self, invite: Event, sid: str) -> dict[str, str]:
         """Per-call session fields from a handler that sets them (:class:`SessionOptions`);
         none when it has no such method, fails, or names another field (logged)."""
-        if not isinstance(self.handler, SessionOptions):
+        # isinstance(handler, SessionOptions) as the Protocol checks it, without its cost
+        session_fields = getattr(self.handler, "session_fields", None)
+        if session_fields is None:
             return {}
         try:
-            fields = dict(self.handler.session_fields(IncomingCallInfo.from_invite(invite, sid)))
+            fields = dict(session_fields(IncomingCallInfo.from_invite(invite, sid)))
         except Exception:
             log.exception("handler %r session_fields failed on %s", self.handler, invite.id)
             return {}

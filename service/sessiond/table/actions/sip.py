@@ -21,7 +21,7 @@ DTMF_CHARS = "0123456789*#ABCD"
 
 
 def _dialog(ctx: Context) -> dict[str, Any]:
-    return {name: ctx.get(name) for name in DIALOG_FIELDS}
+    return ctx.fields(DIALOG_FIELDS)
 
 
 def _to_peer(ctx: Context) -> dict[str, Any]:
