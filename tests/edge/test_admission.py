@@ -115,6 +115,37 @@ def test_media_capacity_sheds_new_calls_near_the_reserve() -> None:
     assert big.media_reserve() == 20
 
 
+def test_a_call_released_before_the_reports_show_it_gives_its_leg_back() -> None:
+    """A call counts against the reported free legs from its admission until the second
+    report after it (the first may have been written before its leg was taken); released
+    before that, it no longer counts; released after, the reports give its leg back, not
+    the release (no double count). INVITE + CANCEL pairs cannot use up the estimate."""
+    adm = Admission(max_per_source=0, reserve=2)
+    adm.media.observe({"m1": "10 10 1"}, 0.0)
+    for n in range(100):  # one source: INVITE, CANCEL, INVITE, CANCEL...
+        assert adm.check("10.0.0.1") is None
+        adm.admit((f"c{n}", "t"), "10.0.0.1", 0.0)
+        assert adm.release((f"c{n}", "t"))
+    assert adm.media.free == 10
+    adm.admit(("a", "t"), "10.0.0.2", 0.0)
+    adm.admit(("b", "t"), "10.0.0.2", 0.0)
+    assert adm.media.free == 8
+    adm.media.observe({"m1": "10 10 2"}, 1.0)  # written before their legs were taken
+    assert adm.media.free == 8
+    adm.release(("a", "t"))  # before the report that shows it
+    assert adm.media.free == 9
+    adm.admit(("c", "t"), "10.0.0.2", 1.0)
+    adm.media.observe({"m1": "8 10 3"}, 2.0)  # b and c have their legs
+    assert adm.media.free == 7  # c may still be missing from it
+    adm.media.observe({"m1": "8 10 4"}, 3.0)
+    assert adm.media.free == 8
+    adm.release(("b", "t"))  # the report shows its leg: the next one gives it back
+    adm.release(("b", "t"))
+    assert adm.media.free == 8
+    adm.media.observe({"m1": "9 10 5"}, 4.0)
+    assert adm.media.free == 9
+
+
 def test_auth_throttle_locks_out_after_k_failures_in_the_window() -> None:
     throttle = AuthThrottle(max_failures=3, window=10.0, lockout=5.0)
     assert not throttle.failed("a", 0.0)
@@ -193,7 +224,9 @@ async def test_edge_heartbeat_reads_media_capacity_and_drops_calls_whose_session
         edge.admission.admit(("young@h", "t3"), "192.0.2.1", time.monotonic())
         await client.set(keys.initial("live@h", "t2"), "sid")
         await edge._beat()
-        assert (edge.admission.media.capacity, edge.admission.media.free) == (80, 32)
+        # 35 reported, minus the two calls admitted since that are still held (the third,
+        # released, no longer counts)
+        assert (edge.admission.media.capacity, edge.admission.media.free) == (80, 33)
         assert ("gone@h", "t1") not in edge.admission.calls
         assert ("live@h", "t2") in edge.admission.calls
         assert ("young@h", "t3") in edge.admission.calls

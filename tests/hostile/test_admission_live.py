@@ -17,7 +17,9 @@ import socket
 import time
 import urllib.request
 import uuid
+from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -423,3 +425,87 @@ def test_past_capacity_new_calls_get_503_at_once_and_held_calls_go_on(cluster: C
     finally:
         peer.close()
         rtp.close()
+
+
+def _cancel_pairs(port: int, pairs: int, rate: float) -> Counter[int]:
+    """From 127.0.0.9: ``pairs`` times an INVITE and at once its CANCEL, ``rate`` a second
+    (under the per-source rate limit); each call ends at once (487 ACKed, or a 200 that beat
+    the CANCEL ACKed and hung up with BYE), so the source holds about one call at a time.
+    The INVITEs' final statuses."""
+    peer = UdpAttacker("127.0.0.9", port)
+    finals: Counter[int] = Counter()
+    ctype = "Content-Type: application/sdp\r\n"
+    start = time.monotonic()
+    try:
+        for n in range(pairs):
+            time.sleep(max(0.0, start + n / rate - time.monotonic()))
+            call_id, tag = f"pair{n}-{uuid.uuid4().hex}", f"pair{n}"
+            branch = "z9hG4bK" + uuid.uuid4().hex[:16]
+            invite = request(
+                "INVITE", port, peer.addr, call_id=call_id, branch=branch, body=SDP, extra=ctype
+            )
+            peer.send(_tagged(invite, tag))
+            peer.send(_tagged(request("CANCEL", port, peer.addr, call_id=call_id, branch=branch)))
+            final = _reply(peer, call_id, "INVITE", range(200, 700))
+            finals[status(final)] += 1
+            to_tag = (header(final, "To") or "").split("tag=")[-1]
+            ok = status(final) == 200
+            ack = request(
+                "ACK",
+                port,
+                peer.addr,
+                call_id=call_id,
+                to_tag=to_tag,
+                branch=None if ok else branch,
+            )
+            peer.send(_tagged(ack, tag))
+            if ok:  # answered before the CANCEL arrived: hang up
+                bye = request("BYE", port, peer.addr, call_id=call_id, to_tag=to_tag, cseq=2)
+                peer.send(_tagged(bye, tag))
+    finally:
+        peer.close()
+    return finals
+
+
+def test_cancelled_calls_do_not_use_up_the_media_estimate(cluster: Cluster, tmp_path: Path) -> None:
+    """One source sends INVITE + CANCEL pairs at 20/s, under its rate limit (50/s), 120 of
+    them (three times the node's 40 legs), while 127.0.0.3 places 20 calls: every call
+    succeeds and no INVITE is refused for media capacity. Before, the edge counted every
+    call it admitted against the reported free legs until two reports later, even when it
+    had ended: the pairs drove the estimate to the reserve and every caller got 503 "Out of
+    media capacity" from one source holding a call or two."""
+    service = _start(cluster)
+    assert _wait_metric(service.metrics, "sessiond_edge_media_free", lambda v: v == LEGS, 30.0)
+    pool = ThreadPoolExecutor(1)
+    pairs = pool.submit(_cancel_pairs, service.port, 3 * LEGS, 20.0)
+    time.sleep(1.0)  # the pairs are under way
+    calls = sipp(
+        tmp_path,
+        "-sn",
+        "uac",
+        f"127.0.0.1:{service.port}",
+        "-i",
+        "127.0.0.3",
+        "-m",
+        str(CALLS),
+        "-r",
+        "5",
+        "-d",
+        "200",
+        "-p",
+        str(free_port()),
+        "-mp",
+        str(free_port()),
+        "-timeout",
+        "30s",
+        timeout=45,
+    )
+    finals = pairs.result(timeout=60)
+    pool.shutdown()
+    seen = _metrics(service.metrics)
+    drops = {k: v for k, v in seen.items() if k.startswith("sessiond_sip_dropped")}
+    assert stats(calls) == (CALLS, 0), (drops, calls.stdout[-1500:])
+    assert seen.get('sessiond_sip_dropped_total{why="media-capacity"}', 0) == 0, drops
+    assert set(finals) <= {200, 487}, (finals, drops)
+    held = _wait_metric(service.metrics, "sessiond_edge_calls_held", lambda v: v == 0, 10.0)
+    assert held == 0, _metrics(service.metrics)

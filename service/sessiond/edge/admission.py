@@ -16,7 +16,10 @@ counts what each source holds:
   has gone from Redis are dropped by the edge's heartbeat.
 * :class:`MediaCapacity`: the free RTP port pairs the media nodes report in their heartbeat,
   minus the calls this edge admitted since the reports it holds (so a burst inside one
-  heartbeat period cannot overshoot), against a reserve.
+  heartbeat period cannot overshoot), against a reserve. A call released before the report
+  that is sure to reflect it gives its leg back at once: a source sending INVITE + CANCEL at
+  its rate limit holds few calls, and must not drive the estimate down to the reserve (503
+  to every caller) with calls that have already ended.
 * :class:`Admission`: both, with the per-source limit either fixed or derived from media
   capacity (calls up to a third of the legs the live media nodes have: one source leaves
   at least two thirds of the legs to others with one leg per call, a third with the
@@ -115,7 +118,9 @@ class MediaCapacity:
         self.peak_hold = peak_hold
         self._peak = (0, 0.0)  # the highest capacity seen, and when it was last seen
         self._nodes: dict[str, tuple[int, int, str, float]] = {}  # free, capacity, beat, seen
-        self._admitted = [0, 0]  # calls admitted since the last report, and the one before
+        # the calls admitted since the last report, and before it since the one before (that
+        # report may have been written before their legs were taken), still not released
+        self._admitted: tuple[set[CallKey], set[CallKey]] = (set(), set())
         self._now = 0.0
 
     def observe(self, reports: Mapping[str, str], now: float) -> None:
@@ -129,7 +134,7 @@ class MediaCapacity:
             seen = old[3] if old is not None and old[2] == beat else now
             nodes[name] = (free, capacity, beat, seen)
         self._nodes = nodes
-        self._admitted = [0, self._admitted[0]]
+        self._admitted = (set(), self._admitted[0])
         self._now = now
         capacity = self.capacity
         if capacity >= self._peak[0] or now - self._peak[1] > self.peak_hold:
@@ -155,11 +160,18 @@ class MediaCapacity:
 
     @property
     def free(self) -> int:
-        """Free legs now, estimated: as reported, minus the calls admitted since."""
-        return sum(n[0] for n in self._live()) - sum(self._admitted)
+        """Free legs now, estimated: as reported, minus the live calls admitted since."""
+        return sum(n[0] for n in self._live()) - sum(map(len, self._admitted))
 
-    def admitted(self) -> None:
-        self._admitted[0] += 1
+    def admitted(self, key: CallKey) -> None:
+        self._admitted[0].add(key)
+
+    def released(self, key: CallKey) -> None:
+        """The call ``key`` ended: if the reports are not sure to reflect its leg yet, it no
+        longer counts against them. Once they are, the report after its leg is freed gives
+        the leg back, not this."""
+        self._admitted[0].discard(key)
+        self._admitted[1].discard(key)
 
 
 class Admission:
@@ -222,10 +234,11 @@ class Admission:
 
     def admit(self, key: CallKey, source: str, now: float) -> None:
         if key not in self.calls:
-            self.media.admitted()
+            self.media.admitted(key)
         self.calls.admit(key, source, now)
 
     def release(self, key: CallKey) -> bool:
+        self.media.released(key)
         return self.calls.release(key)
 
 
