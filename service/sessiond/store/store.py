@@ -330,26 +330,15 @@ class Store:
 
     def queue_emitted(self, pipe: Any, sent: Iterable[tuple[str, str]]) -> None:
         """Add to ``pipe`` (after the commands of the outboxes ``sent`` names, as (sid, event
-        id)) the deletion of those stored outboxes: the events stay applied (a later copy is
-        a DUPLICATE) and a copy re-emits nothing, since their commands went out first (one
-        connection: Redis runs them in order, and a replica receives them in that order)."""
+        id), went out) the deletion of those stored outboxes: the events stay applied (a later
+        copy is a DUPLICATE) and a copy re-emits nothing, since their commands went out first
+        (in one round on one connection Redis runs them in order, and a replica receives them
+        in that order; in a Redis Cluster, a round after theirs)."""
         by_sid: dict[str, list[str]] = {}
         for sid, event_id in sent:
             by_sid.setdefault(sid, []).append(event_id)
         for sid, event_ids in by_sid.items():
             pipe.hdel(self.keys.outboxes(sid), *event_ids)
-
-    async def emit(self, outbox: bytes) -> int:
-        """Send an outbox's commands. Receivers drop repeated command ids."""
-        return await self.emit_many([outbox])
-
-    async def emit_many(self, outboxes: Iterable[bytes]) -> int:
-        """Send several outboxes, in order, in one pipeline."""
-        pipe = self.redis.pipeline(transaction=False)
-        count = self.queue_outboxes(pipe, outboxes)
-        if count:
-            await pipe.execute()
-        return count
 
     def queue_outboxes(self, pipe: Any, outboxes: Iterable[bytes]) -> int:
         """Add the commands of ``outboxes`` to ``pipe`` (in order); returns how many."""

@@ -135,9 +135,10 @@ class Work:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """A batch's results, in batch order, and the outboxes of its stored transitions, in
-    the order they were stored: the caller emits them before acknowledging the events,
-    then forgets the stored outboxes of ``sent`` (sid, event id of each non-empty one)."""
+    """A batch's results, in batch order, and (a Redis Cluster) the outboxes of its stored
+    transitions, in the order they were stored: the caller emits them before acknowledging
+    the events, then forgets the stored outboxes of ``sent`` (sid, event id of each non-empty
+    one). Elsewhere the scripts sent the commands: none are left."""
 
     handled: list[Handled]
     outboxes: list[bytes]
@@ -209,13 +210,13 @@ class Applier:
         return (await self.run([work]))[0]
 
     async def run(self, batch: Sequence[Work]) -> list[Handled]:
-        """:meth:`apply`, then emit the outboxes in one round."""
+        """:meth:`apply`, then (a Redis Cluster) emit the outboxes in one round, and forget
+        them in another once they are sent (other nodes)."""
         applied = await self.apply(batch)
         pipe = Round(self.store.redis)
         if self.store.queue_outboxes(pipe, applied.outboxes):
-            if self.store.cluster:  # other nodes: forget the outboxes once they are sent
-                await pipe.execute()
-                pipe = Round(self.store.redis)
+            await pipe.execute()
+            pipe = Round(self.store.redis)
             self.store.queue_emitted(pipe, applied.sent)
             await pipe.execute()
         return applied.handled
