@@ -2,10 +2,12 @@
 --
 -- The worker read the session at version V, decided, and now asks: "if the session is still
 -- at V and this event was never applied, write the new fields, bump the version, append the
--- steps to the history and keep the outbox". Anything else is refused, never half-applied.
--- The outbox is kept until the worker has emitted it (its last round deletes it from the
--- outboxes hash): a redelivered event whose outbox is still there gets it again, one whose
--- outbox went out gets "".
+-- steps to the history and send its commands". Anything else is refused, never half-applied.
+-- Its commands go out here, with the write (direct emission, on a store that is not a Redis
+-- Cluster: the ops after the history lines, their keys the last KEYS), or in a Redis Cluster,
+-- where their streams are on other slots, as an outbox kept until the worker has emitted it
+-- (its last round deletes it from the outboxes hash): a redelivered event whose outbox is
+-- still there gets it again (an older sessiond's too), one whose outbox went out gets "".
 --
 -- KEYS[1]   session hash
 -- KEYS[2]   history list (one text line per step, capped)
@@ -13,13 +15,14 @@
 --           ""), and those an older sessiond wrote (event id -> "", or the outbox itself)
 -- KEYS[4]   outboxes hash: event id -> outbox, until the worker has emitted it
 -- KEYS[5..] registry entries that map to this session (TTL refreshed; removed at the end)
+-- then      the d destination keys of the ops (d: see below), one per op, in order
 -- ARGV[1]   expected version (decimal text)
 -- ARGV[2]   event id
 -- ARGV[3]   TTL in seconds applied to every key above (when the state is terminal, or when
 --           the session's TTL has run down by more than a minute: so a busy call costs one
 --           TTL read per transition, not an EXPIRE per key)
 -- ARGV[4]   history length cap
--- ARGV[5]   outbox: opaque bytes ("" when there are no commands)
+-- ARGV[5]   outbox to keep: opaque bytes ("" when there are no commands, or they are ops)
 -- ARGV[6]   "1" if the new state is terminal: registry entries pointing here are deleted
 -- ARGV[7]   session id (registry entries are deleted only if they still point to it)
 -- ARGV[8]   the event id's digest (store/applied.py: 8 characters), appended to field
@@ -28,10 +31,13 @@
 -- ARGV[9]   how many digests ``applied`` keeps
 -- ARGV[10]  n, then n field/value pairs for HSET, ``version`` (expected + 1) among them
 -- then      m, then m history lines
+-- then      the streams' MAXLEN (approximate), d, then d ops run after the write, in order,
+--           each on its key: "x" id type sid data (XADD of a command entry), "a" member
+--           score (ZADD), "r" member (ZREM)
 -- Returns:
 --   {"OK", new_version}
 --   {"DUPLICATE", outbox}   this event id was applied before: re-emit its outbox ("" once
---                           it was emitted)
+--                           it was emitted, or when its commands went out with it)
 --   {"CONFLICT", version}   the session is no longer at the expected version
 --   {"MISSING", ""}         there is no such session (never created, or expired)
 
@@ -76,6 +82,8 @@ end
 pos = pos + 2 * n
 
 local m = tonumber(ARGV[pos])
+local ops = pos + m + 1  -- MAXLEN, d, the ops
+local d = tonumber(ARGV[ops + 1])
 if m > 0 then
   -- pcall: a call's history written by an older sessiond is a stream (WRONGTYPE): such a
   -- call keeps the history it has rather than failing its transitions
@@ -96,7 +104,7 @@ if terminal or redis.call('TTL', session) < ttl - 60 then
   redis.call('EXPIRE', session, ttl)
   redis.call('EXPIRE', history, ttl)
   redis.call('EXPIRE', applied, ttl)
-  for i = 5, #KEYS do
+  for i = 5, #KEYS - d do
     if terminal then
       if redis.call('GET', KEYS[i]) == ARGV[7] then
         redis.call('DEL', KEYS[i])
@@ -104,6 +112,23 @@ if terminal or redis.call('TTL', session) < ttl - 60 then
     else
       redis.call('EXPIRE', KEYS[i], ttl)
     end
+  end
+end
+
+local maxlen, first = ARGV[ops], #KEYS - d
+pos = ops + 2
+for i = first + 1, #KEYS do
+  local op = ARGV[pos]
+  if op == 'x' then
+    redis.call('XADD', KEYS[i], 'MAXLEN', '~', maxlen, '*', 'id', ARGV[pos + 1],
+      'type', ARGV[pos + 2], 'sid', ARGV[pos + 3], 'data', ARGV[pos + 4])
+    pos = pos + 5
+  elseif op == 'a' then
+    redis.call('ZADD', KEYS[i], ARGV[pos + 2], ARGV[pos + 1])
+    pos = pos + 3
+  else
+    redis.call('ZREM', KEYS[i], ARGV[pos + 1])
+    pos = pos + 2
   end
 end
 return {'OK', new_version}

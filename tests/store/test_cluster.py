@@ -25,6 +25,7 @@ from sessiond.store.location import Binding, Location, all_locations, census
 from sessiond.store.store import delete_namespace
 from sessiond.store.tableset import TableSet
 from sessiond.table import Table
+from sessiond.table.engine import decide
 from sessiond.worker.applier import Applier
 from sessiond.worker.process import Worker
 
@@ -270,6 +271,45 @@ async def test_registrar_bindings_across_shards(cluster_url: str) -> None:
         assert len(nodes) == 3  # the AORs really are spread over the three masters
         assert await census(client, keys) == (30, 30)
         assert len(await all_locations(client, keys, now)) == 30
+    finally:
+        await delete_namespace(client, keys.ns)
+        await client.aclose()
+
+
+async def test_a_transition_keeps_its_outbox_until_the_worker_sent_it(
+    cluster_url: str, default_table: Table
+) -> None:
+    """In a cluster the commands' streams are on other slots: the script keeps the outbox
+    (no direct emission), and the worker sends it, then deletes it; a redelivery of a
+    transition whose worker died before that sends it."""
+    client = connect(cluster_url)
+    keys = Keys(f"c{uuid.uuid4().hex[:6]}")
+    store = Store(client, keys)
+    applier = Applier(store, TableSet([default_table], client, keys))
+    try:
+        assert not store.direct
+        fields = uas(keys, "outbox@h")
+        sid = fields["sid"]
+        invite = Event("i-out", "Invite", {"sdp": "v=0", "txn": "t"})
+        assert (await applier.create(fields, keys.registry_keys(fields), invite)).status == (
+            "created"
+        )
+        assert not await client.exists(keys.outboxes(sid))  # run() sent it, then deleted it
+        edge = keys.edge_commands("e")
+        assert await client.xlen(edge) == 1  # the 180
+        session = await store.get(sid)
+        assert session is not None
+        cancel = Event("c-out", "Cancel")
+        decision = decide(default_table, session, cancel, 1.0)
+        result = await store.apply(session, cancel.id, decision)  # then the worker died
+        assert result.status == "OK"
+        assert result.outbox
+        assert await client.hget(keys.outboxes(sid), cancel.id) == result.outbox
+        assert await client.xlen(edge) == 1  # nothing sent by the script
+        handled = await applier.handle(sid, cancel)  # the redelivery
+        assert handled.status == "duplicate"
+        assert await client.xlen(edge) == 2  # the 487
+        assert not await client.exists(keys.outboxes(sid))
     finally:
         await delete_namespace(client, keys.ns)
         await client.aclose()

@@ -170,31 +170,43 @@ async def test_cas_conflict_duplicate_and_missing(store: Store, default_table: T
     assert after["version"] == "2"
 
 
-async def test_crash_between_transition_and_emission_loses_nothing(
+async def test_a_transitions_commands_go_out_with_it_and_a_redelivery_sends_none_twice(
     store: Store, default_table: Table
 ) -> None:
+    """Not a Redis Cluster: the script that stores a transition sends its commands (direct
+    emission), so nothing is kept, no crash window lies between storing and sending, and a
+    redelivered event (DUPLICATE) sends nothing again."""
+    assert store.direct
     applier = applier_for(store, default_table)
     sid = await create_uas(applier)
     session = await store.get(sid)
     assert session is not None
+    edge_key, app_key = store.keys.edge_commands("e1"), store.keys.app_events()
+    timers = store.keys.timers(store.keys.partition_of(sid))
+    assert [c["data"]["code"] for c in await stream(store.redis, edge_key)] == [180]
+    assert await store.redis.zcard(timers) == 1  # RingTimeout
+    edge_before = await stream(store.redis, edge_key)
+    app_before = await stream(store.redis, app_key)
     cancel = Event("cancel-1", "Cancel", {})
     decision = decide(default_table, session, cancel, 1.0)
-    # the worker stores the transition, then dies before emitting its outbox
-    assert (await store.apply(session, cancel.id, decision)).status == "OK"
-    edge_key = store.keys.edge_commands("e1")
-    before = [c["id"] for c in await stream(store.redis, edge_key)]
-    # another worker gets the redelivered event: the state moved on, yet the outbox goes out
-    handled = await applier_for(store, default_table).handle(sid, cancel)
-    assert handled.status == "duplicate"
-    assert handled.state == "Terminated"
+    # the worker stores the transition (and dies before its last round): the commands are out
+    result = await store.apply(session, cancel.id, decision)
+    assert (result.status, result.outbox) == ("OK", b"")
+    assert not await store.redis.exists(store.keys.outboxes(sid))
     edge = await stream(store.redis, edge_key)
-    assert [c["data"]["code"] for c in edge if c["id"] not in before] == [487]
-    app = await stream(store.redis, store.keys.app_events())
+    assert [c["data"]["code"] for c in edge[len(edge_before) :]] == [487]
+    assert edge[-1]["id"] == "cancel-1/0"
+    assert edge[-1]["sid"] == sid
+    app = await stream(store.redis, app_key)
     assert [c["type"] for c in app if c["id"].startswith("cancel-1/")] == ["Ended"]
-    # and a third delivery re-emits the same command ids: receivers drop them
-    await applier.handle(sid, cancel)
-    ids = [c["id"] for c in await stream(store.redis, edge_key)]
-    assert len(set(ids)) == len(before) + 1
+    assert await store.redis.zcard(timers) == 0  # RingTimeout cancelled (ZREM)
+    # another worker gets the redelivered event: applied already, nothing is sent again
+    for _ in range(2):
+        handled = await applier_for(store, default_table).handle(sid, cancel)
+        assert (handled.status, handled.state) == ("duplicate", "Terminated")
+        assert await stream(store.redis, edge_key) == edge
+        assert await stream(store.redis, app_key) == app
+    assert len(app) > len(app_before)
 
 
 async def test_concurrent_tasks_apply_every_event_exactly_once(
@@ -359,9 +371,10 @@ async def test_call_in_progress_keeps_its_table_revision(
 async def test_outboxes_are_kept_until_emitted_and_an_older_marker_still_re_emits(
     store: Store, default_table: Table
 ) -> None:
-    """An applied event's outbox is stored apart from its marker (a digest in the session's
-    field ``applied``) until the worker's last round sent it; a marker written by an older
-    sessiond in its own hash (``""``, or older still the outbox itself) re-emits too."""
+    """An applied event's outbox (one an older sessiond stored, or in a Redis Cluster) is
+    kept apart from its marker (a digest in the session's field ``applied``) until the
+    worker's last round sent it; a marker written by an older sessiond in its own hash
+    (``""``, or older still the outbox itself) re-emits too."""
     applier = applier_for(store, default_table)
     sid = await create_uas(applier)
     applied, outboxes = store.keys.applied(sid), store.keys.outboxes(sid)
@@ -377,13 +390,17 @@ async def test_outboxes_are_kept_until_emitted_and_an_older_marker_still_re_emit
     assert session is not None
     cancel = Event("e-cancel", "Cancel", {"txn": "z9hG4bK.2"})
     decision = decide(default_table, session, cancel, 0.0)  # 487, media.destroy, Ended
-    result = await store.apply(session, "e-cancel", decision)  # stored, not emitted
-    assert result.status == "OK"
-    assert result.outbox
-    assert await store.redis.hget(outboxes, "e-cancel") == result.outbox
-    assert await store.read(sid, "e-cancel") == (await store.get(sid), result.outbox)
+    result = await store.apply(session, "e-cancel", decision)  # stored and sent
+    assert (result.status, result.outbox) == ("OK", b"")
+    assert not await store.redis.exists(outboxes)
+    assert await store.read(sid, "e-cancel") == (await store.get(sid), b"")
+    # as an older sessiond (or a cluster) stores it, not emitted yet: a redelivery gets it
+    stored = store.build_outbox({**session, **decision.fields}, decision.commands)
+    assert stored
+    await store.redis.hset(outboxes, "e-cancel", stored)
+    assert await store.read(sid, "e-cancel") == (await store.get(sid), stored)
     again = await store.apply(session, "e-cancel", decision)
-    assert (again.status, again.outbox) == ("DUPLICATE", result.outbox)
+    assert (again.status, again.outbox) == ("DUPLICATE", stored)
 
     await store.redis.hdel(outboxes, "e-cancel")  # emitted
     assert (await store.apply(session, "e-cancel", decision)).outbox == b""

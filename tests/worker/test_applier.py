@@ -1,5 +1,6 @@
 """The applier's batch: one session's events in order within a batch, a new call's
-follow-up stored with its creation, and nothing emitted until the caller's last round."""
+follow-up stored with its creation, and each transition's commands sent as it is stored
+(not a Redis Cluster), in order, an older sessiond's stored outbox among them."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import pytest
 
 from sessiond.core.types import Event
 from sessiond.store import Store
-from sessiond.store.round import Round
 from sessiond.table import Table
+from sessiond.table.engine import decide
 from sessiond.worker.applier import NewSession, Work
 from store.test_store import applier_for, uas_fields
 
@@ -43,11 +44,45 @@ async def test_a_whole_call_in_one_batch(store: Store, default_table: Table) -> 
     assert [h.state for h in applied.handled][-1] == "Terminated"
     history = list(dict.fromkeys(h["event_id"] for h in await store.history(sid)))
     assert history == [work.event.id, f"{work.event.id}:answer", "e-ready", "e-ack", "e-bye"]
-    assert await store.redis.xlen(edge) == 0  # stored, not emitted: the caller's round
-    last = Round(store.redis)
-    assert store.queue_outboxes(last, applied.outboxes) > 0
-    await last.execute()
-    assert await store.redis.xlen(edge) > 0
+    # sent by the scripts as they were stored, in order: nothing left for the caller
+    assert [o for o in applied.outboxes if o] == []
+    sent = await store.redis.xrange(edge)
+    assert [f[b"id"].rsplit(b"/", 1)[0] for _, f in sent] == [
+        work.event.id.encode(),  # 180
+        b"e-ready",  # 200
+        b"e-bye",  # 200 to the BYE
+    ]
+
+
+async def test_an_older_sessionds_stored_outbox_goes_out_before_the_next_transition(
+    store: Store, default_table: Table
+) -> None:
+    """A redelivered event whose transition an older sessiond stored with its outbox (not
+    sent: it died) gets it sent, and deleted, before the session's next transition, whose
+    commands the script sends as it stores it."""
+    applier = applier_for(store, default_table)
+    work, sid = new_call(store, "older@h")
+    await applier.run([work])
+    session = await store.get(sid)
+    assert session is not None
+    ready = Event("e-ready", "MediaReady", {"sdp": "v=0\r\n", "media_node": "m"})
+    store.direct = False  # as an older sessiond: the outbox is stored, not sent
+    try:
+        decision = decide(default_table, session, ready, 1.0)
+        assert (await store.apply(session, ready.id, decision)).status == "OK"
+    finally:
+        store.direct = True
+    assert await store.redis.hlen(store.keys.outboxes(sid)) == 1
+    edge = store.keys.edge_commands("e1")
+    assert await store.redis.xlen(edge) == 1  # the 180 only
+
+    later = [Work(sid, ready), Work(sid, Event("e-ack", "Ack")), Work(sid, Event("e-bye", "Bye"))]
+    handled = await applier.run(later)
+
+    assert [h.status for h in handled] == ["duplicate", "applied", "applied"]
+    ids = [f[b"id"].rsplit(b"/", 1)[0] for _, f in await store.redis.xrange(edge)]
+    assert ids == [work.event.id.encode(), b"e-ready", b"e-bye"]
+    assert not await store.redis.exists(store.keys.outboxes(sid))  # sent: deleted
 
 
 async def test_a_new_call_created_elsewhere_still_gets_its_decision(

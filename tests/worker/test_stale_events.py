@@ -117,39 +117,38 @@ async def test_an_invite_replayed_after_the_call_ended_is_dropped(
     assert ttl > REDELIVERY_WINDOW - 5  # what refuses the replay outlives the redelivery
 
 
-async def test_a_call_ended_by_its_own_answer_answers_a_redelivery_again(
+async def test_a_call_ended_by_its_own_answer_sends_it_once_despite_a_redelivery(
     store: Store, default_table: Table, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Rejected at once (the handler's decision ends the session): a worker that died after
-    storing and before sending leaves the INVITE to be redelivered, and then the answer goes
-    out. Once sent, its stored outboxes are deleted (the events stay marked applied): a later
-    copy of the INVITE sends nothing again."""
+    """Rejected at once (the handler's decision ends the session): the answer went out as
+    the transitions were stored (nothing is kept), so a worker that died before its last
+    round (the acks) leaves the INVITE to be redelivered, and the redelivery, a duplicate,
+    sends nothing again; nor does a later copy of the INVITE."""
     dead = make_worker(store, default_table, "w-rej", answer="reject")
     await dead.ensure_groups()
     await publish(store, invite("rej@h"), "rej@h")
 
-    def died(*_: Any) -> int:
+    def died(*_: Any) -> None:
         raise ConnectionError("the worker died before its last round")
 
-    monkeypatch.setattr(store, "queue_outboxes", died)
+    monkeypatch.setattr(dead, "_ack", died)
     with pytest.raises(ConnectionError):
         await dead.consume_once()
     monkeypatch.undo()
     edge = store.keys.edge_commands("e1")
-    assert await commands(store, edge) == []  # stored, never sent, still pending
+    first = await commands(store, edge)
+    assert [d["code"] for _, d in first] == [180, 603]  # sent with the transitions
     sessions = await sessions_of(store, "rej@h")
     assert len(sessions) == 1
     sid = sessions[0]["sid"]
     applied, outboxes = store.keys.applied(sid), store.keys.outboxes(sid)
-    assert await store.redis.hlen(outboxes) == 2  # kept for the redelivery
+    assert not await store.redis.exists(outboxes)  # nothing kept
 
     other = make_worker(store, default_table, "w-rej2", answer="reject", claim_idle_ms=1)
     await asyncio.sleep(0.01)
-    assert await other.reclaim_once() == 1
-    first = await commands(store, edge)
-    assert [d["code"] for _, d in first] == [180, 603]
+    assert await other.reclaim_once() == 1  # the INVITE, still pending
+    assert await commands(store, edge) == first
     assert other.stats.by_status == {"duplicate": 2}  # the INVITE and its answer decision
-    assert not await store.redis.exists(outboxes)  # sent: forgotten
     session = await store.get(sid)
     assert session is not None
     assert len(session["applied"].split(" ")) == 2  # the events stay applied (digests)

@@ -1,10 +1,13 @@
 """Typed wrappers over the Lua scripts, plus the plain reads and writes around them.
 
-The store never decides anything: it reads sessions, applies decisions the engine made
-(compare-and-set on ``version``), keeps each transition's outbox with it until it was
-emitted, and emits outboxes.
-Destinations are resolved when the outbox is built, so a re-emitted outbox (after a worker
-died between the transition and the emission) goes exactly where the first one would have.
+The store never decides anything: it reads sessions and applies decisions the engine made
+(compare-and-set on ``version``). A transition's commands go out with it: on a store that is
+not a Redis Cluster the script that stores it runs them too (direct emission, one atomic
+step: nothing is kept, a redelivery has nothing to send again); in a Redis Cluster, where
+their streams are on other slots, the script keeps them as the transition's outbox, which
+the worker emits and then deletes. Destinations are resolved before the transition, so a
+re-emitted outbox (after a worker died between the transition and the emission) goes exactly
+where the first one would have.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ class Store:
         self.stream_maxlen = stream_maxlen
         self.scripts = register(redis)
         self.cluster = is_cluster(redis)
+        #: the scripts send the commands themselves (not in a cluster: cross-slot keys)
+        self.direct = not self.cluster
 
     # -- reads ------------------------------------------------------------------------------
     async def get(self, sid: str) -> dict[str, str] | None:
@@ -164,16 +169,16 @@ class Store:
         for fields, registry, event, decision in creates:
             sid = fields["sid"]
             view = {**fields, **decision.fields, **_ended_by(event.id, decision)}
-            outbox = self.build_outbox(view, decision.commands)
+            keys = [*self.keys.session_keys(sid), *registry]
             # _args adds version; an empty field reads as an absent one: not written
             initial = {k: v for k, v in view.items() if k != "version" and v != ""}
-            args = self._args(0, event.id, decision, outbox, sid, initial)
-            calls.append((self.scripts.create, [*self.keys.session_keys(sid), *registry], args))
+            args = self._args(0, event.id, decision, sid, initial)
+            outbox = self._commands(view, decision.commands, keys, args)
+            calls.append((self.scripts.create, keys, args))
             outboxes.append(outbox)
         for session, event_id, decision in applies:
             sid = session["sid"]
             view = {**session, **decision.fields}
-            outbox = self.build_outbox(view, decision.commands)
             changed = {
                 k: v
                 for k, v in {**decision.fields, **_ended_by(event_id, decision)}.items()
@@ -181,8 +186,9 @@ class Store:
             }
             if decision.terminal:  # the call's SRTP keys are not kept after it
                 changed.update(scrubbed(view))
-            args = self._args(int(session["version"]), event_id, decision, outbox, sid, changed)
+            args = self._args(int(session["version"]), event_id, decision, sid, changed)
             keys = [*self.keys.session_keys(sid), *self.keys.registry_keys(view)]
+            outbox = self._commands(view, decision.commands, keys, args)
             calls.append((self.scripts.transition, keys, args))
             outboxes.append(outbox)
         replies = await self._eval_many(calls)
@@ -214,18 +220,18 @@ class Store:
         expected: int,
         event_id: str,
         decision: Verdict,
-        outbox: bytes,
         sid: str,
         fields: Mapping[str, str],
     ) -> list[Any]:
-        """The scripts' ARGV (create.lua and transition.lua share one layout)."""
+        """The scripts' ARGV (create.lua and transition.lua share one layout), up to the
+        history lines: :meth:`_commands` adds the outbox or the ops."""
         ttl = self.ended_ttl if decision.terminal else self.ttl
         args: list[Any] = [
             expected,
             event_id,
             ttl,
             self.history_maxlen,
-            outbox,
+            b"",  # the outbox: set by _commands in a cluster
             "1" if decision.terminal else "0",
             sid,
             applied_digest(event_id),
@@ -264,6 +270,30 @@ class Store:
         return bytes(await self.redis.xadd(key, fields, maxlen=self.stream_maxlen))
 
     # -- the outbox -------------------------------------------------------------------------
+    def _commands(
+        self, view: Mapping[str, str], commands: Sequence[Command], keys: list[str], args: list[Any]
+    ) -> bytes:
+        """Add a transition's commands to its script's ``keys`` and ``args`` (from
+        :meth:`_args`): as ops the script runs (direct emission), or in a cluster as the
+        outbox it keeps (returned, for the worker to emit)."""
+        outbox = b""
+        ops: list[Any] = []
+        if not self.direct:
+            outbox = self.build_outbox(view, commands)
+            args[4] = outbox
+        else:
+            for cmd in commands:
+                op = self._resolve(view, cmd)
+                keys.append(op[1])
+                if op[0] == "xadd":
+                    ops += ("x", op[2], op[3], op[4], op[5])
+                elif op[0] == "zadd":
+                    ops += ("a", op[2], repr(op[3]))
+                else:
+                    ops += ("r", op[2])
+        args += (self.stream_maxlen, len(commands) if self.direct else 0, *ops)
+        return outbox
+
     def build_outbox(self, view: Mapping[str, str], commands: Iterable[Command]) -> bytes:
         """Resolve each command's destination now, and pack the lot."""
         ops = [self._resolve(view, c) for c in commands]
@@ -300,26 +330,15 @@ class Store:
 
     def queue_emitted(self, pipe: Any, sent: Iterable[tuple[str, str]]) -> None:
         """Add to ``pipe`` (after the commands of the outboxes ``sent`` names, as (sid, event
-        id)) the deletion of those stored outboxes: the events stay applied (a later copy is
-        a DUPLICATE) and a copy re-emits nothing, since their commands went out first (one
-        connection: Redis runs them in order, and a replica receives them in that order)."""
+        id), went out) the deletion of those stored outboxes: the events stay applied (a later
+        copy is a DUPLICATE) and a copy re-emits nothing, since their commands went out first
+        (in one round on one connection Redis runs them in order, and a replica receives them
+        in that order; in a Redis Cluster, a round after theirs)."""
         by_sid: dict[str, list[str]] = {}
         for sid, event_id in sent:
             by_sid.setdefault(sid, []).append(event_id)
         for sid, event_ids in by_sid.items():
             pipe.hdel(self.keys.outboxes(sid), *event_ids)
-
-    async def emit(self, outbox: bytes) -> int:
-        """Send an outbox's commands. Receivers drop repeated command ids."""
-        return await self.emit_many([outbox])
-
-    async def emit_many(self, outboxes: Iterable[bytes]) -> int:
-        """Send several outboxes, in order, in one pipeline."""
-        pipe = self.redis.pipeline(transaction=False)
-        count = self.queue_outboxes(pipe, outboxes)
-        if count:
-            await pipe.execute()
-        return count
 
     def queue_outboxes(self, pipe: Any, outboxes: Iterable[bytes]) -> int:
         """Add the commands of ``outboxes`` to ``pipe`` (in order); returns how many."""

@@ -13,9 +13,11 @@ is stored. A round costs at most two round trips, whatever the batch size:
    the snapshot: every write bumps ``version``, so sid and version name its content; the
    cache forgets a session on a conflict, a duplicate, its end or its expiry). The rest
    are decided after one read of their sessions together with their applied-event
-   markers. An event applied already was stored by an attempt that died before or after
-   emitting: its stored outbox is emitted again (receivers drop repeated command ids),
-   unless the call it started has ended since (stale).
+   markers. An event applied already was stored with its commands, which went out with
+   it (see below), unless it was stored with an outbox (a Redis Cluster, or an older
+   sessiond) not emitted yet (the attempt died before emitting): that outbox is emitted
+   again (receivers drop repeated command ids), unless the call it started has ended since
+   (stale).
 2. Store, in one round: create.lua for new sessions (create-if-absent on the registry
    entries), transition.lua (compare-and-set on ``version``) for the others. CONFLICT means
    another worker moved the session first: the job stays at the head of its queue, its
@@ -25,10 +27,15 @@ is stored. A round costs at most two round trips, whatever the batch size:
    decided on the created snapshot and stored in the same round, right after the creation
    (expecting version 1). If that is not possible it becomes the session's next job.
 
-Nothing is emitted here: :meth:`Applier.apply` returns the stored outboxes, in the order
-they were stored, for the caller to send in its last round (the worker adds its acks and
-its next read to that round), and the events they belong to: in that round, after the
-commands, their stored outboxes are deleted
+Emission. On a store that is not a Redis Cluster the scripts send each transition's commands
+themselves, atomically with storing it (``Store.direct``): commands leave in the order the
+transitions are stored, and nothing is kept. The outboxes an older sessiond stored, which a
+redelivery finds, are sent (and deleted) at the end of the round that found them, before
+the next round stores their sessions' next transitions. In a Redis Cluster the commands'
+streams are on other slots: the scripts keep each transition's outbox, and
+:meth:`Applier.apply` returns the stored outboxes, in the order they were stored, for the
+caller to send in its last round (the worker adds its acks and its next read to that round),
+and the events they belong to: after the commands, their stored outboxes are deleted
 (:meth:`~sessiond.store.store.Store.queue_emitted`): the applied-event marker still refuses
 a later copy of an event, which then re-emits nothing. A crash before then leaves the
 stream entries pending, and their redelivery re-emits. :meth:`Applier.run` is ``apply`` plus
@@ -128,9 +135,10 @@ class Work:
 
 @dataclass(frozen=True, slots=True)
 class Applied:
-    """A batch's results, in batch order, and the outboxes of its stored transitions, in
-    the order they were stored: the caller emits them before acknowledging the events,
-    then forgets the stored outboxes of ``sent`` (sid, event id of each non-empty one)."""
+    """A batch's results, in batch order, and (a Redis Cluster) the outboxes of its stored
+    transitions, in the order they were stored: the caller emits them before acknowledging
+    the events, then forgets the stored outboxes of ``sent`` (sid, event id of each non-empty
+    one). Elsewhere the scripts sent the commands: none are left."""
 
     handled: list[Handled]
     outboxes: list[bytes]
@@ -202,13 +210,13 @@ class Applier:
         return (await self.run([work]))[0]
 
     async def run(self, batch: Sequence[Work]) -> list[Handled]:
-        """:meth:`apply`, then emit the outboxes in one round."""
+        """:meth:`apply`, then (a Redis Cluster) emit the outboxes in one round, and forget
+        them in another once they are sent (other nodes)."""
         applied = await self.apply(batch)
         pipe = Round(self.store.redis)
         if self.store.queue_outboxes(pipe, applied.outboxes):
-            if self.store.cluster:  # other nodes: forget the outboxes once they are sent
-                await pipe.execute()
-                pipe = Round(self.store.redis)
+            await pipe.execute()
+            pipe = Round(self.store.redis)
             self.store.queue_emitted(pipe, applied.sent)
             await pipe.execute()
         return applied.handled
@@ -225,12 +233,25 @@ class Applier:
             creates = self._decide_new(heads)
             applies = await self._decide_events(heads, outboxes)
             await self._store(creates, applies, outboxes)
+            if self.store.direct and any(outbox for *_, outbox in outboxes):
+                await self._resend(outboxes)
             lost = max((job.conflicts for job in heads if job.result is None), default=0)
             if lost:  # lost a race: back off a little, with jitter, so racers spread out
                 await asyncio.sleep(random.uniform(0, min(0.05, 0.0005 * 2**lost)))
             _advance(queues)
         sent = [(sid, event_id) for sid, event_id, outbox in outboxes if outbox]
         return Applied([job.handled() for job in jobs], [o for *_, o in outboxes], sent)
+
+    async def _resend(self, outboxes: list[_Outbox]) -> None:
+        """Where the scripts send the commands (not a cluster), the only outboxes are those
+        an older sessiond stored and a redelivery found: send them (and delete them) now,
+        before the next round stores these sessions' next transitions, whose commands go
+        out as they are stored."""
+        pipe = Round(self.store.redis)
+        self.store.queue_outboxes(pipe, (outbox for *_, outbox in outboxes))
+        self.store.queue_emitted(pipe, [(sid, eid) for sid, eid, outbox in outboxes if outbox])
+        await pipe.execute()
+        outboxes.clear()
 
     # -- 1. decide ----------------------------------------------------------------------
     def _decide_new(self, heads: list[_Job]) -> list[_Write]:

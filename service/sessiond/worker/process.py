@@ -7,8 +7,10 @@ a fair share of the partitions (:mod:`~sessiond.worker.leases`), and reads batch
 XREADGROUP over the partitions it holds. :mod:`~sessiond.worker.intake` finds each entry's
 session (the event's ``sid``, a registry lookup, or a new session for an initial INVITE /
 MakeCall); the :class:`~sessiond.worker.applier.Applier` decides and stores the batch (one
-session's events in order); then one last round sends the stored outboxes, answers the
-requests no session took (481/500 to the edge), XACKs the batch and reads the next one. A
+session's events in order; the scripts that store the transitions send their commands, or
+in a Redis Cluster keep them as outboxes); then one last round sends those outboxes (a
+cluster's), answers the requests no session took (481/500 to the edge), XACKs the batch and
+reads the next one. A
 worker that dies leaves its entries pending; live workers take them over with XAUTOCLAIM
 once they have been idle for ``claim_idle_ms``, and process them as redeliveries (the
 applied-event check makes that harmless). Timers are popped into the streams by whichever
@@ -325,16 +327,16 @@ class Worker:
     async def process(
         self, entries: Sequence[Entry], prefetch: list[str] | None = None
     ) -> list[Handled]:
-        """Route, apply, then one last round: the outboxes, the fallback answers, the acks
-        and (with ``prefetch``) the read of the next batch from those streams, in that order.
-        A crash before that round leaves the entries pending: their redelivery re-emits."""
+        """Route, apply (the transitions' commands go out as they are stored), then one last
+        round: in a Redis Cluster the outboxes, then the fallback answers, the acks and (with
+        ``prefetch``) the read of the next batch from those streams, in that order. A crash
+        before that round leaves the entries pending: their redelivery re-emits a cluster's
+        outboxes, and elsewhere finds their commands sent."""
         started = time.perf_counter()
         work, orphans = await self.intake.route(entries)
         applied = await self.applier.apply(work)
         last = Round(self.redis)
-        self.store.queue_outboxes(last, applied.outboxes)
-        if not self.store.cluster:  # one connection: the markers land after the commands
-            self.store.queue_emitted(last, applied.sent)
+        self.store.queue_outboxes(last, applied.outboxes)  # a Redis Cluster's (else none)
         for event, status, state in _unanswered(orphans, work, applied.handled):
             self._fallback(last, event, status, state)
         self._ack(last, entries)
@@ -343,7 +345,7 @@ class Worker:
         replies = await last.execute()
         if prefetch:
             self._prefetched = replies[-1]
-        if self.store.cluster and applied.sent:  # other nodes: only once the commands are in
+        if applied.sent:  # a Redis Cluster's, on other nodes: only once the commands are in
             marks = Round(self.redis)
             self.store.queue_emitted(marks, applied.sent)
             await marks.execute()
