@@ -385,8 +385,8 @@ class Leg:
             frame = self.tap.next_frame()
             if frame is not None:
                 return frame
-        if self.room_frame is not None:
-            return self.room_frame
+        if self._room_frame is not None:
+            return self._room_frame
         if self.peer is not None:
             return self.peer.heard
         return SILENCE
@@ -394,7 +394,8 @@ class Leg:
     def _send(self, transport: asyncio.DatagramTransport | None, transmit: Transmit) -> None:
         if transport is None or transport.is_closing() or self._quiet:
             return
-        if self.stream is not None and not self.stream.sendable(transmit):
+        stream = self.stream
+        if stream is not None and stream.latch_private and not stream.sendable(transmit):
             return
         data = transmit.data
         srtp = self.srtp
