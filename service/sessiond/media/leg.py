@@ -137,7 +137,10 @@ class Leg:
         #: while the schedule lets the leg sleep: the time its RTP clock was last moved to
         self.idle_from: float | None = None
         self.sleep_token = 0  # which of the schedule's wake-up entries is this leg's
-        self._keepalive_at = 0.0
+        #: the ``--idle-rtp keepalive`` period (0: ``send``, set by the schedule); a bridged
+        #: leg whose peer heard nothing sends nothing but a packet per period
+        self.keepalive = 0.0
+        self._keepalive_at = 0.0  # (keepalive) when a packet is next due if nothing is sent
         self._marker = False  # the next audio packet follows frames not sent
         self._quiet = False
         self._room_frame: bytes | None = None
@@ -289,20 +292,27 @@ class Leg:
         stream = self.stream
         if stream is None:
             return
+        pcm: bytes | None
         if self._quiet:  # nothing goes out; players and queued DTMF wait
             pcm = SILENCE
             self.heard = stream.quiet_tick(now)
         else:
             pcm = self._outgoing()
-            if self._marker:  # the first frame after sleeping
+            if pcm is None:  # a bridge with nothing to relay: no packet, the clock runs on
+                self._marker = True  # (the next audio packet starts a talkspurt)
+                if now >= self._keepalive_at:  # ... but for the NAT keepalive
+                    pcm = SILENCE
+            if self._marker and pcm is not None:  # the first frame after frames not sent
                 self._marker = False
                 self.heard, out = stream.tick(pcm, now, marker=True)
             else:
                 self.heard, out = stream.tick(pcm, now)
-            for transmit in out:
-                self._send(self._rtp, transmit)
+            if out:
+                self._keepalive_at = now + self.keepalive
+                for transmit in out:
+                    self._send(self._rtp, transmit)
         if self.recorder is not None:
-            self.recorder.write(self.heard, pcm)
+            self.recorder.write(self.heard, SILENCE if pcm is None else pcm)
         if self.tap is not None:
             self.tap.deliver(self.heard)
         if now >= stream.get_timer():
@@ -374,7 +384,10 @@ class Leg:
         self.idle_from = None
         self._marker = True
 
-    def _outgoing(self) -> bytes:
+    def _outgoing(self) -> bytes | None:
+        """The frame to send this tick; None for a bridge that has nothing to relay under
+        ``--idle-rtp keepalive`` (the peer's playout gave the shared SILENCE: nothing it
+        received is in the frame)."""
         player = self.player
         if player is not None:
             frame = player.next_frame()
@@ -387,8 +400,12 @@ class Leg:
                 return frame
         if self._room_frame is not None:
             return self._room_frame
-        if self.peer is not None:
-            return self.peer.heard
+        peer = self.peer
+        if peer is not None:
+            heard = peer.heard
+            if heard is SILENCE and self.keepalive:
+                return None
+            return heard
         return SILENCE
 
     def _send(self, transport: asyncio.DatagramTransport | None, transmit: Transmit) -> None:

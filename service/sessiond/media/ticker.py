@@ -142,6 +142,7 @@ class LegSchedule:
         """A new leg: ticked from the next tick on."""
         if self.keepalive:  # (with ``send`` every leg of the executor is ticked)
             leg.on_busy = self.wake
+            leg.keepalive = self.keepalive
             self.active[leg] = None
 
     def wake(self, leg: Leg) -> None:
