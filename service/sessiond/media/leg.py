@@ -5,7 +5,10 @@ sockets (RTP, RTCP) into the stream as they arrive, and the node calls :meth:`Le
 20 ms for every leg with audio work (with ``--idle-rtp send``, for every leg). On a tick the
 leg chooses the frame to send (the player's, the bridged peer's last decoded frame, or silence
 so latching peers and NATs see our RTP), lets the stream packetise it, sends the datagrams,
-feeds the recorder and runs the stream's timers (RTCP, inactivity). A leg with nothing to do
+feeds the recorder and runs the stream's timers (RTCP, inactivity). Under ``--idle-rtp
+keepalive`` a bridge relays only what its peer received: a tick with nothing (the peer's
+playout gave the shared SILENCE) sends no RTP but the keepalive, the RTP clock runs on and
+the next audio packet is marked. A leg with nothing to do
 sleeps under ``--idle-rtp keepalive`` (:meth:`Leg.sleep`, :meth:`Leg.idle_tick`: a keepalive
 packet now and then, RTCP, the inactivity timer; :mod:`sessiond.media.ticker`) until
 :meth:`Leg.wake` (a play, bridge, room, tap, recording, digits, a new negotiation).
