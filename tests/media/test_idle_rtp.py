@@ -281,7 +281,7 @@ async def test_a_bridge_relays_what_arrives_and_nothing_for_a_silent_end(
         elapsed = time.monotonic() - start
         silent = alice.packets[to_alice:]
         if policy == "keepalive":
-            assert len(silent) <= elapsed / KEEPALIVE + 1  # keepalives only
+            assert 1 <= len(silent) <= elapsed / KEEPALIVE + 1  # keepalives (NAT) only
             assert all(p.marker for p in silent)
         else:
             assert len(silent) >= 0.7 * elapsed / 0.02  # a silence frame every 20 ms
