@@ -390,7 +390,10 @@ def test_a_bench_refuses_an_unknown_option() -> None:
         ("media", {"--seconds"}),
         ("mixer", {"--seconds"}),
         ("conference", {"--seconds", "--members", "--talkers"}),
-        ("peers", {"--seconds", "--rates", "--systems", "--rounds", "--hold", "--install"}),
+        (
+            "peers",
+            {"--seconds", "--rates", "--systems", "--rounds", "--hold", "--install", "--idle-rtp"},
+        ),
         ("memory", {"--calls", "--rate", "--idle-rtp", "--overflow"}),
         ("idle", {"--calls", "--seconds", "--rounds", "--idle-rtp"}),
         ("register", {"--seconds", "--rates"}),

@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 
 from sessiond.edge.admission import MediaCapacity
+from sessiond.media.codecs import SILENCE
+from sessiond.media.g711 import ulaw_encode
 from sessiond.media.node import MediaNode
 from sessiond.media.rtp import is_rtcp
 from sessiond.media.sdes_sdp import SrtpPolicy
@@ -34,6 +36,7 @@ from .test_node_srtp import answered as srtp_answered
 
 pytestmark = pytest.mark.redis
 KEEPALIVE = 1.0
+PCMU_SILENCE = ulaw_encode(SILENCE)
 
 
 @dataclass
@@ -226,4 +229,91 @@ async def test_keepalives_of_an_srtp_leg_are_protected(redis_url: str) -> None:
         assert far.refused == 0
     finally:
         far.close()
+        await stop_node(harness)
+
+
+@dataclass
+class _Recording(FarEnd):
+    """A far end that also keeps the header of every RTP packet it receives."""
+
+    packets: list[Packet] = field(default_factory=list)
+    silent: set[int] = field(default_factory=set)  # indexes of the PCMU silence packets
+
+    def receive(self, data: bytes, source: tuple[str, int]) -> None:
+        if not is_rtcp(data):
+            _, second, seq, ts = struct.unpack("!BBHI", data[:8])
+            if data[12:] == PCMU_SILENCE:
+                self.silent.add(len(self.packets))
+            self.packets.append(Packet(time.monotonic(), bool(second & 0x80), seq, ts))
+        super().receive(data, source)
+
+
+def _loud(frames: list[bytes]) -> list[bytes]:
+    return [f for f in frames if max(array("h", f)) > 2000]
+
+
+@pytest.mark.parametrize("policy", ["keepalive", "send"])
+async def test_a_bridge_relays_what_arrives_and_nothing_for_a_silent_end(
+    redis_url: str, policy: str
+) -> None:
+    """Two bridged legs, Alice sending a tone, Bob sending no RTP: under ``keepalive`` the
+    node sends Alice nothing but keepalives (``send``: 50 silence packets a second); Bob
+    gets Alice's audio complete and in order either way; when Bob starts sending, Alice gets
+    his audio at once, its first packet marked and its timestamp moved on by the time not
+    sent (RFC 3550 5.1, RFC 3551 4.1)."""
+    harness = await start_node(redis_url)
+    if policy == "keepalive":
+        harness.node.schedule.keepalive = KEEPALIVE
+    alice, bob = _Recording(tone=440.0), _Recording(tone=1000.0)
+    try:
+        legs = []
+        for far in (alice, bob):
+            sid, media_id, answer = await _answer(harness, *await far.open())
+            far.sending = far is alice
+            far.start(view_of_answer(answer))
+            legs.append((sid, media_id))
+        (sid_a, media_a), (_, media_b) = legs
+        await harness.command("bridge", sid_a, media_id=media_a, other=media_b)
+        await _until(lambda: len(_loud(bob.heard)) >= 10)
+        await asyncio.sleep(0.5)  # what was sent before the bridge is out of the way
+        start, to_alice, to_bob = time.monotonic(), len(alice.packets), len(bob.packets)
+        await asyncio.sleep(2.0)
+        elapsed = time.monotonic() - start
+        silent = alice.packets[to_alice:]
+        if policy == "keepalive":
+            assert 1 <= len(silent) <= elapsed / KEEPALIVE + 1  # keepalives (NAT) only
+            assert all(p.marker for p in silent)
+        else:
+            assert len(silent) >= 0.7 * elapsed / 0.02  # a silence frame every 20 ms
+        relayed = bob.packets[to_bob:]
+        assert len(relayed) >= 0.7 * elapsed / 0.02
+        for before, after in zip(relayed, relayed[1:], strict=False):
+            assert after.seq == (before.seq + 1) & 0xFFFF  # complete, in order
+            assert (after.ts - before.ts) % 2**32 == 160
+            assert not after.marker
+        assert dominant(array("h", b"".join(_loud(bob.heard))), (440.0, 1000.0)) == 440.0
+
+        # Bob starts talking: his audio reaches Alice at once
+        talk, sent = time.monotonic(), len(alice.packets)
+        bob.sending = True
+        await _until(lambda: len(_loud(alice.heard)) >= 25)
+        assert dominant(array("h", b"".join(_loud(alice.heard))), (440.0, 1000.0)) == 1000.0
+        assert time.monotonic() - talk < 1.5
+        at = next(i for i in range(sent, len(alice.packets)) if i not in alice.silent)
+        before, after = alice.packets[at - 1], alice.packets[at:]
+        first = after[0]  # the first packet of Bob's audio (keepalives may come before)
+        assert first.seq == (before.seq + 1) & 0xFFFF
+        frames = (first.ts - before.ts) % 2**32 // 160
+        gap = (first.at - before.at) / 0.02
+        assert abs(frames - gap) <= 0.3 * gap + 5  # the clock ran while nothing was sent
+        if policy == "keepalive":
+            assert first.marker  # the talkspurt's first packet
+            assert first.at - talk < 0.5
+        for one, two in zip(after, after[1:], strict=False):
+            assert two.seq == (one.seq + 1) & 0xFFFF
+            assert (two.ts - one.ts) % 2**32 == 160
+            assert not two.marker
+    finally:
+        alice.close()
+        bob.close()
         await stop_node(harness)

@@ -179,7 +179,7 @@ def test_concealer_fades_then_silence() -> None:
     c.good(pcm_frame(1000))
     assert c.conceal() == pcm_frame(500)
     assert c.conceal() == pcm_frame(250)
-    assert c.conceal() == SILENCE
+    assert c.conceal() is None  # faded out: silence, nothing of what arrived is left
     assert c.good(pcm_frame(7)) == pcm_frame(7)
 
 
@@ -198,3 +198,26 @@ def test_audio_playout_emits_one_full_frame_per_tick(lost: set[int]) -> None:
     decoded = codec.decode(codec.encode(pcm_frame(4000)))
     assert frames.count(decoded) == 20 - len(lost)
     assert not playout.push(RtpPacket(101, 99, 0, 1, b"\x01\x00\x00\xa0"), 1.0)
+
+
+def test_audio_playout_gives_the_shared_silence_when_nothing_arrived() -> None:
+    """What a bridge relays under ``--idle-rtp keepalive``: the SILENCE object itself while
+    playout is idle or priming and once a gap is past the concealment's fade; a frame of its
+    own while audio plays or a loss inside the talkspurt is concealed."""
+    codec = G711Codec("PCMU", 0)
+    playout = AudioPlayout({0: codec})
+    assert playout.pop(0.0) is SILENCE  # nothing received yet
+    payload = codec.encode(pcm_frame(4000))
+    frames = []
+    for tick in range(20):
+        now = tick * TICK
+        if tick < 8 and tick != 5:  # one loss, then the sender stops
+            playout.push(RtpPacket(0, tick, tick * SPF, 1, payload), now)
+        frames.append(playout.pop(now + 0.001))
+    started = next(i for i, f in enumerate(frames) if f is not SILENCE)
+    assert started >= 2  # priming (target 3 frames) relays nothing
+    assert all(f is SILENCE for f in frames[:started])
+    talk = frames[started : started + 8]  # 7 packets and the concealed loss, 2 faded frames
+    assert all(f is not SILENCE for f in talk)
+    assert talk.count(codec.decode(payload)) == 7
+    assert all(f is SILENCE for f in frames[started + 10 :])  # past the fade: nothing

@@ -192,11 +192,12 @@ class Concealer:
         self._repeats = 0
         return pcm
 
-    def conceal(self) -> bytes:
-        """The frame to play in place of a missing one."""
+    def conceal(self) -> bytes | None:
+        """The frame to play in place of a missing one; None once the fade is over (the
+        caller plays silence: nothing of what arrived is left in it)."""
         self._repeats += 1
         if self._repeats > self.max_repeats:
-            return bytes(len(self._last))
+            return None
         gain = self.gain**self._repeats
         faded = array("h", (int(s * gain) for s in array("h", self._last)))
         return faded.tobytes()
@@ -257,16 +258,23 @@ class AudioPlayout:
         self.buffer.reset()
 
     def pop(self, now: float) -> bytes:
-        """Exactly one 20 ms PCM16 frame: decoded, concealed, or silence."""
+        """Exactly one 20 ms PCM16 frame: decoded, concealed, or silence. The shared
+        :data:`SILENCE` object itself when the frame holds nothing that arrived (playout idle
+        or not started yet, or a gap past the concealment's fade): a bridge relays nothing
+        then under ``--idle-rtp keepalive`` (:meth:`Leg.tick`)."""
         buffer = self.buffer
         if buffer._next is None and not buffer._frames:
             return SILENCE  # idle, nothing buffered (most ticks of a leg nobody sends to)
-        return self._slice(now) + self._slice(now)
+        first, second = self._slice(now), self._slice(now)
+        if first is None:
+            return SILENCE if second is None else _SILENT_SLICE + second
+        return first + (_SILENT_SLICE if second is None else second)
 
-    def _slice(self, now: float) -> bytes:
+    def _slice(self, now: float) -> bytes | None:
+        """One 10 ms slice: decoded or concealed; None for silence (nothing arrived)."""
         item = self.buffer.pop(now)
         if isinstance(item, Played):
             return self.concealer.good(item.packet.payload)
         if isinstance(item, Missing):
             return self.concealer.conceal()
-        return _SILENT_SLICE
+        return None

@@ -5,7 +5,10 @@ sockets (RTP, RTCP) into the stream as they arrive, and the node calls :meth:`Le
 20 ms for every leg with audio work (with ``--idle-rtp send``, for every leg). On a tick the
 leg chooses the frame to send (the player's, the bridged peer's last decoded frame, or silence
 so latching peers and NATs see our RTP), lets the stream packetise it, sends the datagrams,
-feeds the recorder and runs the stream's timers (RTCP, inactivity). A leg with nothing to do
+feeds the recorder and runs the stream's timers (RTCP, inactivity). Under ``--idle-rtp
+keepalive`` a bridge relays only what its peer received: a tick with nothing (the peer's
+playout gave the shared SILENCE) sends no RTP but the keepalive, the RTP clock runs on and
+the next audio packet is marked. A leg with nothing to do
 sleeps under ``--idle-rtp keepalive`` (:meth:`Leg.sleep`, :meth:`Leg.idle_tick`: a keepalive
 packet now and then, RTCP, the inactivity timer; :mod:`sessiond.media.ticker`) until
 :meth:`Leg.wake` (a play, bridge, room, tap, recording, digits, a new negotiation).
@@ -137,7 +140,10 @@ class Leg:
         #: while the schedule lets the leg sleep: the time its RTP clock was last moved to
         self.idle_from: float | None = None
         self.sleep_token = 0  # which of the schedule's wake-up entries is this leg's
-        self._keepalive_at = 0.0
+        #: the ``--idle-rtp keepalive`` period (0: ``send``, set by the schedule); a bridged
+        #: leg whose peer heard nothing sends nothing but a packet per period
+        self.keepalive = 0.0
+        self._keepalive_at = 0.0  # (keepalive) when a packet is next due if nothing is sent
         self._marker = False  # the next audio packet follows frames not sent
         self._quiet = False
         self._room_frame: bytes | None = None
@@ -289,20 +295,27 @@ class Leg:
         stream = self.stream
         if stream is None:
             return
+        pcm: bytes | None
         if self._quiet:  # nothing goes out; players and queued DTMF wait
             pcm = SILENCE
             self.heard = stream.quiet_tick(now)
         else:
             pcm = self._outgoing()
-            if self._marker:  # the first frame after sleeping
+            if pcm is None:  # a bridge with nothing to relay: no packet, the clock runs on
+                self._marker = True  # (the next audio packet starts a talkspurt)
+                if now >= self._keepalive_at:  # ... but for the NAT keepalive
+                    pcm = SILENCE
+            if self._marker and pcm is not None:  # the first frame after frames not sent
                 self._marker = False
                 self.heard, out = stream.tick(pcm, now, marker=True)
             else:
                 self.heard, out = stream.tick(pcm, now)
-            for transmit in out:
-                self._send(self._rtp, transmit)
+            if out:
+                self._keepalive_at = now + self.keepalive
+                for transmit in out:
+                    self._send(self._rtp, transmit)
         if self.recorder is not None:
-            self.recorder.write(self.heard, pcm)
+            self.recorder.write(self.heard, SILENCE if pcm is None else pcm)
         if self.tap is not None:
             self.tap.deliver(self.heard)
         if now >= stream.get_timer():
@@ -374,7 +387,10 @@ class Leg:
         self.idle_from = None
         self._marker = True
 
-    def _outgoing(self) -> bytes:
+    def _outgoing(self) -> bytes | None:
+        """The frame to send this tick; None for a bridge that has nothing to relay under
+        ``--idle-rtp keepalive`` (the peer's playout gave the shared SILENCE: nothing it
+        received is in the frame)."""
         player = self.player
         if player is not None:
             frame = player.next_frame()
@@ -385,16 +401,21 @@ class Leg:
             frame = self.tap.next_frame()
             if frame is not None:
                 return frame
-        if self.room_frame is not None:
-            return self.room_frame
-        if self.peer is not None:
-            return self.peer.heard
+        if self._room_frame is not None:
+            return self._room_frame
+        peer = self.peer
+        if peer is not None:
+            heard = peer.heard
+            if heard is SILENCE and self.keepalive:
+                return None
+            return heard
         return SILENCE
 
     def _send(self, transport: asyncio.DatagramTransport | None, transmit: Transmit) -> None:
         if transport is None or transport.is_closing() or self._quiet:
             return
-        if self.stream is not None and not self.stream.sendable(transmit):
+        stream = self.stream
+        if stream is not None and stream.latch_private and not stream.sendable(transmit):
             return
         data = transmit.data
         srtp = self.srtp

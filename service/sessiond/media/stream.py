@@ -46,6 +46,7 @@ class MediaStream:
         latch_private: bool = False,
     ) -> None:
         self.negotiated = negotiated
+        self._sends = negotiated.direction.sends  # (read every tick)
         # a private SDP address (RFC 1918, ULA) is not sent to: the peer is behind NAT, and
         # its media is sent where its RTP comes from once it arrives (the latch)
         self.latch_private = latch_private
@@ -91,6 +92,7 @@ class MediaStream:
     def update(self, negotiated: NegotiatedStream) -> None:
         """Apply a re-negotiation (hold, resume, new address). The codec must stay the same."""
         self.negotiated = negotiated
+        self._sends = negotiated.direction.sends
         self.rtp.remote_rtp = self._remote(negotiated)
         self.rtp.remote_rtcp = None if negotiated.rtcp_mux else self._remote_rtcp(negotiated)
         if self._remote(negotiated) != self.rtp.latched and not self._ignores(negotiated):
@@ -170,7 +172,7 @@ class MediaStream:
                     )
                 )
             self.rtp.advance(spf)
-        elif pcm is not None and self.negotiated.direction.sends:
+        elif pcm is not None and self._sends:
             payload = self.codec.encode(pcm)
             pt = self.codec.payload_type
             out.append(self.rtp.send(payload, payload_type=pt, samples=spf, now=now, marker=marker))

@@ -16,6 +16,8 @@ and the NAT bindings on the path stay alive, and its RTCP (RFC 3550, 5 s) and in
 timer run as before. Whatever gives the leg work again (:meth:`Leg.wake`) puts it back on
 the 20 ms tick at once. While asleep a leg does not decode the audio it receives (nobody
 would hear it); reception stats, latching and DTMF detection go on in the socket callback.
+A bridged leg stays on the tick but, with ``keepalive``, sends only what its peer received:
+on a tick with nothing to relay it sends no RTP but the keepalive (:meth:`Leg.tick`).
 
 Load (:class:`TickLoad`): how long the ticks took and how late they started, per heartbeat;
 the node reports itself full to the edges when it is falling behind.
@@ -44,7 +46,7 @@ IDLE_RTP_HELP = (
     "what an answered leg with nothing to play sends: 'send' a silence frame every 20 ms "
     "(default; for peers that hang up on a short RTP timeout), 'keepalive' one silence "
     "packet every --idle-keepalive seconds plus RTCP, and no per-leg work between (for "
-    "thousands of held calls)"
+    "thousands of held calls; a bridged leg then relays only the audio that arrives)"
 )
 DEFAULT_KEEPALIVE = 5.0
 
@@ -142,6 +144,7 @@ class LegSchedule:
         """A new leg: ticked from the next tick on."""
         if self.keepalive:  # (with ``send`` every leg of the executor is ticked)
             leg.on_busy = self.wake
+            leg.keepalive = self.keepalive
             self.active[leg] = None
 
     def wake(self, leg: Leg) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
 from sessiond.cli.preflight import Parser, positive_float, positive_int
+from sessiond.media.ticker import IDLE_RTP
 
 BENCH_REDIS = "redis://127.0.0.1:6379/15"
 
@@ -157,7 +158,15 @@ def _peers(args: argparse.Namespace) -> int:
     rates = _rates(args.rates, DEFAULT_RATES)
     if rates is None:
         return 2
-    return peers(args.systems, rates, args.seconds, args.rounds, args.hold, args.install)
+    return peers(
+        args.systems,
+        rates,
+        args.seconds,
+        args.rounds,
+        args.hold,
+        args.install,
+        idle_rtp=args.idle_rtp,
+    )
 
 
 def _memory(args: argparse.Namespace) -> int:
@@ -258,6 +267,12 @@ def add_parser(sub: Any) -> None:
         action="store_true",
         help="install what the systems need first (apt kamailio, kamailio-redis-modules; "
         "pip sippy)",
+    )
+    p.add_argument(
+        "--idle-rtp",
+        choices=IDLE_RTP,
+        default="send",
+        help="the sessiond systems' media node --idle-rtp policy (default send, as sessiond's)",
     )
 
     p = add("memory", _memory, "Redis memory per held answered call, and a full media tier")

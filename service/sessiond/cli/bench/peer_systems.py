@@ -381,15 +381,17 @@ def start_sessiond(
     return running
 
 
-def start(name: str, work: Path) -> Running:
+def start(name: str, work: Path, *, idle_rtp: str = "send") -> Running:
+    """Start system ``name``; ``idle_rtp``: the sessiond systems' ``--idle-rtp``."""
     if name in ("kamailio", "kamailio-redis"):
         return start_kamailio(work, redis=name == "kamailio-redis")
     if name == "sippy":
         return start_sippy(work)
+    extra = ["--idle-rtp", idle_rtp]
     if name == "sessiond-forward":
-        return start_sessiond(work, forward=True, rtp_ports="30000-34999")
+        return start_sessiond(work, forward=True, rtp_ports="30000-34999", extra=extra)
     if name == "sessiond-bypass":
-        return start_sessiond(work, forward=True, rtp_ports="40000-44999", bypass=True)
+        return start_sessiond(work, forward=True, rtp_ports="40000-44999", bypass=True, extra=extra)
     if name == "sessiond-answer":
-        return start_sessiond(work, forward=False, rtp_ports="35000-39999")
+        return start_sessiond(work, forward=False, rtp_ports="35000-39999", extra=extra)
     raise ValueError(name)

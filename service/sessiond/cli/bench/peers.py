@@ -213,7 +213,10 @@ def peers(
     rounds: int,
     hold: float,
     do_install: bool,
+    *,
+    idle_rtp: str = "send",
 ) -> int:
+    """``idle_rtp``: the sessiond systems' ``--idle-rtp`` (the media node's idle policy)."""
     results = _check(systems, hold, do_install)
     if results is None:
         return 2
@@ -224,7 +227,7 @@ def peers(
             if m.note:
                 continue
             try:
-                running[m.name] = start(m.name, work)
+                running[m.name] = start(m.name, work, idle_rtp=idle_rtp)
             except PeerMissing as exc:
                 print(f"sessiond bench peers: {m.name}: {exc}", file=sys.stderr)
                 return 1
