@@ -75,7 +75,6 @@ LIST_HEADERS = frozenset(
     }
 )
 
-_NONE: list[str] = []  # the lines of an absent header (never modified)
 
 _SPECIAL_CASE = {
     "call-id": "Call-ID",
@@ -126,22 +125,29 @@ class Headers:
         self.fields: tuple[HeaderField, ...] = tuple(fields)
         # The header block as received (raw lines joined by CRLF), when known.
         self._text = text
-        # key -> values of its lines, in order; built by the first lookup
-        self._index: dict[str, list[str]] | None = None
+        # key -> values of its lines, in order; built by the first lookup. Tuples, not
+        # lists: the garbage collector stops tracking a tuple of strings, and messages are
+        # kept for as long as their transactions (32 s), so lists were a third of the
+        # objects each of its full collections visits in a loaded edge.
+        self._index: dict[str, tuple[str, ...]] | None = None
 
-    def _lines(self, key: str) -> list[str]:
-        """Values of the lines of canonical ``key`` (do not modify the list)."""
+    def _lines(self, key: str) -> tuple[str, ...]:
+        """Values of the lines of canonical ``key``."""
         index = self._index
         if index is None:
             index = {}
-            for f in self.fields:
-                lines = index.get(f[0])
-                if lines is None:
-                    index[f[0]] = [f[2]]
+            repeated: dict[str, list[str]] = {}  # keys of several lines: all their values
+            for k, _, value, _ in self.fields:
+                if k not in index:
+                    index[k] = (value,)
+                elif k in repeated:
+                    repeated[k].append(value)
                 else:
-                    lines.append(f[2])
+                    repeated[k] = [*index[k], value]
+            for k, values in repeated.items():
+                index[k] = tuple(values)
             self._index = index
-        return index.get(key, _NONE)
+        return index.get(key, ())
 
     @classmethod
     def of(cls, pairs: Iterable[tuple[str, str]]) -> Headers:
