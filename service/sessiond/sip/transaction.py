@@ -219,10 +219,22 @@ class TransactionLayer:
 
     # -- timers ----------------------------------------------------------------------
     def get_timer(self) -> float | None:
-        """The earliest time :meth:`handle_timer` has work to do (may be early, never late)."""
-        while self._heap and self._lookup(self._heap[0][1]) is None:
-            heapq.heappop(self._heap)
-        return self._heap[0][0] if self._heap else None
+        """The earliest time :meth:`handle_timer` has work to do (never late). An entry a
+        transaction has outgrown (its timer was stopped or moved later: a response stopped
+        Timer A or E, an answer came before the 100 Trying was due) is dropped or moved to
+        the transaction's own next deadline here, so it costs no wake-up."""
+        heap = self._heap
+        while heap:
+            when, key = heap[0]
+            tx = self._lookup(key)
+            due = tx.get_timer() if tx is not None else None
+            if due is None:
+                heapq.heappop(heap)
+            elif due > when:
+                heapq.heapreplace(heap, (due, key))
+            else:
+                return when
+        return None
 
     def handle_timer(self, now: float) -> list[Action]:
         """Fire every transaction timer due at ``now``."""
