@@ -387,3 +387,14 @@ def test_delayed_100_trying_is_not_sent_after_cancel_and_487() -> None:
     answer(link, uas, 487, which=0)  # 487 to the INVITE
     link.advance(1.0)
     assert uas_statuses(uas) == [200, 487]
+
+
+def test_a_stopped_timer_costs_no_wake_up() -> None:
+    """A 180 stops Timers A and B (Proceeding runs none): the layer has no deadline left,
+    where its heap still held Timer A's entry (the edge woke for it, to do nothing)."""
+    layer = TransactionLayer()
+    req = request("INVITE")
+    _, _ = layer.send_request(req, ("127.0.0.1", UAS_PORT), 0.0)
+    assert layer.get_timer() == 0.5  # Timer A
+    layer.receive(make_response(req, 180, to_tag="b1"), ("127.0.0.1", UAS_PORT), 0.1)
+    assert layer.get_timer() is None
